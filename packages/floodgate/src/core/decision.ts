@@ -1,0 +1,110 @@
+import type { AlgorithmName, PolicyResult } from './algorithms/types.js';
+import type { Policy } from './policy.js';
+
+/** Why a request was refused. */
+export type DenyReason =
+  /** The policy has no room for this cost now; `retryAfter` says when it will. */
+  | 'limit'
+  /** The cost exceeds what the policy can ever allow (its limit or burst); retrying cannot help. */
+  | 'cost-exceeds-limit';
+
+/** One policy's view of a request. */
+export interface PolicyDecision extends PolicyResult {
+  readonly policy: string;
+  readonly algorithm: AlgorithmName;
+  readonly limit: number;
+  /** The policy's window in ms (for concurrency, the lease timeout). */
+  readonly window: number;
+}
+
+/**
+ * The answer to a request. Its numbers come from the most restrictive policy: when refused, the one that
+ * makes the caller wait longest; when allowed, the one with the least `remaining`. `policies` has every
+ * policy's numbers (e.g. one `RateLimit` header item each).
+ */
+export interface Decision extends PolicyDecision {
+  /** Set when refused. */
+  readonly reason: DenyReason | undefined;
+  /** When a concurrency policy granted slots: pass it to `limiter.release(key, leaseId)` when done. */
+  readonly leaseId: string | undefined;
+  readonly policies: readonly PolicyDecision[];
+}
+
+function policyDecision(policy: Policy, result: PolicyResult): PolicyDecision {
+  return {
+    policy: policy.name,
+    algorithm: policy.algorithm,
+    limit: policy.burst,
+    window: policy.window,
+    allowed: result.allowed,
+    remaining: result.remaining,
+    resetAt: result.resetAt,
+    retryAfter: result.retryAfter,
+  };
+}
+
+/** Index of the policy whose numbers a decision reports. */
+export function mostRestrictive(results: readonly PolicyResult[]): number {
+  let pick = 0;
+  const allowed = results.every((r) => r.allowed);
+  for (let i = 1; i < results.length; i++) {
+    const r = results[i]!;
+    const best = results[pick]!;
+    if (allowed ? r.remaining < best.remaining : !r.allowed && (best.allowed || r.retryAfter > best.retryAfter)) {
+      pick = i;
+    }
+  }
+  return pick;
+}
+
+/** Built on the hot path: the per-policy list is only assembled when read. */
+class LimiterDecision implements Decision {
+  readonly allowed: boolean;
+  readonly policy: string;
+  readonly algorithm: AlgorithmName;
+  readonly limit: number;
+  readonly window: number;
+  readonly remaining: number;
+  readonly resetAt: number;
+  readonly retryAfter: number;
+  readonly reason: DenyReason | undefined;
+  readonly leaseId: string | undefined;
+  #policies: readonly Policy[];
+  #results: readonly PolicyResult[];
+  #decisions: readonly PolicyDecision[] | undefined;
+
+  constructor(allowed: boolean, policies: readonly Policy[], results: readonly PolicyResult[], pick: number, leaseId: string | undefined) {
+    const policy = policies[pick]!;
+    const result = results[pick]!;
+    this.allowed = allowed;
+    this.policy = policy.name;
+    this.algorithm = policy.algorithm;
+    this.limit = policy.burst;
+    this.window = policy.window;
+    this.remaining = result.remaining;
+    this.resetAt = result.resetAt;
+    this.retryAfter = result.retryAfter;
+    this.reason = allowed ? undefined : result.retryAfter === Number.POSITIVE_INFINITY ? 'cost-exceeds-limit' : 'limit';
+    this.leaseId = allowed ? leaseId : undefined;
+    this.#policies = policies;
+    this.#results = results;
+  }
+
+  get policies(): readonly PolicyDecision[] {
+    this.#decisions ??= this.#policies.map((p, i) => policyDecision(p, this.#results[i]!));
+    return this.#decisions;
+  }
+
+  toJSON() {
+    const { allowed, policy, algorithm, limit, window, remaining, resetAt, retryAfter, reason, leaseId } = this;
+    return { allowed, policy, algorithm, limit, window, remaining, resetAt, retryAfter, reason, leaseId, policies: this.policies };
+  }
+}
+
+/** Combines the per-policy results of one request into a decision. */
+export function decide(policies: readonly Policy[], results: readonly PolicyResult[], leaseId?: string): Decision {
+  if (results.length === 1) return new LimiterDecision(results[0]!.allowed, policies, results, 0, leaseId);
+  let allowed = true;
+  for (const r of results) allowed &&= r.allowed;
+  return new LimiterDecision(allowed, policies, results, mostRestrictive(results), leaseId);
+}

@@ -1,0 +1,353 @@
+import type { PolicyResult } from './algorithms/types.js';
+import { type Clock, systemClock } from './clock.js';
+import { type Decision, decide } from './decision.js';
+import { FloodgateError, invalidOption } from './errors.js';
+import { boundKey } from './keys.js';
+import { type Policy, type PolicySet, type PolicySpec, policySet, resolvePolicies } from './policy.js';
+import { MemoryStore } from '../stores/memory.js';
+import { isSyncStore, type Store, type StoreMode, type SyncStore } from '../stores/store.js';
+
+/** An identifier: whom a limit applies to (a user id, an IP, a hashed API key). Numbers are converted. */
+export type Key = string | number;
+
+export interface LimiterOptions {
+  /** The default policies, applied to every identifier without an override (all of them, all or nothing). */
+  readonly policies: PolicySpec | readonly PolicySpec[];
+  /**
+   * Per-identifier policies on top of the defaults: a policy with a default's name replaces it for that
+   * identifier, others are added. E.g. `{ 'user:42': [{ name: 'minute', limit: 1000, window: '1m' }] }`.
+   */
+  readonly overrides?: Readonly<Record<string, PolicySpec | readonly PolicySpec[]>>;
+  /** Where state lives. Default: a new `MemoryStore` on `clock`. */
+  readonly store?: Store;
+  /** Time for the default store and for `waitFor`'s sleeps. Default: the system clock. */
+  readonly clock?: Clock;
+  /** Cost of a request when the call does not say (token-throttler's `cost`). Default: 1. */
+  readonly cost?: number;
+  /** Identifiers longer than this are replaced by their SHA-256 digest. Default: 256. */
+  readonly maxKeyLength?: number;
+}
+
+/** The plain-data form of a limiter's configuration, as a JSON or YAML file would hold it. */
+export interface LimiterConfig {
+  readonly policies: PolicySpec | readonly PolicySpec[];
+  readonly overrides?: Readonly<Record<string, PolicySpec | readonly PolicySpec[]>>;
+  readonly cost?: number;
+}
+
+export interface CostOptions {
+  /** Cost of this request, a non-negative integer. Default: the limiter's `cost`. */
+  readonly cost?: number;
+}
+
+export interface WaitOptions extends CostOptions {
+  /** Longest time to wait, as ms. If the wait would be longer, rejects at once with `RateLimitedError`. Default: no bound. */
+  readonly maxWait?: number;
+  /** Aborts the wait: the promise rejects with the signal's reason. */
+  readonly signal?: AbortSignal;
+}
+
+export interface WrapOptions<A extends unknown[], R> extends CostOptions {
+  /** The identifier for a call: a fixed key or a function of the call's arguments. */
+  readonly key: Key | ((...args: A) => Key);
+  /** What a refused call returns instead of throwing `RateLimitedError`. */
+  readonly onLimited?: (decision: Decision, ...args: A) => R | Promise<R>;
+}
+
+/** Thrown by `wrap`ped functions and `waitFor` when a request is refused; `decision` says for how long. */
+export class RateLimitedError extends FloodgateError {
+  readonly decision: Decision;
+  constructor(decision: Decision) {
+    const wait = Number.isFinite(decision.retryAfter)
+      ? `retry in ${Math.ceil(decision.retryAfter / 1000)} s`
+      : 'the cost exceeds the limit';
+    super('ERR_FLOODGATE_RATE_LIMITED', `rate limited by policy "${decision.policy}": ${wait}`);
+    this.name = 'RateLimitedError';
+    this.decision = decision;
+  }
+}
+
+function checkCost(cost: unknown, option: string): number {
+  if (typeof cost !== 'number') throw invalidOption(option, 'a non-negative integer', cost, 'type');
+  if (!Number.isSafeInteger(cost) || cost < 0) throw invalidOption(option, 'a non-negative integer', cost);
+  return cost;
+}
+
+let leaseCounter = 0;
+
+/**
+ * Decides whether requests may proceed, under policies declared once for every identifier.
+ *
+ * @example
+ * const limiter = new Limiter({ policies: [
+ *   { name: 'burst', limit: 10, window: '10s' },
+ *   { name: 'sustained', algorithm: 'sliding-window-counter', limit: 20, window: '30s' },
+ * ] });
+ * const decision = await limiter.consume('user:42');
+ * if (!decision.allowed) console.log(`retry in ${decision.retryAfter} ms`);
+ */
+export class Limiter {
+  readonly store: Store;
+  readonly #sync: SyncStore | undefined;
+  readonly #clock: Clock;
+  readonly #cost: number;
+  readonly #maxKeyLength: number;
+  #defaults: Policy[] = [];
+  #overrideSpecs = new Map<string, Policy[]>();
+  #defaultSet!: PolicySet;
+  #overrides = new Map<string, PolicySet>();
+
+  constructor(options: LimiterOptions) {
+    if (typeof options !== 'object' || options === null) {
+      throw invalidOption('options', 'an object such as { policies: [{ limit: 5, window: "10s" }] }', options, 'type');
+    }
+    const { clock = systemClock, cost = 1, maxKeyLength = 256 } = options;
+    if (typeof clock?.now !== 'function' || typeof clock.sleep !== 'function') {
+      throw invalidOption('clock', 'an object with now() and sleep(ms) methods', clock, 'type');
+    }
+    if (!Number.isSafeInteger(maxKeyLength) || maxKeyLength < 16) {
+      throw invalidOption('maxKeyLength', 'an integer of at least 16', maxKeyLength);
+    }
+    const store = options.store ?? new MemoryStore({ clock });
+    if (typeof store?.apply !== 'function' || typeof store.reset !== 'function') {
+      throw invalidOption('store', 'a Store (an object with apply() and reset() methods)', store, 'type');
+    }
+    this.#clock = clock;
+    this.#cost = checkCost(cost, 'cost');
+    this.#maxKeyLength = maxKeyLength;
+    this.store = store;
+    this.#sync = isSyncStore(store) ? store : undefined;
+    this.configure({ policies: options.policies, ...(options.overrides ? { overrides: options.overrides } : {}) });
+  }
+
+  /** Builds a limiter from plain configuration data (e.g. parsed JSON or YAML). */
+  static fromConfig(config: LimiterConfig, options: Omit<LimiterOptions, 'policies' | 'overrides' | 'cost'> = {}): Limiter {
+    if (typeof config !== 'object' || config === null) throw invalidOption('config', 'an object', config, 'type');
+    return new Limiter({ ...options, ...config });
+  }
+
+  /**
+   * Replaces all policies and overrides at once (validated first: on error nothing changes). State of
+   * policies whose name and parameters are unchanged is kept.
+   */
+  configure(config: Omit<LimiterConfig, 'cost'>): void {
+    const defaults = resolvePolicies(config.policies, 'policies');
+    const overrides = new Map<string, Policy[]>();
+    for (const [key, specs] of Object.entries(config.overrides ?? {})) {
+      overrides.set(key, resolvePolicies(specs, `overrides[${JSON.stringify(key)}]`));
+    }
+    this.#defaults = defaults;
+    this.#overrideSpecs = overrides;
+    this.#rebuild();
+  }
+
+  /** The current configuration as plain data. */
+  config(): LimiterConfig {
+    const overrides: Record<string, PolicySpec[]> = {};
+    for (const [key, policies] of this.#overrideSpecs) overrides[key] = policies.map((p) => p.spec);
+    return { policies: this.#defaults.map((p) => p.spec), overrides, cost: this.#cost };
+  }
+
+  /** Adds a default policy (or replaces the one with the same name). */
+  addPolicy(spec: PolicySpec): void {
+    const [policy] = resolvePolicies(spec, 'policy');
+    this.#defaults = [...this.#defaults.filter((p) => p.name !== policy!.name), policy!];
+    this.#rebuild();
+  }
+
+  /** Removes a default policy by name; returns whether it existed. The last default cannot be removed. */
+  removePolicy(name: string): boolean {
+    if (!this.#defaults.some((p) => p.name === name)) return false;
+    if (this.#defaults.length === 1) {
+      throw invalidOption('policies', 'at least one policy: the last default cannot be removed', name);
+    }
+    this.#defaults = this.#defaults.filter((p) => p.name !== name);
+    this.#rebuild();
+    return true;
+  }
+
+  /** Sets the policies of one identifier on top of the defaults (see `LimiterOptions.overrides`). */
+  setOverride(key: Key, specs: PolicySpec | readonly PolicySpec[]): void {
+    const id = String(key);
+    this.#overrideSpecs.set(id, resolvePolicies(specs, `overrides[${JSON.stringify(id)}]`));
+    this.#rebuild();
+  }
+
+  /** Returns the identifier to the default policies; returns whether it had an override. */
+  removeOverride(key: Key): boolean {
+    const removed = this.#overrideSpecs.delete(String(key));
+    if (removed) this.#rebuild();
+    return removed;
+  }
+
+  /** The policies that apply to `key`. */
+  policiesFor(key: Key): readonly Policy[] {
+    return this.#setFor(String(key)).policies;
+  }
+
+  /** Decides a request and, if every policy allows it, charges its cost to all of them. */
+  async consume(key: Key, options?: CostOptions): Promise<Decision> {
+    return this.#apply(key, options?.cost, 'consume');
+  }
+
+  /** Decides as `consume` would, without charging anything. */
+  async peek(key: Key, options?: CostOptions): Promise<Decision> {
+    return this.#apply(key, options?.cost, 'peek');
+  }
+
+  /** Gives `cost` back to every policy of `key` (e.g. a request that turned out not to count). */
+  async refund(key: Key, cost?: number): Promise<Decision> {
+    return this.#apply(key, cost, 'refund');
+  }
+
+  /** Releases the slots a concurrency policy granted to `leaseId`. */
+  async release(key: Key, leaseId: string): Promise<Decision> {
+    return this.#apply(key, 0, 'refund', leaseId);
+  }
+
+  /** Forgets all state of `key`. */
+  async reset(key: Key): Promise<void> {
+    const id = String(key);
+    await this.store.reset(boundKey(id, this.#maxKeyLength), this.#setFor(id));
+  }
+
+  /** `consume`, answering only whether the request is allowed (token-throttler's `consume`). */
+  async allow(key: Key, options?: CostOptions): Promise<boolean> {
+    return (await this.#apply(key, options?.cost, 'consume')).allowed;
+  }
+
+  /** Synchronous `consume`: for a store with a synchronous path (the memory store). */
+  consumeSync(key: Key, options?: CostOptions): Decision {
+    return this.#applySync(key, options?.cost, 'consume');
+  }
+
+  /** Synchronous `peek`. */
+  peekSync(key: Key, options?: CostOptions): Decision {
+    return this.#applySync(key, options?.cost, 'peek');
+  }
+
+  /** Synchronous `refund`. */
+  refundSync(key: Key, cost?: number): Decision {
+    return this.#applySync(key, cost, 'refund');
+  }
+
+  /** Synchronous `release`. */
+  releaseSync(key: Key, leaseId: string): Decision {
+    return this.#applySync(key, 0, 'refund', leaseId);
+  }
+
+  /** Synchronous `reset`. */
+  resetSync(key: Key): void {
+    const id = String(key);
+    this.#syncStore().resetSync(boundKey(id, this.#maxKeyLength), this.#setFor(id));
+  }
+
+  /** Synchronous `allow`: the fastest path, a boolean. */
+  allowSync(key: Key, options?: CostOptions): boolean {
+    return this.#applySync(key, options?.cost, 'consume').allowed;
+  }
+
+  /**
+   * Waits until the request is allowed, then consumes it: for callers that would rather wait than be
+   * refused, such as clients throttling their own outgoing calls. Rejects with `RateLimitedError` at
+   * once when the wait would exceed `maxWait` or the cost can never fit, and with the signal's reason when
+   * aborted.
+   */
+  async waitFor(key: Key, options: WaitOptions = {}): Promise<Decision> {
+    const { maxWait = Number.POSITIVE_INFINITY, signal } = options;
+    if (typeof maxWait !== 'number' || !(maxWait >= 0)) throw invalidOption('maxWait', 'a number of ms >= 0', maxWait);
+    const deadline = this.#clock.now() + maxWait;
+    for (;;) {
+      signal?.throwIfAborted();
+      const decision = await this.#apply(key, options.cost, 'consume');
+      if (decision.allowed) return decision;
+      if (this.#clock.now() + decision.retryAfter > deadline) throw new RateLimitedError(decision);
+      await this.#clock.sleep(decision.retryAfter, signal);
+    }
+  }
+
+  /**
+   * Wraps a function so each call first consumes from the limiter (the token-throttler decorator's
+   * equivalent). A refused call throws `RateLimitedError`, or returns what `onLimited` returns. Slots of a
+   * concurrency policy are released when the call settles.
+   */
+  wrap<A extends unknown[], R>(fn: (...args: A) => R | Promise<R>, options: WrapOptions<A, R>): (...args: A) => Promise<R> {
+    if (typeof fn !== 'function') throw invalidOption('fn', 'a function', fn, 'type');
+    const { key, onLimited } = options;
+    if (typeof key !== 'function' && typeof key !== 'string' && typeof key !== 'number') {
+      throw invalidOption('key', 'a string, a number, or a function of the arguments', key, 'type');
+    }
+    if (onLimited !== undefined && typeof onLimited !== 'function') {
+      throw invalidOption('onLimited', 'a function', onLimited, 'type');
+    }
+    const cost = options.cost === undefined ? undefined : checkCost(options.cost, 'cost');
+    const keyOf = typeof key === 'function' ? key : () => key;
+    return async (...args: A): Promise<R> => {
+      const id = keyOf(...args);
+      const decision = await this.#apply(id, cost, 'consume');
+      if (!decision.allowed) {
+        if (onLimited) return onLimited(decision, ...args);
+        throw new RateLimitedError(decision);
+      }
+      if (decision.leaseId === undefined) return fn(...args);
+      try {
+        return await fn(...args);
+      } finally {
+        await this.release(id, decision.leaseId);
+      }
+    };
+  }
+
+  #rebuild(): void {
+    this.#defaultSet = policySet(this.#defaults);
+    const sets = new Map<string, PolicySet>();
+    for (const [key, policies] of this.#overrideSpecs) sets.set(key, policySet(this.#defaults, policies));
+    this.#overrides = sets;
+  }
+
+  #setFor(id: string): PolicySet {
+    return this.#overrides.size === 0 ? this.#defaultSet : (this.#overrides.get(id) ?? this.#defaultSet);
+  }
+
+  #syncStore(): SyncStore {
+    if (this.#sync === undefined) {
+      throw new FloodgateError(
+        'ERR_FLOODGATE_STORE_NOT_SYNC',
+        'floodgate: the *Sync methods need a store with a synchronous path (MemoryStore); use the async methods',
+      );
+    }
+    return this.#sync;
+  }
+
+  #prepare(key: Key, cost: number | undefined) {
+    if (typeof key !== 'string' && typeof key !== 'number') {
+      throw invalidOption('key', 'a string or a number', key, 'type');
+    }
+    return cost === undefined ? this.#cost : checkCost(cost, 'cost');
+  }
+
+  #applySync(key: Key, cost: number | undefined, mode: StoreMode, lease?: string): Decision {
+    const store = this.#syncStore();
+    const n = this.#prepare(key, cost);
+    const id = typeof key === 'string' ? key : String(key);
+    const set = this.#setFor(id);
+    const leaseId = lease ?? (set.concurrent && mode === 'consume' ? `${++leaseCounter}` : undefined);
+    const results = store.applySync(boundKey(id, this.#maxKeyLength), set, n, mode, leaseId);
+    return decide(set.policies, results, leaseId);
+  }
+
+  async #apply(key: Key, cost: number | undefined, mode: StoreMode, lease?: string): Promise<Decision> {
+    if (this.#sync !== undefined) return this.#applySync(key, cost, mode, lease);
+    const n = this.#prepare(key, cost);
+    const id = typeof key === 'string' ? key : String(key);
+    const set = this.#setFor(id);
+    const leaseId = lease ?? (set.concurrent && mode === 'consume' ? newLeaseId() : undefined);
+    const results: readonly PolicyResult[] = await this.store.apply(boundKey(id, this.#maxKeyLength), set, n, mode, leaseId);
+    return decide(set.policies, results, leaseId);
+  }
+}
+
+/** Lease ids must be unique across processes sharing a store. */
+function newLeaseId(): string {
+  return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}-${++leaseCounter}`;
+}

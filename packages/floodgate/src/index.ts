@@ -1,0 +1,49 @@
+/**
+ * Floodgate core: policies, algorithms, the Limiter and the in-memory store. Never imports a framework or
+ * a Redis client; those live in their own subpaths.
+ */
+export { concurrency } from './core/algorithms/concurrency.js';
+export { fixedWindow } from './core/algorithms/fixed-window.js';
+export { gcra } from './core/algorithms/gcra.js';
+export { algorithmNames, algorithms } from './core/algorithms/index.js';
+export { slidingWindowCounter } from './core/algorithms/sliding-window-counter.js';
+export { slidingWindowLog } from './core/algorithms/sliding-window-log.js';
+export { tokenBucket } from './core/algorithms/token-bucket.js';
+export type {
+  Algorithm,
+  AlgorithmName,
+  AlgorithmParams,
+  Outcome,
+  PolicyResult,
+} from './core/algorithms/types.js';
+export type { ConcurrencyState, Lease } from './core/algorithms/concurrency.js';
+export type { FixedWindowState } from './core/algorithms/fixed-window.js';
+export type { GcraState } from './core/algorithms/gcra.js';
+export type { SlidingCounterState } from './core/algorithms/sliding-window-counter.js';
+export type { SlidingLogState } from './core/algorithms/sliding-window-log.js';
+export { type Clock, ManualClock, systemClock } from './core/clock.js';
+export type { Decision, DenyReason, PolicyDecision } from './core/decision.js';
+export { type Duration, parseDuration } from './core/duration.js';
+export { FloodgateError, type FloodgateErrorCode } from './core/errors.js';
+export { boundKey, hashKey } from './core/keys.js';
+export {
+  type CostOptions,
+  type Key,
+  Limiter,
+  type LimiterConfig,
+  type LimiterOptions,
+  RateLimitedError,
+  type WaitOptions,
+  type WrapOptions,
+} from './core/limiter.js';
+export {
+  type ConcurrencyPolicySpec,
+  type Policy,
+  type PolicySet,
+  type PolicySpec,
+  type RatePolicySpec,
+  resolvePolicies,
+  resolvePolicy,
+} from './core/policy.js';
+export { MemoryStore, type MemoryStoreOptions } from './stores/memory.js';
+export { isSyncStore, type Store, type StoreMode, type SyncStore } from './stores/store.js';

@@ -1,0 +1,36 @@
+import type { PolicyResult } from '../core/algorithms/types.js';
+import type { PolicySet } from '../core/policy.js';
+
+/**
+ * What a store is asked to do with one identifier's policies:
+ * - `consume`: decide every policy for `cost`; if all allow, charge all; otherwise charge none.
+ * - `peek`: decide as `consume` would, charging nothing.
+ * - `refund`: give `cost` back to every policy (for concurrency: release `lease`), then report as a
+ *   zero-cost peek.
+ */
+export type StoreMode = 'consume' | 'peek' | 'refund';
+
+/**
+ * The contract between the Limiter and where state lives. Implement it to keep limits somewhere else;
+ * a store must decide exactly as the pure algorithms in `floodgate`'s `algorithms` do (the shared decision
+ * vectors in the repository test that), and apply all policies of a set atomically.
+ *
+ * Results come back in the order of `set.policies`.
+ */
+export interface Store {
+  apply(key: string, set: PolicySet, cost: number, mode: StoreMode, lease?: string): Promise<readonly PolicyResult[]>;
+  /** Forgets all state of `key` under the policies of `set`. */
+  reset(key: string, set: PolicySet): Promise<void>;
+}
+
+/** A store that can also answer synchronously (the memory store): the Limiter's `*Sync` methods use it. */
+export interface SyncStore extends Store {
+  applySync(key: string, set: PolicySet, cost: number, mode: StoreMode, lease?: string): readonly PolicyResult[];
+  resetSync(key: string, set: PolicySet): void;
+}
+
+/** True when `store` offers the synchronous fast path. */
+export function isSyncStore(store: Store): store is SyncStore {
+  const candidate = store as Partial<SyncStore>;
+  return typeof candidate.applySync === 'function' && typeof candidate.resetSync === 'function';
+}
