@@ -2,11 +2,17 @@
  * Floodgate core: policies, algorithms, the Limiter and the in-memory store. Never imports a framework or
  * a Redis client; those live in their own subpaths.
  */
+
+export type { ConcurrencyState, Lease } from './core/algorithms/concurrency.js';
 export { concurrency } from './core/algorithms/concurrency.js';
+export type { FixedWindowState } from './core/algorithms/fixed-window.js';
 export { fixedWindow } from './core/algorithms/fixed-window.js';
+export type { GcraState } from './core/algorithms/gcra.js';
 export { gcra } from './core/algorithms/gcra.js';
 export { algorithmNames, algorithms } from './core/algorithms/index.js';
+export type { SlidingCounterState } from './core/algorithms/sliding-window-counter.js';
 export { slidingWindowCounter } from './core/algorithms/sliding-window-counter.js';
+export type { SlidingLogState } from './core/algorithms/sliding-window-log.js';
 export { slidingWindowLog } from './core/algorithms/sliding-window-log.js';
 export { tokenBucket } from './core/algorithms/token-bucket.js';
 export type {
@@ -16,11 +22,6 @@ export type {
   Outcome,
   PolicyResult,
 } from './core/algorithms/types.js';
-export type { ConcurrencyState, Lease } from './core/algorithms/concurrency.js';
-export type { FixedWindowState } from './core/algorithms/fixed-window.js';
-export type { GcraState } from './core/algorithms/gcra.js';
-export type { SlidingCounterState } from './core/algorithms/sliding-window-counter.js';
-export type { SlidingLogState } from './core/algorithms/sliding-window-log.js';
 export { type Clock, ManualClock, systemClock } from './core/clock.js';
 export type { Decision, DenyReason, PolicyDecision } from './core/decision.js';
 export { type Duration, parseDuration } from './core/duration.js';

@@ -8,7 +8,13 @@ import { Limiter } from '../src/core/limiter.js';
 import type { PolicySpec } from '../src/core/policy.js';
 
 const T0 = 1_700_000_000_000;
-const RATE: AlgorithmName[] = ['token-bucket', 'gcra', 'fixed-window', 'sliding-window-log', 'sliding-window-counter'];
+const RATE: AlgorithmName[] = [
+  'token-bucket',
+  'gcra',
+  'fixed-window',
+  'sliding-window-log',
+  'sliding-window-counter',
+];
 
 interface Req {
   dt: number;
@@ -22,13 +28,20 @@ interface Run {
 function run(name: AlgorithmName): fc.Arbitrary<Run> {
   const bucket = name === 'token-bucket' || name === 'gcra';
   return fc
-    .record({ limit: fc.integer({ min: 1, max: 12 }), window: fc.integer({ min: 1, max: 3000 }), extra: fc.integer({ min: 0, max: 8 }) })
+    .record({
+      limit: fc.integer({ min: 1, max: 12 }),
+      window: fc.integer({ min: 1, max: 3000 }),
+      extra: fc.integer({ min: 0, max: 8 }),
+    })
     .chain(({ limit, window, extra }) => {
       const burst = bucket ? Math.max(1, limit + extra - 4) : limit;
       return fc.record({
         params: fc.constant({ limit, window, burst }),
         reqs: fc.array(
-          fc.record({ dt: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 2 * window })), cost: fc.integer({ min: 0, max: burst + 1 }) }),
+          fc.record({
+            dt: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 2 * window })),
+            cost: fc.integer({ min: 0, max: burst + 1 }),
+          }),
           { maxLength: 60 },
         ),
       });
@@ -54,8 +67,14 @@ function simulate(name: AlgorithmName, { params, reqs }: Run): Step[] {
       assert.equal(out.state, state, 'a denied request changes no state');
       if (Number.isFinite(out.retryAfter)) {
         assert.ok(out.retryAfter >= 1);
-        assert.ok(algo.consume(state, now + out.retryAfter, cost, params, 'x').allowed, 'allowed exactly at retryAfter');
-        assert.ok(!algo.consume(state, now + out.retryAfter - 1, cost, params, 'x').allowed, 'retryAfter is the earliest time');
+        assert.ok(
+          algo.consume(state, now + out.retryAfter, cost, params, 'x').allowed,
+          'allowed exactly at retryAfter',
+        );
+        assert.ok(
+          !algo.consume(state, now + out.retryAfter - 1, cost, params, 'x').allowed,
+          'retryAfter is the earliest time',
+        );
       } else {
         assert.ok(cost > params.burst, 'Infinity only for a cost that can never fit');
       }
@@ -87,7 +106,10 @@ describe('algorithm guarantees (property-based)', () => {
             for (const b of steps) {
               if (b.now < a.now) continue;
               const sum = allowedIn(steps, a.now, b.now + 1);
-              assert.ok(sum * window <= burst * window + (b.now - a.now) * limit, `${sum} in [${a.now}, ${b.now}]`);
+              assert.ok(
+                sum * window <= burst * window + (b.now - a.now) * limit,
+                `${sum} in [${a.now}, ${b.now}]`,
+              );
             }
           }
         }),
@@ -174,7 +196,14 @@ describe('algorithm guarantees (property-based)', () => {
     const arb = fc.record({
       limit: fc.integer({ min: 1, max: 6 }),
       timeout: fc.integer({ min: 1, max: 1000 }),
-      ops: fc.array(fc.record({ dt: fc.integer({ min: 0, max: 400 }), cost: fc.integer({ min: 0, max: 7 }), release: fc.nat(10) }), { maxLength: 60 }),
+      ops: fc.array(
+        fc.record({
+          dt: fc.integer({ min: 0, max: 400 }),
+          cost: fc.integer({ min: 0, max: 7 }),
+          release: fc.nat(10),
+        }),
+        { maxLength: 60 },
+      ),
     });
     fc.assert(
       fc.property(arb, ({ limit, timeout, ops }) => {
@@ -205,6 +234,33 @@ describe('algorithm guarantees (property-based)', () => {
   });
 });
 
+describe('refund (property-based)', () => {
+  for (const name of [...RATE, 'concurrency'] as AlgorithmName[]) {
+    it(`${name}: refunding an allowed request at once restores its capacity; later refunds only add, up to the limit`, () => {
+      fc.assert(
+        fc.property(run(name), fc.integer({ min: 0, max: 5000 }), (r, later) => {
+          const algo = algorithms[name];
+          let state: unknown;
+          let now = T0;
+          const available = (s: unknown, t: number) => algo.consume(s, t, 0, r.params).remaining;
+          for (const [i, { dt, cost }] of r.reqs.entries()) {
+            now += dt;
+            const before = available(state, now);
+            const out = algo.consume(state, now, cost, r.params, `l${i}`);
+            if (!out.allowed) continue;
+            assert.equal(available(algo.refund(out.state, now, cost, r.params), now), before);
+            const t = now + later;
+            const refunded = available(algo.refund(out.state, t, cost, r.params), t);
+            assert.ok(refunded >= available(out.state, t) && refunded <= r.params.burst);
+            state = out.state;
+          }
+        }),
+        { numRuns: 200 },
+      );
+    });
+  }
+});
+
 function policyArb(i: number): fc.Arbitrary<PolicySpec> {
   return fc.oneof(
     fc.record({
@@ -224,9 +280,15 @@ function policyArb(i: number): fc.Arbitrary<PolicySpec> {
 
 describe('Limiter on MemoryStore (property-based)', () => {
   const scenario = fc.record({
-    policies: fc.tuple(policyArb(0), policyArb(1), policyArb(2)).chain((ps) => fc.integer({ min: 1, max: 3 }).map((n) => ps.slice(0, n))),
+    policies: fc
+      .tuple(policyArb(0), policyArb(1), policyArb(2))
+      .chain((ps) => fc.integer({ min: 1, max: 3 }).map((n) => ps.slice(0, n))),
     reqs: fc.array(
-      fc.record({ dt: fc.integer({ min: 0, max: 3000 }), cost: fc.integer({ min: 0, max: 9 }), key: fc.constantFrom('a', 'b') }),
+      fc.record({
+        dt: fc.integer({ min: 0, max: 3000 }),
+        cost: fc.integer({ min: 0, max: 9 }),
+        key: fc.constantFrom('a', 'b'),
+      }),
       { maxLength: 50 },
     ),
   });
@@ -244,7 +306,9 @@ describe('Limiter on MemoryStore (property-based)', () => {
           const states = model.get(key) ?? [];
           const before = limiter.peekSync(key, { cost: 0 }).policies;
           const decision = limiter.consumeSync(key, { cost });
-          const outs = resolved.map((p, i) => p.impl.consume(states[i], now, cost, p, decision.leaseId ?? 'none'));
+          const outs = resolved.map((p, i) =>
+            p.impl.consume(states[i], now, cost, p, decision.leaseId ?? 'none'),
+          );
           const allowed = outs.every((o) => o.allowed);
           assert.equal(decision.allowed, allowed);
           assert.deepEqual(

@@ -50,7 +50,9 @@ export function mostRestrictive(results: readonly PolicyResult[]): number {
   for (let i = 1; i < results.length; i++) {
     const r = results[i]!;
     const best = results[pick]!;
-    if (allowed ? r.remaining < best.remaining : !r.allowed && (best.allowed || r.retryAfter > best.retryAfter)) {
+    if (
+      allowed ? r.remaining < best.remaining : !r.allowed && (best.allowed || r.retryAfter > best.retryAfter)
+    ) {
       pick = i;
     }
   }
@@ -73,7 +75,13 @@ class LimiterDecision implements Decision {
   #results: readonly PolicyResult[];
   #decisions: readonly PolicyDecision[] | undefined;
 
-  constructor(allowed: boolean, policies: readonly Policy[], results: readonly PolicyResult[], pick: number, leaseId: string | undefined) {
+  constructor(
+    allowed: boolean,
+    policies: readonly Policy[],
+    results: readonly PolicyResult[],
+    pick: number,
+    leaseId: string | undefined,
+  ) {
     const policy = policies[pick]!;
     const result = results[pick]!;
     this.allowed = allowed;
@@ -84,7 +92,11 @@ class LimiterDecision implements Decision {
     this.remaining = result.remaining;
     this.resetAt = result.resetAt;
     this.retryAfter = result.retryAfter;
-    this.reason = allowed ? undefined : result.retryAfter === Number.POSITIVE_INFINITY ? 'cost-exceeds-limit' : 'limit';
+    this.reason = allowed
+      ? undefined
+      : result.retryAfter === Number.POSITIVE_INFINITY
+        ? 'cost-exceeds-limit'
+        : 'limit';
     this.leaseId = allowed ? leaseId : undefined;
     this.#policies = policies;
     this.#results = results;
@@ -96,13 +108,30 @@ class LimiterDecision implements Decision {
   }
 
   toJSON() {
-    const { allowed, policy, algorithm, limit, window, remaining, resetAt, retryAfter, reason, leaseId } = this;
-    return { allowed, policy, algorithm, limit, window, remaining, resetAt, retryAfter, reason, leaseId, policies: this.policies };
+    const { allowed, policy, algorithm, limit, window, remaining, resetAt, retryAfter, reason, leaseId } =
+      this;
+    return {
+      allowed,
+      policy,
+      algorithm,
+      limit,
+      window,
+      remaining,
+      resetAt,
+      retryAfter,
+      reason,
+      leaseId,
+      policies: this.policies,
+    };
   }
 }
 
 /** Combines the per-policy results of one request into a decision. */
-export function decide(policies: readonly Policy[], results: readonly PolicyResult[], leaseId?: string): Decision {
+export function decide(
+  policies: readonly Policy[],
+  results: readonly PolicyResult[],
+  leaseId?: string,
+): Decision {
   if (results.length === 1) return new LimiterDecision(results[0]!.allowed, policies, results, 0, leaseId);
   let allowed = true;
   for (const r of results) allowed &&= r.allowed;

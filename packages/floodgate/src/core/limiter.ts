@@ -1,11 +1,11 @@
+import { MemoryStore } from '../stores/memory.js';
+import { isSyncStore, type Store, type StoreMode, type SyncStore } from '../stores/store.js';
 import type { PolicyResult } from './algorithms/types.js';
 import { type Clock, systemClock } from './clock.js';
 import { type Decision, decide } from './decision.js';
 import { FloodgateError, invalidOption } from './errors.js';
 import { boundKey } from './keys.js';
 import { type Policy, type PolicySet, type PolicySpec, policySet, resolvePolicies } from './policy.js';
-import { MemoryStore } from '../stores/memory.js';
-import { isSyncStore, type Store, type StoreMode, type SyncStore } from '../stores/store.js';
 
 /** An identifier: whom a limit applies to (a user id, an IP, a hashed API key). Numbers are converted. */
 export type Key = string | number;
@@ -99,7 +99,12 @@ export class Limiter {
 
   constructor(options: LimiterOptions) {
     if (typeof options !== 'object' || options === null) {
-      throw invalidOption('options', 'an object such as { policies: [{ limit: 5, window: "10s" }] }', options, 'type');
+      throw invalidOption(
+        'options',
+        'an object such as { policies: [{ limit: 5, window: "10s" }] }',
+        options,
+        'type',
+      );
     }
     const { clock = systemClock, cost = 1, maxKeyLength = 256 } = options;
     if (typeof clock?.now !== 'function' || typeof clock.sleep !== 'function') {
@@ -117,12 +122,19 @@ export class Limiter {
     this.#maxKeyLength = maxKeyLength;
     this.store = store;
     this.#sync = isSyncStore(store) ? store : undefined;
-    this.configure({ policies: options.policies, ...(options.overrides ? { overrides: options.overrides } : {}) });
+    this.configure({
+      policies: options.policies,
+      ...(options.overrides ? { overrides: options.overrides } : {}),
+    });
   }
 
   /** Builds a limiter from plain configuration data (e.g. parsed JSON or YAML). */
-  static fromConfig(config: LimiterConfig, options: Omit<LimiterOptions, 'policies' | 'overrides' | 'cost'> = {}): Limiter {
-    if (typeof config !== 'object' || config === null) throw invalidOption('config', 'an object', config, 'type');
+  static fromConfig(
+    config: LimiterConfig,
+    options: Omit<LimiterOptions, 'policies' | 'overrides' | 'cost'> = {},
+  ): Limiter {
+    if (typeof config !== 'object' || config === null)
+      throw invalidOption('config', 'an object', config, 'type');
     return new Limiter({ ...options, ...config });
   }
 
@@ -255,13 +267,16 @@ export class Limiter {
    */
   async waitFor(key: Key, options: WaitOptions = {}): Promise<Decision> {
     const { maxWait = Number.POSITIVE_INFINITY, signal } = options;
-    if (typeof maxWait !== 'number' || !(maxWait >= 0)) throw invalidOption('maxWait', 'a number of ms >= 0', maxWait);
+    if (typeof maxWait !== 'number' || !(maxWait >= 0))
+      throw invalidOption('maxWait', 'a number of ms >= 0', maxWait);
     const deadline = this.#clock.now() + maxWait;
     for (;;) {
       signal?.throwIfAborted();
       const decision = await this.#apply(key, options.cost, 'consume');
       if (decision.allowed) return decision;
-      if (this.#clock.now() + decision.retryAfter > deadline) throw new RateLimitedError(decision);
+      // Infinity (a cost that can never fit) must refuse even without a deadline.
+      const retryAt = this.#clock.now() + decision.retryAfter;
+      if (retryAt > deadline || retryAt === Number.POSITIVE_INFINITY) throw new RateLimitedError(decision);
       await this.#clock.sleep(decision.retryAfter, signal);
     }
   }
@@ -271,7 +286,10 @@ export class Limiter {
    * equivalent). A refused call throws `RateLimitedError`, or returns what `onLimited` returns. Slots of a
    * concurrency policy are released when the call settles.
    */
-  wrap<A extends unknown[], R>(fn: (...args: A) => R | Promise<R>, options: WrapOptions<A, R>): (...args: A) => Promise<R> {
+  wrap<A extends unknown[], R>(
+    fn: (...args: A) => R | Promise<R>,
+    options: WrapOptions<A, R>,
+  ): (...args: A) => Promise<R> {
     if (typeof fn !== 'function') throw invalidOption('fn', 'a function', fn, 'type');
     const { key, onLimited } = options;
     if (typeof key !== 'function' && typeof key !== 'string' && typeof key !== 'number') {
@@ -342,7 +360,13 @@ export class Limiter {
     const id = typeof key === 'string' ? key : String(key);
     const set = this.#setFor(id);
     const leaseId = lease ?? (set.concurrent && mode === 'consume' ? newLeaseId() : undefined);
-    const results: readonly PolicyResult[] = await this.store.apply(boundKey(id, this.#maxKeyLength), set, n, mode, leaseId);
+    const results: readonly PolicyResult[] = await this.store.apply(
+      boundKey(id, this.#maxKeyLength),
+      set,
+      n,
+      mode,
+      leaseId,
+    );
     return decide(set.policies, results, leaseId);
   }
 }

@@ -1,4 +1,4 @@
-import { algorithms, algorithmNames } from './algorithms/index.js';
+import { algorithmNames, algorithms } from './algorithms/index.js';
 import type { Algorithm, AlgorithmName, AlgorithmParams } from './algorithms/types.js';
 import { type Duration, formatDuration, parseDuration } from './duration.js';
 import { invalidOption } from './errors.js';
@@ -75,7 +75,11 @@ export function resolvePolicy(spec: unknown, path: string): Policy {
   const raw = spec as Record<string, unknown>;
   const algorithm = raw.algorithm ?? 'token-bucket';
   if (typeof algorithm !== 'string' || !algorithmNames.includes(algorithm as AlgorithmName)) {
-    throw invalidOption(`${path}.algorithm`, `one of ${algorithmNames.map((n) => `"${n}"`).join(', ')}`, algorithm);
+    throw invalidOption(
+      `${path}.algorithm`,
+      `one of ${algorithmNames.map((n) => `"${n}"`).join(', ')}`,
+      algorithm,
+    );
   }
   const name = algorithm as AlgorithmName;
   const allowed = name === 'concurrency' ? CONCURRENCY_KEYS : RATE_KEYS;
@@ -101,7 +105,11 @@ export function resolvePolicy(spec: unknown, path: string): Policy {
   const label = name === 'concurrency' ? `${limit}` : `${limit}-per-${formatDuration(window)}`;
   const policyName = raw.name ?? `${name}-${label}`;
   if (typeof policyName !== 'string' || !NAME.test(policyName)) {
-    throw invalidOption(`${path}.name`, 'up to 64 letters, digits, ".", "_", ":" or "-", starting with a letter or digit', policyName);
+    throw invalidOption(
+      `${path}.name`,
+      'up to 64 letters, digits, ".", "_", ":" or "-", starting with a letter or digit',
+      policyName,
+    );
   }
   const normalised: PolicySpec =
     name === 'concurrency'

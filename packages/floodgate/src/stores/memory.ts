@@ -44,7 +44,8 @@ export class MemoryStore implements SyncStore {
       throw invalidOption('MemoryStore options', 'an object', options, 'type');
     }
     const { clock = systemClock, maxKeys = Number.POSITIVE_INFINITY } = options;
-    if (typeof clock?.now !== 'function') throw invalidOption('clock', 'an object with a now() method', clock, 'type');
+    if (typeof clock?.now !== 'function')
+      throw invalidOption('clock', 'an object with a now() method', clock, 'type');
     if (maxKeys !== Number.POSITIVE_INFINITY && (!Number.isSafeInteger(maxKeys) || maxKeys < 1)) {
       throw invalidOption('maxKeys', 'a positive integer', maxKeys);
     }
@@ -57,7 +58,13 @@ export class MemoryStore implements SyncStore {
     return this.#map.size;
   }
 
-  applySync(key: string, set: PolicySet, cost: number, mode: StoreMode, lease?: string): readonly PolicyResult[] {
+  applySync(
+    key: string,
+    set: PolicySet,
+    cost: number,
+    mode: StoreMode,
+    lease?: string,
+  ): readonly PolicyResult[] {
     const now = this.#clock.now();
     const entry = this.#map.get(key);
     let states: unknown[] | undefined;
@@ -99,15 +106,21 @@ export class MemoryStore implements SyncStore {
     return results;
   }
 
-  async apply(key: string, set: PolicySet, cost: number, mode: StoreMode, lease?: string): Promise<readonly PolicyResult[]> {
+  async apply(
+    key: string,
+    set: PolicySet,
+    cost: number,
+    mode: StoreMode,
+    lease?: string,
+  ): Promise<readonly PolicyResult[]> {
     return this.applySync(key, set, cost, mode, lease);
   }
 
-  resetSync(key: string): void {
+  resetSync(key: string, _set?: PolicySet): void {
     this.#map.delete(key);
   }
 
-  async reset(key: string): Promise<void> {
+  async reset(key: string, _set?: PolicySet): Promise<void> {
     this.#map.delete(key);
   }
 
@@ -135,7 +148,14 @@ export class MemoryStore implements SyncStore {
     return results;
   }
 
-  #commit(key: string, entry: Entry | undefined, set: PolicySet, states: unknown[], expiresAt: number, now: number): void {
+  #commit(
+    key: string,
+    entry: Entry | undefined,
+    set: PolicySet,
+    states: unknown[],
+    expiresAt: number,
+    now: number,
+  ): void {
     if (entry !== undefined) {
       entry.set = set;
       entry.states = states;
@@ -149,27 +169,20 @@ export class MemoryStore implements SyncStore {
   }
 
   /**
-   * Called once per new key: looks at the oldest few entries, drops the expired and moves the live to the
-   * back; past `maxKeys`, evicts the first entry not used since the hand last passed it.
+   * Called once per new key: a clock hand over the oldest entries. Expired entries are dropped; live ones
+   * go to the back, losing their second-chance bit; past `maxKeys`, the first entry without that bit is
+   * evicted. Each call examines a few entries (more only while over `maxKeys`), so the cost is amortised O(1).
    */
   #sweep(now: number): void {
     const map = this.#map;
     let steps = SWEEP_STEPS;
     for (const [key, entry] of map) {
-      if (steps-- === 0) break;
+      const over = map.size > this.#maxKeys;
+      if (steps-- <= 0 && !over) break;
       map.delete(key);
-      if (entry.expiresAt > now) map.set(key, entry);
-    }
-    while (map.size > this.#maxKeys) {
-      for (const [key, entry] of map) {
-        map.delete(key);
-        if (entry.used && entry.expiresAt > now) {
-          entry.used = false;
-          map.set(key, entry);
-          continue;
-        }
-        break;
-      }
+      if (entry.expiresAt <= now || (over && !entry.used)) continue;
+      entry.used = false;
+      map.set(key, entry);
     }
   }
 }

@@ -18,14 +18,26 @@ export type StoreMode = 'consume' | 'peek' | 'refund';
  * Results come back in the order of `set.policies`.
  */
 export interface Store {
-  apply(key: string, set: PolicySet, cost: number, mode: StoreMode, lease?: string): Promise<readonly PolicyResult[]>;
+  apply(
+    key: string,
+    set: PolicySet,
+    cost: number,
+    mode: StoreMode,
+    lease?: string,
+  ): Promise<readonly PolicyResult[]>;
   /** Forgets all state of `key` under the policies of `set`. */
   reset(key: string, set: PolicySet): Promise<void>;
 }
 
 /** A store that can also answer synchronously (the memory store): the Limiter's `*Sync` methods use it. */
 export interface SyncStore extends Store {
-  applySync(key: string, set: PolicySet, cost: number, mode: StoreMode, lease?: string): readonly PolicyResult[];
+  applySync(
+    key: string,
+    set: PolicySet,
+    cost: number,
+    mode: StoreMode,
+    lease?: string,
+  ): readonly PolicyResult[];
   resetSync(key: string, set: PolicySet): void;
 }
 

@@ -38,7 +38,13 @@ export function loadVectors(): VectorFile[] {
 export interface StoreUnderTest {
   store: Store;
   setNow(time: number): void;
-  apply?(key: string, set: PolicySet, cost: number, mode: StoreMode, lease?: string): Promise<readonly PolicyResult[]>;
+  apply?(
+    key: string,
+    set: PolicySet,
+    cost: number,
+    mode: StoreMode,
+    lease?: string,
+  ): Promise<readonly PolicyResult[]>;
   close?(): Promise<void>;
 }
 
@@ -64,7 +70,11 @@ export function storeConformance(label: string, make: () => StoreUnderTest | Pro
                 resetAt: r.resetAt - c.start,
                 retryAfter: r.retryAfter === Number.POSITIVE_INFINITY ? null : r.retryAfter,
               }));
-              assert.deepEqual(actual, step.expect, `step ${i} (at ${step.at}, ${step.op ?? 'consume'} ${step.cost})`);
+              assert.deepEqual(
+                actual,
+                step.expect,
+                `step ${i} (at ${step.at}, ${step.op ?? 'consume'} ${step.cost})`,
+              );
             }
           } finally {
             await sut.close?.();

@@ -16,10 +16,16 @@ export function runDemo(options: DemoOptions): { lines: string[]; decisions: Dec
   const clock = new ManualClock(0);
   const limiter = new Limiter({
     clock,
-    policies: { algorithm: options.algorithm, limit: options.limit, window: options.window as RatePolicySpec['window'] },
+    policies: {
+      algorithm: options.algorithm,
+      limit: options.limit,
+      window: options.window as RatePolicySpec['window'],
+    },
   });
   const decisions: Decision[] = [];
-  const lines = [`policy ${limiter.policiesFor('user_id')[0]!.name}, ${options.requests} requests ${options.every} ms apart`];
+  const lines = [
+    `policy ${limiter.policiesFor('user_id')[0]!.name}, ${options.requests} requests ${options.every} ms apart`,
+  ];
   for (let i = 0; i < options.requests; i++) {
     const d = limiter.consumeSync('user_id');
     decisions.push(d);

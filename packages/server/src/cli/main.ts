@@ -13,7 +13,8 @@ commands:
 function integer(value: string | undefined, option: string, fallback: number): number {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`option --${option} must be a non-negative integer; got "${value}"`);
+  if (!Number.isSafeInteger(n) || n < 0)
+    throw new RangeError(`option --${option} must be a non-negative integer; got "${value}"`);
   return n;
 }
 

@@ -14,7 +14,9 @@ export interface ConcurrencyState {
 
 function live(state: ConcurrencyState | undefined, now: number): readonly Lease[] {
   if (state === undefined) return [];
-  return state.leases.some((l) => l.expiresAt <= now) ? state.leases.filter((l) => l.expiresAt > now) : state.leases;
+  return state.leases.some((l) => l.expiresAt <= now)
+    ? state.leases.filter((l) => l.expiresAt > now)
+    : state.leases;
 }
 
 /**
@@ -35,7 +37,7 @@ export const concurrency: Algorithm<ConcurrencyState> = {
       used += l.cost;
       if (l.expiresAt > last) last = l.expiresAt;
     }
-    if (cost > limit) return never(state, now, limit - used, last);
+    if (cost > limit) return never(state, limit - used, last);
     if (used + cost > limit) {
       const byExpiry = [...leases].sort((a, b) => a.expiresAt - b.expiresAt);
       let freed = 0;
@@ -51,16 +53,24 @@ export const concurrency: Algorithm<ConcurrencyState> = {
       };
     }
     if (cost === 0 || lease === undefined) {
-      return { allowed: true, remaining: limit - used - cost, resetAt: last, retryAfter: 0, state, expiresAt: last };
+      return {
+        allowed: true,
+        remaining: limit - used - cost,
+        resetAt: last,
+        retryAfter: 0,
+        state,
+        expiresAt: last,
+      };
     }
     const expiresAt = now + window;
+    const until = Math.max(expiresAt, last);
     return {
       allowed: true,
       remaining: limit - used - cost,
-      resetAt: expiresAt > last ? expiresAt : last,
+      resetAt: until,
       retryAfter: 0,
       state: { leases: [...leases, { id: lease, cost, expiresAt }] },
-      expiresAt: expiresAt > last ? expiresAt : last,
+      expiresAt: until,
     };
   },
   refund(state, now, cost, _params, lease) {

@@ -19,7 +19,7 @@ export const fixedWindow: Algorithm<FixedWindowState> = {
     const open = state !== undefined && now < state.start + window;
     const count = open ? state.count : 0;
     const end = open ? state.start + window : now;
-    if (cost > limit) return never(state, now, limit - count, end);
+    if (cost > limit) return never(state, limit - count, end);
     if (count + cost > limit) {
       return {
         allowed: false,
@@ -30,7 +30,8 @@ export const fixedWindow: Algorithm<FixedWindowState> = {
         expiresAt: end,
       };
     }
-    if (cost === 0) return { allowed: true, remaining: limit - count, resetAt: end, retryAfter: 0, state, expiresAt: end };
+    if (cost === 0)
+      return { allowed: true, remaining: limit - count, resetAt: end, retryAfter: 0, state, expiresAt: end };
     const start = open ? state.start : now;
     return {
       allowed: true,

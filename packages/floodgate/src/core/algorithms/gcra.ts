@@ -27,7 +27,7 @@ export const gcra: Algorithm<GcraState> = {
     const debt = (t - now) * limit + r;
     const capacity = burst * window;
     const resetAt = r > 0 ? t + 1 : t;
-    if (cost > burst) return never(state, now, Math.floor((capacity - debt) / window), resetAt);
+    if (cost > burst) return never(state, Math.floor((capacity - debt) / window), resetAt);
     const needed = debt + cost * window;
     if (needed > capacity) {
       return {

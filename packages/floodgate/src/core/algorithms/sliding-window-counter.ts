@@ -33,9 +33,10 @@ export const slidingWindowCounter: Algorithm<SlidingCounterState> = {
     const elapsed = now - start;
     const weighted = previous * (window - elapsed); // previous window's share, scaled by `window`
     const capacity = limit * window;
-    const resetFor = (count: number) => (count > 0 ? start + 2 * window : previous > 0 ? start + window : now);
+    const resetFor = (count: number) =>
+      count > 0 ? start + 2 * window : previous > 0 ? start + window : now;
     const available = Math.max(0, Math.floor((capacity - weighted - current * window) / window));
-    if (cost > limit) return never(state, now, available, resetFor(current));
+    if (cost > limit) return never(state, available, resetFor(current));
     if (weighted + (current + cost) * window > capacity) {
       let retryAt: number;
       if (current + cost <= limit) {
@@ -47,7 +48,14 @@ export const slidingWindowCounter: Algorithm<SlidingCounterState> = {
         retryAt = start + window + window - Math.floor(((limit - cost) * window) / current);
       }
       const resetAt = resetFor(current);
-      return { allowed: false, remaining: available, resetAt, retryAfter: retryAt - now, state, expiresAt: resetAt };
+      return {
+        allowed: false,
+        remaining: available,
+        resetAt,
+        retryAfter: retryAt - now,
+        state,
+        expiresAt: resetAt,
+      };
     }
     if (cost === 0) {
       const resetAt = resetFor(current);

@@ -30,7 +30,7 @@ export const slidingWindowLog: Algorithm<SlidingLogState> = {
     let used = 0;
     for (let i = first; i < costs.length; i++) used += costs[i]!;
     const last = times.length > first ? times[times.length - 1]! + window : now;
-    if (cost > limit) return never(state, now, limit - used, last);
+    if (cost > limit) return never(state, limit - used, last);
     if (used + cost > limit) {
       // Wait until the oldest entries have freed enough for this cost.
       let freed = 0;
@@ -46,7 +46,8 @@ export const slidingWindowLog: Algorithm<SlidingLogState> = {
         expiresAt: last,
       };
     }
-    if (cost === 0) return { allowed: true, remaining: limit - used, resetAt: last, retryAfter: 0, state, expiresAt: last };
+    if (cost === 0)
+      return { allowed: true, remaining: limit - used, resetAt: last, retryAfter: 0, state, expiresAt: last };
     const nextTimes = times.slice(first);
     const nextCosts = costs.slice(first);
     if (nextTimes.length > 0 && nextTimes[nextTimes.length - 1] === now) {

@@ -47,15 +47,34 @@ export type AlgorithmName =
 export interface Algorithm<S> {
   readonly name: AlgorithmName;
   /** Decides a request of `cost` at `now`. Allowed: the new state. Denied: the same state. */
-  consume(state: S | undefined, now: number, cost: number, params: AlgorithmParams, lease?: string): Outcome<S>;
+  consume(
+    state: S | undefined,
+    now: number,
+    cost: number,
+    params: AlgorithmParams,
+    lease?: string,
+  ): Outcome<S>;
   /**
    * Gives back `cost` previously consumed (never more than was taken; never below an empty state). For the
    * concurrency limiter, releases the lease `lease` when given.
    */
-  refund(state: S | undefined, now: number, cost: number, params: AlgorithmParams, lease?: string): S | undefined;
+  refund(
+    state: S | undefined,
+    now: number,
+    cost: number,
+    params: AlgorithmParams,
+    lease?: string,
+  ): S | undefined;
 }
 
 /** The outcome of a cost no policy state could ever allow (cost > burst). */
-export function never<S>(state: S | undefined, now: number, remaining: number, resetAt: number): Outcome<S> {
-  return { allowed: false, remaining, resetAt, retryAfter: Number.POSITIVE_INFINITY, state, expiresAt: resetAt };
+export function never<S>(state: S | undefined, remaining: number, resetAt: number): Outcome<S> {
+  return {
+    allowed: false,
+    remaining,
+    resetAt,
+    retryAfter: Number.POSITIVE_INFINITY,
+    state,
+    expiresAt: resetAt,
+  };
 }

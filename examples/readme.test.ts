@@ -1,0 +1,52 @@
+// Every TypeScript example in README.md is a complete program: this test type-checks and runs each one
+// against the built package, and compares what it prints with the `// → ` lines written under it.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { describe, it } from 'node:test';
+
+const root = resolve(import.meta.dirname, '..');
+const dir = join(root, 'examples/.readme');
+const readme = readFileSync(join(root, 'README.md'), 'utf8');
+const blocks = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]!);
+
+describe('README examples', () => {
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const files = blocks.map((code, i) => {
+    const file = join(dir, `example-${i + 1}.ts`);
+    writeFileSync(file, code);
+    return file;
+  });
+
+  it('has examples', () => assert.ok(blocks.length >= 5));
+
+  it('type-check', () => {
+    writeFileSync(
+      join(dir, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          target: 'ES2022',
+          module: 'nodenext',
+          moduleResolution: 'nodenext',
+          strict: true,
+          noEmit: true,
+          types: ['node'],
+        },
+        include: ['*.ts'],
+      }),
+    );
+    execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', dir], {
+      encoding: 'utf8',
+    });
+  });
+
+  files.forEach((file, i) => {
+    const expected = [...blocks[i]!.matchAll(/^\/\/ → (.*)$/gm)].map((m) => m[1]);
+    it(`example ${i + 1} prints what the README says`, () => {
+      const out = execFileSync(process.execPath, ['--import', 'tsx', file], { cwd: root, encoding: 'utf8' });
+      assert.deepEqual(out.trimEnd().split('\n').filter(Boolean), expected);
+    });
+  });
+});

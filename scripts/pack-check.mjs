@@ -1,0 +1,80 @@
+// Packs the library as npm would publish it, installs the tarball into a clean project, and loads every
+// subpath of its export map with ESM `import` and CommonJS `require`, then type-checks both forms. A broken
+// export map, a missing file or a runtime dependency that was never declared fails here, before release.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+const root = resolve(import.meta.dirname, '..');
+const work = join(root, '.pack-check');
+rmSync(work, { recursive: true, force: true });
+mkdirSync(work, { recursive: true });
+
+const run = (cmd, args, cwd) =>
+  execFileSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+
+const [{ filename }] = JSON.parse(
+  run('npm', ['pack', '--json', '--workspace', 'floodgate', '--pack-destination', work], root),
+);
+const consumer = join(work, 'consumer');
+mkdirSync(consumer);
+writeFileSync(join(consumer, 'package.json'), JSON.stringify({ name: 'consumer', private: true }));
+run(
+  'npm',
+  ['install', '--no-audit', '--no-fund', '--ignore-scripts', '--offline', join(work, filename)],
+  consumer,
+);
+
+const manifest = JSON.parse(readFileSync(join(consumer, 'node_modules/floodgate/package.json'), 'utf8'));
+if (manifest.dependencies && Object.keys(manifest.dependencies).length > 0) {
+  throw new Error(
+    `the library must have no runtime dependencies; found ${Object.keys(manifest.dependencies)}`,
+  );
+}
+const specifiers = Object.keys(manifest.exports)
+  .filter((k) => k !== './package.json')
+  .map((k) => (k === '.' ? 'floodgate' : `floodgate/${k.slice(2)}`));
+
+const esm = specifiers.map((s, i) => `import * as m${i} from '${s}';\ncheck('${s}', m${i});`).join('\n');
+const cjs = specifiers.map((s) => `check('${s}', require('${s}'));`).join('\n');
+const check = `function check(name, mod) {
+  const names = Object.keys(mod).filter((k) => k !== 'default' && k !== '__esModule');
+  if (names.length === 0) throw new Error(name + ' exports nothing');
+  console.log('  ' + name + ': ' + names.length + ' exports');
+}\n`;
+writeFileSync(join(consumer, 'check.mjs'), `${check}${esm}\n`);
+writeFileSync(join(consumer, 'check.cjs'), `${check}${cjs}\n`);
+console.log('pack-check: ESM import');
+process.stdout.write(run(process.execPath, ['check.mjs'], consumer));
+console.log('pack-check: CommonJS require');
+process.stdout.write(run(process.execPath, ['check.cjs'], consumer));
+
+// Types resolve through the "types" conditions for both module systems.
+const typed = specifiers
+  .map((s, i) => `import * as t${i} from '${s}';\nexport const n${i} = Object.keys(t${i}).length;`)
+  .join('\n');
+writeFileSync(
+  join(consumer, 'typed.mts'),
+  `${typed}\nimport { Limiter } from 'floodgate';\nexport const l: Limiter = new Limiter({ policies: { limit: 1, window: '1s' } });\n`,
+);
+writeFileSync(
+  join(consumer, 'typed.cts'),
+  `import floodgate = require('floodgate');\nexport const l: floodgate.Limiter = new floodgate.Limiter({ policies: { limit: 1, window: '1s' } });\n`,
+);
+writeFileSync(
+  join(consumer, 'tsconfig.json'),
+  JSON.stringify({
+    compilerOptions: {
+      module: 'nodenext',
+      moduleResolution: 'nodenext',
+      strict: true,
+      noEmit: true,
+      skipLibCheck: false,
+      types: [],
+    },
+    files: ['typed.mts', 'typed.cts'],
+  }),
+);
+run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], consumer);
+console.log(`pack-check: ${specifiers.length} subpath(s) load with import and require, and type-check`);
+rmSync(work, { recursive: true, force: true });
