@@ -1,7 +1,7 @@
 import type { Outcome, PolicyResult } from '../core/algorithms/types.js';
 import { systemClock } from '../core/clock.js';
 import { invalidOption } from '../core/errors.js';
-import type { PolicySet } from '../core/policy.js';
+import type { Policy, PolicySet } from '../core/policy.js';
 import type { StoreMode, SyncStore } from './store.js';
 
 export interface MemoryStoreOptions {
@@ -15,6 +15,7 @@ export interface MemoryStoreOptions {
 }
 
 interface Entry {
+  readonly key: string;
   set: PolicySet;
   states: unknown[];
   /** When every state is back to empty: from then on the entry means nothing and may be dropped. */
@@ -25,6 +26,8 @@ interface Entry {
 
 /** Entries examined per insertion while reclaiming expired state: amortised O(1), no timers. */
 const SWEEP_STEPS = 2;
+/** Compact the hand's queue once this many slots have been consumed from its front. */
+const COMPACT_AFTER = 4096;
 
 /**
  * The embedded default store: state in a `Map`, decided synchronously by the pure algorithms.
@@ -36,6 +39,13 @@ const SWEEP_STEPS = 2;
  */
 export class MemoryStore implements SyncStore {
   readonly #map = new Map<string, Entry>();
+  /**
+   * The clock hand: entries in the order it will visit them. Iterating the Map itself would be O(deleted
+   * slots) per new iterator in V8, so the hand keeps its own queue; a slot whose entry left the Map is
+   * skipped when reached.
+   */
+  #queue: Entry[] = [];
+  #head = 0;
   readonly #clock: { now(): number };
   readonly #maxKeys: number;
 
@@ -76,9 +86,16 @@ export class MemoryStore implements SyncStore {
     if (mode === 'refund') return this.#refund(key, entry, set, states, now, cost, lease);
     if (policies.length === 1) {
       const p = policies[0]!;
-      const out = p.impl.consume(states?.[0], now, cost, p, lease);
-      if (mode === 'consume' && out.allowed && out.state !== states?.[0]) {
-        this.#commit(key, entry, set, [out.state], out.expiresAt, now);
+      const prev = states === undefined ? undefined : states[0];
+      const out = p.impl.consume(prev, now, cost, p, lease);
+      if (mode === 'consume' && out.allowed && out.state !== prev) {
+        if (states !== undefined) {
+          // A live entry: update it in place, so that nothing allocated by this call outlives it.
+          states[0] = keep(p, prev, out.state);
+          entry!.expiresAt = out.expiresAt;
+        } else {
+          this.#commit(key, entry, set, [out.state], out.expiresAt, now);
+        }
       }
       return [out];
     }
@@ -127,6 +144,8 @@ export class MemoryStore implements SyncStore {
   /** Forgets every identifier. */
   clear(): void {
     this.#map.clear();
+    this.#queue = [];
+    this.#head = 0;
   }
 
   #refund(
@@ -157,14 +176,21 @@ export class MemoryStore implements SyncStore {
     now: number,
   ): void {
     if (entry !== undefined) {
-      entry.set = set;
-      entry.states = states;
+      if (entry.set === set) {
+        const kept = entry.states;
+        for (let i = 0; i < states.length; i++) kept[i] = keep(set.policies[i]!, kept[i], states[i]);
+      } else {
+        entry.set = set;
+        entry.states = states;
+      }
       entry.expiresAt = expiresAt;
       entry.used = true;
       return;
     }
     if (expiresAt <= now) return;
-    this.#map.set(key, { set, states, expiresAt, used: false });
+    const created: Entry = { key, set, states, expiresAt, used: false };
+    this.#map.set(key, created);
+    this.#queue.push(created);
     this.#sweep(now);
   }
 
@@ -175,16 +201,32 @@ export class MemoryStore implements SyncStore {
    */
   #sweep(now: number): void {
     const map = this.#map;
+    const queue = this.#queue;
     let steps = SWEEP_STEPS;
-    for (const [key, entry] of map) {
+    while (this.#head < queue.length) {
       const over = map.size > this.#maxKeys;
       if (steps-- <= 0 && !over) break;
-      map.delete(key);
-      if (entry.expiresAt <= now || (over && !entry.used)) continue;
+      const entry = queue[this.#head++]!;
+      if (map.get(entry.key) !== entry) continue; // reset, refunded to empty, or replaced since queued
+      if (entry.expiresAt <= now || (over && !entry.used)) {
+        map.delete(entry.key);
+        continue;
+      }
       entry.used = false;
-      map.set(key, entry);
+      queue.push(entry);
+    }
+    if (this.#head >= COMPACT_AFTER && this.#head * 2 >= queue.length) {
+      this.#queue = queue.slice(this.#head);
+      this.#head = 0;
     }
   }
+}
+
+/** The state object to hold: the store's own, updated in place where the algorithm allows it. */
+function keep(policy: Policy, held: unknown, next: unknown): unknown {
+  if (held === undefined || next === undefined || policy.impl.assign === undefined) return next;
+  policy.impl.assign(held, next);
+  return held;
 }
 
 /** Carries state across a change of the key's policies: kept for policies whose id is unchanged. */

@@ -1,4 +1,4 @@
-import { type Algorithm, never, type Outcome } from './types.js';
+import { type Algorithm, never, type Outcome, type Writable } from './types.js';
 
 /** Fixed-window state: when the current window opened, and the cost counted in it. */
 export interface FixedWindowState {
@@ -46,5 +46,10 @@ export const fixedWindow: Algorithm<FixedWindowState> = {
     if (state === undefined || now >= state.start + window) return undefined;
     const count = state.count - cost;
     return count > 0 ? { start: state.start, count } : undefined;
+  },
+  assign(target, source) {
+    const t = target as Writable<FixedWindowState>;
+    t.start = source.start;
+    t.count = source.count;
   },
 };

@@ -1,4 +1,4 @@
-import { type Algorithm, never, type Outcome } from './types.js';
+import { type Algorithm, never, type Outcome, type Writable } from './types.js';
 
 /**
  * GCRA state: the theoretical arrival time (TAT) held exactly as `t + r / limit` milliseconds, with `t` an
@@ -57,5 +57,10 @@ export const gcra: Algorithm<GcraState> = {
     const debt = (state.t - now) * limit + state.r - cost * window;
     if (debt <= 0) return undefined;
     return { t: now + Math.floor(debt / limit), r: debt % limit };
+  },
+  assign(target, source) {
+    const t = target as Writable<GcraState>;
+    t.t = source.t;
+    t.r = source.r;
   },
 };

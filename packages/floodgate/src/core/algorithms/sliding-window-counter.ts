@@ -1,4 +1,4 @@
-import { type Algorithm, never, type Outcome } from './types.js';
+import { type Algorithm, never, type Outcome, type Writable } from './types.js';
 
 /** Sliding-counter state: the start of the current clock-aligned window and the counts of it and the one before. */
 export interface SlidingCounterState {
@@ -85,5 +85,11 @@ export const slidingWindowCounter: Algorithm<SlidingCounterState> = {
       return previous > 0 ? { start, previous, current: 0 } : undefined;
     }
     return undefined;
+  },
+  assign(target, source) {
+    const t = target as Writable<SlidingCounterState>;
+    t.start = source.start;
+    t.previous = source.previous;
+    t.current = source.current;
   },
 };

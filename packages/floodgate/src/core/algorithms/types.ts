@@ -65,7 +65,16 @@ export interface Algorithm<S> {
     params: AlgorithmParams,
     lease?: string,
   ): S | undefined;
+  /**
+   * For flat states: copies `source` into `target`. A store may then keep one state object per key and
+   * update it, instead of holding each new one: objects that outlive a garbage-collector cycle are what make
+   * a store with many keys slow. The algorithms never mutate their input; only a store owning `target` may.
+   */
+  assign?(target: S, source: S): void;
 }
+
+/** The writable form of a state, for `assign`. */
+export type Writable<T> = { -readonly [K in keyof T]: T[K] };
 
 /** The outcome of a cost no policy state could ever allow (cost > burst). */
 export function never<S>(state: S | undefined, remaining: number, resetAt: number): Outcome<S> {
