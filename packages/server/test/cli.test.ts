@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
 import { describe, it } from 'node:test';
 
-const bin = resolve(import.meta.dirname, '../dist/cli/main.js');
+const bin = resolve(import.meta.dirname, '../bin/floodgate.js');
 const floodgate = (...args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8' });
 
 describe('floodgate command', () => {
