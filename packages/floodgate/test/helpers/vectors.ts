@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import type { PolicyResult } from '../../src/core/algorithms/types.js';
-import { type PolicySet, policySet, resolvePolicies } from '../../src/core/policy.js';
+import { policySet, resolvePolicies } from '../../src/core/policy.js';
 import type { Store, StoreMode } from '../../src/stores/store.js';
 
 interface Step {
@@ -38,13 +37,8 @@ export function loadVectors(): VectorFile[] {
 export interface StoreUnderTest {
   store: Store;
   setNow(time: number): void;
-  apply?(
-    key: string,
-    set: PolicySet,
-    cost: number,
-    mode: StoreMode,
-    lease?: string,
-  ): Promise<readonly PolicyResult[]>;
+  /** Overrides how the suite calls the store (e.g. through its synchronous path). */
+  apply?: Store['apply'];
   close?(): Promise<void>;
 }
 
