@@ -2,7 +2,8 @@
 export type FloodgateErrorCode =
   | 'ERR_FLOODGATE_INVALID_OPTION'
   | 'ERR_FLOODGATE_RATE_LIMITED'
-  | 'ERR_FLOODGATE_STORE_NOT_SYNC';
+  | 'ERR_FLOODGATE_STORE_NOT_SYNC'
+  | 'ERR_FLOODGATE_STORE_TIMEOUT';
 
 /** Base class of the errors Floodgate defines itself (invalid options are plain TypeError/RangeError). */
 export class FloodgateError extends Error {

@@ -1,0 +1,353 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * One script decides a batch of operations, each on one identifier's policies, atomically: Redis runs a
+ * script to completion before any other command, so no other client can slip between reading and writing
+ * a counter (the GET-then-SETEX race). Each algorithm below mirrors its pure TypeScript twin in
+ * `core/algorithms` line for line; the shared decision vectors hold both to the same answers.
+ *
+ * KEYS: every operation's policy keys, in order.
+ * ARGV: now ('' = the server's TIME), then per operation: mode (c)onsume, (p)eek, (r)efund, (x) reset;
+ *       cost; lease ('' for none); number of policies; then per policy: algorithm code, limit, window, burst.
+ * Reply: per operation and policy, 4 integers: allowed (1/0), remaining, resetAt, retryAfter (-1: never).
+ *
+ * States are strings of integers separated by spaces, each key expiring when its state stops mattering.
+ */
+export const BATCH_SCRIPT = `
+local floor, ceil = math.floor, math.ceil
+local function fmt(x) return string.format('%.0f', x) end
+local function fields(raw)
+  local out = {}
+  if raw then for w in string.gmatch(raw, '%S+') do out[#out + 1] = w end end
+  return out
+end
+
+-- GCRA and token bucket: "t r", the TAT as t + r / limit ms.
+local function gcra_parse(raw)
+  local f = fields(raw)
+  if #f == 0 then return nil end
+  return { t = tonumber(f[1]), r = tonumber(f[2]) }
+end
+local function gcra_encode(s) return fmt(s.t) .. ' ' .. fmt(s.r) end
+local function gcra_consume(s, now, cost, limit, window, burst)
+  local t, r = now, 0
+  if s and s.t >= now then t, r = s.t, s.r end
+  local debt = (t - now) * limit + r
+  local capacity = burst * window
+  local reset = t
+  if r > 0 then reset = t + 1 end
+  if cost > burst then return 0, floor((capacity - debt) / window), reset, -1, s end
+  local needed = debt + cost * window
+  if needed > capacity then
+    return 0, floor((capacity - debt) / window), reset, ceil((needed - capacity) / limit), s
+  end
+  local sum = r + cost * window
+  local nt = t + floor(sum / limit)
+  local nr = sum % limit
+  local nreset = nt
+  if nr > 0 then nreset = nt + 1 end
+  if cost == 0 then return 1, floor((capacity - needed) / window), nreset, 0, s end
+  return 1, floor((capacity - needed) / window), nreset, 0, { t = nt, r = nr }
+end
+local function gcra_refund(s, now, cost, limit, window)
+  if not s or s.t < now then return nil end
+  local debt = (s.t - now) * limit + s.r - cost * window
+  if debt <= 0 then return nil end
+  return { t = now + floor(debt / limit), r = debt % limit }
+end
+
+-- Fixed window: "start count".
+local function fw_parse(raw)
+  local f = fields(raw)
+  if #f == 0 then return nil end
+  return { start = tonumber(f[1]), count = tonumber(f[2]) }
+end
+local function fw_encode(s) return fmt(s.start) .. ' ' .. fmt(s.count) end
+local function fw_consume(s, now, cost, limit, window)
+  local open = s ~= nil and now < s.start + window
+  local count, finish = 0, now
+  if open then count, finish = s.count, s.start + window end
+  if cost > limit then return 0, limit - count, finish, -1, s end
+  if count + cost > limit then return 0, limit - count, finish, finish - now, s end
+  if cost == 0 then return 1, limit - count, finish, 0, s end
+  local start = now
+  if open then start = s.start end
+  return 1, limit - count - cost, start + window, 0, { start = start, count = count + cost }
+end
+local function fw_refund(s, now, cost, limit, window)
+  if not s or now >= s.start + window then return nil end
+  local count = s.count - cost
+  if count > 0 then return { start = s.start, count = count } end
+  return nil
+end
+
+-- Sliding window log: "t1 c1 t2 c2 ...", oldest first.
+local function swl_parse(raw)
+  local f = fields(raw)
+  if #f == 0 then return nil end
+  local times, costs = {}, {}
+  for i = 1, #f, 2 do
+    times[#times + 1] = tonumber(f[i])
+    costs[#costs + 1] = tonumber(f[i + 1])
+  end
+  return { times = times, costs = costs }
+end
+local function swl_encode(s)
+  local parts = {}
+  for i = 1, #s.times do
+    parts[#parts + 1] = fmt(s.times[i])
+    parts[#parts + 1] = fmt(s.costs[i])
+  end
+  return table.concat(parts, ' ')
+end
+local function swl_first(s, now, window)
+  local i = 1
+  while i <= #s.times and s.times[i] + window <= now do i = i + 1 end
+  return i
+end
+local function swl_consume(s, now, cost, limit, window)
+  local times, costs, first = {}, {}, 1
+  if s then times, costs, first = s.times, s.costs, swl_first(s, now, window) end
+  local used = 0
+  for i = first, #costs do used = used + costs[i] end
+  local last = now
+  if #times >= first then last = times[#times] + window end
+  if cost > limit then return 0, limit - used, last, -1, s end
+  if used + cost > limit then
+    local freed, i, excess = 0, first, used + cost - limit
+    while freed < excess do
+      freed = freed + costs[i]
+      i = i + 1
+    end
+    return 0, limit - used, last, times[i - 1] + window - now, s
+  end
+  if cost == 0 then return 1, limit - used, last, 0, s end
+  local nt, nc = {}, {}
+  for i = first, #times do
+    nt[#nt + 1] = times[i]
+    nc[#nc + 1] = costs[i]
+  end
+  if #nt > 0 and nt[#nt] == now then
+    nc[#nc] = nc[#nc] + cost
+  else
+    nt[#nt + 1] = now
+    nc[#nc + 1] = cost
+  end
+  return 1, limit - used - cost, now + window, 0, { times = nt, costs = nc }
+end
+local function swl_refund(s, now, cost, limit, window)
+  if not s then return nil end
+  local first = swl_first(s, now, window)
+  local times, costs = {}, {}
+  for i = first, #s.times do
+    times[#times + 1] = s.times[i]
+    costs[#costs + 1] = s.costs[i]
+  end
+  local left = cost
+  while left > 0 and #costs > 0 do
+    local take = math.min(left, costs[#costs])
+    left = left - take
+    costs[#costs] = costs[#costs] - take
+    if costs[#costs] == 0 then
+      costs[#costs] = nil
+      times[#times] = nil
+    end
+  end
+  if #times > 0 then return { times = times, costs = costs } end
+  return nil
+end
+
+-- Sliding window counter: "start previous current", windows aligned to the clock.
+local function swc_parse(raw)
+  local f = fields(raw)
+  if #f == 0 then return nil end
+  return { start = tonumber(f[1]), previous = tonumber(f[2]), current = tonumber(f[3]) }
+end
+local function swc_encode(s) return fmt(s.start) .. ' ' .. fmt(s.previous) .. ' ' .. fmt(s.current) end
+local function swc_consume(s, now, cost, limit, window)
+  local start = now - now % window
+  local previous, current = 0, 0
+  if s then
+    if s.start == start then
+      previous, current = s.previous, s.current
+    elseif s.start + window == start then
+      previous = s.current
+    end
+  end
+  local elapsed = now - start
+  local weighted = previous * (window - elapsed)
+  local capacity = limit * window
+  local function reset_for(count)
+    if count > 0 then return start + 2 * window end
+    if previous > 0 then return start + window end
+    return now
+  end
+  local available = math.max(0, floor((capacity - weighted - current * window) / window))
+  if cost > limit then return 0, available, reset_for(current), -1, s end
+  if weighted + (current + cost) * window > capacity then
+    local retry_at
+    if current + cost <= limit then
+      retry_at = start + window - floor(((limit - current - cost) * window) / previous)
+    else
+      retry_at = start + window + window - floor(((limit - cost) * window) / current)
+    end
+    return 0, available, reset_for(current), retry_at - now, s
+  end
+  if cost == 0 then return 1, available, reset_for(current), 0, s end
+  local nxt = current + cost
+  return 1, floor((capacity - weighted - nxt * window) / window), reset_for(nxt), 0,
+    { start = start, previous = previous, current = nxt }
+end
+local function swc_refund(s, now, cost, limit, window)
+  if not s then return nil end
+  local start = now - now % window
+  if s.start == start then
+    local current = math.max(0, s.current - cost)
+    if current > 0 or s.previous > 0 then return { start = start, previous = s.previous, current = current } end
+    return nil
+  end
+  if s.start + window == start then
+    local previous = math.max(0, s.current - cost)
+    if previous > 0 then return { start = start, previous = previous, current = 0 } end
+  end
+  return nil
+end
+
+-- Concurrency: "id cost expiresAt ..." per lease, in the order granted.
+local function cc_parse(raw)
+  local f = fields(raw)
+  if #f == 0 then return nil end
+  local leases = {}
+  for i = 1, #f, 3 do
+    leases[#leases + 1] = { id = f[i], cost = tonumber(f[i + 1]), exp = tonumber(f[i + 2]) }
+  end
+  return { leases = leases }
+end
+local function cc_encode(s)
+  local parts = {}
+  for _, l in ipairs(s.leases) do
+    parts[#parts + 1] = l.id .. ' ' .. fmt(l.cost) .. ' ' .. fmt(l.exp)
+  end
+  return table.concat(parts, ' ')
+end
+local function cc_live(s, now)
+  local out = {}
+  if s then for _, l in ipairs(s.leases) do if l.exp > now then out[#out + 1] = l end end end
+  return out
+end
+local function cc_consume(s, now, cost, limit, window, burst, lease)
+  local leases = cc_live(s, now)
+  local used, last = 0, now
+  for _, l in ipairs(leases) do
+    used = used + l.cost
+    if l.exp > last then last = l.exp end
+  end
+  if cost > limit then return 0, limit - used, last, -1, s end
+  if used + cost > limit then
+    local by_expiry = {}
+    for i, l in ipairs(leases) do by_expiry[i] = l end
+    table.sort(by_expiry, function(a, b) return a.exp < b.exp end)
+    local freed, i = 0, 1
+    while freed < used + cost - limit do
+      freed = freed + by_expiry[i].cost
+      i = i + 1
+    end
+    return 0, limit - used, last, by_expiry[i - 1].exp - now, s
+  end
+  if cost == 0 or lease == '' then return 1, limit - used - cost, last, 0, s end
+  local expires = now + window
+  leases[#leases + 1] = { id = lease, cost = cost, exp = expires }
+  return 1, limit - used - cost, math.max(expires, last), 0, { leases = leases }
+end
+local function cc_refund(s, now, cost, limit, window, lease)
+  local leases = cc_live(s, now)
+  local kept = {}
+  if lease ~= '' then
+    for _, l in ipairs(leases) do if l.id ~= lease then kept[#kept + 1] = l end end
+  else
+    for i, l in ipairs(leases) do kept[i] = l end
+    local left = cost
+    while left > 0 and #kept > 0 do
+      local top = kept[#kept]
+      kept[#kept] = nil
+      if top.cost > left then kept[#kept + 1] = { id = top.id, cost = top.cost - left, exp = top.exp } end
+      left = left - top.cost
+    end
+  end
+  if #kept > 0 then return { leases = kept } end
+  return nil
+end
+
+local ALGORITHMS = {
+  { parse = gcra_parse, encode = gcra_encode, consume = gcra_consume, refund = gcra_refund },
+  { parse = fw_parse, encode = fw_encode, consume = fw_consume, refund = fw_refund },
+  { parse = swl_parse, encode = swl_encode, consume = swl_consume, refund = swl_refund },
+  { parse = swc_parse, encode = swc_encode, consume = swc_consume, refund = swc_refund },
+  { parse = cc_parse, encode = cc_encode, consume = cc_consume, refund = cc_refund },
+}
+
+local function store(key, algo, s, reset_at, now)
+  if s == nil or reset_at <= now then
+    redis.call('DEL', key)
+  else
+    redis.call('SET', key, algo.encode(s), 'PX', fmt(reset_at - now))
+  end
+end
+
+local now = tonumber(ARGV[1])
+if not now then
+  local time = redis.call('TIME')
+  now = tonumber(time[1]) * 1000 + floor(tonumber(time[2]) / 1000)
+end
+
+local reply, a, k = {}, 2, 1
+while a <= #ARGV do
+  local mode, cost, lease, n = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], tonumber(ARGV[a + 3])
+  a = a + 4
+  local ps = {}
+  for i = 1, n do
+    ps[i] = {
+      algo = ALGORITHMS[tonumber(ARGV[a])], limit = tonumber(ARGV[a + 1]),
+      window = tonumber(ARGV[a + 2]), burst = tonumber(ARGV[a + 3]), key = KEYS[k + i - 1],
+    }
+    a = a + 4
+  end
+  k = k + n
+  if mode == 'x' then
+    for i = 1, n do redis.call('DEL', ps[i].key) end
+  else
+    local states = {}
+    for i = 1, n do
+      local p = ps[i]
+      states[i] = p.algo.parse(redis.call('GET', p.key) or nil)
+      if mode == 'r' then
+        states[i] = p.algo.refund(states[i], now, cost, p.limit, p.window, lease)
+      end
+    end
+    local c = cost
+    if mode == 'r' then c = 0 end
+    local results, all = {}, true
+    for i = 1, n do
+      local p = ps[i]
+      local ok, remaining, reset_at, retry, nxt = p.algo.consume(states[i], now, c, p.limit, p.window, p.burst, lease)
+      results[i] = { ok, remaining, reset_at, retry, nxt }
+      if ok == 0 then all = false end
+    end
+    for i = 1, n do
+      local p, r = ps[i], results[i]
+      if mode == 'r' then
+        store(p.key, p.algo, states[i], r[3], now)
+      elseif mode == 'c' and all and r[5] ~= states[i] then
+        store(p.key, p.algo, r[5], r[3], now)
+      end
+      reply[#reply + 1] = r[1]
+      reply[#reply + 1] = r[2]
+      reply[#reply + 1] = r[3]
+      reply[#reply + 1] = r[4]
+    end
+  end
+end
+return reply
+`;
+
+export const BATCH_SHA = createHash('sha1').update(BATCH_SCRIPT).digest('hex');

@@ -1,0 +1,50 @@
+import { after, before } from 'node:test';
+import { Redis } from 'ioredis';
+import { Redis as Valkey } from 'iovalkey';
+import { createClient } from 'redis';
+import { RedisStore } from '../../src/stores/redis/index.js';
+import { RedisServer } from '../helpers/redis-server.js';
+import { storeConformance } from '../helpers/vectors.js';
+
+let server: RedisServer;
+let ioredis: Redis;
+let valkey: Valkey;
+let nodeRedis: ReturnType<typeof createClient>;
+
+before(async () => {
+  server = await RedisServer.start();
+  ioredis = new Redis(server.port, '127.0.0.1');
+  valkey = new Valkey(server.port, '127.0.0.1');
+  nodeRedis = createClient({ url: server.url });
+  await nodeRedis.connect();
+});
+
+after(async () => {
+  ioredis.disconnect();
+  valkey.disconnect();
+  await nodeRedis.close();
+  await server.stop();
+});
+
+function sut(client: () => unknown) {
+  return () => {
+    let now = 0;
+    return {
+      store: new RedisStore({ client: client(), clock: { now: () => now } }),
+      setNow: (t: number) => (now = t),
+    };
+  };
+}
+
+storeConformance(
+  'RedisStore with ioredis',
+  sut(() => ioredis),
+);
+storeConformance(
+  'RedisStore with iovalkey',
+  sut(() => valkey),
+);
+storeConformance(
+  'RedisStore with node-redis',
+  sut(() => nodeRedis),
+);
