@@ -115,7 +115,17 @@ export class RedisServer {
     this.#child = undefined;
   }
 
+  /** Freezes the server (SIGSTOP): connections stay open and nothing answers, as on a stalled host. */
+  pause(): void {
+    this.#child?.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.#child?.kill('SIGCONT');
+  }
+
   async stop(): Promise<void> {
+    this.resume();
     await this.kill();
     rmSync(this.dir, { recursive: true, force: true });
   }

@@ -54,7 +54,7 @@ export interface RedisStoreOptions {
 
 /** Counters for metrics and benchmarks. */
 export interface RedisStoreStats {
-  /** Script calls sent to Redis (round trips). */
+  /** Script calls sent to Redis for decisions (round trips; background probes are not counted). */
   scripts: number;
   /** Decisions sent to Redis inside those calls. */
   decisions: number;
@@ -298,6 +298,7 @@ export class RedisStore implements Store {
       for (const a of op.args) args.push(a);
     }
     let reply: unknown;
+    this.stats.scripts++;
     try {
       reply = await this.#call(keys, args);
       this.stats.decisions += ops.length;
@@ -328,7 +329,6 @@ export class RedisStore implements Store {
 
   /** One script call, by hash, then by source if the server's script cache was emptied; bounded by the timeout. */
   #call(keys: string[], args: string[]): Promise<unknown> {
-    this.stats.scripts++;
     const work = this.#redis.evalsha(BATCH_SHA, keys, args).catch((error: unknown) => {
       if (error instanceof Error && error.message.startsWith('NOSCRIPT')) {
         return this.#redis.eval(BATCH_SCRIPT, keys, args);

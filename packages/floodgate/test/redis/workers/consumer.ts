@@ -1,0 +1,31 @@
+// A separate process hammering one identifier: told what to do over IPC, it answers how many were allowed.
+import { Redis } from 'ioredis';
+import { Limiter } from '../../../src/core/limiter.js';
+import type { PolicySpec } from '../../../src/core/policy.js';
+import { RedisStore } from '../../../src/stores/redis/index.js';
+
+interface Round {
+  key: string;
+  policy: PolicySpec;
+  requests: number;
+  maxBatch: number;
+}
+
+const client = new Redis(Number(process.env.REDIS_PORT), '127.0.0.1');
+let failures = 0;
+
+process.on('message', async (round: Round) => {
+  const store = new RedisStore({
+    client,
+    maxBatch: round.maxBatch,
+    onStoreError: 'closed',
+    onError: () => failures++,
+  });
+  const limiter = new Limiter({ store, policies: round.policy });
+  const decisions = await Promise.all(
+    Array.from({ length: round.requests }, () => limiter.consume(round.key)),
+  );
+  process.send!({ allowed: decisions.filter((d) => d.allowed).length, failures });
+});
+client.on('ready', () => process.send!('ready'));
+process.on('disconnect', () => client.disconnect());
