@@ -4,12 +4,22 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
+import { RedisServer } from '../packages/floodgate/test/helpers/redis-server.js';
 
 const root = resolve(import.meta.dirname, '..');
 const dir = join(root, 'examples/.readme');
 const readme = readFileSync(join(root, 'README.md'), 'utf8');
 const blocks = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]!);
+
+// Examples that use Redis read REDIS_URL: they get a server of this test's own.
+let redis: RedisServer;
+before(async () => {
+  redis = await RedisServer.start();
+});
+after(async () => {
+  await redis.stop();
+});
 
 describe('README examples', () => {
   rmSync(dir, { recursive: true, force: true });
@@ -45,7 +55,11 @@ describe('README examples', () => {
   files.forEach((file, i) => {
     const expected = [...blocks[i]!.matchAll(/^\/\/ → (.*)$/gm)].map((m) => m[1]);
     it(`example ${i + 1} prints what the README says`, () => {
-      const out = execFileSync(process.execPath, ['--import', 'tsx', file], { cwd: root, encoding: 'utf8' });
+      const out = execFileSync(process.execPath, ['--import', 'tsx', file], {
+        cwd: root,
+        encoding: 'utf8',
+        env: { ...process.env, REDIS_URL: redis.url },
+      });
       assert.deepEqual(out.trimEnd().split('\n').filter(Boolean), expected);
     });
   });
