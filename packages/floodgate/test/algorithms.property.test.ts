@@ -311,9 +311,15 @@ describe('Limiter on MemoryStore (property-based)', () => {
           );
           const allowed = outs.every((o) => o.allowed);
           assert.equal(decision.allowed, allowed);
+          // Refused: nothing is charged, so the policies that would have allowed report their state unchanged.
+          const reported = allowed
+            ? outs
+            : outs.map((o, i) =>
+                o.allowed ? resolved[i]!.impl.consume(states[i], now, 0, resolved[i]!) : o,
+              );
           assert.deepEqual(
             decision.policies.map((d) => [d.allowed, d.remaining, d.resetAt, d.retryAfter]),
-            outs.map((o) => [o.allowed, o.remaining, o.resetAt, o.retryAfter]),
+            reported.map((o) => [o.allowed, o.remaining, o.resetAt, o.retryAfter]),
           );
           if (allowed) {
             model.set(

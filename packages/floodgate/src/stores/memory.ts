@@ -109,7 +109,14 @@ export class MemoryStore implements SyncStore {
       allowed &&= out.allowed;
       if (out.expiresAt > expiresAt) expiresAt = out.expiresAt;
     }
-    // All or nothing: a refusal by any policy charges none of them.
+    if (!allowed) {
+      // All or nothing: a refusal by any policy charges none of them, so the policies that would have
+      // allowed report their state as it stays (a zero-cost look), not as if charged.
+      for (let i = 0; i < policies.length; i++) {
+        const p = policies[i]!;
+        if (results[i]!.allowed) results[i] = p.impl.consume(states?.[i], now, 0, p, lease);
+      }
+    }
     if (mode === 'consume' && allowed) {
       this.#commit(
         key,

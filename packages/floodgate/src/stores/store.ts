@@ -3,7 +3,8 @@ import type { PolicySet } from '../core/policy.js';
 
 /**
  * What a store is asked to do with one identifier's policies:
- * - `consume`: decide every policy for `cost`; if all allow, charge all; otherwise charge none.
+ * - `consume`: decide every policy for `cost`; if all allow, charge all; otherwise charge none, and report
+ *   the policies that would have allowed as they stay (a zero-cost look at them).
  * - `peek`: decide as `consume` would, charging nothing.
  * - `refund`: give `cost` back to every policy (for concurrency: release `lease`), then report as a
  *   zero-cost peek.

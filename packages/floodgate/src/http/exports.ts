@@ -1,0 +1,14 @@
+// What every HTTP adapter module exports besides its own middleware.
+export type { TrustProxy } from './client-ip.js';
+export {
+  type DecisionEvent,
+  HttpGuard,
+  type HttpLimitOptions,
+  type HttpResponse,
+  type Verdict,
+  waitMessage,
+} from './guard.js';
+export type { HeaderList, HeaderMode } from './headers.js';
+export { basicCredentials, byApiKey, byBasicUser, byHeader, byIp, type KeyExtractor } from './keys.js';
+export { type LoginCheck, LoginGuard, type LoginGuardOptions } from './login.js';
+export type { RequestView } from './request.js';

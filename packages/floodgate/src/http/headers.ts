@@ -1,0 +1,65 @@
+import type { Decision, PolicyDecision } from '../core/decision.js';
+
+/**
+ * Which rate-limit header fields to send:
+ * - `draft-10` (default): the IETF httpapi draft's `RateLimit-Policy` and `RateLimit`, lists with one
+ *   named item per policy (`"per-minute";q=100;w=60` and `"per-minute";r=42;t=18`);
+ * - `draft-7`: `RateLimit-Policy: 100;w=60` and `RateLimit: limit=100, remaining=42, reset=18`, for clients
+ *   of express-rate-limit's `draft-7` mode;
+ * - `draft-6`: `RateLimit-Policy`, `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset`;
+ * - `false`: none.
+ */
+export type HeaderMode = 'draft-10' | 'draft-7' | 'draft-6' | false;
+
+export type HeaderList = [name: string, value: string][];
+
+const seconds = (ms: number) => Math.max(0, Math.ceil(ms / 1000));
+
+/** A structured-field string: the policy name, quoted and escaped. */
+function sfString(value: string): string {
+  return `"${value.replace(/[\\"]/g, (c) => `\\${c}`).replace(/[^\x20-\x7e]/g, '?')}"`;
+}
+
+function policyItem(p: PolicyDecision): string {
+  const window = p.algorithm === 'concurrency' ? '' : `;w=${seconds(p.window)}`;
+  return `${sfString(p.policy)};q=${p.limit}${window}`;
+}
+
+/** The header fields for a decision, at `now` (epoch ms). */
+export function rateLimitHeaders(
+  decision: Decision,
+  now: number,
+  mode: HeaderMode,
+  legacy: boolean,
+): HeaderList {
+  const out: HeaderList = [];
+  const reset = seconds(decision.resetAt - now);
+  const remaining = Math.max(0, decision.remaining);
+  if (mode === 'draft-10') {
+    const policies = decision.policies;
+    out.push(['RateLimit-Policy', policies.map(policyItem).join(', ')]);
+    out.push([
+      'RateLimit',
+      policies
+        .map((p) => `${sfString(p.policy)};r=${Math.max(0, p.remaining)};t=${seconds(p.resetAt - now)}`)
+        .join(', '),
+    ]);
+  } else if (mode === 'draft-7') {
+    out.push(['RateLimit-Policy', `${decision.limit};w=${seconds(decision.window)}`]);
+    out.push(['RateLimit', `limit=${decision.limit}, remaining=${remaining}, reset=${reset}`]);
+  } else if (mode === 'draft-6') {
+    out.push(['RateLimit-Policy', `${decision.limit};w=${seconds(decision.window)}`]);
+    out.push(['RateLimit-Limit', String(decision.limit)]);
+    out.push(['RateLimit-Remaining', String(remaining)]);
+    out.push(['RateLimit-Reset', String(reset)]);
+  }
+  if (legacy) {
+    out.push(['X-RateLimit-Limit', String(decision.limit)]);
+    out.push(['X-RateLimit-Remaining', String(remaining)]);
+    out.push(['X-RateLimit-Reset', String(Math.ceil(decision.resetAt / 1000))]);
+  }
+  if (!decision.allowed && Number.isFinite(decision.retryAfter)) {
+    out.push(['Retry-After', String(Math.max(1, seconds(decision.retryAfter)))]);
+  }
+  return out;
+}

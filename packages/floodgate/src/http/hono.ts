@@ -1,0 +1,66 @@
+import { invalidOption } from '../core/errors.js';
+import { HttpGuard, type HttpLimitOptions } from './guard.js';
+import type { RequestView } from './request.js';
+
+export * from './exports.js';
+
+/** The parts of a Hono context the middleware uses. */
+export interface HonoContextLike {
+  readonly req: { readonly method: string; readonly path: string; header(name: string): string | undefined };
+  readonly env?: unknown;
+  readonly res: { readonly status: number; readonly headers: { get(name: string): string | null } };
+  header(name: string, value: string): void;
+  body(data: string, status: never, headers: Record<string, string>): Response;
+}
+
+export interface HonoLimitOptions<C> extends HttpLimitOptions<C> {
+  /**
+   * The client's socket address. Default: the Node adapter's (`@hono/node-server`) socket. On runtimes
+   * without one, return it from the platform (e.g. Deno's `info.remoteAddr`), or key on something else.
+   */
+  readonly address?: (c: C) => string | undefined;
+}
+
+export type HonoRateLimit<C> = ((c: C, next: () => Promise<void>) => Promise<Response | undefined>) & {
+  readonly limiter: HttpGuard<C>['limiter'];
+};
+
+function nodeSocketAddress(c: HonoContextLike): string | undefined {
+  const env = c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined;
+  return env?.incoming?.socket?.remoteAddress;
+}
+
+/** Hono middleware, on Node and on Web-standard runtimes: `app.use(rateLimit({ policies: ... }))`. */
+export function rateLimit<C extends HonoContextLike = HonoContextLike>(
+  options: HonoLimitOptions<C>,
+): HonoRateLimit<C> {
+  const { address, ...rest } = options;
+  if (address !== undefined && typeof address !== 'function') {
+    throw invalidOption('address', 'a function of the context', address, 'type');
+  }
+  const guard = new HttpGuard<C>(rest);
+  const middleware = async (c: C, next: () => Promise<void>): Promise<Response | undefined> => {
+    const view: RequestView = {
+      method: c.req.method,
+      path: c.req.path,
+      peer: address !== undefined ? address(c) : nodeSocketAddress(c),
+      header: (name) => c.req.header(name),
+    };
+    const verdict = await guard.check(c, view);
+    if (verdict.kind === 'respond') {
+      return c.body(verdict.body, verdict.status as never, Object.fromEntries(verdict.headers));
+    }
+    for (const [name, value] of verdict.headers) c.header(name, value);
+    if (verdict.settle === undefined) {
+      await next();
+      return;
+    }
+    try {
+      await next();
+    } finally {
+      verdict.settle(c.res.status);
+    }
+    return;
+  };
+  return Object.assign(middleware, { limiter: guard.limiter });
+}

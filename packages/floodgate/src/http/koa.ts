@@ -1,0 +1,48 @@
+import { HttpGuard, type HttpLimitOptions } from './guard.js';
+import { mergedValue, type NodeRequestLike, nodeView } from './node-common.js';
+
+export * from './exports.js';
+
+/** The parts of a Koa context the middleware uses. */
+export interface KoaContextLike {
+  readonly req: NodeRequestLike;
+  status: number;
+  body: unknown;
+  type: string;
+  set(name: string, value: string): void;
+  response: { get(name: string): unknown };
+}
+
+export type KoaRateLimit = ((ctx: KoaContextLike, next: () => Promise<unknown>) => Promise<void>) & {
+  readonly limiter: HttpGuard<KoaContextLike>['limiter'];
+};
+
+/** Koa middleware (Koa 2 and 3): `app.use(rateLimit({ policies: { limit: 100, window: '1m' } }))`. */
+export function rateLimit(options: HttpLimitOptions<KoaContextLike>): KoaRateLimit {
+  const guard = new HttpGuard(options);
+  const middleware = async (ctx: KoaContextLike, next: () => Promise<unknown>): Promise<void> => {
+    const verdict = await guard.check(ctx, nodeView(ctx.req));
+    for (const [name, value] of verdict.headers)
+      ctx.set(name, mergedValue(name, value, ctx.response.get(name)));
+    if (verdict.kind === 'respond') {
+      ctx.status = verdict.status;
+      ctx.body = verdict.body;
+      const type = verdict.headers.find(([n]) => n === 'Content-Type');
+      if (type !== undefined) ctx.type = type[1];
+      return;
+    }
+    if (verdict.settle === undefined) {
+      await next();
+      return;
+    }
+    try {
+      await next();
+    } catch (error) {
+      const status = (error as { status?: unknown }).status;
+      verdict.settle(typeof status === 'number' ? status : 500);
+      throw error;
+    }
+    verdict.settle(ctx.status);
+  };
+  return Object.assign(middleware, { limiter: guard.limiter });
+}

@@ -1,0 +1,46 @@
+import type { HeaderList } from './headers.js';
+import type { RequestView } from './request.js';
+
+/** The parts of node's `IncomingMessage` the adapters read (Express and Koa requests are ones too). */
+export interface NodeRequestLike {
+  readonly method?: string | undefined;
+  readonly url?: string | undefined;
+  readonly headers: Readonly<Record<string, string | readonly string[] | undefined>>;
+  readonly socket?: { readonly remoteAddress?: string | undefined } | null | undefined;
+}
+
+/** The parts of node's `ServerResponse` the adapters write. */
+export interface NodeResponseLike {
+  statusCode: number;
+  setHeader(name: string, value: string): unknown;
+  getHeader(name: string): unknown;
+  end(body?: string): unknown;
+  once(event: 'finish' | 'close', listener: () => void): unknown;
+}
+
+export function nodeView(req: NodeRequestLike): RequestView {
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  return {
+    method: req.method ?? 'GET',
+    path: q === -1 ? url : url.slice(0, q),
+    peer: req.socket?.remoteAddress,
+    header(name) {
+      const value = req.headers[name];
+      return typeof value === 'string' ? value : value === undefined ? undefined : value.join(', ');
+    },
+  };
+}
+
+/** RateLimit and RateLimit-Policy are lists: a second limiter on the route adds its items to the first's. */
+export function mergedValue(name: string, value: string, existing: unknown): string {
+  const list = name === 'RateLimit' || name === 'RateLimit-Policy';
+  if (list && typeof existing === 'string' && existing.startsWith('"') && value.startsWith('"')) {
+    return `${existing}, ${value}`;
+  }
+  return value;
+}
+
+export function setNodeHeaders(res: NodeResponseLike, headers: HeaderList): void {
+  for (const [name, value] of headers) res.setHeader(name, mergedValue(name, value, res.getHeader(name)));
+}

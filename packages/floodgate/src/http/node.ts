@@ -1,0 +1,40 @@
+import { HttpGuard, type HttpLimitOptions } from './guard.js';
+import { type NodeRequestLike, type NodeResponseLike, nodeView, setNodeHeaders } from './node-common.js';
+
+export * from './exports.js';
+export type { NodeRequestLike, NodeResponseLike } from './node-common.js';
+
+/** Resolves true when the request may go on; false when the limiter has already answered it (429, 403...). */
+export type NodeRateLimit = ((req: NodeRequestLike, res: NodeResponseLike) => Promise<boolean>) & {
+  readonly limiter: HttpGuard<NodeRequestLike>['limiter'];
+};
+
+/**
+ * Rate limiting for plain `node:http` handlers:
+ *
+ *     const limit = rateLimit({ policies: { limit: 100, window: '1m' } });
+ *     http.createServer(async (req, res) => {
+ *       if (!(await limit(req, res))) return;
+ *       res.end('hello');
+ *     });
+ */
+export function rateLimit(options: HttpLimitOptions<NodeRequestLike>): NodeRateLimit {
+  const guard = new HttpGuard(options);
+  const limit = async (req: NodeRequestLike, res: NodeResponseLike): Promise<boolean> => {
+    const verdict = await guard.check(req, nodeView(req));
+    setNodeHeaders(res, verdict.headers);
+    if (verdict.kind === 'respond') {
+      res.statusCode = verdict.status;
+      res.end(verdict.body);
+      return false;
+    }
+    const settle = verdict.settle;
+    if (settle !== undefined) {
+      res.once('finish', () => settle(res.statusCode));
+      // An aborted response still ends the request: release what it held.
+      res.once('close', () => settle(res.statusCode));
+    }
+    return true;
+  };
+  return Object.assign(limit, { limiter: guard.limiter });
+}

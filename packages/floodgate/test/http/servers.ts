@@ -1,0 +1,96 @@
+// Real servers of each framework on loopback, each with the same routes, limited by the adapter under test.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { serve } from '@hono/node-server';
+import express from 'express';
+import Fastify from 'fastify';
+import { Hono } from 'hono';
+import Koa from 'koa';
+import { rateLimit as expressLimit } from '../../src/http/express.js';
+import { floodgate as fastifyPlugin } from '../../src/http/fastify.js';
+import { rateLimit as honoLimit } from '../../src/http/hono.js';
+import { rateLimit as koaLimit } from '../../src/http/koa.js';
+import { rateLimit as nodeLimit } from '../../src/http/node.js';
+
+export interface Running {
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Routes: `/` answers 200, `/fail` 401, `/slow` waits for `release()` then 200. */
+export type Start = (options: object, host?: string) => Promise<Running>;
+
+function statusFor(path: string): number {
+  return path.startsWith('/fail') ? 401 : 200;
+}
+
+function url(host: string, port: number): string {
+  return host.includes(':') ? `http://[${host}]:${port}` : `http://${host}:${port}`;
+}
+
+async function listen(server: Server, host: string): Promise<Running> {
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: url(host, port),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+export const FRAMEWORKS: Record<string, Start> = {
+  'node:http': async (options, host = '127.0.0.1') => {
+    const limit = nodeLimit(options as never);
+    const server = createServer(async (req, res) => {
+      if (!(await limit(req, res))) return;
+      res.statusCode = statusFor(req.url ?? '/');
+      res.end('ok');
+    });
+    return listen(server, host);
+  },
+  express: async (options, host = '127.0.0.1') => {
+    const app = express();
+    app.use(expressLimit(options as never));
+    app.get(/.*/, (req, res) => {
+      res.status(statusFor(req.path)).send('ok');
+    });
+    return listen(createServer(app), host);
+  },
+  fastify: async (options, host = '127.0.0.1') => {
+    const app = Fastify();
+    await app.register(fastifyPlugin, options as never);
+    app.get('/*', async (request, reply) => reply.code(statusFor(request.url)).send('ok'));
+    await app.listen({ port: 0, host });
+    const { port } = app.server.address() as AddressInfo;
+    return { url: url(host, port), close: () => app.close() };
+  },
+  hono: async (options, host = '127.0.0.1') => {
+    const app = new Hono();
+    app.use(honoLimit(options as never));
+    app.get('*', (c) => c.text('ok', statusFor(c.req.path) as 200));
+    const server = await new Promise<Server>((resolve) => {
+      const s = serve({ fetch: app.fetch, port: 0, hostname: host }, () => resolve(s as Server));
+    });
+    const { port } = server.address() as AddressInfo;
+    return {
+      url: url(host, port),
+      close: () =>
+        new Promise<void>((resolve) => {
+          server.closeAllConnections();
+          server.close(() => resolve());
+        }),
+    };
+  },
+  koa: async (options, host = '127.0.0.1') => {
+    const app = new Koa();
+    app.use(koaLimit(options as never));
+    app.use((ctx) => {
+      ctx.status = statusFor(ctx.path);
+      ctx.body = 'ok';
+    });
+    return listen(createServer(app.callback()), host);
+  },
+};
