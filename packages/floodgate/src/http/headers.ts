@@ -15,9 +15,9 @@ export type HeaderList = [name: string, value: string][];
 
 const seconds = (ms: number) => Math.max(0, Math.ceil(ms / 1000));
 
-/** A structured-field string: the policy name, quoted and escaped. */
+/** A structured-field string: policy names are validated to letters, digits and `._:-`, so quoting is enough. */
 function sfString(value: string): string {
-  return `"${value.replace(/[\\"]/g, (c) => `\\${c}`).replace(/[^\x20-\x7e]/g, '?')}"`;
+  return `"${value}"`;
 }
 
 function policyItem(p: PolicyDecision): string {

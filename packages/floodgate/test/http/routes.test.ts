@@ -1,0 +1,280 @@
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import express from 'express';
+import Fastify from 'fastify';
+import { Redis } from 'ioredis';
+import { ManualClock } from '../../src/core/clock.js';
+import { Limiter } from '../../src/core/limiter.js';
+import { byBasicUser, rateLimit } from '../../src/http/express.js';
+import { floodgate } from '../../src/http/fastify.js';
+import { LoginGuard } from '../../src/http/node.js';
+import { RedisStore } from '../../src/stores/redis/index.js';
+import { RedisServer } from '../helpers/redis-server.js';
+
+async function listen(server: Server): Promise<{ url: string; close(): Promise<void> }> {
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
+
+const basic = (user: string) => `Basic ${Buffer.from(`${user}:pw`).toString('base64')}`;
+
+describe('Fastify route-level limits', () => {
+  it('per-route policies, per-route cost, routes turned off, and global: false', async () => {
+    const app = Fastify();
+    await app.register(floodgate, { policies: { name: 'global', limit: 3, window: '1m' } });
+    app.get('/a', async () => 'a');
+    app.get('/expensive', { config: { rateLimit: { cost: 3 } } }, async () => 'e');
+    app.get(
+      '/own',
+      { config: { rateLimit: { policies: { name: 'own', limit: 1, window: '1m' } } } },
+      async () => 'o',
+    );
+    app.get('/health', { config: { rateLimit: false } }, async () => 'h');
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const { port } = app.server.address() as AddressInfo;
+    const get = async (path: string) => (await fetch(`http://127.0.0.1:${port}${path}`)).status;
+    try {
+      assert.equal(await get('/own'), 200);
+      assert.equal(await get('/own'), 429, 'the route has its own limit');
+      assert.equal(await get('/expensive'), 200, 'costs 3 of the shared 3');
+      assert.equal(await get('/a'), 429, 'the shared limit is spent');
+      for (let i = 0; i < 5; i++) assert.equal(await get('/health'), 200);
+    } finally {
+      await app.close();
+    }
+
+    const opt = Fastify();
+    await opt.register(floodgate, { policies: { limit: 1, window: '1m' }, global: false });
+    opt.get('/free', async () => 'f');
+    opt.get('/limited', { config: { rateLimit: {} } }, async () => 'l');
+    await opt.listen({ port: 0, host: '127.0.0.1' });
+    const p2 = (opt.server.address() as AddressInfo).port;
+    try {
+      const s = async (path: string) => (await fetch(`http://127.0.0.1:${p2}${path}`)).status;
+      assert.deepEqual(
+        [await s('/free'), await s('/free'), await s('/limited'), await s('/limited')],
+        [200, 200, 200, 429],
+      );
+    } finally {
+      await opt.close();
+    }
+  });
+
+  it('rejects invalid plugin options at registration', async () => {
+    const app = Fastify();
+    await assert.rejects(async () => {
+      await app.register(floodgate, { policies: { limit: 1, window: '1m' }, global: 'yes' as never });
+      await app.ready();
+    }, /option "global" must be a boolean/);
+  });
+});
+
+describe('Express: several limiters on one route, per-route cost, concurrency', () => {
+  it('per IP and per user on the same route; both lists of RateLimit items are sent', async () => {
+    const app = express();
+    const perIp = rateLimit({ policies: { name: 'ip', limit: 3, window: '1m' } });
+    const perUser = rateLimit({ policies: { name: 'user', limit: 2, window: '1m' }, key: byBasicUser() });
+    app.get('/api', perIp, perUser, (_req, res) => {
+      res.send('ok');
+    });
+    app.get(
+      '/report',
+      rateLimit({ policies: { name: 'report', limit: 10, window: '1m' }, cost: 4 }),
+      (_req, res) => {
+        res.send('r');
+      },
+    );
+    const server = await listen(createServer(app));
+    try {
+      const first = await fetch(`${server.url}/api`, { headers: { authorization: basic('ann') } });
+      assert.equal(first.headers.get('ratelimit-policy'), '"ip";q=3;w=60, "user";q=2;w=60');
+      assert.equal(first.headers.get('ratelimit'), '"ip";r=2;t=20, "user";r=1;t=30');
+      assert.equal(
+        (await fetch(`${server.url}/api`, { headers: { authorization: basic('ann') } })).status,
+        200,
+      );
+      assert.equal(
+        (await fetch(`${server.url}/api`, { headers: { authorization: basic('ann') } })).status,
+        429,
+      );
+      assert.equal(
+        (await fetch(`${server.url}/api`, { headers: { authorization: basic('bob') } })).status,
+        429,
+        'IP spent',
+      );
+      const costs = [];
+      for (let i = 0; i < 3; i++) costs.push((await fetch(`${server.url}/report`)).status);
+      assert.deepEqual(costs, [200, 200, 429], 'cost 4 of 10');
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('a concurrency policy holds a slot for the request and frees it with the response', async () => {
+    const app = express();
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    let entered!: () => void;
+    const inside = new Promise<void>((r) => (entered = r));
+    app.get(
+      '/slow',
+      rateLimit({ policies: { algorithm: 'concurrency', limit: 1, leaseTimeout: '30s' } }),
+      async (_req, res) => {
+        entered();
+        await gate;
+        res.send('done');
+      },
+    );
+    const server = await listen(createServer(app));
+    try {
+      const slow = fetch(`${server.url}/slow`);
+      await inside; // the first request holds the slot
+      assert.equal((await fetch(`${server.url}/slow`)).status, 429);
+      open();
+      assert.equal((await slow).status, 200);
+      // The slot came back when the response finished.
+      assert.equal((await fetch(`${server.url}/slow`)).status, 200);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('onLimited replaces the 429; onDecision sees every decision', async () => {
+    const seen: boolean[] = [];
+    const app = express();
+    app.use(
+      rateLimit({
+        policies: { limit: 1, window: '1m' },
+        onDecision: ({ decision }) => seen.push(decision.allowed),
+        onLimited: (_req, decision) => ({
+          status: 503,
+          headers: [['Content-Type', 'text/plain']],
+          body: `busy, ${Math.ceil(decision.retryAfter / 1000)} s`,
+        }),
+      }),
+    );
+    app.get('/', (_req, res) => {
+      res.send('ok');
+    });
+    const server = await listen(createServer(app));
+    try {
+      await fetch(server.url);
+      const res = await fetch(server.url);
+      assert.equal(res.status, 503);
+      assert.equal(await res.text(), 'busy, 60 s');
+      assert.equal(res.headers.get('retry-after'), '60');
+      assert.deepEqual(seen, [true, false]);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('Middleware on a shared RedisStore', () => {
+  let redis: RedisServer;
+  before(async () => {
+    redis = await RedisServer.start();
+  });
+  after(async () => {
+    await redis.stop();
+  });
+
+  it('two Express servers enforce one limit jointly', async () => {
+    const clients = [new Redis(redis.port, '127.0.0.1'), new Redis(redis.port, '127.0.0.1')];
+    const servers = await Promise.all(
+      clients.map((client) => {
+        const app = express();
+        app.use(
+          rateLimit({
+            store: new RedisStore({ client }),
+            policies: { algorithm: 'fixed-window', limit: 5, window: '1m' },
+            key: byBasicUser(),
+          }),
+        );
+        app.get('/', (_req, res) => {
+          res.send('ok');
+        });
+        return listen(createServer(app));
+      }),
+    );
+    try {
+      const responses = await Promise.all(
+        Array.from({ length: 50 }, (_, i) =>
+          fetch(servers[i % 2]!.url, { headers: { authorization: basic('john_doe') } }),
+        ),
+      );
+      assert.equal(responses.filter((r) => r.status === 200).length, 5);
+      assert.equal(responses.filter((r) => r.status === 429).length, 45);
+    } finally {
+      await Promise.all(servers.map((s) => s.close()));
+      for (const c of clients) c.disconnect();
+    }
+  });
+});
+
+describe('LoginGuard', () => {
+  it('counts failures per user and IP, blocks progressively, and clears on success', async () => {
+    const clock = new ManualClock(1_700_000_000_000);
+    const store = new (await import('../../src/stores/memory.js')).MemoryStore({ clock });
+    const guard = new LoginGuard({ store });
+    const ip = '203.0.113.9';
+    for (let i = 0; i < 5; i++) {
+      assert.equal((await guard.check('john', ip)).allowed, true);
+      await guard.failed('john', ip);
+    }
+    const blocked = await guard.check('john', ip);
+    assert.equal(blocked.allowed, false);
+    assert.equal(blocked.retryAfter, 15 * 60_000);
+    assert.equal((await guard.check('jane', ip)).allowed, true, 'other users from the IP are not blocked');
+    // Four rounds of five failures: the daily window of 20 blocks for the rest of the day.
+    for (let round = 0; round < 3; round++) {
+      clock.advance(15 * 60_000);
+      for (let i = 0; i < 5; i++) await guard.failed('john', ip);
+    }
+    clock.advance(15 * 60_000);
+    const day = await guard.check('john', ip);
+    assert.equal(day.allowed, false);
+    assert.equal(day.retryAfter, 24 * 3_600_000 - 60 * 60_000);
+    await guard.succeeded('john', ip);
+    assert.equal((await guard.check('john', ip)).allowed, true);
+  });
+
+  it('blocks an IP trying many user names', async () => {
+    const guard = new LoginGuard({ perIp: { algorithm: 'fixed-window', limit: 3, window: '1h' } });
+    for (const user of ['a', 'b', 'c']) await guard.failed(user, '198.51.100.1');
+    assert.equal((await guard.check('d', '198.51.100.1')).allowed, false);
+    assert.equal((await guard.check('d', '198.51.100.2')).allowed, true);
+  });
+
+  it('rejects invalid options', () => {
+    assert.throws(() => new LoginGuard(null as never), /"LoginGuard options" must be an object/);
+    assert.throws(
+      () => new LoginGuard({ perIp: { limit: 0, window: '1s' } }),
+      /"policies.limit" must be a positive integer/,
+    );
+  });
+
+  it('works with a shared limiter instance too', async () => {
+    const limiter = new Limiter({ policies: { limit: 1, window: '1m' } });
+    const app = express();
+    app.use(rateLimit({ limiter }));
+    app.get('/', (_req, res) => {
+      res.send('ok');
+    });
+    const server = await listen(createServer(app));
+    try {
+      await fetch(server.url);
+      assert.equal((await fetch(server.url)).status, 429);
+      await limiter.reset('ip:127.0.0.1');
+      assert.equal((await fetch(server.url)).status, 200, 'keys are readable: ip:<address>');
+    } finally {
+      await server.close();
+    }
+  });
+});
