@@ -278,3 +278,29 @@ describe('LoginGuard', () => {
     }
   });
 });
+
+describe('Hono on a Web-standard runtime (no Node socket)', () => {
+  it('limits through app.request with a key from the request, or an address function', async () => {
+    const { Hono } = await import('hono');
+    const { byApiKey, rateLimit: honoLimit } = await import('../../src/http/hono.js');
+    const app = new Hono();
+    app.use(
+      '/keyed/*',
+      honoLimit({ key: byApiKey(), policies: { limit: 1, window: '1m' }, onMissingKey: 'reject' }),
+    );
+    app.use('/addr/*', honoLimit({ address: () => '192.0.2.10', policies: { limit: 1, window: '1m' } }));
+    app.get('*', (c) => c.text('ok'));
+    const status = async (path: string, headers: Record<string, string> = {}) =>
+      (await app.request(path, { headers })).status;
+    assert.equal(await status('/keyed/x', { 'x-api-key': 'k1' }), 200);
+    assert.equal(await status('/keyed/x', { 'x-api-key': 'k1' }), 429);
+    assert.equal(await status('/keyed/x', { 'x-api-key': 'k2' }), 200);
+    assert.equal(await status('/keyed/x'), 400);
+    assert.equal(await status('/addr/x'), 200);
+    assert.equal(await status('/addr/x'), 429);
+    assert.throws(
+      () => honoLimit({ address: 'x' as never, policies: { limit: 1, window: '1s' } }),
+      /"address" must be a function/,
+    );
+  });
+});

@@ -1,0 +1,100 @@
+// One server for bench/http.ts, in its own process so its CPU time can be read: a framework, bare or behind
+// a limiter. Reports its port over IPC and answers 'cpu' with process.cpuUsage().
+//   node --import tsx bench/http-server.ts <framework> <variant> <allowed|denied> [redisPort]
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import fastifyRateLimit from '@fastify/rate-limit';
+import { serve } from '@hono/node-server';
+import express from 'express';
+import { rateLimit as expressRateLimit } from 'express-rate-limit';
+import Fastify from 'fastify';
+import { Hono } from 'hono';
+import { rateLimiter as honoRateLimiter } from 'hono-rate-limiter';
+import { Redis } from 'ioredis';
+import Koa from 'koa';
+import { rateLimit as fgExpress } from '../packages/floodgate/src/http/express.js';
+import { floodgate } from '../packages/floodgate/src/http/fastify.js';
+import { rateLimit as fgHono } from '../packages/floodgate/src/http/hono.js';
+import { rateLimit as fgKoa } from '../packages/floodgate/src/http/koa.js';
+import { rateLimit as fgNode } from '../packages/floodgate/src/http/node.js';
+import { RedisStore } from '../packages/floodgate/src/stores/redis/index.js';
+
+const [framework, variant, path, redisPort] = process.argv.slice(2) as [string, string, string, string?];
+// Allowed: a limit the run never reaches. Denied: one request an hour, spent by the warm-up.
+const limit = path === 'allowed' ? 100_000_000 : 1;
+const windowMs = 3_600_000;
+const policies = { algorithm: 'fixed-window' as const, limit, window: windowMs };
+const store =
+  variant === 'floodgate-redis'
+    ? { store: new RedisStore({ client: new Redis(Number(redisPort), '127.0.0.1') }) }
+    : {};
+const fg = variant.startsWith('floodgate');
+const usual = variant === 'usual';
+
+async function start(): Promise<number> {
+  const listen = async (server: Server) => {
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    return (server.address() as AddressInfo).port;
+  };
+  switch (framework) {
+    case 'express': {
+      const app = express();
+      if (fg) app.use(fgExpress({ policies, ...store }));
+      if (usual)
+        app.use(expressRateLimit({ windowMs, limit, standardHeaders: 'draft-7', legacyHeaders: false }));
+      app.get('/', (_req, res) => {
+        res.send('hello');
+      });
+      return listen(createServer(app));
+    }
+    case 'fastify': {
+      const app = Fastify();
+      if (fg) await app.register(floodgate, { policies, ...store });
+      if (usual) await app.register(fastifyRateLimit, { max: limit, timeWindow: windowMs });
+      app.get('/', async () => 'hello');
+      await app.listen({ port: 0, host: '127.0.0.1' });
+      return (app.server.address() as AddressInfo).port;
+    }
+    case 'hono': {
+      const app = new Hono();
+      if (fg) app.use(fgHono({ policies, ...store }));
+      if (usual) {
+        app.use(
+          honoRateLimiter({
+            windowMs,
+            limit,
+            keyGenerator: (c) =>
+              (c.env as { incoming: { socket: { remoteAddress: string } } }).incoming.socket.remoteAddress,
+          }),
+        );
+      }
+      app.get('/', (c) => c.text('hello'));
+      const server = await new Promise<Server>((resolve) => {
+        const s = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve(s as Server));
+      });
+      return (server.address() as AddressInfo).port;
+    }
+    case 'koa': {
+      const app = new Koa();
+      if (fg) app.use(fgKoa({ policies, ...store }));
+      app.use((ctx) => {
+        ctx.body = 'hello';
+      });
+      return listen(createServer(app.callback()));
+    }
+    default: {
+      const guard = fg ? fgNode({ policies, ...store }) : undefined;
+      const server = createServer(async (req, res) => {
+        if (guard !== undefined && !(await guard(req, res))) return;
+        res.end('hello');
+      });
+      return listen(server);
+    }
+  }
+}
+
+const port = await start();
+process.on('message', (m) => {
+  if (m === 'cpu') process.send!({ cpu: process.cpuUsage() });
+});
+process.send!({ port });
