@@ -8,7 +8,7 @@ export {
   type Verdict,
   waitMessage,
 } from './guard.js';
-export type { HeaderList, HeaderMode } from './headers.js';
+export { type HeaderList, type HeaderMode, rateLimitHeaders } from './headers.js';
 export { basicCredentials, byApiKey, byBasicUser, byHeader, byIp, type KeyExtractor } from './keys.js';
 export { type LoginCheck, LoginGuard, type LoginGuardOptions } from './login.js';
 export type { RequestView } from './request.js';

@@ -1,10 +1,20 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
+import { ConfigError, resolveConfig } from '../server/config.js';
+import { DatabaseError } from '../server/database.js';
+import { StartError, serve } from '../server/serve.js';
 import { runDemo } from './demo.js';
+import { UsageError, users } from './users.js';
 
 const USAGE = `usage: floodgate <command> [options]
 
 commands:
+  serve   the continents API, rate-limited per user (HTTP Basic), on embedded defaults
+          --port N (8080)  --host H (127.0.0.1)  --db URL (sqlite:./floodgate.db; sqlite::memory:; mysql://...)
+          --redis URL (redis://, rediss://, redis-cluster://h:p,h:p; default: in memory)
+          --limit N (5)  --window DURATION (60s)  --algorithm NAME (fixed-window)  --config FILE.yaml
+          each also from FLOODGATE_PORT, FLOODGATE_HOST, ... and from the config file
+  users   add NAME (password from a prompt or stdin) | list | remove NAME   [--db URL]
   demo    replay the token-bucket tutorial on a simulated clock
           --algorithm NAME   (default token-bucket)   --limit N   (default 5)
           --window DURATION  (default 10s)            --requests N (default 10)  --every MS (default 500)
@@ -18,9 +28,50 @@ function integer(value: string | undefined, option: string, fallback: number): n
   return n;
 }
 
-export function main(argv: string[]): number {
+const SERVE_OPTIONS = {
+  port: { type: 'string' },
+  host: { type: 'string' },
+  db: { type: 'string' },
+  redis: { type: 'string' },
+  limit: { type: 'string' },
+  window: { type: 'string' },
+  algorithm: { type: 'string' },
+  config: { type: 'string' },
+} as const;
+
+async function runServe(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: SERVE_OPTIONS, strict: true });
+  const running = await serve(resolveConfig(values));
+  await new Promise<void>((resolve) => {
+    const stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      running.stop().then(resolve, resolve);
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+  return 0;
+}
+
+async function runUsers(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: { db: { type: 'string' } },
+    allowPositionals: true,
+    strict: true,
+  });
+  const db = values.db ?? process.env.FLOODGATE_DB ?? 'sqlite:./floodgate.db';
+  const out = await users(positionals[0], positionals[1], db);
+  if (out !== '') process.stdout.write(`${out}\n`);
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
+    if (command === 'serve') return await runServe(rest);
+    if (command === 'users') return await runUsers(rest);
     if (command === 'demo') {
       const { values } = parseArgs({
         args: rest,
@@ -51,8 +102,14 @@ export function main(argv: string[]): number {
     return 2;
   } catch (error) {
     process.stderr.write(`floodgate: ${(error as Error).message}\n`);
-    return 2;
+    // 1: the environment is wrong (database, Redis, port); 2: the command line or configuration is.
+    if (error instanceof StartError || error instanceof DatabaseError) return 1;
+    if (error instanceof ConfigError || error instanceof UsageError) return 2;
+    if ((error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) return 2;
+    if (error instanceof RangeError || error instanceof TypeError) return 2;
+    process.stderr.write(`${(error as Error).stack}\n`);
+    return 1;
   }
 }
 
-process.exitCode = main(process.argv.slice(2));
+process.exitCode = await main(process.argv.slice(2));

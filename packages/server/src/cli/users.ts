@@ -1,0 +1,55 @@
+import { createInterface } from 'node:readline';
+import { openDatabase } from '../server/database.js';
+import { hashPassword } from '../server/passwords.js';
+
+/** Reads a password: from a prompt on a terminal (not echoed), else the first line of stdin. */
+async function readPassword(): Promise<string> {
+  const input = process.stdin;
+  if (!input.isTTY) {
+    const chunks: Buffer[] = [];
+    for await (const chunk of input) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks).toString('utf8').split(/\r?\n/)[0] ?? '';
+  }
+  const rl = createInterface({ input, output: process.stderr, terminal: true });
+  const write = (rl as unknown as { _writeToOutput: (s: string) => void })._writeToOutput.bind(rl);
+  let prompting = true;
+  (rl as unknown as { _writeToOutput: (s: string) => void })._writeToOutput = (s) => {
+    if (!prompting) write(s);
+  };
+  process.stderr.write('password: ');
+  const answer = await new Promise<string>((resolve) => rl.question('', resolve));
+  prompting = false;
+  rl.close();
+  process.stderr.write('\n');
+  return answer;
+}
+
+export class UsageError extends Error {}
+
+export async function users(
+  action: string | undefined,
+  name: string | undefined,
+  dbUrl: string,
+): Promise<string> {
+  if (action !== 'add' && action !== 'list' && action !== 'remove') {
+    throw new UsageError('usage: floodgate users add NAME | users list | users remove NAME  [--db URL]');
+  }
+  if (action !== 'list' && (name === undefined || !/^[\w.@-]{1,64}$/.test(name))) {
+    throw new UsageError(`users ${action} needs a NAME of 1 to 64 letters, digits, ".", "_", "@" or "-"`);
+  }
+  const { db } = await openDatabase(dbUrl);
+  try {
+    if (action === 'list') return (await db.users()).join('\n');
+    if (action === 'remove') {
+      if (!(await db.removeUser(name!))) throw new UsageError(`no user "${name}"`);
+      return `removed ${name}`;
+    }
+    const password = await readPassword();
+    if (password.length < 8) throw new UsageError('the password must have at least 8 characters');
+    if (!(await db.addUser(name!, await hashPassword(password))))
+      throw new UsageError(`user "${name}" already exists`);
+    return `added ${name}`;
+  } finally {
+    await db.close();
+  }
+}

@@ -1,0 +1,138 @@
+import { createHash } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type Decision, hashKey, type Limiter } from 'floodgate';
+import { basicCredentials, type LoginGuard, rateLimitHeaders, waitMessage } from 'floodgate/node';
+import type { Logger } from 'pino';
+import type { Database } from './database.js';
+import type { Metrics } from './metrics.js';
+import { decoyHash, verifyPassword } from './passwords.js';
+
+export interface AppDeps {
+  db: Database;
+  limiter: Limiter;
+  logins: LoginGuard;
+  metrics: Metrics;
+  log: Logger;
+}
+
+/** Verified credentials, by digest of the Authorization header: a slow hash once a minute, not per request. */
+const VERIFIED_FOR = 60_000;
+const VERIFIED_MAX = 10_000;
+
+function json(res: ServerResponse, status: number, body: unknown, headers: [string, string][] = []): void {
+  for (const [name, value] of headers) res.setHeader(name, value);
+  res.statusCode = status;
+  res.setHeader('Content-Type', 'application/json');
+  res.end(`${JSON.stringify(body)}\n`);
+}
+
+function unauthorized(res: ServerResponse, message: string): void {
+  json(res, 401, { error: 'Unauthorized', message }, [
+    ['WWW-Authenticate', 'Basic realm="continents", charset="UTF-8"'],
+  ]);
+}
+
+function limited(res: ServerResponse, decision: Decision, message: string): void {
+  const headers = rateLimitHeaders(decision, Date.now(), 'draft-10', false);
+  json(
+    res,
+    429,
+    { error: 'Too Many Requests', message, retryAfter: Math.ceil(decision.retryAfter / 1000) },
+    headers,
+  );
+}
+
+/** The continents API of the tutorial, with authentication done right and the limit per user. */
+export function createApp({ db, limiter, logins, metrics, log }: AppDeps) {
+  const verified = new Map<string, { user: string; until: number }>();
+
+  async function authenticate(
+    header: string,
+    ip: string,
+  ): Promise<{ user: string } | { blocked: Decision } | undefined> {
+    const digest = createHash('sha256').update(header).digest('base64url');
+    const cached = verified.get(digest);
+    if (cached !== undefined && cached.until > Date.now()) return { user: cached.user };
+    const credentials = basicCredentials(header);
+    if (credentials === undefined) return undefined;
+    const check = await logins.check(credentials.user, ip);
+    if (!check.allowed) return { blocked: check.decision };
+    const stored = await db.passwordHash(credentials.user);
+    const ok = await verifyPassword(credentials.password, stored ?? (await decoyHash()));
+    if (!ok || stored === undefined) {
+      await logins.failed(credentials.user, ip);
+      return undefined;
+    }
+    await logins.succeeded(credentials.user, ip);
+    if (verified.size >= VERIFIED_MAX) verified.clear();
+    verified.set(digest, { user: credentials.user, until: Date.now() + VERIFIED_FOR });
+    return { user: credentials.user };
+  }
+
+  async function continents(
+    req: IncomingMessage,
+    res: ServerResponse,
+    entry: Record<string, unknown>,
+  ): Promise<void> {
+    const ip = req.socket.remoteAddress ?? 'unknown';
+    const header = req.headers.authorization;
+    if (header === undefined || header === '')
+      return unauthorized(res, 'Send a user name and password (HTTP Basic).');
+    const auth = await authenticate(header, ip);
+    if (auth === undefined)
+      return unauthorized(res, 'Wrong user name or password, or a malformed Authorization header.');
+    if ('blocked' in auth) {
+      entry.login = 'blocked';
+      return limited(res, auth.blocked, `Too many failed logins. ${waitMessage(auth.blocked)}`);
+    }
+    entry.user = auth.user;
+    const started = performance.now();
+    const decision = await limiter.consume(hashKey(auth.user, 'user:'));
+    metrics.storeLatency.observe((performance.now() - started) / 1000);
+    metrics.decisions.inc({ policy: decision.policy, outcome: decision.allowed ? 'allowed' : 'denied' });
+    entry.decision = {
+      allowed: decision.allowed,
+      remaining: decision.remaining,
+      retryAfter: decision.retryAfter,
+    };
+    if (!decision.allowed)
+      return limited(res, decision, `You're not allowed to access this resource. ${waitMessage(decision)}`);
+    const headers = rateLimitHeaders(decision, Date.now(), 'draft-10', false);
+    json(res, 200, await db.continents(), headers);
+  }
+
+  return async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = performance.now();
+    const path = (req.url ?? '/').split('?')[0]!;
+    const entry: Record<string, unknown> = { method: req.method, path, ip: req.socket.remoteAddress };
+    let route = 'other';
+    try {
+      if (path === '/health') {
+        route = 'health';
+        json(res, 200, { status: 'ok' });
+      } else if (path === '/metrics') {
+        route = 'metrics';
+        res.setHeader('Content-Type', metrics.registry.contentType);
+        res.end(await metrics.registry.metrics());
+      } else if (path === '/' || path === '/continents') {
+        route = 'continents';
+        if (req.method !== 'GET' && req.method !== 'HEAD') {
+          json(res, 405, { error: 'Method Not Allowed', message: 'Use GET.' }, [['Allow', 'GET, HEAD']]);
+        } else {
+          await continents(req, res, entry);
+        }
+      } else {
+        json(res, 404, { error: 'Not Found', message: `No route ${path}; try GET /continents.` });
+      }
+    } catch (error) {
+      log.error({ err: error, ...entry }, 'request failed');
+      if (!res.headersSent)
+        json(res, 500, { error: 'Internal Server Error', message: 'Something went wrong; see the log.' });
+      else res.destroy();
+    } finally {
+      const ms = performance.now() - started;
+      metrics.requests.observe({ route, status: String(res.statusCode) }, ms / 1000);
+      log.info({ ...entry, status: res.statusCode, ms: Math.round(ms * 10) / 10 }, 'request');
+    }
+  };
+}

@@ -1,0 +1,170 @@
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { hashPassword } from './passwords.js';
+
+export interface Continent {
+  continent_id: number;
+  continent_name: string;
+}
+
+/** The tutorial's data: seven continents, in its order. */
+export const CONTINENTS = [
+  'ASIA',
+  'AFRICA',
+  'NORTH AMERICA',
+  'SOUTH AMERICA',
+  'ANTARCTICA',
+  'EUROPE',
+  'AUSTRALIA',
+];
+/** The tutorial's example user, created on first run so its curl check works as written. */
+export const EXAMPLE_USER = { name: 'john_doe', password: 'EXAMPLE_PASSWORD' };
+
+/** Where the API's data lives: SQLite (embedded, the default) or MySQL/MariaDB. */
+export interface Database {
+  readonly kind: 'sqlite' | 'mysql';
+  continents(): Promise<Continent[]>;
+  passwordHash(user: string): Promise<string | undefined>;
+  addUser(user: string, hash: string): Promise<boolean>;
+  removeUser(user: string): Promise<boolean>;
+  users(): Promise<string[]>;
+  close(): Promise<void>;
+}
+
+/** Thrown for a database URL or connection problem: the CLI prints the message, without a stack. */
+export class DatabaseError extends Error {}
+
+export interface Opened {
+  db: Database;
+  /** What first-run seeding did, for the log. */
+  seeded: { continents: boolean; exampleUser: boolean };
+}
+
+export async function openDatabase(url: string): Promise<Opened> {
+  if (url.startsWith('sqlite:')) return openSqlite(url.slice('sqlite:'.length));
+  if (url.startsWith('mysql://') || url.startsWith('mariadb://'))
+    return openMysql(url.replace(/^mariadb:/, 'mysql:'));
+  throw new DatabaseError(
+    `--db must be sqlite:PATH, sqlite::memory: or mysql://user:pass@host:port/database; got "${url}"`,
+  );
+}
+
+async function seed(
+  db: Database,
+  empty: { continents: boolean; users: boolean },
+  insert: (name: string) => Promise<void>,
+) {
+  if (empty.continents) for (const name of CONTINENTS) await insert(name);
+  if (empty.users) await db.addUser(EXAMPLE_USER.name, await hashPassword(EXAMPLE_USER.password));
+  return { continents: empty.continents, exampleUser: empty.users };
+}
+
+async function openSqlite(path: string): Promise<Opened> {
+  const { default: Sqlite } = await import('better-sqlite3');
+  if (path === '')
+    throw new DatabaseError('--db sqlite: needs a path, e.g. sqlite:./floodgate.db or sqlite::memory:');
+  let sqlite: import('better-sqlite3').Database;
+  try {
+    if (path !== ':memory:') mkdirSync(dirname(resolve(path)), { recursive: true });
+    sqlite = new Sqlite(path);
+    sqlite.pragma('journal_mode = WAL');
+    sqlite.pragma('busy_timeout = 5000');
+    sqlite.exec(`CREATE TABLE IF NOT EXISTS continents (
+        continent_id INTEGER PRIMARY KEY AUTOINCREMENT, continent_name VARCHAR(100) NOT NULL);
+      CREATE TABLE IF NOT EXISTS users (username VARCHAR(255) PRIMARY KEY, password_hash VARCHAR(255) NOT NULL);`);
+  } catch (error) {
+    throw new DatabaseError(`cannot open SQLite database "${path}": ${(error as Error).message}`);
+  }
+  const count = (table: string) =>
+    (sqlite.prepare(`SELECT COUNT(*) AS n FROM ${table}`).get() as { n: number }).n;
+  const db: Database = {
+    kind: 'sqlite',
+    continents: async () =>
+      sqlite
+        .prepare('SELECT continent_id, continent_name FROM continents ORDER BY continent_id')
+        .all() as Continent[],
+    passwordHash: async (user) =>
+      (
+        sqlite.prepare('SELECT password_hash FROM users WHERE username = ?').get(user) as
+          | { password_hash: string }
+          | undefined
+      )?.password_hash,
+    addUser: async (user, hash) =>
+      sqlite.prepare('INSERT OR IGNORE INTO users (username, password_hash) VALUES (?, ?)').run(user, hash)
+        .changes === 1,
+    removeUser: async (user) =>
+      sqlite.prepare('DELETE FROM users WHERE username = ?').run(user).changes === 1,
+    users: async () =>
+      (sqlite.prepare('SELECT username FROM users ORDER BY username').all() as { username: string }[]).map(
+        (r) => r.username,
+      ),
+    close: async () => {
+      sqlite.close();
+    },
+  };
+  const seeded = await seed(
+    db,
+    { continents: count('continents') === 0, users: count('users') === 0 },
+    async (name) => {
+      sqlite.prepare('INSERT INTO continents (continent_name) VALUES (?)').run(name);
+    },
+  );
+  return { db, seeded };
+}
+
+async function openMysql(url: string): Promise<Opened> {
+  const mysql = await import('mysql2/promise');
+  let pool: import('mysql2/promise').Pool;
+  try {
+    new URL(url);
+  } catch {
+    throw new DatabaseError(`--db is not a valid URL: "${url}"`);
+  }
+  try {
+    pool = mysql.createPool({ uri: url, connectionLimit: 10, connectTimeout: 5000 });
+    await pool.query(`CREATE TABLE IF NOT EXISTS continents (
+      continent_id INT AUTO_INCREMENT PRIMARY KEY, continent_name VARCHAR(100) NOT NULL)`);
+    await pool.query(`CREATE TABLE IF NOT EXISTS users (
+      username VARCHAR(255) PRIMARY KEY, password_hash VARCHAR(255) NOT NULL)`);
+  } catch (error) {
+    const where = new URL(url);
+    throw new DatabaseError(
+      `cannot use the MySQL database at ${where.hostname}:${where.port || 3306}${where.pathname}: ${(error as Error).message}`,
+    );
+  }
+  const rows = async <T>(sql: string, params: unknown[] = []) => (await pool.query(sql, params))[0] as T;
+  const count = async (table: string) =>
+    (await rows<{ n: number }[]>(`SELECT COUNT(*) AS n FROM ${table}`))[0]!.n;
+  const db: Database = {
+    kind: 'mysql',
+    continents: () =>
+      rows<Continent[]>('SELECT continent_id, continent_name FROM continents ORDER BY continent_id'),
+    passwordHash: async (user) =>
+      (
+        await rows<{ password_hash: string }[]>('SELECT password_hash FROM users WHERE username = ?', [user])
+      )[0]?.password_hash,
+    addUser: async (user, hash) =>
+      (
+        await rows<{ affectedRows: number }>(
+          'INSERT IGNORE INTO users (username, password_hash) VALUES (?, ?)',
+          [user, hash],
+        )
+      ).affectedRows === 1,
+    removeUser: async (user) =>
+      (await rows<{ affectedRows: number }>('DELETE FROM users WHERE username = ?', [user])).affectedRows ===
+      1,
+    users: async () =>
+      (await rows<{ username: string }[]>('SELECT username FROM users ORDER BY username')).map(
+        (r) => r.username,
+      ),
+    close: () => pool.end(),
+  };
+  const seeded = await seed(
+    db,
+    { continents: (await count('continents')) === 0, users: (await count('users')) === 0 },
+    async (name) => {
+      await pool.query('INSERT INTO continents (continent_name) VALUES (?)', [name]);
+    },
+  );
+  return { db, seeded };
+}

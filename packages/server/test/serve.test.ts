@@ -1,0 +1,358 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { freePort, RedisServer } from '../../floodgate/test/helpers/redis-server.js';
+
+// The real `floodgate serve`, spawned as a child process and spoken to over HTTP.
+
+const bin = resolve(import.meta.dirname, '../bin/floodgate.js');
+const USER = 'john_doe:EXAMPLE_PASSWORD';
+const auth = (credentials: string) => `Basic ${Buffer.from(credentials).toString('base64')}`;
+
+interface Serve {
+  url: string;
+  child: ChildProcess;
+  logs: () => Record<string, unknown>[];
+  stop(): Promise<number | null>;
+}
+
+const dirs: string[] = [];
+function workdir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'floodgate-serve-'));
+  dirs.push(dir);
+  return dir;
+}
+after(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+/** Starts `floodgate serve` on a free port and waits for its "listening" log line. */
+function startServe(args: string[], cwd = workdir(), env: NodeJS.ProcessEnv = {}): Promise<Serve> {
+  const child = spawn(process.execPath, [bin, 'serve', '--port', '0', ...args], {
+    cwd,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stderr!.on('data', (d) => (err += d));
+  const logs = () =>
+    out
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  return new Promise((resolvePromise, reject) => {
+    child.stdout!.on('data', (d) => {
+      out += d;
+      const listening = logs().find((l) => typeof l.url === 'string');
+      if (listening !== undefined) {
+        resolvePromise({
+          url: listening.url as string,
+          child,
+          logs,
+          stop: () => {
+            const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+            child.kill('SIGTERM');
+            return exited;
+          },
+        });
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${err}${out}`)));
+  });
+}
+
+function run(args: string[], options: { cwd?: string; input?: string; env?: NodeJS.ProcessEnv } = {}) {
+  return spawnSync(process.execPath, [bin, ...args], {
+    cwd: options.cwd ?? workdir(),
+    input: options.input ?? '',
+    encoding: 'utf8',
+    env: { ...process.env, ...options.env },
+    timeout: 30_000,
+  });
+}
+
+async function get(url: string, headers: Record<string, string> = {}) {
+  const res = await fetch(url, { headers });
+  return { status: res.status, headers: res.headers, text: await res.text() };
+}
+
+describe('floodgate serve, embedded defaults (SQLite file, memory store)', () => {
+  let s: Serve;
+  let cwd: string;
+  before(async () => {
+    cwd = workdir();
+    s = await startServe([], cwd);
+  });
+  after(async () => {
+    assert.equal(await s.stop(), 0, 'a graceful stop exits 0');
+    assert.ok(s.logs().some((l) => l.msg === 'stopped'));
+  });
+
+  it('seeds the database on first run and announces the example user', () => {
+    const logs = s.logs();
+    assert.ok(logs.some((l) => /seven continents/.test(String(l.msg))));
+    assert.ok(logs.some((l) => l.user === 'john_doe' && l.password === 'EXAMPLE_PASSWORD'));
+  });
+
+  it("the tutorial's check: five answers, then the wait message", async () => {
+    const answers = [];
+    for (let i = 1; i <= 10; i++) answers.push(await get(`${s.url}/?${i}`, { authorization: auth(USER) }));
+    assert.deepEqual(
+      answers.map((a) => a.status),
+      [200, 200, 200, 200, 200, 429, 429, 429, 429, 429],
+    );
+    assert.deepEqual(JSON.parse(answers[0]!.text)[0], { continent_id: 1, continent_name: 'ASIA' });
+    assert.equal(JSON.parse(answers[0]!.text).length, 7);
+    assert.equal(answers[0]!.headers.get('ratelimit'), '"per-user";r=4;t=60');
+    const refused = answers[5]!;
+    assert.equal(refused.headers.get('retry-after'), '60');
+    assert.equal(refused.headers.get('ratelimit-policy'), '"per-user";q=5;w=60');
+    assert.match(JSON.parse(refused.text).message, /Wait 60 seconds before trying again\.$/);
+    // GET /continents shares the user's limit.
+    assert.equal((await get(`${s.url}/continents`, { authorization: auth(USER) })).status, 429);
+  });
+
+  it('401 with WWW-Authenticate for a missing, malformed or wrong credential; never a crash', async () => {
+    for (const header of [
+      undefined,
+      'Basic',
+      'Basic %%%',
+      'Bearer abc',
+      auth('john_doe'),
+      auth(':x'),
+      auth('nobody:pw'),
+    ]) {
+      const res = await get(s.url, header === undefined ? {} : { authorization: header });
+      assert.equal(res.status, 401, String(header));
+      assert.match(res.headers.get('www-authenticate') ?? '', /^Basic realm=/);
+    }
+    assert.equal((await get(`${s.url}/health`)).status, 200, 'still serving');
+  });
+
+  it('limits failed logins per IP: after 5 wrong passwords even the right one waits', async () => {
+    const victim = 'mallory-target:wrong';
+    const add = run(['users', 'add', 'mallory-target'], { cwd, input: 'correct horse battery\n' });
+    assert.equal(add.status, 0, add.stderr);
+    for (let i = 0; i < 5; i++) assert.equal((await get(s.url, { authorization: auth(victim) })).status, 401);
+    const blocked = await get(s.url, { authorization: auth('mallory-target:correct horse battery') });
+    assert.equal(blocked.status, 429);
+    assert.match(JSON.parse(blocked.text).message, /^Too many failed logins\. Wait \d+ seconds/);
+  });
+
+  it('/health and /metrics are not limited; /metrics speaks Prometheus', async () => {
+    for (let i = 0; i < 12; i++) assert.equal((await get(`${s.url}/health`)).status, 200);
+    const metrics = await get(`${s.url}/metrics`);
+    assert.equal(metrics.status, 200);
+    assert.match(metrics.text, /floodgate_decisions_total\{policy="per-user",outcome="allowed"\} 5/);
+    assert.match(metrics.text, /floodgate_decisions_total\{policy="per-user",outcome="denied"\} \d+/);
+    assert.match(metrics.text, /floodgate_store_latency_seconds_bucket/);
+    assert.match(
+      metrics.text,
+      /floodgate_http_request_duration_seconds_count\{route="health",status="200"\} \d+/,
+    );
+  });
+
+  it('unknown routes get 404, other methods 405, and every request is logged with its decision', async () => {
+    assert.equal((await get(`${s.url}/nope`)).status, 404);
+    const post = await fetch(s.url, { method: 'POST' });
+    assert.equal(post.status, 405);
+    const logged = s.logs().filter((l) => l.msg === 'request');
+    assert.ok(logged.some((l) => (l.decision as { allowed?: boolean } | undefined)?.allowed === false));
+    assert.ok(logged.every((l) => typeof l.status === 'number' && typeof l.ms === 'number'));
+  });
+});
+
+describe('floodgate users', () => {
+  it('adds (password from stdin), lists and removes users; bad input is refused', () => {
+    const cwd = workdir();
+    assert.equal(run(['users', 'add', 'alice'], { cwd, input: 'alice-password\n' }).stdout, 'added alice\n');
+    assert.equal(run(['users', 'list'], { cwd }).stdout, 'alice\njohn_doe\n');
+    const again = run(['users', 'add', 'alice'], { cwd, input: 'alice-password\n' });
+    assert.equal(again.status, 2);
+    assert.match(again.stderr, /user "alice" already exists/);
+    assert.match(run(['users', 'add', 'bob'], { cwd, input: 'short\n' }).stderr, /at least 8 characters/);
+    assert.match(run(['users', 'add', 'bad name!'], { cwd }).stderr, /needs a NAME/);
+    assert.match(run(['users', 'frobnicate'], { cwd }).stderr, /usage: floodgate users/);
+    assert.equal(run(['users', 'remove', 'alice'], { cwd }).stdout, 'removed alice\n');
+    assert.match(run(['users', 'remove', 'alice'], { cwd }).stderr, /no user "alice"/);
+  });
+
+  it('a new user can call the API', async () => {
+    const cwd = workdir();
+    run(['users', 'add', 'carol'], { cwd, input: 'carol-password\n' });
+    const s = await startServe(['--limit', '2'], cwd);
+    try {
+      assert.equal((await get(s.url, { authorization: auth('carol:carol-password') })).status, 200);
+    } finally {
+      await s.stop();
+    }
+  });
+});
+
+describe('floodgate serve settings and errors', () => {
+  it('flags beat environment variables, which beat the config file', async () => {
+    const cwd = workdir();
+    writeFileSync(join(cwd, 'floodgate.yaml'), 'limit: 3\nwindow: 30s\nalgorithm: fixed-window\n');
+    const s = await startServe(['--config', 'floodgate.yaml', '--window', '20s'], cwd, {
+      FLOODGATE_LIMIT: '2',
+    });
+    try {
+      const res = await get(s.url, { authorization: auth(USER) });
+      assert.equal(res.headers.get('ratelimit-policy'), '"per-user";q=2;w=20');
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('serves from a database in memory with --db sqlite::memory:', async () => {
+    const s = await startServe(['--db', 'sqlite::memory:']);
+    try {
+      assert.equal((await get(s.url, { authorization: auth(USER) })).status, 200);
+    } finally {
+      await s.stop();
+    }
+  });
+
+  const errors: [string, string[], number, RegExp, (cwd: string) => void][] = [
+    ['invalid limit', ['--limit', '0'], 2, /--limit must be an integer from 1/, () => {}],
+    ['invalid window', ['--window', 'soon'], 2, /the window \(--window\) must be/, () => {}],
+    ['invalid algorithm', ['--algorithm', 'magic'], 2, /the algorithm \(--algorithm\) must be/, () => {}],
+    ['unknown flag', ['--colour'], 2, /Unknown option '--colour'/, () => {}],
+    ['bad database URL', ['--db', 'postgres://x'], 1, /--db must be sqlite:PATH/, () => {}],
+    ['bad Redis URL', ['--redis', 'localhost:6379'], 2, /--redis must be redis:\/\/host:port/, () => {}],
+    [
+      'missing config file',
+      ['--config', 'nope.yaml'],
+      2,
+      /cannot read config file "nope.yaml": ENOENT/,
+      () => {},
+    ],
+    [
+      'invalid YAML',
+      ['--config', 'bad.yaml'],
+      2,
+      /is not valid YAML/,
+      (cwd) => writeFileSync(join(cwd, 'bad.yaml'), 'a: ['),
+    ],
+    [
+      'unknown setting',
+      ['--config', 'odd.yaml'],
+      2,
+      /unknown setting "colour"/,
+      (cwd) => writeFileSync(join(cwd, 'odd.yaml'), 'colour: red\n'),
+    ],
+    [
+      'bad setting type',
+      ['--config', 'list.yaml'],
+      2,
+      /"limit" in list.yaml must be an integer/,
+      (cwd) => writeFileSync(join(cwd, 'list.yaml'), 'limit: [1]\n'),
+    ],
+  ];
+  for (const [name, args, code, message, prepare] of errors) {
+    it(`${name}: exit ${code}, a message, no stack trace`, () => {
+      const cwd = workdir();
+      prepare(cwd);
+      const r = run(['serve', '--port', '0', ...args], { cwd });
+      assert.equal(r.status, code, r.stderr);
+      assert.match(r.stderr, message);
+      assert.doesNotMatch(r.stderr, /\n\s+at /);
+    });
+  }
+
+  it('a port in use: exit 1 saying so', async () => {
+    const blocker = createServer();
+    await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
+    const { port } = blocker.address() as { port: number };
+    try {
+      const r = run(['serve', '--port', String(port)]);
+      assert.equal(r.status, 1);
+      assert.match(r.stderr, new RegExp(`port ${port} on 127.0.0.1 is already in use`));
+    } finally {
+      blocker.close();
+    }
+  });
+
+  it('an unreachable database or Redis: exit 1 saying which, never a hang', async () => {
+    const port = await freePort();
+    const db = run(['serve', '--port', '0', '--db', `mysql://root@127.0.0.1:${port}/x`]);
+    assert.equal(db.status, 1);
+    assert.match(db.stderr, new RegExp(`cannot use the MySQL database at 127.0.0.1:${port}/x`));
+    const redis = run(['serve', '--port', '0', '--redis', `redis://127.0.0.1:${port}`]);
+    assert.equal(redis.status, 1);
+    assert.match(redis.stderr, new RegExp(`cannot connect to Redis at redis://127.0.0.1:${port}`));
+  });
+});
+
+describe('floodgate serve with Redis', () => {
+  let redis: RedisServer;
+  before(async () => {
+    redis = await RedisServer.start();
+  });
+  after(async () => {
+    await redis.stop();
+  });
+
+  it('two serve processes sharing one Redis allow exactly 5 of 50 concurrent requests for one user', async () => {
+    const cwd = workdir();
+    const a = await startServe(['--redis', redis.url], cwd);
+    const b = await startServe(['--redis', redis.url], cwd);
+    try {
+      // Warm each process's credential check, so the 50 requests race on the limit alone.
+      await Promise.all([a, b].map((s) => get(`${s.url}/health`)));
+      const responses = await Promise.all(
+        Array.from({ length: 50 }, (_, i) => get([a, b][i % 2]!.url, { authorization: auth(USER) })),
+      );
+      assert.equal(responses.filter((r) => r.status === 200).length, 5);
+      assert.equal(responses.filter((r) => r.status === 429).length, 45);
+    } finally {
+      await Promise.all([a.stop(), b.stop()]);
+    }
+  });
+});
+
+describe('floodgate serve with MariaDB/MySQL', () => {
+  // The server to use: FLOODGATE_TEST_MYSQL_URL (without a database name), by default the local MariaDB.
+  const base = process.env.FLOODGATE_TEST_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306';
+  const database = `floodgate_test_${process.pid}`;
+  let admin: import('mysql2/promise').Connection;
+  before(async () => {
+    const mysql = await import('mysql2/promise');
+    try {
+      admin = await mysql.createConnection({ uri: base, connectTimeout: 5000 });
+    } catch (error) {
+      throw new Error(
+        `these tests need a MySQL/MariaDB server at ${base} (set FLOODGATE_TEST_MYSQL_URL to use another): ${(error as Error).message}`,
+      );
+    }
+    await admin.query(`CREATE DATABASE ${database}`);
+  });
+  after(async () => {
+    await admin?.query(`DROP DATABASE IF EXISTS ${database}`);
+    await admin?.end();
+  });
+
+  it('creates the schema, seeds it, and serves the continents from it', async () => {
+    const url = `${base}/${database}`;
+    const s = await startServe(['--db', url]);
+    try {
+      const res = await get(s.url, { authorization: auth(USER) });
+      assert.equal(res.status, 200);
+      assert.deepEqual(
+        JSON.parse(res.text).map((c: { continent_name: string }) => c.continent_name),
+        ['ASIA', 'AFRICA', 'NORTH AMERICA', 'SOUTH AMERICA', 'ANTARCTICA', 'EUROPE', 'AUSTRALIA'],
+      );
+    } finally {
+      await s.stop();
+    }
+    const [rows] = await admin.query(`SELECT username FROM ${database}.users`);
+    assert.deepEqual(rows, [{ username: 'john_doe' }]);
+    const added = run(['users', 'add', 'dave', '--db', url], { input: 'dave-password\n' });
+    assert.equal(added.stdout, 'added dave\n', added.stderr);
+  });
+});
