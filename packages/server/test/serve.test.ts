@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { connect, createServer, type Server as NetServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -335,6 +335,55 @@ describe('floodgate serve with MariaDB/MySQL', () => {
   after(async () => {
     await admin?.query(`DROP DATABASE IF EXISTS ${database}`);
     await admin?.end();
+  });
+
+  it('the database going away mid-run gives 503, not a crash, and it recovers when the database returns', async () => {
+    // A TCP hop the test controls between the API and the real server: cutting it takes the database away.
+    const target = new URL(base);
+    const sockets = new Set<Socket>();
+    let proxy: NetServer | undefined;
+    const port = await freePort();
+    const open = () =>
+      new Promise<void>((r) => {
+        proxy = createServer((client) => {
+          const upstream = connect(Number(target.port || 3306), target.hostname);
+          sockets.add(client).add(upstream);
+          client.pipe(upstream).pipe(client);
+          const drop = () => {
+            client.destroy();
+            upstream.destroy();
+          };
+          client.on('error', drop).on('close', drop);
+          upstream.on('error', drop).on('close', drop);
+        });
+        proxy.listen(port, '127.0.0.1', r);
+      });
+    const cut = () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        sockets.clear();
+        proxy!.close(() => r());
+      });
+    await open();
+    const url = `mysql://${target.username || 'root'}${target.password ? `:${target.password}` : ''}@127.0.0.1:${port}/${database}`;
+    const s = await startServe(['--db', url, '--limit', '100']);
+    try {
+      assert.equal((await get(s.url, { authorization: auth(USER) })).status, 200);
+      await cut();
+      const down = await get(s.url, { authorization: auth(USER) });
+      assert.equal(down.status, 503);
+      assert.equal(down.headers.get('retry-after'), '5');
+      assert.match(JSON.parse(down.text).message, /database is unavailable/);
+      assert.equal((await get(`${s.url}/health`)).status, 200, 'the process is alive');
+      await open();
+      let status = 0;
+      for (let i = 0; i < 20 && status !== 200; i++)
+        status = (await get(s.url, { authorization: auth(USER) })).status;
+      assert.equal(status, 200, 'serves again once the database is back');
+    } finally {
+      await s.stop();
+      await cut();
+    }
   });
 
   it('creates the schema, seeds it, and serves the continents from it', async () => {

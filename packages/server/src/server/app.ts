@@ -15,6 +15,17 @@ export interface AppDeps {
   log: Logger;
 }
 
+/** A failure of the database: the API answers 503 until it is back, and never crashes. */
+class DatabaseUnavailable extends Error {}
+
+async function fromDb<T>(work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (error) {
+    throw new DatabaseUnavailable((error as Error).message);
+  }
+}
+
 /** Verified credentials, by digest of the Authorization header: a slow hash once a minute, not per request. */
 const VERIFIED_FOR = 60_000;
 const VERIFIED_MAX = 10_000;
@@ -57,7 +68,7 @@ export function createApp({ db, limiter, logins, metrics, log }: AppDeps) {
     if (credentials === undefined) return undefined;
     const check = await logins.check(credentials.user, ip);
     if (!check.allowed) return { blocked: check.decision };
-    const stored = await db.passwordHash(credentials.user);
+    const stored = await fromDb(db.passwordHash(credentials.user));
     const ok = await verifyPassword(credentials.password, stored ?? (await decoyHash()));
     if (!ok || stored === undefined) {
       await logins.failed(credentials.user, ip);
@@ -98,7 +109,7 @@ export function createApp({ db, limiter, logins, metrics, log }: AppDeps) {
     if (!decision.allowed)
       return limited(res, decision, `You're not allowed to access this resource. ${waitMessage(decision)}`);
     const headers = rateLimitHeaders(decision, Date.now(), 'draft-10', false);
-    json(res, 200, await db.continents(), headers);
+    json(res, 200, await fromDb(db.continents()), headers);
   }
 
   return async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -125,6 +136,18 @@ export function createApp({ db, limiter, logins, metrics, log }: AppDeps) {
         json(res, 404, { error: 'Not Found', message: `No route ${path}; try GET /continents.` });
       }
     } catch (error) {
+      if (error instanceof DatabaseUnavailable) {
+        log.warn({ err: error.message, ...entry }, 'database unavailable');
+        if (!res.headersSent) {
+          json(
+            res,
+            503,
+            { error: 'Service Unavailable', message: 'The database is unavailable; try again shortly.' },
+            [['Retry-After', '5']],
+          );
+        }
+        return;
+      }
       log.error({ err: error, ...entry }, 'request failed');
       if (!res.headersSent)
         json(res, 500, { error: 'Internal Server Error', message: 'Something went wrong; see the log.' });
