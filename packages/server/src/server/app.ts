@@ -57,13 +57,23 @@ function limited(res: ServerResponse, decision: Decision, message: string): void
 export function createApp({ db, limiter, logins, metrics, log }: AppDeps) {
   const verified = new Map<string, { user: string; until: number }>();
 
-  async function authenticate(
-    header: string,
-    ip: string,
-  ): Promise<{ user: string } | { blocked: Decision } | undefined> {
+  type Auth = { user: string } | { blocked: Decision } | undefined;
+  /** Checks in progress, by digest: concurrent requests with one credential share one slow hash. */
+  const pending = new Map<string, Promise<Auth>>();
+
+  function authenticate(header: string, ip: string): Promise<Auth> {
     const digest = createHash('sha256').update(header).digest('base64url');
     const cached = verified.get(digest);
-    if (cached !== undefined && cached.until > Date.now()) return { user: cached.user };
+    if (cached !== undefined && cached.until > Date.now()) return Promise.resolve({ user: cached.user });
+    let check = pending.get(digest);
+    if (check === undefined) {
+      check = verify(header, ip, digest).finally(() => pending.delete(digest));
+      pending.set(digest, check);
+    }
+    return check;
+  }
+
+  async function verify(header: string, ip: string, digest: string): Promise<Auth> {
     const credentials = basicCredentials(header);
     if (credentials === undefined) return undefined;
     const check = await logins.check(credentials.user, ip);
