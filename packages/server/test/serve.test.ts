@@ -5,7 +5,7 @@ import { connect, createServer, type Server as NetServer, type Socket } from 'no
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { freePort, RedisServer } from '../../floodgate/test/helpers/redis-server.js';
+import { freePort, RedisCluster, RedisServer } from '../../floodgate/test/helpers/redis-server.js';
 
 // The real `floodgate serve`, spawned as a child process and spoken to over HTTP.
 
@@ -310,6 +310,32 @@ describe('floodgate serve with Redis', () => {
       );
       assert.equal(responses.filter((r) => r.status === 200).length, 5);
       assert.equal(responses.filter((r) => r.status === 429).length, 45);
+    } finally {
+      await Promise.all([a.stop(), b.stop()]);
+    }
+  });
+});
+
+describe('floodgate serve on a Redis Cluster', () => {
+  let cluster: RedisCluster;
+  before(async () => {
+    cluster = await RedisCluster.start(3);
+  });
+  after(async () => {
+    await cluster.stop();
+  });
+
+  it('--redis redis-cluster://host:port,... shares one limit across processes', async () => {
+    const url = `redis-cluster://${cluster.ports.map((p) => `127.0.0.1:${p}`).join(',')}`;
+    const cwd = workdir();
+    const a = await startServe(['--redis', url, '--limit', '3'], cwd);
+    const b = await startServe(['--redis', url, '--limit', '3'], cwd);
+    try {
+      const statuses = [];
+      for (let i = 0; i < 6; i++)
+        statuses.push((await get([a, b][i % 2]!.url, { authorization: auth(USER) })).status);
+      assert.deepEqual(statuses, [200, 200, 200, 429, 429, 429]);
+      assert.ok(a.logs().some((l) => l.store === 'redis'));
     } finally {
       await Promise.all([a.stop(), b.stop()]);
     }
