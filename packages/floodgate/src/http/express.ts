@@ -1,5 +1,5 @@
 import { HttpGuard, type HttpLimitOptions } from './guard.js';
-import { type NodeRequestLike, type NodeResponseLike, nodeView, setNodeHeaders } from './node-common.js';
+import { applyToNodeResponse, type NodeRequestLike, type NodeResponseLike, nodeView } from './node-common.js';
 
 export * from './exports.js';
 
@@ -28,18 +28,7 @@ export function rateLimit(options: HttpLimitOptions<ExpressRequestLike>): Expres
     next: (error?: unknown) => void,
   ): void => {
     guard.check(req, nodeView(req)).then((verdict) => {
-      setNodeHeaders(res, verdict.headers);
-      if (verdict.kind === 'respond') {
-        res.statusCode = verdict.status;
-        res.end(verdict.body);
-        return;
-      }
-      const settle = verdict.settle;
-      if (settle !== undefined) {
-        res.once('finish', () => settle(res.statusCode));
-        res.once('close', () => settle(res.statusCode));
-      }
-      next();
+      if (applyToNodeResponse(res, verdict)) next();
     }, next);
   };
   return Object.assign(middleware, { limiter: guard.limiter });

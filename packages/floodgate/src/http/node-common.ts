@@ -1,3 +1,4 @@
+import type { Verdict } from './guard.js';
 import type { HeaderList } from './headers.js';
 import type { RequestView } from './request.js';
 
@@ -43,4 +44,24 @@ export function mergedValue(name: string, value: string, existing: unknown): str
 
 export function setNodeHeaders(res: NodeResponseLike, headers: HeaderList): void {
   for (const [name, value] of headers) res.setHeader(name, mergedValue(name, value, res.getHeader(name)));
+}
+
+/**
+ * Applies a verdict to a node response: the header fields, and either the response itself (false: the
+ * request stops here) or the settle hook for when the response ends (true: the request goes on).
+ */
+export function applyToNodeResponse(res: NodeResponseLike, verdict: Verdict): boolean {
+  setNodeHeaders(res, verdict.headers);
+  if (verdict.kind === 'respond') {
+    res.statusCode = verdict.status;
+    res.end(verdict.body);
+    return false;
+  }
+  const settle = verdict.settle;
+  if (settle !== undefined) {
+    res.once('finish', () => settle(res.statusCode));
+    // An aborted response still ends the request: release what it held (settle runs once).
+    res.once('close', () => settle(res.statusCode));
+  }
+  return true;
 }

@@ -1,5 +1,5 @@
 import { HttpGuard, type HttpLimitOptions } from './guard.js';
-import { type NodeRequestLike, type NodeResponseLike, nodeView, setNodeHeaders } from './node-common.js';
+import { applyToNodeResponse, type NodeRequestLike, type NodeResponseLike, nodeView } from './node-common.js';
 
 export * from './exports.js';
 export type { NodeRequestLike, NodeResponseLike } from './node-common.js';
@@ -20,21 +20,7 @@ export type NodeRateLimit = ((req: NodeRequestLike, res: NodeResponseLike) => Pr
  */
 export function rateLimit(options: HttpLimitOptions<NodeRequestLike>): NodeRateLimit {
   const guard = new HttpGuard(options);
-  const limit = async (req: NodeRequestLike, res: NodeResponseLike): Promise<boolean> => {
-    const verdict = await guard.check(req, nodeView(req));
-    setNodeHeaders(res, verdict.headers);
-    if (verdict.kind === 'respond') {
-      res.statusCode = verdict.status;
-      res.end(verdict.body);
-      return false;
-    }
-    const settle = verdict.settle;
-    if (settle !== undefined) {
-      res.once('finish', () => settle(res.statusCode));
-      // An aborted response still ends the request: release what it held.
-      res.once('close', () => settle(res.statusCode));
-    }
-    return true;
-  };
+  const limit = async (req: NodeRequestLike, res: NodeResponseLike): Promise<boolean> =>
+    applyToNodeResponse(res, await guard.check(req, nodeView(req)));
   return Object.assign(limit, { limiter: guard.limiter });
 }

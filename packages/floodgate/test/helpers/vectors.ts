@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { policySet, resolvePolicies } from '../../src/core/policy.js';
+import { RedisStore } from '../../src/stores/redis/index.js';
 import type { Store, StoreMode } from '../../src/stores/store.js';
 
 interface Step {
@@ -77,4 +78,15 @@ export function storeConformance(label: string, make: () => StoreUnderTest | Pro
       }
     }
   });
+}
+
+/** A RedisStore on `client()` whose time the suite drives (a failed call answers "closed", never "allowed"). */
+export function redisUnderTest(client: () => unknown): () => StoreUnderTest {
+  return () => {
+    let now = 0;
+    return {
+      store: new RedisStore({ client: client(), clock: { now: () => now }, onStoreError: 'closed' }),
+      setNow: (t: number) => (now = t),
+    };
+  };
 }

@@ -6,7 +6,7 @@ import { createCluster } from 'redis';
 import { Limiter } from '../../src/core/limiter.js';
 import { hashSlot, RedisStore } from '../../src/stores/redis/index.js';
 import { RedisCluster } from '../helpers/redis-server.js';
-import { storeConformance } from '../helpers/vectors.js';
+import { redisUnderTest, storeConformance } from '../helpers/vectors.js';
 
 let cluster: RedisCluster;
 let ioredis: Cluster;
@@ -27,23 +27,13 @@ after(async () => {
   await cluster.stop();
 });
 
-function sut(client: () => unknown) {
-  return () => {
-    let now = 0;
-    return {
-      store: new RedisStore({ client: client(), clock: { now: () => now }, onStoreError: 'closed' }),
-      setNow: (t: number) => (now = t),
-    };
-  };
-}
-
 storeConformance(
   'RedisStore on a 3-master Cluster (ioredis)',
-  sut(() => ioredis),
+  redisUnderTest(() => ioredis),
 );
 storeConformance(
   'RedisStore on a 3-master Cluster (node-redis)',
-  sut(() => nodeRedis),
+  redisUnderTest(() => nodeRedis),
 );
 
 describe('RedisStore on a Cluster', () => {

@@ -2,9 +2,8 @@ import { after, before } from 'node:test';
 import { Redis } from 'ioredis';
 import { Redis as Valkey } from 'iovalkey';
 import { createClient } from 'redis';
-import { RedisStore } from '../../src/stores/redis/index.js';
 import { RedisServer } from '../helpers/redis-server.js';
-import { storeConformance } from '../helpers/vectors.js';
+import { redisUnderTest, storeConformance } from '../helpers/vectors.js';
 
 let server: RedisServer;
 let ioredis: Redis;
@@ -26,25 +25,15 @@ after(async () => {
   await server.stop();
 });
 
-function sut(client: () => unknown) {
-  return () => {
-    let now = 0;
-    return {
-      store: new RedisStore({ client: client(), clock: { now: () => now } }),
-      setNow: (t: number) => (now = t),
-    };
-  };
-}
-
 storeConformance(
   'RedisStore with ioredis',
-  sut(() => ioredis),
+  redisUnderTest(() => ioredis),
 );
 storeConformance(
   'RedisStore with iovalkey',
-  sut(() => valkey),
+  redisUnderTest(() => valkey),
 );
 storeConformance(
   'RedisStore with node-redis',
-  sut(() => nodeRedis),
+  redisUnderTest(() => nodeRedis),
 );
