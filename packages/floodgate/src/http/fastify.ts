@@ -13,6 +13,7 @@ export interface FastifyRequestLike {
 /** The parts of a Fastify reply the plugin writes. */
 export interface FastifyReplyLike {
   readonly statusCode: number;
+  readonly raw: { once(event: 'finish' | 'close', listener: () => void): unknown };
   code(status: number): FastifyReplyLike;
   header(name: string, value: string): FastifyReplyLike;
   getHeader(name: string): unknown;
@@ -23,7 +24,7 @@ type Hook = (request: FastifyRequestLike, reply: FastifyReplyLike) => Promise<un
 
 /** The parts of a Fastify instance the plugin registers on. */
 export interface FastifyInstanceLike {
-  addHook(name: 'onRequest' | 'onResponse', hook: Hook): unknown;
+  addHook(name: 'onRequest', hook: Hook): unknown;
 }
 
 /** Route-level settings, under the route's `config.rateLimit`: `false` turns limiting off for the route. */
@@ -33,8 +34,6 @@ export interface FastifyLimitOptions extends HttpLimitOptions<FastifyRequestLike
   /** Limit every route (default), or only routes whose `config.rateLimit` is set. */
   readonly global?: boolean;
 }
-
-const SETTLE = Symbol('floodgate.settle');
 
 /**
  * Fastify plugin (Fastify 4 and 5). Register it at the top level; routes may override with
@@ -77,12 +76,13 @@ export function floodgate(
         reply.code(verdict.status).send(verdict.body);
         return reply;
       }
-      if (verdict.settle !== undefined)
-        (request as { [SETTLE]?: (s: number) => void })[SETTLE] = verdict.settle;
+      const settle = verdict.settle;
+      if (settle !== undefined) {
+        // On the raw response, not an onResponse hook: requests that need no settling pay nothing.
+        reply.raw.once('finish', () => settle(reply.statusCode));
+        reply.raw.once('close', () => settle(reply.statusCode));
+      }
       return;
-    });
-    fastify.addHook('onResponse', async (request, reply) => {
-      (request as { [SETTLE]?: (s: number) => void })[SETTLE]?.(reply.statusCode);
     });
     done();
   } catch (error) {
