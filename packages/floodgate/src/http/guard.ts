@@ -196,6 +196,13 @@ export class HttpGuard<Req> {
     if (options.countOnly !== undefined && !['failed', 'successful'].includes(options.countOnly)) {
       throw invalidOption('countOnly', 'one of "failed", "successful"', options.countOnly);
     }
+    if (
+      options.countOnly !== undefined &&
+      this.limiter.policiesFor('').some((p) => p.algorithm === 'concurrency')
+    ) {
+      // Giving back a charge would also free a concurrency slot that the response's own release frees.
+      throw invalidOption('countOnly', 'absent when a policy is a concurrency limit', options.countOnly);
+    }
     const headers = options.headers ?? 'draft-10';
     if (!['draft-10', 'draft-7', 'draft-6', false].includes(headers)) {
       throw invalidOption('headers', 'one of "draft-10", "draft-7", "draft-6", false', headers);

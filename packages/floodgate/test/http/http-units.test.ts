@@ -120,6 +120,11 @@ describe('middleware options', () => {
     ['cost', { ...ok, cost: -2 }, /"cost" must be a non-negative integer or a function/],
     ['countOnly', { ...ok, countOnly: 'errors' }, /"countOnly" must be one of "failed", "successful"/],
     [
+      'countOnly with a concurrency policy',
+      { policies: { algorithm: 'concurrency', limit: 2, leaseTimeout: '1m' }, countOnly: 'failed' },
+      /"countOnly" must be absent when a policy is a concurrency limit/,
+    ],
+    [
       'headers',
       { ...ok, headers: 'draft-8' },
       /"headers" must be one of "draft-10", "draft-7", "draft-6", false/,

@@ -30,6 +30,11 @@ function url(host: string, port: number): string {
 
 async function listen(server: Server, host: string): Promise<Running> {
   await new Promise<void>((resolve) => server.listen(0, host, resolve));
+  return running(server, host);
+}
+
+/** A listening server as a `Running`: its URL, and a close that drops kept-alive connections. */
+function running(server: Server, host: string): Running {
   const { port } = server.address() as AddressInfo;
   return {
     url: url(host, port),
@@ -74,15 +79,7 @@ export const FRAMEWORKS: Record<string, Start> = {
     const server = await new Promise<Server>((resolve) => {
       const s = serve({ fetch: app.fetch, port: 0, hostname: host }, () => resolve(s as Server));
     });
-    const { port } = server.address() as AddressInfo;
-    return {
-      url: url(host, port),
-      close: () =>
-        new Promise<void>((resolve) => {
-          server.closeAllConnections();
-          server.close(() => resolve());
-        }),
-    };
+    return running(server, host);
   },
   koa: async (options, host = '127.0.0.1') => {
     const app = new Koa();
