@@ -1,9 +1,12 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
+import { ProxyConfigError } from '../proxy/config.js';
+import { startProxy } from '../proxy/proxy.js';
 import { ConfigError, resolveConfig } from '../server/config.js';
 import { DatabaseError } from '../server/database.js';
 import { StartError, serve } from '../server/serve.js';
 import { runDemo } from './demo.js';
+import { proxyConfigFromArgs } from './proxy.js';
 import { UsageError, users } from './users.js';
 
 const USAGE = `usage: floodgate <command> [options]
@@ -14,6 +17,11 @@ commands:
           --redis URL (redis://, rediss://, redis-cluster://h:p,h:p; default: in memory)
           --limit N (5)  --window DURATION (60s)  --algorithm NAME (fixed-window)  --config FILE.yaml
           each also from FLOODGATE_PORT, FLOODGATE_HOST, ... and from the config file
+  proxy   rate-limit any HTTP service: a gateway in front of it
+          --config FILE.yaml (rules, keys, JWT, shadow mode...; reloaded on SIGHUP and on change)
+          or, for one limit per client IP: --upstream URL  --port N (8080)  --host H (127.0.0.1)
+          --limit N (100)  --window DURATION (1m)  --algorithm NAME (token-bucket)  --redis URL
+          --admin-port N (9464: /metrics and /health)  --shadow (log and count, never refuse)
   users   add NAME (password from a prompt or stdin) | list | remove NAME   [--db URL]
   demo    replay the token-bucket tutorial on a simulated clock
           --algorithm NAME   (default token-bucket)   --limit N   (default 5)
@@ -42,15 +50,28 @@ const SERVE_OPTIONS = {
 async function runServe(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: SERVE_OPTIONS, strict: true });
   const running = await serve(resolveConfig(values));
+  await untilSignalled(running.stop);
+  return 0;
+}
+
+async function untilSignalled(stop: () => Promise<void>, onHangup?: () => void): Promise<void> {
   await new Promise<void>((resolve) => {
-    const stop = () => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      running.stop().then(resolve, resolve);
+    const end = () => {
+      process.off('SIGINT', end);
+      process.off('SIGTERM', end);
+      if (onHangup !== undefined) process.off('SIGHUP', onHangup);
+      stop().then(resolve, resolve);
     };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
+    process.on('SIGINT', end);
+    process.on('SIGTERM', end);
+    if (onHangup !== undefined) process.on('SIGHUP', onHangup);
   });
+}
+
+async function runProxy(args: string[]): Promise<number> {
+  const { config, file } = proxyConfigFromArgs(args);
+  const running = await startProxy(config, file === undefined ? {} : { file, watch: true });
+  await untilSignalled(running.stop, () => void running.reload());
   return 0;
 }
 
@@ -72,6 +93,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     if (command === 'serve') return await runServe(rest);
     if (command === 'users') return await runUsers(rest);
+    if (command === 'proxy') return await runProxy(rest);
     if (command === 'demo') {
       const { values } = parseArgs({
         args: rest,
@@ -104,7 +126,8 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`floodgate: ${(error as Error).message}\n`);
     // 1: the environment is wrong (database, Redis, port); 2: the command line or configuration is.
     if (error instanceof StartError || error instanceof DatabaseError) return 1;
-    if (error instanceof ConfigError || error instanceof UsageError) return 2;
+    if (error instanceof ConfigError || error instanceof ProxyConfigError || error instanceof UsageError)
+      return 2;
     if ((error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) return 2;
     if (error instanceof RangeError || error instanceof TypeError) return 2;
     process.stderr.write(`${(error as Error).stack}\n`);

@@ -1,0 +1,262 @@
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { parseDuration, resolvePolicies } from 'floodgate';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+/** A configuration the proxy cannot run with; the message gives the path of the bad field. */
+export class ProxyConfigError extends Error {}
+
+const DEFAULT_PORT = 8080;
+const DEFAULT_ADMIN_PORT = 9464;
+
+const port = z.number().int().min(0).max(65535);
+
+/** `"host:port"`, `":port"`, a port number, or `{ host, port }`. */
+const address = (defaultHost: string) =>
+  z
+    .union([port, z.string(), z.strictObject({ host: z.string().min(1).optional(), port })], {
+      error: 'must be a port, "host:port", or { host, port }',
+    })
+    .transform((value, ctx) => {
+      if (typeof value === 'number') return { host: defaultHost, port: value };
+      if (typeof value === 'object') return { host: value.host ?? defaultHost, port: value.port };
+      const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value.trim());
+      const n = Number(match?.[3]);
+      if (match === null || n > 65535) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `must be "host:port" (e.g. "0.0.0.0:8080"); got "${value}"`,
+        });
+        return z.NEVER;
+      }
+      return { host: match[1] ?? (match[2] || defaultHost), port: n };
+    });
+
+const duration = z.union([z.number(), z.string()]).transform((value, ctx) => {
+  try {
+    return parseDuration(value, 'duration');
+  } catch {
+    ctx.addIssue({
+      code: 'custom',
+      message: `must be a duration such as "500ms", "10s" or "1m"; got ${JSON.stringify(value)}`,
+    });
+    return z.NEVER;
+  }
+});
+
+const url = (protocols: readonly string[], example: string) =>
+  z.string().refine(
+    (value) => {
+      try {
+        return protocols.includes(new URL(value).protocol);
+      } catch {
+        return false;
+      }
+    },
+    { error: (issue) => `must be a URL like ${example}; got ${JSON.stringify(issue.input)}` },
+  );
+
+const stringList = z
+  .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
+  .transform((v) => (Array.isArray(v) ? v : [v]));
+
+/** Addresses, CIDR blocks, or keys: checked once more (and better) by the library when the rules are built. */
+const lists = z.array(z.string().min(1));
+
+const trustProxy = z.union([z.boolean(), z.number().int().min(0), z.array(z.string().min(1))], {
+  error: 'must be true, false, a number of hops, or a list of addresses/CIDR blocks',
+});
+
+const keySpec = z.union(
+  [
+    z.enum(['ip', 'basic-user', 'api-key']),
+    z.strictObject({ header: z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'must be a header name') }),
+    z.strictObject({ apiKey: z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'must be a header name') }),
+    z.strictObject({
+      jwt: z.string().regex(/^[^.\s]+(\.[^.\s]+)*$/, 'must be a claim name such as "sub" or "org.id"'),
+    }),
+  ],
+  {
+    error: 'must be "ip", "basic-user", "api-key", { header: NAME }, { apiKey: HEADER } or { jwt: CLAIM }',
+  },
+);
+
+const ruleSchema = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 letters, digits, "_", "." or "-"'),
+  match: z
+    .strictObject({
+      method: stringList.optional(),
+      host: stringList.optional(),
+      path: z.string().startsWith('/', 'must start with "/"').optional(),
+      pattern: z.string().startsWith('/', 'must start with "/"').optional(),
+    })
+    .refine((m) => m.path === undefined || m.pattern === undefined, {
+      error: 'give "path" (a prefix) or "pattern", not both',
+    })
+    .optional(),
+  key: keySpec.default('ip'),
+  onMissingKey: z.enum(['ip', 'skip', 'reject']).default('ip'),
+  policies: z.unknown(),
+  cost: z.number().int().min(0).default(1),
+  shadow: z.boolean().optional(),
+  allow: lists.optional(),
+  deny: lists.optional(),
+});
+
+const jwtSchema = z
+  .strictObject({
+    secret: z.string().min(16, 'must be at least 16 characters').optional(),
+    secretEnv: z.string().min(1).optional(),
+    publicKey: z
+      .string()
+      .includes('-----BEGIN PUBLIC KEY-----', { error: 'must be a PEM public key (SPKI)' })
+      .optional(),
+    publicKeyFile: z.string().min(1).optional(),
+    algorithms: z
+      .array(
+        z.enum(['HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'ES256', 'ES384', 'EdDSA']),
+      )
+      .min(1)
+      .optional(),
+    issuer: stringList.optional(),
+    audience: stringList.optional(),
+    clockTolerance: duration.optional(),
+  })
+  .refine(
+    (j) => [j.secret, j.secretEnv, j.publicKey, j.publicKeyFile].filter((v) => v !== undefined).length === 1,
+    { error: 'give exactly one of secret, secretEnv, publicKey, publicKeyFile' },
+  );
+
+const schema = z.strictObject({
+  listen: address('127.0.0.1').default({ host: '127.0.0.1', port: DEFAULT_PORT }),
+  upstream: z
+    .union(
+      [url(['http:'], '"http://127.0.0.1:8000"'), z.array(url(['http:'], '"http://127.0.0.1:8000"')).min(1)],
+      {
+        error: 'must be a URL like "http://127.0.0.1:8000", or a list of them',
+      },
+    )
+    .transform((v) => (Array.isArray(v) ? v : [v])),
+  store: z
+    .union(
+      [
+        z.literal('memory'),
+        url(['redis:', 'rediss:', 'redis-cluster:'], '"redis://127.0.0.1:6379" or "redis-cluster://h:p,h:p"'),
+      ],
+      {
+        error:
+          'must be "memory", redis://host:port, rediss://host:port or redis-cluster://host:port,host:port',
+      },
+    )
+    .default('memory'),
+  admin: z
+    .union([z.literal(false), address('127.0.0.1')])
+    .default({ host: '127.0.0.1', port: DEFAULT_ADMIN_PORT }),
+  trustProxy: trustProxy.default(false),
+  ipv6Prefix: z.number().int().min(1).max(128).default(64),
+  headers: z.enum(['draft-10', 'draft-7', 'draft-6']).or(z.literal(false)).default('draft-10'),
+  shadow: z.boolean().default(false),
+  preserveHost: z.boolean().default(true),
+  forwarded: z.enum(['x-forwarded', 'forwarded', 'both', 'none']).default('x-forwarded'),
+  timeouts: z
+    .strictObject({
+      connect: duration.default(5_000),
+      response: duration.default(30_000),
+      idle: duration.default(60_000),
+    })
+    .default({ connect: 5_000, response: 30_000, idle: 60_000 }),
+  maxSockets: z.number().int().min(1).default(256),
+  onStoreError: z.enum(['open', 'closed']).default('open'),
+  allow: lists.default([]),
+  deny: lists.default([]),
+  jwt: jwtSchema.optional(),
+  rules: z.array(ruleSchema).default([]),
+});
+
+export type ProxyConfig = z.output<typeof schema>;
+export type RuleConfig = ProxyConfig['rules'][number];
+
+function pathOf(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const part of path)
+    out += typeof part === 'number' ? `[${part}]` : out === '' ? String(part) : `.${String(part)}`;
+  return out === '' ? '(top level)' : out;
+}
+
+/** Validates plain configuration data (parsed YAML or JSON). `source` names it in errors. */
+export function validateProxyConfig(data: unknown, source = 'config'): ProxyConfig {
+  const parsed = schema.safeParse(data ?? {});
+  if (!parsed.success) {
+    const lines = parsed.error.issues.slice(0, 5).map((issue) => {
+      const message =
+        issue.code === 'unrecognized_keys'
+          ? `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`
+          : issue.message;
+      return `${pathOf(issue.path)}: ${message}`;
+    });
+    throw new ProxyConfigError(`${source}: ${lines.join('; ')}`);
+  }
+  const config = parsed.data;
+  const names = new Set<string>();
+  for (const [i, rule] of config.rules.entries()) {
+    const at = `rules[${i}]`;
+    if (names.has(rule.name))
+      throw new ProxyConfigError(`${source}: ${at}.name: "${rule.name}" is used by an earlier rule`);
+    names.add(rule.name);
+    if (rule.policies === undefined) {
+      throw new ProxyConfigError(`${source}: ${at}.policies: required, e.g. [{ limit: 100, window: 1m }]`);
+    }
+    try {
+      resolvePolicies(rule.policies as never, `${at}.policies`);
+    } catch (error) {
+      throw new ProxyConfigError(
+        `${source}: ${(error as Error).message.replace(/^floodgate: option "([^"]+)"/, '$1:')}`,
+      );
+    }
+    if (typeof rule.key === 'object' && 'jwt' in rule.key && config.jwt === undefined) {
+      throw new ProxyConfigError(
+        `${source}: ${at}.key.jwt: needs a top-level "jwt" section (secret or public key) to verify tokens`,
+      );
+    }
+    for (const method of rule.match?.method ?? []) {
+      if (!/^[A-Za-z]+$/.test(method))
+        throw new ProxyConfigError(`${source}: ${at}.match.method: "${method}" is not an HTTP method`);
+    }
+  }
+  for (const [field, list] of [
+    ['allow', config.allow],
+    ['deny', config.deny],
+  ] as const) {
+    for (const [i, entry] of list.entries()) {
+      if (entry.includes('/') && isIP(entry.split('/')[0]!) === 0) {
+        throw new ProxyConfigError(
+          `${source}: ${field}[${i}]: "${entry}" is neither an address, a CIDR block, nor a key`,
+        );
+      }
+    }
+  }
+  return config;
+}
+
+/** Reads and validates a YAML (or JSON) configuration file. */
+export function loadProxyConfig(file: string): ProxyConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ProxyConfigError(
+      `cannot read config file "${file}": ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+    );
+  }
+  let data: unknown;
+  try {
+    data = parseYaml(text);
+  } catch (error) {
+    throw new ProxyConfigError(`${file}: not valid YAML: ${(error as Error).message.split('\n')[0]}`);
+  }
+  if (data !== null && data !== undefined && (typeof data !== 'object' || Array.isArray(data))) {
+    throw new ProxyConfigError(`${file}: must be a mapping of settings (listen, upstream, rules, ...)`);
+  }
+  return validateProxyConfig(data, file);
+}

@@ -1,0 +1,45 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/** The proxy's Prometheus metrics, on a registry of its own. */
+export function createProxyMetrics() {
+  const registry = new Registry();
+  return {
+    registry,
+    requests: new Counter({
+      name: 'floodgate_proxy_requests_total',
+      help: 'Requests by rule ("" when none matched) and decision (allowed, limited, denied, rejected, unavailable; shadow_* when only logged)',
+      labelNames: ['rule', 'decision'] as const,
+      registers: [registry],
+    }),
+    upstreamErrors: new Counter({
+      name: 'floodgate_proxy_upstream_errors_total',
+      help: 'Requests the upstream failed, by kind (connect, connect-timeout, response-timeout, idle-timeout, reset)',
+      labelNames: ['kind'] as const,
+      registers: [registry],
+    }),
+    upstreamDuration: new Histogram({
+      name: 'floodgate_proxy_upstream_duration_seconds',
+      help: 'Time from the decision to the end of the upstream response, by rule',
+      labelNames: ['rule'] as const,
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+      registers: [registry],
+    }),
+    websockets: new Gauge({
+      name: 'floodgate_proxy_upgraded_connections',
+      help: 'Upgraded (WebSocket) connections open through the proxy',
+      registers: [registry],
+    }),
+    reloads: new Counter({
+      name: 'floodgate_proxy_config_reloads_total',
+      help: 'Configuration reloads, by result (applied, rejected)',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
+    storeErrors: new Counter({
+      name: 'floodgate_store_errors_total',
+      help: 'Failed calls to the rate-limit store',
+      registers: [registry],
+    }),
+  };
+}
+export type ProxyMetrics = ReturnType<typeof createProxyMetrics>;

@@ -1,0 +1,415 @@
+import { type FSWatcher, watch } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { basename, dirname } from 'node:path';
+import type { Duplex } from 'node:stream';
+import { MemoryStore, type Store } from 'floodgate';
+import type { RequestView, Verdict } from 'floodgate/node';
+import { RedisStore } from 'floodgate/redis';
+import type { Cluster, Redis } from 'ioredis';
+import { type Logger, pino } from 'pino';
+import { listen } from '../server/listen.js';
+import { connectRedis } from '../server/redis.js';
+import { loadProxyConfig, type ProxyConfig } from './config.js';
+import {
+  type ForwardOptions,
+  forward,
+  forwardUpgrade,
+  newAgent,
+  rawResponse,
+  type Upstream,
+  type UpstreamError,
+  upstreamOf,
+} from './forward.js';
+import { jwtVerifier } from './jwt.js';
+import { createProxyMetrics, type ProxyMetrics } from './metrics.js';
+import { compileRules, matchPath, type Rule } from './rules.js';
+
+/** Everything a configuration decides per request; swapped whole on reload, so a request sees one version. */
+interface Active {
+  readonly config: ProxyConfig;
+  readonly rules: readonly Rule[];
+  readonly upstreams: readonly Upstream[];
+  readonly forward: ForwardOptions;
+}
+
+export interface RunningProxy {
+  readonly server: Server;
+  readonly url: string;
+  /** The admin listener's URL (`/metrics`, `/health`), unless disabled. */
+  readonly adminUrl: string | undefined;
+  readonly metrics: ProxyMetrics;
+  /** Re-reads the configuration file; false (and the old configuration kept) when it is invalid. */
+  reload(): boolean;
+  stop(): Promise<void>;
+}
+
+export interface ProxyOptions {
+  /** The file the configuration came from: reloaded on `reload()` and, with `watch`, when it changes. */
+  readonly file?: string;
+  readonly watch?: boolean;
+  readonly log?: Logger;
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+/** Settings that belong to resources made once at start; a reload that changes them is applied without them. */
+const RESTART_ONLY = ['listen', 'admin', 'store', 'maxSockets'] as const;
+
+const REASONS: Record<number, string> = {
+  400: 'Bad Request',
+  403: 'Forbidden',
+  429: 'Too Many Requests',
+  503: 'Service Unavailable',
+};
+const DECISIONS: Record<number, string> = {
+  400: 'rejected',
+  403: 'denied',
+  429: 'limited',
+  503: 'unavailable',
+};
+
+function hostOf(header: string | undefined): string {
+  const host = (header ?? '').toLowerCase();
+  if (host.startsWith('[')) return host.slice(1, host.indexOf(']'));
+  const colon = host.indexOf(':');
+  return colon === -1 ? host : host.slice(0, colon);
+}
+
+function viewOf(req: IncomingMessage, path: string): RequestView {
+  return {
+    method: req.method ?? 'GET',
+    path,
+    header(name) {
+      const value = req.headers[name];
+      return Array.isArray(value) ? value.join(', ') : value;
+    },
+    peer: req.socket.remoteAddress,
+  };
+}
+
+/** Parses the request target; undefined when it is not a path (a 400). */
+function targetOf(req: IncomingMessage): { forwardPath: string; matchPath: string } | undefined {
+  const raw = req.url ?? '';
+  if (!raw.startsWith('/')) return undefined;
+  try {
+    const url = new URL(raw, 'http://proxy.invalid');
+    // Forwarded with dot segments resolved, so the upstream serves exactly the path the rules were matched on.
+    return { forwardPath: url.pathname + url.search, matchPath: matchPath(url.pathname) };
+  } catch {
+    return undefined;
+  }
+}
+
+function activate(
+  config: ProxyConfig,
+  store: Store,
+  log: Logger,
+  agent: ForwardOptions['agent'],
+  env: NodeJS.ProcessEnv,
+): Active {
+  const jwt = config.jwt === undefined ? undefined : jwtVerifier(config.jwt, env);
+  const rules = compileRules(config, store, jwt, {
+    onError: (error, rule) => log.warn({ rule, err: (error as Error).message }, 'rate-limit store failed'),
+  });
+  return {
+    config,
+    rules,
+    upstreams: config.upstream.map(upstreamOf),
+    forward: {
+      agent,
+      preserveHost: config.preserveHost,
+      forwarded: config.forwarded,
+      connectTimeout: config.timeouts.connect,
+      responseTimeout: config.timeouts.response,
+      idleTimeout: config.timeouts.idle,
+    },
+  };
+}
+
+/** Starts `floodgate proxy`; resolves once it listens. */
+export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {}): Promise<RunningProxy> {
+  const log = options.log ?? pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime });
+  const env = options.env ?? process.env;
+  const metrics = createProxyMetrics();
+  let redis: Redis | Cluster | undefined;
+  let store: Store = new MemoryStore();
+  if (initial.store !== 'memory') {
+    redis = await connectRedis(initial.store);
+    store = new RedisStore({
+      client: redis,
+      onStoreError: 'fallback',
+      onError: (error) => {
+        metrics.storeErrors.inc();
+        log.warn({ err: error.message }, 'rate-limit store failed; deciding in memory until it recovers');
+      },
+      onRecover: ({ downFor }) => log.info({ downFor }, 'rate-limit store recovered'),
+    });
+  }
+  const agent = newAgent(initial.maxSockets, initial.timeouts.idle);
+  let active: Active;
+  try {
+    active = activate(initial, store, log, agent, env);
+  } catch (error) {
+    redis?.disconnect();
+    throw error;
+  }
+  let turn = 0;
+  const onUpstreamError = (error: UpstreamError) => {
+    metrics.upstreamErrors.inc({ kind: error.kind });
+    log.warn({ kind: error.kind, err: error.message }, 'upstream failed');
+  };
+
+  /** The rule's verdict, or undefined to forward; answers the client itself when it refuses. */
+  async function decide(
+    req: IncomingMessage,
+    state: Active,
+    target: { matchPath: string },
+    refuse: (verdict: Extract<Verdict, { kind: 'respond' }>) => void,
+  ): Promise<{ rule: Rule | undefined; verdict: Verdict | undefined } | undefined> {
+    const method = req.method ?? 'GET';
+    const rule = state.rules.find((r) => r.matches(method, hostOf(req.headers.host), target.matchPath));
+    if (rule === undefined) {
+      metrics.requests.inc({ rule: '', decision: 'unmatched' });
+      return { rule, verdict: undefined };
+    }
+    let verdict: Verdict;
+    try {
+      verdict = await rule.guard.check(req, viewOf(req, target.matchPath));
+    } catch (error) {
+      log.error(
+        { rule: rule.name, err: (error as Error).message },
+        'rate-limit check failed; letting the request through',
+      );
+      return { rule, verdict: undefined };
+    }
+    if (verdict.kind === 'pass') {
+      metrics.requests.inc({ rule: rule.name, decision: 'allowed' });
+      return {
+        rule,
+        verdict: rule.shadow
+          ? { kind: 'pass', headers: [], ...(verdict.settle ? { settle: verdict.settle } : {}) }
+          : verdict,
+      };
+    }
+    const decision = DECISIONS[verdict.status] ?? 'refused';
+    const fields = {
+      rule: rule.name,
+      decision,
+      status: verdict.status,
+      method,
+      path: target.matchPath,
+      peer: req.socket.remoteAddress,
+    };
+    if (rule.shadow) {
+      metrics.requests.inc({ rule: rule.name, decision: `shadow_${decision}` });
+      log.info({ ...fields, shadow: true }, 'would have refused (shadow mode)');
+      return { rule, verdict: undefined };
+    }
+    metrics.requests.inc({ rule: rule.name, decision });
+    log.info(fields, 'refused');
+    refuse(verdict);
+    return undefined;
+  }
+
+  const pick = (state: Active) => state.upstreams[turn++ % state.upstreams.length]!;
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const state = active;
+    const target = targetOf(req);
+    if (target === undefined) {
+      res.writeHead(400, { 'Content-Type': 'application/problem+json', Connection: 'close' });
+      res.end(
+        JSON.stringify({
+          type: 'about:blank',
+          title: 'Bad Request',
+          status: 400,
+          detail: 'The request target is not a path.',
+        }),
+      );
+      return;
+    }
+    const decided = await decide(req, state, target, (verdict) => {
+      res.writeHead(verdict.status, verdict.headers.flat());
+      res.end(verdict.body);
+    });
+    if (decided === undefined) return;
+    const { rule, verdict } = decided;
+    const extra = verdict?.kind === 'pass' ? verdict.headers : [];
+    const started = performance.now();
+    const result = await forward(
+      req,
+      res,
+      pick(state),
+      target.forwardPath,
+      extra,
+      state.forward,
+      onUpstreamError,
+    );
+    if (verdict?.kind === 'pass') verdict.settle?.(result.status);
+    metrics.upstreamDuration.observe({ rule: rule?.name ?? '' }, (performance.now() - started) / 1000);
+  }
+
+  async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    const state = active;
+    socket.on('error', () => {});
+    const target = targetOf(req);
+    if (target === undefined) {
+      socket.end(rawResponse(400, 'Bad Request', [], 'The request target is not a path.'));
+      return;
+    }
+    const decided = await decide(req, state, target, (verdict) => {
+      socket.end(
+        rawResponse(
+          verdict.status,
+          REASONS[verdict.status] ?? 'Refused',
+          verdict.headers.filter(([n]) => n.toLowerCase() !== 'content-length'),
+          verdict.body,
+        ),
+      );
+    });
+    if (decided === undefined) return;
+    const { verdict } = decided;
+    upgraded.add(socket);
+    socket.once('close', () => upgraded.delete(socket));
+    metrics.websockets.inc();
+    const status = await forwardUpgrade(
+      req,
+      socket,
+      head,
+      pick(state),
+      target.forwardPath,
+      verdict?.kind === 'pass' ? verdict.headers : [],
+      state.forward,
+      onUpstreamError,
+    );
+    metrics.websockets.dec();
+    if (verdict?.kind === 'pass') verdict.settle?.(status === 101 ? 200 : status);
+  }
+
+  /** Upgraded connections: the server no longer tracks them, and a stop must end them. */
+  const upgraded = new Set<Duplex>();
+  const server = createServer((req, res) => void handle(req, res));
+  server.on('upgrade', (req, socket, head) => void handleUpgrade(req, socket, head));
+  server.on('clientError', (_error, socket) => {
+    if (socket.writable)
+      socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+  });
+
+  let admin: Server | undefined;
+  let url: string;
+  let adminUrl: string | undefined;
+  try {
+    url = await listen(server, initial.listen.host, initial.listen.port, { port: 'listen', host: 'listen' });
+    if (initial.admin !== false) {
+      admin = createServer((req, res) => {
+        if (req.url === '/metrics') {
+          metrics.registry.metrics().then(
+            (text) => {
+              res.writeHead(200, { 'Content-Type': metrics.registry.contentType });
+              res.end(text);
+            },
+            () => {
+              res.writeHead(500);
+              res.end();
+            },
+          );
+          return;
+        }
+        if (req.url === '/health') {
+          res.writeHead(200, { 'Content-Type': 'application/json' });
+          res.end(JSON.stringify({ status: 'ok', rules: active.rules.length }));
+          return;
+        }
+        res.writeHead(404);
+        res.end();
+      });
+      adminUrl = await listen(admin, initial.admin.host, initial.admin.port, {
+        port: 'admin',
+        host: 'admin',
+      });
+    }
+  } catch (error) {
+    server.close();
+    admin?.close();
+    redis?.disconnect();
+    throw error;
+  }
+
+  const reload = (): boolean => {
+    if (options.file === undefined) return false;
+    let next: Active;
+    try {
+      const loaded = loadProxyConfig(options.file);
+      const kept = { ...loaded };
+      for (const field of RESTART_ONLY) {
+        if (JSON.stringify(loaded[field]) !== JSON.stringify(active.config[field])) {
+          log.warn({ field }, `"${field}" changed: it takes effect at the next restart`);
+          (kept as Record<string, unknown>)[field] = active.config[field];
+        }
+      }
+      next = activate(kept, store, log, agent, env);
+    } catch (error) {
+      metrics.reloads.inc({ result: 'rejected' });
+      log.error(
+        { file: options.file, reason: (error as Error).message },
+        'configuration rejected; still serving the previous one',
+      );
+      return false;
+    }
+    active = next;
+    metrics.reloads.inc({ result: 'applied' });
+    log.info({ file: options.file, rules: next.rules.map((r) => r.name) }, 'configuration reloaded');
+    return true;
+  };
+
+  let watcher: FSWatcher | undefined;
+  if (options.file !== undefined && options.watch !== false) {
+    // The directory, not the file: editors and config managers replace the file, which ends a watch on it.
+    const name = basename(options.file);
+    let timer: NodeJS.Timeout | undefined;
+    watcher = watch(dirname(options.file), (_event, changed) => {
+      if (changed !== null && changed !== name) return;
+      clearTimeout(timer);
+      timer = setTimeout(reload, 100);
+    });
+    watcher.on('error', (error) => log.warn({ err: error.message }, 'cannot watch the configuration file'));
+  }
+
+  log.info(
+    {
+      url,
+      admin: adminUrl,
+      upstream: initial.upstream,
+      store: redis === undefined ? 'memory' : 'redis',
+      rules: active.rules.map((r) => r.name),
+    },
+    `proxying ${url} to ${initial.upstream.join(', ')}`,
+  );
+
+  let stopping: Promise<void> | undefined;
+  const stop = () => {
+    stopping ??= (async () => {
+      watcher?.close();
+      log.info('shutting down: finishing requests in flight');
+      for (const socket of upgraded) socket.destroy();
+      await Promise.all([
+        new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeIdleConnections();
+        }),
+        new Promise<void>((resolve) => (admin === undefined ? resolve() : admin.close(() => resolve()))),
+      ]);
+      agent.destroy();
+      if (redis !== undefined) await redis.quit().catch(() => redis?.disconnect());
+      log.info('stopped');
+    })();
+    return stopping;
+  };
+  return {
+    server,
+    url,
+    adminUrl,
+    metrics,
+    reload,
+    stop,
+  };
+}

@@ -1,0 +1,137 @@
+import type { IncomingMessage } from 'node:http';
+import { isSyncStore, type PolicySet, type Store, type StoreMode, type SyncStore } from 'floodgate';
+import { byApiKey, byBasicUser, byHeader, byIp, HttpGuard, type KeyExtractor } from 'floodgate/node';
+import { match as pathMatcher } from 'path-to-regexp';
+import type { ProxyConfig, RuleConfig } from './config.js';
+import { claimOf, type JwtVerifier } from './jwt.js';
+
+/** One rule, ready to decide: the first rule whose `match` fits a request applies to it. */
+export interface Rule {
+  readonly name: string;
+  readonly shadow: boolean;
+  matches(method: string, host: string, path: string): boolean;
+  readonly guard: HttpGuard<IncomingMessage>;
+}
+
+/** A view of a store under a prefix: each rule counts in its own key space, whatever its key. */
+class NamespacedStore implements Store {
+  constructor(
+    readonly inner: Store,
+    readonly prefix: string,
+  ) {}
+  apply(key: string, set: PolicySet, cost: number, mode: StoreMode, lease?: string) {
+    return this.inner.apply(this.prefix + key, set, cost, mode, lease);
+  }
+  reset(key: string, set: PolicySet) {
+    return this.inner.reset(this.prefix + key, set);
+  }
+}
+
+class NamespacedSyncStore extends NamespacedStore implements SyncStore {
+  declare readonly inner: SyncStore;
+  applySync(key: string, set: PolicySet, cost: number, mode: StoreMode, lease?: string) {
+    return this.inner.applySync(this.prefix + key, set, cost, mode, lease);
+  }
+  resetSync(key: string, set: PolicySet) {
+    this.inner.resetSync(this.prefix + key, set);
+  }
+}
+
+function namespaced(store: Store, prefix: string): Store {
+  return isSyncStore(store) ? new NamespacedSyncStore(store, prefix) : new NamespacedStore(store, prefix);
+}
+
+/** `*.example.com` matches one or more labels in front of `example.com`; names compare without case. */
+function hostMatcher(hosts: readonly string[]): (host: string) => boolean {
+  const exact = new Set<string>();
+  const suffixes: string[] = [];
+  for (const h of hosts) {
+    const lower = h.toLowerCase();
+    if (lower.startsWith('*.')) suffixes.push(lower.slice(1));
+    else exact.add(lower);
+  }
+  return (host) => exact.has(host) || suffixes.some((s) => host.endsWith(s));
+}
+
+/**
+ * A path prefix matches on segment boundaries: `/api` matches `/api` and `/api/users`, not `/apiary`.
+ * A pattern uses path-to-regexp syntax: `/users/:id`, `/files/*rest`.
+ */
+function pathMatcherOf(match: RuleConfig['match']): ((path: string) => boolean) | undefined {
+  if (match?.path !== undefined) {
+    const prefix = match.path.endsWith('/') ? match.path.slice(0, -1) : match.path;
+    if (prefix === '') return undefined;
+    return (path) => path === prefix || path.startsWith(`${prefix}/`);
+  }
+  if (match?.pattern !== undefined) {
+    const test = pathMatcher(match.pattern, { decode: false });
+    return (path) => test(path) !== false;
+  }
+  return undefined;
+}
+
+function keyOf(rule: RuleConfig, jwt: JwtVerifier | undefined) {
+  const key = rule.key;
+  if (key === 'ip') return byIp();
+  if (key === 'basic-user') return byBasicUser();
+  if (key === 'api-key') return byApiKey();
+  if ('header' in key) return byHeader(key.header);
+  if ('apiKey' in key) return byApiKey({ header: key.apiKey });
+  const claim = key.jwt;
+  const verify = jwt!;
+  return async (req: IncomingMessage): Promise<string | undefined> => {
+    const claims = await verify(req.headers.authorization);
+    const value = claims === undefined ? undefined : claimOf(claims, claim);
+    return value === undefined ? undefined : `jwt:${claim}:${value}`;
+  };
+}
+
+export interface RuleHooks {
+  onError(error: unknown, rule: string): void;
+}
+
+/** Builds the rules of a validated configuration; they share `store`, each under its own prefix. */
+export function compileRules(
+  config: ProxyConfig,
+  store: Store,
+  jwt: JwtVerifier | undefined,
+  hooks: RuleHooks,
+): Rule[] {
+  return config.rules.map((rule): Rule => {
+    const methods = rule.match?.method?.map((m) => m.toUpperCase());
+    const hosts = rule.match?.host === undefined ? undefined : hostMatcher(rule.match.host);
+    const path = pathMatcherOf(rule.match);
+    const guard = new HttpGuard<IncomingMessage>({
+      policies: rule.policies as never,
+      store: namespaced(store, `${rule.name}|`),
+      key: keyOf(rule, jwt) as KeyExtractor,
+      onMissingKey: rule.onMissingKey,
+      trustProxy: config.trustProxy,
+      ipv6Prefix: config.ipv6Prefix,
+      cost: rule.cost,
+      allow: [...config.allow, ...(rule.allow ?? [])],
+      deny: [...config.deny, ...(rule.deny ?? [])],
+      headers: config.headers,
+      onStoreError: config.onStoreError,
+      onError: (error) => hooks.onError(error, rule.name),
+    });
+    return {
+      name: rule.name,
+      shadow: rule.shadow ?? config.shadow,
+      guard,
+      matches: (method, host, p) =>
+        (methods === undefined || methods.includes(method)) &&
+        (hosts === undefined || hosts(host)) &&
+        (path === undefined || path(p)),
+    };
+  });
+}
+
+/** The path a rule is matched against: dot segments resolved, repeated slashes folded, unreserved escapes decoded. */
+export function matchPath(pathname: string): string {
+  return pathname
+    .replace(/\/{2,}/g, '/')
+    .replace(/%(2[DdEe]|3[0-9]|[46][1-9A-Fa-f]|[57][0-9Aa]|5[Ff]|7[Ee])/g, (_, hex: string) =>
+      String.fromCharCode(Number.parseInt(hex, 16)),
+    );
+}
