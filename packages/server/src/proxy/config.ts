@@ -10,7 +10,11 @@ export class ProxyConfigError extends Error {}
 const DEFAULT_PORT = 8080;
 const DEFAULT_ADMIN_PORT = 9464;
 
-const port = z.number().int().min(0).max(65535);
+const port = z
+  .number({ error: 'must be a port number' })
+  .int()
+  .min(0, 'must be a port from 0 to 65535')
+  .max(65535, 'must be a port from 0 to 65535');
 
 /** `"host:port"`, `":port"`, a port number, or `{ host, port }`. */
 const address = (defaultHost: string) =>
@@ -97,7 +101,7 @@ const ruleSchema = z.strictObject({
     .optional(),
   key: keySpec.default('ip'),
   onMissingKey: z.enum(['ip', 'skip', 'reject']).default('ip'),
-  policies: z.unknown(),
+  policies: z.unknown().optional(),
   cost: z.number().int().min(0).default(1),
   shadow: z.boolean().optional(),
   allow: lists.optional(),
@@ -139,16 +143,11 @@ const schema = z.strictObject({
     )
     .transform((v) => (Array.isArray(v) ? v : [v])),
   store: z
-    .union(
-      [
-        z.literal('memory'),
-        url(['redis:', 'rediss:', 'redis-cluster:'], '"redis://127.0.0.1:6379" or "redis-cluster://h:p,h:p"'),
-      ],
-      {
-        error:
-          'must be "memory", redis://host:port, rediss://host:port or redis-cluster://host:port,host:port',
-      },
-    )
+    .string({ error: 'must be "memory" or a Redis URL' })
+    .refine((v) => v === 'memory' || /^(rediss?|redis-cluster):\/\/[^\s]+$/.test(v), {
+      error: (issue) =>
+        `must be "memory", redis://host:port, rediss://host:port or redis-cluster://host:port,host:port; got ${JSON.stringify(issue.input)}`,
+    })
     .default('memory'),
   admin: z
     .union([z.literal(false), address('127.0.0.1')])
@@ -182,6 +181,14 @@ function pathOf(path: readonly PropertyKey[]): string {
   for (const part of path)
     out += typeof part === 'number' ? `[${part}]` : out === '' ? String(part) : `.${String(part)}`;
   return out === '' ? '(top level)' : out;
+}
+
+function isCidr(entry: string): boolean {
+  const [ip = '', bits = '', extra] = entry.split('/');
+  const family = isIP(ip);
+  return (
+    family !== 0 && extra === undefined && /^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128)
+  );
 }
 
 /** Validates plain configuration data (parsed YAML or JSON). `source` names it in errors. */
@@ -229,7 +236,7 @@ export function validateProxyConfig(data: unknown, source = 'config'): ProxyConf
     ['deny', config.deny],
   ] as const) {
     for (const [i, entry] of list.entries()) {
-      if (entry.includes('/') && isIP(entry.split('/')[0]!) === 0) {
+      if (entry.includes('/') && !isCidr(entry)) {
         throw new ProxyConfigError(
           `${source}: ${field}[${i}]: "${entry}" is neither an address, a CIDR block, nor a key`,
         );

@@ -91,7 +91,8 @@ function targetOf(req: IncomingMessage): { forwardPath: string; matchPath: strin
   const raw = req.url ?? '';
   if (!raw.startsWith('/')) return undefined;
   try {
-    const url = new URL(raw, 'http://proxy.invalid');
+    // Concatenated, not resolved against a base: `//x` is a path here, not a host.
+    const url = new URL(`http://proxy.invalid${raw}`);
     // Forwarded with dot segments resolved, so the upstream serves exactly the path the rules were matched on.
     return { forwardPath: url.pathname + url.search, matchPath: matchPath(url.pathname) };
   } catch {
@@ -298,7 +299,10 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
   let url: string;
   let adminUrl: string | undefined;
   try {
-    url = await listen(server, initial.listen.host, initial.listen.port, { port: 'listen', host: 'listen' });
+    url = await listen(server, initial.listen.host, initial.listen.port, {
+      port: '--port or "listen"',
+      host: '--host or "listen"',
+    });
     if (initial.admin !== false) {
       admin = createServer((req, res) => {
         if (req.url === '/metrics') {
@@ -323,8 +327,8 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
         res.end();
       });
       adminUrl = await listen(admin, initial.admin.host, initial.admin.port, {
-        port: 'admin',
-        host: 'admin',
+        port: '--admin-port or "admin"',
+        host: '"admin"',
       });
     }
   } catch (error) {

@@ -1,0 +1,198 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { WebSocketServer } from 'ws';
+
+/** A node:http upstream with the routes the proxy tests need, and what it observed. */
+export interface NodeUpstream {
+  readonly url: string;
+  readonly server: Server;
+  /** Requests seen, in order. */
+  readonly seen: { method: string; url: string; headers: IncomingMessage['headers']; socket: number }[];
+  /** Distinct TCP connections the upstream accepted. */
+  connections(): number;
+  /** Resolves when `/upload-gate` has received its first chunk; the request is then held until `release()`. */
+  firstChunk: Promise<void>;
+  release(): void;
+  close(): Promise<void>;
+}
+
+/** Deterministic bytes: the same `n` bytes every time, for hashing both ends of a transfer. */
+export function pattern(n: number): Buffer {
+  const out = Buffer.alloc(n);
+  for (let i = 0; i < n; i++) out[i] = (i * 31 + (i >> 8)) & 0xff;
+  return out;
+}
+
+export async function startNodeUpstream(): Promise<NodeUpstream> {
+  const seen: NodeUpstream['seen'] = [];
+  let sockets = 0;
+  const ids = new WeakMap<object, number>();
+  let released!: () => void;
+  const gate = new Promise<void>((r) => (released = r));
+  let firstChunkSeen!: () => void;
+  const firstChunk = new Promise<void>((r) => (firstChunkSeen = r));
+  const server = createServer((req, res) => {
+    seen.push({ method: req.method!, url: req.url!, headers: req.headers, socket: ids.get(req.socket)! });
+    const path = req.url!.split('?')[0]!;
+    if (path === '/hang') return; // never answers
+    if (path === '/slow') {
+      setTimeout(() => res.end('slow'), 300);
+      return;
+    }
+    if (path === '/reset') {
+      res.writeHead(200, { 'Content-Length': '1000' });
+      res.write('partial');
+      setImmediate(() => req.socket.destroy());
+      return;
+    }
+    if (path === '/hop') {
+      res.writeHead(200, {
+        Connection: 'X-Up-Hop',
+        'X-Up-Hop': 'secret',
+        'Keep-Alive': 'timeout=5',
+        'X-End': 'kept',
+      });
+      res.end('hop');
+      return;
+    }
+    if (path.startsWith('/download/')) {
+      // Streams in 64 KiB writes, honouring backpressure.
+      const total = Number(path.slice('/download/'.length));
+      const data = pattern(total);
+      res.writeHead(200, { 'Content-Type': 'application/octet-stream' });
+      let at = 0;
+      const pump = () => {
+        while (at < total) {
+          const chunk = data.subarray(at, at + 65_536);
+          at += chunk.length;
+          if (!res.write(chunk)) return void res.once('drain', pump);
+        }
+        res.end();
+      };
+      pump();
+      return;
+    }
+    const hash = createHash('sha256');
+    let bytes = 0;
+    let first = true;
+    req.on('data', (chunk: Buffer) => {
+      bytes += chunk.length;
+      hash.update(chunk);
+      if (first && path === '/upload-gate') {
+        first = false;
+        firstChunkSeen();
+      }
+    });
+    req.on('end', async () => {
+      if (path === '/upload-gate') await gate;
+      const body = JSON.stringify({
+        method: req.method,
+        url: req.url,
+        headers: req.headers,
+        bytes,
+        sha256: hash.digest('hex'),
+      });
+      res.writeHead(200, {
+        'Content-Type': 'application/json',
+        'Set-Cookie': ['a=1', 'b=2'],
+      });
+      res.end(body);
+    });
+  });
+  server.on('connection', (socket) => ids.set(socket, ++sockets));
+  // WebSocket echo on the same port.
+  const wss = new WebSocketServer({ server });
+  wss.on('connection', (ws, req) => {
+    ws.send(`hello ${req.headers['x-forwarded-for'] ?? ''}`);
+    ws.on('message', (data, binary) => ws.send(data, { binary }));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    server,
+    seen,
+    connections: () => sockets,
+    firstChunk,
+    release: () => released(),
+    close: async () => {
+      for (const client of wss.clients) client.terminate();
+      wss.close();
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+/** The continents API of the tutorials, as a small Python http.server app (HTTP/1.1, keep-alive). */
+const PYTHON_APP = `
+import json
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+CONTINENTS = ["Africa", "Antarctica", "Asia", "Australia", "Europe", "North America", "South America"]
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        if self.path != "/continents":
+            self.send_error(404)
+            return
+        body = json.dumps({
+            "continents": CONTINENTS,
+            "forwarded_for": self.headers.get("X-Forwarded-For"),
+            "authorization": self.headers.get("Authorization"),
+        }).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+`;
+
+export interface PythonUpstream {
+  readonly url: string;
+  readonly child: ChildProcess;
+  close(): Promise<void>;
+}
+
+export async function startPythonUpstream(): Promise<PythonUpstream> {
+  const dir = mkdtempSync(join(tmpdir(), 'floodgate-py-'));
+  const file = join(dir, 'continents.py');
+  writeFileSync(file, PYTHON_APP);
+  const child = spawn('python3', [file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('error', (error) =>
+      reject(new Error(`cannot start python3 (${error.message}); install it with: apt-get install python3`)),
+    );
+    let out = '';
+    child.stdout!.on('data', (d) => {
+      out += d;
+      if (out.includes('\n')) resolve(Number(out.trim()));
+    });
+    child.once('exit', (code) => reject(new Error(`python3 exited with ${code} before listening`)));
+  });
+  return {
+    url: `http://127.0.0.1:${port}`,
+    child,
+    close: async () => {
+      if (child.exitCode !== null) return;
+      const exited = once(child, 'exit');
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}

@@ -1,0 +1,197 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { stringify } from 'yaml';
+import { type NodeUpstream, startNodeUpstream } from './helpers/upstreams.js';
+
+// The real `floodgate proxy` command, spawned as a child process.
+
+const bin = resolve(import.meta.dirname, '../bin/floodgate.js');
+const dir = mkdtempSync(join(tmpdir(), 'floodgate-proxy-cli-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+let up: NodeUpstream;
+before(async () => {
+  up = await startNodeUpstream();
+});
+after(() => up.close());
+
+const floodgate = (...args: string[]) =>
+  spawnSync(process.execPath, [bin, 'proxy', ...args], { encoding: 'utf8', timeout: 20_000 });
+
+interface Proxy {
+  url: string;
+  child: ChildProcess;
+  logs(): Record<string, unknown>[];
+  stop(): Promise<number | null>;
+}
+
+function startProxy(args: string[]): Promise<Proxy> {
+  const child = spawn(process.execPath, [bin, 'proxy', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stderr!.on('data', (d) => (err += d));
+  const logs = () =>
+    out
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  return new Promise((resolvePromise, reject) => {
+    child.stdout!.on('data', (d) => {
+      out += d;
+      const ready = logs().find((l) => typeof l.url === 'string');
+      if (ready !== undefined) {
+        resolvePromise({
+          url: ready.url as string,
+          child,
+          logs,
+          stop: async () => {
+            const exited = once(child, 'exit');
+            child.kill('SIGTERM');
+            return (await exited)[0] as number | null;
+          },
+        });
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`floodgate proxy exited with ${code}: ${err}`)));
+  });
+}
+
+async function codes(url: string, n: number): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const res = await fetch(url);
+    await res.arrayBuffer();
+    out.push(res.status);
+  }
+  return out;
+}
+
+describe('floodgate proxy (command)', () => {
+  it('runs from flags alone: one limit per client IP, then stops on SIGTERM', async () => {
+    const proxy = await startProxy([
+      '--upstream',
+      up.url,
+      '--port',
+      '0',
+      '--admin-port',
+      '0',
+      '--limit',
+      '2',
+      '--window',
+      '1m',
+    ]);
+    assert.deepEqual(await codes(`${proxy.url}/echo`, 3), [200, 200, 429]);
+    assert.equal(await proxy.stop(), 0);
+  });
+
+  it('reloads its configuration file on SIGHUP', async () => {
+    const file = join(dir, 'hup.yaml');
+    writeFileSync(
+      file,
+      stringify({
+        upstream: up.url,
+        listen: 0,
+        admin: 0,
+        rules: [{ name: 'r', policies: [{ limit: 1, window: '1m' }] }],
+      }),
+    );
+    const proxy = await startProxy(['--config', file]);
+    assert.deepEqual(await codes(`${proxy.url}/a`, 2), [200, 429]);
+    proxy.child.kill('SIGHUP');
+    while (!proxy.logs().some((l) => l.msg === 'configuration reloaded'))
+      await once(proxy.child.stdout!, 'data');
+    assert.equal(proxy.child.exitCode, null, 'SIGHUP does not stop it');
+    assert.equal(await proxy.stop(), 0);
+  });
+
+  it('fails at start with a message naming the bad flag or field', () => {
+    const cases: [string[], RegExp][] = [
+      [[], /give --config FILE\.yaml, or --upstream URL/],
+      [['--upstream', 'ftp://x'], /--upstream: must be a URL like "http:\/\/127\.0\.0\.1:8000"/],
+      [['--upstream', up.url, '--limit', '0'], /--limit: must be a positive integer; got 0/],
+      [
+        ['--upstream', up.url, '--window', 'soon'],
+        /--window: must be a positive integer of milliseconds or a string like "10s"/,
+      ],
+      [['--upstream', up.url, '--port', 'x'], /--port must be a port number from 0 to 65535; got "x"/],
+      [['--upstream', up.url, '--redis', 'mongodb://x'], /--redis: must be "memory", redis:\/\/host:port/],
+      [['--upstream', up.url, '--colour'], /Unknown option '--colour'/],
+    ];
+    for (const [args, message] of cases) {
+      const run = floodgate(...args);
+      assert.equal(run.status, 2, `${args.join(' ')}: ${run.stderr}`);
+      assert.match(run.stderr, message);
+      assert.doesNotMatch(run.stderr, /\n\s+at /, 'no stack trace');
+    }
+    const bad = join(dir, 'bad.yaml');
+    writeFileSync(
+      bad,
+      stringify({
+        upstream: up.url,
+        rules: [{ name: 'r', key: { jwt: 'sub' }, policies: [{ limit: 1, window: '1m' }] }],
+      }),
+    );
+    const run = floodgate('--config', bad);
+    assert.equal(run.status, 2);
+    assert.match(run.stderr, /bad\.yaml: rules\[0\]\.key\.jwt: needs a top-level "jwt" section/);
+    const mixed = floodgate('--config', bad, '--limit', '5');
+    assert.equal(mixed.status, 2);
+    assert.match(mixed.stderr, /--limit cannot be combined with --config/);
+    const secret = join(dir, 'secret.yaml');
+    writeFileSync(
+      secret,
+      stringify({
+        upstream: up.url,
+        admin: false,
+        listen: 0,
+        jwt: { secretEnv: 'FLOODGATE_TEST_NO_SUCH_VAR' },
+      }),
+    );
+    const noSecret = floodgate('--config', secret);
+    assert.equal(noSecret.status, 2);
+    assert.match(
+      noSecret.stderr,
+      /jwt\.secretEnv: environment variable FLOODGATE_TEST_NO_SUCH_VAR must hold a secret/,
+    );
+  });
+
+  it('exits 1 when its environment is wrong: a port in use, Redis unreachable', async () => {
+    const blocker = createServer();
+    blocker.listen(0, '127.0.0.1');
+    await once(blocker, 'listening');
+    const { port } = blocker.address() as { port: number };
+    try {
+      const busy = floodgate('--upstream', up.url, '--port', String(port), '--admin-port', '0');
+      assert.equal(busy.status, 1);
+      assert.match(
+        busy.stderr,
+        new RegExp(
+          `port ${port} on 127\\.0\\.0\\.1 is already in use; choose another with --port or "listen"`,
+        ),
+      );
+      const admin = floodgate('--upstream', up.url, '--port', '0', '--admin-port', String(port));
+      assert.equal(admin.status, 1);
+      assert.match(admin.stderr, /already in use; choose another with --admin-port or "admin"/);
+    } finally {
+      blocker.close();
+    }
+    const redis = floodgate(
+      '--upstream',
+      up.url,
+      '--port',
+      '0',
+      '--admin-port',
+      '0',
+      '--redis',
+      'redis://127.0.0.1:1',
+    );
+    assert.equal(redis.status, 1);
+    assert.match(redis.stderr, /cannot connect to Redis at redis:\/\/127\.0\.0\.1:1/);
+  });
+});

@@ -1,0 +1,642 @@
+import assert from 'node:assert/strict';
+import { createHash, generateKeyPairSync } from 'node:crypto';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { type IncomingHttpHeaders, request } from 'node:http';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { after, before, describe, it } from 'node:test';
+import { SignJWT } from 'jose';
+import { pino } from 'pino';
+import { WebSocket } from 'ws';
+import { stringify } from 'yaml';
+import { RedisServer } from '../../floodgate/test/helpers/redis-server.js';
+import { loadProxyConfig, ProxyConfigError, validateProxyConfig } from '../src/proxy/config.js';
+import { type RunningProxy, startProxy } from '../src/proxy/proxy.js';
+import { type NodeUpstream, pattern, startNodeUpstream, startPythonUpstream } from './helpers/upstreams.js';
+
+// `floodgate proxy` in this process, in front of real upstreams, spoken to over real sockets.
+
+interface Reply {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+
+function send(
+  url: string,
+  {
+    method = 'GET',
+    headers = {},
+    body,
+  }: { method?: string; headers?: Record<string, string | string[]>; body?: Buffer | string | Readable } = {},
+): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method, headers, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () =>
+        resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString() }),
+      );
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    if (body instanceof Readable) body.pipe(req);
+    else req.end(body);
+  });
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: test bodies are read field by field
+const json = (reply: Reply) => JSON.parse(reply.body) as Record<string, any>;
+
+interface Started {
+  proxy: RunningProxy;
+  logs: Record<string, unknown>[];
+}
+
+const running: RunningProxy[] = [];
+const dirs: string[] = [];
+after(async () => {
+  await Promise.all(running.map((p) => p.stop()));
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+function capture() {
+  const logs: Record<string, unknown>[] = [];
+  const log = pino({ base: null }, { write: (line: string) => void logs.push(JSON.parse(line)) });
+  return { logs, log };
+}
+
+async function proxyFor(data: Record<string, unknown>, file?: string): Promise<Started> {
+  const { logs, log } = capture();
+  const config = validateProxyConfig({ listen: 0, admin: 0, ...data });
+  const proxy = await startProxy(config, { log, ...(file === undefined ? {} : { file, watch: true }) });
+  running.push(proxy);
+  return { proxy, logs };
+}
+
+async function metric(proxy: RunningProxy, line: string): Promise<number> {
+  const text = await (await fetch(`${proxy.adminUrl}/metrics`)).text();
+  const found = text.split('\n').find((l) => l.startsWith(`${line} `));
+  return found === undefined ? 0 : Number(found.split(' ').pop());
+}
+
+const limit = (n: number, window = '1m') => [{ limit: n, window, algorithm: 'fixed-window' }];
+
+async function statuses(url: string, n: number, options: Parameters<typeof send>[1] = {}): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) out.push((await send(url, options)).status);
+  return out;
+}
+
+let up: NodeUpstream;
+before(async () => {
+  up = await startNodeUpstream();
+});
+after(() => up.close());
+
+describe('proxy: configuration', () => {
+  const bad = (data: unknown, expected: RegExp) =>
+    assert.throws(
+      () => validateProxyConfig(data, 'proxy.yaml'),
+      (error: Error) => {
+        assert.ok(error instanceof ProxyConfigError, error.message);
+        assert.match(error.message, expected);
+        return true;
+      },
+    );
+
+  it('names the path of every bad field', () => {
+    bad({}, /^proxy\.yaml: upstream: must be a URL/);
+    bad({ upstream: 'ftp://x' }, /upstream: must be a URL like "http:\/\/127\.0\.0\.1:8000"/);
+    bad({ upstream: 'http://a', colour: 1 }, /\(top level\): unknown field "colour"/);
+    bad({ upstream: 'http://a', listen: 'nowhere' }, /listen: must be "host:port"/);
+    bad({ upstream: 'http://a', listen: 70000 }, /listen: must be a port from 0 to 65535/);
+    bad(
+      { upstream: 'http://a', store: 'mongodb://x' },
+      /store: must be "memory", redis:\/\/host:port, rediss:\/\/host:port or redis-cluster:\/\/host:port,host:port; got "mongodb:\/\/x"/,
+    );
+    bad({ upstream: 'http://a', timeouts: { response: 'soon' } }, /timeouts\.response: must be a duration/);
+    bad(
+      {
+        upstream: 'http://a',
+        rules: [
+          { name: 'a', policies: limit(1) },
+          { name: 'b', policies: [{ limit: 0, window: '1s' }] },
+        ],
+      },
+      /rules\[1\]\.policies\[0\]\.limit: must be a positive integer; got 0/,
+    );
+    bad({ upstream: 'http://a', rules: [{ name: 'a' }] }, /rules\[0\]\.policies: required/);
+    bad(
+      {
+        upstream: 'http://a',
+        rules: [
+          { name: 'a', policies: limit(1) },
+          { name: 'a', policies: limit(1) },
+        ],
+      },
+      /rules\[1\]\.name: "a" is used by an earlier rule/,
+    );
+    bad(
+      { upstream: 'http://a', rules: [{ name: 'a', key: 'cookie', policies: limit(1) }] },
+      /rules\[0\]\.key: must be "ip", "basic-user"/,
+    );
+    bad(
+      { upstream: 'http://a', rules: [{ name: 'a', key: { jwt: 'sub' }, policies: limit(1) }] },
+      /rules\[0\]\.key\.jwt: needs a top-level "jwt" section/,
+    );
+    bad(
+      { upstream: 'http://a', rules: [{ name: 'a', match: { path: 'api' }, policies: limit(1) }] },
+      /rules\[0\]\.match\.path: must start with "\/"/,
+    );
+    bad(
+      {
+        upstream: 'http://a',
+        rules: [{ name: 'a', match: { path: '/a', pattern: '/b' }, policies: limit(1) }],
+      },
+      /rules\[0\]\.match: give "path" \(a prefix\) or "pattern", not both/,
+    );
+    bad(
+      { upstream: 'http://a', rules: [{ name: 'a', match: { method: 'GE T' }, policies: limit(1) }] },
+      /rules\[0\]\.match\.method: "GE T" is not an HTTP method/,
+    );
+    bad({ upstream: 'http://a', jwt: { secret: 'short' } }, /jwt\.secret: must be at least 16 characters/);
+    bad({ upstream: 'http://a', jwt: {} }, /jwt: give exactly one of secret/);
+    bad({ upstream: 'http://a', deny: ['10.0.0.0/99x'] }, /deny\[0\]: "10\.0\.0\.0\/99x" is neither/);
+  });
+
+  it('reads YAML files, and says what is wrong with one', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'floodgate-proxy-'));
+    dirs.push(dir);
+    const file = join(dir, 'proxy.yaml');
+    writeFileSync(
+      file,
+      'upstream: http://127.0.0.1:9\nrules:\n  - name: all\n    policies: { limit: 5, window: 1m }\n',
+    );
+    const config = loadProxyConfig(file);
+    assert.deepEqual(config.listen, { host: '127.0.0.1', port: 8080 });
+    assert.equal(config.rules[0]!.key, 'ip');
+    writeFileSync(file, 'upstream: [http://a\n');
+    assert.throws(() => loadProxyConfig(file), /proxy\.yaml: not valid YAML/);
+    writeFileSync(file, '- a list\n');
+    assert.throws(() => loadProxyConfig(file), /must be a mapping of settings/);
+    assert.throws(() => loadProxyConfig(join(dir, 'missing.yaml')), /cannot read config file .*ENOENT/);
+  });
+});
+
+describe('proxy: rules', () => {
+  it('applies the first rule whose method, host and path match; other requests pass unlimited', async () => {
+    const { proxy } = await proxyFor({
+      upstream: up.url,
+      rules: [
+        { name: 'login', match: { method: 'POST', path: '/login' }, policies: limit(1) },
+        { name: 'admin-host', match: { host: '*.admin.test' }, policies: limit(2) },
+        { name: 'user', match: { pattern: '/users/:id' }, policies: limit(3) },
+        { name: 'api', match: { path: '/api/' }, policies: limit(4) },
+      ],
+    });
+    assert.deepEqual(await statuses(`${proxy.url}/login`, 2, { method: 'POST' }), [200, 429]);
+    assert.deepEqual(await statuses(`${proxy.url}/login`, 3), [200, 200, 200], 'GET /login matches no rule');
+    const host = { headers: { Host: 'eu.admin.test:8080' } };
+    assert.deepEqual(await statuses(`${proxy.url}/anything`, 3, host), [200, 200, 429]);
+    assert.deepEqual(await statuses(`${proxy.url}/users/7`, 4), [200, 200, 200, 429]);
+    assert.deepEqual(await statuses(`${proxy.url}/users/7/posts`, 2), [200, 200], 'the pattern is anchored');
+    assert.deepEqual(await statuses(`${proxy.url}/api`, 2), [200, 200]);
+    assert.deepEqual(await statuses(`${proxy.url}/api/x`, 3), [200, 200, 429]);
+    assert.deepEqual(
+      await statuses(`${proxy.url}/apiary`, 5),
+      [200, 200, 200, 200, 200],
+      'prefixes end at a "/"',
+    );
+    assert.equal(await metric(proxy, 'floodgate_proxy_requests_total{rule="login",decision="limited"}'), 1);
+    assert.equal(await metric(proxy, 'floodgate_proxy_requests_total{rule="",decision="unmatched"}'), 10);
+  });
+
+  it('matches the path the upstream will serve: dot segments, doubled slashes and escapes cannot dodge a rule', async () => {
+    const { proxy } = await proxyFor({
+      upstream: up.url,
+      rules: [{ name: 'login', match: { path: '/login' }, policies: limit(1) }],
+    });
+    const raw = (target: string) =>
+      new Promise<string>((resolve) => {
+        const socket = connect(Number(new URL(proxy.url).port), '127.0.0.1');
+        let out = '';
+        socket.on('data', (d) => (out += d));
+        socket.on('end', () => resolve(out));
+        socket.write(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+      });
+    assert.match(await raw('/login'), /^HTTP\/1\.1 200/);
+    for (const target of ['/static/../login', '//login', '/log%69n', '/%2e%2e/login', '/./login?x=1']) {
+      assert.match(await raw(target), /^HTTP\/1\.1 429/, target);
+    }
+    const forwarded = up.seen.filter((s) => s.url.includes('login')).map((s) => s.url);
+    assert.deepEqual(forwarded.slice(-1), ['/login'], 'the upstream got the resolved path');
+  });
+
+  it('keeps each rule in its own key space, and allows or denies listed clients and keys', async () => {
+    const { proxy } = await proxyFor({
+      upstream: up.url,
+      deny: ['10.66.0.0/16'],
+      trustProxy: ['loopback'],
+      rules: [
+        { name: 'a', match: { path: '/a' }, policies: limit(1) },
+        { name: 'b', match: { path: '/b' }, policies: limit(1), allow: ['10.1.2.3'] },
+      ],
+    });
+    assert.deepEqual(await statuses(`${proxy.url}/a`, 2), [200, 429]);
+    assert.deepEqual(
+      await statuses(`${proxy.url}/b`, 2),
+      [200, 429],
+      'same client, same policy, another rule',
+    );
+    const from = (ip: string) => ({ headers: { 'X-Forwarded-For': ip } });
+    assert.deepEqual(await statuses(`${proxy.url}/b`, 3, from('10.1.2.3')), [200, 200, 200]);
+    const denied = await send(`${proxy.url}/a`, from('10.66.9.9'));
+    assert.equal(denied.status, 403);
+    assert.equal(json(denied).title, 'Forbidden');
+  });
+});
+
+describe('proxy: keys', () => {
+  it('limits per header, API key, Basic user, and client IP with IPv6 prefix grouping', async () => {
+    const { proxy } = await proxyFor({
+      upstream: up.url,
+      trustProxy: ['loopback'],
+      rules: [
+        {
+          name: 'tenant',
+          match: { path: '/tenant' },
+          key: { header: 'X-Tenant' },
+          onMissingKey: 'reject',
+          policies: limit(1),
+        },
+        { name: 'keyed', match: { path: '/keyed' }, key: { apiKey: 'X-Key' }, policies: limit(1) },
+        { name: 'basic', match: { path: '/basic' }, key: 'basic-user', policies: limit(1) },
+        { name: 'ip', match: { path: '/ip' }, policies: limit(1) },
+      ],
+    });
+    const h = (headers: Record<string, string>) => ({ headers });
+    assert.equal((await send(`${proxy.url}/tenant`, h({ 'X-Tenant': 'acme' }))).status, 200);
+    assert.equal((await send(`${proxy.url}/tenant`, h({ 'X-Tenant': 'acme' }))).status, 429);
+    assert.equal((await send(`${proxy.url}/tenant`, h({ 'X-Tenant': 'globex' }))).status, 200);
+    const missing = await send(`${proxy.url}/tenant`);
+    assert.equal(missing.status, 400);
+    assert.match(json(missing).detail, /carries no header x-tenant/);
+    assert.deepEqual(await statuses(`${proxy.url}/keyed`, 2, h({ 'X-Key': 'k1' })), [200, 429]);
+    assert.deepEqual(await statuses(`${proxy.url}/keyed`, 1, h({ Authorization: 'Bearer k2' })), [200]);
+    const basic = (user: string) =>
+      h({ Authorization: `Basic ${Buffer.from(`${user}:pw`).toString('base64')}` });
+    assert.deepEqual(await statuses(`${proxy.url}/basic`, 2, basic('ann')), [200, 429]);
+    assert.deepEqual(await statuses(`${proxy.url}/basic`, 1, basic('bob')), [200]);
+    const v6 = (ip: string) => h({ 'X-Forwarded-For': ip });
+    assert.equal((await send(`${proxy.url}/ip`, v6('2001:db8::1'))).status, 200);
+    assert.equal((await send(`${proxy.url}/ip`, v6('2001:db8::2'))).status, 429, 'same /64');
+    assert.equal((await send(`${proxy.url}/ip`, v6('2001:db8:0:1::1'))).status, 200, 'another /64');
+  });
+
+  it('keys by a claim of a verified JWT (HS256 secret), and never by an unverified one', async () => {
+    const secret = 'a-test-secret-of-32-characters!!';
+    const { proxy } = await proxyFor({
+      upstream: up.url,
+      jwt: { secret, issuer: 'floodgate-tests' },
+      rules: [{ name: 'jwt', key: { jwt: 'org.id' }, onMissingKey: 'reject', policies: limit(1) }],
+    });
+    const token = (org: string, options: { key?: string; issuer?: string; exp?: string } = {}) =>
+      new SignJWT({ org: { id: org } })
+        .setProtectedHeader({ alg: 'HS256' })
+        .setSubject('someone')
+        .setIssuer(options.issuer ?? 'floodgate-tests')
+        .setExpirationTime(options.exp ?? '5m')
+        .sign(new TextEncoder().encode(options.key ?? secret));
+    const bearer = async (t: Promise<string>) => ({ headers: { Authorization: `Bearer ${await t}` } });
+    assert.equal((await send(proxy.url, await bearer(token('acme')))).status, 200);
+    assert.equal(
+      (await send(proxy.url, await bearer(token('acme')))).status,
+      429,
+      'another token, same claim',
+    );
+    assert.equal((await send(proxy.url, await bearer(token('globex')))).status, 200);
+    for (const forged of [
+      token('globex2', { key: 'an-attackers-secret-of-32-chars!' }),
+      token('globex3', { issuer: 'someone-else' }),
+      token('globex4', { exp: '-1m' }),
+    ]) {
+      const reply = await send(proxy.url, await bearer(forged));
+      assert.equal(reply.status, 400, 'a token that does not verify gives no key');
+    }
+    const unsigned = `${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from('{"org":{"id":"x"}}').toString('base64url')}.`;
+    assert.equal((await send(proxy.url, { headers: { Authorization: `Bearer ${unsigned}` } })).status, 400);
+  });
+
+  it('verifies RS256 tokens with a configured public key', async () => {
+    const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const { proxy } = await proxyFor({
+      upstream: up.url,
+      jwt: { publicKey: publicKey.export({ type: 'spki', format: 'pem' }) as string },
+      rules: [{ name: 'jwt', key: { jwt: 'sub' }, onMissingKey: 'reject', policies: limit(1) }],
+    });
+    const token = (sub: string) =>
+      new SignJWT({}).setProtectedHeader({ alg: 'RS256' }).setSubject(sub).sign(privateKey);
+    const bearer = async (sub: string) => ({ headers: { Authorization: `Bearer ${await token(sub)}` } });
+    assert.equal((await send(proxy.url, await bearer('u1'))).status, 200);
+    assert.equal((await send(proxy.url, await bearer('u1'))).status, 429);
+    assert.equal((await send(proxy.url, await bearer('u2'))).status, 200);
+    const hs = await new SignJWT({})
+      .setProtectedHeader({ alg: 'HS256' })
+      .setSubject('u3')
+      .sign(new TextEncoder().encode('x'.repeat(32)));
+    assert.equal(
+      (await send(proxy.url, { headers: { Authorization: `Bearer ${hs}` } })).status,
+      400,
+      'no algorithm confusion',
+    );
+  });
+});
+
+describe('proxy: shadow mode', () => {
+  it('lets refused requests through, and logs and counts them', async () => {
+    const { proxy, logs } = await proxyFor({
+      upstream: up.url,
+      rules: [{ name: 'trial', shadow: true, policies: limit(2) }],
+    });
+    assert.deepEqual(await statuses(`${proxy.url}/x`, 4), [200, 200, 200, 200]);
+    const reply = await send(`${proxy.url}/x`);
+    assert.equal(reply.headers.ratelimit, undefined, 'clients see nothing of a shadow rule');
+    assert.equal(
+      await metric(proxy, 'floodgate_proxy_requests_total{rule="trial",decision="shadow_limited"}'),
+      3,
+    );
+    assert.equal(await metric(proxy, 'floodgate_proxy_requests_total{rule="trial",decision="allowed"}'), 2);
+    const shadowed = logs.filter((l) => l.shadow === true);
+    assert.equal(shadowed.length, 3);
+    assert.equal(shadowed[0]!.rule, 'trial');
+    assert.equal(shadowed[0]!.status, 429);
+  });
+});
+
+describe('proxy: forwarding', () => {
+  let proxy: RunningProxy;
+  before(async () => {
+    ({ proxy } = await proxyFor({ upstream: `${up.url}/`, rules: [{ name: 'all', policies: limit(1000) }] }));
+  });
+
+  it('forwards method, path, query, body and end-to-end headers, and answers with the upstream response and rate-limit fields', async () => {
+    const reply = await send(`${proxy.url}/echo?x=1&y=%20`, {
+      method: 'PUT',
+      headers: { 'Content-Type': 'text/plain', 'X-Custom': 'yes', 'X-Forwarded-For': '203.0.113.9' },
+      body: 'hello',
+    });
+    assert.equal(reply.status, 200);
+    assert.deepEqual(reply.headers['set-cookie'], ['a=1', 'b=2'], 'repeated fields kept');
+    assert.match(String(reply.headers.ratelimit), /^"fixed-window-1000-per-1m";r=999;t=\d+$/);
+    const seen = json(reply);
+    assert.equal(seen.method, 'PUT');
+    assert.equal(seen.url, '/echo?x=1&y=%20');
+    assert.equal(seen.bytes, 5);
+    assert.equal(seen.headers['x-custom'], 'yes');
+    assert.equal(seen.headers.host, new URL(proxy.url).host, 'the client Host is kept');
+    assert.equal(seen.headers['x-forwarded-for'], '203.0.113.9, 127.0.0.1', 'the peer is appended');
+    assert.equal(seen.headers['x-forwarded-proto'], 'http');
+    assert.equal(seen.headers['x-forwarded-host'], new URL(proxy.url).host);
+  });
+
+  it('drops hop-by-hop fields both ways, including those the Connection field names', async () => {
+    const reply = await send(`${proxy.url}/echo`, {
+      headers: {
+        Connection: 'keep-alive, X-Hop',
+        'X-Hop': 'secret',
+        'Keep-Alive': 'timeout=1',
+        TE: 'trailers',
+        'Proxy-Connection': 'x',
+      },
+    });
+    const seen = json(reply).headers;
+    for (const name of ['x-hop', 'keep-alive', 'te', 'proxy-connection'])
+      assert.equal(seen[name], undefined, name);
+    const back = await send(`${proxy.url}/hop`);
+    assert.equal(back.headers['x-up-hop'], undefined);
+    assert.equal(back.headers['keep-alive'], undefined);
+    assert.equal(back.headers['x-end'], 'kept');
+  });
+
+  it('writes Forwarded instead when configured', async () => {
+    const { proxy: p } = await proxyFor({ upstream: up.url, forwarded: 'forwarded', preserveHost: false });
+    const seen = json(await send(`${p.url}/echo`, { headers: { Forwarded: 'for=198.51.100.7' } })).headers;
+    assert.equal(seen.forwarded, `for=198.51.100.7, for=127.0.0.1;host="${new URL(p.url).host}";proto=http`);
+    assert.equal(seen['x-forwarded-for'], undefined);
+    assert.equal(seen.host, new URL(up.url).host, 'Host set to the upstream');
+  });
+
+  it('streams a large upload and a large download intact, without buffering them', async () => {
+    const size = 48 * 1024 * 1024;
+    const data = pattern(size);
+    // The upload: the upstream must see the first chunk while the client still holds the rest back.
+    let sendRest!: () => void;
+    const rest = new Promise<void>((r) => (sendRest = r));
+    const body = Readable.from(
+      (async function* () {
+        yield data.subarray(0, 65_536);
+        await rest;
+        for (let at = 65_536; at < size; at += 1 << 20)
+          yield data.subarray(at, Math.min(size, at + (1 << 20)));
+      })(),
+    );
+    const reply = send(`${proxy.url}/upload-gate`, {
+      method: 'POST',
+      body,
+      headers: { 'Content-Type': 'application/octet-stream' },
+    });
+    await up.firstChunk;
+    sendRest();
+    up.release();
+    const seen = json(await reply);
+    assert.equal(seen.bytes, size);
+    assert.equal(seen.sha256, createHash('sha256').update(data).digest('hex'));
+    // The download: read back and hash.
+    const hash = createHash('sha256');
+    let bytes = 0;
+    await new Promise<void>((resolve, reject) => {
+      request(`${proxy.url}/download/${size}`, { agent: false }, (res) => {
+        res.on('data', (c: Buffer) => {
+          bytes += c.length;
+          hash.update(c);
+        });
+        res.on('end', resolve);
+        res.on('error', reject);
+      }).end();
+    });
+    assert.equal(bytes, size);
+    assert.equal(hash.digest('hex'), createHash('sha256').update(data).digest('hex'));
+  });
+
+  it('reuses upstream connections (keep-alive pool)', async () => {
+    const { proxy: p } = await proxyFor({ upstream: up.url });
+    const before = up.connections();
+    for (let i = 0; i < 20; i++) assert.equal((await send(`${p.url}/echo`)).status, 200);
+    assert.equal(up.connections() - before, 1, '20 sequential requests over one upstream connection');
+  });
+});
+
+describe('proxy: upstream failures', () => {
+  it('answers 502 when the upstream is down, and 504 when it does not answer in time', async () => {
+    const { proxy } = await proxyFor({ upstream: 'http://127.0.0.1:9', timeouts: { response: '200ms' } });
+    const down = await send(`${proxy.url}/x`);
+    assert.equal(down.status, 502);
+    assert.equal(down.headers['content-type'], 'application/problem+json');
+    assert.match(json(down).detail, /ECONNREFUSED/);
+    const { proxy: slow } = await proxyFor({ upstream: up.url, timeouts: { response: '200ms' } });
+    const late = await send(`${slow.url}/hang`);
+    assert.equal(late.status, 504);
+    assert.match(json(late).detail, /no response from the upstream within 200 ms/);
+    assert.equal(await metric(slow, 'floodgate_proxy_upstream_errors_total{kind="response-timeout"}'), 1);
+    assert.equal(await metric(proxy, 'floodgate_proxy_upstream_errors_total{kind="connect"}'), 1);
+  });
+
+  it('cuts the client connection when the upstream dies mid-response, and keeps serving', async () => {
+    const { proxy } = await proxyFor({ upstream: up.url });
+    await assert.rejects(send(`${proxy.url}/reset`), /aborted|socket hang up|ECONNRESET/);
+    assert.equal((await send(`${proxy.url}/echo`)).status, 200);
+  });
+
+  it('answers a malformed request with 400 and keeps serving', async () => {
+    const { proxy } = await proxyFor({ upstream: up.url, rules: [{ name: 'all', policies: limit(100) }] });
+    const raw = (text: string) =>
+      new Promise<string>((resolve) => {
+        const socket = connect(Number(new URL(proxy.url).port), '127.0.0.1');
+        let out = '';
+        socket.on('data', (d) => (out += d));
+        socket.on('close', () => resolve(out));
+        socket.write(text);
+      });
+    assert.match(await raw('GARBAGE\r\n\r\n'), /^HTTP\/1\.1 400/);
+    assert.match(await raw('GET http://elsewhere.test/ HTTP/1.1\r\nHost: x\r\n\r\n'), /^HTTP\/1\.1 400/);
+    assert.equal((await send(`${proxy.url}/echo`)).status, 200);
+  });
+});
+
+describe('proxy: WebSocket', () => {
+  it('passes upgrades through, both ways, and limits them like requests', async () => {
+    const { proxy } = await proxyFor({ upstream: up.url, rules: [{ name: 'ws', policies: limit(1) }] });
+    const ws = new WebSocket(`${proxy.url.replace('http', 'ws')}/socket`);
+    const messages: string[] = [];
+    ws.on('message', (m) => messages.push(m.toString()));
+    await once(ws, 'open');
+    ws.send('ping');
+    ws.send(Buffer.alloc(200_000, 7));
+    while (messages.length < 3) await once(ws, 'message');
+    assert.equal(messages[0], 'hello 127.0.0.1');
+    assert.equal(messages[1], 'ping');
+    assert.equal(messages[2]!.length, 200_000);
+    assert.equal(await metric(proxy, 'floodgate_proxy_upgraded_connections'), 1);
+    const second = new WebSocket(`${proxy.url.replace('http', 'ws')}/socket`);
+    const [, response] = await once(second, 'unexpected-response');
+    assert.equal(response.statusCode, 429);
+    ws.close();
+    await once(ws, 'close');
+  });
+});
+
+describe('proxy: live reload', () => {
+  it('applies a valid new file, keeps the old one when the new is invalid, and never drops a request', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'floodgate-proxy-'));
+    dirs.push(dir);
+    const file = join(dir, 'proxy.yaml');
+    const write = (limitN: number, extra = '') =>
+      writeFileSync(
+        file,
+        stringify({
+          listen: 0,
+          admin: 0,
+          upstream: up.url,
+          rules: [{ name: 'r', policies: limit(limitN) }],
+        }) + extra,
+      );
+    write(1);
+    const { logs, log } = capture();
+    const proxy = await startProxy(loadProxyConfig(file), { file, watch: true, log });
+    running.push(proxy);
+    // A slow request in flight across the reloads.
+    const slow = send(`${proxy.url}/slow`);
+    assert.deepEqual(await statuses(`${proxy.url}/x`, 1), [429], 'the in-flight request took the only token');
+    const applied = async (n: number) => {
+      while ((await metric(proxy, 'floodgate_proxy_config_reloads_total{result="applied"}')) < n)
+        await new Promise((r) => setImmediate(r));
+    };
+    write(3); // on file change
+    await applied(1);
+    assert.deepEqual(
+      await statuses(`${proxy.url}/y`, 4),
+      [200, 200, 200, 429],
+      'new limit, new policy state',
+    );
+    writeFileSync(file, 'upstream: http://a\nrules: [{ name: r, policies: [{ limit: -1, window: 1m }] }]\n');
+    assert.equal(proxy.reload(), false);
+    assert.deepEqual(await statuses(`${proxy.url}/y`, 1), [429], 'the old configuration still serves');
+    const rejected = logs.find((l) => l.msg === 'configuration rejected; still serving the previous one');
+    assert.match(String(rejected?.reason), /rules\[0\]\.policies\[0\]\.limit: must be a positive integer/);
+    writeFileSync(
+      file,
+      stringify({ listen: 1, admin: 0, upstream: up.url, rules: [{ name: 'r', policies: limit(5) }] }),
+    );
+    assert.equal(proxy.reload(), true);
+    assert.ok(logs.some((l) => l.field === 'listen' && /next restart/.test(String(l.msg))));
+    assert.equal((await send(`${proxy.url}/z`)).status, 200, 'still listening where it was');
+    assert.equal((await slow).status, 200, 'the request in flight completed');
+  });
+});
+
+describe('proxy: two proxies sharing Redis', () => {
+  let redis: RedisServer;
+  before(async () => {
+    redis = await RedisServer.start();
+  });
+  after(() => redis.stop());
+
+  it('enforce one limit between them, under concurrency', async () => {
+    const config = { upstream: up.url, store: redis.url, rules: [{ name: 'shared', policies: limit(5) }] };
+    const [{ proxy: a }, { proxy: b }] = await Promise.all([proxyFor(config), proxyFor(config)]);
+    const replies = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => send(`${(i % 2 === 0 ? a : b).url}/echo`)),
+    );
+    const allowed = replies.filter((r) => r.status === 200).length;
+    assert.equal(allowed, 5);
+    assert.equal(replies.filter((r) => r.status === 429).length, 35);
+  });
+});
+
+describe('proxy: in front of a Python service', () => {
+  it('limits the continents API per Basic user, as the tutorial meant', async () => {
+    const python = await startPythonUpstream();
+    try {
+      const { proxy } = await proxyFor({
+        upstream: python.url,
+        rules: [
+          {
+            name: 'continents',
+            match: { path: '/continents' },
+            key: 'basic-user',
+            onMissingKey: 'reject',
+            policies: limit(5, '60s'),
+          },
+        ],
+      });
+      const auth = { headers: { Authorization: `Basic ${Buffer.from('john_doe:pw').toString('base64')}` } };
+      const codes = await statuses(`${proxy.url}/continents`, 6, auth);
+      assert.deepEqual(codes, [200, 200, 200, 200, 200, 429]);
+      const ok = json(
+        await send(`${proxy.url}/continents`, {
+          headers: { Authorization: `Basic ${Buffer.from('jane:pw').toString('base64')}` },
+        }),
+      );
+      assert.equal(ok.continents.length, 7);
+      assert.equal(ok.forwarded_for, '127.0.0.1');
+      assert.equal((await send(`${proxy.url}/continents`)).status, 400, 'no header: a 400, not a crash');
+      assert.equal((await send(`${proxy.url}/nothing`)).status, 404, 'the upstream answers the rest');
+    } finally {
+      await python.close();
+    }
+  });
+});
