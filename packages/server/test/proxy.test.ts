@@ -356,6 +356,20 @@ describe('proxy: keys', () => {
   });
 });
 
+describe('proxy: logs', () => {
+  it('logs the first refusal of a rule at once, then sums refusals up instead of a line per request', async () => {
+    const { proxy, logs } = await proxyFor({ upstream: up.url, rules: [{ name: 'tight', policies: limit(1) }] });
+    assert.deepEqual(await statuses(`${proxy.url}/x`, 6), [200, 429, 429, 429, 429, 429]);
+    const refused = () => logs.filter((l) => l.msg === 'refused');
+    assert.equal(refused().length, 1);
+    assert.equal(refused()[0]!.rule, 'tight');
+    assert.equal(refused()[0]!.status, 429);
+    await proxy.stop(); // flushes the summary
+    assert.equal(refused().length, 2);
+    assert.equal(refused()[1]!.refused, 4);
+  });
+});
+
 describe('proxy: shadow mode', () => {
   it('lets refused requests through, and logs and counts them', async () => {
     const { proxy, logs } = await proxyFor({

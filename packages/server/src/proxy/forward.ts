@@ -62,6 +62,8 @@ export function newAgent(maxSockets: number, idleTimeout: number): Agent {
   // in Node, often 60 s elsewhere), so a reused socket is rarely one the upstream is closing.
   return new Agent({
     keepAlive: true,
+    // Head and body go out as separate writes: with Nagle's algorithm, the second waits for a delayed ACK.
+    noDelay: true,
     maxSockets,
     maxFreeSockets: maxSockets,
     scheduling: 'lifo',
@@ -209,7 +211,15 @@ export function forward(
         headers,
         agent: options.agent,
         setHost: false,
+        // Socket inactivity, from sending the request to the last byte of the response; cleared by Node
+        // when the socket goes back to the pool (a listener per request on a pooled socket would pile up).
+        timeout: options.idleTimeout,
       });
+      upstream.on('timeout', () =>
+        upstream.destroy(
+          new UpstreamError(504, 'idle-timeout', `the upstream was idle for ${options.idleTimeout} ms`),
+        ),
+      );
       let done = false;
       const finish = (result: ForwardResult) => {
         if (done) return;
@@ -253,9 +263,6 @@ export function forward(
       });
       upstream.on('response', (up: IncomingMessage) => {
         stopWatch();
-        up.socket.setTimeout(options.idleTimeout, () =>
-          up.destroy(new UpstreamError(504, 'idle-timeout', `upstream idle for ${options.idleTimeout} ms`)),
-        );
         const out = endToEnd(up.rawHeaders, up.headers.connection);
         for (const [name, value] of extra) out.push(name, value);
         res.writeHead(up.statusCode ?? 502, up.statusMessage, out);

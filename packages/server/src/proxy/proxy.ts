@@ -90,6 +90,11 @@ function viewOf(req: IncomingMessage, path: string): RequestView {
 function targetOf(req: IncomingMessage): { forwardPath: string; matchPath: string } | undefined {
   const raw = req.url ?? '';
   if (!raw.startsWith('/')) return undefined;
+  // The common case, nothing to resolve or decode: no URL parser on the hot path.
+  if (!/[.%\\]|\/\/|#/.test(raw)) {
+    const query = raw.indexOf('?');
+    return { forwardPath: raw, matchPath: query === -1 ? raw : raw.slice(0, query) };
+  }
   try {
     // Concatenated, not resolved against a base: `//x` is a path here, not a host.
     const url = new URL(`http://proxy.invalid${raw}`);
@@ -126,6 +131,42 @@ function activate(
   };
 }
 
+/** How often refusals are summed up in the log. */
+const REFUSAL_LOG_EVERY = 10_000;
+
+/**
+ * Refusals in the log: the first of each rule at once, then one line per rule every 10 s with the count
+ * and the last one's details. A line per refused request would let a flood fill the disk and slow the
+ * proxy down exactly when it is needed; the exact counts are in the metrics.
+ */
+function refusalLog(log: Logger) {
+  const pending = new Map<string, { count: number; last: Record<string, unknown> }>();
+  let timer: NodeJS.Timeout | undefined;
+  const flush = () => {
+    clearTimeout(timer);
+    timer = undefined;
+    for (const [rule, { count, last }] of pending) {
+      if (count > 0)
+        log.info({ ...last, rule, refused: count, seconds: REFUSAL_LOG_EVERY / 1000 }, 'refused');
+    }
+    pending.clear();
+  };
+  return {
+    note(rule: string, _decision: string, fields: Record<string, unknown>) {
+      const entry = pending.get(rule);
+      if (entry === undefined) {
+        log.info({ ...fields, refused: 1 }, 'refused');
+        pending.set(rule, { count: 0, last: fields });
+        timer ??= setTimeout(flush, REFUSAL_LOG_EVERY).unref();
+        return;
+      }
+      entry.count++;
+      entry.last = fields;
+    },
+    flush,
+  };
+}
+
 /** Starts `floodgate proxy`; resolves once it listens. */
 export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {}): Promise<RunningProxy> {
   const log = options.log ?? pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime });
@@ -159,6 +200,28 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
     log.warn({ kind: error.kind, err: error.message }, 'upstream failed');
   };
 
+  // Labelled children looked up once: prom-client hashes the label object on every call otherwise.
+  const counters = new Map<string, ReturnType<typeof metrics.requests.labels>>();
+  const count = (rule: string, decision: string) => {
+    const id = `${rule}\n${decision}`;
+    let child = counters.get(id);
+    if (child === undefined) {
+      child = metrics.requests.labels(rule, decision);
+      counters.set(id, child);
+    }
+    child.inc();
+  };
+  const timers = new Map<string, ReturnType<typeof metrics.upstreamDuration.labels>>();
+  const timing = (rule: string) => {
+    let child = timers.get(rule);
+    if (child === undefined) {
+      child = metrics.upstreamDuration.labels(rule);
+      timers.set(rule, child);
+    }
+    return child;
+  };
+  const refusals = refusalLog(log);
+
   /** The rule's verdict, or undefined to forward; answers the client itself when it refuses. */
   async function decide(
     req: IncomingMessage,
@@ -169,7 +232,7 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
     const method = req.method ?? 'GET';
     const rule = state.rules.find((r) => r.matches(method, hostOf(req.headers.host), target.matchPath));
     if (rule === undefined) {
-      metrics.requests.inc({ rule: '', decision: 'unmatched' });
+      count('', 'unmatched');
       return { rule, verdict: undefined };
     }
     let verdict: Verdict;
@@ -183,7 +246,7 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
       return { rule, verdict: undefined };
     }
     if (verdict.kind === 'pass') {
-      metrics.requests.inc({ rule: rule.name, decision: 'allowed' });
+      count(rule.name, 'allowed');
       return {
         rule,
         verdict: rule.shadow
@@ -201,12 +264,12 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
       peer: req.socket.remoteAddress,
     };
     if (rule.shadow) {
-      metrics.requests.inc({ rule: rule.name, decision: `shadow_${decision}` });
+      count(rule.name, `shadow_${decision}`);
       log.info({ ...fields, shadow: true }, 'would have refused (shadow mode)');
       return { rule, verdict: undefined };
     }
-    metrics.requests.inc({ rule: rule.name, decision });
-    log.info(fields, 'refused');
+    count(rule.name, decision);
+    refusals.note(rule.name, decision, fields);
     refuse(verdict);
     return undefined;
   }
@@ -246,7 +309,7 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
       onUpstreamError,
     );
     if (verdict?.kind === 'pass') verdict.settle?.(result.status);
-    metrics.upstreamDuration.observe({ rule: rule?.name ?? '' }, (performance.now() - started) / 1000);
+    timing(rule?.name ?? '').observe((performance.now() - started) / 1000);
   }
 
   async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
@@ -393,6 +456,7 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
   const stop = () => {
     stopping ??= (async () => {
       watcher?.close();
+      refusals.flush();
       log.info('shutting down: finishing requests in flight');
       for (const socket of upgraded) socket.destroy();
       await Promise.all([

@@ -1,0 +1,23 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { writeFileSync, readdirSync, readFileSync } from 'node:fs';
+import autocannon from 'autocannon';
+import http from 'node:http';
+const body = JSON.stringify({ ok: 1 });
+const upc = spawn(process.execPath, ['-e', `require('http').createServer((q, s) => { s.writeHead(200, { 'Content-Length': 8 }); s.end('{"ok":1}'); }).listen(18931, '127.0.0.1')`], { stdio: 'inherit' });
+const rate = Number(process.argv[2] ?? 100000);
+writeFileSync('/tmp/pf.yaml', `listen: 18932\nadmin: false\nupstream: http://127.0.0.1:18931\nrules:\n  - name: per-ip\n    policies: [{ limit: ${rate}, window: 1s }]\n`);
+const child = spawn(process.execPath, ['--cpu-prof', '--cpu-prof-dir=/tmp/cpuprof', 'packages/server/bin/floodgate.js', 'proxy', '--config', '/tmp/pf.yaml'], { stdio: ['ignore', 'ignore', 'inherit'] });
+await new Promise((r) => setTimeout(r, 1500));
+const r = await autocannon({ url: 'http://127.0.0.1:18932/x', connections: 64, duration: 5 });
+console.log('rps', r.requests.average, 'p99', r.latency.p99, '2xx', r['2xx'], '4xx', r['4xx']);
+child.kill('SIGTERM'); await once(child, 'exit'); upc.kill();
+const f = readdirSync('/tmp/cpuprof').sort().pop()!;
+const prof = JSON.parse(readFileSync(`/tmp/cpuprof/${f}`, 'utf8'));
+const self = new Map<string, number>();
+const dt = prof.timeDeltas; const byId = new Map(prof.nodes.map((n: any) => [n.id, n]));
+const counts = new Map<number, number>();
+for (const s of prof.samples) counts.set(s, (counts.get(s) ?? 0) + 1);
+let total = 0;
+for (const [id, c] of counts) { const n: any = byId.get(id); const k = `${n.callFrame.functionName || '(anon)'} ${n.callFrame.url.split('/').slice(-2).join('/')}:${n.callFrame.lineNumber}`; self.set(k, (self.get(k) ?? 0) + c); total += c; }
+for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 25)) console.log((100 * v / total).toFixed(1).padStart(5), k);
