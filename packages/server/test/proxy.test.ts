@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { type IncomingHttpHeaders, request } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { SignJWT } from 'jose';
 import { pino } from 'pino';
 import { WebSocket } from 'ws';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { RedisServer } from '../../floodgate/test/helpers/redis-server.js';
 import { loadProxyConfig, ProxyConfigError, validateProxyConfig } from '../src/proxy/config.js';
 import { type RunningProxy, startProxy } from '../src/proxy/proxy.js';
@@ -163,6 +163,10 @@ describe('proxy: configuration', () => {
       { upstream: 'http://a', rules: [{ name: 'a', match: { method: 'GE T' }, policies: limit(1) }] },
       /rules\[0\]\.match\.method: "GE T" is not an HTTP method/,
     );
+    bad(
+      { upstream: 'http://a', rules: [{ name: 'a', match: { pattern: '/files/*' }, policies: limit(1) }] },
+      /rules\[0\]\.match\.pattern: Missing parameter name at index 8: \/files\/\* \(name wildcards/,
+    );
     bad({ upstream: 'http://a', jwt: { secret: 'short' } }, /jwt\.secret: must be at least 16 characters/);
     bad({ upstream: 'http://a', jwt: {} }, /jwt: give exactly one of secret/);
     bad({ upstream: 'http://a', deny: ['10.0.0.0/99x'] }, /deny\[0\]: "10\.0\.0\.0\/99x" is neither/);
@@ -184,6 +188,29 @@ describe('proxy: configuration', () => {
     writeFileSync(file, '- a list\n');
     assert.throws(() => loadProxyConfig(file), /must be a mapping of settings/);
     assert.throws(() => loadProxyConfig(join(dir, 'missing.yaml')), /cannot read config file .*ENOENT/);
+  });
+});
+
+describe('proxy: the README example', () => {
+  it('validates, starts, and limits as it says', async () => {
+    const readme = readFileSync(join(import.meta.dirname, '../../../README.md'), 'utf8');
+    const block = /## `floodgate proxy`[\s\S]*?```yaml\n([\s\S]*?)```/.exec(readme)?.[1];
+    assert.ok(block !== undefined, 'the README has the proxy configuration example');
+    const data = { ...parse(block), listen: 0, admin: 0, upstream: up.url };
+    const { logs, log } = capture();
+    const proxy = await startProxy(validateProxyConfig(data, 'README'), {
+      log,
+      env: { JWT_SECRET: 'x'.repeat(32) },
+    });
+    running.push(proxy);
+    assert.deepEqual(
+      await statuses(`${proxy.url}/login`, 6, { method: 'POST' }),
+      [200, 200, 200, 200, 200, 429],
+    );
+    const withoutToken = await send(`${proxy.url}/orgs/7/x`, { headers: { Host: 'eu.example.com' } });
+    assert.equal(withoutToken.status, 400, 'per-org needs a verified token');
+    assert.equal((await send(`${proxy.url}/anything`)).status, 200);
+    assert.ok(logs.some((l) => String(l.msg).startsWith('proxying')));
   });
 });
 
@@ -358,7 +385,10 @@ describe('proxy: keys', () => {
 
 describe('proxy: logs', () => {
   it('logs the first refusal of a rule at once, then sums refusals up instead of a line per request', async () => {
-    const { proxy, logs } = await proxyFor({ upstream: up.url, rules: [{ name: 'tight', policies: limit(1) }] });
+    const { proxy, logs } = await proxyFor({
+      upstream: up.url,
+      rules: [{ name: 'tight', policies: limit(1) }],
+    });
     assert.deepEqual(await statuses(`${proxy.url}/x`, 6), [200, 429, 429, 429, 429, 429]);
     const refused = () => logs.filter((l) => l.msg === 'refused');
     assert.equal(refused().length, 1);

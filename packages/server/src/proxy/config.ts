@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { parseDuration, resolvePolicies } from 'floodgate';
+import { match as pathMatch } from 'path-to-regexp';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 
@@ -225,6 +226,16 @@ export function validateProxyConfig(data: unknown, source = 'config'): ProxyConf
       throw new ProxyConfigError(
         `${source}: ${at}.key.jwt: needs a top-level "jwt" section (secret or public key) to verify tokens`,
       );
+    }
+    if (rule.match?.pattern !== undefined) {
+      try {
+        pathMatch(rule.match.pattern);
+      } catch (error) {
+        const reason = (error as Error).message.replace(/; visit .*$/, '');
+        throw new ProxyConfigError(
+          `${source}: ${at}.match.pattern: ${reason} (name wildcards and parameters: /files/*path, /users/:id)`,
+        );
+      }
     }
     for (const method of rule.match?.method ?? []) {
       if (!/^[A-Za-z]+$/.test(method))
