@@ -358,6 +358,30 @@ describe('proxy: keys', () => {
     assert.equal((await send(proxy.url, { headers: { Authorization: `Bearer ${unsigned}` } })).status, 400);
   });
 
+  it('refuses to start with a public key it cannot use', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'floodgate-proxy-'));
+    dirs.push(dir);
+    const start = (jwt: Record<string, unknown>) =>
+      startProxy(validateProxyConfig({ upstream: up.url, listen: 0, admin: false, jwt }), {
+        log: capture().log,
+      });
+    await assert.rejects(
+      start({ publicKeyFile: join(dir, 'nope.pem') }),
+      /jwt\.publicKeyFile: cannot read ".*nope\.pem": ENOENT/,
+    );
+    const garbled = '-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n';
+    await assert.rejects(start({ publicKey: garbled }), /jwt\.publicKey: not a usable public key/);
+    const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const pem = publicKey.export({ type: 'spki', format: 'pem' }) as string;
+    await assert.rejects(
+      start({ publicKey: pem, algorithms: ['HS256'] }),
+      /jwt\.algorithms: HS\* algorithms need a secret/,
+    );
+    writeFileSync(join(dir, 'ec.pem'), pem);
+    const ok = await start({ publicKeyFile: join(dir, 'ec.pem') });
+    await ok.stop();
+  });
+
   it('verifies RS256 tokens with a configured public key', async () => {
     const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
     const { proxy } = await proxyFor({
@@ -537,6 +561,12 @@ describe('proxy: upstream failures', () => {
     assert.match(json(late).detail, /no response from the upstream within 200 ms/);
     assert.equal(await metric(slow, 'floodgate_proxy_upstream_errors_total{kind="response-timeout"}'), 1);
     assert.equal(await metric(proxy, 'floodgate_proxy_upstream_errors_total{kind="connect"}'), 1);
+  });
+
+  it('cuts a response the upstream stalls in for longer than the idle timeout', async () => {
+    const { proxy } = await proxyFor({ upstream: up.url, timeouts: { idle: '200ms' } });
+    await assert.rejects(send(`${proxy.url}/stall`), /aborted|socket hang up|ECONNRESET/);
+    assert.equal(await metric(proxy, 'floodgate_proxy_upstream_errors_total{kind="idle-timeout"}'), 1);
   });
 
   it('cuts the client connection when the upstream dies mid-response, and keeps serving', async () => {

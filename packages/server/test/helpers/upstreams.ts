@@ -40,6 +40,11 @@ export async function startNodeUpstream(): Promise<NodeUpstream> {
     seen.push({ method: req.method!, url: req.url!, headers: req.headers, socket: ids.get(req.socket)! });
     const path = req.url!.split('?')[0]!;
     if (path === '/hang') return; // never answers
+    if (path === '/stall') {
+      res.writeHead(200, { 'Content-Length': '100' });
+      res.write('the rest never comes');
+      return;
+    }
     if (path === '/slow') {
       setTimeout(() => res.end('slow'), 300);
       return;
