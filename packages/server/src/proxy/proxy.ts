@@ -131,6 +131,19 @@ function activate(
   };
 }
 
+/** `make(key)`, computed once per key. */
+function memo<T>(make: (key: string) => T): (key: string) => T {
+  const made = new Map<string, T>();
+  return (key) => {
+    let value = made.get(key);
+    if (value === undefined) {
+      value = make(key);
+      made.set(key, value);
+    }
+    return value;
+  };
+}
+
 /** How often refusals are summed up in the log. */
 const REFUSAL_LOG_EVERY = 10_000;
 
@@ -152,7 +165,7 @@ function refusalLog(log: Logger) {
     pending.clear();
   };
   return {
-    note(rule: string, _decision: string, fields: Record<string, unknown>) {
+    note(rule: string, fields: Record<string, unknown>) {
       const entry = pending.get(rule);
       if (entry === undefined) {
         log.info({ ...fields, refused: 1 }, 'refused');
@@ -201,25 +214,9 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
   };
 
   // Labelled children looked up once: prom-client hashes the label object on every call otherwise.
-  const counters = new Map<string, ReturnType<typeof metrics.requests.labels>>();
-  const count = (rule: string, decision: string) => {
-    const id = `${rule}\n${decision}`;
-    let child = counters.get(id);
-    if (child === undefined) {
-      child = metrics.requests.labels(rule, decision);
-      counters.set(id, child);
-    }
-    child.inc();
-  };
-  const timers = new Map<string, ReturnType<typeof metrics.upstreamDuration.labels>>();
-  const timing = (rule: string) => {
-    let child = timers.get(rule);
-    if (child === undefined) {
-      child = metrics.upstreamDuration.labels(rule);
-      timers.set(rule, child);
-    }
-    return child;
-  };
+  const requestCounter = memo((id) => metrics.requests.labels(...(id.split('\n') as [string, string])));
+  const count = (rule: string, decision: string) => requestCounter(`${rule}\n${decision}`).inc();
+  const timing = memo((rule) => metrics.upstreamDuration.labels(rule));
   const refusals = refusalLog(log);
 
   /** The rule's verdict, or undefined to forward; answers the client itself when it refuses. */
@@ -269,7 +266,7 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
       return { rule, verdict: undefined };
     }
     count(rule.name, decision);
-    refusals.note(rule.name, decision, fields);
+    refusals.note(rule.name, fields);
     refuse(verdict);
     return undefined;
   }
