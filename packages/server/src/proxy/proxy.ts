@@ -4,11 +4,10 @@ import { basename, dirname } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { MemoryStore, type Store } from 'floodgate';
 import type { RequestView, Verdict } from 'floodgate/node';
-import { RedisStore } from 'floodgate/redis';
 import type { Cluster, Redis } from 'ioredis';
 import { type Logger, pino } from 'pino';
 import { listen } from '../server/listen.js';
-import { connectRedis } from '../server/redis.js';
+import { connectRedis, sharedStore } from '../server/redis.js';
 import { loadProxyConfig, type ProxyConfig } from './config.js';
 import {
   type ForwardOptions,
@@ -189,15 +188,7 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
   let store: Store = new MemoryStore();
   if (initial.store !== 'memory') {
     redis = await connectRedis(initial.store);
-    store = new RedisStore({
-      client: redis,
-      onStoreError: 'fallback',
-      onError: (error) => {
-        metrics.storeErrors.inc();
-        log.warn({ err: error.message }, 'rate-limit store failed; deciding in memory until it recovers');
-      },
-      onRecover: ({ downFor }) => log.info({ downFor }, 'rate-limit store recovered'),
-    });
+    store = sharedStore(redis, log, metrics.storeErrors);
   }
   const agent = newAgent(initial.maxSockets, initial.timeouts.idle);
   let active: Active;

@@ -1,4 +1,6 @@
+import { RedisStore } from 'floodgate/redis';
 import { Cluster, Redis } from 'ioredis';
+import type { Logger } from 'pino';
 
 /** A start-up failure with a message for the operator (no stack trace). */
 export class StartError extends Error {}
@@ -33,4 +35,20 @@ export async function connectRedis(url: string): Promise<Redis | Cluster> {
     );
   }
   return redis;
+}
+
+/**
+ * The commands' Redis store: decides in memory while Redis is away (each process on its own), counts and
+ * logs the failures, and logs the recovery.
+ */
+export function sharedStore(client: Redis | Cluster, log: Logger, failures: { inc(): void }): RedisStore {
+  return new RedisStore({
+    client,
+    onStoreError: 'fallback',
+    onError: (error) => {
+      failures.inc();
+      log.warn({ err: error.message }, 'rate-limit store failed; deciding in memory until it recovers');
+    },
+    onRecover: ({ downFor }) => log.info({ downFor }, 'rate-limit store recovered'),
+  });
 }

@@ -1,7 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import { Limiter, MemoryStore, type Store } from 'floodgate';
 import { LoginGuard } from 'floodgate/node';
-import { RedisStore } from 'floodgate/redis';
 import type { Cluster, Redis } from 'ioredis';
 import { pino } from 'pino';
 import { createApp } from './app.js';
@@ -9,7 +8,7 @@ import { policyOf, type ServeConfig } from './config.js';
 import { EXAMPLE_USER, openDatabase } from './database.js';
 import { listen } from './listen.js';
 import { createMetrics } from './metrics.js';
-import { connectRedis, StartError } from './redis.js';
+import { connectRedis, StartError, sharedStore } from './redis.js';
 
 export { StartError };
 
@@ -42,15 +41,7 @@ export async function serve(config: ServeConfig): Promise<Running> {
       await db.close();
       throw error;
     }
-    store = new RedisStore({
-      client: redis,
-      onStoreError: 'fallback',
-      onError: (error) => {
-        metrics.storeErrors.inc();
-        log.warn({ err: error.message }, 'rate-limit store failed; deciding in memory until it recovers');
-      },
-      onRecover: ({ downFor }) => log.info({ downFor }, 'rate-limit store recovered'),
-    });
+    store = sharedStore(redis, log, metrics.storeErrors);
   }
   const limiter = new Limiter({ store, policies: policyOf(config) });
   const logins = new LoginGuard({ store });
