@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import type { PolicyResult } from '../src/core/algorithms/types.js';
 import { ManualClock } from '../src/core/clock.js';
 import { Limiter } from '../src/core/limiter.js';
-import { policySet, resolvePolicies } from '../src/core/policy.js';
+import { type PolicySet, policySet, resolvePolicies } from '../src/core/policy.js';
 import { MemoryStore } from '../src/stores/memory.js';
 
 const T0 = 1_700_000_000_000;
@@ -99,5 +101,105 @@ describe('MemoryStore', () => {
     assert.equal(store.size, 1);
     store.applySync('a', set, 2, 'refund');
     assert.equal(store.size, 0);
+  });
+
+  it('decides exactly as the pure algorithms do, over random sequences (a model check)', () => {
+    // Every algorithm, alone and together; `mixed` and `moved` share policies, so keys moving between
+    // them carry state across. The model is the plain reading of the Store contract on the object form.
+    const p = (specs: Parameters<typeof resolvePolicies>[0]) => resolvePolicies(specs, 'p');
+    const bucket = p({ name: 'b', limit: 3, window: 1000 })[0]!;
+    const sets: PolicySet[] = [
+      policySet([bucket]),
+      policySet(p({ name: 'w', algorithm: 'fixed-window', limit: 4, window: 1500 })),
+      policySet(p({ name: 'c', algorithm: 'sliding-window-counter', limit: 4, window: 1000 })),
+      policySet(p({ name: 'g', algorithm: 'gcra', limit: 2, window: 700, burst: 3 })),
+      policySet([
+        bucket,
+        ...p([
+          { name: 'l', algorithm: 'sliding-window-log', limit: 5, window: 2000 },
+          { name: 'w', algorithm: 'fixed-window', limit: 4, window: 1500 },
+        ]),
+      ]),
+      policySet([bucket, ...p({ name: 'c', algorithm: 'sliding-window-counter', limit: 4, window: 1000 })]),
+    ];
+    const op = fc.record({
+      key: fc.nat(2),
+      // A key mostly keeps its policies; now and then it moves to another set.
+      moveTo: fc.option(fc.nat(sets.length - 1), { freq: 8 }),
+      cost: fc.nat(3),
+      mode: fc.constantFrom('consume', 'consume', 'consume', 'peek', 'refund', 'reset'),
+      advance: fc.constantFrom(0, 0, 0, 1, 100, 333, 1000, 2500),
+    });
+    const start = fc.tuple(fc.nat(sets.length - 1), fc.nat(sets.length - 1), fc.nat(sets.length - 1));
+    fc.assert(
+      fc.property(start, fc.array(op, { maxLength: 80 }), (initial, ops) => {
+        const setOf = [...initial]; // the generated value is reused while shrinking: never mutate it
+        const clock = new ManualClock(T0);
+        const store = new MemoryStore({ clock });
+        const model = new Map<string, { set: PolicySet; states: unknown[]; expiresAt: number }>();
+        for (const { key: k, moveTo, cost, mode, advance } of ops) {
+          clock.advance(advance);
+          const now = clock.now();
+          if (moveTo !== null) setOf[k] = moveTo;
+          const key = `key:${k}`;
+          const set = sets[setOf[k]!]!;
+          if (mode === 'reset') {
+            store.resetSync(key);
+            model.delete(key);
+            continue;
+          }
+          const held = model.get(key);
+          const live = held !== undefined && held.expiresAt > now;
+          const states = set.policies.map((policy) => {
+            const i = live ? held.set.policies.findIndex((o) => o.id === policy.id) : -1;
+            return i === -1 ? undefined : held!.states[i];
+          });
+          let expected: PolicyResult[];
+          let next: unknown[] | undefined;
+          if (mode === 'refund') {
+            next = set.policies.map((policy, i) => policy.impl.refund(states[i], now, cost, policy));
+            expected = set.policies.map((policy, i) => policy.impl.consume(next![i], now, 0, policy));
+            if (next.every((state) => state === undefined)) {
+              model.delete(key);
+              next = undefined;
+            }
+          } else {
+            const outcomes = set.policies.map((policy, i) =>
+              policy.impl.consume(states[i], now, cost, policy),
+            );
+            const allowed = outcomes.every((o) => o.allowed);
+            expected = allowed
+              ? outcomes
+              : set.policies.map((policy, i) =>
+                  outcomes[i]!.allowed ? policy.impl.consume(states[i], now, 0, policy) : outcomes[i]!,
+                );
+            if (mode === 'consume' && allowed) next = outcomes.map((o) => o.state);
+          }
+          if (next !== undefined) {
+            const expiresAt = Math.max(
+              now,
+              ...set.policies.map((policy, i) => policy.impl.consume(next![i], now, 0, policy).expiresAt),
+            );
+            if (expiresAt > now || held !== undefined) model.set(key, { set, states: next, expiresAt });
+          } else if (held !== undefined && live && mode !== 'refund') {
+            // A peek or a refusal leaves the state, now under this set's layout.
+            model.set(key, { set, states, expiresAt: held.expiresAt });
+          }
+          const got = store.applySync(key, set, cost, mode);
+          const numbers = (rs: readonly PolicyResult[]) =>
+            rs.map(({ allowed, remaining, resetAt, retryAfter }) => ({
+              allowed,
+              remaining,
+              resetAt,
+              retryAfter,
+            }));
+          // A plain comparison: assert's diffing, run on every shrinking step, would make a failure take minutes.
+          const [a, b] = [JSON.stringify(numbers(got)), JSON.stringify(numbers(expected))];
+          if (a !== b)
+            throw new Error(`${mode} ${key} cost ${cost} at +${now - T0}: got ${a}, expected ${b}`);
+        }
+      }),
+      { numRuns: 400 },
+    );
   });
 });

@@ -198,22 +198,22 @@ export class Limiter {
   }
 
   /** Decides a request and, if every policy allows it, charges its cost to all of them. */
-  async consume(key: Key, options?: CostOptions): Promise<Decision> {
+  consume(key: Key, options?: CostOptions): Promise<Decision> {
     return this.#apply(key, options?.cost, 'consume');
   }
 
   /** Decides as `consume` would, without charging anything. */
-  async peek(key: Key, options?: CostOptions): Promise<Decision> {
+  peek(key: Key, options?: CostOptions): Promise<Decision> {
     return this.#apply(key, options?.cost, 'peek');
   }
 
   /** Gives `cost` back to every policy of `key` (e.g. a request that turned out not to count). */
-  async refund(key: Key, cost?: number): Promise<Decision> {
+  refund(key: Key, cost?: number): Promise<Decision> {
     return this.#apply(key, cost, 'refund');
   }
 
   /** Releases the slots a concurrency policy granted to `leaseId`. */
-  async release(key: Key, leaseId: string): Promise<Decision> {
+  release(key: Key, leaseId: string): Promise<Decision> {
     return this.#apply(key, 0, 'refund', leaseId);
   }
 
@@ -256,7 +256,16 @@ export class Limiter {
 
   /** Synchronous `allow`: the fastest path, a boolean. */
   allowSync(key: Key, options?: CostOptions): boolean {
-    return this.#applySync(key, options?.cost, 'consume').allowed;
+    const store = this.#syncStore();
+    const n = this.#prepare(key, options?.cost);
+    const id = typeof key === 'string' ? key : String(key);
+    const set = this.#setFor(id);
+    // A concurrency slot needs a lease id, which only a decision can hand back.
+    if (set.concurrent) return this.#applySync(key, n, 'consume').allowed;
+    // No decision object: the answer is whether every policy allowed.
+    const results = store.applySync(boundKey(id, this.#maxKeyLength), set, n, 'consume');
+    for (let i = 0; i < results.length; i++) if (!results[i]!.allowed) return false;
+    return true;
   }
 
   /**
@@ -354,8 +363,22 @@ export class Limiter {
     return decide(set.policies, results, leaseId);
   }
 
-  async #apply(key: Key, cost: number | undefined, mode: StoreMode, lease?: string): Promise<Decision> {
-    if (this.#sync !== undefined) return this.#applySync(key, cost, mode, lease);
+  #apply(key: Key, cost: number | undefined, mode: StoreMode, lease?: string): Promise<Decision> {
+    if (this.#sync === undefined) return this.#applyAsync(key, cost, mode, lease);
+    // One settled promise, not an async function's chain: this is the async API's whole overhead.
+    try {
+      return Promise.resolve(this.#applySync(key, cost, mode, lease));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  async #applyAsync(
+    key: Key,
+    cost: number | undefined,
+    mode: StoreMode,
+    lease: string | undefined,
+  ): Promise<Decision> {
     const n = this.#prepare(key, cost);
     const id = typeof key === 'string' ? key : String(key);
     const set = this.#setFor(id);

@@ -1,7 +1,8 @@
-import type { Outcome, PolicyResult } from '../core/algorithms/types.js';
+import { clear, type FlatAlgorithm, newResultSlot, type ResultSlot } from '../core/algorithms/flat.js';
+import type { PolicyResult } from '../core/algorithms/types.js';
 import { systemClock } from '../core/clock.js';
 import { invalidOption } from '../core/errors.js';
-import type { Policy, PolicySet } from '../core/policy.js';
+import type { PolicySet } from '../core/policy.js';
 import type { StoreMode, SyncStore } from './store.js';
 
 export interface MemoryStoreOptions {
@@ -16,12 +17,49 @@ export interface MemoryStoreOptions {
 
 interface Entry {
   readonly key: string;
-  set: PolicySet;
-  states: unknown[];
-  /** When every state is back to empty: from then on the entry means nothing and may be dropped. */
-  expiresAt: number;
+  layout: Layout;
+  /**
+   * Offset of the key's block in the store's array: when the entry expires (when every state is back to
+   * empty, so it means nothing and may be dropped), then the flat policies' states. -1 once dropped.
+   */
+  at: number;
+  /** States of the policies that are not flat (sliding log, concurrency), by policy index. */
+  objects: unknown[] | undefined;
   /** Second-chance bit for eviction. */
   used: boolean;
+}
+
+/** Where one policy set keeps its states: numbers in the key's block, or objects. */
+interface Layout {
+  readonly set: PolicySet;
+  /** Per policy: its flat form, or undefined when its state is an object. */
+  readonly flats: readonly (FlatAlgorithm | undefined)[];
+  /** Per policy: the offset of its numbers in the key's block (-1 for an object state). */
+  readonly offsets: readonly number[];
+  /** Numbers per key: the expiry, then the states. */
+  readonly size: number;
+  readonly hasObjects: boolean;
+  /** A block holding every policy's empty state. */
+  readonly empty: Float64Array;
+}
+
+function layoutOf(set: PolicySet): Layout {
+  const flats = set.policies.map((p) => p.impl.flat);
+  const offsets: number[] = [];
+  let size = 1;
+  for (const flat of flats) {
+    offsets.push(flat === undefined ? -1 : size);
+    size += flat?.slots ?? 0;
+  }
+  const empty = new Float64Array(size);
+  flats.forEach((flat, i) => {
+    if (flat !== undefined) clear(empty, offsets[i]!, flat.slots);
+  });
+  return { set, flats, offsets, size, hasObjects: flats.includes(undefined), empty };
+}
+
+function resultOf(out: ResultSlot): PolicyResult {
+  return { allowed: out.allowed, remaining: out.remaining, resetAt: out.resetAt, retryAfter: out.retryAfter };
 }
 
 /** Entries examined per insertion while reclaiming expired state: amortised O(1), no timers. */
@@ -46,6 +84,19 @@ export class MemoryStore implements SyncStore {
    */
   #queue: Entry[] = [];
   #head = 0;
+  /**
+   * Every key's numbers, in one array: an entry points at its block. Blocks of dropped keys are reused
+   * (a free list per block size), so the array grows to the peak number of live keys and no further.
+   */
+  #slab = new Float64Array(1024);
+  #top = 0;
+  #free: number[][] = [];
+  /** Scratch for states being decided, before all-or-nothing lets them be written. */
+  #next = new Float64Array(16);
+  readonly #out = newResultSlot();
+  #lastSet: PolicySet | undefined;
+  #lastLayout: Layout | undefined;
+  readonly #layouts = new WeakMap<PolicySet, Layout>();
   readonly #clock: { now(): number };
   readonly #maxKeys: number;
 
@@ -76,58 +127,31 @@ export class MemoryStore implements SyncStore {
     lease?: string,
   ): readonly PolicyResult[] {
     const now = this.#clock.now();
+    const layout = this.#layoutOf(set);
     const entry = this.#map.get(key);
-    let states: unknown[] | undefined;
-    if (entry !== undefined && entry.expiresAt > now) {
-      entry.used = true;
-      states = entry.set === set ? entry.states : remap(entry, set);
-    }
+    if (entry !== undefined) this.#ready(entry, layout, now);
+    if (mode === 'refund') return this.#refund(entry, layout, now, cost, lease);
     const policies = set.policies;
-    if (mode === 'refund') return this.#refund(key, entry, set, states, now, cost, lease);
-    if (policies.length === 1) {
+    const out = this.#out;
+    const single = policies.length === 1 ? layout.flats[0] : undefined;
+    if (single !== undefined) {
+      // The common case, written out: one policy whose state is numbers, decided in place.
       const p = policies[0]!;
-      const prev = states === undefined ? undefined : states[0];
-      const out = p.impl.consume(prev, now, cost, p, lease);
-      if (mode === 'consume' && out.allowed && out.state !== prev) {
-        if (states !== undefined) {
-          // A live entry: update it in place, so that nothing allocated by this call outlives it.
-          states[0] = keep(p, prev, out.state);
-          entry!.expiresAt = out.expiresAt;
-        } else {
-          this.#commit(key, entry, set, [out.state], out.expiresAt, now);
+      if (entry === undefined) {
+        single.decide(layout.empty, 1, now, cost, p, out, this.#next, 1);
+        if (mode === 'consume' && out.allowed && out.expiresAt > now) {
+          this.#create(key, layout, undefined, out.expiresAt, now);
         }
+      } else if (mode === 'consume') {
+        const slab = this.#slab;
+        single.decide(slab, entry.at + 1, now, cost, p, out, slab, entry.at + 1);
+        if (out.allowed) slab[entry.at] = out.expiresAt;
+      } else {
+        single.decide(this.#slab, entry.at + 1, now, cost, p, out, this.#next, 1);
       }
-      return [out];
+      return [resultOf(out)];
     }
-    const results: Outcome<unknown>[] = new Array(policies.length);
-    let allowed = true;
-    let expiresAt = now;
-    for (let i = 0; i < policies.length; i++) {
-      const p = policies[i]!;
-      const out = p.impl.consume(states?.[i], now, cost, p, lease);
-      results[i] = out;
-      allowed &&= out.allowed;
-      if (out.expiresAt > expiresAt) expiresAt = out.expiresAt;
-    }
-    if (!allowed) {
-      // All or nothing: a refusal by any policy charges none of them, so the policies that would have
-      // allowed report their state as it stays (a zero-cost look), not as if charged.
-      for (let i = 0; i < policies.length; i++) {
-        const p = policies[i]!;
-        if (results[i]!.allowed) results[i] = p.impl.consume(states?.[i], now, 0, p, lease);
-      }
-    }
-    if (mode === 'consume' && allowed) {
-      this.#commit(
-        key,
-        entry,
-        set,
-        results.map((r) => r.state),
-        expiresAt,
-        now,
-      );
-    }
-    return results;
+    return this.#applyMany(key, entry, layout, now, cost, mode, lease);
   }
 
   async apply(
@@ -141,11 +165,12 @@ export class MemoryStore implements SyncStore {
   }
 
   resetSync(key: string, _set?: PolicySet): void {
-    this.#map.delete(key);
+    const entry = this.#map.get(key);
+    if (entry !== undefined) this.#drop(entry);
   }
 
-  async reset(key: string, _set?: PolicySet): Promise<void> {
-    this.#map.delete(key);
+  async reset(key: string, set?: PolicySet): Promise<void> {
+    this.resetSync(key, set);
   }
 
   /** Forgets every identifier. */
@@ -153,52 +178,198 @@ export class MemoryStore implements SyncStore {
     this.#map.clear();
     this.#queue = [];
     this.#head = 0;
+    this.#slab = new Float64Array(1024);
+    this.#top = 0;
+    this.#free = [];
+  }
+
+  /** Several policies (or one whose state is an object): decided together, charged all or nothing. */
+  #applyMany(
+    key: string,
+    entry: Entry | undefined,
+    layout: Layout,
+    now: number,
+    cost: number,
+    mode: StoreMode,
+    lease: string | undefined,
+  ): readonly PolicyResult[] {
+    const policies = layout.set.policies;
+    const out = this.#out;
+    const n = policies.length;
+    const source = entry === undefined ? layout.empty : this.#slab;
+    const base = entry === undefined ? 0 : entry.at;
+    const held = entry?.objects;
+    const objects: unknown[] | undefined = layout.hasObjects ? new Array(n) : undefined;
+    const results: PolicyResult[] = new Array(n);
+    let allowed = true;
+    let expiresAt = now;
+    const decideOne = (i: number, c: number) => {
+      const p = policies[i]!;
+      const flat = layout.flats[i];
+      if (flat !== undefined) {
+        const offset = layout.offsets[i]!;
+        flat.decide(source, base + offset, now, c, p, out, this.#next, offset);
+        results[i] = resultOf(out);
+        return out.expiresAt;
+      }
+      const outcome = p.impl.consume(held?.[i], now, c, p, lease);
+      results[i] = outcome;
+      objects![i] = outcome.state;
+      return outcome.expiresAt;
+    };
+    for (let i = 0; i < n; i++) {
+      const expires = decideOne(i, cost);
+      allowed &&= results[i]!.allowed;
+      if (expires > expiresAt) expiresAt = expires;
+    }
+    if (!allowed) {
+      // All or nothing: a refusal by any policy charges none of them, so the policies that would have
+      // allowed report their state as it stays (a zero-cost look), not as if charged.
+      for (let i = 0; i < n; i++) if (results[i]!.allowed) decideOne(i, 0);
+      return results;
+    }
+    if (mode !== 'consume') return results;
+    if (entry === undefined) {
+      if (expiresAt > now) this.#create(key, layout, objects, expiresAt, now);
+      return results;
+    }
+    const slab = this.#slab;
+    this.#next[0] = expiresAt;
+    for (let k = 0; k < layout.size; k++) slab[entry.at + k] = this.#next[k]!;
+    entry.objects = objects;
+    entry.used = true;
+    return results;
+  }
+
+  #layoutOf(set: PolicySet): Layout {
+    if (set === this.#lastSet) return this.#lastLayout!;
+    let layout = this.#layouts.get(set);
+    if (layout === undefined) {
+      layout = layoutOf(set);
+      this.#layouts.set(set, layout);
+      if (layout.size > this.#next.length) this.#next = new Float64Array(layout.size);
+    }
+    this.#lastSet = set;
+    this.#lastLayout = layout;
+    return layout;
+  }
+
+  /** Brings a held entry to `layout` (the key's policies may have changed) and empties it if expired. */
+  #ready(entry: Entry, layout: Layout, now: number): void {
+    if (entry.layout !== layout) this.#remap(entry, layout);
+    if (this.#slab[entry.at]! > now) {
+      entry.used = true;
+      return;
+    }
+    const slab = this.#slab;
+    for (let k = 0; k < layout.size; k++) slab[entry.at + k] = layout.empty[k]!;
+    entry.objects = undefined;
+  }
+
+  /** Carries state across a change of the key's policies: kept for policies whose id is unchanged. */
+  #remap(entry: Entry, layout: Layout): void {
+    const old = entry.layout;
+    const at = this.#alloc(layout.size);
+    const slab = this.#slab;
+    for (let k = 0; k < layout.size; k++) slab[at + k] = layout.empty[k]!;
+    slab[at] = slab[entry.at]!;
+    const objects: unknown[] | undefined = layout.hasObjects ? [] : undefined;
+    layout.set.policies.forEach((p, i) => {
+      const j = old.set.policies.findIndex((o) => o.id === p.id);
+      if (j === -1) return;
+      const flat = layout.flats[i];
+      if (flat === undefined) objects![i] = entry.objects?.[j];
+      else
+        slab.copyWithin(
+          at + layout.offsets[i]!,
+          entry.at + old.offsets[j]!,
+          entry.at + old.offsets[j]! + flat.slots,
+        );
+    });
+    this.#release(entry);
+    entry.layout = layout;
+    entry.at = at;
+    entry.objects = objects;
   }
 
   #refund(
-    key: string,
     entry: Entry | undefined,
-    set: PolicySet,
-    states: unknown[] | undefined,
+    layout: Layout,
     now: number,
     cost: number,
     lease: string | undefined,
   ): readonly PolicyResult[] {
-    const policies = set.policies;
-    const next = policies.map((p, i) => p.impl.refund(states?.[i], now, cost, p, lease));
-    const results = policies.map((p, i) => p.impl.consume(next[i], now, 0, p));
+    const policies = layout.set.policies;
+    const out = this.#out;
+    const source = entry === undefined ? layout.empty : this.#slab;
+    const base = entry === undefined ? 0 : entry.at;
+    const objects: unknown[] | undefined = layout.hasObjects ? [] : undefined;
+    let held = false;
     let expiresAt = now;
-    for (const r of results) if (r.expiresAt > expiresAt) expiresAt = r.expiresAt;
-    if (next.every((s) => s === undefined)) this.#map.delete(key);
-    else this.#commit(key, entry, set, next, expiresAt, now);
+    const results = policies.map((p, i): PolicyResult => {
+      const flat = layout.flats[i];
+      if (flat !== undefined) {
+        const at = base + layout.offsets[i]!;
+        // A missing entry is the empty state, which a refund leaves empty: nothing to write.
+        if (entry !== undefined) held = flat.refund(source, at, now, cost, p) || held;
+        flat.decide(source, at, now, 0, p, out, this.#next, layout.offsets[i]!);
+        if (out.expiresAt > expiresAt) expiresAt = out.expiresAt;
+        return resultOf(out);
+      }
+      const state = p.impl.refund(entry?.objects?.[i], now, cost, p, lease);
+      objects![i] = state;
+      held ||= state !== undefined;
+      const outcome = p.impl.consume(state, now, 0, p);
+      if (outcome.expiresAt > expiresAt) expiresAt = outcome.expiresAt;
+      return outcome;
+    });
+    if (entry !== undefined) {
+      if (!held) this.#drop(entry);
+      else {
+        entry.objects = objects;
+        this.#slab[entry.at] = expiresAt;
+      }
+    }
     return results;
   }
 
-  #commit(
-    key: string,
-    entry: Entry | undefined,
-    set: PolicySet,
-    states: unknown[],
-    expiresAt: number,
-    now: number,
-  ): void {
-    if (entry !== undefined) {
-      if (entry.set === set) {
-        const kept = entry.states;
-        for (let i = 0; i < states.length; i++) kept[i] = keep(set.policies[i]!, kept[i], states[i]);
-      } else {
-        entry.set = set;
-        entry.states = states;
-      }
-      entry.expiresAt = expiresAt;
-      entry.used = true;
-      return;
-    }
-    if (expiresAt <= now) return;
-    const created: Entry = { key, set, states, expiresAt, used: false };
+  /** Holds a new key whose block is in the scratch array. */
+  #create(key: string, layout: Layout, objects: unknown[] | undefined, expiresAt: number, now: number): void {
+    const at = this.#alloc(layout.size);
+    const slab = this.#slab;
+    this.#next[0] = expiresAt;
+    for (let k = 0; k < layout.size; k++) slab[at + k] = this.#next[k]!;
+    const created: Entry = { key, layout, at, objects, used: false };
     this.#map.set(key, created);
     this.#queue.push(created);
     this.#sweep(now);
+  }
+
+  #alloc(size: number): number {
+    const reused = this.#free[size]?.pop();
+    if (reused !== undefined) return reused;
+    if (this.#top + size > this.#slab.length) {
+      const grown = new Float64Array(this.#slab.length * 2);
+      grown.set(this.#slab);
+      this.#slab = grown;
+    }
+    const at = this.#top;
+    this.#top += size;
+    return at;
+  }
+
+  #release(entry: Entry): void {
+    if (entry.at < 0) return;
+    const size = entry.layout.size;
+    const list = this.#free[size];
+    if (list === undefined) this.#free[size] = [entry.at];
+    else list.push(entry.at);
+    entry.at = -1;
+  }
+
+  #drop(entry: Entry): void {
+    this.#map.delete(entry.key);
+    this.#release(entry);
   }
 
   /**
@@ -215,8 +386,8 @@ export class MemoryStore implements SyncStore {
       if (steps-- <= 0 && !over) break;
       const entry = queue[this.#head++]!;
       if (map.get(entry.key) !== entry) continue; // reset, refunded to empty, or replaced since queued
-      if (entry.expiresAt <= now || (over && !entry.used)) {
-        map.delete(entry.key);
+      if (this.#slab[entry.at]! <= now || (over && !entry.used)) {
+        this.#drop(entry);
         continue;
       }
       entry.used = false;
@@ -227,23 +398,4 @@ export class MemoryStore implements SyncStore {
       this.#head = 0;
     }
   }
-}
-
-/** The state object to hold: the store's own, updated in place where the algorithm allows it. */
-function keep(policy: Policy, held: unknown, next: unknown): unknown {
-  if (held === undefined || next === undefined || policy.impl.assign === undefined) return next;
-  policy.impl.assign(held, next);
-  return held;
-}
-
-/** Carries state across a change of the key's policies: kept for policies whose id is unchanged. */
-function remap(entry: Entry, set: PolicySet): unknown[] {
-  const old = entry.set.policies;
-  const states = set.policies.map((p) => {
-    const i = old.findIndex((o) => o.id === p.id);
-    return i === -1 ? undefined : entry.states[i];
-  });
-  entry.set = set;
-  entry.states = states;
-  return states;
 }

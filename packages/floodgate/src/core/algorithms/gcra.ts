@@ -1,4 +1,4 @@
-import { type Algorithm, never, type Outcome, type Writable } from './types.js';
+import { allow, clear, deny, type FlatAlgorithm, objectForm } from './flat.js';
 
 /**
  * GCRA state: the theoretical arrival time (TAT) held exactly as `t + r / limit` milliseconds, with `t` an
@@ -11,6 +11,49 @@ export interface GcraState {
   readonly r: number;
 }
 
+/** Flat layout: `[t, r]`. */
+const flat: FlatAlgorithm = {
+  slots: 2,
+  decide(s, at, now, cost, { limit, window, burst }, out, to, toAt) {
+    const st = s[at]!;
+    const sr = s[at + 1]!;
+    // Debt: how far the TAT lies ahead of now, in units of 1/limit ms (a token costs `window` units).
+    const live = st >= now;
+    const t = live ? st : now;
+    const r = live ? sr : 0;
+    const debt = (t - now) * limit + r;
+    const capacity = burst * window;
+    const resetAt = r > 0 ? t + 1 : t;
+    const remaining = Math.floor((capacity - debt) / window);
+    if (cost > burst) return deny(out, remaining, resetAt, Number.POSITIVE_INFINITY);
+    const needed = debt + cost * window;
+    if (needed > capacity) return deny(out, remaining, resetAt, Math.ceil((needed - capacity) / limit));
+    if (cost === 0) {
+      allow(out, remaining, resetAt);
+      to[toAt] = st;
+      to[toAt + 1] = sr;
+      return;
+    }
+    const sum = r + cost * window;
+    const nt = t + Math.floor(sum / limit);
+    const nr = sum % limit;
+    allow(out, Math.floor((capacity - needed) / window), nr > 0 ? nt + 1 : nt);
+    to[toAt] = nt;
+    to[toAt + 1] = nr;
+  },
+  refund(s, at, now, cost, { limit, window }) {
+    const t = s[at]!;
+    const debt = (t - now) * limit + s[at + 1]! - cost * window;
+    if (t < now || debt <= 0) {
+      clear(s, at, 2);
+      return false;
+    }
+    s[at] = now + Math.floor(debt / limit);
+    s[at + 1] = debt % limit;
+    return true;
+  },
+};
+
 /**
  * Generic Cell Rate Algorithm: `limit` per `window`, with bursts of up to `burst`.
  *
@@ -18,49 +61,4 @@ export interface GcraState {
  * A request is allowed when, after adding its cost, the bucket would not overflow; a denied request changes
  * nothing. `retryAfter` is exact: the same request is allowed at `now + retryAfter` if nothing else happens.
  */
-export const gcra: Algorithm<GcraState> = {
-  name: 'gcra',
-  consume(state, now, cost, { limit, window, burst }): Outcome<GcraState> {
-    // Debt: how far the TAT lies ahead of now, in units of 1/limit ms (a token costs `window` units).
-    const t = state !== undefined && state.t >= now ? state.t : now;
-    const r = state !== undefined && state.t >= now ? state.r : 0;
-    const debt = (t - now) * limit + r;
-    const capacity = burst * window;
-    const resetAt = r > 0 ? t + 1 : t;
-    if (cost > burst) return never(state, Math.floor((capacity - debt) / window), resetAt);
-    const needed = debt + cost * window;
-    if (needed > capacity) {
-      return {
-        allowed: false,
-        remaining: Math.floor((capacity - debt) / window),
-        resetAt,
-        retryAfter: Math.ceil((needed - capacity) / limit),
-        state,
-        expiresAt: resetAt,
-      };
-    }
-    const sum = r + cost * window;
-    const nt = t + Math.floor(sum / limit);
-    const nr = sum % limit;
-    const nextReset = nr > 0 ? nt + 1 : nt;
-    return {
-      allowed: true,
-      remaining: Math.floor((capacity - needed) / window),
-      resetAt: nextReset,
-      retryAfter: 0,
-      state: cost === 0 ? state : { t: nt, r: nr },
-      expiresAt: nextReset,
-    };
-  },
-  refund(state, now, cost, { limit, window }) {
-    if (state === undefined || state.t < now) return undefined;
-    const debt = (state.t - now) * limit + state.r - cost * window;
-    if (debt <= 0) return undefined;
-    return { t: now + Math.floor(debt / limit), r: debt % limit };
-  },
-  assign(target, source) {
-    const t = target as Writable<GcraState>;
-    t.t = source.t;
-    t.r = source.r;
-  },
-};
+export const gcra = objectForm<GcraState>('gcra', flat, ['t', 'r']);

@@ -1,4 +1,4 @@
-import { type Algorithm, never, type Outcome, type Writable } from './types.js';
+import { allow, clear, deny, type FlatAlgorithm, objectForm } from './flat.js';
 
 /** Sliding-counter state: the start of the current clock-aligned window and the counts of it and the one before. */
 export interface SlidingCounterState {
@@ -7,36 +7,32 @@ export interface SlidingCounterState {
   readonly current: number;
 }
 
-/**
- * Sliding window counter: estimates the last `window` ms as the current window's count plus the previous
- * window's count weighted by how much of it still overlaps, `previous * (window - elapsed) / window`.
- * Windows are aligned to the clock (multiples of `window` since the epoch). All arithmetic is scaled by
- * `window`, so the estimate is compared exactly, without rounding.
- *
- * Guarantee: within each aligned window the allowed cost is at most `limit`, and over any interval of
- * length `window` at most `2 * limit`; it is exact when traffic is spread evenly, and O(1) in memory.
- */
-export const slidingWindowCounter: Algorithm<SlidingCounterState> = {
-  name: 'sliding-window-counter',
-  consume(state, now, cost, { limit, window }): Outcome<SlidingCounterState> {
+/** When the estimate falls back to zero, with `count` in the window opened at `start`. */
+function resetFor(count: number, previous: number, start: number, window: number, now: number): number {
+  return count > 0 ? start + 2 * window : previous > 0 ? start + window : now;
+}
+
+/** Flat layout: `[start, previous, current]`. */
+const flat: FlatAlgorithm = {
+  slots: 3,
+  decide(s, at, now, cost, { limit, window }, out, to, toAt) {
     const start = now - (now % window);
+    const held = s[at]!;
     let previous = 0;
     let current = 0;
-    if (state !== undefined) {
-      if (state.start === start) {
-        previous = state.previous;
-        current = state.current;
-      } else if (state.start + window === start) {
-        previous = state.current;
-      }
+    if (held === start) {
+      previous = s[at + 1]!;
+      current = s[at + 2]!;
+    } else if (held + window === start) {
+      previous = s[at + 2]!;
     }
     const elapsed = now - start;
     const weighted = previous * (window - elapsed); // previous window's share, scaled by `window`
     const capacity = limit * window;
-    const resetFor = (count: number) =>
-      count > 0 ? start + 2 * window : previous > 0 ? start + window : now;
     const available = Math.max(0, Math.floor((capacity - weighted - current * window) / window));
-    if (cost > limit) return never(state, available, resetFor(current));
+    if (cost > limit) {
+      return deny(out, available, resetFor(current, previous, start, window, now), Number.POSITIVE_INFINITY);
+    }
     if (weighted + (current + cost) * window > capacity) {
       let retryAt: number;
       if (current + cost <= limit) {
@@ -47,49 +43,60 @@ export const slidingWindowCounter: Algorithm<SlidingCounterState> = {
         // (limit - cost < current here, so this lands inside the next window.)
         retryAt = start + window + window - Math.floor(((limit - cost) * window) / current);
       }
-      const resetAt = resetFor(current);
-      return {
-        allowed: false,
-        remaining: available,
-        resetAt,
-        retryAfter: retryAt - now,
-        state,
-        expiresAt: resetAt,
-      };
+      return deny(out, available, resetFor(current, previous, start, window, now), retryAt - now);
     }
     if (cost === 0) {
-      const resetAt = resetFor(current);
-      return { allowed: true, remaining: available, resetAt, retryAfter: 0, state, expiresAt: resetAt };
+      allow(out, available, resetFor(current, previous, start, window, now));
+      to[toAt] = held;
+      to[toAt + 1] = s[at + 1]!;
+      to[toAt + 2] = s[at + 2]!;
+      return;
     }
     const next = current + cost;
-    const resetAt = resetFor(next);
-    return {
-      allowed: true,
-      remaining: Math.floor((capacity - weighted - next * window) / window),
-      resetAt,
-      retryAfter: 0,
-      state: { start, previous, current: next },
-      expiresAt: resetAt,
-    };
+    allow(
+      out,
+      Math.floor((capacity - weighted - next * window) / window),
+      resetFor(next, previous, start, window, now),
+    );
+    to[toAt] = start;
+    to[toAt + 1] = previous;
+    to[toAt + 2] = next;
   },
-  refund(state, now, cost, { window }) {
-    if (state === undefined) return undefined;
+  refund(s, at, now, cost, { window }) {
     const start = now - (now % window);
-    if (state.start === start) {
-      const current = Math.max(0, state.current - cost);
-      return current > 0 || state.previous > 0 ? { start, previous: state.previous, current } : undefined;
-    }
-    if (state.start + window === start) {
+    const held = s[at]!;
+    if (held === start) {
+      const current = Math.max(0, s[at + 2]! - cost);
+      if (current > 0 || s[at + 1]! > 0) {
+        s[at + 2] = current;
+        return true;
+      }
+    } else if (held + window === start) {
       // The cost was counted in what is now the previous window.
-      const previous = Math.max(0, state.current - cost);
-      return previous > 0 ? { start, previous, current: 0 } : undefined;
+      const previous = Math.max(0, s[at + 2]! - cost);
+      if (previous > 0) {
+        s[at] = start;
+        s[at + 1] = previous;
+        s[at + 2] = 0;
+        return true;
+      }
     }
-    return undefined;
-  },
-  assign(target, source) {
-    const t = target as Writable<SlidingCounterState>;
-    t.start = source.start;
-    t.previous = source.previous;
-    t.current = source.current;
+    clear(s, at, 3);
+    return false;
   },
 };
+
+/**
+ * Sliding window counter: estimates the last `window` ms as the current window's count plus the previous
+ * window's count weighted by how much of it still overlaps, `previous * (window - elapsed) / window`.
+ * Windows are aligned to the clock (multiples of `window` since the epoch). All arithmetic is scaled by
+ * `window`, so the estimate is compared exactly, without rounding.
+ *
+ * Guarantee: within each aligned window the allowed cost is at most `limit`, and over any interval of
+ * length `window` at most `2 * limit`; it is exact when traffic is spread evenly, and O(1) in memory.
+ */
+export const slidingWindowCounter = objectForm<SlidingCounterState>('sliding-window-counter', flat, [
+  'start',
+  'previous',
+  'current',
+]);

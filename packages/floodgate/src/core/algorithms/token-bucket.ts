@@ -1,5 +1,5 @@
+import type { FlatBacked } from './flat.js';
 import { type GcraState, gcra } from './gcra.js';
-import type { Algorithm } from './types.js';
 
 /**
  * Token bucket: a bucket of `burst` tokens (default: `limit`) refilled continuously at `limit` tokens per
@@ -11,4 +11,4 @@ import type { Algorithm } from './types.js';
  *
  * Guarantee: over any interval of length `d` ms, the allowed cost is at most `burst + d * limit / window`.
  */
-export const tokenBucket: Algorithm<GcraState> = { ...gcra, name: 'token-bucket' };
+export const tokenBucket: FlatBacked<GcraState> = { ...gcra, name: 'token-bucket' };

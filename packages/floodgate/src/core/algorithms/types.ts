@@ -1,3 +1,5 @@
+import type { FlatAlgorithm } from './flat.js';
+
 /**
  * The numbers every algorithm reports for one policy. Times are integer milliseconds.
  * - `remaining`: cost that could still be consumed right now (after this request, when it was allowed).
@@ -65,16 +67,9 @@ export interface Algorithm<S> {
     params: AlgorithmParams,
     lease?: string,
   ): S | undefined;
-  /**
-   * For flat states: copies `source` into `target`. A store may then keep one state object per key and
-   * update it, instead of holding each new one: objects that outlive a garbage-collector cycle are what make
-   * a store with many keys slow. The algorithms never mutate their input; only a store owning `target` may.
-   */
-  assign?(target: S, source: S): void;
+  /** The flat form, when the state is a few numbers: stores may keep those and call it directly. */
+  readonly flat?: FlatAlgorithm;
 }
-
-/** The writable form of a state, for `assign`. */
-export type Writable<T> = { -readonly [K in keyof T]: T[K] };
 
 /** The outcome of a cost no policy state could ever allow (cost > burst). */
 export function never<S>(state: S | undefined, remaining: number, resetAt: number): Outcome<S> {
