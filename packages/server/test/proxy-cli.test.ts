@@ -1,17 +1,17 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
+import { bin, startCommand } from './helpers/command.js';
 import { type NodeUpstream, startNodeUpstream } from './helpers/upstreams.js';
 
 // The real `floodgate proxy` command, spawned as a child process.
 
-const bin = resolve(import.meta.dirname, '../bin/floodgate.js');
 const dir = mkdtempSync(join(tmpdir(), 'floodgate-proxy-cli-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -24,43 +24,9 @@ after(() => up.close());
 const floodgate = (...args: string[]) =>
   spawnSync(process.execPath, [bin, 'proxy', ...args], { encoding: 'utf8', timeout: 20_000 });
 
-interface Proxy {
-  url: string;
-  child: ChildProcess;
-  logs(): Record<string, unknown>[];
-  stop(): Promise<number | null>;
-}
-
-function startProxy(args: string[]): Promise<Proxy> {
-  const child = spawn(process.execPath, [bin, 'proxy', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stderr!.on('data', (d) => (err += d));
-  const logs = () =>
-    out
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
-  return new Promise((resolvePromise, reject) => {
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const ready = logs().find((l) => typeof l.url === 'string');
-      if (ready !== undefined) {
-        resolvePromise({
-          url: ready.url as string,
-          child,
-          logs,
-          stop: async () => {
-            const exited = once(child, 'exit');
-            child.kill('SIGTERM');
-            return (await exited)[0] as number | null;
-          },
-        });
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`floodgate proxy exited with ${code}: ${err}`)));
-  });
-}
+const startProxy = (args: string[]) => startCommand(['proxy', ...args]);
+/** Flags every test's proxy needs: the test upstream, and free ports. */
+const onFreePorts = () => ['--upstream', up.url, '--port', '0', '--admin-port', '0'];
 
 async function codes(url: string, n: number): Promise<number[]> {
   const out: number[] = [];
@@ -74,18 +40,7 @@ async function codes(url: string, n: number): Promise<number[]> {
 
 describe('floodgate proxy (command)', () => {
   it('runs from flags alone: one limit per client IP, then stops on SIGTERM', async () => {
-    const proxy = await startProxy([
-      '--upstream',
-      up.url,
-      '--port',
-      '0',
-      '--admin-port',
-      '0',
-      '--limit',
-      '2',
-      '--window',
-      '1m',
-    ]);
+    const proxy = await startProxy([...onFreePorts(), '--limit', '2', '--window', '1m']);
     assert.deepEqual(await codes(`${proxy.url}/echo`, 3), [200, 200, 429]);
     assert.equal(await proxy.stop(), 0);
   });
@@ -181,16 +136,7 @@ describe('floodgate proxy (command)', () => {
     } finally {
       blocker.close();
     }
-    const redis = floodgate(
-      '--upstream',
-      up.url,
-      '--port',
-      '0',
-      '--admin-port',
-      '0',
-      '--redis',
-      'redis://127.0.0.1:1',
-    );
+    const redis = floodgate(...onFreePorts(), '--redis', 'redis://127.0.0.1:1');
     assert.equal(redis.status, 1);
     assert.match(redis.stderr, /cannot connect to Redis at redis:\/\/127\.0\.0\.1:1/);
   });

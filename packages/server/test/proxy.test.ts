@@ -15,7 +15,13 @@ import { parse, stringify } from 'yaml';
 import { RedisServer } from '../../floodgate/test/helpers/redis-server.js';
 import { loadProxyConfig, ProxyConfigError, validateProxyConfig } from '../src/proxy/config.js';
 import { type RunningProxy, startProxy } from '../src/proxy/proxy.js';
-import { type NodeUpstream, pattern, startNodeUpstream, startPythonUpstream } from './helpers/upstreams.js';
+import {
+  type NodeUpstream,
+  pattern,
+  startDarkListener,
+  startNodeUpstream,
+  startPythonUpstream,
+} from './helpers/upstreams.js';
 
 // `floodgate proxy` in this process, in front of real upstreams, spoken to over real sockets.
 
@@ -610,6 +616,32 @@ describe('proxy: WebSocket', () => {
     assert.equal(response.statusCode, 429);
     ws.close();
     await once(ws, 'close');
+  });
+
+  it('relays an upstream that refuses an upgrade, as it answered', async () => {
+    const { proxy } = await proxyFor({ upstream: up.url });
+    const ws = new WebSocket(`${proxy.url.replace('http', 'ws')}/refuse-upgrade`);
+    const [, response] = await once(ws, 'unexpected-response');
+    assert.equal(response.statusCode, 401);
+    const body: Buffer[] = [];
+    for await (const chunk of response) body.push(chunk);
+    assert.equal(Buffer.concat(body).toString(), 'Unauthorized');
+    assert.equal((await send(`${proxy.url}/echo`)).status, 200, 'and keeps serving');
+  });
+
+  it('answers 504 when the connection to the upstream is not made in time', async () => {
+    const dark = await startDarkListener();
+    const unfill = await dark.fill();
+    try {
+      const { proxy } = await proxyFor({ upstream: dark.url, timeouts: { connect: '200ms' } });
+      const reply = await send(`${proxy.url}/x`);
+      assert.equal(reply.status, 504);
+      assert.match(json(reply).detail, /no connection to the upstream within 200 ms/);
+      assert.equal(await metric(proxy, 'floodgate_proxy_upstream_errors_total{kind="connect-timeout"}'), 1);
+    } finally {
+      unfill();
+      await dark.close();
+    }
   });
 });
 

@@ -1,24 +1,17 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Server as NetServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { freePort, RedisCluster, RedisServer } from '../../floodgate/test/helpers/redis-server.js';
+import { bin, type RunningCommand, startCommand } from './helpers/command.js';
 
 // The real `floodgate serve`, spawned as a child process and spoken to over HTTP.
 
-const bin = resolve(import.meta.dirname, '../bin/floodgate.js');
 const USER = 'john_doe:EXAMPLE_PASSWORD';
 const auth = (credentials: string) => `Basic ${Buffer.from(credentials).toString('base64')}`;
-
-interface Serve {
-  url: string;
-  child: ChildProcess;
-  logs: () => Record<string, unknown>[];
-  stop(): Promise<number | null>;
-}
 
 const dirs: string[] = [];
 function workdir(): string {
@@ -31,39 +24,8 @@ after(() => {
 });
 
 /** Starts `floodgate serve` on a free port and waits for its "listening" log line. */
-function startServe(args: string[], cwd = workdir(), env: NodeJS.ProcessEnv = {}): Promise<Serve> {
-  const child = spawn(process.execPath, [bin, 'serve', '--port', '0', ...args], {
-    cwd,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  child.stderr!.on('data', (d) => (err += d));
-  const logs = () =>
-    out
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
-  return new Promise((resolvePromise, reject) => {
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const listening = logs().find((l) => typeof l.url === 'string');
-      if (listening !== undefined) {
-        resolvePromise({
-          url: listening.url as string,
-          child,
-          logs,
-          stop: () => {
-            const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-            child.kill('SIGTERM');
-            return exited;
-          },
-        });
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${err}${out}`)));
-  });
+function startServe(args: string[], cwd = workdir(), env: NodeJS.ProcessEnv = {}): Promise<RunningCommand> {
+  return startCommand(['serve', '--port', '0', ...args], { cwd, env });
 }
 
 function run(args: string[], options: { cwd?: string; input?: string; env?: NodeJS.ProcessEnv } = {}) {
@@ -82,7 +44,7 @@ async function get(url: string, headers: Record<string, string> = {}) {
 }
 
 describe('floodgate serve, embedded defaults (SQLite file, memory store)', () => {
-  let s: Serve;
+  let s: RunningCommand;
   let cwd: string;
   before(async () => {
     cwd = workdir();

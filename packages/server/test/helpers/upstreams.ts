@@ -1,8 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WebSocketServer } from 'ws';
@@ -110,8 +111,11 @@ export async function startNodeUpstream(): Promise<NodeUpstream> {
     });
   });
   server.on('connection', (socket) => ids.set(socket, ++sockets));
-  // WebSocket echo on the same port.
-  const wss = new WebSocketServer({ server });
+  // WebSocket echo on the same port; an upgrade to /refuse-upgrade is answered 401.
+  const wss = new WebSocketServer({
+    server,
+    verifyClient: ({ req }: { req: IncomingMessage }) => req.url !== '/refuse-upgrade',
+  });
   wss.on('connection', (ws, req) => {
     ws.send(`hello ${req.headers['x-forwarded-for'] ?? ''}`);
     ws.on('message', (data, binary) => ws.send(data, { binary }));
@@ -174,10 +178,11 @@ export interface PythonUpstream {
   close(): Promise<void>;
 }
 
-export async function startPythonUpstream(): Promise<PythonUpstream> {
+/** Runs a Python script that prints the port it listens on, then serves until killed. */
+async function runPython(name: string, script: string): Promise<PythonUpstream> {
   const dir = mkdtempSync(join(tmpdir(), 'floodgate-py-'));
-  const file = join(dir, 'continents.py');
-  writeFileSync(file, PYTHON_APP);
+  const file = join(dir, name);
+  writeFileSync(file, script);
   const child = spawn('python3', [file], { stdio: ['ignore', 'pipe', 'pipe'] });
   const port = await new Promise<number>((resolve, reject) => {
     child.once('error', (error) =>
@@ -194,10 +199,51 @@ export async function startPythonUpstream(): Promise<PythonUpstream> {
     url: `http://127.0.0.1:${port}`,
     child,
     close: async () => {
-      if (child.exitCode !== null) return;
-      const exited = once(child, 'exit');
-      child.kill('SIGTERM');
-      await exited;
+      if (child.exitCode === null) {
+        const exited = once(child, 'exit');
+        child.kill('SIGTERM');
+        await exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export function startPythonUpstream(): Promise<PythonUpstream> {
+  return runPython('continents.py', PYTHON_APP);
+}
+
+/**
+ * A listener that never accepts, its queue already full (one connection, backlog 0): the kernel drops
+ * further SYNs, so a connection to it hangs, as to a host that has gone dark. Node's own servers always
+ * accept, hence a Python socket.
+ */
+export async function startDarkListener(): Promise<PythonUpstream & { fill(): Promise<() => void> }> {
+  const listener = await runPython(
+    'dark.py',
+    [
+      'import socket, time',
+      's = socket.socket()',
+      's.bind(("127.0.0.1", 0))',
+      's.listen(0)',
+      'print(s.getsockname()[1], flush=True)',
+      'time.sleep(3600)',
+    ].join('\n'),
+  );
+  return {
+    ...listener,
+    /** Fills the accept queue; returns what closes the filling connections. */
+    fill: async () => {
+      const port = Number(new URL(listener.url).port);
+      const first = connect(port, '127.0.0.1');
+      await once(first, 'connect');
+      // One more, in case the kernel's queue holds one beyond the backlog; it may never connect.
+      const second = connect(port, '127.0.0.1');
+      second.on('error', () => {});
+      return () => {
+        first.destroy();
+        second.destroy();
+      };
     },
   };
 }
