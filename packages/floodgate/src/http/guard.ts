@@ -102,6 +102,9 @@ export function waitMessage(decision: Decision): string {
   return `Wait ${s} second${s === 1 ? '' : 's'} before trying again.`;
 }
 
+/** Peers (with their forwarded chains) whose resolved address is remembered. */
+const IP_CACHE_SIZE = 4096;
+
 function lists(option: string, entries: readonly string[] | undefined) {
   const addresses = new AddressSet();
   const keys = new Set<string>();
@@ -130,6 +133,8 @@ export class HttpGuard<Req> {
   readonly limiter: Limiter;
   readonly #options: HttpLimitOptions<Req>;
   readonly #ip: (peer: string | undefined, forwarded: string | undefined) => string;
+  readonly #trustsProxies: boolean;
+  readonly #ips = new Map<string, string>();
   readonly #prefix: number;
   readonly #key: KeyExtractor | ((request: Req) => string | undefined | Promise<string | undefined>);
   readonly #fallbackKey = byIp();
@@ -172,6 +177,7 @@ export class HttpGuard<Req> {
       });
     }
     this.#ip = clientIpResolver(options.trustProxy ?? false);
+    this.#trustsProxies = (options.trustProxy ?? false) !== false;
     const prefix = options.ipv6Prefix ?? 64;
     if (!Number.isInteger(prefix) || prefix < 1 || prefix > 128) {
       throw invalidOption('ipv6Prefix', 'an integer from 1 to 128', prefix);
@@ -228,7 +234,7 @@ export class HttpGuard<Req> {
   async check(request: Req, view: RequestView): Promise<Verdict> {
     const o = this.#options;
     if (o.skip !== undefined && (await o.skip(request))) return PASS;
-    const ip = groupIp(this.#ip(view.peer, view.header('x-forwarded-for')), this.#prefix);
+    const ip = this.#clientIp(view);
     if (!this.#allow.empty && this.#allow.addresses.has(ip)) return PASS;
     if (!this.#deny.empty && this.#deny.addresses.has(ip)) return this.#forbidden();
     let key = typeof this.#key === 'function' ? await this.#key(request) : this.#key.extract(view, ip);
@@ -277,6 +283,21 @@ export class HttpGuard<Req> {
     return settle === undefined ? { kind: 'pass', headers } : { kind: 'pass', headers, settle };
   }
 
+  /** The client's address, grouped: resolved once per peer (and forwarded chain), not per request. */
+  #clientIp(view: RequestView): string {
+    const forwarded = this.#trustsProxies ? view.header('x-forwarded-for') : undefined;
+    const peer = view.peer ?? '';
+    const seen = forwarded === undefined ? peer : `${peer}\n${forwarded}`;
+    let ip = this.#ips.get(seen);
+    if (ip === undefined) {
+      ip = groupIp(this.#ip(view.peer, forwarded), this.#prefix);
+      // Bounded, and cheap to refill: a flood of new addresses only costs the resolving it saved.
+      if (this.#ips.size >= IP_CACHE_SIZE) this.#ips.clear();
+      this.#ips.set(seen, ip);
+    }
+    return ip;
+  }
+
   #forbidden(): Verdict {
     return problem(403, 'Forbidden', 'This client is not allowed.');
   }
@@ -287,9 +308,9 @@ export class HttpGuard<Req> {
     decision: Decision,
     cost: number | undefined,
   ): ((status: number) => void) | undefined {
-    const { countOnly, isFailure = (status: number) => status >= 400, onError } = this.#options;
     const lease = decision.leaseId;
-    if (countOnly === undefined && lease === undefined) return undefined;
+    if (this.#options.countOnly === undefined && lease === undefined) return undefined;
+    const { countOnly, isFailure = (status: number) => status >= 400, onError } = this.#options;
     let settled = false;
     return (status) => {
       if (settled) return;

@@ -20,9 +20,34 @@ function sfString(value: string): string {
   return `"${value}"`;
 }
 
-function policyItem(p: PolicyDecision): string {
+interface PolicyStrings {
+  readonly limit: number;
+  readonly window: number;
+  readonly name: string;
+  /** The policy's `RateLimit-Policy` item. */
+  readonly item: string;
+}
+
+/**
+ * A policy's strings, built once: they depend on its name, limit and window only, and a response carries
+ * them on every request. Keyed by name; a name whose numbers changed (a reconfiguration) is rebuilt.
+ */
+const policyStrings = new Map<string, PolicyStrings>();
+
+function stringsOf(p: PolicyDecision): PolicyStrings {
+  const known = policyStrings.get(p.policy);
+  if (known !== undefined && known.limit === p.limit && known.window === p.window) return known;
+  const name = sfString(p.policy);
   const window = p.algorithm === 'concurrency' ? '' : `;w=${seconds(p.window)}`;
-  return `${sfString(p.policy)};q=${p.limit}${window}`;
+  const made = { limit: p.limit, window: p.window, name, item: `${name};q=${p.limit}${window}` };
+  // Bounded: names come from configuration, but a limiter can be reconfigured forever.
+  if (policyStrings.size >= 1024) policyStrings.clear();
+  policyStrings.set(p.policy, made);
+  return made;
+}
+
+function rateLimitItem(p: PolicyDecision, now: number): string {
+  return `${stringsOf(p).name};r=${Math.max(0, p.remaining)};t=${seconds(p.resetAt - now)}`;
 }
 
 /** The header fields for a decision, at `now` (epoch ms). */
@@ -37,13 +62,14 @@ export function rateLimitHeaders(
   const remaining = Math.max(0, decision.remaining);
   if (mode === 'draft-10') {
     const policies = decision.policies;
-    out.push(['RateLimit-Policy', policies.map(policyItem).join(', ')]);
-    out.push([
-      'RateLimit',
-      policies
-        .map((p) => `${sfString(p.policy)};r=${Math.max(0, p.remaining)};t=${seconds(p.resetAt - now)}`)
-        .join(', '),
-    ]);
+    if (policies.length === 1) {
+      // The common case without the lists' arrays: one policy's item in each field.
+      out.push(['RateLimit-Policy', stringsOf(policies[0]!).item]);
+      out.push(['RateLimit', rateLimitItem(policies[0]!, now)]);
+    } else {
+      out.push(['RateLimit-Policy', policies.map((p) => stringsOf(p).item).join(', ')]);
+      out.push(['RateLimit', policies.map((p) => rateLimitItem(p, now)).join(', ')]);
+    }
   } else if (mode === 'draft-7') {
     out.push(['RateLimit-Policy', `${decision.limit};w=${seconds(decision.window)}`]);
     out.push(['RateLimit', `limit=${decision.limit}, remaining=${remaining}, reset=${reset}`]);

@@ -105,6 +105,28 @@ describe('credentials and messages', () => {
     assert.equal(h['RateLimit-Policy'], '"per-second:v1.2";q=2;w=1');
     assert.equal(h.RateLimit, '"per-second:v1.2";r=1;t=1');
   });
+
+  it('describes a policy by its current numbers when one name is reconfigured, and lists every policy', () => {
+    const fields = (specs: Parameters<typeof resolvePolicies>[0], remaining: number[]) => {
+      const set = policySet(resolvePolicies(specs, 'p'));
+      const results = remaining.map((r) => ({ allowed: true, remaining: r, resetAt: 2000, retryAfter: 0 }));
+      return Object.fromEntries(rateLimitHeaders(decide(set.policies, results), 0, 'draft-10', false));
+    };
+    assert.equal(fields({ name: 'api', limit: 5, window: '1m' }, [4])['RateLimit-Policy'], '"api";q=5;w=60');
+    assert.equal(
+      fields({ name: 'api', limit: 50, window: '1h' }, [4])['RateLimit-Policy'],
+      '"api";q=50;w=3600',
+    );
+    const both = fields(
+      [
+        { name: 'api', limit: 50, window: '1h' },
+        { name: 'burst', limit: 3, window: '1s' },
+      ],
+      [49, 2],
+    );
+    assert.equal(both['RateLimit-Policy'], '"api";q=50;w=3600, "burst";q=3;w=1');
+    assert.equal(both.RateLimit, '"api";r=49;t=2, "burst";r=2;t=2');
+  });
 });
 
 describe('middleware options', () => {
