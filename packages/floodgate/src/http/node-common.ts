@@ -42,7 +42,16 @@ export function mergedValue(name: string, value: string, existing: unknown): str
   return value;
 }
 
+/** Responses Floodgate has written header fields to: only those can hold items to merge with. */
+const written = new WeakSet<object>();
+
 export function setNodeHeaders(res: NodeResponseLike, headers: HeaderList): void {
+  // Reading a field back costs a lookup per field on every response; the first limiter has nothing to merge.
+  if (!written.has(res)) {
+    written.add(res);
+    for (const [name, value] of headers) res.setHeader(name, value);
+    return;
+  }
   for (const [name, value] of headers) res.setHeader(name, mergedValue(name, value, res.getHeader(name)));
 }
 
