@@ -233,9 +233,8 @@ export class MemoryStore implements SyncStore {
       if (expiresAt > now) this.#create(key, layout, objects, expiresAt, now);
       return results;
     }
-    const slab = this.#slab;
     this.#next[0] = expiresAt;
-    for (let k = 0; k < layout.size; k++) slab[entry.at + k] = this.#next[k]!;
+    this.#write(entry.at, this.#next, layout.size);
     entry.objects = objects;
     entry.used = true;
     return results;
@@ -261,8 +260,7 @@ export class MemoryStore implements SyncStore {
       entry.used = true;
       return;
     }
-    const slab = this.#slab;
-    for (let k = 0; k < layout.size; k++) slab[entry.at + k] = layout.empty[k]!;
+    this.#write(entry.at, layout.empty, layout.size);
     entry.objects = undefined;
   }
 
@@ -270,8 +268,8 @@ export class MemoryStore implements SyncStore {
   #remap(entry: Entry, layout: Layout): void {
     const old = entry.layout;
     const at = this.#alloc(layout.size);
+    this.#write(at, layout.empty, layout.size);
     const slab = this.#slab;
-    for (let k = 0; k < layout.size; k++) slab[at + k] = layout.empty[k]!;
     slab[at] = slab[entry.at]!;
     const objects: unknown[] | undefined = layout.hasObjects ? [] : undefined;
     layout.set.policies.forEach((p, i) => {
@@ -336,13 +334,18 @@ export class MemoryStore implements SyncStore {
   /** Holds a new key whose block is in the scratch array. */
   #create(key: string, layout: Layout, objects: unknown[] | undefined, expiresAt: number, now: number): void {
     const at = this.#alloc(layout.size);
-    const slab = this.#slab;
     this.#next[0] = expiresAt;
-    for (let k = 0; k < layout.size; k++) slab[at + k] = this.#next[k]!;
+    this.#write(at, this.#next, layout.size);
     const created: Entry = { key, layout, at, objects, used: false };
     this.#map.set(key, created);
     this.#queue.push(created);
     this.#sweep(now);
+  }
+
+  /** Copies a block (a scratch or empty one) into the key's place in the shared array. */
+  #write(at: number, block: Float64Array, size: number): void {
+    const slab = this.#slab;
+    for (let k = 0; k < size; k++) slab[at + k] = block[k]!;
   }
 
   #alloc(size: number): number {
