@@ -23,23 +23,37 @@ function sfString(value: string): string {
 interface PolicyStrings {
   readonly limit: number;
   readonly window: number;
+  readonly algorithm: string;
   readonly name: string;
   /** The policy's `RateLimit-Policy` item. */
   readonly item: string;
 }
 
 /**
- * A policy's strings, built once: they depend on its name, limit and window only, and a response carries
- * them on every request. Keyed by name; a name whose numbers changed (a reconfiguration) is rebuilt.
+ * A policy's strings, built once: they depend on its name, algorithm, limit and window only, and a response
+ * carries them on every request. Keyed by name; a name whose parameters changed is rebuilt.
  */
 const policyStrings = new Map<string, PolicyStrings>();
 
 function stringsOf(p: PolicyDecision): PolicyStrings {
   const known = policyStrings.get(p.policy);
-  if (known !== undefined && known.limit === p.limit && known.window === p.window) return known;
+  if (
+    known !== undefined &&
+    known.limit === p.limit &&
+    known.window === p.window &&
+    known.algorithm === p.algorithm
+  ) {
+    return known;
+  }
   const name = sfString(p.policy);
   const window = p.algorithm === 'concurrency' ? '' : `;w=${seconds(p.window)}`;
-  const made = { limit: p.limit, window: p.window, name, item: `${name};q=${p.limit}${window}` };
+  const made = {
+    limit: p.limit,
+    window: p.window,
+    algorithm: p.algorithm,
+    name,
+    item: `${name};q=${p.limit}${window}`,
+  };
   // Bounded: names come from configuration, but a limiter can be reconfigured forever.
   if (policyStrings.size >= 1024) policyStrings.clear();
   policyStrings.set(p.policy, made);

@@ -117,6 +117,8 @@ describe('credentials and messages', () => {
       fields({ name: 'api', limit: 50, window: '1h' }, [4])['RateLimit-Policy'],
       '"api";q=50;w=3600',
     );
+    const slots = { name: 'api', algorithm: 'concurrency', limit: 50, leaseTimeout: '1h' } as const;
+    assert.equal(fields(slots, [4])['RateLimit-Policy'], '"api";q=50', 'a concurrency limit has no window');
     const both = fields(
       [
         { name: 'api', limit: 50, window: '1h' },
