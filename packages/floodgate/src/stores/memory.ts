@@ -145,7 +145,10 @@ export class MemoryStore implements SyncStore {
       } else if (mode === 'consume') {
         const slab = this.#slab;
         single.decide(slab, entry.at + 1, now, cost, p, out, slab, entry.at + 1);
-        if (out.allowed) slab[entry.at] = out.expiresAt;
+        if (out.allowed) {
+          slab[entry.at] = out.expiresAt;
+          entry.used = true; // also when it had expired: it is live again
+        }
       } else {
         single.decide(this.#slab, entry.at + 1, now, cost, p, out, this.#next, 1);
       }
