@@ -1,4 +1,4 @@
-import { HttpGuard, type HttpLimitOptions } from './guard.js';
+import { HttpGuard, type HttpLimitOptions, type Verdict } from './guard.js';
 import { applyToNodeResponse, type NodeRequestLike, type NodeResponseLike, nodeView } from './node-common.js';
 
 export * from './exports.js';
@@ -27,9 +27,20 @@ export function rateLimit(options: HttpLimitOptions<ExpressRequestLike>): Expres
     res: NodeResponseLike,
     next: (error?: unknown) => void,
   ): void => {
-    guard.check(req, nodeView(req)).then((verdict) => {
-      if (applyToNodeResponse(res, verdict)) next();
-    }, next);
+    let verdict: Verdict | Promise<Verdict>;
+    try {
+      verdict = guard.decide(req, nodeView(req));
+    } catch (error) {
+      next(error);
+      return;
+    }
+    if (verdict instanceof Promise) {
+      verdict.then((v) => {
+        if (applyToNodeResponse(res, v)) next();
+      }, next);
+    } else if (applyToNodeResponse(res, verdict)) {
+      next();
+    }
   };
   return Object.assign(middleware, { limiter: guard.limiter });
 }

@@ -69,7 +69,8 @@ export function floodgate(
     fastify.addHook('onRequest', async (request, reply) => {
       const guard = guardFor(request);
       if (guard === undefined) return;
-      const verdict: Verdict = await guard.check(request, nodeView(request.raw));
+      const decided = guard.decide(request, nodeView(request.raw));
+      const verdict: Verdict = decided instanceof Promise ? await decided : decided;
       for (const [name, value] of verdict.headers)
         reply.header(name, mergedValue(name, value, reply.getHeader(name)));
       if (verdict.kind === 'respond') {

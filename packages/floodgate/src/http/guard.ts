@@ -3,7 +3,7 @@ import type { Decision } from '../core/decision.js';
 import { invalidOption } from '../core/errors.js';
 import { Limiter } from '../core/limiter.js';
 import type { PolicySpec } from '../core/policy.js';
-import type { Store } from '../stores/store.js';
+import { isSyncStore, type Store } from '../stores/store.js';
 import { AddressSet, clientIpResolver, groupIp, type TrustProxy } from './client-ip.js';
 import { type HeaderList, type HeaderMode, rateLimitHeaders } from './headers.js';
 import { byIp, type KeyExtractor } from './keys.js';
@@ -134,6 +134,8 @@ export class HttpGuard<Req> {
   readonly #options: HttpLimitOptions<Req>;
   readonly #ip: (peer: string | undefined, forwarded: string | undefined) => string;
   readonly #trustsProxies: boolean;
+  /** Whether `decide` can answer without a promise (see there). */
+  readonly #synchronous: boolean;
   readonly #ips = new Map<string, string>();
   readonly #prefix: number;
   readonly #key: KeyExtractor | ((request: Req) => string | undefined | Promise<string | undefined>);
@@ -228,18 +230,75 @@ export class HttpGuard<Req> {
     this.#clock = options.clock ?? systemClock;
     this.#allow = lists('allow', options.allow);
     this.#deny = lists('deny', options.deny);
+    this.#synchronous =
+      options.skip === undefined &&
+      typeof key !== 'function' &&
+      typeof options.cost !== 'function' &&
+      isSyncStore(this.limiter.store);
   }
 
   /** Decides what to do with a request. Never rejects for a malformed request; rejects only if a callback throws. */
-  async check(request: Req, view: RequestView): Promise<Verdict> {
+  check(request: Req, view: RequestView): Promise<Verdict> {
+    try {
+      return Promise.resolve(this.decide(request, view));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
+   * `check` without a promise when nothing needs one: no `skip` hook, a key extractor and a fixed cost, and a
+   * store with a synchronous path (the memory store). Otherwise a promise. Throws only if a callback throws.
+   */
+  decide(request: Req, view: RequestView): Verdict | Promise<Verdict> {
+    if (!this.#synchronous) return this.#decideAsync(request, view);
+    const ip = this.#clientIp(view);
+    const listed = this.#byAddress(ip);
+    if (listed !== undefined) return listed;
+    const key = this.#keyOf(view, ip, (this.#key as KeyExtractor).extract(view, ip));
+    if (typeof key !== 'string') return key;
+    const cost = this.#options.cost as number | undefined;
+    let decision: Decision;
+    try {
+      decision = this.limiter.consumeSync(key, cost === undefined ? undefined : { cost });
+    } catch (error) {
+      return this.#storeFailed(request, error);
+    }
+    return this.#verdict(request, key, cost, decision);
+  }
+
+  async #decideAsync(request: Req, view: RequestView): Promise<Verdict> {
     const o = this.#options;
     if (o.skip !== undefined && (await o.skip(request))) return PASS;
     const ip = this.#clientIp(view);
+    const listed = this.#byAddress(ip);
+    if (listed !== undefined) return listed;
+    const extracted =
+      typeof this.#key === 'function' ? await this.#key(request) : this.#key.extract(view, ip);
+    const key = this.#keyOf(view, ip, extracted);
+    if (typeof key !== 'string') return key;
+    const cost = typeof o.cost === 'function' ? await o.cost(request) : o.cost;
+    let decision: Decision;
+    try {
+      decision = await this.limiter.consume(key, cost === undefined ? undefined : { cost });
+    } catch (error) {
+      return this.#storeFailed(request, error);
+    }
+    return this.#verdict(request, key, cost, decision);
+  }
+
+  /** The allow and deny lists' answer for a client address, if they have one. */
+  #byAddress(ip: string): Verdict | undefined {
     if (!this.#allow.empty && this.#allow.addresses.has(ip)) return PASS;
     if (!this.#deny.empty && this.#deny.addresses.has(ip)) return this.#forbidden();
-    let key = typeof this.#key === 'function' ? await this.#key(request) : this.#key.extract(view, ip);
+    return undefined;
+  }
+
+  /** The key to count under, or the verdict for a request without one, or for a listed key. */
+  #keyOf(view: RequestView, ip: string, extracted: string | undefined): string | Verdict {
+    let key = extracted;
     if (key === undefined || key === '') {
-      const missing = o.onMissingKey ?? 'ip';
+      const missing = this.#options.onMissingKey ?? 'ip';
       if (missing === 'skip') return PASS;
       if (missing === 'reject') {
         const what = typeof this.#key === 'function' ? 'rate-limit key' : this.#key.describes;
@@ -249,19 +308,22 @@ export class HttpGuard<Req> {
     }
     if (!this.#allow.empty && this.#allow.keys.has(key)) return PASS;
     if (!this.#deny.empty && this.#deny.keys.has(key)) return this.#forbidden();
-    const cost = typeof o.cost === 'function' ? await o.cost(request) : o.cost;
-    let decision: Decision;
-    try {
-      decision = await this.limiter.consume(key, cost === undefined ? undefined : { cost });
-    } catch (error) {
-      o.onError?.(error, request);
-      if (o.onStoreError === 'closed') {
-        return problem(503, 'Service Unavailable', 'Rate limiting is unavailable; try again shortly.', {}, [
-          ['Retry-After', '1'],
-        ]);
-      }
-      return PASS;
+    return key;
+  }
+
+  /** The store failed: the documented policy decides (`onStoreError`: open lets the request through). */
+  #storeFailed(request: Req, error: unknown): Verdict {
+    this.#options.onError?.(error, request);
+    if (this.#options.onStoreError === 'closed') {
+      return problem(503, 'Service Unavailable', 'Rate limiting is unavailable; try again shortly.', {}, [
+        ['Retry-After', '1'],
+      ]);
     }
+    return PASS;
+  }
+
+  #verdict(request: Req, key: string, cost: number | undefined, decision: Decision): Verdict {
+    const o = this.#options;
     o.onDecision?.({ request, key, decision });
     const headers = rateLimitHeaders(decision, this.#clock.now(), this.#headers, o.legacyHeaders ?? false);
     if (!decision.allowed) {

@@ -46,7 +46,8 @@ export function rateLimit<C extends HonoContextLike = HonoContextLike>(
       peer: address !== undefined ? address(c) : nodeSocketAddress(c),
       header: (name) => c.req.header(name),
     };
-    const verdict = await guard.check(c, view);
+    const decided = guard.decide(c, view);
+    const verdict = decided instanceof Promise ? await decided : decided;
     if (verdict.kind === 'respond') {
       return c.body(verdict.body, verdict.status as never, Object.fromEntries(verdict.headers));
     }

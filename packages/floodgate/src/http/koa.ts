@@ -21,7 +21,8 @@ export type KoaRateLimit = ((ctx: KoaContextLike, next: () => Promise<unknown>) 
 export function rateLimit(options: HttpLimitOptions<KoaContextLike>): KoaRateLimit {
   const guard = new HttpGuard(options);
   const middleware = async (ctx: KoaContextLike, next: () => Promise<unknown>): Promise<void> => {
-    const verdict = await guard.check(ctx, nodeView(ctx.req));
+    const decided = guard.decide(ctx, nodeView(ctx.req));
+    const verdict = decided instanceof Promise ? await decided : decided;
     for (const [name, value] of verdict.headers)
       ctx.set(name, mergedValue(name, value, ctx.response.get(name)));
     if (verdict.kind === 'respond') {

@@ -20,7 +20,14 @@ export type NodeRateLimit = ((req: NodeRequestLike, res: NodeResponseLike) => Pr
  */
 export function rateLimit(options: HttpLimitOptions<NodeRequestLike>): NodeRateLimit {
   const guard = new HttpGuard(options);
-  const limit = async (req: NodeRequestLike, res: NodeResponseLike): Promise<boolean> =>
-    applyToNodeResponse(res, await guard.check(req, nodeView(req)));
+  const limit = (req: NodeRequestLike, res: NodeResponseLike): Promise<boolean> => {
+    try {
+      const verdict = guard.decide(req, nodeView(req));
+      if (verdict instanceof Promise) return verdict.then((v) => applyToNodeResponse(res, v));
+      return Promise.resolve(applyToNodeResponse(res, verdict));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  };
   return Object.assign(limit, { limiter: guard.limiter });
 }

@@ -249,6 +249,19 @@ for (const [framework, start] of Object.entries(FRAMEWORKS)) {
       assert.equal(errors.length, 4);
     });
 
+    it('hands a callback that throws to the framework (500), and keeps serving', async () => {
+      let calls = 0;
+      const onDecision = () => {
+        calls += 1;
+        if (calls === 1) throw new Error('the onDecision callback failed');
+      };
+      await withServer({ policies: { limit: 5, window: '1m' }, onDecision }, async ({ url }) => {
+        assert.equal((await get(url)).status, 500);
+        assert.equal((await get(url)).status, 200);
+      });
+      assert.equal(calls, 2);
+    });
+
     it('survives absurd headers: the server answers 431 and keeps serving', async () => {
       await withServer({ policies: { limit: 5, window: '1m' }, key: byBasicUser() }, async ({ url }) => {
         const status = await new Promise<number>((resolve, reject) => {

@@ -50,7 +50,16 @@ export const FRAMEWORKS: Record<string, Start> = {
   'node:http': async (options, host = '127.0.0.1') => {
     const limit = nodeLimit(options as never);
     const server = createServer(async (req, res) => {
-      if (!(await limit(req, res))) return;
+      let go: boolean;
+      try {
+        go = await limit(req, res);
+      } catch {
+        // A callback of the options threw: what a server's own error handling would answer.
+        res.statusCode = 500;
+        res.end();
+        return;
+      }
+      if (!go) return;
       res.statusCode = statusFor(req.url ?? '/');
       res.end('ok');
     });

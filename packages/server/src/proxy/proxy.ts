@@ -225,7 +225,8 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
     }
     let verdict: Verdict;
     try {
-      verdict = await rule.guard.check(req, viewOf(req, target.matchPath));
+      const decided = rule.guard.decide(req, viewOf(req, target.matchPath));
+      verdict = decided instanceof Promise ? await decided : decided;
     } catch (error) {
       log.error(
         { rule: rule.name, err: (error as Error).message },
