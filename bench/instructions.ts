@@ -121,9 +121,10 @@ writeSection(
 ${machine()}; valgrind's callgrind. One node:http server
 answering \`hello\`, under callgrind, ${CONNECTIONS} keep-alive connections from autocannon; each server served ${FEW.toLocaleString('en-US')} then
 ${MANY.toLocaleString('en-US')} requests, and the difference is divided by ${(MANY - FEW).toLocaleString('en-US')}. Every instruction of the process counts (JIT,
-garbage collector, kernel calls' user side). Counts barely move with the machine's load: a few percent,
-from how requests happen to arrive in batches (the async row, below bare, shows that spread). "As bare" is
-what requests/s would be if instructions were all that mattered.
+garbage collector, kernel calls' user side). Counts move far less than times with the machine's load, but
+they do move, by up to about 6% between runs (bare measured 50.8k and 53.9k on the same day), with how
+requests happen to arrive in batches; compare rows of one run. "As bare" is what requests/s would be if
+instructions were all that mattered.
 
 | server | instructions per request | added | as bare |
 | --- | ---: | ---: | ---: |
