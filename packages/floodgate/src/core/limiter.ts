@@ -256,16 +256,7 @@ export class Limiter {
 
   /** Synchronous `allow`: the fastest path, a boolean. */
   allowSync(key: Key, options?: CostOptions): boolean {
-    const store = this.#syncStore();
-    const n = this.#prepare(key, options?.cost);
-    const id = typeof key === 'string' ? key : String(key);
-    const set = this.#setFor(id);
-    // A concurrency slot needs a lease id, which only a decision can hand back.
-    if (set.concurrent) return this.#applySync(key, n, 'consume').allowed;
-    // No decision object: the answer is whether every policy allowed.
-    const results = store.applySync(boundKey(id, this.#maxKeyLength), set, n, 'consume');
-    for (let i = 0; i < results.length; i++) if (!results[i]!.allowed) return false;
-    return true;
+    return this.#applySync(key, options?.cost, 'consume').allowed;
   }
 
   /**
