@@ -569,6 +569,22 @@ describe('proxy: upstream failures', () => {
     assert.equal(await metric(proxy, 'floodgate_proxy_upstream_errors_total{kind="connect"}'), 1);
   });
 
+  it('lets an upload outlast the response timeout: the wait for the answer starts once the body is sent', async () => {
+    const { proxy } = await proxyFor({ upstream: up.url, timeouts: { response: '150ms', idle: '5s' } });
+    // A slow client: 8 chunks 50 ms apart, so the body takes over twice the response timeout to arrive.
+    const body = Readable.from(
+      (async function* () {
+        for (let i = 0; i < 8; i++) {
+          await new Promise((r) => setTimeout(r, 50));
+          yield Buffer.alloc(1024, i);
+        }
+      })(),
+    );
+    const reply = await send(`${proxy.url}/echo`, { method: 'POST', body });
+    assert.equal(reply.status, 200);
+    assert.equal(json(reply).bytes, 8 * 1024);
+  });
+
   it('cuts a response the upstream stalls in for longer than the idle timeout', async () => {
     const { proxy } = await proxyFor({ upstream: up.url, timeouts: { idle: '200ms' } });
     await assert.rejects(send(`${proxy.url}/stall`), /aborted|socket hang up|ECONNRESET/);

@@ -1,6 +1,7 @@
-import { Agent, type ClientRequest, type IncomingMessage, request, type ServerResponse } from 'node:http';
+import { Agent, type IncomingMessage, request, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { TimeoutKind, TimeoutLimits, Timeouts } from './timeouts.js';
 
 /** Header fields that describe one connection, never forwarded (RFC 9110, section 7.6.1). */
 const HOP_BY_HOP = new Set([
@@ -41,9 +42,9 @@ export interface ForwardOptions {
   readonly agent: Agent;
   readonly preserveHost: boolean;
   readonly forwarded: 'x-forwarded' | 'forwarded' | 'both' | 'none';
-  readonly connectTimeout: number;
-  readonly responseTimeout: number;
-  readonly idleTimeout: number;
+  readonly limits: TimeoutLimits;
+  /** The proxy's sweep for every exchange's timeouts. */
+  readonly timeouts: Timeouts;
 }
 
 /** Why a request could not be completed upstream; `status` is what the client gets when nothing was sent yet. */
@@ -57,9 +58,9 @@ export class UpstreamError extends Error {
   }
 }
 
-export function newAgent(maxSockets: number, idleTimeout: number): Agent {
-  // Pooled sockets are closed after a few seconds idle, before a typical upstream's keep-alive timeout (5 s
-  // in Node, often 60 s elsewhere), so a reused socket is rarely one the upstream is closing.
+export function newAgent(maxSockets: number): Agent {
+  // No `timeout`: a socket timeout is refreshed on every read and write. Idle pooled sockets are closed by
+  // the proxy's sweep instead (timeouts.ts).
   return new Agent({
     keepAlive: true,
     // Head and body go out as separate writes: with Nagle's algorithm, the second waits for a delayed ACK.
@@ -67,8 +68,17 @@ export function newAgent(maxSockets: number, idleTimeout: number): Agent {
     maxSockets,
     maxFreeSockets: maxSockets,
     scheduling: 'lifo',
-    timeout: Math.min(idleTimeout, 4_000),
   });
+}
+
+function timeoutError(kind: TimeoutKind, limits: TimeoutLimits): UpstreamError {
+  const message =
+    kind === 'connect-timeout'
+      ? `no connection to the upstream within ${limits.connect} ms`
+      : kind === 'response-timeout'
+        ? `no response from the upstream within ${limits.response} ms`
+        : `the upstream was idle for ${limits.idle} ms`;
+  return new UpstreamError(504, kind, message);
 }
 
 function connectionTokens(value: string | string[] | undefined): Set<string> {
@@ -131,42 +141,6 @@ export function upstreamHeaders(
   return headers;
 }
 
-/** Times out the connect, then the wait for the response head; `fail` is called at most once. */
-function watch(
-  upstream: ClientRequest,
-  options: ForwardOptions,
-  fail: (error: UpstreamError) => void,
-): () => void {
-  let timer: NodeJS.Timeout | undefined;
-  const arm = (ms: number, error: () => UpstreamError) => {
-    clearTimeout(timer);
-    timer = setTimeout(() => fail(error()), ms);
-  };
-  upstream.once('socket', (socket: Socket) => {
-    if (socket.connecting) {
-      arm(
-        options.connectTimeout,
-        () =>
-          new UpstreamError(
-            504,
-            'connect-timeout',
-            `no connection to the upstream within ${options.connectTimeout} ms`,
-          ),
-      );
-      socket.once('connect', () => arm(options.responseTimeout, responseTimeout));
-    } else {
-      arm(options.responseTimeout, responseTimeout);
-    }
-  });
-  const responseTimeout = () =>
-    new UpstreamError(
-      504,
-      'response-timeout',
-      `no response from the upstream within ${options.responseTimeout} ms`,
-    );
-  return () => clearTimeout(timer);
-}
-
 function classify(error: NodeJS.ErrnoException): UpstreamError {
   if (error instanceof UpstreamError) return error;
   const connect = ['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN'].includes(
@@ -211,33 +185,23 @@ export function forward(
         headers,
         agent: options.agent,
         setHost: false,
-        // Socket inactivity, from sending the request to the last byte of the response; cleared by Node
-        // when the socket goes back to the pool (a listener per request on a pooled socket would pile up).
-        timeout: options.idleTimeout,
       });
-      upstream.on('timeout', () =>
-        upstream.destroy(
-          new UpstreamError(504, 'idle-timeout', `the upstream was idle for ${options.idleTimeout} ms`),
-        ),
-      );
       let done = false;
+      const exchange = options.timeouts.watch(upstream, options.limits, (kind) => {
+        if (!done) upstream.destroy(timeoutError(kind, options.limits));
+      });
       const finish = (result: ForwardResult) => {
         if (done) return;
         done = true;
-        stopWatch();
+        options.timeouts.unwatch(exchange);
         resolve(result);
       };
-      const fail = (error: UpstreamError) => {
-        if (done) return;
-        upstream.destroy(error);
-      };
-      const stopWatch = watch(upstream, options, fail);
       upstream.on('error', (err: NodeJS.ErrnoException) => {
         if (done) return;
         // A pooled connection the upstream closed as we reused it: safe to send again once, if idempotent.
         if (retry && upstream.reusedSocket && err.code === 'ECONNRESET' && !res.headersSent) {
           done = true;
-          stopWatch();
+          options.timeouts.unwatch(exchange);
           send(false);
           return;
         }
@@ -262,7 +226,7 @@ export function forward(
         finish({ status: res.headersSent ? res.statusCode : error.status, error });
       });
       upstream.on('response', (up: IncomingMessage) => {
-        stopWatch();
+        exchange.responded = true;
         const out = endToEnd(up.rawHeaders, up.headers.connection);
         for (const [name, value] of extra) out.push(name, value);
         res.writeHead(up.statusCode ?? 502, up.statusMessage, out);
@@ -324,14 +288,16 @@ export function forwardUpgrade(
       setHost: false,
     });
     let settled = false;
+    const exchange = options.timeouts.watch(upstream, options.limits, (kind) =>
+      upstream.destroy(timeoutError(kind, options.limits)),
+    );
     const done = (status: number) => {
       if (!settled) {
         settled = true;
-        stopWatch();
+        options.timeouts.unwatch(exchange);
         resolve(status);
       }
     };
-    const stopWatch = watch(upstream, options, (error) => upstream.destroy(error));
     socket.on('error', () => upstream.destroy());
     upstream.on('error', (err: NodeJS.ErrnoException) => {
       const error = classify(err);
@@ -349,7 +315,7 @@ export function forwardUpgrade(
     });
     upstream.on('response', (up: IncomingMessage) => {
       // The upstream refused the upgrade: relay its answer as is.
-      stopWatch();
+      exchange.responded = true;
       let text = `HTTP/1.1 ${up.statusCode} ${up.statusMessage}\r\n`;
       const out = endToEnd(up.rawHeaders, up.headers.connection, new Set(['content-length']));
       for (let i = 0; i < out.length; i += 2) text += `${out[i]}: ${out[i + 1]}\r\n`;
@@ -367,7 +333,8 @@ export function forwardUpgrade(
       });
     });
     upstream.on('upgrade', (up: IncomingMessage, upSocket: Socket, upHead: Buffer) => {
-      stopWatch();
+      // An upgraded connection may stay quiet as long as both ends like.
+      options.timeouts.unwatch(exchange);
       let text = `HTTP/1.1 101 ${up.statusMessage || 'Switching Protocols'}\r\n`;
       const raw = up.rawHeaders;
       for (let i = 0; i < raw.length; i += 2) {

@@ -22,6 +22,7 @@ import {
 import { jwtVerifier } from './jwt.js';
 import { createProxyMetrics, type ProxyMetrics } from './metrics.js';
 import { compileRules, matchPath, type Rule } from './rules.js';
+import { sweepEvery, Timeouts } from './timeouts.js';
 
 /** Everything a configuration decides per request; swapped whole on reload, so a request sees one version. */
 interface Active {
@@ -109,6 +110,7 @@ function activate(
   store: Store,
   log: Logger,
   agent: ForwardOptions['agent'],
+  timeouts: Timeouts,
   env: NodeJS.ProcessEnv,
 ): Active {
   const jwt = config.jwt === undefined ? undefined : jwtVerifier(config.jwt, env);
@@ -123,9 +125,8 @@ function activate(
       agent,
       preserveHost: config.preserveHost,
       forwarded: config.forwarded,
-      connectTimeout: config.timeouts.connect,
-      responseTimeout: config.timeouts.response,
-      idleTimeout: config.timeouts.idle,
+      limits: config.timeouts,
+      timeouts,
     },
   };
 }
@@ -190,14 +191,16 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
     redis = await connectRedis(initial.store);
     store = sharedStore(redis, log, metrics.storeErrors);
   }
-  const agent = newAgent(initial.maxSockets, initial.timeouts.idle);
+  const agent = newAgent(initial.maxSockets);
+  const timeouts = new Timeouts(agent);
   let active: Active;
   try {
-    active = activate(initial, store, log, agent, env);
+    active = activate(initial, store, log, agent, timeouts, env);
   } catch (error) {
     redis?.disconnect();
     throw error;
   }
+  timeouts.every(sweepEvery(initial.timeouts));
   let turn = 0;
   const onUpstreamError = (error: UpstreamError) => {
     metrics.upstreamErrors.inc({ kind: error.kind });
@@ -385,6 +388,7 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
     }
   } catch (error) {
     server.close();
+    timeouts.stop();
     admin?.close();
     redis?.disconnect();
     throw error;
@@ -402,7 +406,7 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
           (kept as Record<string, unknown>)[field] = active.config[field];
         }
       }
-      next = activate(kept, store, log, agent, env);
+      next = activate(kept, store, log, agent, timeouts, env);
     } catch (error) {
       metrics.reloads.inc({ result: 'rejected' });
       log.error(
@@ -412,6 +416,7 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
       return false;
     }
     active = next;
+    timeouts.every(sweepEvery(next.config.timeouts));
     metrics.reloads.inc({ result: 'applied' });
     log.info({ file: options.file, rules: next.rules.map((r) => r.name) }, 'configuration reloaded');
     return true;
@@ -455,6 +460,7 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
         }),
         new Promise<void>((resolve) => (admin === undefined ? resolve() : admin.close(() => resolve()))),
       ]);
+      timeouts.stop();
       agent.destroy();
       if (redis !== undefined) await redis.quit().catch(() => redis?.disconnect());
       log.info('stopped');
