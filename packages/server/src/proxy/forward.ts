@@ -81,7 +81,11 @@ function timeoutError(kind: TimeoutKind, limits: TimeoutLimits): UpstreamError {
   return new UpstreamError(504, kind, message);
 }
 
-function connectionTokens(value: string | string[] | undefined): Set<string> {
+const NONE: ReadonlySet<string> = new Set();
+
+function connectionTokens(value: string | string[] | undefined): ReadonlySet<string> {
+  // The usual values name only fields that are dropped anyway.
+  if (value === undefined || value === 'keep-alive' || value === 'close') return NONE;
   const tokens = new Set<string>();
   for (const v of Array.isArray(value) ? value : value === undefined ? [] : [value]) {
     for (const t of v.split(',')) tokens.add(t.trim().toLowerCase());
@@ -93,7 +97,7 @@ function connectionTokens(value: string | string[] | undefined): Set<string> {
 function endToEnd(
   raw: readonly string[],
   connection: string | string[] | undefined,
-  drop: ReadonlySet<string> = new Set(),
+  drop: ReadonlySet<string> = NONE,
 ): string[] {
   const named = connectionTokens(connection);
   const out: string[] = [];
@@ -104,6 +108,16 @@ function endToEnd(
   }
   return out;
 }
+
+const X_FORWARDED = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host'];
+
+/** The client's fields this proxy writes itself, per `forwarded` mode. */
+const REPLACED: Record<ForwardOptions['forwarded'], ReadonlySet<string>> = {
+  'x-forwarded': new Set(['host', ...X_FORWARDED]),
+  forwarded: new Set(['host', 'forwarded']),
+  both: new Set(['host', ...X_FORWARDED, 'forwarded']),
+  none: new Set(['host']),
+};
 
 function forwardedFor(ip: string): string {
   return ip.includes(':') ? `"[${ip}]"` : ip;
@@ -116,13 +130,8 @@ export function upstreamHeaders(
   options: ForwardOptions,
   upgrade = false,
 ): string[] {
-  const replaced = new Set(['host']);
   const mode = options.forwarded;
-  if (mode === 'x-forwarded' || mode === 'both') {
-    for (const name of ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']) replaced.add(name);
-  }
-  if (mode === 'forwarded' || mode === 'both') replaced.add('forwarded');
-  const headers = endToEnd(req.rawHeaders, req.headers.connection, replaced);
+  const headers = endToEnd(req.rawHeaders, req.headers.connection, REPLACED[mode]);
   const clientHost = req.headers.host ?? target.authority;
   headers.push('Host', options.preserveHost ? clientHost : target.authority);
   const peer = (req.socket.remoteAddress ?? '').replace(/^::ffff:(?=\d+\.)/, '');
@@ -160,8 +169,8 @@ export interface ForwardResult {
 }
 
 /**
- * Streams `req` to the upstream and its response back, without buffering either body. Resolves when the
- * exchange is over; never rejects. `extra` headers (rate-limit fields) are added to the response.
+ * Streams `req` to the upstream and its response back, without buffering either body; `done` is called
+ * once, when the exchange is over. `extra` headers (rate-limit fields) are added to the response.
  */
 export function forward(
   req: IncomingMessage,
@@ -171,84 +180,83 @@ export function forward(
   extra: readonly (readonly [string, string])[],
   options: ForwardOptions,
   onUpstreamError: (error: UpstreamError) => void,
-): Promise<ForwardResult> {
-  return new Promise((resolve) => {
-    const headers = upstreamHeaders(req, target, options);
-    const bodyless =
-      req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined;
-    const send = (retry: boolean) => {
-      const upstream = request({
-        host: target.host,
-        port: target.port,
-        method: req.method,
-        path: target.base + path,
-        headers,
-        agent: options.agent,
-        setHost: false,
-      });
-      let done = false;
-      const exchange = options.timeouts.watch(upstream, options.limits, (kind) => {
-        if (!done) upstream.destroy(timeoutError(kind, options.limits));
-      });
-      const finish = (result: ForwardResult) => {
-        if (done) return;
-        done = true;
+  done: (result: ForwardResult) => void,
+): void {
+  const headers = upstreamHeaders(req, target, options);
+  const bodyless =
+    req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined;
+  const send = (retry: boolean) => {
+    const upstream = request({
+      host: target.host,
+      port: target.port,
+      method: req.method,
+      path: target.base + path,
+      headers,
+      agent: options.agent,
+      setHost: false,
+    });
+    let over = false;
+    const exchange = options.timeouts.watch(upstream, options.limits, (kind) => {
+      if (!over) upstream.destroy(timeoutError(kind, options.limits));
+    });
+    const finish = (result: ForwardResult) => {
+      if (over) return;
+      over = true;
+      options.timeouts.unwatch(exchange);
+      done(result);
+    };
+    upstream.on('error', (err: NodeJS.ErrnoException) => {
+      if (over) return;
+      // A pooled connection the upstream closed as we reused it: safe to send again once, if idempotent.
+      if (retry && upstream.reusedSocket && err.code === 'ECONNRESET' && !res.headersSent) {
+        over = true;
         options.timeouts.unwatch(exchange);
-        resolve(result);
-      };
-      upstream.on('error', (err: NodeJS.ErrnoException) => {
-        if (done) return;
-        // A pooled connection the upstream closed as we reused it: safe to send again once, if idempotent.
-        if (retry && upstream.reusedSocket && err.code === 'ECONNRESET' && !res.headersSent) {
-          done = true;
-          options.timeouts.unwatch(exchange);
-          send(false);
-          return;
-        }
+        send(false);
+        return;
+      }
+      const error = classify(err);
+      onUpstreamError(error);
+      if (!res.headersSent) {
+        const body = JSON.stringify({
+          type: 'about:blank',
+          title: error.status === 504 ? 'Gateway Timeout' : 'Bad Gateway',
+          status: error.status,
+          detail: error.message,
+        });
+        res.writeHead(error.status, {
+          'Content-Type': 'application/problem+json',
+          'Content-Length': Buffer.byteLength(body),
+          Connection: 'close',
+        });
+        res.end(body);
+      } else {
+        res.destroy(error);
+      }
+      finish({ status: res.headersSent ? res.statusCode : error.status, error });
+    });
+    upstream.on('response', (up: IncomingMessage) => {
+      exchange.responded = true;
+      const out = endToEnd(up.rawHeaders, up.headers.connection);
+      for (const [name, value] of extra) out.push(name, value);
+      res.writeHead(up.statusCode ?? 502, up.statusMessage, out);
+      up.pipe(res);
+      up.on('error', (err) => {
         const error = classify(err);
         onUpstreamError(error);
-        if (!res.headersSent) {
-          const body = JSON.stringify({
-            type: 'about:blank',
-            title: error.status === 504 ? 'Gateway Timeout' : 'Bad Gateway',
-            status: error.status,
-            detail: error.message,
-          });
-          res.writeHead(error.status, {
-            'Content-Type': 'application/problem+json',
-            'Content-Length': Buffer.byteLength(body),
-            Connection: 'close',
-          });
-          res.end(body);
-        } else {
-          res.destroy(error);
-        }
-        finish({ status: res.headersSent ? res.statusCode : error.status, error });
+        res.destroy(error);
+        finish({ status: res.statusCode, error });
       });
-      upstream.on('response', (up: IncomingMessage) => {
-        exchange.responded = true;
-        const out = endToEnd(up.rawHeaders, up.headers.connection);
-        for (const [name, value] of extra) out.push(name, value);
-        res.writeHead(up.statusCode ?? 502, up.statusMessage, out);
-        up.pipe(res);
-        up.on('error', (err) => {
-          const error = classify(err);
-          onUpstreamError(error);
-          res.destroy(error);
-          finish({ status: res.statusCode, error });
-        });
-        res.on('finish', () => finish({ status: res.statusCode }));
-      });
-      // The client went away: stop the upstream exchange too.
-      res.on('close', () => {
-        if (!res.writableFinished) upstream.destroy();
-        finish({ status: res.statusCode });
-      });
-      if (bodyless) upstream.end();
-      else req.pipe(upstream);
-    };
-    send(bodyless && IDEMPOTENT.has(req.method ?? ''));
-  });
+      res.on('finish', () => finish({ status: res.statusCode }));
+    });
+    // The client went away: stop the upstream exchange too.
+    res.on('close', () => {
+      if (!res.writableFinished) upstream.destroy();
+      finish({ status: res.statusCode });
+    });
+    if (bodyless) upstream.end();
+    else req.pipe(upstream);
+  };
+  send(bodyless && IDEMPOTENT.has(req.method ?? ''));
 }
 
 /** The raw bytes of a response written on a socket (upgrades, where there is no ServerResponse). */

@@ -1,8 +1,19 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
+/** A count kept in a plain number on the request path, handed to prom-client when scraped. */
+interface Tally {
+  readonly rule: string;
+  readonly decision: string;
+  n: number;
+  exported: number;
+}
+
 /** The proxy's Prometheus metrics, on a registry of its own. */
 export function createProxyMetrics() {
   const registry = new Registry();
+  // prom-client's inc() validates and hashes the label set on every call, a labelled child's too: requests
+  // are tallied in plain numbers and the counter catches up at each scrape.
+  const tallies = new Map<string, Tally>();
   return {
     registry,
     requests: new Counter({
@@ -10,7 +21,21 @@ export function createProxyMetrics() {
       help: 'Requests by rule ("" when none matched) and decision (allowed, limited, denied, rejected, unavailable; shadow_* when only logged)',
       labelNames: ['rule', 'decision'] as const,
       registers: [registry],
+      collect() {
+        for (const t of tallies.values()) {
+          if (t.n === t.exported) continue;
+          this.inc({ rule: t.rule, decision: t.decision }, t.n - t.exported);
+          t.exported = t.n;
+        }
+      },
     }),
+    /** Counts one request of `rule` with `decision`. */
+    countRequest(rule: string, decision: string): void {
+      const id = `${rule}\n${decision}`;
+      const tally = tallies.get(id);
+      if (tally !== undefined) tally.n++;
+      else tallies.set(id, { rule, decision, n: 1, exported: 0 });
+    },
     upstreamErrors: new Counter({
       name: 'floodgate_proxy_upstream_errors_total',
       help: 'Requests the upstream failed, by kind (connect, connect-timeout, response-timeout, idle-timeout, reset)',

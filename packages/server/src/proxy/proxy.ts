@@ -86,8 +86,41 @@ function viewOf(req: IncomingMessage, path: string): RequestView {
   };
 }
 
+type Refusal = Extract<Verdict, { kind: 'respond' }>;
+
+/** A decided request: its rule, if one matched, and the verdict to forward with (undefined: as is). */
+interface Outcome {
+  readonly rule: Rule | undefined;
+  readonly verdict: Verdict | undefined;
+}
+
+const UNMATCHED: Outcome = { rule: undefined, verdict: undefined };
+
+function refuseResponse(res: ServerResponse, verdict: Refusal): void {
+  res.writeHead(verdict.status, verdict.headers.flat());
+  res.end(verdict.body);
+}
+
+function refuseUpgrade(socket: Duplex, verdict: Refusal): void {
+  socket.end(
+    rawResponse(
+      verdict.status,
+      REASONS[verdict.status] ?? 'Refused',
+      verdict.headers.filter(([n]) => n.toLowerCase() !== 'content-length'),
+      verdict.body,
+    ),
+  );
+}
+
+interface Target {
+  /** The path and query sent upstream. */
+  readonly forwardPath: string;
+  /** The path rules are matched on. */
+  readonly matchPath: string;
+}
+
 /** Parses the request target; undefined when it is not a path (a 400). */
-function targetOf(req: IncomingMessage): { forwardPath: string; matchPath: string } | undefined {
+function targetOf(req: IncomingMessage): Target | undefined {
   const raw = req.url ?? '';
   if (!raw.startsWith('/')) return undefined;
   // The common case, nothing to resolve or decode: no URL parser on the hot path.
@@ -207,36 +240,59 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
     log.warn({ kind: error.kind, err: error.message }, 'upstream failed');
   };
 
-  // Labelled children looked up once: prom-client hashes the label object on every call otherwise.
-  const requestCounter = memo((id) => metrics.requests.labels(...(id.split('\n') as [string, string])));
-  const count = (rule: string, decision: string) => requestCounter(`${rule}\n${decision}`).inc();
+  const count = metrics.countRequest;
   const timing = memo((rule) => metrics.upstreamDuration.labels(rule));
   const refusals = refusalLog(log);
 
-  /** The rule's verdict, or undefined to forward; answers the client itself when it refuses. */
-  async function decide(
+  /**
+   * What to forward with: the matched rule (if any) and its verdict (undefined to forward as is). Undefined
+   * when the request was refused, `refuse` having answered it. A promise only when the rule's guard needs
+   * one (a remote store, an async hook): the memory store decides without leaving this call.
+   */
+  function decide<Sink>(
     req: IncomingMessage,
+    sink: Sink,
     state: Active,
-    target: { matchPath: string },
-    refuse: (verdict: Extract<Verdict, { kind: 'respond' }>) => void,
-  ): Promise<{ rule: Rule | undefined; verdict: Verdict | undefined } | undefined> {
+    target: Target,
+    refuse: (sink: Sink, verdict: Refusal) => void,
+  ): Outcome | undefined | Promise<Outcome | undefined> {
     const method = req.method ?? 'GET';
     const rule = state.rules.find((r) => r.matches(method, hostOf(req.headers.host), target.matchPath));
     if (rule === undefined) {
       count('', 'unmatched');
-      return { rule, verdict: undefined };
+      return UNMATCHED;
     }
-    let verdict: Verdict;
+    let decided: Verdict | Promise<Verdict>;
     try {
-      const decided = rule.guard.decide(req, viewOf(req, target.matchPath));
-      verdict = decided instanceof Promise ? await decided : decided;
+      decided = rule.guard.decide(req, viewOf(req, target.matchPath));
     } catch (error) {
-      log.error(
-        { rule: rule.name, err: (error as Error).message },
-        'rate-limit check failed; letting the request through',
-      );
-      return { rule, verdict: undefined };
+      return checkFailed(rule, error);
     }
+    if (decided instanceof Promise) {
+      return decided.then(
+        (verdict) => conclude(req, sink, rule, target, verdict, refuse),
+        (error: unknown) => checkFailed(rule, error),
+      );
+    }
+    return conclude(req, sink, rule, target, decided, refuse);
+  }
+
+  function checkFailed(rule: Rule, error: unknown): Outcome {
+    log.error(
+      { rule: rule.name, err: (error as Error).message },
+      'rate-limit check failed; letting the request through',
+    );
+    return { rule, verdict: undefined };
+  }
+
+  function conclude<Sink>(
+    req: IncomingMessage,
+    sink: Sink,
+    rule: Rule,
+    target: Target,
+    verdict: Verdict,
+    refuse: (sink: Sink, verdict: Refusal) => void,
+  ): Outcome | undefined {
     if (verdict.kind === 'pass') {
       count(rule.name, 'allowed');
       return {
@@ -251,7 +307,7 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
       rule: rule.name,
       decision,
       status: verdict.status,
-      method,
+      method: req.method,
       path: target.matchPath,
       peer: req.socket.remoteAddress,
     };
@@ -262,13 +318,14 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
     }
     count(rule.name, decision);
     refusals.note(rule.name, fields);
-    refuse(verdict);
+    refuse(sink, verdict);
     return undefined;
   }
 
   const pick = (state: Active) => state.upstreams[turn++ % state.upstreams.length]!;
 
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  // Plain functions and callbacks, no async function: the memory store's path runs without a promise.
+  function handle(req: IncomingMessage, res: ServerResponse): void {
     const state = active;
     const target = targetOf(req);
     if (target === undefined) {
@@ -283,25 +340,34 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
       );
       return;
     }
-    const decided = await decide(req, state, target, (verdict) => {
-      res.writeHead(verdict.status, verdict.headers.flat());
-      res.end(verdict.body);
-    });
-    if (decided === undefined) return;
-    const { rule, verdict } = decided;
-    const extra = verdict?.kind === 'pass' ? verdict.headers : [];
+    const outcome = decide(req, res, state, target, refuseResponse);
+    if (outcome instanceof Promise) void outcome.then((o) => proceed(req, res, state, target, o));
+    else proceed(req, res, state, target, outcome);
+  }
+
+  function proceed(
+    req: IncomingMessage,
+    res: ServerResponse,
+    state: Active,
+    target: Target,
+    outcome: Outcome | undefined,
+  ): void {
+    if (outcome === undefined) return;
+    const { rule, verdict } = outcome;
     const started = performance.now();
-    const result = await forward(
+    forward(
       req,
       res,
       pick(state),
       target.forwardPath,
-      extra,
+      verdict?.kind === 'pass' ? verdict.headers : [],
       state.forward,
       onUpstreamError,
+      (result) => {
+        if (verdict?.kind === 'pass') verdict.settle?.(result.status);
+        timing(rule?.name ?? '').observe((performance.now() - started) / 1000);
+      },
     );
-    if (verdict?.kind === 'pass') verdict.settle?.(result.status);
-    timing(rule?.name ?? '').observe((performance.now() - started) / 1000);
   }
 
   async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
@@ -312,16 +378,7 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
       socket.end(rawResponse(400, 'Bad Request', [], 'The request target is not a path.'));
       return;
     }
-    const decided = await decide(req, state, target, (verdict) => {
-      socket.end(
-        rawResponse(
-          verdict.status,
-          REASONS[verdict.status] ?? 'Refused',
-          verdict.headers.filter(([n]) => n.toLowerCase() !== 'content-length'),
-          verdict.body,
-        ),
-      );
-    });
+    const decided = await decide(req, socket, state, target, refuseUpgrade);
     if (decided === undefined) return;
     const { verdict } = decided;
     upgraded.add(socket);
@@ -343,7 +400,7 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
 
   /** Upgraded connections: the server no longer tracks them, and a stop must end them. */
   const upgraded = new Set<Duplex>();
-  const server = createServer((req, res) => void handle(req, res));
+  const server = createServer(handle);
   server.on('upgrade', (req, socket, head) => void handleUpgrade(req, socket, head));
   server.on('clientError', (_error, socket) => {
     if (socket.writable)
