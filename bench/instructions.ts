@@ -19,12 +19,16 @@ const FEW = 12_000;
 const MANY = 32_000;
 const CONNECTIONS = 8;
 const adapter = resolve(import.meta.dirname, '../packages/floodgate/dist/esm/http/node.js');
+const proxyModule = resolve(import.meta.dirname, '../packages/server/dist/proxy/proxy.js');
+const proxyConfigModule = resolve(import.meta.dirname, '../packages/server/dist/proxy/config.js');
+// Which parts to run: `--part=servers` or `--part=proxy`; both by default.
+const part = process.argv.find((a) => a.startsWith('--part='))?.slice('--part='.length);
 
 if (spawnSync('valgrind', ['--version']).error !== undefined) {
   console.error('bench/instructions.ts needs valgrind: apt-get install valgrind');
   process.exit(1);
 }
-if (!existsSync(adapter)) {
+if (!existsSync(adapter) || !existsSync(proxyModule)) {
   console.error('bench/instructions.ts measures the built package: run npm run build first');
   process.exit(1);
 }
@@ -70,10 +74,16 @@ const dir = mkdtempSync(join(tmpdir(), 'floodgate-bench-instructions-'));
 const script = join(dir, 'server.mjs');
 writeFileSync(script, SERVER);
 
-async function instructions(variant: string, requests: number): Promise<number> {
+async function instructions(
+  variant: string,
+  requests: number,
+  file = script,
+  connections = CONNECTIONS,
+  env: Record<string, string> = {},
+): Promise<number> {
   const out = join(dir, `callgrind.${variant}.${requests}`);
-  const child = spawn('valgrind', ['--tool=callgrind', `--callgrind-out-file=${out}`, 'node', script], {
-    env: { ...process.env, VARIANT: variant, REQUESTS: String(requests) },
+  const child = spawn('valgrind', ['--tool=callgrind', `--callgrind-out-file=${out}`, 'node', file], {
+    env: { ...process.env, ...env, VARIANT: variant, REQUESTS: String(requests) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
@@ -88,7 +98,7 @@ async function instructions(variant: string, requests: number): Promise<number> 
     child.once('exit', (code) => reject(new Error(`server exited with ${code}: ${stderr}`)));
   });
   const exited = once(child, 'exit');
-  await autocannon({ url: `http://127.0.0.1:${port}/`, connections: CONNECTIONS, amount: requests });
+  await autocannon({ url: `http://127.0.0.1:${port}/continents`, connections, amount: requests });
   await exited;
   const collected = /Collected : (\d+)/.exec(stderr);
   if (!collected) throw new Error(`no instruction count from callgrind: ${stderr.slice(-500)}`);
@@ -96,39 +106,149 @@ async function instructions(variant: string, requests: number): Promise<number> 
   return Number(collected[1]);
 }
 
-const perRequest = new Map<string, number>();
-try {
-  for (const [variant] of VARIANTS) {
-    const few = await instructions(variant, FEW);
-    const many = await instructions(variant, MANY);
-    perRequest.set(variant, (many - few) / (MANY - FEW));
-    console.log(variant, Math.round(perRequest.get(variant)!));
+function writeServers(): void {
+  const bare = perRequest.get('bare')!;
+  const rows = VARIANTS.map(([variant, label]) => {
+    const n = perRequest.get(variant)!;
+    const added = Math.round(n - bare);
+    return `| ${label} | ${Math.round(n).toLocaleString('en-US')} | ${added < 0 ? '−' : '+'}${Math.abs(added).toLocaleString('en-US')} | ${(bare / n).toFixed(2)}x |`;
+  });
+  writeSection(
+    'instructions',
+    `## Instructions per request (\`bench/instructions.ts\`)
+
+  ${machine()}; valgrind's callgrind. One node:http server
+  answering \`hello\`, under callgrind, ${CONNECTIONS} keep-alive connections from autocannon; each server served ${FEW.toLocaleString('en-US')} then
+  ${MANY.toLocaleString('en-US')} requests, and the difference is divided by ${(MANY - FEW).toLocaleString('en-US')}. Every instruction of the process counts (JIT,
+  garbage collector, kernel calls' user side). Counts move far less than times with the machine's load, but
+  they do move, by up to about 6% between runs (bare measured 50.8k and 53.9k on the same day), with how
+  requests happen to arrive in batches; compare rows of one run. "As bare" is what requests/s would be if
+  instructions were all that mattered.
+
+  | server | instructions per request | added | as bare |
+  | --- | ---: | ---: | ---: |
+  ${rows.join('\n')}
+  `,
+  );
+  console.log(rows.join('\n'));
+}
+
+// A minimal proxy and `floodgate proxy`, each under callgrind in front of the same upstream, which runs
+// outside it. One connection: requests then never arrive in batches, which is what moves counts between
+// runs, so two proxies' counts compare closely.
+const PROXY_FEW = 3_000;
+const PROXY_MANY = 9_000;
+const UPSTREAM = `
+import { createServer } from 'node:http';
+const body = JSON.stringify({ continents: ['Africa', 'Antarctica', 'Asia', 'Australia', 'Europe', 'North America', 'South America'] });
+const server = createServer((req, res) => {
+  res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
+  res.end(body);
+});
+server.listen(0, '127.0.0.1', () => console.log('ready ' + server.address().port));
+`;
+const MINIMAL_PROXY = `
+import { Agent, createServer, request } from 'node:http';
+const total = Number(process.env.REQUESTS);
+let served = 0;
+const agent = new Agent({ keepAlive: true, maxSockets: 256, noDelay: true });
+const server = createServer((req, res) => {
+  const up = request({ host: '127.0.0.1', port: Number(process.env.UPSTREAM_PORT), path: req.url, method: req.method, headers: req.headers, agent }, (r) => {
+    res.writeHead(r.statusCode, r.headers);
+    r.pipe(res);
+  });
+  up.on('error', () => { res.statusCode = 502; res.end(); });
+  res.on('finish', () => { if (++served === total) setImmediate(() => process.exit(0)); });
+  up.end();
+});
+server.listen(0, '127.0.0.1', () => console.log('ready ' + server.address().port));
+`;
+const FLOODGATE_PROXY = `
+import { startProxy } from ${JSON.stringify(proxyModule)};
+import { validateProxyConfig } from ${JSON.stringify(proxyConfigModule)};
+const total = Number(process.env.REQUESTS);
+let served = 0;
+const config = validateProxyConfig({
+  listen: 0,
+  admin: false,
+  upstream: 'http://127.0.0.1:' + process.env.UPSTREAM_PORT,
+  rules: [{ name: 'per-ip', policies: [{ algorithm: 'token-bucket', limit: 100000, window: '1s', burst: 100000 }] }],
+});
+const proxy = await startProxy(config);
+proxy.server.on('request', (req, res) => res.on('finish', () => { if (++served === total) setImmediate(() => process.exit(0)); }));
+console.log('ready ' + new URL(proxy.url).port);
+`;
+const PROXIES: [variant: string, label: string, source: string][] = [
+  ['minimal', 'minimal node:http proxy (keep-alive agent, `pipe`, nothing else)', MINIMAL_PROXY],
+  ['floodgate', '`floodgate proxy`, memory store, one token-bucket rule per client IP', FLOODGATE_PROXY],
+];
+
+async function measureProxies(): Promise<void> {
+  const upstreamFile = join(dir, 'upstream.mjs');
+  writeFileSync(upstreamFile, UPSTREAM);
+  const upstream = spawn(process.execPath, [upstreamFile], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const port = await new Promise<number>((resolvePort, reject) => {
+      let stdout = '';
+      upstream.stdout.on('data', (d) => {
+        stdout += d;
+        const m = /ready (\d+)/.exec(stdout);
+        if (m) resolvePort(Number(m[1]));
+      });
+      upstream.once('exit', (code) => reject(new Error(`upstream exited with ${code}`)));
+    });
+    for (const [variant, , source] of PROXIES) {
+      const file = join(dir, `${variant}.mjs`);
+      writeFileSync(file, source);
+      const env = { UPSTREAM_PORT: String(port) };
+      const few = await instructions(`proxy-${variant}`, PROXY_FEW, file, 1, env);
+      const many = await instructions(`proxy-${variant}`, PROXY_MANY, file, 1, env);
+      proxyPerRequest.set(variant, (many - few) / (PROXY_MANY - PROXY_FEW));
+      console.log(`proxy ${variant}`, Math.round(proxyPerRequest.get(variant)!));
+    }
+  } finally {
+    upstream.kill();
   }
+}
+
+function writeProxies(): void {
+  const minimal = proxyPerRequest.get('minimal')!;
+  const rows = PROXIES.map(([variant, label]) => {
+    const n = proxyPerRequest.get(variant)!;
+    return `| ${label} | ${Math.round(n).toLocaleString('en-US')} | ${(n / minimal).toFixed(2)}x |`;
+  });
+  writeSection(
+    'proxy-instructions',
+    `## Instructions per proxied request (\`bench/instructions.ts --part=proxy\`)
+
+${machine()}; valgrind's callgrind. Each proxy runs under callgrind in front of
+the same node:http upstream (outside it), one keep-alive connection from autocannon; each served
+${PROXY_FEW.toLocaleString('en-US')} then ${PROXY_MANY.toLocaleString('en-US')} requests, and the difference is divided by ${(PROXY_MANY - PROXY_FEW).toLocaleString('en-US')}. Only the proxy process is counted.
+With one connection requests never arrive in batches, so counts hold within about 2% between runs.
+
+| proxy | instructions per request | vs minimal |
+| --- | ---: | ---: |
+${rows.join('\n')}
+`,
+  );
+  console.log(rows.join('\n'));
+}
+
+const perRequest = new Map<string, number>();
+const proxyPerRequest = new Map<string, number>();
+try {
+  if (part !== 'proxy') {
+    for (const [variant] of VARIANTS) {
+      const few = await instructions(variant, FEW);
+      const many = await instructions(variant, MANY);
+      perRequest.set(variant, (many - few) / (MANY - FEW));
+      console.log(variant, Math.round(perRequest.get(variant)!));
+    }
+  }
+  if (part !== 'servers') await measureProxies();
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }
 
-const bare = perRequest.get('bare')!;
-const rows = VARIANTS.map(([variant, label]) => {
-  const n = perRequest.get(variant)!;
-  const added = Math.round(n - bare);
-  return `| ${label} | ${Math.round(n).toLocaleString('en-US')} | ${added < 0 ? '−' : '+'}${Math.abs(added).toLocaleString('en-US')} | ${(bare / n).toFixed(2)}x |`;
-});
-writeSection(
-  'instructions',
-  `## Instructions per request (\`bench/instructions.ts\`)
-
-${machine()}; valgrind's callgrind. One node:http server
-answering \`hello\`, under callgrind, ${CONNECTIONS} keep-alive connections from autocannon; each server served ${FEW.toLocaleString('en-US')} then
-${MANY.toLocaleString('en-US')} requests, and the difference is divided by ${(MANY - FEW).toLocaleString('en-US')}. Every instruction of the process counts (JIT,
-garbage collector, kernel calls' user side). Counts move far less than times with the machine's load, but
-they do move, by up to about 6% between runs (bare measured 50.8k and 53.9k on the same day), with how
-requests happen to arrive in batches; compare rows of one run. "As bare" is what requests/s would be if
-instructions were all that mattered.
-
-| server | instructions per request | added | as bare |
-| --- | ---: | ---: | ---: |
-${rows.join('\n')}
-`,
-);
-console.log(rows.join('\n'));
+if (part !== 'proxy') writeServers();
+if (part !== 'servers') writeProxies();
