@@ -7,11 +7,12 @@
 // Each server runs twice under callgrind, serving FEW then MANY requests before it exits; the difference
 // of the two totals over the difference of the counts is the steady-state cost of one request, without
 // start-up and with most of the JIT compilation left out.
-import { spawn, spawnSync } from 'node:child_process';
+import { type ChildProcessByStdio, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
 import autocannon from 'autocannon';
 import { machine, writeSection } from './report.js';
 
@@ -74,6 +75,19 @@ const dir = mkdtempSync(join(tmpdir(), 'floodgate-bench-instructions-'));
 const script = join(dir, 'server.mjs');
 writeFileSync(script, SERVER);
 
+/** The port a child prints as `ready PORT` once it listens. */
+function readyPort(child: ChildProcessByStdio<null, Readable, Readable | null>, output: () => string) {
+  return new Promise<number>((resolvePort, reject) => {
+    let stdout = '';
+    child.stdout.on('data', (d) => {
+      stdout += d;
+      const m = /ready (\d+)/.exec(stdout);
+      if (m) resolvePort(Number(m[1]));
+    });
+    child.once('exit', (code) => reject(new Error(`exited with ${code}: ${output()}`)));
+  });
+}
+
 async function instructions(
   variant: string,
   requests: number,
@@ -88,15 +102,7 @@ async function instructions(
   });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
-  const port = await new Promise<number>((resolvePort, reject) => {
-    let stdout = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-      const m = /ready (\d+)/.exec(stdout);
-      if (m) resolvePort(Number(m[1]));
-    });
-    child.once('exit', (code) => reject(new Error(`server exited with ${code}: ${stderr}`)));
-  });
+  const port = await readyPort(child, () => stderr);
   const exited = once(child, 'exit');
   await autocannon({ url: `http://127.0.0.1:${port}/continents`, connections, amount: requests });
   await exited;
@@ -188,15 +194,7 @@ async function measureProxies(): Promise<void> {
   writeFileSync(upstreamFile, UPSTREAM);
   const upstream = spawn(process.execPath, [upstreamFile], { stdio: ['ignore', 'pipe', 'inherit'] });
   try {
-    const port = await new Promise<number>((resolvePort, reject) => {
-      let stdout = '';
-      upstream.stdout.on('data', (d) => {
-        stdout += d;
-        const m = /ready (\d+)/.exec(stdout);
-        if (m) resolvePort(Number(m[1]));
-      });
-      upstream.once('exit', (code) => reject(new Error(`upstream exited with ${code}`)));
-    });
+    const port = await readyPort(upstream, () => '');
     for (const [variant, , source] of PROXIES) {
       const file = join(dir, `${variant}.mjs`);
       writeFileSync(file, source);

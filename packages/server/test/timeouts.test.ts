@@ -47,6 +47,14 @@ function setup(start = 0) {
       now = t;
       timeouts.sweep();
     },
+    /** Gives the request a connected socket, the request already sent when `sent`. */
+    connected(sent: boolean): FakeSocket {
+      const socket = new FakeSocket();
+      socket.connecting = false;
+      request.socket = socket;
+      request.writableFinished = sent;
+      return socket;
+    },
   };
 }
 
@@ -76,10 +84,7 @@ describe('proxy timeouts: connect', () => {
 describe('proxy timeouts: response', () => {
   it('times a request on a fresh connection from the sweep that first saw it sent, so never early', () => {
     const s = setup();
-    const socket = new FakeSocket();
-    socket.connecting = false;
-    s.request.socket = socket;
-    s.request.writableFinished = true;
+    s.connected(true);
     s.at(50); // first seen sent here: it may have been sent at any time since 0
     s.at(349);
     assert.deepEqual(s.expired, []);
@@ -89,11 +94,8 @@ describe('proxy timeouts: response', () => {
 
   it('times a request on a pooled connection from its arrival, when that connection was ready', () => {
     const s = setup();
-    const socket = new FakeSocket();
-    socket.connecting = false;
-    s.request.socket = socket;
+    s.connected(true);
     s.request.reusedSocket = true;
-    s.request.writableFinished = true;
     s.at(50);
     s.at(299);
     assert.deepEqual(s.expired, []);
@@ -103,9 +105,7 @@ describe('proxy timeouts: response', () => {
 
   it('does not count the time a long upload takes, only the wait after it', () => {
     const s = setup();
-    const socket = new FakeSocket();
-    socket.connecting = false;
-    s.request.socket = socket;
+    const socket = s.connected(false);
     for (let t = 50; t <= 1000; t += 50) {
       socket.bytesWritten += 65_536;
       s.at(t);
@@ -120,10 +120,7 @@ describe('proxy timeouts: response', () => {
 
   it('is over once the response head arrived', () => {
     const s = setup();
-    const socket = new FakeSocket();
-    socket.connecting = false;
-    s.request.socket = socket;
-    s.request.writableFinished = true;
+    const socket = s.connected(true);
     s.at(50);
     s.exchange.responded = true;
     for (let t = 100; t <= 1000; t += 50) {
@@ -137,9 +134,7 @@ describe('proxy timeouts: response', () => {
 describe('proxy timeouts: idle', () => {
   it('cuts an upload that stalls', () => {
     const s = setup();
-    const socket = new FakeSocket();
-    socket.connecting = false;
-    s.request.socket = socket;
+    const socket = s.connected(false);
     socket.bytesWritten = 10;
     s.at(50);
     s.at(249);
@@ -150,10 +145,7 @@ describe('proxy timeouts: idle', () => {
 
   it('cuts a response body that stalls, not one still moving', () => {
     const s = setup();
-    const socket = new FakeSocket();
-    socket.connecting = false;
-    s.request.socket = socket;
-    s.request.writableFinished = true;
+    const socket = s.connected(true);
     s.exchange.responded = true;
     s.at(50);
     socket.bytesRead += 1;
@@ -212,10 +204,7 @@ describe('proxy timeouts: the sweep', () => {
 describe('proxy timeouts: overdue', () => {
   it('reports nothing for a connected request waiting less than its response timeout', () => {
     const s = setup();
-    const socket = new FakeSocket();
-    socket.connecting = false;
-    s.request.socket = socket;
-    s.request.writableFinished = true;
+    s.connected(true);
     assert.equal(overdue(s.exchange, 100), undefined);
     assert.equal(overdue(s.exchange, 399), undefined);
     assert.equal(overdue(s.exchange, 400), 'response-timeout');
