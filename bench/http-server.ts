@@ -1,5 +1,6 @@
 // One server for bench/http.ts, in its own process so its CPU time can be read: a framework, bare or behind
-// a limiter. Reports its port over IPC and answers 'cpu' with process.cpuUsage().
+// a limiter. Reports its port over IPC and answers 'cpu' with process.cpuUsage(). Without IPC (under
+// callgrind, for bench/instructions.ts) it prints `ready PORT` instead, and exits after REQUESTS responses.
 //   node --import tsx bench/http-server.ts <framework> <variant> <allowed|denied> [redisPort]
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -31,10 +32,10 @@ const store =
 const fg = variant.startsWith('floodgate');
 const usual = variant === 'usual';
 
-async function start(): Promise<number> {
+async function start(): Promise<Server> {
   const listen = async (server: Server) => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    return (server.address() as AddressInfo).port;
+    return server;
   };
   switch (framework) {
     case 'express': {
@@ -53,7 +54,7 @@ async function start(): Promise<number> {
       if (usual) await app.register(fastifyRateLimit, { max: limit, timeWindow: windowMs });
       app.get('/', async () => 'hello');
       await app.listen({ port: 0, host: '127.0.0.1' });
-      return (app.server.address() as AddressInfo).port;
+      return app.server;
     }
     case 'hono': {
       const app = new Hono();
@@ -69,10 +70,9 @@ async function start(): Promise<number> {
         );
       }
       app.get('/', (c) => c.text('hello'));
-      const server = await new Promise<Server>((resolve) => {
+      return new Promise<Server>((resolve) => {
         const s = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve(s as Server));
       });
-      return (server.address() as AddressInfo).port;
     }
     case 'koa': {
       const app = new Koa();
@@ -93,8 +93,20 @@ async function start(): Promise<number> {
   }
 }
 
-const port = await start();
-process.on('message', (m) => {
-  if (m === 'cpu') process.send!({ cpu: process.cpuUsage() });
-});
-process.send!({ port });
+const server = await start();
+const { port } = server.address() as AddressInfo;
+if (process.send === undefined) {
+  const total = Number(process.env.REQUESTS);
+  let served = 0;
+  server.on('request', (_req, res) =>
+    res.on('finish', () => {
+      if (++served === total) setImmediate(() => process.exit(0));
+    }),
+  );
+  console.log(`ready ${port}`);
+} else {
+  process.on('message', (m) => {
+    if (m === 'cpu') process.send!({ cpu: process.cpuUsage() });
+  });
+  process.send({ port });
+}

@@ -10,9 +10,11 @@
 import { type ChildProcessByStdio, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
+import { pathToFileURL } from 'node:url';
 import autocannon from 'autocannon';
 import { machine, writeSection } from './report.js';
 
@@ -22,8 +24,9 @@ const CONNECTIONS = 8;
 const adapter = resolve(import.meta.dirname, '../packages/floodgate/dist/esm/http/node.js');
 const proxyModule = resolve(import.meta.dirname, '../packages/server/dist/proxy/proxy.js');
 const proxyConfigModule = resolve(import.meta.dirname, '../packages/server/dist/proxy/config.js');
-// Which parts to run: `--part=servers` or `--part=proxy`; both by default.
+// Which parts to run: `--part=servers`, `--part=frameworks` or `--part=proxy`; all by default.
 const part = process.argv.find((a) => a.startsWith('--part='))?.slice('--part='.length);
+const parts = part === undefined ? ['servers', 'frameworks', 'proxy'] : [part];
 
 if (spawnSync('valgrind', ['--version']).error !== undefined) {
   console.error('bench/instructions.ts needs valgrind: apt-get install valgrind');
@@ -91,12 +94,13 @@ function readyPort(child: ChildProcessByStdio<null, Readable, Readable | null>, 
 async function instructions(
   variant: string,
   requests: number,
-  file = script,
+  nodeArgs = [script],
   connections = CONNECTIONS,
   env: Record<string, string> = {},
+  path = '/continents',
 ): Promise<number> {
   const out = join(dir, `callgrind.${variant}.${requests}`);
-  const child = spawn('valgrind', ['--tool=callgrind', `--callgrind-out-file=${out}`, 'node', file], {
+  const child = spawn('valgrind', ['--tool=callgrind', `--callgrind-out-file=${out}`, 'node', ...nodeArgs], {
     env: { ...process.env, ...env, VARIANT: variant, REQUESTS: String(requests) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -104,7 +108,7 @@ async function instructions(
   child.stderr.on('data', (d) => (stderr += d));
   const port = await readyPort(child, () => stderr);
   const exited = once(child, 'exit');
-  await autocannon({ url: `http://127.0.0.1:${port}/continents`, connections, amount: requests });
+  await autocannon({ url: `http://127.0.0.1:${port}${path}`, connections, amount: requests });
   await exited;
   const collected = /Collected : (\d+)/.exec(stderr);
   if (!collected) throw new Error(`no instruction count from callgrind: ${stderr.slice(-500)}`);
@@ -169,6 +173,33 @@ const server = createServer((req, res) => {
 });
 server.listen(0, '127.0.0.1', () => console.log('ready ' + server.address().port));
 `;
+// The same, on undici's pool and its lowest-level API, as `floodgate proxy` forwards: the floor for its design.
+const undici = pathToFileURL(
+  createRequire(resolve(import.meta.dirname, '../packages/server/package.json')).resolve('undici'),
+).href;
+const MINIMAL_UNDICI_PROXY = `
+import { createServer } from 'node:http';
+import { Pool } from ${JSON.stringify(undici)};
+const total = Number(process.env.REQUESTS);
+let served = 0;
+const pool = new Pool('http://127.0.0.1:' + process.env.UPSTREAM_PORT, { connections: 256 });
+const server = createServer((req, res) => {
+  pool.dispatch({ path: req.url, method: req.method, headers: req.headers, body: null }, {
+    onConnect() {},
+    onHeaders(status, raw) {
+      const headers = [];
+      for (let i = 0; i < raw.length; i += 2) headers.push(raw[i].toString('latin1'), raw[i + 1].toString('latin1'));
+      res.writeHead(status, headers);
+      return true;
+    },
+    onData(chunk) { return res.write(chunk); },
+    onComplete() { res.end(); },
+    onError() { res.statusCode = 502; res.end(); },
+  });
+  res.on('finish', () => { if (++served === total) setImmediate(() => process.exit(0)); });
+});
+server.listen(0, '127.0.0.1', () => console.log('ready ' + server.address().port));
+`;
 const FLOODGATE_PROXY = `
 import { startProxy } from ${JSON.stringify(proxyModule)};
 import { validateProxyConfig } from ${JSON.stringify(proxyConfigModule)};
@@ -186,6 +217,7 @@ console.log('ready ' + new URL(proxy.url).port);
 `;
 const PROXIES: [variant: string, label: string, source: string][] = [
   ['minimal', 'minimal node:http proxy (keep-alive agent, `pipe`, nothing else)', MINIMAL_PROXY],
+  ['undici', 'minimal undici proxy (`Pool.dispatch`, nothing else)', MINIMAL_UNDICI_PROXY],
   ['floodgate', '`floodgate proxy`, memory store, one token-bucket rule per client IP', FLOODGATE_PROXY],
 ];
 
@@ -199,8 +231,8 @@ async function measureProxies(): Promise<void> {
       const file = join(dir, `${variant}.mjs`);
       writeFileSync(file, source);
       const env = { UPSTREAM_PORT: String(port) };
-      const few = await instructions(`proxy-${variant}`, PROXY_FEW, file, 1, env);
-      const many = await instructions(`proxy-${variant}`, PROXY_MANY, file, 1, env);
+      const few = await instructions(`proxy-${variant}`, PROXY_FEW, [file], 1, env);
+      const many = await instructions(`proxy-${variant}`, PROXY_MANY, [file], 1, env);
       proxyPerRequest.set(variant, (many - few) / (PROXY_MANY - PROXY_FEW));
       console.log(`proxy ${variant}`, Math.round(proxyPerRequest.get(variant)!));
     }
@@ -211,9 +243,10 @@ async function measureProxies(): Promise<void> {
 
 function writeProxies(): void {
   const minimal = proxyPerRequest.get('minimal')!;
+  const minimalUndici = proxyPerRequest.get('undici')!;
   const rows = PROXIES.map(([variant, label]) => {
     const n = proxyPerRequest.get(variant)!;
-    return `| ${label} | ${Math.round(n).toLocaleString('en-US')} | ${(n / minimal).toFixed(2)}x |`;
+    return `| ${label} | ${Math.round(n).toLocaleString('en-US')} | ${(n / minimal).toFixed(2)}x | ${(n / minimalUndici).toFixed(2)}x |`;
   });
   writeSection(
     'proxy-instructions',
@@ -224,8 +257,8 @@ the same node:http upstream (outside it), one keep-alive connection from autocan
 ${PROXY_FEW.toLocaleString('en-US')} then ${PROXY_MANY.toLocaleString('en-US')} requests, and the difference is divided by ${(PROXY_MANY - PROXY_FEW).toLocaleString('en-US')}. Only the proxy process is counted.
 With one connection requests never arrive in batches, so counts hold within about 2% between runs.
 
-| proxy | instructions per request | vs minimal |
-| --- | ---: | ---: |
+| proxy | instructions per request | vs minimal node:http | vs minimal undici |
+| --- | ---: | ---: | ---: |
 ${rows.join('\n')}
 `,
   );
@@ -233,9 +266,60 @@ ${rows.join('\n')}
 }
 
 const perRequest = new Map<string, number>();
+// Each framework bare, behind Floodgate, and behind its usual limiter: bench/http.ts's servers (memory stores,
+// allowed path), under callgrind with one connection like the proxies, so the counts compare closely.
+const httpServer = resolve(import.meta.dirname, 'http-server.ts');
+const FRAMEWORKS: [framework: string, usual: string][] = [
+  ['express', 'express-rate-limit'],
+  ['fastify', '@fastify/rate-limit'],
+  ['hono', 'hono-rate-limiter'],
+];
+const frameworkPerRequest = new Map<string, number>();
+
+async function measureFrameworks(): Promise<void> {
+  for (const [framework] of FRAMEWORKS) {
+    for (const variant of ['bare', 'floodgate', 'usual']) {
+      const args = ['--import', 'tsx', httpServer, framework, variant, 'allowed'];
+      const name = `${framework}-${variant}`;
+      const few = await instructions(name, PROXY_FEW, args, 1, {}, '/');
+      const many = await instructions(name, PROXY_MANY, args, 1, {}, '/');
+      frameworkPerRequest.set(name, (many - few) / (PROXY_MANY - PROXY_FEW));
+      console.log(name, Math.round(frameworkPerRequest.get(name)!));
+    }
+  }
+}
+
+function writeFrameworks(): void {
+  const count = (n: number) => Math.round(n).toLocaleString('en-US');
+  const rows = FRAMEWORKS.map(([framework, usual]) => {
+    const bare = frameworkPerRequest.get(`${framework}-bare`)!;
+    const fg = frameworkPerRequest.get(`${framework}-floodgate`)!;
+    const other = frameworkPerRequest.get(`${framework}-usual`)!;
+    return `| ${framework} | ${count(bare)} | ${count(fg)} (${(bare / fg).toFixed(2)}x) | ${usual}: ${count(other)} (${(bare / other).toFixed(2)}x) | ${(other / fg).toFixed(2)}x |`;
+  });
+  writeSection(
+    'framework-instructions',
+    `## Instructions per request, by framework (\`bench/instructions.ts --part=frameworks\`)
+
+${machine()}; valgrind's callgrind. bench/http.ts's servers (allowed path, memory stores, a fixed window
+per client IP), each under callgrind, one keep-alive connection from autocannon; each served
+${PROXY_FEW.toLocaleString('en-US')} then ${PROXY_MANY.toLocaleString('en-US')} requests, and the difference is divided by ${(PROXY_MANY - PROXY_FEW).toLocaleString('en-US')}. In brackets: what requests/s would be, as
+a share of bare, if instructions were all that mattered. Each limiter sends its default header fields on
+allowed responses: Floodgate the two \`RateLimit\` fields, @fastify/rate-limit three \`x-ratelimit-*\`,
+hono-rate-limiter four draft-6 fields, express-rate-limit (draft-7 here) two.
+
+| framework | bare | Floodgate | usual limiter | Floodgate's speed / usual's |
+| --- | ---: | ---: | ---: | ---: |
+${rows.join('\n')}
+`,
+  );
+  console.log(rows.join('\n'));
+}
+
 const proxyPerRequest = new Map<string, number>();
 try {
-  if (part !== 'proxy') {
+  if (parts.includes('frameworks')) await measureFrameworks();
+  if (parts.includes('servers')) {
     for (const [variant] of VARIANTS) {
       const few = await instructions(variant, FEW);
       const many = await instructions(variant, MANY);
@@ -243,10 +327,11 @@ try {
       console.log(variant, Math.round(perRequest.get(variant)!));
     }
   }
-  if (part !== 'servers') await measureProxies();
+  if (parts.includes('proxy')) await measureProxies();
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }
 
-if (part !== 'proxy') writeServers();
-if (part !== 'servers') writeProxies();
+if (parts.includes('servers')) writeServers();
+if (parts.includes('frameworks')) writeFrameworks();
+if (parts.includes('proxy')) writeProxies();

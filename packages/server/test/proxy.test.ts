@@ -591,6 +591,21 @@ describe('proxy: upstream failures', () => {
     assert.equal(await metric(proxy, 'floodgate_proxy_upstream_errors_total{kind="idle-timeout"}'), 1);
   });
 
+  it('sends a GET again on a new connection when a reused one turns out closed, but never a POST', async () => {
+    // One connection at a time, so each request goes on the one before's connection when it is still open.
+    const { proxy } = await proxyFor({ upstream: up.url, maxSockets: 1 });
+    const before = up.connections();
+    assert.equal((await send(`${proxy.url}/drop-reused`)).status, 200);
+    const again = await send(`${proxy.url}/drop-reused`);
+    assert.equal(again.status, 200, 'retried once, on a fresh connection');
+    assert.equal(again.body, 'fresh');
+    assert.equal(up.connections() - before, 2);
+    const post = await send(`${proxy.url}/drop-reused`, { method: 'POST', body: 'x' });
+    assert.equal(post.status, 502, 'a request with a body is not sent twice');
+    assert.match(json(post).detail, /upstream failed: other side closed/);
+    assert.equal(await metric(proxy, 'floodgate_proxy_upstream_errors_total{kind="reset"}'), 1);
+  });
+
   it('cuts the client connection when the upstream dies mid-response, and keeps serving', async () => {
     const { proxy } = await proxyFor({ upstream: up.url });
     await assert.rejects(send(`${proxy.url}/reset`), /aborted|socket hang up|ECONNRESET/);

@@ -1,59 +1,33 @@
 import assert from 'node:assert/strict';
-import type { Agent } from 'node:http';
 import { describe, it } from 'node:test';
-import {
-  overdue,
-  POOL_IDLE,
-  type SocketView,
-  sweepEvery,
-  type TimeoutKind,
-  Timeouts,
-  type UpstreamRequest,
-} from '../src/proxy/timeouts.js';
+import { overdue, sweepEvery, type TimeoutKind, Timeouts } from '../src/proxy/timeouts.js';
 
 // The proxy's timeout sweep, on plain values and a hand-moved clock. proxy.test.ts checks each timeout end
 // to end against real upstreams.
 
 const limits = { connect: 100, response: 300, idle: 200 };
 
-class FakeSocket implements SocketView {
-  connecting = true;
-  bytesRead = 0;
-  bytesWritten = 0;
-  destroyed = false;
-  destroy() {
-    this.destroyed = true;
-  }
-}
-
-class FakeRequest implements UpstreamRequest {
-  socket: FakeSocket | null = null;
-  reusedSocket = false;
-  writableFinished = false;
-}
-
 function setup(start = 0) {
   let now = start;
   const expired: TimeoutKind[] = [];
-  const timeouts = new Timeouts(undefined, () => now);
-  const request = new FakeRequest();
-  const exchange = timeouts.watch(request, limits, (kind) => expired.push(kind));
+  const timeouts = new Timeouts(() => now);
+  const exchange = timeouts.watch(limits, (kind) => expired.push(kind));
   return {
-    request,
     exchange,
     expired,
     timeouts,
+    /** Moves the clock without a sweep. */
+    set(t: number) {
+      now = t;
+    },
     at(t: number) {
       now = t;
       timeouts.sweep();
     },
-    /** Gives the request a connected socket, the request already sent when `sent`. */
-    connected(sent: boolean): FakeSocket {
-      const socket = new FakeSocket();
-      socket.connecting = false;
-      request.socket = socket;
-      request.writableFinished = sent;
-      return socket;
+    /** The request is on a connection, and fully sent at the current time when `sent`. */
+    connected(sent: boolean) {
+      exchange.connected = true;
+      if (sent) timeouts.sent(exchange);
     },
   };
 }
@@ -62,7 +36,6 @@ describe('proxy timeouts: connect', () => {
   it('times the wait for a connection from the request arrival, a wait for a pooled one included', () => {
     const s = setup(1000);
     s.at(1050);
-    s.request.socket = new FakeSocket(); // assigned, still connecting
     s.at(1099);
     assert.deepEqual(s.expired, []);
     s.at(1100);
@@ -74,57 +47,48 @@ describe('proxy timeouts: connect', () => {
 
   it('stops timing the connect once connected', () => {
     const s = setup();
-    s.request.socket = new FakeSocket();
-    s.request.socket.connecting = false;
+    s.connected(false);
+    s.exchange.bytes = 10;
     s.at(150);
     assert.deepEqual(s.expired, []);
   });
 });
 
 describe('proxy timeouts: response', () => {
-  it('times a request on a fresh connection from the sweep that first saw it sent, so never early', () => {
+  it('times the wait for the response head from the moment the request was fully sent', () => {
     const s = setup();
+    s.set(30);
     s.connected(true);
-    s.at(50); // first seen sent here: it may have been sent at any time since 0
-    s.at(349);
-    assert.deepEqual(s.expired, []);
-    s.at(350);
-    assert.deepEqual(s.expired, ['response-timeout']);
-  });
-
-  it('times a request on a pooled connection from its arrival, when that connection was ready', () => {
-    const s = setup();
-    s.connected(true);
-    s.request.reusedSocket = true;
     s.at(50);
-    s.at(299);
+    s.at(329);
     assert.deepEqual(s.expired, []);
-    s.at(300);
+    s.at(330);
     assert.deepEqual(s.expired, ['response-timeout']);
   });
 
   it('does not count the time a long upload takes, only the wait after it', () => {
     const s = setup();
-    const socket = s.connected(false);
+    s.connected(false);
     for (let t = 50; t <= 1000; t += 50) {
-      socket.bytesWritten += 65_536;
+      s.exchange.bytes += 65_536;
       s.at(t);
     }
-    s.request.writableFinished = true;
+    s.set(1020);
+    s.timeouts.sent(s.exchange);
     s.at(1050);
-    s.at(1349);
+    s.at(1319);
     assert.deepEqual(s.expired, []);
-    s.at(1350);
+    s.at(1320);
     assert.deepEqual(s.expired, ['response-timeout']);
   });
 
   it('is over once the response head arrived', () => {
     const s = setup();
-    const socket = s.connected(true);
+    s.connected(true);
     s.at(50);
     s.exchange.responded = true;
     for (let t = 100; t <= 1000; t += 50) {
-      socket.bytesRead += 1000;
+      s.exchange.bytes += 1000;
       s.at(t);
     }
     assert.deepEqual(s.expired, []);
@@ -132,10 +96,10 @@ describe('proxy timeouts: response', () => {
 });
 
 describe('proxy timeouts: idle', () => {
-  it('cuts an upload that stalls', () => {
+  it('cuts an upload that stalls, timed from the sweep that first saw it still, so never early', () => {
     const s = setup();
-    const socket = s.connected(false);
-    socket.bytesWritten = 10;
+    s.connected(false);
+    s.exchange.bytes = 10;
     s.at(50);
     s.at(249);
     assert.deepEqual(s.expired, []);
@@ -145,10 +109,10 @@ describe('proxy timeouts: idle', () => {
 
   it('cuts a response body that stalls, not one still moving', () => {
     const s = setup();
-    const socket = s.connected(true);
+    s.connected(true);
     s.exchange.responded = true;
     s.at(50);
-    socket.bytesRead += 1;
+    s.exchange.bytes += 1;
     s.at(240);
     s.at(439);
     assert.deepEqual(s.expired, []);
@@ -172,31 +136,20 @@ describe('proxy timeouts: the sweep', () => {
     assert.equal(sweepEvery({ connect: 1, response: 1, idle: 1 }), 10);
   });
 
-  it('closes pooled connections idle for POOL_IDLE, and only those', () => {
+  it('checks every exchange at each sweep, each against its own limits', () => {
     let now = 0;
-    const quiet = new FakeSocket();
-    const busy = new FakeSocket();
-    const agent = { freeSockets: { 'upstream:80:': [quiet, busy] } } as unknown as Agent;
-    const timeouts = new Timeouts(agent, () => now);
-    for (now = 0; now <= POOL_IDLE; now += 500) {
-      busy.bytesRead += 100; // used between two sweeps
-      timeouts.sweep();
-    }
-    assert.equal(quiet.destroyed, true);
-    assert.equal(busy.destroyed, false);
-  });
-
-  it('keeps a pooled connection that has not been idle long enough', () => {
-    let now = 0;
-    const socket = new FakeSocket();
-    const timeouts = new Timeouts({ freeSockets: { a: [socket] } } as unknown as Agent, () => now);
+    const expired: string[] = [];
+    const timeouts = new Timeouts(() => now);
+    const short = timeouts.watch({ ...limits, connect: 50 }, (kind) => expired.push(`short ${kind}`));
+    timeouts.watch(limits, (kind) => expired.push(`long ${kind}`));
+    now = 60;
     timeouts.sweep();
-    now = POOL_IDLE - 1;
+    assert.deepEqual(expired, ['short connect-timeout']);
+    assert.equal(timeouts.size, 1);
+    assert.equal(short.connected, false);
+    now = 100;
     timeouts.sweep();
-    assert.equal(socket.destroyed, false);
-    now = POOL_IDLE;
-    timeouts.sweep();
-    assert.equal(socket.destroyed, true);
+    assert.deepEqual(expired, ['short connect-timeout', 'long connect-timeout']);
   });
 });
 
@@ -206,7 +159,7 @@ describe('proxy timeouts: overdue', () => {
     const s = setup();
     s.connected(true);
     assert.equal(overdue(s.exchange, 100), undefined);
-    assert.equal(overdue(s.exchange, 399), undefined);
-    assert.equal(overdue(s.exchange, 400), 'response-timeout');
+    assert.equal(overdue(s.exchange, 299), undefined);
+    assert.equal(overdue(s.exchange, 300), 'response-timeout');
   });
 });

@@ -1,7 +1,8 @@
-import { Agent, type IncomingMessage, request, type ServerResponse } from 'node:http';
+import { type IncomingMessage, request, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { TimeoutKind, TimeoutLimits, Timeouts } from './timeouts.js';
+import { Agent, type Dispatcher } from 'undici';
+import { type Exchange, POOL_IDLE, type TimeoutKind, type TimeoutLimits, type Timeouts } from './timeouts.js';
 
 /** Header fields that describe one connection, never forwarded (RFC 9110, section 7.6.1). */
 const HOP_BY_HOP = new Set([
@@ -16,9 +17,6 @@ const HOP_BY_HOP = new Set([
   'expect',
 ]);
 
-/** Methods a request can be sent twice with: the only ones retried after a stale pooled connection. */
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS']);
-
 export interface Upstream {
   readonly host: string;
   readonly port: number;
@@ -26,6 +24,8 @@ export interface Upstream {
   readonly base: string;
   /** `host:port`, for the Host header when the client's is not kept. */
   readonly authority: string;
+  /** `http://host:port`: the connection pool it is served from. */
+  readonly origin: string;
 }
 
 export function upstreamOf(url: string): Upstream {
@@ -35,11 +35,13 @@ export function upstreamOf(url: string): Upstream {
     port: Number(u.port || 80),
     base: u.pathname.replace(/\/+$/, ''),
     authority: u.host,
+    origin: u.origin,
   };
 }
 
 export interface ForwardOptions {
-  readonly agent: Agent;
+  /** The upstream connection pools (undici's: a Node `ClientRequest` costs half a proxied request). */
+  readonly dispatcher: Dispatcher;
   readonly preserveHost: boolean;
   readonly forwarded: 'x-forwarded' | 'forwarded' | 'both' | 'none';
   readonly limits: TimeoutLimits;
@@ -58,16 +60,16 @@ export class UpstreamError extends Error {
   }
 }
 
-export function newAgent(maxSockets: number): Agent {
-  // No `timeout`: a socket timeout is refreshed on every read and write. Idle pooled sockets are closed by
-  // the proxy's sweep instead (timeouts.ts).
+/** Keep-alive pools to the upstreams, at most `maxSockets` connections to each. */
+export function newDispatcher(maxSockets: number, connectTimeout: number): Agent {
   return new Agent({
-    keepAlive: true,
-    // Head and body go out as separate writes: with Nagle's algorithm, the second waits for a delayed ACK.
-    noDelay: true,
-    maxSockets,
-    maxFreeSockets: maxSockets,
-    scheduling: 'lifo',
+    connections: maxSockets,
+    keepAliveTimeout: POOL_IDLE,
+    // The sweep (timeouts.ts) times the response and idle pauses; undici's connect timeout only ends an
+    // attempt whose request the sweep already answered.
+    headersTimeout: 0,
+    bodyTimeout: 0,
+    connect: { timeout: connectTimeout, noDelay: true },
   });
 }
 
@@ -150,22 +152,183 @@ export function upstreamHeaders(
   return headers;
 }
 
-function classify(error: NodeJS.ErrnoException): UpstreamError {
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
+
+function classify(error: NodeJS.ErrnoException, limits: TimeoutLimits): UpstreamError {
   if (error instanceof UpstreamError) return error;
-  const connect = ['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN'].includes(
-    error.code ?? '',
-  );
+  const code = error.code ?? '';
+  if (code === 'UND_ERR_CONNECT_TIMEOUT') return timeoutError('connect-timeout', limits);
+  const connect = UNREACHABLE.has(code);
+  // undici's own codes say less than its messages ("other side closed").
+  const what = code === '' || code.startsWith('UND_ERR') ? error.message : code;
   return new UpstreamError(
     502,
     connect ? 'connect' : 'reset',
-    `upstream ${connect ? 'unreachable' : 'failed'}: ${error.code ?? error.message}`,
+    `upstream ${connect ? 'unreachable' : 'failed'}: ${what}`,
   );
 }
+
+/** A pooled connection the upstream closed as it was reused: the request may be sent again, once. */
+const STALE = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
+
+/** Methods a request can be sent twice with: the only ones retried after a stale pooled connection. */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 export interface ForwardResult {
   /** The status sent to the client (the upstream's, or 502/504). */
   status: number;
   error?: UpstreamError;
+}
+
+function problem(res: ServerResponse, status: number, title: string, detail: string): void {
+  const body = JSON.stringify({ type: 'about:blank', title, status, detail });
+  res.writeHead(status, {
+    'Content-Type': 'application/problem+json',
+    'Content-Length': Buffer.byteLength(body),
+    Connection: 'close',
+  });
+  res.end(body);
+}
+
+/**
+ * One client request relayed to the upstream: undici's handler for the upstream exchange, which writes the
+ * client's response as the upstream's arrives. A class, so a request costs one object, not a dozen closures.
+ */
+class Relay implements Dispatcher.DispatchHandler {
+  #exchange: Exchange;
+  #abort: ((error?: Error) => void) | undefined;
+  #resume: (() => void) | undefined;
+  #over = false;
+  #retry: boolean;
+  readonly #dispatch: Dispatcher.DispatchOptions;
+
+  constructor(
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
+    target: Upstream,
+    path: string,
+    readonly extra: readonly (readonly [string, string])[],
+    readonly options: ForwardOptions,
+    readonly onUpstreamError: (error: UpstreamError) => void,
+    readonly done: (result: ForwardResult) => void,
+  ) {
+    const bodyless =
+      req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined;
+    this.#retry = bodyless && IDEMPOTENT.has(req.method ?? '');
+    this.#dispatch = {
+      origin: target.origin,
+      path: target.base + path,
+      method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
+      headers: upstreamHeaders(req, target, options),
+      body: bodyless ? null : req,
+    };
+    this.#exchange = this.#watch();
+    // The client went away: stop the upstream exchange too.
+    res.on('close', () => {
+      if (this.#over) return;
+      this.#over = true;
+      this.options.timeouts.unwatch(this.#exchange);
+      this.#abort?.();
+      this.done({ status: this.res.statusCode });
+    });
+    options.dispatcher.dispatch(this.#dispatch, this);
+  }
+
+  #watch(): Exchange {
+    return this.options.timeouts.watch(this.options.limits, (kind) => this.#expire(kind));
+  }
+
+  #expire(kind: TimeoutKind): void {
+    const error = timeoutError(kind, this.options.limits);
+    // Not yet on a connection: answered now, and aborted in onConnect if it ever gets one.
+    if (this.#abort === undefined) this.onError(error);
+    else this.#abort(error);
+  }
+
+  #finish(result: ForwardResult): void {
+    this.#over = true;
+    this.options.timeouts.unwatch(this.#exchange);
+    this.done(result);
+  }
+
+  onConnect(abort: (error?: Error) => void): void {
+    if (this.#over) {
+      abort();
+      return;
+    }
+    this.#abort = abort;
+    this.#exchange.connected = true;
+  }
+
+  // undici passes the chunk, where its types say the chunk's size: either counts as progress.
+  onBodySent(chunk: unknown): void {
+    this.#exchange.bytes += typeof chunk === 'number' ? chunk : (chunk as Buffer).length;
+  }
+
+  onRequestSent(): void {
+    this.options.timeouts.sent(this.#exchange);
+  }
+
+  onHeaders(status: number, raw: Buffer[], resume: () => void, statusText: string): boolean {
+    if (this.#over) return false;
+    this.#exchange.responded = true;
+    this.#resume = resume;
+    const out: string[] = [];
+    let connection: string | undefined;
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i]!.toString('latin1');
+      const lower = name.toLowerCase();
+      if (lower === 'connection') {
+        const value = raw[i + 1]!.toString('latin1');
+        connection = connection === undefined ? value : `${connection}, ${value}`;
+      }
+      if (HOP_BY_HOP.has(lower)) continue;
+      out.push(name, raw[i + 1]!.toString('latin1'));
+    }
+    const headers = connection === undefined ? out : endToEnd(out, connection);
+    for (const [name, value] of this.extra) headers.push(name, value);
+    this.res.writeHead(status, statusText, headers);
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    this.#exchange.bytes += chunk.length;
+    if (this.res.write(chunk)) return true;
+    this.res.once('drain', this.#resume!);
+    return false;
+  }
+
+  onComplete(): void {
+    if (this.#over) return;
+    this.res.end();
+    this.#finish({ status: this.res.statusCode });
+  }
+
+  onError(err: Error): void {
+    if (this.#over) return;
+    const res = this.res;
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    if (this.#retry && !this.#exchange.responded && STALE.has(code) && !res.headersSent) {
+      this.#retry = false;
+      this.options.timeouts.unwatch(this.#exchange);
+      this.#exchange = this.#watch();
+      this.#abort = undefined;
+      // Once undici is done with the closed connection: dispatched from inside its error, the new request
+      // would meet the pool mid-teardown.
+      setImmediate(() => {
+        if (!this.#over) this.options.dispatcher.dispatch(this.#dispatch, this);
+      });
+      return;
+    }
+    const error = classify(err, this.options.limits);
+    this.onUpstreamError(error);
+    if (!res.headersSent) {
+      problem(res, error.status, error.status === 504 ? 'Gateway Timeout' : 'Bad Gateway', error.message);
+    } else {
+      res.destroy(error);
+    }
+    this.#finish({ status: res.headersSent ? res.statusCode : error.status, error });
+  }
 }
 
 /**
@@ -182,81 +345,7 @@ export function forward(
   onUpstreamError: (error: UpstreamError) => void,
   done: (result: ForwardResult) => void,
 ): void {
-  const headers = upstreamHeaders(req, target, options);
-  const bodyless =
-    req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined;
-  const send = (retry: boolean) => {
-    const upstream = request({
-      host: target.host,
-      port: target.port,
-      method: req.method,
-      path: target.base + path,
-      headers,
-      agent: options.agent,
-      setHost: false,
-    });
-    let over = false;
-    const exchange = options.timeouts.watch(upstream, options.limits, (kind) => {
-      if (!over) upstream.destroy(timeoutError(kind, options.limits));
-    });
-    const finish = (result: ForwardResult) => {
-      if (over) return;
-      over = true;
-      options.timeouts.unwatch(exchange);
-      done(result);
-    };
-    upstream.on('error', (err: NodeJS.ErrnoException) => {
-      if (over) return;
-      // A pooled connection the upstream closed as we reused it: safe to send again once, if idempotent.
-      if (retry && upstream.reusedSocket && err.code === 'ECONNRESET' && !res.headersSent) {
-        over = true;
-        options.timeouts.unwatch(exchange);
-        send(false);
-        return;
-      }
-      const error = classify(err);
-      onUpstreamError(error);
-      if (!res.headersSent) {
-        const body = JSON.stringify({
-          type: 'about:blank',
-          title: error.status === 504 ? 'Gateway Timeout' : 'Bad Gateway',
-          status: error.status,
-          detail: error.message,
-        });
-        res.writeHead(error.status, {
-          'Content-Type': 'application/problem+json',
-          'Content-Length': Buffer.byteLength(body),
-          Connection: 'close',
-        });
-        res.end(body);
-      } else {
-        res.destroy(error);
-      }
-      finish({ status: res.headersSent ? res.statusCode : error.status, error });
-    });
-    upstream.on('response', (up: IncomingMessage) => {
-      exchange.responded = true;
-      const out = endToEnd(up.rawHeaders, up.headers.connection);
-      for (const [name, value] of extra) out.push(name, value);
-      res.writeHead(up.statusCode ?? 502, up.statusMessage, out);
-      up.pipe(res);
-      up.on('error', (err) => {
-        const error = classify(err);
-        onUpstreamError(error);
-        res.destroy(error);
-        finish({ status: res.statusCode, error });
-      });
-      res.on('finish', () => finish({ status: res.statusCode }));
-    });
-    // The client went away: stop the upstream exchange too.
-    res.on('close', () => {
-      if (!res.writableFinished) upstream.destroy();
-      finish({ status: res.statusCode });
-    });
-    if (bodyless) upstream.end();
-    else req.pipe(upstream);
-  };
-  send(bodyless && IDEMPOTENT.has(req.method ?? ''));
+  new Relay(req, res, target, path, extra, options, onUpstreamError, done);
 }
 
 /** The raw bytes of a response written on a socket (upgrades, where there is no ServerResponse). */
@@ -296,8 +385,15 @@ export function forwardUpgrade(
       setHost: false,
     });
     let settled = false;
-    const exchange = options.timeouts.watch(upstream, options.limits, (kind) =>
+    const exchange = options.timeouts.watch(options.limits, (kind) =>
       upstream.destroy(timeoutError(kind, options.limits)),
+    );
+    // A connection of its own (no pool), and no body: the request is sent as soon as it connects.
+    upstream.once('socket', (s: Socket) =>
+      s.once('connect', () => {
+        exchange.connected = true;
+        options.timeouts.sent(exchange);
+      }),
     );
     const done = (status: number) => {
       if (!settled) {
@@ -308,7 +404,7 @@ export function forwardUpgrade(
     };
     socket.on('error', () => upstream.destroy());
     upstream.on('error', (err: NodeJS.ErrnoException) => {
-      const error = classify(err);
+      const error = classify(err, options.limits);
       onUpstreamError(error);
       if (socket.writable)
         socket.end(
@@ -328,7 +424,10 @@ export function forwardUpgrade(
       const out = endToEnd(up.rawHeaders, up.headers.connection, new Set(['content-length']));
       for (let i = 0; i < out.length; i += 2) text += `${out[i]}: ${out[i + 1]}\r\n`;
       const chunks: Buffer[] = [];
-      up.on('data', (c: Buffer) => chunks.push(c));
+      up.on('data', (c: Buffer) => {
+        exchange.bytes += c.length;
+        chunks.push(c);
+      });
       up.on('end', () => {
         const body = Buffer.concat(chunks);
         socket.end(

@@ -13,7 +13,7 @@ import {
   type ForwardOptions,
   forward,
   forwardUpgrade,
-  newAgent,
+  newDispatcher,
   rawResponse,
   type Upstream,
   type UpstreamError,
@@ -142,7 +142,7 @@ function activate(
   config: ProxyConfig,
   store: Store,
   log: Logger,
-  agent: ForwardOptions['agent'],
+  dispatcher: ForwardOptions['dispatcher'],
   timeouts: Timeouts,
   env: NodeJS.ProcessEnv,
 ): Active {
@@ -155,7 +155,7 @@ function activate(
     rules,
     upstreams: config.upstream.map(upstreamOf),
     forward: {
-      agent,
+      dispatcher,
       preserveHost: config.preserveHost,
       forwarded: config.forwarded,
       limits: config.timeouts,
@@ -224,12 +224,14 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
     redis = await connectRedis(initial.store);
     store = sharedStore(redis, log, metrics.storeErrors);
   }
-  const agent = newAgent(initial.maxSockets);
-  const timeouts = new Timeouts(agent);
+  // Made again when a reload changes the connect timeout, which undici applies per connection attempt.
+  let dispatcher = newDispatcher(initial.maxSockets, initial.timeouts.connect);
+  const timeouts = new Timeouts();
   let active: Active;
   try {
-    active = activate(initial, store, log, agent, timeouts, env);
+    active = activate(initial, store, log, dispatcher, timeouts, env);
   } catch (error) {
+    void dispatcher.destroy();
     redis?.disconnect();
     throw error;
   }
@@ -446,6 +448,7 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
   } catch (error) {
     server.close();
     timeouts.stop();
+    void dispatcher.destroy();
     admin?.close();
     redis?.disconnect();
     throw error;
@@ -454,6 +457,7 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
   const reload = (): boolean => {
     if (options.file === undefined) return false;
     let next: Active;
+    let nextDispatcher = dispatcher;
     try {
       const loaded = loadProxyConfig(options.file);
       const kept = { ...loaded };
@@ -463,8 +467,11 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
           (kept as Record<string, unknown>)[field] = active.config[field];
         }
       }
-      next = activate(kept, store, log, agent, timeouts, env);
+      if (kept.timeouts.connect !== active.config.timeouts.connect)
+        nextDispatcher = newDispatcher(kept.maxSockets, kept.timeouts.connect);
+      next = activate(kept, store, log, nextDispatcher, timeouts, env);
     } catch (error) {
+      if (nextDispatcher !== dispatcher) void nextDispatcher.destroy();
       metrics.reloads.inc({ result: 'rejected' });
       log.error(
         { file: options.file, reason: (error as Error).message },
@@ -473,6 +480,11 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
       return false;
     }
     active = next;
+    if (nextDispatcher !== dispatcher) {
+      // Requests already on the old pools finish there.
+      void dispatcher.close();
+      dispatcher = nextDispatcher;
+    }
     timeouts.every(sweepEvery(next.config.timeouts));
     metrics.reloads.inc({ result: 'applied' });
     log.info({ file: options.file, rules: next.rules.map((r) => r.name) }, 'configuration reloaded');
@@ -518,7 +530,7 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
         new Promise<void>((resolve) => (admin === undefined ? resolve() : admin.close(() => resolve()))),
       ]);
       timeouts.stop();
-      agent.destroy();
+      await dispatcher.destroy();
       if (redis !== undefined) await redis.quit().catch(() => redis?.disconnect());
       log.info('stopped');
     })();

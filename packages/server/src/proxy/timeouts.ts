@@ -1,26 +1,9 @@
-import type { Agent } from 'node:http';
-
 /**
  * The proxy's timeouts, checked by one sweep a few times per shortest timeout instead of timers per request.
  * A timer per request, and Node's per-socket timeouts (refreshed on every read and write), cost about a tenth
  * of a proxied request's instructions; watching an exchange here costs a Set insertion and deletion. The
  * price is precision: a timeout fires up to one sweep late, never early.
  */
-
-/** What a sweep reads of an upstream request; Node's `ClientRequest` has all of it. */
-export interface UpstreamRequest {
-  readonly socket: SocketView | null | undefined;
-  /** Sent on a pooled connection, which was ready before the request began. */
-  readonly reusedSocket: boolean;
-  /** The whole request, body included, has been handed to the socket. */
-  readonly writableFinished: boolean;
-}
-
-export interface SocketView {
-  readonly connecting: boolean;
-  readonly bytesRead: number;
-  readonly bytesWritten: number;
-}
 
 export interface TimeoutLimits {
   /** From the request's arrival (a wait for a pooled connection included) to a connected upstream. */
@@ -33,20 +16,24 @@ export interface TimeoutLimits {
 
 export type TimeoutKind = 'connect-timeout' | 'response-timeout' | 'idle-timeout';
 
-/** One exchange with the upstream, from the request's arrival until its owner stops watching it. */
+/**
+ * One exchange with the upstream, from the request's arrival until its owner stops watching it. The owner
+ * reports its progress in the public fields; the sweep only reads them.
+ */
 export class Exchange {
-  /** Set by the owner when the response head arrives. */
-  responded = false;
-  /** Whether a sweep has looked at it yet. */
-  seen = false;
-  /** When the request was seen fully sent; NaN until then. */
+  /** A connection is ready and the request is being written on it. */
+  connected = false;
+  /** When the whole request, body included, was handed to the connection; NaN until then. */
   sentAt = Number.NaN;
-  /** The connection's byte count at the last sweep, and since when it has not moved. */
-  bytes = -1;
+  /** The response head has arrived. */
+  responded = false;
+  /** Bytes moved either way so far. */
+  bytes = 0;
+  /** The byte count at the last sweep, and since when it has not moved. */
+  seenBytes = -1;
   activeAt = Number.NaN;
 
   constructor(
-    readonly request: UpstreamRequest,
     readonly limits: TimeoutLimits,
     /** Arrival time, on the sweep's clock. */
     readonly start: number,
@@ -54,10 +41,9 @@ export class Exchange {
   ) {}
 }
 
-function stalled(e: Exchange, socket: SocketView, now: number): boolean {
-  const bytes = socket.bytesRead + socket.bytesWritten;
-  if (bytes !== e.bytes) {
-    e.bytes = bytes;
+function stalled(e: Exchange, now: number): boolean {
+  if (e.bytes !== e.seenBytes) {
+    e.seenBytes = e.bytes;
     e.activeAt = now;
     return false;
   }
@@ -65,21 +51,12 @@ function stalled(e: Exchange, socket: SocketView, now: number): boolean {
 }
 
 /**
- * The timeout an exchange has run past at `now`, if any. What happened between two sweeps is dated at the
- * later one, so a timeout can only fire late; on its first look at a request sent on a pooled connection,
- * the sweep dates what is already over at the request's arrival, when that connection was ready.
+ * The timeout an exchange has run past at `now`, if any. Arrival and the request's end are dated when they
+ * happen; a pause in the bytes is dated at the sweep that first sees it, so it can only be cut late.
  */
 export function overdue(e: Exchange, now: number): TimeoutKind | undefined {
-  const request = e.request;
-  const socket = request.socket;
-  const since = !e.seen && request.reusedSocket ? e.start : now;
-  e.seen = true;
-  if (e.responded) return socket == null || !stalled(e, socket, now) ? undefined : 'idle-timeout';
-  if (socket == null || socket.connecting) {
-    return now - e.start >= e.limits.connect ? 'connect-timeout' : undefined;
-  }
-  if (!request.writableFinished) return stalled(e, socket, now) ? 'idle-timeout' : undefined;
-  if (Number.isNaN(e.sentAt)) e.sentAt = since;
+  if (!e.connected) return now - e.start >= e.limits.connect ? 'connect-timeout' : undefined;
+  if (e.responded || Number.isNaN(e.sentAt)) return stalled(e, now) ? 'idle-timeout' : undefined;
   return now - e.sentAt >= e.limits.response ? 'response-timeout' : undefined;
 }
 
@@ -89,33 +66,28 @@ export function sweepEvery(limits: TimeoutLimits): number {
 }
 
 /**
- * Pooled upstream connections idle this long are closed at the next sweep, so at most a second later: before
- * the 5 s keep-alive timeout of a Node upstream (often 60 s elsewhere), so a reused connection is rarely
- * one the upstream is closing.
+ * Pooled upstream connections idle this long are closed: before the 5 s keep-alive timeout of a Node
+ * upstream (often 60 s elsewhere), so a reused connection is rarely one the upstream is closing.
  */
 export const POOL_IDLE = 3_000;
 
-interface Pooled {
-  bytes: number;
-  since: number;
-}
-
 export class Timeouts {
   readonly #exchanges = new Set<Exchange>();
-  readonly #pooled = new WeakMap<object, Pooled>();
   #timer: NodeJS.Timeout | undefined;
   #every = 0;
 
-  constructor(
-    private readonly agent: Agent | undefined,
-    private readonly clock: () => number = () => performance.now(),
-  ) {}
+  constructor(private readonly clock: () => number = () => performance.now()) {}
 
   /** Starts watching an exchange that begins now. */
-  watch(request: UpstreamRequest, limits: TimeoutLimits, expire: (kind: TimeoutKind) => void): Exchange {
-    const exchange = new Exchange(request, limits, this.clock(), expire);
+  watch(limits: TimeoutLimits, expire: (kind: TimeoutKind) => void): Exchange {
+    const exchange = new Exchange(limits, this.clock(), expire);
     this.#exchanges.add(exchange);
     return exchange;
+  }
+
+  /** Notes that the exchange's request is fully sent: its response timeout starts now. */
+  sent(exchange: Exchange): void {
+    exchange.sentAt = this.clock();
   }
 
   unwatch(exchange: Exchange): void {
@@ -145,18 +117,6 @@ export class Timeouts {
       if (kind !== undefined) {
         this.#exchanges.delete(exchange);
         exchange.expire(kind);
-      }
-    }
-    if (this.agent !== undefined) this.#closeIdle(this.agent, now);
-  }
-
-  #closeIdle(agent: Agent, now: number): void {
-    for (const name in agent.freeSockets) {
-      for (const socket of agent.freeSockets[name] ?? []) {
-        const bytes = socket.bytesRead + socket.bytesWritten;
-        const last = this.#pooled.get(socket);
-        if (last === undefined || last.bytes !== bytes) this.#pooled.set(socket, { bytes, since: now });
-        else if (now - last.since >= POOL_IDLE) socket.destroy();
       }
     }
   }

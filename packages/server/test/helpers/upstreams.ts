@@ -33,6 +33,7 @@ export async function startNodeUpstream(): Promise<NodeUpstream> {
   const seen: NodeUpstream['seen'] = [];
   let sockets = 0;
   const ids = new WeakMap<object, number>();
+  const served = new WeakMap<object, number>();
   let released!: () => void;
   const gate = new Promise<void>((r) => (released = r));
   let firstChunkSeen!: () => void;
@@ -40,7 +41,15 @@ export async function startNodeUpstream(): Promise<NodeUpstream> {
   const server = createServer((req, res) => {
     seen.push({ method: req.method!, url: req.url!, headers: req.headers, socket: ids.get(req.socket)! });
     const path = req.url!.split('?')[0]!;
+    const nth = (served.get(req.socket) ?? 0) + 1;
+    served.set(req.socket, nth);
     if (path === '/hang') return; // never answers
+    if (path === '/drop-reused') {
+      // As an upstream closing an idle keep-alive connection just as the proxy reuses it.
+      if (nth > 1) req.socket.destroy();
+      else res.end('fresh');
+      return;
+    }
     if (path === '/stall') {
       res.writeHead(200, { 'Content-Length': '100' });
       res.write('the rest never comes');
