@@ -336,6 +336,22 @@ describe('Limiter on MemoryStore (property-based)', () => {
     );
   });
 
+  it('allowSync answers and charges exactly as consumeSync, on its fast path and off it', () => {
+    fc.assert(
+      fc.property(scenario, ({ policies, reqs }) => {
+        const clock = new ManualClock(T0);
+        const fast = new Limiter({ clock, policies });
+        const full = new Limiter({ clock, policies });
+        for (const { dt, cost, key } of reqs) {
+          clock.advance(dt);
+          assert.equal(fast.allowSync(key, { cost }), full.consumeSync(key, { cost }).allowed);
+          assert.deepEqual(fast.peekSync(key, { cost: 0 }), full.peekSync(key, { cost: 0 }));
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   it('a request retried exactly at retryAfter is allowed (several policies)', () => {
     fc.assert(
       fc.property(scenario, ({ policies, reqs }) => {

@@ -256,7 +256,14 @@ export class Limiter {
 
   /** Synchronous `allow`: the fastest path, a boolean. */
   allowSync(key: Key, options?: CostOptions): boolean {
-    return this.#applySync(key, options?.cost, 'consume').allowed;
+    const store = this.#syncStore();
+    if (store.allowSync === undefined) return this.#applySync(key, options?.cost, 'consume').allowed;
+    const n = this.#prepare(key, options?.cost);
+    const id = typeof key === 'string' ? key : String(key);
+    const set = this.#setFor(id);
+    // A concurrency slot needs its lease id back, which a boolean cannot carry.
+    if (set.concurrent) return this.#applySync(key, n, 'consume').allowed;
+    return store.allowSync(boundKey(id, this.#maxKeyLength), set, n);
   }
 
   /**

@@ -7,7 +7,8 @@ export * from './exports.js';
 /** The parts of a Fastify request the plugin reads. */
 export interface FastifyRequestLike {
   readonly raw: NodeRequestLike;
-  readonly routeOptions?: { readonly config?: unknown };
+  /** No route matched: Fastify's not-found handler answers it. */
+  readonly is404?: boolean;
 }
 
 /** The parts of a Fastify reply the plugin writes. */
@@ -20,11 +21,19 @@ export interface FastifyReplyLike {
   send(body: string): FastifyReplyLike;
 }
 
-type Hook = (request: FastifyRequestLike, reply: FastifyReplyLike) => Promise<unknown>;
+/** A callback-style hook: no promise on the memory store's path. */
+type Hook = (request: FastifyRequestLike, reply: FastifyReplyLike, next: (error?: Error) => void) => void;
+
+/** The parts of a route's options the plugin reads and extends, as Fastify's `onRoute` hook gives them. */
+export interface FastifyRouteOptionsLike {
+  readonly config?: unknown;
+  onRequest?: unknown;
+}
 
 /** The parts of a Fastify instance the plugin registers on. */
 export interface FastifyInstanceLike {
   addHook(name: 'onRequest', hook: Hook): unknown;
+  addHook(name: 'onRoute', hook: (route: FastifyRouteOptionsLike) => void): unknown;
 }
 
 /** Route-level settings, under the route's `config.rateLimit`: `false` turns limiting off for the route. */
@@ -50,45 +59,70 @@ export function floodgate(
     const { global = true, ...common } = options;
     if (typeof global !== 'boolean') throw invalidOption('global', 'a boolean', global, 'type');
     const base = new HttpGuard<FastifyRequestLike>(common);
-    const perRoute = new WeakMap<object, HttpGuard<FastifyRequestLike>>();
-    const guardFor = (request: FastifyRequestLike): HttpGuard<FastifyRequestLike> | undefined => {
-      const config = request.routeOptions?.config as { rateLimit?: FastifyRouteLimit } | undefined;
-      const route = config?.rateLimit;
-      if (route === false) return undefined;
-      if (route === undefined || route === null) return global ? base : undefined;
-      let guard = perRoute.get(route);
-      if (guard === undefined) {
+    const { policies: _p, store: _s, ...shared } = common;
+    // Each route's guard is made once, when the route is declared (so a bad route setting fails at start),
+    // and its hook added to that route alone: a request does not look its route's settings up.
+    fastify.addHook('onRoute', (route) => {
+      const limit = (route.config as { rateLimit?: FastifyRouteLimit | null } | undefined)?.rateLimit;
+      if (limit === false || ((limit === undefined || limit === null) && !global)) return;
+      let guard = base;
+      if (limit !== undefined && limit !== null) {
         // The route's own policies make its own limiter; otherwise it shares the plugin's.
-        const own = route.policies !== undefined || route.limiter !== undefined;
-        const { policies: _p, store: _s, ...shared } = common;
-        guard = new HttpGuard({ ...(own ? shared : { ...shared, limiter: base.limiter }), ...route });
-        perRoute.set(route, guard);
+        const own = limit.policies !== undefined || limit.limiter !== undefined;
+        guard = new HttpGuard({ ...(own ? shared : { ...shared, limiter: base.limiter }), ...limit });
       }
-      return guard;
-    };
-    fastify.addHook('onRequest', async (request, reply) => {
-      const guard = guardFor(request);
-      if (guard === undefined) return;
-      const decided = guard.decide(request, nodeView(request.raw));
-      const verdict: Verdict = decided instanceof Promise ? await decided : decided;
-      for (const [name, value] of verdict.headers)
-        reply.header(name, mergedValue(name, value, reply.getHeader(name)));
-      if (verdict.kind === 'respond') {
-        reply.code(verdict.status).send(verdict.body);
-        return reply;
-      }
-      const settle = verdict.settle;
-      if (settle !== undefined) {
-        // On the raw response, not an onResponse hook: requests that need no settling pay nothing.
-        reply.raw.once('finish', () => settle(reply.statusCode));
-        reply.raw.once('close', () => settle(reply.statusCode));
-      }
-      return;
+      const hook = limitWith(guard);
+      const existing = route.onRequest;
+      route.onRequest =
+        existing === undefined || existing === null
+          ? [hook]
+          : [...(Array.isArray(existing) ? existing : [existing]), hook];
     });
+    if (global) {
+      // Requests no route matches (404s) are limited too: a scan of unknown paths is traffic like any other.
+      const notFound = limitWith(base);
+      fastify.addHook('onRequest', (request, reply, next) => {
+        if (request.is404 === true) notFound(request, reply, next);
+        else next();
+      });
+    }
     done();
   } catch (error) {
     done(error as Error);
   }
+}
+
+/** The hook that limits a route's requests with `guard`. */
+function limitWith(guard: HttpGuard<FastifyRequestLike>): Hook {
+  return (request, reply, next) => {
+    let decided: Verdict | Promise<Verdict>;
+    try {
+      decided = guard.decide(request, nodeView(request.raw));
+    } catch (error) {
+      next(error as Error);
+      return;
+    }
+    if (decided instanceof Promise) decided.then((verdict) => apply(reply, verdict, next), next);
+    else apply(reply, decided, next);
+  };
+}
+
+/** Writes the verdict's fields; a refusal answers the request here, anything else goes on to the route. */
+function apply(reply: FastifyReplyLike, verdict: Verdict, next: (error?: Error) => void): void {
+  for (const [name, value] of verdict.headers)
+    reply.header(name, mergedValue(name, value, reply.getHeader(name)));
+  if (verdict.kind === 'respond') {
+    // Answered: the route is not run, so \`next\` is not called.
+    reply.code(verdict.status).send(verdict.body);
+    return;
+  }
+  const settle = verdict.settle;
+  if (settle !== undefined) {
+    // On the raw response, not an onResponse hook: requests that need no settling pay nothing.
+    reply.raw.once('finish', () => settle(reply.statusCode));
+    reply.raw.once('close', () => settle(reply.statusCode));
+  }
+  next();
 }
 
 // Registered once at the top level, the plugin's hooks apply to every route (fastify-plugin's convention).

@@ -1,5 +1,6 @@
 import { invalidOption } from '../core/errors.js';
 import { HttpGuard, type HttpLimitOptions } from './guard.js';
+import { type NodeResponseLike, setNodeHeaders } from './node-common.js';
 import type { RequestView } from './request.js';
 
 export * from './exports.js';
@@ -30,6 +31,12 @@ function nodeSocketAddress(c: HonoContextLike): string | undefined {
   return env?.incoming?.socket?.remoteAddress;
 }
 
+/** The Node response under `@hono/node-server`, when there is one. */
+function nodeResponse(c: HonoContextLike): NodeResponseLike | undefined {
+  const outgoing = (c.env as { outgoing?: Partial<NodeResponseLike> } | undefined)?.outgoing;
+  return typeof outgoing?.setHeader === 'function' ? (outgoing as NodeResponseLike) : undefined;
+}
+
 /** Hono middleware, on Node and on Web-standard runtimes: `app.use(rateLimit({ policies: ... }))`. */
 export function rateLimit<C extends HonoContextLike = HonoContextLike>(
   options: HonoLimitOptions<C>,
@@ -51,7 +58,11 @@ export function rateLimit<C extends HonoContextLike = HonoContextLike>(
     if (verdict.kind === 'respond') {
       return c.body(verdict.body, verdict.status as never, Object.fromEntries(verdict.headers));
     }
-    for (const [name, value] of verdict.headers) c.header(name, value);
+    // On Node, the fields go on the Node response itself: a field set through Hono makes it build a Web
+    // \`Headers\` object, and then convert the handler's response from it, on every allowed request.
+    const outgoing = nodeResponse(c);
+    if (outgoing !== undefined) setNodeHeaders(outgoing, verdict.headers);
+    else for (const [name, value] of verdict.headers) c.header(name, value);
     if (verdict.settle === undefined) {
       await next();
       return;

@@ -131,30 +131,74 @@ export class MemoryStore implements SyncStore {
     const entry = this.#map.get(key);
     if (entry !== undefined) this.#ready(entry, layout, now);
     if (mode === 'refund') return this.#refund(entry, layout, now, cost, lease);
-    const policies = set.policies;
-    const out = this.#out;
-    const single = policies.length === 1 ? layout.flats[0] : undefined;
+    const single = set.policies.length === 1 ? layout.flats[0] : undefined;
     if (single !== undefined) {
-      // The common case, written out: one policy whose state is numbers, decided in place.
-      const p = policies[0]!;
-      if (entry === undefined) {
-        single.decide(layout.empty, 1, now, cost, p, out, this.#next, 1);
-        if (mode === 'consume' && out.allowed && out.expiresAt > now) {
-          this.#create(key, layout, undefined, out.expiresAt, now);
-        }
-      } else if (mode === 'consume') {
-        const slab = this.#slab;
-        single.decide(slab, entry.at + 1, now, cost, p, out, slab, entry.at + 1);
-        if (out.allowed) {
-          slab[entry.at] = out.expiresAt;
-          entry.used = true; // also when it had expired: it is live again
-        }
-      } else {
-        single.decide(this.#slab, entry.at + 1, now, cost, p, out, this.#next, 1);
-      }
-      return [resultOf(out)];
+      this.#decideOne(key, entry, layout, single, now, cost, mode);
+      return [resultOf(this.#out)];
     }
     return this.#applyMany(key, entry, layout, now, cost, mode, lease);
+  }
+
+  /**
+   * `applySync` in consume mode, answering only whether the request is allowed: no result objects, for
+   * `Limiter.allowSync`. One policy whose state is numbers; anything else goes the general way.
+   */
+  allowSync(key: string, set: PolicySet, cost: number): boolean {
+    const layout = this.#layoutOf(set);
+    const single = set.policies.length === 1 ? layout.flats[0] : undefined;
+    if (single === undefined) {
+      for (const result of this.applySync(key, set, cost, 'consume')) if (!result.allowed) return false;
+      return true;
+    }
+    const now = this.#clock.now();
+    const entry = this.#map.get(key);
+    if (entry !== undefined) this.#ready(entry, layout, now);
+    if (single.admit === undefined) {
+      this.#decideOne(key, entry, layout, single, now, cost, 'consume');
+      return this.#out.allowed;
+    }
+    const p = set.policies[0]!;
+    if (entry === undefined) {
+      const expiresAt = single.admit(layout.empty, 1, now, cost, p, this.#next, 1);
+      if (expiresAt < 0) return false;
+      if (expiresAt > now) this.#create(key, layout, undefined, expiresAt, now);
+      return true;
+    }
+    const slab = this.#slab;
+    const expiresAt = single.admit(slab, entry.at + 1, now, cost, p, slab, entry.at + 1);
+    if (expiresAt < 0) return false;
+    slab[entry.at] = expiresAt;
+    entry.used = true; // also when it had expired: it is live again
+    return true;
+  }
+
+  /** The common case, written out: one policy whose state is numbers, decided in place into `#out`. */
+  #decideOne(
+    key: string,
+    entry: Entry | undefined,
+    layout: Layout,
+    single: FlatAlgorithm,
+    now: number,
+    cost: number,
+    mode: 'consume' | 'peek',
+  ): void {
+    const p = layout.set.policies[0]!;
+    const out = this.#out;
+    if (entry === undefined) {
+      single.decide(layout.empty, 1, now, cost, p, out, this.#next, 1);
+      if (mode === 'consume' && out.allowed && out.expiresAt > now) {
+        this.#create(key, layout, undefined, out.expiresAt, now);
+      }
+    } else if (mode === 'consume') {
+      const slab = this.#slab;
+      single.decide(slab, entry.at + 1, now, cost, p, out, slab, entry.at + 1);
+      if (out.allowed) {
+        slab[entry.at] = out.expiresAt;
+        entry.used = true; // also when it had expired: it is live again
+      }
+    } else {
+      single.decide(this.#slab, entry.at + 1, now, cost, p, out, this.#next, 1);
+    }
   }
 
   async apply(

@@ -40,6 +40,8 @@ export interface SyncStore extends Store {
     lease?: string,
   ): readonly PolicyResult[];
   resetSync(key: string, set: PolicySet): void;
+  /** Optional: `applySync` in consume mode, answering only whether every policy allowed it. */
+  allowSync?(key: string, set: PolicySet, cost: number): boolean;
 }
 
 /** True when `store` offers the synchronous fast path. */

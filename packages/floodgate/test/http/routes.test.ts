@@ -73,6 +73,40 @@ describe('Fastify route-level limits', () => {
       await app.ready();
     }, /option "global" must be a boolean/);
   });
+
+  it('rejects a route with invalid limit settings when the route is declared, not at its first request', async () => {
+    const app = Fastify();
+    await app.register(floodgate, { policies: { limit: 1, window: '1m' } });
+    await assert.rejects(async () => {
+      app.get('/bad', { config: { rateLimit: { cost: -1 } } }, async () => 'x');
+      await app.ready();
+    }, /cost/);
+  });
+
+  it('limits requests no route matches, charges a HEAD once, and keeps hooks a route had', async () => {
+    const app = Fastify();
+    await app.register(floodgate, {
+      policies: { name: 'p', algorithm: 'fixed-window', limit: 2, window: '1m' },
+    });
+    const seen: string[] = [];
+    app.get('/own-hook', { onRequest: async () => void seen.push('route hook') }, async () => 'x');
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const { port } = app.server.address() as AddressInfo;
+    const call = async (path: string, method = 'GET') => {
+      const res = await fetch(`http://127.0.0.1:${port}${path}`, { method });
+      return [res.status, res.headers.get('ratelimit')];
+    };
+    try {
+      assert.deepEqual(await call('/nowhere'), [404, '"p";r=1;t=60'], 'a 404 is counted');
+      assert.deepEqual(await call('/own-hook', 'HEAD'), [200, '"p";r=0;t=60'], 'a HEAD costs 1');
+      assert.deepEqual(seen, ['route hook']);
+      assert.equal((await call('/own-hook'))[0], 429);
+      assert.equal((await call('/elsewhere'))[0], 429);
+      assert.deepEqual(seen, ['route hook', 'route hook'], "the route's own hook still runs");
+    } finally {
+      await app.close();
+    }
+  });
 });
 
 describe('Express: several limiters on one route, per-route cost, concurrency', () => {
@@ -296,7 +330,9 @@ describe('Hono on a Web-standard runtime (no Node socket)', () => {
     assert.equal(await status('/keyed/x', { 'x-api-key': 'k1' }), 429);
     assert.equal(await status('/keyed/x', { 'x-api-key': 'k2' }), 200);
     assert.equal(await status('/keyed/x'), 400);
-    assert.equal(await status('/addr/x'), 200);
+    const allowed = await app.request('/addr/x');
+    assert.equal(allowed.status, 200);
+    assert.match(String(allowed.headers.get('ratelimit')), /r=0;t=60$/, 'fields set through Hono here');
     assert.equal(await status('/addr/x'), 429);
     assert.throws(
       () => honoLimit({ address: 'x' as never, policies: { limit: 1, window: '1s' } }),

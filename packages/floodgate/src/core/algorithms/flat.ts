@@ -36,6 +36,20 @@ export interface FlatAlgorithm {
   ): void;
   /** Gives back `cost` in place; returns false when the state is now empty (and written as such). */
   refund(s: Float64Array, at: number, now: number, cost: number, params: AlgorithmParams): boolean;
+  /**
+   * Optional: `decide` when only the answer matters (`Limiter.allowSync`). Writes the state after an
+   * allowed request as `decide` would, and returns when that state expires; returns -1 when denied, writing
+   * nothing. Skips the numbers a decision reports, whose divisions are most of `decide`'s cost.
+   */
+  admit?(
+    s: Float64Array,
+    at: number,
+    now: number,
+    cost: number,
+    params: AlgorithmParams,
+    t: Float64Array,
+    to: number,
+  ): number;
 }
 
 /** Writes the empty state. */

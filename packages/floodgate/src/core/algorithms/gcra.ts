@@ -41,6 +41,25 @@ const flat: FlatAlgorithm = {
     to[toAt] = nt;
     to[toAt + 1] = nr;
   },
+  admit(s, at, now, cost, { limit, window, burst }, to, toAt) {
+    const st = s[at]!;
+    const sr = s[at + 1]!;
+    const live = st >= now;
+    const t = live ? st : now;
+    const r = live ? sr : 0;
+    if (cost > burst || (t - now) * limit + r + cost * window > burst * window) return -1;
+    if (cost === 0) {
+      to[toAt] = st;
+      to[toAt + 1] = sr;
+      return r > 0 ? t + 1 : t;
+    }
+    const sum = r + cost * window;
+    const nt = t + Math.floor(sum / limit);
+    const nr = sum % limit;
+    to[toAt] = nt;
+    to[toAt + 1] = nr;
+    return nr > 0 ? nt + 1 : nt;
+  },
   refund(s, at, now, cost, { limit, window }) {
     const t = s[at]!;
     const debt = (t - now) * limit + s[at + 1]! - cost * window;
