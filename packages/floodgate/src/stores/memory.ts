@@ -2,7 +2,7 @@ import { clear, type FlatAlgorithm, newResultSlot, type ResultSlot } from '../co
 import type { PolicyResult } from '../core/algorithms/types.js';
 import { systemClock } from '../core/clock.js';
 import { invalidOption } from '../core/errors.js';
-import type { PolicySet } from '../core/policy.js';
+import type { Policy, PolicySet } from '../core/policy.js';
 import type { StoreMode, SyncStore } from './store.js';
 
 export interface MemoryStoreOptions {
@@ -41,6 +41,8 @@ interface Layout {
   readonly hasObjects: boolean;
   /** A block holding every policy's empty state. */
   readonly empty: Float64Array;
+  /** The set's one policy, when it has one and that policy can `admit`: `allowSync`'s fast path. */
+  readonly admits: { readonly flat: FlatAlgorithm; readonly policy: Policy } | undefined;
 }
 
 function layoutOf(set: PolicySet): Layout {
@@ -55,7 +57,9 @@ function layoutOf(set: PolicySet): Layout {
   flats.forEach((flat, i) => {
     if (flat !== undefined) clear(empty, offsets[i]!, flat.slots);
   });
-  return { set, flats, offsets, size, hasObjects: flats.includes(undefined), empty };
+  const only = flats.length === 1 ? flats[0] : undefined;
+  const admits = only?.admit === undefined ? undefined : { flat: only, policy: set.policies[0]! };
+  return { set, flats, offsets, size, hasObjects: flats.includes(undefined), empty, admits };
 }
 
 function resultOf(out: ResultSlot): PolicyResult {
@@ -145,29 +149,25 @@ export class MemoryStore implements SyncStore {
    */
   allowSync(key: string, set: PolicySet, cost: number): boolean {
     const layout = this.#layoutOf(set);
-    const single = set.policies.length === 1 ? layout.flats[0] : undefined;
-    if (single === undefined) {
+    const admits = layout.admits;
+    if (admits === undefined) {
       for (const result of this.applySync(key, set, cost, 'consume')) if (!result.allowed) return false;
       return true;
     }
     const now = this.#clock.now();
     const entry = this.#map.get(key);
-    if (entry !== undefined) this.#ready(entry, layout, now);
-    if (single.admit === undefined) {
-      this.#decideOne(key, entry, layout, single, now, cost, 'consume');
-      return this.#out.allowed;
-    }
-    const p = set.policies[0]!;
     if (entry === undefined) {
-      const expiresAt = single.admit(layout.empty, 1, now, cost, p, this.#next, 1);
+      const expiresAt = admits.flat.admit!(layout.empty, 1, now, cost, admits.policy, this.#next, 1);
       if (expiresAt < 0) return false;
       if (expiresAt > now) this.#create(key, layout, undefined, expiresAt, now);
       return true;
     }
+    this.#ready(entry, layout, now);
     const slab = this.#slab;
-    const expiresAt = single.admit(slab, entry.at + 1, now, cost, p, slab, entry.at + 1);
+    const at = entry.at;
+    const expiresAt = admits.flat.admit!(slab, at + 1, now, cost, admits.policy, slab, at + 1);
     if (expiresAt < 0) return false;
-    slab[entry.at] = expiresAt;
+    slab[at] = expiresAt;
     entry.used = true; // also when it had expired: it is live again
     return true;
   }
