@@ -72,18 +72,19 @@ class LimiterDecision implements Decision {
   readonly reason: DenyReason | undefined;
   readonly leaseId: string | undefined;
   #policies: readonly Policy[];
-  #results: readonly PolicyResult[];
+  /** Undefined for a single policy, whose numbers are the decision's own. */
+  #results: readonly PolicyResult[] | undefined;
   #decisions: readonly PolicyDecision[] | undefined;
 
   constructor(
     allowed: boolean,
     policies: readonly Policy[],
-    results: readonly PolicyResult[],
+    results: readonly PolicyResult[] | undefined,
     pick: number,
     leaseId: string | undefined,
+    result: PolicyResult = results![pick]!,
   ) {
     const policy = policies[pick]!;
-    const result = results[pick]!;
     this.allowed = allowed;
     this.policy = policy.name;
     this.algorithm = policy.algorithm;
@@ -103,7 +104,11 @@ class LimiterDecision implements Decision {
   }
 
   get policies(): readonly PolicyDecision[] {
-    this.#decisions ??= this.#policies.map((p, i) => policyDecision(p, this.#results[i]!));
+    const results = this.#results;
+    this.#decisions ??=
+      results === undefined
+        ? [policyDecision(this.#policies[0]!, this)]
+        : this.#policies.map((p, i) => policyDecision(p, results[i]!));
     return this.#decisions;
   }
 
@@ -124,6 +129,14 @@ class LimiterDecision implements Decision {
       policies: this.policies,
     };
   }
+}
+
+/**
+ * The decision of a single policy from its numbers, which are copied: `result` may be a store's scratch
+ * slot, reused by its next call.
+ */
+export function decideOne(policies: readonly Policy[], result: PolicyResult): Decision {
+  return new LimiterDecision(result.allowed, policies, undefined, 0, undefined, result);
 }
 
 /** Combines the per-policy results of one request into a decision. */

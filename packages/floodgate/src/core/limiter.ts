@@ -2,7 +2,7 @@ import { MemoryStore } from '../stores/memory.js';
 import { isSyncStore, type Store, type StoreMode, type SyncStore } from '../stores/store.js';
 import type { PolicyResult } from './algorithms/types.js';
 import { type Clock, systemClock } from './clock.js';
-import { type Decision, decide } from './decision.js';
+import { type Decision, decide, decideOne } from './decision.js';
 import { FloodgateError, invalidOption } from './errors.js';
 import { boundKey } from './keys.js';
 import { type Policy, type PolicySet, type PolicySpec, policySet, resolvePolicies } from './policy.js';
@@ -356,6 +356,10 @@ export class Limiter {
     const n = this.#prepare(key, cost);
     const id = typeof key === 'string' ? key : String(key);
     const set = this.#setFor(id);
+    if (mode !== 'refund' && set.policies.length === 1 && store.applyOneSync !== undefined) {
+      const one = store.applyOneSync(boundKey(id, this.#maxKeyLength), set, n, mode);
+      if (one !== undefined) return decideOne(set.policies, one);
+    }
     const leaseId = lease ?? (set.concurrent && mode === 'consume' ? `${++leaseCounter}` : undefined);
     const results = store.applySync(boundKey(id, this.#maxKeyLength), set, n, mode, leaseId);
     return decide(set.policies, results, leaseId);

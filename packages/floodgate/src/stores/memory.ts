@@ -144,6 +144,26 @@ export class MemoryStore implements SyncStore {
   }
 
   /**
+   * `applySync` for a set of one policy whose state is numbers, answering in the store's result slot (valid
+   * until its next call) instead of new objects: `Limiter.consumeSync` builds its decision from it.
+   */
+  applyOneSync(
+    key: string,
+    set: PolicySet,
+    cost: number,
+    mode: 'consume' | 'peek',
+  ): PolicyResult | undefined {
+    const layout = this.#layoutOf(set);
+    const single = set.policies.length === 1 ? layout.flats[0] : undefined;
+    if (single === undefined) return undefined;
+    const now = this.#clock.now();
+    const entry = this.#map.get(key);
+    if (entry !== undefined) this.#ready(entry, layout, now);
+    this.#decideOne(key, entry, layout, single, now, cost, mode);
+    return this.#out;
+  }
+
+  /**
    * `applySync` in consume mode, answering only whether the request is allowed: no result objects, for
    * `Limiter.allowSync`. One policy whose state is numbers; anything else goes the general way.
    */

@@ -40,6 +40,16 @@ export interface SyncStore extends Store {
     lease?: string,
   ): readonly PolicyResult[];
   resetSync(key: string, set: PolicySet): void;
+  /**
+   * Optional: `applySync` for a set of one policy, answering in a result the store reuses at its next call
+   * (read it at once); undefined when the store has no such path for this set.
+   */
+  applyOneSync?(
+    key: string,
+    set: PolicySet,
+    cost: number,
+    mode: 'consume' | 'peek',
+  ): PolicyResult | undefined;
   /** Optional: `applySync` in consume mode, answering only whether every policy allowed it. */
   allowSync?(key: string, set: PolicySet, cost: number): boolean;
 }
