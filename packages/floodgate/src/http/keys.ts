@@ -14,12 +14,27 @@ export interface KeyExtractor {
 
 /** The client's IP address (IPv6 grouped by the middleware's `ipv6Prefix`); the default key. */
 export function byIp(): KeyExtractor {
+  // The same key string for an address every time: the store's lookup then finds its hash already computed,
+  // where a string built per request is hashed (and flattened) on every request.
+  const keys = new Map<string, string>();
   return {
     kind: 'floodgate-key',
     describes: 'client IP',
-    extract: (_request, ip) => (ip === '' ? undefined : `ip:${ip}`),
+    extract: (_request, ip) => {
+      if (ip === '') return undefined;
+      let key = keys.get(ip);
+      if (key === undefined) {
+        if (keys.size >= KEY_CACHE_SIZE) keys.clear();
+        key = `ip:${ip}`;
+        keys.set(ip, key);
+      }
+      return key;
+    },
   };
 }
+
+/** Addresses whose key strings are kept; past it the cache starts over, costing only the strings. */
+const KEY_CACHE_SIZE = 10_000;
 
 /** A header's value; hashed by default, so a token or credential never becomes a stored key. */
 export function byHeader(name: string, { hash = true }: { hash?: boolean } = {}): KeyExtractor {

@@ -19,18 +19,28 @@ export interface NodeResponseLike {
   once(event: 'finish' | 'close', listener: () => void): unknown;
 }
 
+/** A node request as the guard reads it: one object per request, its method shared by all. */
+class NodeView implements RequestView {
+  readonly method: string;
+  readonly path: string;
+  readonly peer: string | undefined;
+
+  constructor(private readonly req: NodeRequestLike) {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    this.method = req.method ?? 'GET';
+    this.path = q === -1 ? url : url.slice(0, q);
+    this.peer = req.socket?.remoteAddress;
+  }
+
+  header(name: string): string | undefined {
+    const value = this.req.headers[name];
+    return typeof value === 'string' ? value : value === undefined ? undefined : value.join(', ');
+  }
+}
+
 export function nodeView(req: NodeRequestLike): RequestView {
-  const url = req.url ?? '/';
-  const q = url.indexOf('?');
-  return {
-    method: req.method ?? 'GET',
-    path: q === -1 ? url : url.slice(0, q),
-    peer: req.socket?.remoteAddress,
-    header(name) {
-      const value = req.headers[name];
-      return typeof value === 'string' ? value : value === undefined ? undefined : value.join(', ');
-    },
-  };
+  return new NodeView(req);
 }
 
 /** RateLimit and RateLimit-Policy are lists: a second limiter on the route adds its items to the first's. */
