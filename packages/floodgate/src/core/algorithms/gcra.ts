@@ -35,8 +35,10 @@ const flat: FlatAlgorithm = {
       return;
     }
     const sum = r + cost * window;
-    const nt = t + Math.floor(sum / limit);
-    const nr = sum % limit;
+    // The remainder by multiplication: \`%\` on numbers past 2^31 is a call to fmod. Exact below 2^52.
+    const carried = Math.floor(sum / limit);
+    const nt = t + carried;
+    const nr = sum - carried * limit;
     allow(out, Math.floor((capacity - needed) / window), nr > 0 ? nt + 1 : nt);
     to[toAt] = nt;
     to[toAt + 1] = nr;
@@ -54,8 +56,10 @@ const flat: FlatAlgorithm = {
       return r > 0 ? t + 1 : t;
     }
     const sum = r + cost * window;
-    const nt = t + Math.floor(sum / limit);
-    const nr = sum % limit;
+    // The remainder by multiplication: \`%\` on numbers past 2^31 is a call to fmod. Exact below 2^52.
+    const carried = Math.floor(sum / limit);
+    const nt = t + carried;
+    const nr = sum - carried * limit;
     to[toAt] = nt;
     to[toAt + 1] = nr;
     return nr > 0 ? nt + 1 : nt;
