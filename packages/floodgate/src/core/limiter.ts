@@ -261,7 +261,7 @@ export class Limiter {
     const n = this.#prepare(key, options?.cost);
     const id = typeof key === 'string' ? key : String(key);
     const set = this.#setFor(id);
-    // A concurrency slot needs its lease id back, which a boolean cannot carry.
+    // A concurrency policy records its holder under a lease id, which only the general path makes.
     if (set.concurrent) return this.#applySync(key, n, 'consume').allowed;
     return store.allowSync(boundKey(id, this.#maxKeyLength), set, n);
   }
