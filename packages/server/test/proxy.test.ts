@@ -681,15 +681,16 @@ describe('proxy: live reload', () => {
     const dir = mkdtempSync(join(tmpdir(), 'floodgate-proxy-'));
     dirs.push(dir);
     const file = join(dir, 'proxy.yaml');
-    const write = (limitN: number, extra = '') =>
+    const write = (limitN: number, connect = '5s') =>
       writeFileSync(
         file,
         stringify({
           listen: 0,
           admin: 0,
           upstream: up.url,
+          timeouts: { connect },
           rules: [{ name: 'r', policies: limit(limitN) }],
-        }) + extra,
+        }),
       );
     write(1);
     const { logs, log } = capture();
@@ -702,7 +703,8 @@ describe('proxy: live reload', () => {
       while ((await metric(proxy, 'floodgate_proxy_config_reloads_total{result="applied"}')) < n)
         await new Promise((r) => setImmediate(r));
     };
-    write(3); // on file change
+    // On file change; a new connect timeout also makes new upstream pools, the old ones finishing their requests.
+    write(3, '4s');
     await applied(1);
     assert.deepEqual(
       await statuses(`${proxy.url}/y`, 4),
