@@ -1,8 +1,8 @@
-import { clear, type FlatAlgorithm, newResultSlot, type ResultSlot } from '../core/algorithms/flat.js';
+import { clear, type FlatAlgorithm, newResultSlot } from '../core/algorithms/flat.js';
 import type { PolicyResult } from '../core/algorithms/types.js';
 import { systemClock } from '../core/clock.js';
 import { invalidOption } from '../core/errors.js';
-import type { Policy, PolicySet } from '../core/policy.js';
+import type { PolicySet } from '../core/policy.js';
 import type { StoreMode, SyncStore } from './store.js';
 
 export interface MemoryStoreOptions {
@@ -41,8 +41,8 @@ interface Layout {
   readonly hasObjects: boolean;
   /** A block holding every policy's empty state. */
   readonly empty: Float64Array;
-  /** The set's one policy, when it has one and that policy can `admit`: `allowSync`'s fast path. */
-  readonly admits: { readonly flat: FlatAlgorithm; readonly policy: Policy } | undefined;
+  /** The flat form of the set's only policy, when it has one policy and that one is flat. */
+  readonly single: FlatAlgorithm | undefined;
 }
 
 function layoutOf(set: PolicySet): Layout {
@@ -57,12 +57,11 @@ function layoutOf(set: PolicySet): Layout {
   flats.forEach((flat, i) => {
     if (flat !== undefined) clear(empty, offsets[i]!, flat.slots);
   });
-  const only = flats.length === 1 ? flats[0] : undefined;
-  const admits = only?.admit === undefined ? undefined : { flat: only, policy: set.policies[0]! };
-  return { set, flats, offsets, size, hasObjects: flats.includes(undefined), empty, admits };
+  const single = flats.length === 1 ? flats[0] : undefined;
+  return { set, flats, offsets, size, hasObjects: flats.includes(undefined), empty, single };
 }
 
-function resultOf(out: ResultSlot): PolicyResult {
+function resultOf(out: PolicyResult): PolicyResult {
   return { allowed: out.allowed, remaining: out.remaining, resetAt: out.resetAt, retryAfter: out.retryAfter };
 }
 
@@ -130,16 +129,15 @@ export class MemoryStore implements SyncStore {
     mode: StoreMode,
     lease?: string,
   ): readonly PolicyResult[] {
+    if (mode !== 'refund') {
+      const one = this.applyOneSync(key, set, cost, mode);
+      if (one !== undefined) return [resultOf(one)];
+    }
     const now = this.#clock.now();
     const layout = this.#layoutOf(set);
     const entry = this.#map.get(key);
     if (entry !== undefined) this.#ready(entry, layout, now);
     if (mode === 'refund') return this.#refund(entry, layout, now, cost, lease);
-    const single = set.policies.length === 1 ? layout.flats[0] : undefined;
-    if (single !== undefined) {
-      this.#decideOne(key, entry, layout, single, now, cost, mode);
-      return [resultOf(this.#out)];
-    }
     return this.#applyMany(key, entry, layout, now, cost, mode, lease);
   }
 
@@ -154,7 +152,7 @@ export class MemoryStore implements SyncStore {
     mode: 'consume' | 'peek',
   ): PolicyResult | undefined {
     const layout = this.#layoutOf(set);
-    const single = set.policies.length === 1 ? layout.flats[0] : undefined;
+    const single = layout.single;
     if (single === undefined) return undefined;
     const now = this.#clock.now();
     const entry = this.#map.get(key);
@@ -169,15 +167,16 @@ export class MemoryStore implements SyncStore {
    */
   allowSync(key: string, set: PolicySet, cost: number): boolean {
     const layout = this.#layoutOf(set);
-    const admits = layout.admits;
-    if (admits === undefined) {
+    const single = layout.single;
+    if (single === undefined || single.admit === undefined) {
       for (const result of this.applySync(key, set, cost, 'consume')) if (!result.allowed) return false;
       return true;
     }
+    const policy = set.policies[0]!;
     const now = this.#clock.now();
     const entry = this.#map.get(key);
     if (entry === undefined) {
-      const expiresAt = admits.flat.admit!(layout.empty, 1, now, cost, admits.policy, this.#next, 1);
+      const expiresAt = single.admit(layout.empty, 1, now, cost, policy, this.#next, 1);
       if (expiresAt < 0) return false;
       if (expiresAt > now) this.#create(key, layout, undefined, expiresAt, now);
       return true;
@@ -185,7 +184,7 @@ export class MemoryStore implements SyncStore {
     this.#ready(entry, layout, now);
     const slab = this.#slab;
     const at = entry.at;
-    const expiresAt = admits.flat.admit!(slab, at + 1, now, cost, admits.policy, slab, at + 1);
+    const expiresAt = single.admit(slab, at + 1, now, cost, policy, slab, at + 1);
     if (expiresAt < 0) return false;
     slab[at] = expiresAt;
     entry.used = true; // also when it had expired: it is live again
