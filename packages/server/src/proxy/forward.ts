@@ -180,7 +180,8 @@ export interface ForwardResult {
   error?: UpstreamError;
 }
 
-function problem(res: ServerResponse, status: number, title: string, detail: string): void {
+/** An RFC 9457 problem response, closing the connection. */
+export function problem(res: ServerResponse, status: number, title: string, detail: string): void {
   const body = JSON.stringify({ type: 'about:blank', title, status, detail });
   res.writeHead(status, {
     'Content-Type': 'application/problem+json',

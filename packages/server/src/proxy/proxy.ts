@@ -14,6 +14,7 @@ import {
   forward,
   forwardUpgrade,
   newDispatcher,
+  problem,
   rawResponse,
   type Upstream,
   type UpstreamError,
@@ -331,15 +332,7 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
     const state = active;
     const target = targetOf(req);
     if (target === undefined) {
-      res.writeHead(400, { 'Content-Type': 'application/problem+json', Connection: 'close' });
-      res.end(
-        JSON.stringify({
-          type: 'about:blank',
-          title: 'Bad Request',
-          status: 400,
-          detail: 'The request target is not a path.',
-        }),
-      );
+      problem(res, 400, 'Bad Request', 'The request target is not a path.');
       return;
     }
     const outcome = decide(req, res, state, target, refuseResponse);
