@@ -119,6 +119,43 @@ describe('floodgate serve, embedded defaults (SQLite file, memory store)', () =>
     );
   });
 
+  it('60 parallel guesses: at most 5 reach the password check, and a right one inside the burst waits', async () => {
+    const add = run(['users', 'add', 'burst-target'], { cwd, input: 'the right password\n' });
+    assert.equal(add.status, 0, add.stderr);
+    const guesses = Array.from({ length: 60 }, (_, i) =>
+      i === 42 ? 'burst-target:the right password' : `burst-target:guess-${i}`,
+    );
+    const statuses = await Promise.all(
+      guesses.map(async (g) => (await get(s.url, { authorization: auth(g) })).status),
+    );
+    const checked = statuses.filter((status) => status === 401 || status === 200).length;
+    assert.equal(checked, 5, `statuses: ${statuses.join(' ')}`);
+    assert.equal(statuses.filter((status) => status === 429).length, 55);
+  });
+
+  it('a password checked a moment ago does not skip the lockout', async () => {
+    const add = run(['users', 'add', 'cached-user'], { cwd, input: 'cached password\n' });
+    assert.equal(add.status, 0, add.stderr);
+    assert.equal((await get(s.url, { authorization: auth('cached-user:cached password') })).status, 200);
+    for (let i = 0; i < 5; i++)
+      assert.equal((await get(s.url, { authorization: auth('cached-user:wrong') })).status, 401);
+    assert.equal((await get(s.url, { authorization: auth('cached-user:cached password') })).status, 429);
+  });
+
+  it('a removed user, or a changed password, takes effect on the next request', async () => {
+    const add = run(['users', 'add', 'leaver'], { cwd, input: 'first password\n' });
+    assert.equal(add.status, 0, add.stderr);
+    const first = auth('leaver:first password');
+    assert.equal((await get(s.url, { authorization: first })).status, 200);
+    const passwd = run(['users', 'passwd', 'leaver'], { cwd, input: 'second password\n' });
+    assert.equal(passwd.stdout, 'changed the password of leaver\n', passwd.stderr);
+    assert.equal((await get(s.url, { authorization: first })).status, 401, 'the old password');
+    const second = auth('leaver:second password');
+    assert.equal((await get(s.url, { authorization: second })).status, 200, 'the new password');
+    assert.equal(run(['users', 'remove', 'leaver'], { cwd }).stdout, 'removed leaver\n');
+    assert.equal((await get(s.url, { authorization: second })).status, 401, 'removed by another process');
+  });
+
   it('unknown routes get 404, other methods 405, and every request is logged with its decision', async () => {
     assert.equal((await get(`${s.url}/nope`)).status, 404);
     const post = await fetch(s.url, { method: 'POST' });
@@ -142,6 +179,13 @@ describe('floodgate users', () => {
     assert.match(run(['users', 'frobnicate'], { cwd }).stderr, /usage: floodgate users/);
     assert.equal(run(['users', 'remove', 'alice'], { cwd }).stdout, 'removed alice\n');
     assert.match(run(['users', 'remove', 'alice'], { cwd }).stderr, /no user "alice"/);
+    const passwd = run(['users', 'passwd', 'alice'], { cwd, input: 'alice-password\n' });
+    assert.equal(passwd.status, 2);
+    assert.match(passwd.stderr, /no user "alice"/);
+    assert.match(
+      run(['users', 'passwd', 'john_doe'], { cwd, input: 'short\n' }).stderr,
+      /at least 8 characters/,
+    );
   });
 
   it('a new user can call the API', async () => {

@@ -10,5 +10,5 @@ export {
 } from './guard.js';
 export { type HeaderList, type HeaderMode, rateLimitHeaders } from './headers.js';
 export { basicCredentials, byApiKey, byBasicUser, byHeader, byIp, type KeyExtractor } from './keys.js';
-export { type LoginCheck, LoginGuard, type LoginGuardOptions } from './login.js';
+export { type LoginAttempt, LoginGuard, type LoginGuardOptions } from './login.js';
 export type { RequestView } from './request.js';

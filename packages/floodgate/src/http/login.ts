@@ -13,22 +13,32 @@ export interface LoginGuardOptions {
   readonly store?: Store;
 }
 
-export interface LoginCheck {
+/**
+ * One login attempt, already charged. Verify the password only when `allowed`; then call `succeeded()`
+ * if it was right. An attempt never told it succeeded stays counted as a failure.
+ */
+export interface LoginAttempt {
   readonly allowed: boolean;
-  /** Milliseconds to wait when blocked. */
+  /** Milliseconds to wait when blocked; 0 when allowed. */
   readonly retryAfter: number;
-  /** The decision that blocks (the one with the longest wait), or the per-user one. */
+  /** The decision that blocks, or the per-user one. */
   readonly decision: Decision;
+  /** The password was right: the attempt is given back and the user's failures from this IP are cleared. */
+  succeeded(): Promise<void>;
 }
 
 /**
- * Brute-force protection for a login endpoint: only failed attempts count, per user name + IP and per IP;
- * a success clears the user's count. Several windows make blocks progressive: after 5 failures a user
+ * Brute-force protection for a login endpoint: failed attempts count, per user name + IP and per IP; a
+ * success clears the user's count. Several windows make blocks progressive: after 5 failures a user
  * waits out the 15 minutes, and after 20 in a day, the day.
  *
- *     const check = await guard.check(user, ip);
- *     if (!check.allowed) return reply429(check.retryAfter);
- *     if (await verify(user, password)) await guard.succeeded(user, ip); else await guard.failed(user, ip);
+ * Each attempt is charged before the password is checked and given back when it was right. Checking
+ * first and counting the failure afterwards would let a burst of parallel guesses all pass the check
+ * before the first failure is counted; charged first, at most the limit are ever verified.
+ *
+ *     const attempt = await guard.attempt(user, ip);
+ *     if (!attempt.allowed) return reply429(attempt.retryAfter);
+ *     if (await verify(user, password)) await attempt.succeeded();
  */
 export class LoginGuard {
   readonly #user: Limiter;
@@ -52,29 +62,29 @@ export class LoginGuard {
     });
   }
 
-  #keys(user: string, ip: string): [string, string] {
+  /** Charges one attempt for `user` from `ip`, or says how long they are blocked (charging nothing). */
+  async attempt(user: string, ip: string): Promise<LoginAttempt> {
     // User names are credentials: hashed before they become keys.
-    return [hashKey(`${user}\u0000${ip}`, 'login:'), `login-ip:${ip}`];
+    const userKey = hashKey(`${user}\u0000${ip}`, 'login:');
+    const ipKey = `login-ip:${ip}`;
+    const byUser = await this.#user.consume(userKey);
+    if (!byUser.allowed) return blocked(byUser);
+    const byIp = await this.#ip.consume(ipKey);
+    if (!byIp.allowed) {
+      await this.#user.refund(userKey);
+      return blocked(byIp);
+    }
+    return {
+      allowed: true,
+      retryAfter: 0,
+      decision: byUser,
+      succeeded: async () => {
+        await Promise.all([this.#user.reset(userKey), this.#ip.refund(ipKey)]);
+      },
+    };
   }
+}
 
-  /** Whether another attempt may be made now; charges nothing. */
-  async check(user: string, ip: string): Promise<LoginCheck> {
-    const [userKey, ipKey] = this.#keys(user, ip);
-    const [u, i] = await Promise.all([this.#user.peek(userKey), this.#ip.peek(ipKey)]);
-    const blocking = [u, i].filter((d) => !d.allowed).sort((a, b) => b.retryAfter - a.retryAfter)[0];
-    return blocking === undefined
-      ? { allowed: true, retryAfter: 0, decision: u }
-      : { allowed: false, retryAfter: blocking.retryAfter, decision: blocking };
-  }
-
-  /** Counts a failed attempt. */
-  async failed(user: string, ip: string): Promise<void> {
-    const [userKey, ipKey] = this.#keys(user, ip);
-    await Promise.all([this.#user.consume(userKey), this.#ip.consume(ipKey)]);
-  }
-
-  /** A successful login clears the user's failures from this IP. */
-  async succeeded(user: string, ip: string): Promise<void> {
-    await this.#user.reset(this.#keys(user, ip)[0]);
-  }
+function blocked(decision: Decision): LoginAttempt {
+  return { allowed: false, retryAfter: decision.retryAfter, decision, succeeded: async () => {} };
 }

@@ -5,11 +5,9 @@ import { after, before, describe, it } from 'node:test';
 import express from 'express';
 import Fastify from 'fastify';
 import { Redis } from 'ioredis';
-import { ManualClock } from '../../src/core/clock.js';
 import { Limiter } from '../../src/core/limiter.js';
 import { byBasicUser, rateLimit } from '../../src/http/express.js';
 import { floodgate } from '../../src/http/fastify.js';
-import { LoginGuard } from '../../src/http/node.js';
 import { RedisStore } from '../../src/stores/redis/index.js';
 import { RedisServer } from '../helpers/redis-server.js';
 
@@ -252,48 +250,7 @@ describe('Middleware on a shared RedisStore', () => {
   });
 });
 
-describe('LoginGuard', () => {
-  it('counts failures per user and IP, blocks progressively, and clears on success', async () => {
-    const clock = new ManualClock(1_700_000_000_000);
-    const store = new (await import('../../src/stores/memory.js')).MemoryStore({ clock });
-    const guard = new LoginGuard({ store });
-    const ip = '203.0.113.9';
-    for (let i = 0; i < 5; i++) {
-      assert.equal((await guard.check('john', ip)).allowed, true);
-      await guard.failed('john', ip);
-    }
-    const blocked = await guard.check('john', ip);
-    assert.equal(blocked.allowed, false);
-    assert.equal(blocked.retryAfter, 15 * 60_000);
-    assert.equal((await guard.check('jane', ip)).allowed, true, 'other users from the IP are not blocked');
-    // Four rounds of five failures: the daily window of 20 blocks for the rest of the day.
-    for (let round = 0; round < 3; round++) {
-      clock.advance(15 * 60_000);
-      for (let i = 0; i < 5; i++) await guard.failed('john', ip);
-    }
-    clock.advance(15 * 60_000);
-    const day = await guard.check('john', ip);
-    assert.equal(day.allowed, false);
-    assert.equal(day.retryAfter, 24 * 3_600_000 - 60 * 60_000);
-    await guard.succeeded('john', ip);
-    assert.equal((await guard.check('john', ip)).allowed, true);
-  });
-
-  it('blocks an IP trying many user names', async () => {
-    const guard = new LoginGuard({ perIp: { algorithm: 'fixed-window', limit: 3, window: '1h' } });
-    for (const user of ['a', 'b', 'c']) await guard.failed(user, '198.51.100.1');
-    assert.equal((await guard.check('d', '198.51.100.1')).allowed, false);
-    assert.equal((await guard.check('d', '198.51.100.2')).allowed, true);
-  });
-
-  it('rejects invalid options', () => {
-    assert.throws(() => new LoginGuard(null as never), /"LoginGuard options" must be an object/);
-    assert.throws(
-      () => new LoginGuard({ perIp: { limit: 0, window: '1s' } }),
-      /"policies.limit" must be a positive integer/,
-    );
-  });
-
+describe('Limiter shared by middleware', () => {
   it('works with a shared limiter instance too', async () => {
     const limiter = new Limiter({ policies: { limit: 1, window: '1m' } });
     const app = express();

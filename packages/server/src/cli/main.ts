@@ -22,7 +22,7 @@ commands:
           or, for one limit per client IP: --upstream URL  --port N (8080)  --host H (127.0.0.1)
           --limit N (100)  --window DURATION (1m)  --algorithm NAME (token-bucket)  --redis URL
           --admin-port N (9464: /metrics and /health)  --shadow (log and count, never refuse)
-  users   add NAME (password from a prompt or stdin) | list | remove NAME   [--db URL]
+  users   add NAME | passwd NAME (password from a prompt or stdin) | list | remove NAME   [--db URL]
   demo    replay the token-bucket tutorial on a simulated clock
           --algorithm NAME   (default token-bucket)   --limit N   (default 5)
           --window DURATION  (default 10s)            --requests N (default 10)  --every MS (default 500)

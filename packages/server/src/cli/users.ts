@@ -31,8 +31,10 @@ export async function users(
   name: string | undefined,
   dbUrl: string,
 ): Promise<string> {
-  if (action !== 'add' && action !== 'list' && action !== 'remove') {
-    throw new UsageError('usage: floodgate users add NAME | users list | users remove NAME  [--db URL]');
+  if (action !== 'add' && action !== 'list' && action !== 'remove' && action !== 'passwd') {
+    throw new UsageError(
+      'usage: floodgate users add NAME | users passwd NAME | users list | users remove NAME  [--db URL]',
+    );
   }
   if (action !== 'list' && (name === undefined || !/^[\w.@-]{1,64}$/.test(name))) {
     throw new UsageError(`users ${action} needs a NAME of 1 to 64 letters, digits, ".", "_", "@" or "-"`);
@@ -44,10 +46,15 @@ export async function users(
       if (!(await db.removeUser(name!))) throw new UsageError(`no user "${name}"`);
       return `removed ${name}`;
     }
+    if (action === 'passwd' && !(await db.users()).includes(name!)) throw new UsageError(`no user "${name}"`);
     const password = await readPassword();
     if (password.length < 8) throw new UsageError('the password must have at least 8 characters');
-    if (!(await db.addUser(name!, await hashPassword(password))))
-      throw new UsageError(`user "${name}" already exists`);
+    const hash = await hashPassword(password);
+    if (action === 'passwd') {
+      if (!(await db.setPassword(name!, hash))) throw new UsageError(`no user "${name}"`);
+      return `changed the password of ${name}`;
+    }
+    if (!(await db.addUser(name!, hash))) throw new UsageError(`user "${name}" already exists`);
     return `added ${name}`;
   } finally {
     await db.close();

@@ -5,7 +5,7 @@ import { basicCredentials, type LoginGuard, rateLimitHeaders, waitMessage } from
 import type { Logger } from 'pino';
 import type { Database } from './database.js';
 import type { Metrics } from './metrics.js';
-import { decoyHash, verifyPassword } from './passwords.js';
+import { PasswordChecks } from './passwords.js';
 
 export interface AppDeps {
   db: Database;
@@ -25,10 +25,6 @@ async function fromDb<T>(work: Promise<T>): Promise<T> {
     throw new DatabaseUnavailable((error as Error).message);
   }
 }
-
-/** Verified credentials, by digest of the Authorization header: a slow hash once a minute, not per request. */
-const VERIFIED_FOR = 60_000;
-const VERIFIED_MAX = 10_000;
 
 function json(res: ServerResponse, status: number, body: unknown, headers: [string, string][] = []): void {
   for (const [name, value] of headers) res.setHeader(name, value);
@@ -55,38 +51,34 @@ function limited(res: ServerResponse, decision: Decision, message: string): void
 
 /** The continents API of the tutorial, with authentication done right and the limit per user. */
 export function createApp({ db, limiter, logins, metrics, log }: AppDeps) {
-  const verified = new Map<string, { user: string; until: number }>();
+  const checks = new PasswordChecks();
 
   type Auth = { user: string } | { blocked: Decision } | undefined;
-  /** Checks in progress, by digest: concurrent requests with one credential share one slow hash. */
+  /** Logins in progress, by digest: concurrent requests with one credential share one attempt. */
   const pending = new Map<string, Promise<Auth>>();
 
   function authenticate(header: string, ip: string): Promise<Auth> {
-    const digest = createHash('sha256').update(header).digest('base64url');
-    const cached = verified.get(digest);
-    if (cached !== undefined && cached.until > Date.now()) return Promise.resolve({ user: cached.user });
-    let check = pending.get(digest);
-    if (check === undefined) {
-      check = verify(header, ip, digest).finally(() => pending.delete(digest));
-      pending.set(digest, check);
+    const digest = createHash('sha256').update(header).update('\u0000').update(ip).digest('base64url');
+    let login = pending.get(digest);
+    if (login === undefined) {
+      login = attempt(header, ip).finally(() => pending.delete(digest));
+      pending.set(digest, login);
     }
-    return check;
+    return login;
   }
 
-  async function verify(header: string, ip: string, digest: string): Promise<Auth> {
+  // Every request is a login: charged before the password is looked at (the lockout holds even for a
+  // password checked a moment ago), and the user's row is read each time, so a removed user or a changed
+  // password takes effect on the next request. Only the slow hash check is cached, keyed by the stored hash.
+  async function attempt(header: string, ip: string): Promise<Auth> {
     const credentials = basicCredentials(header);
     if (credentials === undefined) return undefined;
-    const check = await logins.check(credentials.user, ip);
-    if (!check.allowed) return { blocked: check.decision };
+    const login = await logins.attempt(credentials.user, ip);
+    if (!login.allowed) return { blocked: login.decision };
     const stored = await fromDb(db.passwordHash(credentials.user));
-    const ok = await verifyPassword(credentials.password, stored ?? (await decoyHash()));
-    if (!ok || stored === undefined) {
-      await logins.failed(credentials.user, ip);
-      return undefined;
-    }
-    await logins.succeeded(credentials.user, ip);
-    if (verified.size >= VERIFIED_MAX) verified.clear();
-    verified.set(digest, { user: credentials.user, until: Date.now() + VERIFIED_FOR });
+    const ok = await checks.verify(credentials.password, stored);
+    if (!ok) return undefined;
+    await login.succeeded();
     return { user: credentials.user };
   }
 

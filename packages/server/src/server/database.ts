@@ -27,6 +27,8 @@ export interface Database {
   passwordHash(user: string): Promise<string | undefined>;
   addUser(user: string, hash: string): Promise<boolean>;
   removeUser(user: string): Promise<boolean>;
+  /** Replaces a user's password hash; false when there is no such user. */
+  setPassword(user: string, hash: string): Promise<boolean>;
   users(): Promise<string[]>;
   close(): Promise<void>;
 }
@@ -94,6 +96,8 @@ async function openSqlite(path: string): Promise<Opened> {
         .changes === 1,
     removeUser: async (user) =>
       sqlite.prepare('DELETE FROM users WHERE username = ?').run(user).changes === 1,
+    setPassword: async (user, hash) =>
+      sqlite.prepare('UPDATE users SET password_hash = ? WHERE username = ?').run(hash, user).changes === 1,
     users: async () =>
       (sqlite.prepare('SELECT username FROM users ORDER BY username').all() as { username: string }[]).map(
         (r) => r.username,
@@ -153,6 +157,13 @@ async function openMysql(url: string): Promise<Opened> {
     removeUser: async (user) =>
       (await rows<{ affectedRows: number }>('DELETE FROM users WHERE username = ?', [user])).affectedRows ===
       1,
+    setPassword: async (user, hash) =>
+      (
+        await rows<{ affectedRows: number }>('UPDATE users SET password_hash = ? WHERE username = ?', [
+          hash,
+          user,
+        ])
+      ).affectedRows === 1,
     users: async () =>
       (await rows<{ username: string }[]>('SELECT username FROM users ORDER BY username')).map(
         (r) => r.username,

@@ -1,4 +1,4 @@
-import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
 
 // scrypt with N=2^15: tens of ms per check, so a stolen table is slow to attack. Stored as
 // scrypt$N$r$p$salt$hash (base64url), so the parameters can be raised later without breaking old hashes.
@@ -36,4 +36,36 @@ let decoy: Promise<string> | undefined;
 export function decoyHash(): Promise<string> {
   decoy ??= hashPassword(randomBytes(16).toString('hex'));
   return decoy;
+}
+
+/** Right passwords remembered, at most this many: past it the oldest are forgotten. */
+const REMEMBERED = 10_000;
+
+/**
+ * Password checks with the slow hash done once per stored hash and password. A right answer is
+ * remembered under an HMAC (with a key made for this process) of the stored hash and the password: a
+ * changed password is a new stored hash, so it never matches an old entry, and a removed user has no
+ * stored hash to match. Wrong answers are not remembered: each costs the hash again.
+ */
+export class PasswordChecks {
+  readonly #key = randomBytes(32);
+  readonly #right = new Set<string>();
+
+  async verify(password: string, stored: string | undefined): Promise<boolean> {
+    if (stored === undefined) {
+      // Unknown names take as long as wrong passwords.
+      await verifyPassword(password, await decoyHash());
+      return false;
+    }
+    const id = createHmac('sha256', this.#key)
+      .update(stored)
+      .update('\u0000')
+      .update(password)
+      .digest('base64url');
+    if (this.#right.has(id)) return true;
+    if (!(await verifyPassword(password, stored))) return false;
+    if (this.#right.size >= REMEMBERED) this.#right.delete(this.#right.values().next().value!);
+    this.#right.add(id);
+    return true;
+  }
 }

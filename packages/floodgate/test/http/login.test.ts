@@ -1,0 +1,134 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import { ManualClock } from '../../src/core/clock.js';
+import { LoginGuard } from '../../src/http/node.js';
+import { MemoryStore } from '../../src/stores/memory.js';
+import { RedisStore } from '../../src/stores/redis/index.js';
+import type { Store } from '../../src/stores/store.js';
+import { RedisServer } from '../helpers/redis-server.js';
+
+/** A login in the README's shape; `verified` counts the password checks that were reached. */
+function loginWith(guard: LoginGuard, password: string) {
+  const counts = { verified: 0, welcomed: 0 };
+  async function login(user: string, guess: string, ip: string): Promise<number> {
+    const attempt = await guard.attempt(user, ip);
+    if (!attempt.allowed) return 429;
+    counts.verified++;
+    await new Promise((r) => setImmediate(r)); // a slow hash: other attempts interleave here
+    if (guess !== password) return 401;
+    await attempt.succeeded();
+    counts.welcomed++;
+    return 200;
+  }
+  return { login, counts };
+}
+
+describe('LoginGuard', () => {
+  it('counts failures per user and IP, blocks progressively, and clears on success', async () => {
+    const clock = new ManualClock(1_700_000_000_000);
+    const guard = new LoginGuard({ store: new MemoryStore({ clock }) });
+    const ip = '203.0.113.9';
+    for (let i = 0; i < 5; i++) assert.equal((await guard.attempt('john', ip)).allowed, true);
+    const blocked = await guard.attempt('john', ip);
+    assert.equal(blocked.allowed, false);
+    assert.equal(blocked.retryAfter, 15 * 60_000);
+    assert.equal((await guard.attempt('jane', ip)).allowed, true, 'other users from the IP are not blocked');
+    // Four rounds of five failures: the daily window of 20 blocks for the rest of the day.
+    for (let round = 0; round < 3; round++) {
+      clock.advance(15 * 60_000);
+      for (let i = 0; i < 5; i++) assert.equal((await guard.attempt('john', ip)).allowed, true);
+    }
+    clock.advance(15 * 60_000);
+    const day = await guard.attempt('john', ip);
+    assert.equal(day.allowed, false);
+    assert.equal(day.retryAfter, 24 * 3_600_000 - 60 * 60_000);
+  });
+
+  it('a success gives the attempt back and clears the user’s failures from that IP', async () => {
+    const guard = new LoginGuard({
+      perUserAndIp: { algorithm: 'fixed-window', limit: 3, window: '1h' },
+      perIp: { algorithm: 'fixed-window', limit: 3, window: '1h' },
+    });
+    for (let i = 0; i < 3; i++) await guard.attempt('john', '192.0.2.7');
+    const right = await guard.attempt('john', '192.0.2.8');
+    assert.equal(right.allowed, true);
+    await right.succeeded();
+    // Ten right logins in a row from one IP whose failure limit is 3: none is counted.
+    for (let i = 0; i < 10; i++) {
+      const attempt = await guard.attempt('john', '192.0.2.8');
+      assert.equal(attempt.allowed, true, `login ${i}`);
+      await attempt.succeeded();
+    }
+    assert.equal((await guard.attempt('john', '192.0.2.7')).allowed, false, 'not cleared for the other IP');
+  });
+
+  it('blocks an IP trying many user names, and an IP refusal charges the user nothing', async () => {
+    const store = new MemoryStore();
+    const perUserAndIp = { algorithm: 'fixed-window', limit: 2, window: '1h' } as const;
+    const guard = new LoginGuard({
+      store,
+      perUserAndIp,
+      perIp: { algorithm: 'fixed-window', limit: 3, window: '1h' },
+    });
+    for (const user of ['a', 'b', 'c'])
+      assert.equal((await guard.attempt(user, '198.51.100.1')).allowed, true);
+    for (let i = 0; i < 5; i++) {
+      const refused = await guard.attempt('d', '198.51.100.1');
+      assert.equal(refused.allowed, false);
+      assert.equal(refused.decision.policy, 'fixed-window-3-per-1h');
+    }
+    assert.equal((await guard.attempt('d', '198.51.100.2')).allowed, true, 'another IP is not blocked');
+    // The same per-user counts seen through a guard without the per-IP block: "d" has both its attempts.
+    const sameCounts = new LoginGuard({ store, perUserAndIp, perIp: { limit: 1000, window: '1h' } });
+    assert.equal((await sameCounts.attempt('d', '198.51.100.1')).allowed, true);
+    assert.equal((await sameCounts.attempt('d', '198.51.100.1')).allowed, true);
+    assert.equal((await sameCounts.attempt('d', '198.51.100.1')).allowed, false);
+  });
+
+  it('rejects invalid options', () => {
+    assert.throws(() => new LoginGuard(null as never), /"LoginGuard options" must be an object/);
+    assert.throws(
+      () => new LoginGuard({ perIp: { limit: 0, window: '1s' } }),
+      /"policies.limit" must be a positive integer/,
+    );
+  });
+});
+
+/** 60 wrong guesses at once, one of them right: at most the limit (5) reach the password check. */
+async function parallelGuesses(store: Store): Promise<void> {
+  const guard = new LoginGuard({ store });
+  const { login, counts } = loginWith(guard, 'guess-42');
+  const statuses = await Promise.all(
+    Array.from({ length: 60 }, (_, i) => login('john_doe', `guess-${i}`, '203.0.113.50')),
+  );
+  assert.equal(counts.verified, 5, 'password checks reached');
+  assert.equal(statuses.filter((s) => s === 429).length, 55);
+  assert.equal(counts.welcomed, 0, 'the right password, 43rd in the burst, is refused unchecked');
+  // The same burst from 25 addresses: the per-IP limit holds per address, the per-user one per pair.
+  const perIp = await Promise.all(
+    Array.from({ length: 100 }, (_, i) => login('jane', `guess-${i}`, `198.51.100.${i % 25}`)),
+  );
+  assert.equal(perIp.filter((s) => s !== 429).length, 100);
+}
+
+describe('LoginGuard under parallel guesses', () => {
+  let redis: RedisServer;
+  before(async () => {
+    redis = await RedisServer.start();
+  });
+  after(async () => {
+    await redis.stop();
+  });
+
+  it('memory store: at most the limit are ever verified', () => parallelGuesses(new MemoryStore()));
+
+  it('Redis store: at most the limit are ever verified', async () => {
+    const client = new Redis(redis.port, '127.0.0.1');
+    try {
+      await parallelGuesses(new RedisStore({ client }));
+    } finally {
+      client.disconnect();
+    }
+  });
+});
