@@ -62,6 +62,57 @@ describe('MemoryStore', () => {
     assert.equal(limiter.peekSync('cold:9999', { cost: 0 }).remaining, 2, 'the newest cold key is kept');
   });
 
+  it('maxKeys evicts exactly the least recently used: 10,000 keys through 1,000 places', () => {
+    const clock = new ManualClock(T0);
+    const store = new MemoryStore({ clock, maxKeys: 1000 });
+    const limiter = new Limiter({
+      clock,
+      store,
+      policies: { algorithm: 'fixed-window', limit: 3, window: '1h' },
+    });
+    limiter.consumeSync('regular');
+    for (let i = 0; i < 10_000; i++) {
+      limiter.consumeSync(`once:${i}`);
+      if (i % 50 === 0) limiter.peekSync('regular'); // used regularly
+      assert.ok(store.size <= 1000);
+    }
+    assert.equal(store.size, 1000);
+    const held = [];
+    for (let i = 0; i < 10_000; i++)
+      if (limiter.peekSync(`once:${i}`, { cost: 0 }).remaining === 2) held.push(i);
+    assert.equal(held.length, 999);
+    assert.equal(held[0], 9001, 'the newest 999 keys used once, and no older one');
+    assert.equal(limiter.peekSync('regular', { cost: 0 }).remaining, 2, 'the key used regularly is held');
+    assert.equal(store.size, 1000, 'looks create nothing');
+  });
+
+  it('maxKeys: a look or a refund counts as a use; the order of eviction is the order of last use', () => {
+    const clock = new ManualClock(T0);
+    const store = new MemoryStore({ clock, maxKeys: 4 });
+    const limiter = new Limiter({
+      clock,
+      store,
+      policies: { algorithm: 'fixed-window', limit: 3, window: '1h' },
+    });
+    for (const k of ['a', 'b', 'c', 'd']) limiter.consumeSync(k);
+    limiter.peekSync('a', { cost: 0 });
+    limiter.consumeSync('b');
+    limiter.refundSync('c', 0);
+    limiter.consumeSync('e'); // evicts d, the least recently used
+    assert.equal(limiter.peekSync('d', { cost: 0 }).remaining, 3);
+    limiter.consumeSync('f'); // then a
+    assert.equal(limiter.peekSync('a', { cost: 0 }).remaining, 3);
+    assert.equal(limiter.peekSync('b', { cost: 0 }).remaining, 1);
+    assert.equal(limiter.peekSync('c', { cost: 0 }).remaining, 2);
+    limiter.resetSync('b');
+    limiter.consumeSync('g'); // a reset freed a place: nothing else goes
+    assert.deepEqual(
+      ['c', 'e', 'f', 'g'].map((k) => limiter.peekSync(k, { cost: 0 }).remaining),
+      [2, 2, 2, 2],
+    );
+    assert.equal(store.size, 4);
+  });
+
   it('keeps state for unchanged policies when a key moves to another policy set', () => {
     const clock = new ManualClock(T0);
     const store = new MemoryStore({ clock });

@@ -9,8 +9,8 @@ export interface MemoryStoreOptions {
   /** Source of time (integer ms); inject one in tests. Default: `Date.now`. */
   readonly clock?: { now(): number };
   /**
-   * Most identifiers kept at once. Past it, an identifier not used since the eviction hand last passed is
-   * dropped (second-chance approximation of least-recently-used). Default: unbounded, relying on expiry.
+   * Most identifiers kept at once. Past it, the least recently used identifier is dropped (exact LRU: any
+   * decision, look or refund on a key counts as a use). Default: unbounded, relying on expiry.
    */
   readonly maxKeys?: number;
 }
@@ -25,8 +25,9 @@ interface Entry {
   at: number;
   /** States of the policies that are not flat (sliding log, concurrency), by policy index. */
   objects: unknown[] | undefined;
-  /** Second-chance bit for eviction. */
-  used: boolean;
+  /** Neighbours in the recency list (kept only under `maxKeys`): towards the least and the most recent. */
+  older: Entry | undefined;
+  newer: Entry | undefined;
 }
 
 /** Where one policy set keeps its states: numbers in the key's block, or objects. */
@@ -102,6 +103,10 @@ export class MemoryStore implements SyncStore {
   readonly #layouts = new WeakMap<PolicySet, Layout>();
   readonly #clock: { now(): number };
   readonly #maxKeys: number;
+  readonly #bounded: boolean;
+  /** The recency list's ends, under `maxKeys`: the least recently used entry is the next to go. */
+  #oldest: Entry | undefined;
+  #newest: Entry | undefined;
 
   constructor(options: MemoryStoreOptions = {}) {
     if (typeof options !== 'object' || options === null) {
@@ -115,6 +120,7 @@ export class MemoryStore implements SyncStore {
     }
     this.#clock = clock;
     this.#maxKeys = maxKeys;
+    this.#bounded = maxKeys !== Number.POSITIVE_INFINITY;
   }
 
   /** Number of identifiers held, including expired ones not yet reclaimed. */
@@ -187,7 +193,6 @@ export class MemoryStore implements SyncStore {
     const expiresAt = single.admit(slab, at + 1, now, cost, policy, slab, at + 1);
     if (expiresAt < 0) return false;
     slab[at] = expiresAt;
-    entry.used = true; // also when it had expired: it is live again
     return true;
   }
 
@@ -211,10 +216,7 @@ export class MemoryStore implements SyncStore {
     } else if (mode === 'consume') {
       const slab = this.#slab;
       single.decide(slab, entry.at + 1, now, cost, p, out, slab, entry.at + 1);
-      if (out.allowed) {
-        slab[entry.at] = out.expiresAt;
-        entry.used = true; // also when it had expired: it is live again
-      }
+      if (out.allowed) slab[entry.at] = out.expiresAt;
     } else {
       single.decide(this.#slab, entry.at + 1, now, cost, p, out, this.#next, 1);
     }
@@ -247,6 +249,7 @@ export class MemoryStore implements SyncStore {
     this.#slab = new Float64Array(1024);
     this.#top = 0;
     this.#free = [];
+    this.#oldest = this.#newest = undefined;
   }
 
   /** Several policies (or one whose state is an object): decided together, charged all or nothing. */
@@ -302,7 +305,6 @@ export class MemoryStore implements SyncStore {
     this.#next[0] = expiresAt;
     this.#write(entry.at, this.#next, layout.size);
     entry.objects = objects;
-    entry.used = true;
     return results;
   }
 
@@ -319,13 +321,17 @@ export class MemoryStore implements SyncStore {
     return layout;
   }
 
-  /** Brings a held entry to `layout` (the key's policies may have changed) and empties it if expired. */
+  /**
+   * Brings a held entry to `layout` (the key's policies may have changed) and empties it if expired. Every
+   * access to a held key passes here, so this is where it becomes the most recently used.
+   */
   #ready(entry: Entry, layout: Layout, now: number): void {
     if (entry.layout !== layout) this.#remap(entry, layout);
-    if (this.#slab[entry.at]! > now) {
-      entry.used = true;
-      return;
+    if (this.#bounded && entry !== this.#newest) {
+      this.#unlink(entry);
+      this.#link(entry);
     }
+    if (this.#slab[entry.at]! > now) return;
     this.#write(entry.at, layout.empty, layout.size);
     entry.objects = undefined;
   }
@@ -402,10 +408,32 @@ export class MemoryStore implements SyncStore {
     const at = this.#alloc(layout.size);
     this.#next[0] = expiresAt;
     this.#write(at, this.#next, layout.size);
-    const created: Entry = { key, layout, at, objects, used: false };
+    const created: Entry = { key, layout, at, objects, older: undefined, newer: undefined };
     this.#map.set(key, created);
     this.#queue.push(created);
+    if (this.#bounded) {
+      this.#link(created);
+      while (this.#map.size > this.#maxKeys) this.#drop(this.#oldest!);
+    }
     this.#sweep(now);
+  }
+
+  /** Makes `entry` the most recently used. */
+  #link(entry: Entry): void {
+    entry.older = this.#newest;
+    entry.newer = undefined;
+    if (this.#newest === undefined) this.#oldest = entry;
+    else this.#newest.newer = entry;
+    this.#newest = entry;
+  }
+
+  #unlink(entry: Entry): void {
+    const { older, newer } = entry;
+    if (older === undefined) this.#oldest = newer;
+    else older.newer = newer;
+    if (newer === undefined) this.#newest = older;
+    else newer.older = older;
+    entry.older = entry.newer = undefined;
   }
 
   /** Copies a block (a scratch or empty one) into the key's place in the shared array. */
@@ -439,28 +467,22 @@ export class MemoryStore implements SyncStore {
   #drop(entry: Entry): void {
     this.#map.delete(entry.key);
     this.#release(entry);
+    if (this.#bounded) this.#unlink(entry);
   }
 
   /**
-   * Called once per new key: a clock hand over the oldest entries. Expired entries are dropped; live ones
-   * go to the back, losing their second-chance bit; past `maxKeys`, the first entry without that bit is
-   * evicted. Each call examines a few entries (more only while over `maxKeys`), so the cost is amortised O(1).
+   * Called once per new key: a clock hand over the entries, which drops the expired ones and sends the live
+   * ones to the back. Each call examines a few entries, so reclaiming costs amortised O(1). (`maxKeys` is
+   * not the hand's business: past it, the recency list names the entry to drop.)
    */
   #sweep(now: number): void {
     const map = this.#map;
     const queue = this.#queue;
-    let steps = SWEEP_STEPS;
-    while (this.#head < queue.length) {
-      const over = map.size > this.#maxKeys;
-      if (steps-- <= 0 && !over) break;
+    for (let steps = SWEEP_STEPS; steps > 0 && this.#head < queue.length; steps--) {
       const entry = queue[this.#head++]!;
-      if (map.get(entry.key) !== entry) continue; // reset, refunded to empty, or replaced since queued
-      if (this.#slab[entry.at]! <= now || (over && !entry.used)) {
-        this.#drop(entry);
-        continue;
-      }
-      entry.used = false;
-      queue.push(entry);
+      if (map.get(entry.key) !== entry) continue; // reset, refunded to empty, evicted or replaced since queued
+      if (this.#slab[entry.at]! <= now) this.#drop(entry);
+      else queue.push(entry);
     }
     if (this.#head >= COMPACT_AFTER && this.#head * 2 >= queue.length) {
       this.#queue = queue.slice(this.#head);
