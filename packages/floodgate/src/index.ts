@@ -20,6 +20,7 @@ export type {
   AlgorithmName,
   AlgorithmParams,
   Outcome,
+  PolicyNumbers,
   PolicyResult,
 } from './core/algorithms/types.js';
 export { type Clock, ManualClock, systemClock } from './core/clock.js';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import type { PolicyResult } from '../src/core/algorithms/types.js';
+import type { PolicyNumbers } from '../src/core/algorithms/types.js';
 import { ManualClock } from '../src/core/clock.js';
 import { Limiter } from '../src/core/limiter.js';
 import { type PolicySet, policySet, resolvePolicies } from '../src/core/policy.js';
@@ -205,7 +205,7 @@ describe('MemoryStore', () => {
             const i = live ? held.set.policies.findIndex((o) => o.id === policy.id) : -1;
             return i === -1 ? undefined : held!.states[i];
           });
-          let expected: PolicyResult[];
+          let expected: PolicyNumbers[];
           let next: unknown[] | undefined;
           if (mode === 'refund') {
             next = set.policies.map((policy, i) => policy.impl.refund(states[i], now, cost, policy));
@@ -237,12 +237,13 @@ describe('MemoryStore', () => {
             model.set(key, { set, states, expiresAt: held.expiresAt });
           }
           const got = store.applySync(key, set, cost, mode);
-          const numbers = (rs: readonly PolicyResult[]) =>
-            rs.map(({ allowed, remaining, resetAt, retryAfter }) => ({
+          const numbers = (rs: readonly (PolicyNumbers & { resetAfter?: number })[]) =>
+            rs.map(({ allowed, remaining, resetAt, retryAfter, resetAfter = resetAt - now }) => ({
               allowed,
               remaining,
               resetAt,
               retryAfter,
+              resetAfter,
             }));
           // A plain comparison: assert's diffing, run on every shrinking step, would make a failure take minutes.
           const [a, b] = [JSON.stringify(numbers(got)), JSON.stringify(numbers(expected))];

@@ -40,6 +40,7 @@ function policyDecision(policy: Policy, result: PolicyResult): PolicyDecision {
     remaining: result.remaining,
     resetAt: result.resetAt,
     retryAfter: result.retryAfter,
+    resetAfter: result.resetAfter,
   };
 }
 
@@ -69,6 +70,7 @@ class LimiterDecision implements Decision {
   readonly remaining: number;
   readonly resetAt: number;
   readonly retryAfter: number;
+  readonly resetAfter: number;
   readonly reason: DenyReason | undefined;
   readonly leaseId: string | undefined;
   #policies: readonly Policy[];
@@ -93,6 +95,7 @@ class LimiterDecision implements Decision {
     this.remaining = result.remaining;
     this.resetAt = result.resetAt;
     this.retryAfter = result.retryAfter;
+    this.resetAfter = result.resetAfter;
     this.reason = allowed
       ? undefined
       : result.retryAfter === Number.POSITIVE_INFINITY
@@ -113,8 +116,19 @@ class LimiterDecision implements Decision {
   }
 
   toJSON() {
-    const { allowed, policy, algorithm, limit, window, remaining, resetAt, retryAfter, reason, leaseId } =
-      this;
+    const {
+      allowed,
+      policy,
+      algorithm,
+      limit,
+      window,
+      remaining,
+      resetAt,
+      retryAfter,
+      resetAfter,
+      reason,
+      leaseId,
+    } = this;
     return {
       allowed,
       policy,
@@ -124,6 +138,7 @@ class LimiterDecision implements Decision {
       remaining,
       resetAt,
       retryAfter,
+      resetAfter,
       reason,
       leaseId,
       policies: this.policies,

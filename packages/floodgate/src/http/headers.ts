@@ -60,11 +60,15 @@ function stringsOf(p: PolicyDecision): PolicyStrings {
   return made;
 }
 
-function rateLimitItem(p: PolicyDecision, now: number): string {
-  return `${stringsOf(p).name};r=${Math.max(0, p.remaining)};t=${seconds(p.resetAt - now)}`;
+function rateLimitItem(p: PolicyDecision): string {
+  return `${stringsOf(p).name};r=${Math.max(0, p.remaining)};t=${seconds(p.resetAfter)}`;
 }
 
-/** The header fields for a decision, at `now` (epoch ms). */
+/**
+ * The header fields for a decision. Every time in them is a duration the store measured on its own clock
+ * (`resetAfter`, `retryAfter`), so they agree with each other whatever this machine's clock says; `now`
+ * (epoch ms, this machine's) only anchors the legacy `X-RateLimit-Reset`, which is an absolute time.
+ */
 export function rateLimitHeaders(
   decision: Decision,
   now: number,
@@ -72,17 +76,17 @@ export function rateLimitHeaders(
   legacy: boolean,
 ): HeaderList {
   const out: HeaderList = [];
-  const reset = seconds(decision.resetAt - now);
+  const reset = seconds(decision.resetAfter);
   const remaining = Math.max(0, decision.remaining);
   if (mode === 'draft-10') {
     const policies = decision.policies;
     if (policies.length === 1) {
       // The common case without the lists' arrays: one policy's item in each field.
       out.push(['RateLimit-Policy', stringsOf(policies[0]!).item]);
-      out.push(['RateLimit', rateLimitItem(policies[0]!, now)]);
+      out.push(['RateLimit', rateLimitItem(policies[0]!)]);
     } else {
       out.push(['RateLimit-Policy', policies.map((p) => stringsOf(p).item).join(', ')]);
-      out.push(['RateLimit', policies.map((p) => rateLimitItem(p, now)).join(', ')]);
+      out.push(['RateLimit', policies.map(rateLimitItem).join(', ')]);
     }
   } else if (mode === 'draft-7') {
     out.push(['RateLimit-Policy', `${decision.limit};w=${seconds(decision.window)}`]);
@@ -96,7 +100,7 @@ export function rateLimitHeaders(
   if (legacy) {
     out.push(['X-RateLimit-Limit', String(decision.limit)]);
     out.push(['X-RateLimit-Remaining', String(remaining)]);
-    out.push(['X-RateLimit-Reset', String(Math.ceil(decision.resetAt / 1000))]);
+    out.push(['X-RateLimit-Reset', String(Math.ceil((now + decision.resetAfter) / 1000))]);
   }
   if (!decision.allowed && Number.isFinite(decision.retryAfter)) {
     out.push(['Retry-After', String(Math.max(1, seconds(decision.retryAfter)))]);

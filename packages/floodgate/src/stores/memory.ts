@@ -1,5 +1,5 @@
 import { clear, type FlatAlgorithm, newResultSlot } from '../core/algorithms/flat.js';
-import type { PolicyResult } from '../core/algorithms/types.js';
+import type { PolicyNumbers, PolicyResult } from '../core/algorithms/types.js';
 import { systemClock } from '../core/clock.js';
 import { invalidOption } from '../core/errors.js';
 import type { PolicySet } from '../core/policy.js';
@@ -62,8 +62,15 @@ function layoutOf(set: PolicySet): Layout {
   return { set, flats, offsets, size, hasObjects: flats.includes(undefined), empty, single };
 }
 
-function resultOf(out: PolicyResult): PolicyResult {
-  return { allowed: out.allowed, remaining: out.remaining, resetAt: out.resetAt, retryAfter: out.retryAfter };
+/** A policy's result as its own object (the slot is reused), decided at `now` on the store's clock. */
+function resultOf(out: PolicyNumbers, now: number): PolicyResult {
+  return {
+    allowed: out.allowed,
+    remaining: out.remaining,
+    resetAt: out.resetAt,
+    retryAfter: out.retryAfter,
+    resetAfter: out.resetAt - now,
+  };
 }
 
 /** Entries examined per insertion while reclaiming expired state: amortised O(1), no timers. */
@@ -137,7 +144,7 @@ export class MemoryStore implements SyncStore {
   ): readonly PolicyResult[] {
     if (mode !== 'refund') {
       const one = this.applyOneSync(key, set, cost, mode);
-      if (one !== undefined) return [resultOf(one)];
+      if (one !== undefined) return [resultOf(one, one.resetAt - one.resetAfter)]; // the slot's own now
     }
     const now = this.#clock.now();
     const layout = this.#layoutOf(set);
@@ -220,6 +227,7 @@ export class MemoryStore implements SyncStore {
     } else {
       single.decide(this.#slab, entry.at + 1, now, cost, p, out, this.#next, 1);
     }
+    out.resetAfter = out.resetAt - now;
   }
 
   async apply(
@@ -278,11 +286,11 @@ export class MemoryStore implements SyncStore {
       if (flat !== undefined) {
         const offset = layout.offsets[i]!;
         flat.decide(source, base + offset, now, c, p, out, this.#next, offset);
-        results[i] = resultOf(out);
+        results[i] = resultOf(out, now);
         return out.expiresAt;
       }
       const outcome = p.impl.consume(held?.[i], now, c, p, lease);
-      results[i] = outcome;
+      results[i] = resultOf(outcome, now);
       objects![i] = outcome.state;
       return outcome.expiresAt;
     };
@@ -384,14 +392,14 @@ export class MemoryStore implements SyncStore {
         if (entry !== undefined) held = flat.refund(source, at, now, cost, p) || held;
         flat.decide(source, at, now, 0, p, out, this.#next, layout.offsets[i]!);
         if (out.expiresAt > expiresAt) expiresAt = out.expiresAt;
-        return resultOf(out);
+        return resultOf(out, now);
       }
       const state = p.impl.refund(entry?.objects?.[i], now, cost, p, lease);
       objects![i] = state;
       held ||= state !== undefined;
       const outcome = p.impl.consume(state, now, 0, p);
       if (outcome.expiresAt > expiresAt) expiresAt = outcome.expiresAt;
-      return outcome;
+      return resultOf(outcome, now);
     });
     if (entry !== undefined) {
       if (!held) this.#drop(entry);

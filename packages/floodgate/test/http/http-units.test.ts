@@ -86,7 +86,7 @@ describe('credentials and messages', () => {
   it('says how long to wait', () => {
     const set = policySet(resolvePolicies({ limit: 1, window: '10s' }, 'p'));
     const d = (retryAfter: number) =>
-      decide(set.policies, [{ allowed: false, remaining: 0, resetAt: 0, retryAfter }]);
+      decide(set.policies, [{ allowed: false, remaining: 0, resetAt: 0, retryAfter, resetAfter: 0 }]);
     assert.equal(waitMessage(d(1)), 'Wait 1 second before trying again.');
     assert.equal(waitMessage(d(12_001)), 'Wait 13 seconds before trying again.');
     assert.equal(waitMessage(d(Number.POSITIVE_INFINITY)), 'This request costs more than the limit allows.');
@@ -100,7 +100,9 @@ describe('credentials and messages', () => {
 
   it('quotes policy names as structured-field strings', () => {
     const set = policySet(resolvePolicies({ name: 'per-second:v1.2', limit: 2, window: '1s' }, 'p'));
-    const d = decide(set.policies, [{ allowed: true, remaining: 1, resetAt: 500, retryAfter: 0 }]);
+    const d = decide(set.policies, [
+      { allowed: true, remaining: 1, resetAt: 500, retryAfter: 0, resetAfter: 500 },
+    ]);
     const h = Object.fromEntries(rateLimitHeaders(d, 0, 'draft-10', false));
     assert.equal(h['RateLimit-Policy'], '"per-second:v1.2";q=2;w=1');
     assert.equal(h.RateLimit, '"per-second:v1.2";r=1;t=1');
@@ -109,7 +111,13 @@ describe('credentials and messages', () => {
   it('describes a policy by its current numbers when one name is reconfigured, and lists every policy', () => {
     const fields = (specs: Parameters<typeof resolvePolicies>[0], remaining: number[]) => {
       const set = policySet(resolvePolicies(specs, 'p'));
-      const results = remaining.map((r) => ({ allowed: true, remaining: r, resetAt: 2000, retryAfter: 0 }));
+      const results = remaining.map((r) => ({
+        allowed: true,
+        remaining: r,
+        resetAt: 2000,
+        retryAfter: 0,
+        resetAfter: 2000,
+      }));
       return Object.fromEntries(rateLimitHeaders(decide(set.policies, results), 0, 'draft-10', false));
     };
     assert.equal(fields({ name: 'api', limit: 5, window: '1m' }, [4])['RateLimit-Policy'], '"api";q=5;w=60');

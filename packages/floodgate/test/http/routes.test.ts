@@ -217,6 +217,40 @@ describe('Middleware on a shared RedisStore', () => {
     await redis.stop();
   });
 
+  it('an app server whose clock is 30 s ahead of Redis still sends t, Retry-After and the body in agreement', async () => {
+    const client = new Redis(redis.port, '127.0.0.1');
+    const app = express();
+    app.use(
+      rateLimit({
+        store: new RedisStore({ client }), // decides on Redis's clock
+        clock: { now: () => Date.now() + 30_000 }, // this machine's clock, 30 s ahead
+        policies: { name: 'per-minute', algorithm: 'fixed-window', limit: 2, window: '1m' },
+        key: byBasicUser(),
+      }),
+    );
+    app.get('/', (_req, res) => {
+      res.send('ok');
+    });
+    const server = await listen(createServer(app));
+    try {
+      const headers = { authorization: basic('skewed') };
+      const first = await fetch(server.url, { headers });
+      assert.equal(first.status, 200);
+      assert.match(first.headers.get('ratelimit') ?? '', /^"per-minute";r=1;t=(59|60)$/);
+      await fetch(server.url, { headers });
+      const refused = await fetch(server.url, { headers });
+      assert.equal(refused.status, 429);
+      const t = Number(/;t=(\d+)$/.exec(refused.headers.get('ratelimit') ?? '')?.[1]);
+      assert.ok(t >= 59, `t=${t}`);
+      assert.equal(refused.headers.get('retry-after'), String(t));
+      const body = (await refused.json()) as { detail: string };
+      assert.match(body.detail, new RegExp(`Wait ${t} seconds`));
+    } finally {
+      await server.close();
+      client.disconnect();
+    }
+  });
+
   it('two Express servers enforce one limit jointly', async () => {
     const clients = [new Redis(redis.port, '127.0.0.1'), new Redis(redis.port, '127.0.0.1')];
     const servers = await Promise.all(

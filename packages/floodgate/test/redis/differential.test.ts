@@ -81,6 +81,7 @@ describe('RedisStore agrees with MemoryStore on random histories', () => {
                 remaining: r.remaining,
                 resetAt: r.resetAt,
                 retryAfter: r.retryAfter,
+                resetAfter: r.resetAfter,
               })),
               `step ${i}: ${JSON.stringify(s)}`,
             );

@@ -7,6 +7,8 @@ export interface ResultSlot {
   resetAt: number;
   retryAfter: number;
   expiresAt: number;
+  /** Written by the store that owns the slot (it knows its clock), not by the algorithms. */
+  resetAfter: number;
 }
 
 /**
@@ -75,7 +77,7 @@ export function allow(out: ResultSlot, remaining: number, resetAt: number): void
 }
 
 export function newResultSlot(): ResultSlot {
-  return { allowed: false, remaining: 0, resetAt: 0, retryAfter: 0, expiresAt: 0 };
+  return { allowed: false, remaining: 0, resetAt: 0, retryAfter: 0, expiresAt: 0, resetAfter: 0 };
 }
 
 /** An `Algorithm` that also exposes its flat form, for stores that can use it. */

@@ -3,11 +3,12 @@ import type { FlatAlgorithm } from './flat.js';
 /**
  * The numbers every algorithm reports for one policy. Times are integer milliseconds.
  * - `remaining`: cost that could still be consumed right now (after this request, when it was allowed).
- * - `resetAt`: epoch ms at which the policy is fully replenished if nothing else is consumed.
+ * - `resetAt`: epoch ms at which the policy is fully replenished if nothing else is consumed, on the clock
+ *   the decision was made by (the store's: Redis's own time for the Redis store).
  * - `retryAfter`: ms until a request of the same cost would be allowed; 0 when allowed, `Infinity` when the
  *   cost exceeds what the policy can ever allow.
  */
-export interface PolicyResult {
+export interface PolicyNumbers {
   readonly allowed: boolean;
   readonly remaining: number;
   readonly resetAt: number;
@@ -15,11 +16,20 @@ export interface PolicyResult {
 }
 
 /**
+ * What a store reports for one policy: the algorithm's numbers, and `resetAfter`, the ms from the
+ * decision to `resetAt` on the store's own clock. Durations are what may cross to another machine's clock
+ * (an HTTP client's, an app server's): `resetAt` minus a local `Date.now()` would mix two clocks.
+ */
+export interface PolicyResult extends PolicyNumbers {
+  readonly resetAfter: number;
+}
+
+/**
  * One step of an algorithm: its result plus the state to keep. `state` is the input state, unchanged (the
  * same reference), whenever the request was denied or only peeked at. `expiresAt` is when the state becomes
  * equivalent to having no state at all, so stores can drop it.
  */
-export interface Outcome<S> extends PolicyResult {
+export interface Outcome<S> extends PolicyNumbers {
   readonly state: S | undefined;
   readonly expiresAt: number;
 }

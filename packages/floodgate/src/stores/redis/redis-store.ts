@@ -82,8 +82,8 @@ interface Denial {
   readonly cost: number;
   readonly until: number;
   readonly results: readonly PolicyResult[];
-  /** Local time at which each policy's retry falls, to recompute `retryAfter` on a hit. */
-  readonly retryAt: readonly number[];
+  /** Local time it was remembered at: a hit counts the results' durations down from it. */
+  readonly at: number;
 }
 
 const CODES: Record<Policy['algorithm'], string> = {
@@ -309,17 +309,20 @@ export class RedisStore implements Store {
       return;
     }
     const flat = reply as readonly number[];
-    let at = 0;
+    const now = Number(flat[0]); // Redis's time (or the injected clock's): resetAt is on it
+    let at = 1;
     for (const op of ops) {
       const n = op.set.policies.length;
       const results: PolicyResult[] = new Array(n);
       for (let i = 0; i < n; i++, at += 4) {
         const retry = Number(flat[at + 3]);
+        const resetAt = Number(flat[at + 2]);
         results[i] = {
           allowed: Number(flat[at]) === 1,
           remaining: Number(flat[at + 1]),
-          resetAt: Number(flat[at + 2]),
+          resetAt,
           retryAfter: retry < 0 ? Number.POSITIVE_INFINITY : retry,
+          resetAfter: resetAt - now,
         };
       }
       if (this.#denyMax > 0 && op.mode === 'consume') this.#remember(op, results);
@@ -420,10 +423,22 @@ export class RedisStore implements Store {
     }
     const now = this.#local.now();
     if (this.#policy === 'open' || mode === 'refund') {
-      return set.policies.map((p) => ({ allowed: true, remaining: p.burst, resetAt: now, retryAfter: 0 }));
+      return set.policies.map((p) => ({
+        allowed: true,
+        remaining: p.burst,
+        resetAt: now,
+        retryAfter: 0,
+        resetAfter: 0,
+      }));
     }
     const wait = this.#probeInterval;
-    return set.policies.map(() => ({ allowed: false, remaining: 0, resetAt: now + wait, retryAfter: wait }));
+    return set.policies.map(() => ({
+      allowed: false,
+      remaining: 0,
+      resetAt: now + wait,
+      retryAfter: wait,
+      resetAfter: wait,
+    }));
   }
 
   #cachedDenial(key: string, set: PolicySet, cost: number): readonly PolicyResult[] | undefined {
@@ -436,15 +451,18 @@ export class RedisStore implements Store {
     }
     if (hit.set !== set || hit.cost !== cost) return undefined;
     this.stats.cacheHits++;
-    return hit.results.map((r, i) =>
-      r.allowed ? r : { ...r, retryAfter: Math.max(1, hit.retryAt[i]! - now) },
-    );
+    // The remembered durations, counted down on this process's clock.
+    const elapsed = now - hit.at;
+    return hit.results.map((r) => ({
+      ...r,
+      retryAfter: r.allowed ? 0 : Math.max(1, r.retryAfter - elapsed),
+      resetAfter: Math.max(0, r.resetAfter - elapsed),
+    }));
   }
 
   #remember(op: Op, results: readonly PolicyResult[]): void {
     let until = 0;
     const now = this.#local.now();
-    const retryAt = results.map((r) => now + r.retryAfter);
     for (const r of results) {
       if (!r.allowed && Number.isFinite(r.retryAfter) && now + r.retryAfter > until)
         until = now + r.retryAfter;
@@ -456,6 +474,6 @@ export class RedisStore implements Store {
       if (oldest !== undefined) this.#denied.delete(oldest);
     }
     this.#denied.delete(op.key);
-    this.#denied.set(op.key, { set: op.set, cost: op.cost, until, results, retryAt });
+    this.#denied.set(op.key, { set: op.set, cost: op.cost, until, results, at: now });
   }
 }

@@ -9,7 +9,8 @@ import { createHash } from 'node:crypto';
  * KEYS: every operation's policy keys, in order.
  * ARGV: now ('' = the server's TIME), then per operation: mode (c)onsume, (p)eek, (r)efund, (x) reset;
  *       cost; lease ('' for none); number of policies; then per policy: algorithm code, limit, window, burst.
- * Reply: per operation and policy, 4 integers: allowed (1/0), remaining, resetAt, retryAfter (-1: never).
+ * Reply: the time decided at (ms), then per operation and policy 4 integers: allowed (1/0), remaining,
+ *        resetAt, retryAfter (-1: never).
  *
  * States are strings of integers separated by spaces, each key expiring when its state stops mattering.
  */
@@ -305,7 +306,7 @@ if not now then
   now = tonumber(time[1]) * 1000 + floor(tonumber(time[2]) / 1000)
 end
 
-local reply, a, k = {}, 2, 1
+local reply, a, k = { now }, 2, 1
 while a <= #ARGV do
   local mode, cost, lease, n = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], tonumber(ARGV[a + 3])
   a = a + 4
