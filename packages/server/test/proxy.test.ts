@@ -269,6 +269,26 @@ describe('proxy: rules', () => {
     assert.deepEqual(forwarded.slice(-1), ['/login'], 'the upstream got the resolved path');
   });
 
+  it('matches paths without regard to case by default, in prefixes and patterns; caseSensitive: true for upstreams that care', async () => {
+    const rules = [
+      { name: 'login', match: { path: '/login' }, policies: limit(1) },
+      { name: 'user', match: { pattern: '/users/:id' }, policies: limit(1) },
+    ];
+    const { proxy } = await proxyFor({ upstream: up.url, rules });
+    assert.deepEqual(await statuses(`${proxy.url}/login`, 1), [200]);
+    for (const path of ['/LOGIN', '/Login/', '/lOgIn/x'])
+      assert.deepEqual(await statuses(`${proxy.url}${path}`, 1), [429], path);
+    assert.deepEqual(await statuses(`${proxy.url}/USERS/7`, 2), [200, 429]);
+    const strict = (await proxyFor({ upstream: up.url, caseSensitive: true, rules })).proxy;
+    assert.deepEqual(await statuses(`${strict.url}/login`, 2), [200, 429]);
+    assert.deepEqual(
+      await statuses(`${strict.url}/LOGIN`, 2),
+      [200, 200],
+      'another path to a case-sensitive upstream',
+    );
+    assert.deepEqual(await statuses(`${strict.url}/Users/7`, 2), [200, 200]);
+  });
+
   it('keeps each rule in its own key space, and allows or denies listed clients and keys', async () => {
     const { proxy } = await proxyFor({
       upstream: up.url,

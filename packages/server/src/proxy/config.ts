@@ -157,6 +157,7 @@ const schema = z.strictObject({
   ipv6Prefix: z.number().int().min(1).max(128).default(64),
   headers: z.enum(['draft-10', 'draft-7', 'draft-6']).or(z.literal(false)).default('draft-10'),
   shadow: z.boolean().default(false),
+  caseSensitive: z.boolean().default(false),
   preserveHost: z.boolean().default(true),
   forwarded: z.enum(['x-forwarded', 'forwarded', 'both', 'none']).default('x-forwarded'),
   timeouts: z

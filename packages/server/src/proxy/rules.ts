@@ -55,16 +55,25 @@ function hostMatcher(hosts: readonly string[]): (host: string) => boolean {
 
 /**
  * A path prefix matches on segment boundaries: `/api` matches `/api` and `/api/users`, not `/apiary`.
- * A pattern uses path-to-regexp syntax: `/users/:id`, `/files/*rest`.
+ * A pattern uses path-to-regexp syntax: `/users/:id`, `/files/*rest`. Unless `sensitive`, case is
+ * ignored: most upstreams (Express, ASP.NET, anything on a case-insensitive file system) route `/LOGIN`
+ * to the `/login` handler, so a rule that cared about case could be walked around.
  */
-function pathMatcherOf(match: RuleConfig['match']): ((path: string) => boolean) | undefined {
+function pathMatcherOf(
+  match: RuleConfig['match'],
+  sensitive: boolean,
+): ((path: string) => boolean) | undefined {
   if (match?.path !== undefined) {
-    const prefix = match.path.endsWith('/') ? match.path.slice(0, -1) : match.path;
-    if (prefix === '') return undefined;
-    return (path) => path === prefix || path.startsWith(`${prefix}/`);
+    const given = match.path.endsWith('/') ? match.path.slice(0, -1) : match.path;
+    if (given === '') return undefined;
+    const prefix = sensitive ? given : given.toLowerCase();
+    return (path) => {
+      const p = sensitive ? path : path.toLowerCase();
+      return p === prefix || p.startsWith(`${prefix}/`);
+    };
   }
   if (match?.pattern !== undefined) {
-    const test = pathMatcher(match.pattern, { decode: false });
+    const test = pathMatcher(match.pattern, { decode: false, sensitive });
     return (path) => test(path) !== false;
   }
   return undefined;
@@ -100,7 +109,7 @@ export function compileRules(
   return config.rules.map((rule): Rule => {
     const methods = rule.match?.method?.map((m) => m.toUpperCase());
     const hosts = rule.match?.host === undefined ? undefined : hostMatcher(rule.match.host);
-    const path = pathMatcherOf(rule.match);
+    const path = pathMatcherOf(rule.match, config.caseSensitive);
     const guard = new HttpGuard<IncomingMessage>({
       policies: rule.policies as never,
       store: namespaced(store, `${rule.name}|`),
