@@ -699,6 +699,26 @@ describe('proxy: WebSocket', () => {
   });
 });
 
+describe('proxy: credentials in URLs', () => {
+  it('an upstream with a password is logged without it, and so is a rejected reload that echoes one', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'floodgate-proxy-'));
+    dirs.push(dir);
+    const file = join(dir, 'proxy.yaml');
+    const upstream = `http://svc:upstream-secret-1@${new URL(up.url).host}`;
+    writeFileSync(file, stringify({ listen: 0, admin: 0, upstream }));
+    const { logs, log } = capture();
+    const proxy = await startProxy(loadProxyConfig(file), { file, watch: false, log });
+    running.push(proxy);
+    assert.equal((await send(`${proxy.url}/x`)).status, 200);
+    writeFileSync(file, stringify({ listen: 0, admin: 0, upstream, store: 'mongodb://u:store-secret-2@h' }));
+    assert.equal(proxy.reload(), false);
+    const text = JSON.stringify(logs);
+    assert.match(text, /http:\/\/svc:\*\*\*@127\.0\.0\.1/);
+    assert.match(text, /mongodb:\/\/u:\*\*\*@h/);
+    assert.doesNotMatch(text, /secret/);
+  });
+});
+
 describe('proxy: live reload', () => {
   it('applies a valid new file, keeps the old one when the new is invalid, and never drops a request', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'floodgate-proxy-'));

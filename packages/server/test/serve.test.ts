@@ -295,6 +295,26 @@ describe('floodgate serve settings and errors', () => {
   });
 });
 
+describe('credentials in URLs never reach a log line or an error message', () => {
+  it('an unreachable MySQL or Redis, a bad --db or --redis, a bad config value: the password is hidden', async () => {
+    const port = await freePort();
+    const cases: [string[], RegExp][] = [
+      [['--db', `mysql://fg:db-secret-1@127.0.0.1:${port}/x`], /cannot use the MySQL database/],
+      [['--redis', `redis://:redis-secret-2@127.0.0.1:${port}`], /redis:\/\/:\*\*\*@127\.0\.0\.1/],
+      [['--redis', `redis://default:redis-secret-3@127.0.0.1:${port}/0`], /redis:\/\/default:\*\*\*@/],
+      [['--redis', 'http://u:redis-secret-4@127.0.0.1'], /--redis must be/],
+      [['--db', 'postgres://u:db-secret-5@127.0.0.1/x'], /--db must be/],
+      [['--db', `mysql://127.0.0.1:${port}/x?password=db-secret-6`], /cannot use the MySQL database/],
+    ];
+    for (const [args, message] of cases) {
+      const r = run(['serve', '--port', '0', ...args]);
+      assert.notEqual(r.status, 0, args.join(' '));
+      assert.match(r.stderr, message);
+      assert.doesNotMatch(r.stderr + r.stdout, /secret/, args.join(' '));
+    }
+  });
+});
+
 describe('floodgate serve with Redis', () => {
   let redis: RedisServer;
   before(async () => {
@@ -435,5 +455,31 @@ describe('floodgate serve with MariaDB/MySQL', () => {
     assert.deepEqual(rows, [{ username: 'john_doe' }]);
     const added = run(['users', 'add', 'dave', '--db', url], { input: 'dave-password\n' });
     assert.equal(added.stdout, 'added dave\n', added.stderr);
+  });
+
+  it("a password in --db appears in no log line (the first run's included)", async () => {
+    const user = `fg_${process.pid}`;
+    const password = `db-password-${process.pid}`;
+    const own = `${database}_own`;
+    await admin.query(`CREATE DATABASE ${own}`);
+    await admin.query(`CREATE USER '${user}'@'%' IDENTIFIED BY '${password}'`);
+    try {
+      await admin.query(`GRANT ALL ON ${own}.* TO '${user}'@'%'`);
+      const target = new URL(base);
+      const url = `mysql://${user}:${password}@${target.hostname}:${target.port || 3306}/${own}`;
+      const s = await startServe(['--db', url]);
+      try {
+        assert.equal((await get(s.url, { authorization: auth(USER) })).status, 200);
+      } finally {
+        await s.stop();
+      }
+      const logs = JSON.stringify(s.logs());
+      assert.match(logs, /created the continents table/);
+      assert.match(logs, new RegExp(`mysql://${user}:\\*\\*\\*@`));
+      assert.ok(!logs.includes(password), logs);
+    } finally {
+      await admin.query(`DROP USER IF EXISTS '${user}'@'%'`);
+      await admin.query(`DROP DATABASE IF EXISTS ${own}`);
+    }
   });
 });

@@ -5,6 +5,7 @@ import { startProxy } from '../proxy/proxy.js';
 import { ConfigError, resolveConfig } from '../server/config.js';
 import { DatabaseError } from '../server/database.js';
 import { StartError, serve } from '../server/serve.js';
+import { redact } from '../shared/redact.js';
 import { runDemo } from './demo.js';
 import { proxyConfigFromArgs } from './proxy.js';
 import { UsageError, users } from './users.js';
@@ -123,14 +124,15 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`floodgate: unknown command "${command}"\n\n${USAGE}`);
     return 2;
   } catch (error) {
-    process.stderr.write(`floodgate: ${(error as Error).message}\n`);
+    // Messages may echo what the operator gave, URLs with passwords included.
+    process.stderr.write(`floodgate: ${redact((error as Error).message)}\n`);
     // 1: the environment is wrong (database, Redis, port); 2: the command line or configuration is.
     if (error instanceof StartError || error instanceof DatabaseError) return 1;
     if (error instanceof ConfigError || error instanceof ProxyConfigError || error instanceof UsageError)
       return 2;
     if ((error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) return 2;
     if (error instanceof RangeError || error instanceof TypeError) return 2;
-    process.stderr.write(`${(error as Error).stack}\n`);
+    process.stderr.write(`${redact(String((error as Error).stack))}\n`);
     return 1;
   }
 }

@@ -8,6 +8,7 @@ import type { Cluster, Redis } from 'ioredis';
 import { type Logger, pino } from 'pino';
 import { listen } from '../server/listen.js';
 import { connectRedis, sharedStore } from '../server/redis.js';
+import { redact } from '../shared/redact.js';
 import { loadProxyConfig, type ProxyConfig } from './config.js';
 import {
   type ForwardOptions,
@@ -467,7 +468,7 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
       if (nextDispatcher !== dispatcher) void nextDispatcher.destroy();
       metrics.reloads.inc({ result: 'rejected' });
       log.error(
-        { file: options.file, reason: (error as Error).message },
+        { file: options.file, reason: redact((error as Error).message) },
         'configuration rejected; still serving the previous one',
       );
       return false;
@@ -501,11 +502,11 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
     {
       url,
       admin: adminUrl,
-      upstream: initial.upstream,
+      upstream: initial.upstream.map(redact),
       store: redis === undefined ? 'memory' : 'redis',
       rules: active.rules.map((r) => r.name),
     },
-    `proxying ${url} to ${initial.upstream.join(', ')}`,
+    `proxying ${url} to ${redact(initial.upstream.join(', '))}`,
   );
 
   let stopping: Promise<void> | undefined;

@@ -1,6 +1,7 @@
 import { RedisStore } from 'floodgate/redis';
 import { Cluster, Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { redact } from '../shared/redact.js';
 
 /** A start-up failure with a message for the operator (no stack trace). */
 export class StartError extends Error {}
@@ -30,9 +31,7 @@ export async function connectRedis(url: string): Promise<Redis | Cluster> {
     ]);
   } catch (error) {
     redis.disconnect();
-    throw new StartError(
-      `cannot connect to Redis at ${url.replace(/\/\/[^@]*@/, '//***@')}: ${(error as Error).message}`,
-    );
+    throw new StartError(`cannot connect to Redis at ${redact(url)}: ${redact((error as Error).message)}`);
   }
   return redis;
 }

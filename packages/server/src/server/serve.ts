@@ -3,6 +3,7 @@ import { Limiter, MemoryStore, type Store } from 'floodgate';
 import { LoginGuard } from 'floodgate/node';
 import type { Cluster, Redis } from 'ioredis';
 import { pino } from 'pino';
+import { redact } from '../shared/redact.js';
 import { createApp } from './app.js';
 import { policyOf, type ServeConfig } from './config.js';
 import { EXAMPLE_USER, openDatabase } from './database.js';
@@ -24,7 +25,7 @@ export async function serve(config: ServeConfig): Promise<Running> {
   const metrics = createMetrics();
   const { db, seeded } = await openDatabase(config.db);
   if (seeded.continents)
-    log.info({ db: config.db }, 'created the continents table with the seven continents');
+    log.info({ db: redact(config.db) }, 'created the continents table with the seven continents');
   if (seeded.exampleUser) {
     log.info(
       { user: EXAMPLE_USER.name, password: EXAMPLE_USER.password },
