@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
-import { bin, startCommand } from './helpers/command.js';
+import { bin, halfSentRequest, startCommand } from './helpers/command.js';
 import { type NodeUpstream, startNodeUpstream } from './helpers/upstreams.js';
 
 // The real `floodgate proxy` command, spawned as a child process.
@@ -39,6 +39,20 @@ async function codes(url: string, n: number): Promise<number[]> {
 }
 
 describe('floodgate proxy (command)', () => {
+  it('a stop waits for requests in flight at most --grace, then closes what is left', {
+    timeout: 60_000,
+  }, async () => {
+    const proxy = await startProxy([...onFreePorts(), '--grace', '300ms']);
+    const socket = await halfSentRequest(proxy.url);
+    const closed = once(socket, 'close');
+    assert.equal(await proxy.stop(), 0);
+    await closed;
+    assert.ok(proxy.logs().some((l) => l.msg === 'grace period over: closing the connections still open'));
+    const bad = floodgate(...onFreePorts(), '--grace', 'soon');
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /--grace: must be a duration/);
+  });
+
   it('runs from flags alone: one limit per client IP, then stops on SIGTERM', async () => {
     const proxy = await startProxy([...onFreePorts(), '--limit', '2', '--window', '1m']);
     assert.deepEqual(await codes(`${proxy.url}/echo`, 3), [200, 200, 429]);

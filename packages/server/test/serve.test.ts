@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Server as NetServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { freePort, RedisCluster, RedisServer } from '../../floodgate/test/helpers/redis-server.js';
-import { bin, type RunningCommand, startCommand } from './helpers/command.js';
+import { bin, halfSentRequest, type RunningCommand, startCommand } from './helpers/command.js';
 
 // The real `floodgate serve`, spawned as a child process and spoken to over HTTP.
 
@@ -270,6 +271,24 @@ describe('floodgate serve settings and errors', () => {
       assert.doesNotMatch(r.stderr, /\n\s+at /);
     });
   }
+
+  it('a stop waits for requests in flight at most --grace, then closes what is left', {
+    timeout: 60_000,
+  }, async () => {
+    const s = await startServe(['--grace', '300ms']);
+    const socket = await halfSentRequest(s.url);
+    const closed = once(socket, 'close');
+    assert.equal(await s.stop(), 0);
+    await closed;
+    const logs = s.logs();
+    assert.ok(
+      logs.some((l) => l.msg === 'grace period over: closing the connections still open' && l.grace === 300),
+    );
+    assert.ok(logs.some((l) => l.msg === 'stopped'));
+    const bad = run(['serve', '--port', '0', '--grace', 'soon']);
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /--grace must be a duration such as "10s" or "500ms"; got "soon"/);
+  });
 
   it('a port in use: exit 1 saying so', async () => {
     const blocker = createServer();

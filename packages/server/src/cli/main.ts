@@ -45,6 +45,7 @@ const SERVE_OPTIONS = {
   limit: { type: 'string' },
   window: { type: 'string' },
   algorithm: { type: 'string' },
+  grace: { type: 'string' },
   config: { type: 'string' },
 } as const;
 

@@ -12,9 +12,10 @@ export const PROXY_OPTIONS = {
   algorithm: { type: 'string' },
   'admin-port': { type: 'string' },
   shadow: { type: 'boolean' },
+  grace: { type: 'string' },
 } as const;
 
-const SIMPLE = ['upstream', 'redis', 'limit', 'window', 'algorithm', 'shadow'] as const;
+const SIMPLE = ['upstream', 'redis', 'limit', 'window', 'algorithm', 'shadow', 'grace'] as const;
 
 function port(value: string, flag: string): number {
   if (!/^\d{1,5}$/.test(value) || Number(value) > 65535) {
@@ -64,6 +65,7 @@ export function proxyConfigFromArgs(args: string[]): { config: ProxyConfig; file
       ? {}
       : { admin: { port: port(values['admin-port'], 'admin-port') } }),
     shadow: values.shadow ?? false,
+    ...(values.grace === undefined ? {} : { grace: values.grace }),
     rules: [
       {
         name: 'per-ip',
@@ -80,7 +82,8 @@ export function proxyConfigFromArgs(args: string[]): { config: ProxyConfig; file
       (error as Error).message
         .replace(/^flags: rules\[0\]\.policies\[0\]\.(limit|window|algorithm)/, '--$1')
         .replace(/^flags: upstream/, '--upstream')
-        .replace(/^flags: store/, '--redis'),
+        .replace(/^flags: store/, '--redis')
+        .replace(/^flags: grace/, '--grace'),
     );
   }
 }

@@ -4,6 +4,7 @@ import { parseDuration, resolvePolicies } from 'floodgate';
 import { match as pathMatch } from 'path-to-regexp';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { DEFAULT_GRACE } from '../shared/drain.js';
 
 /** A configuration the proxy cannot run with; the message gives the path of the bad field. */
 export class ProxyConfigError extends Error {}
@@ -168,6 +169,7 @@ const schema = z.strictObject({
     })
     .default({ connect: 5_000, response: 30_000, idle: 60_000 }),
   maxSockets: z.number().int().min(1).default(256),
+  grace: duration.default(DEFAULT_GRACE),
   onStoreError: z.enum(['open', 'closed']).default('open'),
   allow: lists.default([]),
   deny: lists.default([]),

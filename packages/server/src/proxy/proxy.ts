@@ -8,6 +8,7 @@ import type { Cluster, Redis } from 'ioredis';
 import { type Logger, pino } from 'pino';
 import { listen } from '../server/listen.js';
 import { connectRedis, sharedStore } from '../server/redis.js';
+import { drain } from '../shared/drain.js';
 import { redact } from '../shared/redact.js';
 import { loadProxyConfig, type ProxyConfig } from './config.js';
 import {
@@ -514,13 +515,10 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
     stopping ??= (async () => {
       watcher?.close();
       refusals.flush();
-      log.info('shutting down: finishing requests in flight');
+      log.info({ grace: active.config.grace }, 'shutting down: finishing requests in flight');
       for (const socket of upgraded) socket.destroy();
       await Promise.all([
-        new Promise<void>((resolve) => {
-          server.close(() => resolve());
-          server.closeIdleConnections();
-        }),
+        drain(server, active.config.grace, log),
         new Promise<void>((resolve) => (admin === undefined ? resolve() : admin.close(() => resolve()))),
       ]);
       timeouts.stop();

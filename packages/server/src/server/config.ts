@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
-import { resolvePolicies } from 'floodgate';
+import { parseDuration, resolvePolicies } from 'floodgate';
 import { parse as parseYaml } from 'yaml';
+import { DEFAULT_GRACE } from '../shared/drain.js';
 
 /** Settings of `floodgate serve`: each from a flag, else an environment variable, else the config file, else the default. */
 export interface ServeConfig {
@@ -11,11 +12,13 @@ export interface ServeConfig {
   limit: number;
   window: string;
   algorithm: string;
+  /** Longest wait for requests in flight at a stop, in ms. */
+  grace: number;
 }
 
 export class ConfigError extends Error {}
 
-const DEFAULTS: Omit<ServeConfig, 'redis'> & { redis?: string } = {
+const DEFAULTS: Omit<ServeConfig, 'redis' | 'grace'> & { redis?: string } = {
   port: 8080,
   host: '127.0.0.1',
   db: 'sqlite:./floodgate.db',
@@ -23,7 +26,7 @@ const DEFAULTS: Omit<ServeConfig, 'redis'> & { redis?: string } = {
   window: '60s',
   algorithm: 'fixed-window',
 };
-const KEYS = ['port', 'host', 'db', 'redis', 'limit', 'window', 'algorithm'] as const;
+const KEYS = ['port', 'host', 'db', 'redis', 'limit', 'window', 'algorithm', 'grace'] as const;
 type Key = (typeof KEYS)[number];
 const env = (key: Key) => `FLOODGATE_${key.toUpperCase()}`;
 
@@ -105,7 +108,18 @@ export function resolveConfig(
     limit: int('limit', 1, 1_000_000_000, DEFAULTS.limit),
     window: str('window') ?? DEFAULTS.window,
     algorithm: str('algorithm') ?? DEFAULTS.algorithm,
+    grace: DEFAULT_GRACE,
   };
+  const grace = pick('grace');
+  if (grace !== undefined) {
+    try {
+      config.grace = parseDuration(grace.value, 'grace');
+    } catch {
+      throw new ConfigError(
+        `${grace.source} must be a duration such as "10s" or "500ms"; got ${JSON.stringify(grace.value)}`,
+      );
+    }
+  }
   try {
     resolvePolicies(policyOf(config), 'policy');
   } catch (error) {

@@ -3,6 +3,7 @@ import { Limiter, MemoryStore, type Store } from 'floodgate';
 import { LoginGuard } from 'floodgate/node';
 import type { Cluster, Redis } from 'ioredis';
 import { pino } from 'pino';
+import { drain } from '../shared/drain.js';
 import { redact } from '../shared/redact.js';
 import { createApp } from './app.js';
 import { policyOf, type ServeConfig } from './config.js';
@@ -64,11 +65,8 @@ export async function serve(config: ServeConfig): Promise<Running> {
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
-      log.info('shutting down: finishing requests in flight');
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeIdleConnections();
-      });
+      log.info({ grace: config.grace }, 'shutting down: finishing requests in flight');
+      await drain(server, config.grace, log);
       await db.close();
       if (redis !== undefined) await redis.quit().catch(() => redis?.disconnect());
       log.info('stopped');

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { connect, type Socket } from 'node:net';
 import { resolve } from 'node:path';
 
 /** The installed entry point of the `floodgate` command. */
@@ -51,4 +52,21 @@ export function startCommand(
     });
     child.once('exit', (code) => reject(new Error(`floodgate ${args[0]} exited with ${code}: ${err}${out}`)));
   });
+}
+
+/** A connection that sends half a request and never the rest: what must not hold a stopping server up. */
+export async function halfSentRequest(url: string): Promise<Socket> {
+  const { hostname, port } = new URL(url);
+  const socket = connect(Number(port), hostname);
+  socket.on('error', () => {});
+  socket.resume(); // read whatever comes, so the server's close is seen
+  await once(socket, 'connect');
+  socket.write('GET /continents HTTP/1.1\r\nHost: x\r\n'); // the header section never ends
+  // The server has read it once it answers nothing for a turn of its loop; a round trip on another
+  // connection makes sure of that.
+  await fetch(`${url}/health`).then(
+    (r) => r.arrayBuffer(),
+    () => undefined,
+  );
+  return socket;
 }
