@@ -574,6 +574,40 @@ describe('proxy: forwarding', () => {
   });
 });
 
+describe('proxy: malformed requests', () => {
+  it('a malformed request pipelined behind a streaming response closes the connection after it, never a 400 inside it', async () => {
+    const { proxy } = await proxyFor({ upstream: up.url });
+    const socket = connect(Number(new URL(proxy.url).port), '127.0.0.1');
+    const chunks: Buffer[] = [];
+    socket.on('data', (d: Buffer) => chunks.push(d));
+    const closed = once(socket, 'close');
+    socket.write('GET /download/300000 HTTP/1.1\r\nHost: x\r\n\r\nNOT HTTP AT ALL\r\n\r\n');
+    await closed;
+    const raw = Buffer.concat(chunks).toString('latin1');
+    assert.doesNotMatch(raw, /400 Bad Request/);
+    assert.equal(raw.match(/HTTP\/1\.1 /g)?.length, 1, 'one response');
+    assert.match(raw, /^HTTP\/1\.1 200 /);
+    const body = raw.slice(raw.indexOf('\r\n\r\n') + 4);
+    let decoded = 0;
+    let at = 0;
+    for (;;) {
+      const end = body.indexOf('\r\n', at);
+      const size = Number.parseInt(body.slice(at, end), 16);
+      if (size === 0) break;
+      decoded += size;
+      at = end + 2 + size + 2;
+    }
+    assert.equal(decoded, 300_000, 'the chunked response is whole');
+    // Alone on a connection, a malformed request still gets its 400.
+    const lone = connect(Number(new URL(proxy.url).port), '127.0.0.1');
+    let answer = '';
+    lone.on('data', (d) => (answer += d));
+    lone.write('NOT HTTP AT ALL\r\n\r\n');
+    await once(lone, 'close');
+    assert.match(answer, /^HTTP\/1\.1 400 Bad Request/);
+  });
+});
+
 describe('proxy: upstream failures', () => {
   it('answers 502 when the upstream is down, and 504 when it does not answer in time', async () => {
     const { proxy } = await proxyFor({ upstream: 'http://127.0.0.1:9', timeouts: { response: '200ms' } });

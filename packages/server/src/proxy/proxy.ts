@@ -400,6 +400,15 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
   const server = createServer(handle);
   server.on('upgrade', (req, socket, head) => void handleUpgrade(req, socket, head));
   server.on('clientError', (_error, socket) => {
+    // A malformed request pipelined behind one still being answered: a 400 written now would land inside
+    // that response and break its framing. Node's own handler closes the connection then; so do we, once
+    // the response in progress is complete. (`_httpMessage` is the response that holds the socket: the
+    // same field Node's handler reads, so no request pays for bookkeeping of its own.)
+    const current = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (current != null && !current.writableFinished) {
+      current.once('close', () => socket.destroy());
+      return;
+    }
     if (socket.writable)
       socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
   });
