@@ -184,19 +184,19 @@ function memo<T>(make: (key: string) => T): (key: string) => T {
 const REFUSAL_LOG_EVERY = 10_000;
 
 /**
- * Refusals in the log: the first of each rule at once, then one line per rule every 10 s with the count
- * and the last one's details. A line per refused request would let a flood fill the disk and slow the
- * proxy down exactly when it is needed; the exact counts are in the metrics.
+ * Refusals in the log, real or shadow (`message` says which): the first of each rule at once, then one
+ * line per rule every 10 s with the count and the last one's details. A line per refused request would let
+ * a flood fill the disk and slow the proxy down exactly when it is needed; the exact counts are in the
+ * metrics.
  */
-function refusalLog(log: Logger) {
+function refusalLog(log: Logger, message: string) {
   const pending = new Map<string, { count: number; last: Record<string, unknown> }>();
   let timer: NodeJS.Timeout | undefined;
   const flush = () => {
     clearTimeout(timer);
     timer = undefined;
     for (const [rule, { count, last }] of pending) {
-      if (count > 0)
-        log.info({ ...last, rule, refused: count, seconds: REFUSAL_LOG_EVERY / 1000 }, 'refused');
+      if (count > 0) log.info({ ...last, rule, refused: count, seconds: REFUSAL_LOG_EVERY / 1000 }, message);
     }
     pending.clear();
   };
@@ -204,7 +204,7 @@ function refusalLog(log: Logger) {
     note(rule: string, fields: Record<string, unknown>) {
       const entry = pending.get(rule);
       if (entry === undefined) {
-        log.info({ ...fields, refused: 1 }, 'refused');
+        log.info({ ...fields, refused: 1 }, message);
         pending.set(rule, { count: 0, last: fields });
         timer ??= setTimeout(flush, REFUSAL_LOG_EVERY).unref();
         return;
@@ -247,7 +247,8 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
 
   const count = metrics.countRequest;
   const timing = memo((rule) => metrics.upstreamDuration.labels(rule));
-  const refusals = refusalLog(log);
+  const refusals = refusalLog(log, 'refused');
+  const shadowRefusals = refusalLog(log, 'would have refused (shadow mode)');
 
   /**
    * What to forward with: the matched rule (if any) and its verdict (undefined to forward as is). Undefined
@@ -318,7 +319,7 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
     };
     if (rule.shadow) {
       count(rule.name, `shadow_${decision}`);
-      log.info({ ...fields, shadow: true }, 'would have refused (shadow mode)');
+      shadowRefusals.note(rule.name, { ...fields, shadow: true });
       return { rule, verdict: undefined };
     }
     count(rule.name, decision);
@@ -524,6 +525,7 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
     stopping ??= (async () => {
       watcher?.close();
       refusals.flush();
+      shadowRefusals.flush();
       log.info({ grace: active.config.grace }, 'shutting down: finishing requests in flight');
       for (const socket of upgraded) socket.destroy();
       await Promise.all([
