@@ -6,6 +6,7 @@ import { connect, createServer, type Server as NetServer, type Socket } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
 import { freePort, RedisCluster, RedisServer } from '../../floodgate/test/helpers/redis-server.js';
 import { bin, halfSentRequest, type RunningCommand, startCommand } from './helpers/command.js';
 
@@ -341,6 +342,32 @@ describe('floodgate serve with Redis', () => {
   });
   after(async () => {
     await redis.stop();
+  });
+
+  it('--redis redis://host:port/N keeps its limits in database N, and refuses a database the server lacks', async () => {
+    const s = await startServe(['--redis', `${redis.url}/3`]);
+    try {
+      assert.equal((await get(s.url, { authorization: auth(USER) })).status, 200);
+    } finally {
+      await s.stop();
+    }
+    const client = new Redis(redis.port, '127.0.0.1');
+    try {
+      assert.equal(await client.dbsize(), 0, 'nothing in database 0');
+      await client.select(3);
+      assert.ok((await client.dbsize()) > 0, 'the limits are in database 3');
+    } finally {
+      client.disconnect();
+    }
+    const missing = run(['serve', '--port', '0', '--redis', `${redis.url}/99`]);
+    assert.equal(missing.status, 1);
+    assert.match(
+      missing.stderr,
+      /cannot use database 99 of Redis at redis:\/\/127\.0\.0\.1:\d+\/99: ERR DB index is out of range/,
+    );
+    const odd = run(['serve', '--port', '0', '--redis', `${redis.url}/three`]);
+    assert.equal(odd.status, 2);
+    assert.match(odd.stderr, /must be a database number, such as \/3/);
   });
 
   it('two serve processes sharing one Redis allow exactly 5 of 50 concurrent requests for one user', async () => {

@@ -2,6 +2,7 @@ import { RedisStore } from 'floodgate/redis';
 import { Cluster, Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { redact } from '../shared/redact.js';
+import { ConfigError } from './config.js';
 
 /** A start-up failure with a message for the operator (no stack trace). */
 export class StartError extends Error {}
@@ -20,8 +21,25 @@ function redisClient(url: string): Redis | Cluster {
   return new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: true });
 }
 
+/** The database index of a `redis://host:port/N` URL; undefined when the URL names none. */
+function databaseOf(url: string): number | undefined {
+  if (url.startsWith('redis-cluster://')) return undefined;
+  let path: string;
+  try {
+    path = new URL(url).pathname;
+  } catch {
+    throw new ConfigError(`--redis is not a valid URL: ${redact(url)}`);
+  }
+  if (path === '' || path === '/') return undefined;
+  if (!/^\/\d{1,5}$/.test(path)) {
+    throw new ConfigError(`--redis: the path of ${redact(url)} must be a database number, such as /3`);
+  }
+  return Number(path.slice(1));
+}
+
 /** Connects to Redis (or a Cluster) by URL within 5 s, or throws a StartError that hides any password. */
 export async function connectRedis(url: string): Promise<Redis | Cluster> {
+  const db = databaseOf(url);
   const redis = redisClient(url);
   redis.on('error', () => {}); // reported through the store's onError
   try {
@@ -32,6 +50,18 @@ export async function connectRedis(url: string): Promise<Redis | Cluster> {
   } catch (error) {
     redis.disconnect();
     throw new StartError(`cannot connect to Redis at ${redact(url)}: ${redact((error as Error).message)}`);
+  }
+  if (db !== undefined) {
+    // ioredis selects the URL's database as it connects, but a refused SELECT (an index past the server's
+    // `databases`) only reaches its error event, and it goes on in database 0: ask again, and hear the answer.
+    try {
+      await (redis as Redis).select(db);
+    } catch (error) {
+      redis.disconnect();
+      throw new StartError(
+        `cannot use database ${db} of Redis at ${redact(url)}: ${(error as Error).message} (see the server's "databases" setting)`,
+      );
+    }
   }
   return redis;
 }
