@@ -352,6 +352,24 @@ describe('Limiter: invalid input fails naming the option', () => {
       RangeError,
     ],
     [
+      'a burst whose product with the window overflows: the burst is named, with the bound',
+      () => new Limiter({ policies: { limit: 5, window: '1m', burst: 2 ** 40 } }),
+      /option "policies.burst" must be small enough that burst × window in ms \(1099511627776 × 60000\) stays below 2\^51; got 1099511627776/,
+      RangeError,
+    ],
+    [
+      'a limit whose product with the window overflows',
+      () => new Limiter({ policies: { algorithm: 'fixed-window', limit: 2 ** 40, window: '1h' } }),
+      /option "policies.limit" must be small enough that limit × window in ms/,
+      RangeError,
+    ],
+    [
+      'a concurrency limit whose product with the lease timeout overflows',
+      () => new Limiter({ policies: { algorithm: 'concurrency', limit: 2 ** 40, leaseTimeout: '1d' } }),
+      /"policies.limit" must be small enough that limit × leaseTimeout in ms/,
+      RangeError,
+    ],
+    [
       'zero window',
       () => new Limiter({ policies: [{ limit: 5, window: 0 }] }),
       /"policies\[0\]\.window"/,

@@ -49,6 +49,8 @@ export interface PolicySet {
   readonly concurrent: boolean;
 }
 
+/** The largest `max(limit, burst) × window (ms)`: 2^51, a quarter of the integers a double holds exactly. */
+const MAX_PRODUCT = Number.MAX_SAFE_INTEGER / 4;
 const RATE_KEYS = new Set(['name', 'algorithm', 'limit', 'window', 'burst']);
 const CONCURRENCY_KEYS = new Set(['name', 'algorithm', 'limit', 'leaseTimeout']);
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
@@ -98,9 +100,16 @@ export function resolvePolicy(spec: unknown, path: string): Policy {
       ? parseDuration(raw.leaseTimeout, `${path}.leaseTimeout`)
       : parseDuration(raw.window, `${path}.window`);
   const burst = raw.burst === undefined ? limit : positiveInteger(raw.burst, `${path}.burst`);
-  // Scaled integer arithmetic in the algorithms must stay exact.
-  if (Math.max(limit, burst) * window > Number.MAX_SAFE_INTEGER / 4) {
-    throw invalidOption(`${path}.limit`, 'small enough that limit × window (in ms) stays below 2^51', limit);
+  // Scaled integer arithmetic in the algorithms must stay exact: the larger of limit and burst, times the
+  // window in ms, below 2^51. The option blamed is the one that is larger.
+  if (Math.max(limit, burst) * window > MAX_PRODUCT) {
+    const [option, value] = burst > limit ? ['burst', burst] : ['limit', limit];
+    const windowOption = name === 'concurrency' ? 'leaseTimeout' : 'window';
+    throw invalidOption(
+      `${path}.${option}`,
+      `small enough that ${option} × ${windowOption} in ms (${value} × ${window}) stays below 2^51`,
+      value,
+    );
   }
   const label = name === 'concurrency' ? `${limit}` : `${limit}-per-${formatDuration(window)}`;
   const policyName = raw.name ?? `${name}-${label}`;

@@ -2,7 +2,7 @@ import type { Decision } from '../core/decision.js';
 import { invalidOption } from '../core/errors.js';
 import { hashKey } from '../core/keys.js';
 import { Limiter } from '../core/limiter.js';
-import type { PolicySpec } from '../core/policy.js';
+import { type PolicySpec, resolvePolicies } from '../core/policy.js';
 import type { Store } from '../stores/store.js';
 
 export interface LoginGuardOptions {
@@ -49,17 +49,21 @@ export class LoginGuard {
       throw invalidOption('LoginGuard options', 'an object', options, 'type');
     }
     const store = options.store === undefined ? {} : { store: options.store };
-    this.#user = new Limiter({
-      ...store,
-      policies: options.perUserAndIp ?? [
-        { name: 'login-15m', algorithm: 'fixed-window', limit: 5, window: '15m' },
-        { name: 'login-1d', algorithm: 'fixed-window', limit: 20, window: '1d' },
-      ],
-    });
-    this.#ip = new Limiter({
-      ...store,
-      policies: options.perIp ?? { name: 'login-ip-1d', algorithm: 'fixed-window', limit: 100, window: '1d' },
-    });
+    const perUserAndIp = options.perUserAndIp ?? [
+      { name: 'login-15m', algorithm: 'fixed-window', limit: 5, window: '15m' },
+      { name: 'login-1d', algorithm: 'fixed-window', limit: 20, window: '1d' },
+    ];
+    const perIp = options.perIp ?? {
+      name: 'login-ip-1d',
+      algorithm: 'fixed-window',
+      limit: 100,
+      window: '1d',
+    };
+    // Validated here first, so an error names this guard's option rather than the Limiter's "policies".
+    resolvePolicies(perUserAndIp, 'perUserAndIp');
+    resolvePolicies(perIp, 'perIp');
+    this.#user = new Limiter({ ...store, policies: perUserAndIp });
+    this.#ip = new Limiter({ ...store, policies: perIp });
   }
 
   /** Charges one attempt for `user` from `ip`, or says how long they are blocked (charging nothing). */

@@ -90,7 +90,7 @@ describe('LoginGuard', () => {
     assert.throws(() => new LoginGuard(null as never), /"LoginGuard options" must be an object/);
     assert.throws(
       () => new LoginGuard({ perIp: { limit: 0, window: '1s' } }),
-      /"policies.limit" must be a positive integer/,
+      /"perIp.limit" must be a positive integer/,
     );
   });
 });
