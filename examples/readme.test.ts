@@ -1,4 +1,4 @@
-// Every TypeScript example in README.md is a complete program: this test type-checks and runs each one
+// Every TypeScript example in the READMEs is a complete program: this test type-checks and runs each one
 // against the built package, and compares what it prints with the `// → ` lines written under it.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -9,8 +9,10 @@ import { RedisServer } from '../packages/floodgate/test/helpers/redis-server.js'
 
 const root = resolve(import.meta.dirname, '..');
 const dir = join(root, 'examples/.readme');
-const readme = readFileSync(join(root, 'README.md'), 'utf8');
-const blocks = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]!);
+// The repository's README and the one shipped with the library package.
+const blocks = ['README.md', 'packages/floodgate/README.md'].flatMap((file) =>
+  [...readFileSync(join(root, file), 'utf8').matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]!),
+);
 
 // Examples that use Redis read REDIS_URL: they get a server of this test's own.
 let redis: RedisServer;

@@ -2,7 +2,7 @@
 // subpath of its export map with ESM `import` and CommonJS `require`, then type-checks both forms. A broken
 // export map, a missing file or a runtime dependency that was never declared fails here, before release.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 const root = resolve(import.meta.dirname, '..');
@@ -31,6 +31,27 @@ if (manifest.dependencies && Object.keys(manifest.dependencies).length > 0) {
     `the library must have no runtime dependencies; found ${Object.keys(manifest.dependencies)}`,
   );
 }
+// What a user reads and may rely on ships with it: the README, the licence, and source maps that carry
+// their sources (the maps' `src/*.ts` are not in the package, so they must be embedded).
+const installed = join(consumer, 'node_modules/floodgate');
+for (const file of ['README.md', 'LICENSE']) {
+  if (!existsSync(join(installed, file))) throw new Error(`the package lacks ${file}`);
+}
+const maps = readdirSync(join(installed, 'dist'), { recursive: true }).filter((f) =>
+  String(f).endsWith('.js.map'),
+);
+if (maps.length === 0) throw new Error('the package has no source maps');
+for (const map of maps) {
+  const { sources, sourcesContent } = JSON.parse(readFileSync(join(installed, 'dist', String(map)), 'utf8'));
+  if (
+    !Array.isArray(sourcesContent) ||
+    sourcesContent.length !== sources.length ||
+    sourcesContent.some((c) => typeof c !== 'string')
+  )
+    throw new Error(`dist/${map} points at sources it does not carry`);
+}
+console.log(`pack-check: README.md, LICENSE, and ${maps.length} source maps with their sources`);
+
 const specifiers = Object.keys(manifest.exports)
   .filter((k) => k !== './package.json')
   .map((k) => (k === '.' ? 'floodgate' : `floodgate/${k.slice(2)}`));

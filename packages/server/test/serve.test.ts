@@ -503,6 +503,25 @@ describe('floodgate serve with MariaDB/MySQL', () => {
     assert.equal(added.stdout, 'added dave\n', added.stderr);
   });
 
+  it('creates the database when it does not exist yet; a database name it cannot use is refused', async () => {
+    const fresh = `${database}_fresh`;
+    try {
+      const s = await startServe(['--db', `${base}/${fresh}`]);
+      try {
+        assert.equal((await get(s.url, { authorization: auth(USER) })).status, 200);
+      } finally {
+        await s.stop();
+      }
+      const [rows] = await admin.query(`SELECT COUNT(*) AS n FROM ${fresh}.continents`);
+      assert.deepEqual(rows, [{ n: 7 }]);
+    } finally {
+      await admin.query(`DROP DATABASE IF EXISTS ${fresh}`);
+    }
+    const odd = run(['serve', '--port', '0', '--db', `${base}/no-such;name`]);
+    assert.equal(odd.status, 1);
+    assert.match(odd.stderr, /--db must name the MySQL database/);
+  });
+
   it("a password in --db appears in no log line (the first run's included)", async () => {
     const user = `fg_${process.pid}`;
     const password = `db-password-${process.pid}`;

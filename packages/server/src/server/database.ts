@@ -116,6 +116,26 @@ async function openSqlite(path: string): Promise<Opened> {
   return { db, seeded };
 }
 
+/** Creates the database when it is missing, as the tables are; a user without the right gets the server's answer. */
+async function createDatabase(
+  mysql: typeof import('mysql2/promise'),
+  url: string,
+  name: string,
+): Promise<void> {
+  const server = new URL(url);
+  server.pathname = '/';
+  const connection = await mysql.createConnection({ uri: server.toString(), connectTimeout: 5000 });
+  try {
+    const [found] = await connection.query(
+      'SELECT 1 FROM information_schema.schemata WHERE schema_name = ?',
+      [name],
+    );
+    if ((found as unknown[]).length === 0) await connection.query(`CREATE DATABASE \`${name}\``);
+  } finally {
+    await connection.end();
+  }
+}
+
 async function openMysql(url: string): Promise<Opened> {
   const mysql = await import('mysql2/promise');
   let pool: import('mysql2/promise').Pool;
@@ -124,7 +144,14 @@ async function openMysql(url: string): Promise<Opened> {
   } catch {
     throw new DatabaseError(`--db is not a valid URL: "${url}"`);
   }
+  const name = decodeURIComponent(new URL(url).pathname.slice(1));
+  if (!/^[A-Za-z0-9_$]{1,64}$/.test(name)) {
+    throw new DatabaseError(
+      `--db must name the MySQL database, in letters, digits, "_" or "$": mysql://user:pass@host:port/DATABASE`,
+    );
+  }
   try {
+    await createDatabase(mysql, url, name);
     pool = mysql.createPool({ uri: url, connectionLimit: 10, connectTimeout: 5000 });
     await pool.query(`CREATE TABLE IF NOT EXISTS continents (
       continent_id INT AUTO_INCREMENT PRIMARY KEY, continent_name VARCHAR(100) NOT NULL)`);
