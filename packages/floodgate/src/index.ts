@@ -26,7 +26,12 @@ export type {
 export { type Clock, ManualClock, systemClock } from './core/clock.js';
 export type { Decision, DenyReason, PolicyDecision } from './core/decision.js';
 export { type Duration, parseDuration } from './core/duration.js';
-export { FloodgateError, type FloodgateErrorCode } from './core/errors.js';
+export {
+  FloodgateError,
+  type FloodgateErrorCode,
+  type InvalidOption,
+  isInvalidOption,
+} from './core/errors.js';
 export { boundKey, hashKey } from './core/keys.js';
 export {
   type CostOptions,

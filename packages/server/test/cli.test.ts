@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, it } from 'node:test';
 
@@ -34,27 +35,82 @@ describe('floodgate command', () => {
     assert.match(stdout, /t=25\.0s\s+429 limited\s+retry after 35 s/);
   });
 
+  it('demo --algorithm concurrency: --window is the lease timeout', () => {
+    const { status, stdout } = floodgate(
+      'demo',
+      '--algorithm',
+      'concurrency',
+      '--limit',
+      '2',
+      '--requests',
+      '3',
+    );
+    assert.equal(status, 0);
+    assert.match(stdout, /policy concurrency-2/);
+    assert.match(stdout, /t=1\.0s\s+429 limited\s+retry after 9 s/);
+  });
+
+  // Usage errors: exit 2, one line saying what is wrong (the flag named, never "floodgate:" twice), no stack.
   const errors: [string[], RegExp][] = [
-    [['demo', '--limit', '0'], /option "policies\.limit" must be a positive integer; got 0/],
-    [['demo', '--limit', 'many'], /option --limit must be a non-negative integer; got "many"/],
-    [['demo', '--window', 'soon'], /option "policies\.window"/],
-    [['demo', '--algorithm', 'leaky'], /option "policies\.algorithm" must be one of/],
-    [['demo', '--bogus'], /Unknown option '--bogus'/],
-    [['launch'], /unknown command "launch"/],
-    [[], /usage: floodgate/],
+    [
+      ['demo', '--limit', '0'],
+      /^floodgate: option '--limit <n>' argument '0' is invalid\. must be an integer from 1 to 1000000000$/m,
+    ],
+    [['demo', '--limit', 'many'], /argument 'many' is invalid\. must be an integer from 1/],
+    [
+      ['demo', '--requests', '100000000'],
+      /argument '100000000' is invalid\. must be an integer from 1 to 100000$/m,
+    ],
+    [
+      ['demo', '--window', 'soon'],
+      /^floodgate: --window must be a positive integer of milliseconds or a string like "10s"/,
+    ],
+    [['demo', '--algorithm', 'leaky'], /^floodgate: --algorithm must be one of "token-bucket"/],
+    [['demo', '--bogus'], /^floodgate: unknown option '--bogus'/],
+    [['serve', '--bogus'], /^floodgate: unknown option '--bogus'/],
+    [['serve', '--por', '1'], /^floodgate: unknown option '--por'/],
+    [['serve', '--port'], /^floodgate: option '--port <n>' argument missing/],
+    [
+      ['proxy', '--no-admin', '--admin-port', '1', '--upstream', 'http://127.0.0.1:1'],
+      /--admin-port cannot be combined with --no-admin/,
+    ],
+    [['users', 'add'], /^floodgate: missing required argument 'name'/],
+    [['users', 'frobnicate'], /^floodgate: unknown command 'frobnicate'/],
+    [['launch'], /^floodgate: unknown command 'launch'/],
+    [[], /^Usage: floodgate \[options\] \[command\]/m],
   ];
   for (const [args, message] of errors) {
     it(`fails clearly, exit code 2, no stack trace: floodgate ${args.join(' ')}`, () => {
       const { status, stdout, stderr } = floodgate(...args);
-      assert.equal(status, 2);
+      assert.equal(status, 2, stderr);
       assert.match(stdout + stderr, message);
+      assert.doesNotMatch(stderr, /floodgate: floodgate:/);
       assert.doesNotMatch(stderr, /\n\s+at /);
     });
   }
 
-  it('help exits 0', () => {
-    const { status, stdout } = floodgate('help');
-    assert.equal(status, 0);
-    assert.match(stdout, /commands:/);
+  it('each command has its own help, with -h too; --version and -V print the version; all exit 0', () => {
+    const { version } = JSON.parse(readFileSync(resolve(import.meta.dirname, '../package.json'), 'utf8'));
+    for (const args of [['--version'], ['-V']]) {
+      const r = floodgate(...args);
+      assert.equal(r.status, 0);
+      assert.equal(r.stdout, `${version}\n`);
+    }
+    const helps: [string[], RegExp][] = [
+      [['--help'], /Commands:\n\s+serve \[options\]/],
+      [['help'], /Commands:/],
+      [['help', 'serve'], /Usage: floodgate serve/],
+      [['serve', '--help'], /--grace <duration>.*FLOODGATE_GRACE/s],
+      [['serve', '-h'], /--redis <url>/],
+      [['proxy', '--help'], /--no-admin/],
+      [['users', '--help'], /passwd \[options\] <name>/],
+      [['users', 'add', '--help'], /--db <url>.*env: FLOODGATE_DB/s],
+      [['demo', '--help'], /--requests <n>/],
+    ];
+    for (const [args, text] of helps) {
+      const r = floodgate(...args);
+      assert.equal(r.status, 0, args.join(' '));
+      assert.match(r.stdout, text, args.join(' '));
+    }
   });
 });

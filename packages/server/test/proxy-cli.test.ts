@@ -90,7 +90,7 @@ describe('floodgate proxy (command)', () => {
       ],
       [['--upstream', up.url, '--port', 'x'], /--port must be a port number from 0 to 65535; got "x"/],
       [['--upstream', up.url, '--redis', 'mongodb://x'], /--redis: must be "memory", redis:\/\/host:port/],
-      [['--upstream', up.url, '--colour'], /Unknown option '--colour'/],
+      [['--upstream', up.url, '--colour'], /^floodgate: unknown option '--colour'/],
     ];
     for (const [args, message] of cases) {
       const run = floodgate(...args);

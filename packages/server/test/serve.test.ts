@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Server as NetServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -178,7 +178,7 @@ describe('floodgate users', () => {
     assert.match(again.stderr, /user "alice" already exists/);
     assert.match(run(['users', 'add', 'bob'], { cwd, input: 'short\n' }).stderr, /at least 8 characters/);
     assert.match(run(['users', 'add', 'bad name!'], { cwd }).stderr, /needs a NAME/);
-    assert.match(run(['users', 'frobnicate'], { cwd }).stderr, /usage: floodgate users/);
+    assert.match(run(['users', 'frobnicate'], { cwd }).stderr, /unknown command 'frobnicate'/);
     assert.equal(run(['users', 'remove', 'alice'], { cwd }).stdout, 'removed alice\n');
     assert.match(run(['users', 'remove', 'alice'], { cwd }).stderr, /no user "alice"/);
     const passwd = run(['users', 'passwd', 'alice'], { cwd, input: 'alice-password\n' });
@@ -228,10 +228,37 @@ describe('floodgate serve settings and errors', () => {
 
   const errors: [string, string[], number, RegExp, (cwd: string) => void][] = [
     ['invalid limit', ['--limit', '0'], 2, /--limit must be an integer from 1/, () => {}],
-    ['invalid window', ['--window', 'soon'], 2, /the window \(--window\) must be/, () => {}],
-    ['invalid algorithm', ['--algorithm', 'magic'], 2, /the algorithm \(--algorithm\) must be/, () => {}],
-    ['unknown flag', ['--colour'], 2, /Unknown option '--colour'/, () => {}],
-    ['bad database URL', ['--db', 'postgres://x'], 1, /--db must be sqlite:PATH/, () => {}],
+    [
+      'invalid window',
+      ['--window', 'soon'],
+      2,
+      /^floodgate: --window must be a positive integer of/,
+      () => {},
+    ],
+    ['invalid algorithm', ['--algorithm', 'magic'], 2, /^floodgate: --algorithm must be one of/, () => {}],
+    [
+      'invalid window from the environment',
+      ['--env', 'FLOODGATE_WINDOW=soon'],
+      2,
+      /^floodgate: FLOODGATE_WINDOW must be a positive integer of/,
+      () => {},
+    ],
+    [
+      'invalid window in the config file',
+      ['--config', 'w.yaml'],
+      2,
+      /^floodgate: "window" in w\.yaml must be a positive integer of/,
+      (cwd) => writeFileSync(join(cwd, 'w.yaml'), 'window: soon\n'),
+    ],
+    ['unknown flag', ['--colour'], 2, /^floodgate: unknown option '--colour'/, () => {}],
+    ['bad database URL', ['--db', 'postgres://x'], 2, /--db must be sqlite:PATH/, () => {}],
+    [
+      'a SQLite file in a directory that does not exist',
+      ['--db', 'sqlite:./typo/dir/x.db'],
+      2,
+      /the directory .*typo\/dir does not exist/,
+      () => {},
+    ],
     ['bad Redis URL', ['--redis', 'localhost:6379'], 2, /--redis must be redis:\/\/host:port/, () => {}],
     [
       'missing config file',
@@ -266,10 +293,14 @@ describe('floodgate serve settings and errors', () => {
     it(`${name}: exit ${code}, a message, no stack trace`, () => {
       const cwd = workdir();
       prepare(cwd);
-      const r = run(['serve', '--port', '0', ...args], { cwd });
+      // `--env NAME=VALUE` here sets an environment variable rather than a flag.
+      const env = args[0] === '--env' ? Object.fromEntries([args[1]!.split('=')]) : {};
+      const r = run(['serve', '--port', '0', ...(args[0] === '--env' ? [] : args)], { cwd, env });
       assert.equal(r.status, code, r.stderr);
       assert.match(r.stderr, message);
       assert.doesNotMatch(r.stderr, /\n\s+at /);
+      if (name.startsWith('a SQLite file'))
+        assert.equal(existsSync(join(cwd, 'typo')), false, 'nothing created');
     });
   }
 
@@ -518,7 +549,7 @@ describe('floodgate serve with MariaDB/MySQL', () => {
       await admin.query(`DROP DATABASE IF EXISTS ${fresh}`);
     }
     const odd = run(['serve', '--port', '0', '--db', `${base}/no-such;name`]);
-    assert.equal(odd.status, 1);
+    assert.equal(odd.status, 2);
     assert.match(odd.stderr, /--db must name the MySQL database/);
   });
 

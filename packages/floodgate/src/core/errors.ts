@@ -22,9 +22,25 @@ function describe(value: unknown): string {
   return `a ${typeof value}`;
 }
 
+/** The fields of an invalid-option error, so a caller can say it in its own terms (a flag, a file's key). */
+export interface InvalidOption {
+  readonly code: 'ERR_FLOODGATE_INVALID_OPTION';
+  /** The option's path, e.g. `policies[1].limit`. */
+  readonly option: string;
+  /** What it accepts, e.g. `a positive integer`. */
+  readonly expected: string;
+  /** What it got, described: `0`, `"soon"`, `an array`. */
+  readonly got: string;
+}
+
+/** Whether `error` is an invalid-option error from Floodgate, with its fields. */
+export function isInvalidOption(error: unknown): error is Error & InvalidOption {
+  return error instanceof Error && (error as { code?: unknown }).code === 'ERR_FLOODGATE_INVALID_OPTION';
+}
+
 /**
  * Builds the error for an invalid option: a TypeError when the type is wrong, a RangeError when the value
- * is out of range. The message names the option, what it accepts, and what it got.
+ * is out of range. The message names the option, what it accepts, and what it got; so do its fields.
  */
 export function invalidOption(
   option: string,
@@ -32,8 +48,12 @@ export function invalidOption(
   got: unknown,
   kind: 'type' | 'range' = 'range',
 ): TypeError | RangeError {
-  const message = `floodgate: option "${option}" must be ${expected}; got ${describe(got)}`;
+  const described = describe(got);
+  const message = `floodgate: option "${option}" must be ${expected}; got ${described}`;
   const error = kind === 'type' ? new TypeError(message) : new RangeError(message);
-  Object.defineProperty(error, 'code', { value: 'ERR_FLOODGATE_INVALID_OPTION', enumerable: true });
+  const fields: InvalidOption = { code: 'ERR_FLOODGATE_INVALID_OPTION', option, expected, got: described };
+  for (const [name, value] of Object.entries(fields)) {
+    Object.defineProperty(error, name, { value, enumerable: true });
+  }
   return error;
 }

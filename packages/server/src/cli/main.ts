@@ -1,61 +1,21 @@
 #!/usr/bin/env node
-import { parseArgs } from 'node:util';
-import { ProxyConfigError } from '../proxy/config.js';
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { isInvalidOption } from 'floodgate';
 import { startProxy } from '../proxy/proxy.js';
-import { ConfigError, resolveConfig } from '../server/config.js';
-import { DatabaseError } from '../server/database.js';
-import { StartError, serve } from '../server/serve.js';
+import { resolveConfig } from '../server/config.js';
+import { serve } from '../server/serve.js';
+import { EnvironmentError, UsageError } from '../shared/errors.js';
 import { redact } from '../shared/redact.js';
-import { runDemo } from './demo.js';
-import { proxyConfigFromArgs } from './proxy.js';
-import { UsageError, users } from './users.js';
+import { demoCommand } from './demo.js';
+import { type ProxyFlags, proxyConfigFromFlags } from './proxy.js';
+import { users } from './users.js';
 
-const USAGE = `usage: floodgate <command> [options]
+const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
 
-commands:
-  serve   the continents API, rate-limited per user (HTTP Basic), on embedded defaults
-          --port N (8080)  --host H (127.0.0.1)  --db URL (sqlite:./floodgate.db; sqlite::memory:; mysql://...)
-          --redis URL (redis://, rediss://, redis-cluster://h:p,h:p; default: in memory)
-          --limit N (5)  --window DURATION (60s)  --algorithm NAME (fixed-window)  --config FILE.yaml
-          each also from FLOODGATE_PORT, FLOODGATE_HOST, ... and from the config file
-  proxy   rate-limit any HTTP service: a gateway in front of it
-          --config FILE.yaml (rules, keys, JWT, shadow mode...; reloaded on SIGHUP and on change)
-          or, for one limit per client IP: --upstream URL  --port N (8080)  --host H (127.0.0.1)
-          --limit N (100)  --window DURATION (1m)  --algorithm NAME (token-bucket)  --redis URL
-          --admin-port N (9464: /metrics and /health)  --shadow (log and count, never refuse)
-  users   add NAME | passwd NAME (password from a prompt or stdin) | list | remove NAME   [--db URL]
-  demo    replay the token-bucket tutorial on a simulated clock
-          --algorithm NAME   (default token-bucket)   --limit N   (default 5)
-          --window DURATION  (default 10s)            --requests N (default 10)  --every MS (default 500)
-`;
-
-function integer(value: string | undefined, option: string, fallback: number): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 0)
-    throw new RangeError(`option --${option} must be a non-negative integer; got "${value}"`);
-  return n;
-}
-
-const SERVE_OPTIONS = {
-  port: { type: 'string' },
-  host: { type: 'string' },
-  db: { type: 'string' },
-  redis: { type: 'string' },
-  limit: { type: 'string' },
-  window: { type: 'string' },
-  algorithm: { type: 'string' },
-  grace: { type: 'string' },
-  config: { type: 'string' },
-} as const;
-
-async function runServe(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: SERVE_OPTIONS, strict: true });
-  const running = await serve(resolveConfig(values));
-  await untilSignalled(running.stop);
-  return 0;
-}
-
+/** Resolves when SIGINT or SIGTERM arrives and `stop` has finished; SIGHUP, if handled, does not stop. */
 async function untilSignalled(stop: () => Promise<void>, onHangup?: () => void): Promise<void> {
   await new Promise<void>((resolve) => {
     const end = () => {
@@ -70,70 +30,138 @@ async function untilSignalled(stop: () => Promise<void>, onHangup?: () => void):
   });
 }
 
-async function runProxy(args: string[]): Promise<number> {
-  const { config, file } = proxyConfigFromArgs(args);
-  const running = await startProxy(config, file === undefined ? {} : { file, watch: true });
-  await untilSignalled(running.stop, () => void running.reload());
-  return 0;
+const dbOption = () =>
+  new Option('--db <url>', 'the database: sqlite:PATH, sqlite::memory: or mysql://user:pass@host:port/db')
+    .env('FLOODGATE_DB')
+    .default('sqlite:./floodgate.db');
+
+function program(): Command {
+  const root = new Command('floodgate')
+    .description("Floodgate's rate limits as ready-to-run services.")
+    .version(version, '-V, --version', 'print the version')
+    .helpOption('-h, --help', 'show help')
+    .helpCommand('help [command]', 'show help for a command')
+    .showHelpAfterError('(add --help for usage)')
+    .exitOverride()
+    .configureOutput({ outputError: (text, write) => write(`floodgate: ${text.replace(/^error: /, '')}`) });
+
+  root
+    .command('serve')
+    .description('the continents API, rate-limited per user (HTTP Basic), on embedded defaults')
+    .option('--port <n>', 'port to listen on (FLOODGATE_PORT; default 8080)')
+    .option('--host <host>', 'address to listen on (FLOODGATE_HOST; default 127.0.0.1)')
+    .option('--db <url>', 'sqlite:PATH, sqlite::memory: or mysql://user:pass@host:port/db (FLOODGATE_DB)')
+    .option(
+      '--redis <url>',
+      'redis://host:port[/db], rediss://... or redis-cluster://h:p,h:p (FLOODGATE_REDIS)',
+    )
+    .option('--limit <n>', 'requests per window per user (FLOODGATE_LIMIT; default 5)')
+    .option(
+      '--window <duration>',
+      'the window, or a concurrency lease timeout (FLOODGATE_WINDOW; default 60s)',
+    )
+    .option(
+      '--algorithm <name>',
+      'fixed-window, token-bucket, gcra, sliding-window-log, sliding-window-counter or concurrency (FLOODGATE_ALGORITHM)',
+    )
+    .option(
+      '--grace <duration>',
+      'at a stop, the longest wait for requests in flight (FLOODGATE_GRACE; default 10s)',
+    )
+    .option('--config <file>', 'a YAML file with the same settings (FLOODGATE_CONFIG)')
+    .addHelpText('after', '\nFlags beat environment variables, which beat the config file.')
+    .action(async (flags: Record<string, string>) => {
+      const running = await serve(resolveConfig(flags));
+      await untilSignalled(running.stop);
+    });
+
+  root
+    .command('proxy')
+    .description('rate-limit any HTTP service: a gateway in front of it')
+    .option(
+      '--config <file>',
+      'the full configuration: rules, keys, JWT, shadow mode... (reloaded on SIGHUP and on change)',
+    )
+    .option('--upstream <url>', 'without --config: the service to forward to')
+    .option('--port <n>', 'port to listen on (default 8080, or the file\'s "listen")')
+    .option('--host <host>', 'address to listen on (default 127.0.0.1)')
+    .option('--limit <n>', 'without --config: requests per window per client IP (default 100)')
+    .option(
+      '--window <duration>',
+      'without --config: the window, or a concurrency lease timeout (default 1m)',
+    )
+    .option('--algorithm <name>', 'without --config: the algorithm (default token-bucket)')
+    .option('--redis <url>', 'without --config: share limits through Redis')
+    .option('--shadow', 'without --config: log and count what would be refused, refuse nothing')
+    .option(
+      '--grace <duration>',
+      'without --config: at a stop, the longest wait for requests in flight (default 10s)',
+    )
+    .option('--admin-port <n>', 'port of GET /metrics and /health (default 9464)')
+    .option('--no-admin', 'no admin listener')
+    .action(async (flags: ProxyFlags) => {
+      const { config, file } = proxyConfigFromFlags(flags);
+      const running = await startProxy(config, file === undefined ? {} : { file, watch: true });
+      await untilSignalled(running.stop, () => void running.reload());
+    });
+
+  const usersCommand = root.command('users').description('manage the users of `floodgate serve`');
+  const print = (line: string): void => {
+    process.stdout.write(`${line}\n`);
+  };
+  usersCommand
+    .command('add <name>')
+    .description('add a user; the password comes from a prompt, or the first line of stdin')
+    .addOption(dbOption())
+    .action(async (name: string, { db }: { db: string }) => {
+      print(await users('add', name, db));
+    });
+  usersCommand
+    .command('passwd <name>')
+    .description("change a user's password (a prompt, or the first line of stdin)")
+    .addOption(dbOption())
+    .action(async (name: string, { db }: { db: string }) => {
+      print(await users('passwd', name, db));
+    });
+  usersCommand
+    .command('list')
+    .description('list the users')
+    .addOption(dbOption())
+    .action(async ({ db }: { db: string }) => {
+      const out = await users('list', undefined, db);
+      if (out !== '') print(out);
+    });
+  usersCommand
+    .command('remove <name>')
+    .description('remove a user; it loses access on its next request')
+    .addOption(dbOption())
+    .action(async (name: string, { db }: { db: string }) => {
+      print(await users('remove', name, db));
+    });
+
+  demoCommand(root.command('demo'));
+  return root;
 }
 
-async function runUsers(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    options: { db: { type: 'string' } },
-    allowPositionals: true,
-    strict: true,
-  });
-  const db = values.db ?? process.env.FLOODGATE_DB ?? 'sqlite:./floodgate.db';
-  const out = await users(positionals[0], positionals[1], db);
-  if (out !== '') process.stdout.write(`${out}\n`);
-  return 0;
-}
-
+/** Runs the command line; resolves with the exit code: 0, 1 (the environment failed) or 2 (a usage error). */
 export async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
   try {
-    if (command === 'serve') return await runServe(rest);
-    if (command === 'users') return await runUsers(rest);
-    if (command === 'proxy') return await runProxy(rest);
-    if (command === 'demo') {
-      const { values } = parseArgs({
-        args: rest,
-        options: {
-          algorithm: { type: 'string', default: 'token-bucket' },
-          limit: { type: 'string' },
-          window: { type: 'string', default: '10s' },
-          requests: { type: 'string' },
-          every: { type: 'string' },
-        },
-        strict: true,
-      });
-      const { lines } = runDemo({
-        algorithm: values.algorithm as 'token-bucket',
-        limit: integer(values.limit, 'limit', 5),
-        window: values.window,
-        requests: integer(values.requests, 'requests', 10),
-        every: integer(values.every, 'every', 500),
-      });
-      process.stdout.write(`${lines.join('\n')}\n`);
-      return 0;
-    }
-    if (command === undefined || command === 'help' || command === '--help') {
-      process.stdout.write(USAGE);
-      return command === undefined ? 2 : 0;
-    }
-    process.stderr.write(`floodgate: unknown command "${command}"\n\n${USAGE}`);
-    return 2;
+    await program().parseAsync(argv, { from: 'user' });
+    return 0;
   } catch (error) {
+    // Commander has printed its own message (or the help, or the version) already.
+    if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
     // Messages may echo what the operator gave, URLs with passwords included.
-    process.stderr.write(`floodgate: ${redact((error as Error).message)}\n`);
-    // 1: the environment is wrong (database, Redis, port); 2: the command line or configuration is.
-    if (error instanceof StartError || error instanceof DatabaseError) return 1;
-    if (error instanceof ConfigError || error instanceof ProxyConfigError || error instanceof UsageError)
+    const say = (message: string) => process.stderr.write(`floodgate: ${redact(message)}\n`);
+    if (error instanceof UsageError || error instanceof EnvironmentError) {
+      say(error.message);
+      return error.exitCode;
+    }
+    if (isInvalidOption(error)) {
+      say(`option ${error.option} must be ${error.expected}; got ${error.got}`);
       return 2;
-    if ((error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) return 2;
-    if (error instanceof RangeError || error instanceof TypeError) return 2;
-    process.stderr.write(`${redact(String((error as Error).stack))}\n`);
+    }
+    say(redact(String((error as Error).stack)));
     return 1;
   }
 }

@@ -1,20 +1,23 @@
-import { parseArgs } from 'node:util';
 import { loadProxyConfig, type ProxyConfig, ProxyConfigError, validateProxyConfig } from '../proxy/config.js';
+import { policyFromFlags } from '../shared/policy-flags.js';
 
-export const PROXY_OPTIONS = {
-  config: { type: 'string' },
-  upstream: { type: 'string' },
-  port: { type: 'string' },
-  host: { type: 'string' },
-  redis: { type: 'string' },
-  limit: { type: 'string' },
-  window: { type: 'string' },
-  algorithm: { type: 'string' },
-  'admin-port': { type: 'string' },
-  shadow: { type: 'boolean' },
-  grace: { type: 'string' },
-} as const;
+/** `floodgate proxy`'s flags as parsed; `admin` is false for `--no-admin`. */
+export interface ProxyFlags {
+  readonly config?: string;
+  readonly upstream?: string;
+  readonly port?: string;
+  readonly host?: string;
+  readonly redis?: string;
+  readonly limit?: string;
+  readonly window?: string;
+  readonly algorithm?: string;
+  readonly shadow?: boolean;
+  readonly grace?: string;
+  readonly adminPort?: string;
+  readonly admin?: boolean;
+}
 
+/** Flags that describe the simple case only; with --config the file says these. */
 const SIMPLE = ['upstream', 'redis', 'limit', 'window', 'algorithm', 'shadow', 'grace'] as const;
 
 function port(value: string, flag: string): number {
@@ -24,55 +27,57 @@ function port(value: string, flag: string): number {
   return Number(value);
 }
 
-/**
- * The proxy's configuration from the command line: a file (`--config`, where `--port`/`--host` may still
- * override the listen address), or flags for the simple case: one upstream, one limit per client IP.
- */
-export function proxyConfigFromArgs(args: string[]): { config: ProxyConfig; file: string | undefined } {
-  const { values } = parseArgs({ args, options: PROXY_OPTIONS, strict: true });
-  const listen = (base: { host: string; port: number }) => ({
-    host: values.host ?? base.host,
-    port: values.port === undefined ? base.port : port(values.port, 'port'),
-  });
-  if (values.config !== undefined) {
-    const given = SIMPLE.filter((flag) => values[flag] !== undefined);
-    if (given.length > 0) {
-      throw new ProxyConfigError(
-        `--${given[0]} cannot be combined with --config; set it in ${values.config}`,
-      );
-    }
-    const config = loadProxyConfig(values.config);
-    const admin =
-      values['admin-port'] === undefined
-        ? config.admin
-        : {
-            host: config.admin === false ? '127.0.0.1' : config.admin.host,
-            port: port(values['admin-port'], 'admin-port'),
-          };
-    return { config: { ...config, listen: listen(config.listen), admin }, file: values.config };
+/** The admin listener the flags ask for, over `base` (the file's, or the default). */
+function adminOf(flags: ProxyFlags, base: ProxyConfig['admin'] | undefined) {
+  if (flags.admin === false) {
+    if (flags.adminPort !== undefined)
+      throw new ProxyConfigError('--admin-port cannot be combined with --no-admin');
+    return false;
   }
-  if (values.upstream === undefined) {
+  if (flags.adminPort === undefined) return base;
+  return {
+    host: base === false || base === undefined ? '127.0.0.1' : base.host,
+    port: port(flags.adminPort, 'admin-port'),
+  };
+}
+
+/**
+ * The proxy's configuration from the command line: a file (`--config`, where `--port`/`--host` and the admin
+ * flags may still override the file), or flags for the simple case: one upstream, one limit per client IP.
+ */
+export function proxyConfigFromFlags(flags: ProxyFlags): { config: ProxyConfig; file: string | undefined } {
+  const listen = (base: { host: string; port: number }) => ({
+    host: flags.host ?? base.host,
+    port: flags.port === undefined ? base.port : port(flags.port, 'port'),
+  });
+  if (flags.config !== undefined) {
+    const given = SIMPLE.filter((flag) => flags[flag] !== undefined);
+    if (given.length > 0) {
+      throw new ProxyConfigError(`--${given[0]} cannot be combined with --config; set it in ${flags.config}`);
+    }
+    const config = loadProxyConfig(flags.config);
+    const admin = adminOf(flags, config.admin)!;
+    return { config: { ...config, listen: listen(config.listen), admin }, file: flags.config };
+  }
+  if (flags.upstream === undefined) {
     throw new ProxyConfigError(
       'give --config FILE.yaml, or --upstream URL (with --port, --limit, --window...)',
     );
   }
-  const limit = values.limit === undefined ? 100 : Number(values.limit);
+  const admin = adminOf(flags, undefined);
+  const policy = policyFromFlags({
+    algorithm: flags.algorithm ?? 'token-bucket',
+    limit: flags.limit === undefined ? 100 : Number(flags.limit),
+    window: flags.window ?? '1m',
+  });
   const data = {
     listen: listen({ host: '127.0.0.1', port: 8080 }),
-    upstream: values.upstream,
-    ...(values.redis === undefined ? {} : { store: values.redis }),
-    ...(values['admin-port'] === undefined
-      ? {}
-      : { admin: { port: port(values['admin-port'], 'admin-port') } }),
-    shadow: values.shadow ?? false,
-    ...(values.grace === undefined ? {} : { grace: values.grace }),
-    rules: [
-      {
-        name: 'per-ip',
-        key: 'ip',
-        policies: [{ algorithm: values.algorithm ?? 'token-bucket', limit, window: values.window ?? '1m' }],
-      },
-    ],
+    upstream: flags.upstream,
+    ...(flags.redis === undefined ? {} : { store: flags.redis }),
+    ...(admin === undefined ? {} : { admin }),
+    shadow: flags.shadow ?? false,
+    ...(flags.grace === undefined ? {} : { grace: flags.grace }),
+    rules: [{ name: 'per-ip', key: 'ip', policies: [policy] }],
   };
   try {
     return { config: validateProxyConfig(data, 'flags'), file: undefined };
@@ -81,6 +86,7 @@ export function proxyConfigFromArgs(args: string[]): { config: ProxyConfig; file
     throw new ProxyConfigError(
       (error as Error).message
         .replace(/^flags: rules\[0\]\.policies\[0\]\.(limit|window|algorithm)/, '--$1')
+        .replace(/^flags: rules\[0\]\.policies\[0\]\.leaseTimeout/, '--window')
         .replace(/^flags: upstream/, '--upstream')
         .replace(/^flags: store/, '--redis')
         .replace(/^flags: grace/, '--grace'),

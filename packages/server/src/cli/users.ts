@@ -1,6 +1,7 @@
 import { createInterface } from 'node:readline';
 import { openDatabase } from '../server/database.js';
 import { hashPassword } from '../server/passwords.js';
+import { UsageError } from '../shared/errors.js';
 
 /** Reads a password: from a prompt on a terminal (not echoed), else the first line of stdin. */
 async function readPassword(): Promise<string> {
@@ -24,18 +25,11 @@ async function readPassword(): Promise<string> {
   return answer;
 }
 
-export class UsageError extends Error {}
-
 export async function users(
-  action: string | undefined,
+  action: 'add' | 'passwd' | 'list' | 'remove',
   name: string | undefined,
   dbUrl: string,
 ): Promise<string> {
-  if (action !== 'add' && action !== 'list' && action !== 'remove' && action !== 'passwd') {
-    throw new UsageError(
-      'usage: floodgate users add NAME | users passwd NAME | users list | users remove NAME  [--db URL]',
-    );
-  }
   if (action !== 'list' && (name === undefined || !/^[\w.@-]{1,64}$/.test(name))) {
     throw new UsageError(`users ${action} needs a NAME of 1 to 64 letters, digits, ".", "_", "@" or "-"`);
   }

@@ -5,9 +5,10 @@ import { match as pathMatch } from 'path-to-regexp';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { DEFAULT_GRACE } from '../shared/drain.js';
+import { UsageError } from '../shared/errors.js';
 
 /** A configuration the proxy cannot run with; the message gives the path of the bad field. */
-export class ProxyConfigError extends Error {}
+export class ProxyConfigError extends UsageError {}
 
 const DEFAULT_PORT = 8080;
 const DEFAULT_ADMIN_PORT = 9464;

@@ -100,7 +100,11 @@ export function createApp({ db, limiter, logins, metrics, log }: AppDeps) {
     }
     entry.user = auth.user;
     const started = performance.now();
-    const decision = await limiter.consume(hashKey(auth.user, 'user:'));
+    const key = hashKey(auth.user, 'user:');
+    const decision = await limiter.consume(key);
+    // A concurrency limit (--algorithm concurrency): the slot is the request's until it ends.
+    const lease = decision.leaseId;
+    if (lease !== undefined) res.once('close', () => void limiter.release(key, lease).catch(() => {}));
     metrics.storeLatency.observe((performance.now() - started) / 1000);
     metrics.decisions.inc({ policy: decision.policy, outcome: decision.allowed ? 'allowed' : 'denied' });
     entry.decision = {

@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
-import { parseDuration, resolvePolicies } from 'floodgate';
+import { isInvalidOption, type PolicySpec, parseDuration, resolvePolicies } from 'floodgate';
 import { parse as parseYaml } from 'yaml';
 import { DEFAULT_GRACE } from '../shared/drain.js';
+import { UsageError } from '../shared/errors.js';
+import { flagOfPolicyOption, policyFromFlags } from '../shared/policy-flags.js';
 
 /** Settings of `floodgate serve`: each from a flag, else an environment variable, else the config file, else the default. */
 export interface ServeConfig {
@@ -16,7 +18,7 @@ export interface ServeConfig {
   grace: number;
 }
 
-export class ConfigError extends Error {}
+export class ConfigError extends UsageError {}
 
 const DEFAULTS: Omit<ServeConfig, 'redis' | 'grace'> & { redis?: string } = {
   port: 8080,
@@ -123,12 +125,11 @@ export function resolveConfig(
   try {
     resolvePolicies(policyOf(config), 'policy');
   } catch (error) {
-    const message = (error as Error).message
-      .replace('option "policy.window"', 'the window (--window)')
-      .replace('option "policy.algorithm"', 'the algorithm (--algorithm)')
-      .replace('option "policy.limit"', 'the limit (--limit)')
-      .replace(/^floodgate: /, '');
-    throw new ConfigError(message);
+    if (!isInvalidOption(error)) throw error;
+    // Said in the operator's terms: the flag, variable or file key the bad value came from.
+    const flag = flagOfPolicyOption(error.option) as Key | undefined;
+    const source = (flag === undefined ? undefined : pick(flag)?.source) ?? `the ${flag ?? 'policy'}`;
+    throw new ConfigError(`${source} must be ${error.expected}; got ${error.got}`);
   }
   if (config.redis !== undefined && !/^(rediss?|redis-cluster):\/\/./.test(config.redis)) {
     throw new ConfigError(
@@ -139,11 +140,6 @@ export function resolveConfig(
 }
 
 /** The per-user policy: the tutorial's 5 per 60 s by default. */
-export function policyOf(config: ServeConfig) {
-  return {
-    name: 'per-user',
-    algorithm: config.algorithm,
-    limit: config.limit,
-    window: config.window,
-  } as never;
+export function policyOf(config: ServeConfig): PolicySpec {
+  return policyFromFlags(config, 'per-user');
 }

@@ -1,5 +1,6 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { EnvironmentError, UsageError } from '../shared/errors.js';
 import { hashPassword } from './passwords.js';
 
 export interface Continent {
@@ -34,7 +35,7 @@ export interface Database {
 }
 
 /** Thrown for a database URL or connection problem: the CLI prints the message, without a stack. */
-export class DatabaseError extends Error {}
+export class DatabaseError extends EnvironmentError {}
 
 export interface Opened {
   db: Database;
@@ -46,7 +47,7 @@ export async function openDatabase(url: string): Promise<Opened> {
   if (url.startsWith('sqlite:')) return openSqlite(url.slice('sqlite:'.length));
   if (url.startsWith('mysql://') || url.startsWith('mariadb://'))
     return openMysql(url.replace(/^mariadb:/, 'mysql:'));
-  throw new DatabaseError(
+  throw new UsageError(
     `--db must be sqlite:PATH, sqlite::memory: or mysql://user:pass@host:port/database; got "${url}"`,
   );
 }
@@ -64,10 +65,15 @@ async function seed(
 async function openSqlite(path: string): Promise<Opened> {
   const { default: Sqlite } = await import('better-sqlite3');
   if (path === '')
-    throw new DatabaseError('--db sqlite: needs a path, e.g. sqlite:./floodgate.db or sqlite::memory:');
+    throw new UsageError('--db sqlite: needs a path, e.g. sqlite:./floodgate.db or sqlite::memory:');
+  // A directory that is missing is more likely a typo than a wish: refuse it rather than create it.
+  if (path !== ':memory:' && !existsSync(dirname(resolve(path)))) {
+    throw new UsageError(
+      `cannot open SQLite database "${path}": the directory ${dirname(resolve(path))} does not exist`,
+    );
+  }
   let sqlite: import('better-sqlite3').Database;
   try {
-    if (path !== ':memory:') mkdirSync(dirname(resolve(path)), { recursive: true });
     sqlite = new Sqlite(path);
     sqlite.pragma('journal_mode = WAL');
     sqlite.pragma('busy_timeout = 5000');
@@ -142,11 +148,11 @@ async function openMysql(url: string): Promise<Opened> {
   try {
     new URL(url);
   } catch {
-    throw new DatabaseError(`--db is not a valid URL: "${url}"`);
+    throw new UsageError(`--db is not a valid URL: "${url}"`);
   }
   const name = decodeURIComponent(new URL(url).pathname.slice(1));
   if (!/^[A-Za-z0-9_$]{1,64}$/.test(name)) {
-    throw new DatabaseError(
+    throw new UsageError(
       `--db must name the MySQL database, in letters, digits, "_" or "$": mysql://user:pass@host:port/DATABASE`,
     );
   }

@@ -1,11 +1,12 @@
 import { RedisStore } from 'floodgate/redis';
 import { Cluster, Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { EnvironmentError } from '../shared/errors.js';
 import { redact } from '../shared/redact.js';
 import { ConfigError } from './config.js';
 
 /** A start-up failure with a message for the operator (no stack trace). */
-export class StartError extends Error {}
+export class StartError extends EnvironmentError {}
 
 function redisClient(url: string): Redis | Cluster {
   if (url.startsWith('redis-cluster://')) {
