@@ -59,6 +59,40 @@ describe('floodgate proxy (command)', () => {
     assert.equal(await proxy.stop(), 0);
   });
 
+  it('--no-admin starts no admin listener; --algorithm concurrency holds a slot for each request in flight', async () => {
+    const proxy = await startProxy([
+      '--upstream',
+      up.url,
+      '--port',
+      '0',
+      '--no-admin',
+      '--algorithm',
+      'concurrency',
+      '--limit',
+      '1',
+      '--window',
+      '1m',
+    ]);
+    try {
+      const start = proxy.logs().find((l) => typeof l.url === 'string')!;
+      assert.equal(start.admin, undefined, 'no admin URL');
+      assert.deepEqual(
+        await codes(`${proxy.url}/echo`, 3),
+        [200, 200, 200],
+        'each slot given back when its request ends',
+      );
+      const slow = fetch(`${proxy.url}/slow`); // holds the only slot for a while
+      await new Promise((r) => setImmediate(r));
+      let refused = 0;
+      for (let i = 0; i < 50 && refused === 0; i++)
+        refused += (await codes(`${proxy.url}/echo`, 1)).filter((c) => c === 429).length;
+      assert.equal(refused, 1, 'a second request while the first holds the slot');
+      assert.equal((await slow).status, 200);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
   it('reloads its configuration file on SIGHUP', async () => {
     const file = join(dir, 'hup.yaml');
     writeFileSync(

@@ -217,6 +217,19 @@ describe('floodgate serve settings and errors', () => {
     }
   });
 
+  it('--algorithm concurrency: --window is the lease timeout, and a slot is given back when its request ends', async () => {
+    const s = await startServe(['--algorithm', 'concurrency', '--limit', '1', '--window', '1m']);
+    try {
+      for (let i = 0; i < 4; i++) {
+        const res = await get(s.url, { authorization: auth(USER) });
+        assert.equal(res.status, 200, `request ${i}`);
+        assert.equal(res.headers.get('ratelimit-policy'), '"per-user";q=1');
+      }
+    } finally {
+      await s.stop();
+    }
+  });
+
   it('serves from a database in memory with --db sqlite::memory:', async () => {
     const s = await startServe(['--db', 'sqlite::memory:']);
     try {
