@@ -1,11 +1,26 @@
+import type { Decision } from '../core/decision.js';
 import { HttpGuard, type HttpLimitOptions, type Verdict } from './guard.js';
 import { applyToNodeResponse, type NodeRequestLike, type NodeResponseLike, nodeView } from './node-common.js';
 
 export * from './exports.js';
+export type { WithRateLimit } from './node-common.js';
+
+declare global {
+  // Express's own request type, where @types/express is in use: `req.rateLimit` in handlers.
+  namespace Express {
+    interface Request {
+      /** The decision of the last Floodgate limiter the request passed. */
+      rateLimit?: Decision;
+    }
+  }
+}
 
 /** An Express request as the middleware reads it (Express 4 and 5). */
 export interface ExpressRequestLike extends NodeRequestLike {
   readonly path?: string;
+  /** The client address by Express's `trust proxy` setting. */
+  readonly ip?: string | undefined;
+  readonly app?: { get(setting: string): unknown } | undefined;
 }
 
 export type ExpressRateLimit = ((
@@ -15,13 +30,23 @@ export type ExpressRateLimit = ((
 ) => void) & { readonly limiter: HttpGuard<ExpressRequestLike>['limiter'] };
 
 /**
- * Express middleware (Express 5, and 4):
+ * Whether the app has set Express's `trust proxy`: then `req.ip` is the client as the app's owner has
+ * said to find it, and Floodgate uses it unless its own `trustProxy` is given.
+ */
+function expressTrustsProxies(req: ExpressRequestLike): boolean {
+  const setting = req.app?.get('trust proxy');
+  return setting !== undefined && setting !== false && setting !== 0;
+}
+
+/**
+ * Express middleware (Express 5, and 4). Handlers find the decision at `req.rateLimit`.
  *
  *     app.use(rateLimit({ policies: { limit: 100, window: '1m' } }));
  *     app.post('/login', rateLimit({ policies: { limit: 5, window: '15m' }, countOnly: 'failed' }), login);
  */
 export function rateLimit(options: HttpLimitOptions<ExpressRequestLike>): ExpressRateLimit {
   const guard = new HttpGuard(options);
+  const ownTrust = options.trustProxy !== undefined;
   const middleware = (
     req: ExpressRequestLike,
     res: NodeResponseLike,
@@ -29,16 +54,17 @@ export function rateLimit(options: HttpLimitOptions<ExpressRequestLike>): Expres
   ): void => {
     let verdict: Verdict | Promise<Verdict>;
     try {
-      verdict = guard.decide(req, nodeView(req));
+      const view = !ownTrust && expressTrustsProxies(req) ? nodeView(req, req.ip) : nodeView(req);
+      verdict = guard.decide(req, view);
     } catch (error) {
       next(error);
       return;
     }
     if (verdict instanceof Promise) {
       verdict.then((v) => {
-        if (applyToNodeResponse(res, v)) next();
+        if (applyToNodeResponse(req, res, v)) next();
       }, next);
-    } else if (applyToNodeResponse(res, verdict)) {
+    } else if (applyToNodeResponse(req, res, verdict)) {
       next();
     }
   };

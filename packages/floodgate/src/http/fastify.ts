@@ -1,12 +1,16 @@
+import type { Decision } from '../core/decision.js';
 import { invalidOption } from '../core/errors.js';
 import { HttpGuard, type HttpLimitOptions, type Verdict } from './guard.js';
 import { mergedValue, type NodeRequestLike, nodeView } from './node-common.js';
 
 export * from './exports.js';
+export type { WithRateLimit } from './node-common.js';
 
 /** The parts of a Fastify request the plugin reads. */
 export interface FastifyRequestLike {
   readonly raw: NodeRequestLike;
+  /** The decision, for the route's handler; typed for it by `WithRateLimit<FastifyRequest>`. */
+  rateLimit?: Decision | null;
   /** No route matched: Fastify's not-found handler answers it. */
   readonly is404?: boolean;
 }
@@ -34,6 +38,8 @@ export interface FastifyRouteOptionsLike {
 export interface FastifyInstanceLike {
   addHook(name: 'onRequest', hook: Hook): unknown;
   addHook(name: 'onRoute', hook: (route: FastifyRouteOptionsLike) => void): unknown;
+  decorateRequest?(name: 'rateLimit', value: null): unknown;
+  hasRequestDecorator?(name: string): boolean;
 }
 
 /** Route-level settings, under the route's `config.rateLimit`: `false` turns limiting off for the route. */
@@ -59,6 +65,8 @@ export function floodgate(
     const { global = true, ...common } = options;
     if (typeof global !== 'boolean') throw invalidOption('global', 'a boolean', global, 'type');
     const base = new HttpGuard<FastifyRequestLike>(common);
+    // Declared up front, as Fastify asks of request properties, so every request keeps one shape.
+    if (fastify.hasRequestDecorator?.('rateLimit') === false) fastify.decorateRequest?.('rateLimit', null);
     const { policies: _p, store: _s, ...shared } = common;
     // Each route's guard is made once, when the route is declared (so a bad route setting fails at start),
     // and its hook added to that route alone: a request does not look its route's settings up.
@@ -102,13 +110,18 @@ function limitWith(guard: HttpGuard<FastifyRequestLike>): Hook {
       next(error as Error);
       return;
     }
-    if (decided instanceof Promise) decided.then((verdict) => apply(reply, verdict, next), next);
-    else apply(reply, decided, next);
+    if (decided instanceof Promise) decided.then((verdict) => apply(request, reply, verdict, next), next);
+    else apply(request, reply, decided, next);
   };
 }
 
 /** Writes the verdict's fields; a refusal answers the request here, anything else goes on to the route. */
-function apply(reply: FastifyReplyLike, verdict: Verdict, next: (error?: Error) => void): void {
+function apply(
+  request: FastifyRequestLike,
+  reply: FastifyReplyLike,
+  verdict: Verdict,
+  next: (error?: Error) => void,
+): void {
   for (const [name, value] of verdict.headers)
     reply.header(name, mergedValue(name, value, reply.getHeader(name)));
   if (verdict.kind === 'respond') {
@@ -116,6 +129,7 @@ function apply(reply: FastifyReplyLike, verdict: Verdict, next: (error?: Error) 
     reply.code(verdict.status).send(verdict.body);
     return;
   }
+  if (verdict.decision !== undefined) request.rateLimit = verdict.decision;
   const settle = verdict.settle;
   if (settle !== undefined) {
     // On the raw response, not an onResponse hook: requests that need no settling pay nothing.

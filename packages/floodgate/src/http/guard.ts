@@ -73,6 +73,8 @@ export type Verdict =
   | {
       readonly kind: 'pass';
       readonly headers: HeaderList;
+      /** The limiter's decision, for the handler (`req.rateLimit`...); none when nothing was decided (skipped, allowed by a list). */
+      readonly decision?: Decision;
       /** Call once the response status is known (charges back what does not count, releases leases). */
       readonly settle?: (status: number) => void;
     }
@@ -342,7 +344,9 @@ export class HttpGuard<Req> {
       );
     }
     const settle = this.#settler(request, key, decision, cost);
-    return settle === undefined ? { kind: 'pass', headers } : { kind: 'pass', headers, settle };
+    return settle === undefined
+      ? { kind: 'pass', headers, decision }
+      : { kind: 'pass', headers, decision, settle };
   }
 
   /** The client's address, grouped: resolved once per peer (and forwarded chain), not per request. */

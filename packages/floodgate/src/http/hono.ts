@@ -1,3 +1,4 @@
+import type { Decision } from '../core/decision.js';
 import { invalidOption } from '../core/errors.js';
 import { HttpGuard, type HttpLimitOptions } from './guard.js';
 import { type NodeResponseLike, setNodeHeaders } from './node-common.js';
@@ -12,6 +13,11 @@ export interface HonoContextLike {
   readonly res: { readonly status: number; readonly headers: { get(name: string): string | null } };
   header(name: string, value: string): void;
   body(data: string, status: never, headers: Record<string, string>): Response;
+}
+
+/** Hono's variables once the limiter let the request on: `new Hono<{ Variables: RateLimitVariables }>()` types `c.get('rateLimit')`. */
+export interface RateLimitVariables {
+  rateLimit?: Decision;
 }
 
 export interface HonoLimitOptions<C> extends HttpLimitOptions<C> {
@@ -37,7 +43,10 @@ function nodeResponse(c: HonoContextLike): NodeResponseLike | undefined {
   return typeof outgoing?.setHeader === 'function' ? (outgoing as NodeResponseLike) : undefined;
 }
 
-/** Hono middleware, on Node and on Web-standard runtimes: `app.use(rateLimit({ policies: ... }))`. */
+/**
+ * Hono middleware, on Node and on Web-standard runtimes: `app.use(rateLimit({ policies: ... }))`. Handlers
+ * find the decision with `c.get('rateLimit')`.
+ */
 export function rateLimit<C extends HonoContextLike = HonoContextLike>(
   options: HonoLimitOptions<C>,
 ): HonoRateLimit<C> {
@@ -60,6 +69,9 @@ export function rateLimit<C extends HonoContextLike = HonoContextLike>(
     }
     // On Node, the fields go on the Node response itself: a field set through Hono makes it build a Web
     // \`Headers\` object, and then convert the handler's response from it, on every allowed request.
+    // Hono's \`set\` is typed by the app's variables, which the adapter cannot name: called as Hono defines it.
+    if (verdict.decision !== undefined)
+      (c as unknown as { set(key: string, value: unknown): void }).set('rateLimit', verdict.decision);
     const outgoing = nodeResponse(c);
     if (outgoing !== undefined) setNodeHeaders(outgoing, verdict.headers);
     else for (const [name, value] of verdict.headers) c.header(name, value);

@@ -1,3 +1,4 @@
+import type { Decision } from '../core/decision.js';
 import { HttpGuard, type HttpLimitOptions } from './guard.js';
 import { mergedValue, type NodeRequestLike, nodeView } from './node-common.js';
 
@@ -11,13 +12,23 @@ export interface KoaContextLike {
   type: string;
   set(name: string, value: string): void;
   response: { get(name: string): unknown };
+  /** Koa's state for the request: the decision is put at `ctx.state.rateLimit`. */
+  state: Record<string, unknown>;
+}
+
+/** `ctx.state` once the limiter let the request on. */
+export interface RateLimitState {
+  rateLimit?: Decision;
 }
 
 export type KoaRateLimit = ((ctx: KoaContextLike, next: () => Promise<unknown>) => Promise<void>) & {
   readonly limiter: HttpGuard<KoaContextLike>['limiter'];
 };
 
-/** Koa middleware (Koa 2 and 3): `app.use(rateLimit({ policies: { limit: 100, window: '1m' } }))`. */
+/**
+ * Koa middleware (Koa 2 and 3): `app.use(rateLimit({ policies: { limit: 100, window: '1m' } }))`. Later
+ * middleware finds the decision at `ctx.state.rateLimit` (typed by `RateLimitState`).
+ */
 export function rateLimit(options: HttpLimitOptions<KoaContextLike>): KoaRateLimit {
   const guard = new HttpGuard(options);
   const middleware = async (ctx: KoaContextLike, next: () => Promise<unknown>): Promise<void> => {
@@ -32,6 +43,7 @@ export function rateLimit(options: HttpLimitOptions<KoaContextLike>): KoaRateLim
       if (type !== undefined) ctx.type = type[1];
       return;
     }
+    if (verdict.decision !== undefined) ctx.state.rateLimit = verdict.decision;
     if (verdict.settle === undefined) {
       await next();
       return;

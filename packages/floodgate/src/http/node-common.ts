@@ -1,3 +1,4 @@
+import type { Decision } from '../core/decision.js';
 import type { Verdict } from './guard.js';
 import type { HeaderList } from './headers.js';
 import type { RequestView } from './request.js';
@@ -25,12 +26,15 @@ class NodeView implements RequestView {
   readonly path: string;
   readonly peer: string | undefined;
 
-  constructor(private readonly req: NodeRequestLike) {
+  constructor(
+    private readonly req: NodeRequestLike,
+    peer: string | undefined,
+  ) {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     this.method = req.method ?? 'GET';
     this.path = q === -1 ? url : url.slice(0, q);
-    this.peer = req.socket?.remoteAddress;
+    this.peer = peer;
   }
 
   header(name: string): string | undefined {
@@ -39,9 +43,13 @@ class NodeView implements RequestView {
   }
 }
 
-export function nodeView(req: NodeRequestLike): RequestView {
-  return new NodeView(req);
+/** The guard's view of a node request; `peer`, when given, stands for the socket's address (Express's `req.ip`). */
+export function nodeView(req: NodeRequestLike, peer = req.socket?.remoteAddress): RequestView {
+  return new NodeView(req, peer);
 }
+
+/** A request that went on past the limiter: `rateLimit` is its decision, for the handler to read. */
+export type WithRateLimit<T> = T & { rateLimit?: Decision };
 
 /** RateLimit and RateLimit-Policy are lists: a second limiter on the route adds its items to the first's. */
 export function mergedValue(name: string, value: string, existing: unknown): string {
@@ -69,13 +77,14 @@ export function setNodeHeaders(res: NodeResponseLike, headers: HeaderList): void
  * Applies a verdict to a node response: the header fields, and either the response itself (false: the
  * request stops here) or the settle hook for when the response ends (true: the request goes on).
  */
-export function applyToNodeResponse(res: NodeResponseLike, verdict: Verdict): boolean {
+export function applyToNodeResponse(req: NodeRequestLike, res: NodeResponseLike, verdict: Verdict): boolean {
   setNodeHeaders(res, verdict.headers);
   if (verdict.kind === 'respond') {
     res.statusCode = verdict.status;
     res.end(verdict.body);
     return false;
   }
+  if (verdict.decision !== undefined) (req as WithRateLimit<NodeRequestLike>).rateLimit = verdict.decision;
   const settle = verdict.settle;
   if (settle !== undefined) {
     res.once('finish', () => settle(res.statusCode));

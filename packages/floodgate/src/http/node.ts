@@ -2,7 +2,7 @@ import { HttpGuard, type HttpLimitOptions } from './guard.js';
 import { applyToNodeResponse, type NodeRequestLike, type NodeResponseLike, nodeView } from './node-common.js';
 
 export * from './exports.js';
-export type { NodeRequestLike, NodeResponseLike } from './node-common.js';
+export type { NodeRequestLike, NodeResponseLike, WithRateLimit } from './node-common.js';
 
 /** Resolves true when the request may go on; false when the limiter has already answered it (429, 403...). */
 export type NodeRateLimit = ((req: NodeRequestLike, res: NodeResponseLike) => Promise<boolean>) & {
@@ -10,7 +10,8 @@ export type NodeRateLimit = ((req: NodeRequestLike, res: NodeResponseLike) => Pr
 };
 
 /**
- * Rate limiting for plain `node:http` handlers:
+ * Rate limiting for plain `node:http` handlers; the decision is then at `req.rateLimit` (typed by
+ * `WithRateLimit<IncomingMessage>`):
  *
  *     const limit = rateLimit({ policies: { limit: 100, window: '1m' } });
  *     http.createServer(async (req, res) => {
@@ -23,8 +24,8 @@ export function rateLimit(options: HttpLimitOptions<NodeRequestLike>): NodeRateL
   const limit = (req: NodeRequestLike, res: NodeResponseLike): Promise<boolean> => {
     try {
       const verdict = guard.decide(req, nodeView(req));
-      if (verdict instanceof Promise) return verdict.then((v) => applyToNodeResponse(res, v));
-      return Promise.resolve(applyToNodeResponse(res, verdict));
+      if (verdict instanceof Promise) return verdict.then((v) => applyToNodeResponse(req, res, v));
+      return Promise.resolve(applyToNodeResponse(req, res, verdict));
     } catch (error) {
       return Promise.reject(error);
     }

@@ -119,6 +119,16 @@ for (const [framework, start] of Object.entries(FRAMEWORKS)) {
       });
     });
 
+    it("hands the decision to the handler, the framework's own way", async () => {
+      await withServer({ policies: { limit: 3, window: '1m' } }, async ({ url }) => {
+        assert.equal((await get(url, '/decision')).body, 'remaining=2');
+        assert.equal((await get(url, '/decision')).body, 'remaining=1');
+      });
+      await withServer({ policies: { limit: 3, window: '1m' }, allow: ['127.0.0.1'] }, async ({ url }) => {
+        assert.equal((await get(url, '/decision')).body, 'none', 'an allow-listed client is not decided on');
+      });
+    });
+
     it('ignores X-Forwarded-For unless the proxy is trusted', async () => {
       await withServer({ policies: { limit: 1, window: '1m' } }, async ({ url }) => {
         assert.equal((await get(url, '/', { 'x-forwarded-for': '203.0.113.1' })).status, 200);

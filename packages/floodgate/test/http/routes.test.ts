@@ -208,6 +208,41 @@ describe('Express: several limiters on one route, per-route cost, concurrency', 
   });
 });
 
+describe("Express's own trust proxy", () => {
+  async function server(trust: unknown, options: object = {}) {
+    const app = express();
+    if (trust !== undefined) app.set('trust proxy', trust);
+    app.use(rateLimit({ policies: { limit: 1, window: '1m' }, ...options }));
+    app.get('/', (req, res) => {
+      res.send(req.ip);
+    });
+    return listen(createServer(app));
+  }
+  const from = (url: string, forwarded: string) => fetch(url, { headers: { 'x-forwarded-for': forwarded } });
+
+  it("is honoured when Floodgate's trustProxy is not set: clients are told apart by req.ip", async () => {
+    const s = await server('loopback');
+    try {
+      assert.equal((await from(s.url, '203.0.113.1')).status, 200);
+      assert.equal((await from(s.url, '203.0.113.2')).status, 200, 'another client');
+      assert.equal((await from(s.url, '203.0.113.1')).status, 429);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("is not trusted when unset, and Floodgate's own trustProxy wins when given", async () => {
+    for (const s of [await server(undefined), await server('loopback', { trustProxy: false })]) {
+      try {
+        assert.equal((await from(s.url, '203.0.113.1')).status, 200);
+        assert.equal((await from(s.url, '203.0.113.2')).status, 429, 'the header is not believed');
+      } finally {
+        await s.close();
+      }
+    }
+  });
+});
+
 describe('Middleware on a shared RedisStore', () => {
   let redis: RedisServer;
   before(async () => {

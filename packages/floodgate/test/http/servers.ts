@@ -1,27 +1,36 @@
 // Real servers of each framework on loopback, each with the same routes, limited by the adapter under test.
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import express from 'express';
 import Fastify from 'fastify';
 import { Hono } from 'hono';
 import Koa from 'koa';
+import type { Decision } from '../../src/core/decision.js';
 import { rateLimit as expressLimit } from '../../src/http/express.js';
 import { floodgate as fastifyPlugin } from '../../src/http/fastify.js';
-import { rateLimit as honoLimit } from '../../src/http/hono.js';
-import { rateLimit as koaLimit } from '../../src/http/koa.js';
-import { rateLimit as nodeLimit } from '../../src/http/node.js';
+import { rateLimit as honoLimit, type RateLimitVariables } from '../../src/http/hono.js';
+import { rateLimit as koaLimit, type RateLimitState } from '../../src/http/koa.js';
+import { rateLimit as nodeLimit, type WithRateLimit } from '../../src/http/node.js';
 
 export interface Running {
   url: string;
   close(): Promise<void>;
 }
 
-/** Routes: `/` answers 200, `/fail` 401, `/slow` waits for `release()` then 200. */
+/**
+ * Routes: `/` answers 200, `/fail` 401; `/decision` answers with what the handler found of the limiter's
+ * decision, the framework's own way (`req.rateLimit`, `ctx.state`, `c.get`): `remaining=N`, or `none`.
+ */
 export type Start = (options: object, host?: string) => Promise<Running>;
 
 function statusFor(path: string): number {
   return path.startsWith('/fail') ? 401 : 200;
+}
+
+function bodyFor(path: string, decision: Decision | null | undefined): string {
+  if (!path.startsWith('/decision')) return 'ok';
+  return decision == null ? 'none' : `remaining=${decision.remaining}`;
 }
 
 function url(host: string, port: number): string {
@@ -61,7 +70,7 @@ export const FRAMEWORKS: Record<string, Start> = {
       }
       if (!go) return;
       res.statusCode = statusFor(req.url ?? '/');
-      res.end('ok');
+      res.end(bodyFor(req.url ?? '/', (req as WithRateLimit<IncomingMessage>).rateLimit));
     });
     return listen(server, host);
   },
@@ -69,22 +78,26 @@ export const FRAMEWORKS: Record<string, Start> = {
     const app = express();
     app.use(expressLimit(options as never));
     app.get(/.*/, (req, res) => {
-      res.status(statusFor(req.path)).send('ok');
+      res.status(statusFor(req.path)).send(bodyFor(req.path, req.rateLimit));
     });
     return listen(createServer(app), host);
   },
   fastify: async (options, host = '127.0.0.1') => {
     const app = Fastify();
     await app.register(fastifyPlugin, options as never);
-    app.get('/*', async (request, reply) => reply.code(statusFor(request.url)).send('ok'));
+    app.get('/*', async (request, reply) =>
+      reply
+        .code(statusFor(request.url))
+        .send(bodyFor(request.url, (request as WithRateLimit<typeof request>).rateLimit)),
+    );
     await app.listen({ port: 0, host });
     const { port } = app.server.address() as AddressInfo;
     return { url: url(host, port), close: () => app.close() };
   },
   hono: async (options, host = '127.0.0.1') => {
-    const app = new Hono();
+    const app = new Hono<{ Variables: RateLimitVariables }>();
     app.use(honoLimit(options as never));
-    app.get('*', (c) => c.text('ok', statusFor(c.req.path) as 200));
+    app.get('*', (c) => c.text(bodyFor(c.req.path, c.get('rateLimit')), statusFor(c.req.path) as 200));
     const server = await new Promise<Server>((resolve) => {
       const s = serve({ fetch: app.fetch, port: 0, hostname: host }, () => resolve(s as Server));
     });
@@ -95,7 +108,7 @@ export const FRAMEWORKS: Record<string, Start> = {
     app.use(koaLimit(options as never));
     app.use((ctx) => {
       ctx.status = statusFor(ctx.path);
-      ctx.body = 'ok';
+      ctx.body = bodyFor(ctx.path, (ctx.state as RateLimitState).rateLimit);
     });
     return listen(createServer(app.callback()), host);
   },
