@@ -34,16 +34,6 @@ export {
 } from './core/errors.js';
 export { boundKey, hashKey } from './core/keys.js';
 export {
-  type CostOptions,
-  type Key,
-  Limiter,
-  type LimiterConfig,
-  type LimiterOptions,
-  RateLimitedError,
-  type WaitOptions,
-  type WrapOptions,
-} from './core/limiter.js';
-export {
   type ConcurrencyPolicySpec,
   type Policy,
   type PolicySet,
@@ -52,5 +42,16 @@ export {
   resolvePolicies,
   resolvePolicy,
 } from './core/policy.js';
+export {
+  type CostOptions,
+  type Key,
+  Limiter,
+  type LimiterConfig,
+  type LimiterOptions,
+  RateLimitedError,
+  type WaitOptions,
+  type WrapOptions,
+} from './limiter/limiter.js';
+export { type LoginAttempt, LoginGuard, type LoginGuardOptions } from './limiter/login.js';
 export { MemoryStore, type MemoryStoreOptions } from './stores/memory.js';
-export { isSyncStore, type Store, type StoreMode, type SyncStore } from './stores/store.js';
+export type { Store, StoreMode } from './stores/store.js';

@@ -4,8 +4,8 @@ import fc from 'fast-check';
 import { algorithms } from '../src/core/algorithms/index.js';
 import type { AlgorithmName, AlgorithmParams } from '../src/core/algorithms/types.js';
 import { ManualClock } from '../src/core/clock.js';
-import { Limiter } from '../src/core/limiter.js';
 import type { PolicySpec } from '../src/core/policy.js';
+import { Limiter } from '../src/limiter/limiter.js';
 
 const T0 = 1_700_000_000_000;
 const RATE: AlgorithmName[] = [
@@ -97,7 +97,7 @@ const allowedIn = (steps: Step[], from: number, to: number) =>
 
 describe('algorithm guarantees (property-based)', () => {
   for (const name of ['token-bucket', 'gcra'] as const) {
-    it(`${name}: allowed cost over any interval of length d is at most burst + d * limit / window`, () => {
+    it(`${name}: allowed cost over any interval of length d is at most burst + d * limit / window`, async () => {
       fc.assert(
         fc.property(run(name), (r) => {
           const steps = simulate(name, r);
@@ -117,7 +117,7 @@ describe('algorithm guarantees (property-based)', () => {
       );
     });
 
-    it(`${name}: agrees with a token-counting model (tokens refill continuously, capped at burst)`, () => {
+    it(`${name}: agrees with a token-counting model (tokens refill continuously, capped at burst)`, async () => {
       fc.assert(
         fc.property(run(name), (r) => {
           const { limit, window, burst } = r.params;
@@ -138,7 +138,7 @@ describe('algorithm guarantees (property-based)', () => {
     });
   }
 
-  it('fixed-window: at most limit per window (opened by the first request after the last closed), 2x limit over any window length', () => {
+  it('fixed-window: at most limit per window (opened by the first request after the last closed), 2x limit over any window length', async () => {
     fc.assert(
       fc.property(run('fixed-window'), (r) => {
         const steps = simulate('fixed-window', r);
@@ -161,7 +161,7 @@ describe('algorithm guarantees (property-based)', () => {
     );
   });
 
-  it('sliding-window-log: at most limit over any interval of length window, and denies only when it must', () => {
+  it('sliding-window-log: at most limit over any interval of length window, and denies only when it must', async () => {
     fc.assert(
       fc.property(run('sliding-window-log'), (r) => {
         const steps = simulate('sliding-window-log', r);
@@ -177,7 +177,7 @@ describe('algorithm guarantees (property-based)', () => {
     );
   });
 
-  it('sliding-window-counter: at most limit per aligned window, 2x limit over any interval of length window', () => {
+  it('sliding-window-counter: at most limit per aligned window, 2x limit over any interval of length window', async () => {
     fc.assert(
       fc.property(run('sliding-window-counter'), (r) => {
         const steps = simulate('sliding-window-counter', r);
@@ -192,7 +192,7 @@ describe('algorithm guarantees (property-based)', () => {
     );
   });
 
-  it('concurrency: unreleased, unexpired leases never exceed the limit', () => {
+  it('concurrency: unreleased, unexpired leases never exceed the limit', async () => {
     const arb = fc.record({
       limit: fc.integer({ min: 1, max: 6 }),
       timeout: fc.integer({ min: 1, max: 1000 }),
@@ -236,7 +236,7 @@ describe('algorithm guarantees (property-based)', () => {
 
 describe('refund (property-based)', () => {
   for (const name of [...RATE, 'concurrency'] as AlgorithmName[]) {
-    it(`${name}: refunding an allowed request at once restores its capacity; later refunds only add, up to the limit`, () => {
+    it(`${name}: refunding an allowed request at once restores its capacity; later refunds only add, up to the limit`, async () => {
       fc.assert(
         fc.property(run(name), fc.integer({ min: 0, max: 5000 }), (r, later) => {
           const algo = algorithms[name];
@@ -293,9 +293,9 @@ describe('Limiter on MemoryStore (property-based)', () => {
     ),
   });
 
-  it('decides exactly as the pure algorithms, all or nothing, across expiry and reclamation', () => {
-    fc.assert(
-      fc.property(scenario, ({ policies, reqs }) => {
+  it('decides exactly as the pure algorithms, all or nothing, across expiry and reclamation', async () => {
+    await fc.assert(
+      fc.asyncProperty(scenario, async ({ policies, reqs }) => {
         const clock = new ManualClock(T0);
         const limiter = new Limiter({ clock, policies });
         const resolved = limiter.policiesFor('a');
@@ -304,7 +304,7 @@ describe('Limiter on MemoryStore (property-based)', () => {
           clock.advance(dt);
           const now = clock.now();
           const states = model.get(key) ?? [];
-          const before = limiter.peekSync(key, { cost: 0 }).policies;
+          const before = (await limiter.peek(key, { cost: 0 })).policies;
           const decision = limiter.consumeSync(key, { cost });
           const outs = resolved.map((p, i) =>
             p.impl.consume(states[i], now, cost, p, decision.leaseId ?? 'none'),
@@ -328,7 +328,7 @@ describe('Limiter on MemoryStore (property-based)', () => {
             );
           } else {
             // All or nothing: the refusal left every policy as it was.
-            assert.deepEqual(limiter.peekSync(key, { cost: 0 }).policies, before);
+            assert.deepEqual((await limiter.peek(key, { cost: 0 })).policies, before);
           }
         }
       }),
@@ -336,23 +336,23 @@ describe('Limiter on MemoryStore (property-based)', () => {
     );
   });
 
-  it('allowSync answers and charges exactly as consumeSync, on its fast path and off it', () => {
-    fc.assert(
-      fc.property(scenario, ({ policies, reqs }) => {
+  it('allowSync answers and charges exactly as consumeSync, on its fast path and off it', async () => {
+    await fc.assert(
+      fc.asyncProperty(scenario, async ({ policies, reqs }) => {
         const clock = new ManualClock(T0);
         const fast = new Limiter({ clock, policies });
         const full = new Limiter({ clock, policies });
         for (const { dt, cost, key } of reqs) {
           clock.advance(dt);
           assert.equal(fast.allowSync(key, { cost }), full.consumeSync(key, { cost }).allowed);
-          assert.deepEqual(fast.peekSync(key, { cost: 0 }), full.peekSync(key, { cost: 0 }));
+          assert.deepEqual(await fast.peek(key, { cost: 0 }), await full.peek(key, { cost: 0 }));
         }
       }),
       { numRuns: 300 },
     );
   });
 
-  it('a request retried exactly at retryAfter is allowed (several policies)', () => {
+  it('a request retried exactly at retryAfter is allowed (several policies)', async () => {
     fc.assert(
       fc.property(scenario, ({ policies, reqs }) => {
         const clock = new ManualClock(T0);

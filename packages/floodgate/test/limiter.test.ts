@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ManualClock } from '../src/core/clock.js';
 import { FloodgateError } from '../src/core/errors.js';
-import { Limiter, RateLimitedError } from '../src/core/limiter.js';
 import type { PolicySet } from '../src/core/policy.js';
+import { Limiter, RateLimitedError } from '../src/limiter/limiter.js';
 import { MemoryStore } from '../src/stores/memory.js';
 import type { Store, StoreMode } from '../src/stores/store.js';
 
@@ -26,8 +26,8 @@ class AsyncOnlyStore implements Store {
     this.calls++;
     return this.inner.applySync(key, set, cost, mode, lease);
   }
-  async reset(key: string) {
-    this.inner.resetSync(key);
+  async reset(key: string, set: PolicySet) {
+    await this.inner.reset(key, set);
   }
 }
 
@@ -68,7 +68,7 @@ describe('Limiter', () => {
     assert.deepEqual(JSON.parse(JSON.stringify(denied)).policies.length, 2);
   });
 
-  it('names policies after their parameters by default', () => {
+  it('names policies after their parameters by default', async () => {
     const limiter = new Limiter({
       policies: [
         { limit: 5, window: 10_000 },
@@ -99,29 +99,29 @@ describe('Limiter', () => {
     assert.equal(limiter.allowSync('k', { cost: 1 }), true);
   });
 
-  it('refuses a cost that can never fit, with a reason and without charging', () => {
+  it('refuses a cost that can never fit, with a reason and without charging', async () => {
     const { limiter } = setup();
     const d = limiter.consumeSync('k', { cost: 6 });
     assert.equal(d.allowed, false);
     assert.equal(d.reason, 'cost-exceeds-limit');
     assert.equal(d.retryAfter, Number.POSITIVE_INFINITY);
-    assert.equal(limiter.peekSync('k', { cost: 0 }).remaining, 5);
+    assert.equal((await limiter.peek('k', { cost: 0 })).remaining, 5);
   });
 
-  it('keeps unknown and odd identifiers under the defaults, numbers included, never throwing', () => {
+  it('keeps unknown and odd identifiers under the defaults, numbers included, never throwing', async () => {
     const { limiter } = setup();
     for (const key of ['', ' ', 'ключ', '\u0000', 'x'.repeat(100_000), 42]) {
       assert.equal(limiter.consumeSync(key).allowed, true);
       assert.equal(limiter.consumeSync(key).remaining, 3);
     }
     assert.equal(
-      limiter.peekSync('42', { cost: 0 }).remaining,
+      (await limiter.peek('42', { cost: 0 })).remaining,
       3,
       'the number 42 and the string "42" are one identifier',
     );
   });
 
-  it('bounds long identifiers by their digest, keeping distinct ones distinct', () => {
+  it('bounds long identifiers by their digest, keeping distinct ones distinct', async () => {
     const { limiter } = setup({ maxKeyLength: 16 });
     const a = `${'a'.repeat(40)}1`;
     const b = `${'a'.repeat(40)}2`;
@@ -130,7 +130,7 @@ describe('Limiter', () => {
     assert.equal(limiter.consumeSync(b).allowed, true);
   });
 
-  it('applies overrides on top of the defaults, by policy name, changeable at run time', () => {
+  it('applies overrides on top of the defaults, by policy name, changeable at run time', async () => {
     const { limiter } = setup({
       policies: [
         { name: 'minute', limit: 5, window: '1m' },
@@ -146,7 +146,7 @@ describe('Limiter', () => {
       ],
     );
     limiter.consumeSync('premium', { cost: 10 });
-    assert.equal(limiter.peekSync('premium', { cost: 0 }).remaining, 40);
+    assert.equal((await limiter.peek('premium', { cost: 0 })).remaining, 40);
     assert.equal(limiter.consumeSync('basic', { cost: 10 }).reason, 'cost-exceeds-limit');
 
     limiter.setOverride('basic', [{ name: 'burst', algorithm: 'gcra', limit: 1, window: '1s' }]);
@@ -157,7 +157,7 @@ describe('Limiter', () => {
     assert.equal(limiter.removeOverride('premium'), true);
     assert.equal(limiter.removeOverride('premium'), false);
     // The day counter is kept across the change (same name and parameters); the minute bucket is not.
-    const d = limiter.peekSync('premium', { cost: 0 });
+    const d = await limiter.peek('premium', { cost: 0 });
     assert.deepEqual(
       d.policies.map((p) => [p.policy, p.remaining]),
       [
@@ -167,7 +167,7 @@ describe('Limiter', () => {
     );
   });
 
-  it('adds and removes default policies at run time', () => {
+  it('adds and removes default policies at run time', async () => {
     const { limiter } = setup();
     limiter.addPolicy({ name: 'tight', algorithm: 'fixed-window', limit: 1, window: '1m' });
     assert.equal(limiter.consumeSync('k').allowed, true);
@@ -178,7 +178,7 @@ describe('Limiter', () => {
     assert.throws(() => limiter.removePolicy('bucket'), /at least one policy/);
   });
 
-  it('loads from and exports plain configuration; a bad configuration changes nothing', () => {
+  it('loads from and exports plain configuration; a bad configuration changes nothing', async () => {
     const config = {
       cost: 1,
       policies: [{ name: 'minute', algorithm: 'sliding-window-counter', limit: 60, window: '1m' }],
@@ -251,12 +251,12 @@ describe('Limiter', () => {
     const c = limiter.consumeSync('k');
     assert.equal(c.allowed, false);
     assert.equal(c.leaseId, undefined);
-    assert.equal(limiter.releaseSync('k', a.leaseId!).remaining, 1);
+    assert.equal((await limiter.release('k', a.leaseId!)).remaining, 1);
     assert.equal((await limiter.release('k', b.leaseId!)).remaining, 2);
 
     const job = limiter.wrap(
       async (fail: boolean) => {
-        assert.equal(limiter.peekSync('k', { cost: 0 }).remaining, 1, 'one slot held while running');
+        assert.equal((await limiter.peek('k', { cost: 0 })).remaining, 1, 'one slot held while running');
         if (fail) throw new Error('boom');
         return 'done';
       },
@@ -264,7 +264,11 @@ describe('Limiter', () => {
     );
     assert.equal(await job(false), 'done');
     await assert.rejects(job(true), /boom/);
-    assert.equal(limiter.peekSync('k', { cost: 0 }).remaining, 2, 'released after success and after failure');
+    assert.equal(
+      (await limiter.peek('k', { cost: 0 })).remaining,
+      2,
+      'released after success and after failure',
+    );
 
     limiter.consumeSync('k', { cost: 2 });
     clock.advance(30_000);
@@ -287,14 +291,7 @@ describe('Limiter', () => {
     const lease = await conc.consume('c');
     assert.match(lease.leaseId!, /^[a-z0-9]+-[a-z0-9]+-\d+$/);
     assert.equal(store.calls, 4, 'reset is not an apply');
-    for (const call of [
-      () => limiter.consumeSync('k'),
-      () => limiter.peekSync('k'),
-      () => limiter.refundSync('k'),
-      () => limiter.releaseSync('k', 'x'),
-      () => limiter.resetSync('k'),
-      () => limiter.allowSync('k'),
-    ]) {
+    for (const call of [() => limiter.consumeSync('k'), () => limiter.allowSync('k')]) {
       assert.throws(
         call,
         (e: unknown) => e instanceof FloodgateError && e.code === 'ERR_FLOODGATE_STORE_NOT_SYNC',
@@ -302,12 +299,12 @@ describe('Limiter', () => {
     }
   });
 
-  it('resetSync and refundSync work on the memory store', () => {
+  it('resetSync and refundSync work on the memory store', async () => {
     const { limiter } = setup();
     limiter.consumeSync('k', { cost: 5 });
-    assert.equal(limiter.refundSync('k', 1).remaining, 1);
-    limiter.resetSync('k');
-    assert.equal(limiter.peekSync('k', { cost: 0 }).remaining, 5);
+    assert.equal((await limiter.refund('k', 1)).remaining, 1);
+    await limiter.reset('k');
+    assert.equal((await limiter.peek('k', { cost: 0 })).remaining, 5);
   });
 });
 
@@ -499,7 +496,7 @@ describe('Limiter: invalid input fails naming the option', () => {
     ],
   ];
   for (const [name, make, message, type] of cases) {
-    it(name, () => {
+    it(name, async () => {
       assert.throws(make, (e: unknown) => {
         assert.ok(e instanceof type, `a ${type.name}`);
         assert.match((e as Error).message, message);
@@ -518,6 +515,6 @@ describe('Limiter: invalid input fails naming the option', () => {
     assert.throws(() => limiter.consumeSync('k', { cost: '1' as never }), TypeError);
     assert.throws(() => limiter.consumeSync(undefined as never), /option "key" must be a string or a number/);
     await assert.rejects(limiter.consume({} as never), TypeError);
-    assert.equal(limiter.peekSync('k', { cost: 0 }).remaining, 5);
+    assert.equal((await limiter.peek('k', { cost: 0 })).remaining, 5);
   });
 });

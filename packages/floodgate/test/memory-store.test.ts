@@ -3,14 +3,14 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import type { PolicyNumbers } from '../src/core/algorithms/types.js';
 import { ManualClock } from '../src/core/clock.js';
-import { Limiter } from '../src/core/limiter.js';
 import { type PolicySet, policySet, resolvePolicies } from '../src/core/policy.js';
+import { Limiter } from '../src/limiter/limiter.js';
 import { MemoryStore } from '../src/stores/memory.js';
 
 const T0 = 1_700_000_000_000;
 
 describe('MemoryStore', () => {
-  it('holds memory for live keys only under a flood of unique keys (no timers)', () => {
+  it('holds memory for live keys only under a flood of unique keys (no timers)', async () => {
     const clock = new ManualClock(T0);
     const store = new MemoryStore({ clock });
     const limiter = new Limiter({
@@ -28,7 +28,7 @@ describe('MemoryStore', () => {
     assert.ok(peak <= 3000, `peak ${peak} entries for ~1000 live keys`);
   });
 
-  it('treats expired state as empty even before reclaiming it', () => {
+  it('treats expired state as empty even before reclaiming it', async () => {
     const clock = new ManualClock(T0);
     const store = new MemoryStore({ clock });
     const limiter = new Limiter({
@@ -43,7 +43,7 @@ describe('MemoryStore', () => {
     assert.equal(limiter.consumeSync('k').allowed, true);
   });
 
-  it('evicts beyond maxKeys, sparing keys used since the hand last passed', () => {
+  it('evicts beyond maxKeys, sparing keys used since the hand last passed', async () => {
     const clock = new ManualClock(T0);
     const store = new MemoryStore({ clock, maxKeys: 100 });
     const limiter = new Limiter({
@@ -58,11 +58,11 @@ describe('MemoryStore', () => {
       assert.ok(store.size <= 100);
     }
     assert.equal(limiter.consumeSync('hot').allowed, false, 'the hot key kept its count');
-    assert.equal(limiter.peekSync('cold:0', { cost: 0 }).remaining, 3, 'an old cold key was evicted');
-    assert.equal(limiter.peekSync('cold:9999', { cost: 0 }).remaining, 2, 'the newest cold key is kept');
+    assert.equal((await limiter.peek('cold:0', { cost: 0 })).remaining, 3, 'an old cold key was evicted');
+    assert.equal((await limiter.peek('cold:9999', { cost: 0 })).remaining, 2, 'the newest cold key is kept');
   });
 
-  it('maxKeys evicts exactly the least recently used: 10,000 keys through 1,000 places', () => {
+  it('maxKeys evicts exactly the least recently used: 10,000 keys through 1,000 places', async () => {
     const clock = new ManualClock(T0);
     const store = new MemoryStore({ clock, maxKeys: 1000 });
     const limiter = new Limiter({
@@ -73,20 +73,20 @@ describe('MemoryStore', () => {
     limiter.consumeSync('regular');
     for (let i = 0; i < 10_000; i++) {
       limiter.consumeSync(`once:${i}`);
-      if (i % 50 === 0) limiter.peekSync('regular'); // used regularly
+      if (i % 50 === 0) await limiter.peek('regular'); // used regularly
       assert.ok(store.size <= 1000);
     }
     assert.equal(store.size, 1000);
     const held = [];
     for (let i = 0; i < 10_000; i++)
-      if (limiter.peekSync(`once:${i}`, { cost: 0 }).remaining === 2) held.push(i);
+      if ((await limiter.peek(`once:${i}`, { cost: 0 })).remaining === 2) held.push(i);
     assert.equal(held.length, 999);
     assert.equal(held[0], 9001, 'the newest 999 keys used once, and no older one');
-    assert.equal(limiter.peekSync('regular', { cost: 0 }).remaining, 2, 'the key used regularly is held');
+    assert.equal((await limiter.peek('regular', { cost: 0 })).remaining, 2, 'the key used regularly is held');
     assert.equal(store.size, 1000, 'looks create nothing');
   });
 
-  it('maxKeys: a look or a refund counts as a use; the order of eviction is the order of last use', () => {
+  it('maxKeys: a look or a refund counts as a use; the order of eviction is the order of last use', async () => {
     const clock = new ManualClock(T0);
     const store = new MemoryStore({ clock, maxKeys: 4 });
     const limiter = new Limiter({
@@ -95,25 +95,27 @@ describe('MemoryStore', () => {
       policies: { algorithm: 'fixed-window', limit: 3, window: '1h' },
     });
     for (const k of ['a', 'b', 'c', 'd']) limiter.consumeSync(k);
-    limiter.peekSync('a', { cost: 0 });
+    await limiter.peek('a', { cost: 0 });
     limiter.consumeSync('b');
-    limiter.refundSync('c', 0);
+    await limiter.refund('c', 0);
     limiter.consumeSync('e'); // evicts d, the least recently used
-    assert.equal(limiter.peekSync('d', { cost: 0 }).remaining, 3);
+    assert.equal((await limiter.peek('d', { cost: 0 })).remaining, 3);
     limiter.consumeSync('f'); // then a
-    assert.equal(limiter.peekSync('a', { cost: 0 }).remaining, 3);
-    assert.equal(limiter.peekSync('b', { cost: 0 }).remaining, 1);
-    assert.equal(limiter.peekSync('c', { cost: 0 }).remaining, 2);
-    limiter.resetSync('b');
+    assert.equal((await limiter.peek('a', { cost: 0 })).remaining, 3);
+    assert.equal((await limiter.peek('b', { cost: 0 })).remaining, 1);
+    assert.equal((await limiter.peek('c', { cost: 0 })).remaining, 2);
+    await limiter.reset('b');
     limiter.consumeSync('g'); // a reset freed a place: nothing else goes
     assert.deepEqual(
-      ['c', 'e', 'f', 'g'].map((k) => limiter.peekSync(k, { cost: 0 }).remaining),
+      await Promise.all(
+        ['c', 'e', 'f', 'g'].map(async (k) => (await limiter.peek(k, { cost: 0 })).remaining),
+      ),
       [2, 2, 2, 2],
     );
     assert.equal(store.size, 4);
   });
 
-  it('keeps state for unchanged policies when a key moves to another policy set', () => {
+  it('keeps state for unchanged policies when a key moves to another policy set', async () => {
     const clock = new ManualClock(T0);
     const store = new MemoryStore({ clock });
     const a = resolvePolicies([{ name: 'x', algorithm: 'fixed-window', limit: 5, window: 60_000 }], 'p');
@@ -144,7 +146,7 @@ describe('MemoryStore', () => {
     assert.equal(store.size, 0);
   });
 
-  it('drops an entry refunded back to empty', () => {
+  it('drops an entry refunded back to empty', async () => {
     const clock = new ManualClock(T0);
     const store = new MemoryStore({ clock });
     const set = policySet(resolvePolicies({ limit: 5, window: 1000 }, 'p'));
@@ -154,7 +156,7 @@ describe('MemoryStore', () => {
     assert.equal(store.size, 0);
   });
 
-  it('decides exactly as the pure algorithms do, over random sequences (a model check)', () => {
+  it('decides exactly as the pure algorithms do, over random sequences (a model check)', async () => {
     // Every algorithm, alone and together; `mixed` and `moved` share policies, so keys moving between
     // them carry state across. The model is the plain reading of the Store contract on the object form.
     const p = (specs: Parameters<typeof resolvePolicies>[0]) => resolvePolicies(specs, 'p');
@@ -182,8 +184,8 @@ describe('MemoryStore', () => {
       advance: fc.constantFrom(0, 0, 0, 1, 100, 333, 1000, 2500),
     });
     const start = fc.tuple(fc.nat(sets.length - 1), fc.nat(sets.length - 1), fc.nat(sets.length - 1));
-    fc.assert(
-      fc.property(start, fc.array(op, { maxLength: 80 }), (initial, ops) => {
+    await fc.assert(
+      fc.asyncProperty(start, fc.array(op, { maxLength: 80 }), async (initial, ops) => {
         const setOf = [...initial]; // the generated value is reused while shrinking: never mutate it
         const clock = new ManualClock(T0);
         const store = new MemoryStore({ clock });
@@ -195,7 +197,7 @@ describe('MemoryStore', () => {
           const key = `key:${k}`;
           const set = sets[setOf[k]!]!;
           if (mode === 'reset') {
-            store.resetSync(key);
+            await store.reset(key);
             model.delete(key);
             continue;
           }

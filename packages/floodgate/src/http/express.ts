@@ -2,7 +2,6 @@ import type { Decision } from '../core/decision.js';
 import { HttpGuard, type HttpLimitOptions, type Verdict } from './guard.js';
 import { applyToNodeResponse, type NodeRequestLike, type NodeResponseLike, nodeView } from './node-common.js';
 
-export * from './exports.js';
 export type { WithRateLimit } from './node-common.js';
 
 declare global {

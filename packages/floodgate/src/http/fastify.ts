@@ -3,7 +3,6 @@ import { invalidOption } from '../core/errors.js';
 import { HttpGuard, type HttpLimitOptions, type Verdict } from './guard.js';
 import { mergedValue, type NodeRequestLike, nodeView } from './node-common.js';
 
-export * from './exports.js';
 export type { WithRateLimit } from './node-common.js';
 
 /** The parts of a Fastify request the plugin reads. */

@@ -1,9 +1,9 @@
 import { systemClock } from '../core/clock.js';
 import type { Decision } from '../core/decision.js';
 import { invalidOption } from '../core/errors.js';
-import { Limiter } from '../core/limiter.js';
 import type { PolicySpec } from '../core/policy.js';
-import { isSyncStore, type Store } from '../stores/store.js';
+import { Limiter } from '../limiter/limiter.js';
+import type { Store } from '../stores/store.js';
 import { AddressSet, clientIpResolver, groupIp, type TrustProxy } from './client-ip.js';
 import { type HeaderList, type HeaderMode, rateLimitHeaders } from './headers.js';
 import { byIp, type KeyExtractor } from './keys.js';
@@ -236,7 +236,7 @@ export class HttpGuard<Req> {
       options.skip === undefined &&
       typeof key !== 'function' &&
       typeof options.cost !== 'function' &&
-      isSyncStore(this.limiter.store);
+      this.limiter.synchronous;
   }
 
   /** Decides what to do with a request. Never rejects for a malformed request; rejects only if a callback throws. */

@@ -4,8 +4,6 @@ import { HttpGuard, type HttpLimitOptions } from './guard.js';
 import { type NodeResponseLike, setNodeHeaders } from './node-common.js';
 import type { RequestView } from './request.js';
 
-export * from './exports.js';
-
 /** The parts of a Hono context the middleware uses. */
 export interface HonoContextLike {
   readonly req: { readonly method: string; readonly path: string; header(name: string): string | undefined };

@@ -2,8 +2,6 @@ import type { Decision } from '../core/decision.js';
 import { HttpGuard, type HttpLimitOptions } from './guard.js';
 import { mergedValue, type NodeRequestLike, nodeView } from './node-common.js';
 
-export * from './exports.js';
-
 /** The parts of a Koa context the middleware uses. */
 export interface KoaContextLike {
   readonly req: NodeRequestLike;

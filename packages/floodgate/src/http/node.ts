@@ -1,7 +1,6 @@
 import { HttpGuard, type HttpLimitOptions } from './guard.js';
 import { applyToNodeResponse, type NodeRequestLike, type NodeResponseLike, nodeView } from './node-common.js';
 
-export * from './exports.js';
 export type { NodeRequestLike, NodeResponseLike, WithRateLimit } from './node-common.js';
 
 /** Resolves true when the request may go on; false when the limiter has already answered it (429, 403...). */

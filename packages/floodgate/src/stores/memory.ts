@@ -3,7 +3,7 @@ import type { PolicyNumbers, PolicyResult } from '../core/algorithms/types.js';
 import { systemClock } from '../core/clock.js';
 import { invalidOption } from '../core/errors.js';
 import type { PolicySet } from '../core/policy.js';
-import type { StoreMode, SyncStore } from './store.js';
+import type { Store, StoreMode } from './store.js';
 
 export interface MemoryStoreOptions {
   /** Source of time (integer ms); inject one in tests. Default: `Date.now`. */
@@ -73,6 +73,30 @@ function resultOf(out: PolicyNumbers, now: number): PolicyResult {
   };
 }
 
+/**
+ * The memory store's shortcuts, for the Limiter alone (it picks them once, when it is made over a memory
+ * store): a set of one policy answered in the store's reused result slot (read it at once), and a consume
+ * that answers only whether it was allowed. Nothing else needs to know they exist.
+ */
+export interface MemoryFastPath {
+  applySync(
+    key: string,
+    set: PolicySet,
+    cost: number,
+    mode: StoreMode,
+    lease?: string,
+  ): readonly PolicyResult[];
+  one(key: string, set: PolicySet, cost: number, mode: 'consume' | 'peek'): PolicyResult | undefined;
+  allow(key: string, set: PolicySet, cost: number): boolean;
+}
+
+let fastPathOf: (store: MemoryStore) => MemoryFastPath;
+
+/** The shortcuts of `store` when it is a memory store. */
+export function memoryFastPath(store: Store): MemoryFastPath | undefined {
+  return store instanceof MemoryStore ? fastPathOf(store) : undefined;
+}
+
 /** Entries examined per insertion while reclaiming expired state: amortised O(1), no timers. */
 const SWEEP_STEPS = 2;
 /** Compact the hand's queue once this many slots have been consumed from its front. */
@@ -86,7 +110,7 @@ const COMPACT_AFTER = 4096;
  * holds memory for the keys live within their windows; `maxKeys` bounds it outright. State lives in this
  * process only: several processes need a shared store such as `floodgate/redis`.
  */
-export class MemoryStore implements SyncStore {
+export class MemoryStore implements Store {
   readonly #map = new Map<string, Entry>();
   /**
    * The clock hand: entries in the order it will visit them. Iterating the Map itself would be O(deleted
@@ -143,7 +167,7 @@ export class MemoryStore implements SyncStore {
     lease?: string,
   ): readonly PolicyResult[] {
     if (mode !== 'refund') {
-      const one = this.applyOneSync(key, set, cost, mode);
+      const one = this.#one(key, set, cost, mode);
       if (one !== undefined) return [resultOf(one, one.resetAt - one.resetAfter)]; // the slot's own now
     }
     const now = this.#clock.now();
@@ -156,14 +180,9 @@ export class MemoryStore implements SyncStore {
 
   /**
    * `applySync` for a set of one policy whose state is numbers, answering in the store's result slot (valid
-   * until its next call) instead of new objects: `Limiter.consumeSync` builds its decision from it.
+   * until its next call) instead of new objects: a Limiter builds its decision from it.
    */
-  applyOneSync(
-    key: string,
-    set: PolicySet,
-    cost: number,
-    mode: 'consume' | 'peek',
-  ): PolicyResult | undefined {
+  #one(key: string, set: PolicySet, cost: number, mode: 'consume' | 'peek'): PolicyResult | undefined {
     const layout = this.#layoutOf(set);
     const single = layout.single;
     if (single === undefined) return undefined;
@@ -178,7 +197,7 @@ export class MemoryStore implements SyncStore {
    * `applySync` in consume mode, answering only whether the request is allowed: no result objects, for
    * `Limiter.allowSync`. One policy whose state is numbers; anything else goes the general way.
    */
-  allowSync(key: string, set: PolicySet, cost: number): boolean {
+  #allow(key: string, set: PolicySet, cost: number): boolean {
     const layout = this.#layoutOf(set);
     const single = layout.single;
     if (single === undefined || single.admit === undefined) {
@@ -240,13 +259,17 @@ export class MemoryStore implements SyncStore {
     return this.applySync(key, set, cost, mode, lease);
   }
 
-  resetSync(key: string, _set?: PolicySet): void {
+  async reset(key: string, _set?: PolicySet): Promise<void> {
     const entry = this.#map.get(key);
     if (entry !== undefined) this.#drop(entry);
   }
 
-  async reset(key: string, set?: PolicySet): Promise<void> {
-    this.resetSync(key, set);
+  static {
+    fastPathOf = (store) => ({
+      applySync: (key, set, cost, mode, lease) => store.applySync(key, set, cost, mode, lease),
+      one: (key, set, cost, mode) => store.#one(key, set, cost, mode),
+      allow: (key, set, cost) => store.#allow(key, set, cost),
+    });
   }
 
   /** Forgets every identifier. */

@@ -26,36 +26,17 @@ export interface Store {
     mode: StoreMode,
     lease?: string,
   ): Promise<readonly PolicyResult[]>;
-  /** Forgets all state of `key` under the policies of `set`. */
-  reset(key: string, set: PolicySet): Promise<void>;
-}
-
-/** A store that can also answer synchronously (the memory store): the Limiter's `*Sync` methods use it. */
-export interface SyncStore extends Store {
-  applySync(
+  /**
+   * Optional: `apply` answered at once, for a store whose state is in this process. A Limiter over such a
+   * store decides without promises, and offers `consumeSync` and `allowSync`.
+   */
+  applySync?(
     key: string,
     set: PolicySet,
     cost: number,
     mode: StoreMode,
     lease?: string,
   ): readonly PolicyResult[];
-  resetSync(key: string, set: PolicySet): void;
-  /**
-   * Optional: `applySync` for a set of one policy, answering in a result the store reuses at its next call
-   * (read it at once); undefined when the store has no such path for this set.
-   */
-  applyOneSync?(
-    key: string,
-    set: PolicySet,
-    cost: number,
-    mode: 'consume' | 'peek',
-  ): PolicyResult | undefined;
-  /** Optional: `applySync` in consume mode, answering only whether every policy allowed it. */
-  allowSync?(key: string, set: PolicySet, cost: number): boolean;
-}
-
-/** True when `store` offers the synchronous fast path. */
-export function isSyncStore(store: Store): store is SyncStore {
-  const candidate = store as Partial<SyncStore>;
-  return typeof candidate.applySync === 'function' && typeof candidate.resetSync === 'function';
+  /** Forgets all state of `key` under the policies of `set`. */
+  reset(key: string, set: PolicySet): Promise<void>;
 }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { request as rawRequest } from 'node:http';
 import { describe, it } from 'node:test';
 import { ManualClock } from '../../src/core/clock.js';
-import { byBasicUser, byHeader, type HttpLimitOptions } from '../../src/http/node.js';
+import { byBasicUser, byHeader, type HttpLimitOptions } from '../../src/http/index.js';
 
 type Options = HttpLimitOptions<unknown>;
 

@@ -4,7 +4,7 @@ import { decide } from '../../src/core/decision.js';
 import { policySet, resolvePolicies } from '../../src/core/policy.js';
 import { clientIpResolver, groupIp, normalizeIp } from '../../src/http/client-ip.js';
 import { rateLimitHeaders } from '../../src/http/headers.js';
-import { basicCredentials, byApiKey, HttpGuard, waitMessage } from '../../src/http/node.js';
+import { basicCredentials, byApiKey, HttpGuard, waitMessage } from '../../src/http/index.js';
 import type { RequestView } from '../../src/http/request.js';
 
 const view = (headers: Record<string, string>, peer = '127.0.0.1'): RequestView => ({

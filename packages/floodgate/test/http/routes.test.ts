@@ -5,9 +5,10 @@ import { after, before, describe, it } from 'node:test';
 import express from 'express';
 import Fastify from 'fastify';
 import { Redis } from 'ioredis';
-import { Limiter } from '../../src/core/limiter.js';
-import { byBasicUser, rateLimit } from '../../src/http/express.js';
+import { rateLimit } from '../../src/http/express.js';
 import { floodgate } from '../../src/http/fastify.js';
+import { byBasicUser } from '../../src/http/index.js';
+import { Limiter } from '../../src/limiter/limiter.js';
 import { RedisStore } from '../../src/stores/redis/index.js';
 import { RedisServer } from '../helpers/redis-server.js';
 
@@ -342,7 +343,8 @@ describe('Limiter shared by middleware', () => {
 describe('Hono on a Web-standard runtime (no Node socket)', () => {
   it('limits through app.request with a key from the request, or an address function', async () => {
     const { Hono } = await import('hono');
-    const { byApiKey, rateLimit: honoLimit } = await import('../../src/http/hono.js');
+    const { rateLimit: honoLimit } = await import('../../src/http/hono.js');
+    const { byApiKey } = await import('../../src/http/index.js');
     const app = new Hono();
     app.use(
       '/keyed/*',

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { Cluster } from 'ioredis';
 import { createCluster } from 'redis';
-import { Limiter } from '../../src/core/limiter.js';
+import { Limiter } from '../../src/limiter/limiter.js';
 import { hashSlot, RedisStore } from '../../src/stores/redis/index.js';
 import { RedisCluster } from '../helpers/redis-server.js';
 import { redisUnderTest, storeConformance } from '../helpers/vectors.js';

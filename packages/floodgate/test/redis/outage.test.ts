@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { createClient } from 'redis';
-import { Limiter } from '../../src/core/limiter.js';
+import { Limiter } from '../../src/limiter/limiter.js';
 import { RedisStore, type StoreErrorPolicy } from '../../src/stores/redis/index.js';
 import { BATCH_SHA } from '../../src/stores/redis/script.lua.js';
 import { freePort, RedisServer } from '../helpers/redis-server.js';

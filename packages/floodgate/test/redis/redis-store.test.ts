@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { Limiter } from '../../src/core/limiter.js';
+import { Limiter } from '../../src/limiter/limiter.js';
 import { type RedisAdapter, RedisStore, redisAdapter } from '../../src/stores/redis/index.js';
 import { RedisServer } from '../helpers/redis-server.js';
 

@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { basename, dirname } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { MemoryStore, type Store } from 'floodgate';
-import type { RequestView, Verdict } from 'floodgate/node';
+import type { RequestView, Verdict } from 'floodgate/http';
 import type { Cluster, Redis } from 'ioredis';
 import { type Logger, pino } from 'pino';
 import { listen } from '../server/listen.js';

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
-import { isSyncStore, type PolicySet, type Store, type StoreMode, type SyncStore } from 'floodgate';
-import { byApiKey, byBasicUser, byHeader, byIp, HttpGuard, type KeyExtractor } from 'floodgate/node';
+import type { Store } from 'floodgate';
+import { byApiKey, byBasicUser, byHeader, byIp, HttpGuard, type KeyExtractor } from 'floodgate/http';
 import { match as pathMatcher } from 'path-to-regexp';
 import type { ProxyConfig, RuleConfig } from './config.js';
 import { claimOf, type JwtVerifier } from './jwt.js';
@@ -14,31 +14,16 @@ export interface Rule {
 }
 
 /** A view of a store under a prefix: each rule counts in its own key space, whatever its key. */
-class NamespacedStore implements Store {
-  constructor(
-    readonly inner: Store,
-    readonly prefix: string,
-  ) {}
-  apply(key: string, set: PolicySet, cost: number, mode: StoreMode, lease?: string) {
-    return this.inner.apply(this.prefix + key, set, cost, mode, lease);
-  }
-  reset(key: string, set: PolicySet) {
-    return this.inner.reset(this.prefix + key, set);
-  }
-}
-
-class NamespacedSyncStore extends NamespacedStore implements SyncStore {
-  declare readonly inner: SyncStore;
-  applySync(key: string, set: PolicySet, cost: number, mode: StoreMode, lease?: string) {
-    return this.inner.applySync(this.prefix + key, set, cost, mode, lease);
-  }
-  resetSync(key: string, set: PolicySet) {
-    this.inner.resetSync(this.prefix + key, set);
-  }
-}
-
-function namespaced(store: Store, prefix: string): Store {
-  return isSyncStore(store) ? new NamespacedSyncStore(store, prefix) : new NamespacedStore(store, prefix);
+function namespaced(inner: Store, prefix: string): Store {
+  const store: Store = {
+    apply: (key, set, cost, mode, lease) => inner.apply(prefix + key, set, cost, mode, lease),
+    reset: (key, set) => inner.reset(prefix + key, set),
+  };
+  // Kept synchronous when the store is (the memory store): the proxy then decides without promises.
+  const applySync = inner.applySync?.bind(inner);
+  if (applySync !== undefined)
+    store.applySync = (key, set, cost, mode, lease) => applySync(prefix + key, set, cost, mode, lease);
+  return store;
 }
 
 /** `*.example.com` matches one or more labels in front of `example.com`; names compare without case. */

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type Decision, hashKey, type Limiter } from 'floodgate';
-import { basicCredentials, type LoginGuard, rateLimitHeaders, waitMessage } from 'floodgate/node';
+import { type Decision, hashKey, type Limiter, type LoginGuard } from 'floodgate';
+import { basicCredentials, rateLimitHeaders, waitMessage } from 'floodgate/http';
 import type { Logger } from 'pino';
 import type { Database } from './database.js';
 import type { Metrics } from './metrics.js';

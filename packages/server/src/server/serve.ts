@@ -1,6 +1,5 @@
 import { createServer, type Server } from 'node:http';
-import { Limiter, MemoryStore, type Store } from 'floodgate';
-import { LoginGuard } from 'floodgate/node';
+import { Limiter, LoginGuard, MemoryStore, type Store } from 'floodgate';
 import type { Cluster, Redis } from 'ioredis';
 import { pino } from 'pino';
 import { drain } from '../shared/drain.js';

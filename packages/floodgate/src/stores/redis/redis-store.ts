@@ -233,7 +233,7 @@ export class RedisStore implements Store {
   /** Deletes the identifier's state. Rejects if Redis cannot be reached within the timeout. */
   async reset(key: string, set: PolicySet): Promise<void> {
     this.#denied.delete(key);
-    this.#fallback?.resetSync(key);
+    await this.#fallback?.reset(key, set);
     const keys = this.#keys(key, set);
     const args = ['', 'x', '0', '', String(set.policies.length), ...this.#policyArgs(set)];
     try {

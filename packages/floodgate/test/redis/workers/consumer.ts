@@ -1,7 +1,7 @@
 // A separate process hammering one identifier: told what to do over IPC, it answers how many were allowed.
 import { Redis } from 'ioredis';
-import { Limiter } from '../../../src/core/limiter.js';
 import type { PolicySpec } from '../../../src/core/policy.js';
+import { Limiter } from '../../../src/limiter/limiter.js';
 import { RedisStore } from '../../../src/stores/redis/index.js';
 
 interface Round {

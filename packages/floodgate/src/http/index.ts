@@ -1,4 +1,7 @@
-// What every HTTP adapter module exports besides its own middleware.
+/**
+ * `floodgate/http`: the framework-neutral pieces every adapter is made of: the guard (the pipeline), key
+ * extractors, header fields and problem bodies. Each adapter's entry exports only its own middleware.
+ */
 export type { TrustProxy } from './client-ip.js';
 export {
   type DecisionEvent,
@@ -10,5 +13,4 @@ export {
 } from './guard.js';
 export { type HeaderList, type HeaderMode, rateLimitHeaders } from './headers.js';
 export { basicCredentials, byApiKey, byBasicUser, byHeader, byIp, type KeyExtractor } from './keys.js';
-export { type LoginAttempt, LoginGuard, type LoginGuardOptions } from './login.js';
 export type { RequestView } from './request.js';

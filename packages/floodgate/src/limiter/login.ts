@@ -1,9 +1,9 @@
 import type { Decision } from '../core/decision.js';
 import { invalidOption } from '../core/errors.js';
 import { hashKey } from '../core/keys.js';
-import { Limiter } from '../core/limiter.js';
 import { type PolicySpec, resolvePolicies } from '../core/policy.js';
 import type { Store } from '../stores/store.js';
+import { Limiter } from './limiter.js';
 
 export interface LoginGuardOptions {
   /** Failed attempts per user name and IP. Default: 5 per 15 min, then 20 per day (blocks grow longer). */

@@ -1,11 +1,11 @@
+import { type Clock, systemClock } from '../core/clock.js';
+import type { Decision } from '../core/decision.js';
+import { FloodgateError, invalidOption } from '../core/errors.js';
+import { boundKey } from '../core/keys.js';
+import { type Policy, type PolicySet, type PolicySpec, policySet, resolvePolicies } from '../core/policy.js';
 import { MemoryStore } from '../stores/memory.js';
-import { isSyncStore, type Store, type StoreMode, type SyncStore } from '../stores/store.js';
-import type { PolicyResult } from './algorithms/types.js';
-import { type Clock, systemClock } from './clock.js';
-import { type Decision, decide, decideOne } from './decision.js';
-import { FloodgateError, invalidOption } from './errors.js';
-import { boundKey } from './keys.js';
-import { type Policy, type PolicySet, type PolicySpec, policySet, resolvePolicies } from './policy.js';
+import type { Store, StoreMode } from '../stores/store.js';
+import { type StorePath, storePath } from './store-path.js';
 
 /** An identifier: whom a limit applies to (a user id, an IP, a hashed API key). Numbers are converted. */
 export type Key = string | number;
@@ -73,7 +73,14 @@ function checkCost(cost: unknown, option: string): number {
   return cost;
 }
 
-let leaseCounter = 0;
+/** A value or a promise of it, as a promise: a thrown error becomes a rejection. */
+function promised<T>(work: () => T | Promise<T>): Promise<T> {
+  try {
+    return Promise.resolve(work());
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
 
 /**
  * Decides whether requests may proceed, under policies declared once for every identifier.
@@ -88,7 +95,7 @@ let leaseCounter = 0;
  */
 export class Limiter {
   readonly store: Store;
-  readonly #sync: SyncStore | undefined;
+  readonly #path: StorePath;
   readonly #clock: Clock;
   readonly #cost: number;
   readonly #maxKeyLength: number;
@@ -121,7 +128,7 @@ export class Limiter {
     this.#cost = checkCost(cost, 'cost');
     this.#maxKeyLength = maxKeyLength;
     this.store = store;
-    this.#sync = isSyncStore(store) ? store : undefined;
+    this.#path = storePath(store);
     this.configure({
       policies: options.policies,
       ...(options.overrides ? { overrides: options.overrides } : {}),
@@ -199,22 +206,22 @@ export class Limiter {
 
   /** Decides a request and, if every policy allows it, charges its cost to all of them. */
   consume(key: Key, options?: CostOptions): Promise<Decision> {
-    return this.#apply(key, options?.cost, 'consume');
+    return promised(() => this.#decide(key, options?.cost, 'consume'));
   }
 
   /** Decides as `consume` would, without charging anything. */
   peek(key: Key, options?: CostOptions): Promise<Decision> {
-    return this.#apply(key, options?.cost, 'peek');
+    return promised(() => this.#decide(key, options?.cost, 'peek'));
   }
 
   /** Gives `cost` back to every policy of `key` (e.g. a request that turned out not to count). */
   refund(key: Key, cost?: number): Promise<Decision> {
-    return this.#apply(key, cost, 'refund');
+    return promised(() => this.#decide(key, cost, 'refund'));
   }
 
   /** Releases the slots a concurrency policy granted to `leaseId`. */
   release(key: Key, leaseId: string): Promise<Decision> {
-    return this.#apply(key, 0, 'refund', leaseId);
+    return promised(() => this.#decide(key, 0, 'refund', leaseId));
   }
 
   /** Forgets all state of `key`. */
@@ -224,46 +231,25 @@ export class Limiter {
   }
 
   /** `consume`, answering only whether the request is allowed (token-throttler's `consume`). */
-  async allow(key: Key, options?: CostOptions): Promise<boolean> {
-    return (await this.#apply(key, options?.cost, 'consume')).allowed;
+  allow(key: Key, options?: CostOptions): Promise<boolean> {
+    return promised(() => this.#allow(key, options?.cost));
   }
 
-  /** Synchronous `consume`: for a store with a synchronous path (the memory store). */
+  /** `consume` answered at once: for a store whose state is in this process (the memory store). */
   consumeSync(key: Key, options?: CostOptions): Decision {
-    return this.#applySync(key, options?.cost, 'consume');
+    this.#mustBeSync();
+    return this.#decide(key, options?.cost, 'consume') as Decision;
   }
 
-  /** Synchronous `peek`. */
-  peekSync(key: Key, options?: CostOptions): Decision {
-    return this.#applySync(key, options?.cost, 'peek');
-  }
-
-  /** Synchronous `refund`. */
-  refundSync(key: Key, cost?: number): Decision {
-    return this.#applySync(key, cost, 'refund');
-  }
-
-  /** Synchronous `release`. */
-  releaseSync(key: Key, leaseId: string): Decision {
-    return this.#applySync(key, 0, 'refund', leaseId);
-  }
-
-  /** Synchronous `reset`. */
-  resetSync(key: Key): void {
-    const id = String(key);
-    this.#syncStore().resetSync(boundKey(id, this.#maxKeyLength), this.#setFor(id));
-  }
-
-  /** Synchronous `allow`: the fastest path, a boolean. */
+  /** `allow` answered at once: the fastest path, a boolean. */
   allowSync(key: Key, options?: CostOptions): boolean {
-    const store = this.#syncStore();
-    if (store.allowSync === undefined) return this.#applySync(key, options?.cost, 'consume').allowed;
-    const n = this.#prepare(key, options?.cost);
-    const id = typeof key === 'string' ? key : String(key);
-    const set = this.#setFor(id);
-    // A concurrency policy records its holder under a lease id, which only the general path makes.
-    if (set.concurrent) return this.#applySync(key, n, 'consume').allowed;
-    return store.allowSync(boundKey(id, this.#maxKeyLength), set, n);
+    this.#mustBeSync();
+    return this.#allow(key, options?.cost) as boolean;
+  }
+
+  /** Whether this limiter's store answers at once, so `consumeSync` and `allowSync` may be used. */
+  get synchronous(): boolean {
+    return this.#path.sync;
   }
 
   /**
@@ -279,7 +265,7 @@ export class Limiter {
     const deadline = this.#clock.now() + maxWait;
     for (;;) {
       signal?.throwIfAborted();
-      const decision = await this.#apply(key, options.cost, 'consume');
+      const decision = await this.#decide(key, options.cost, 'consume');
       if (decision.allowed) return decision;
       // Infinity (a cost that can never fit) must refuse even without a deadline.
       const retryAt = this.#clock.now() + decision.retryAfter;
@@ -309,7 +295,7 @@ export class Limiter {
     const keyOf = typeof key === 'function' ? key : () => key;
     return async (...args: A): Promise<R> => {
       const id = keyOf(...args);
-      const decision = await this.#apply(id, cost, 'consume');
+      const decision = await this.#decide(id, cost, 'consume');
       if (!decision.allowed) {
         if (onLimited) return onLimited(decision, ...args);
         throw new RateLimitedError(decision);
@@ -334,14 +320,13 @@ export class Limiter {
     return this.#overrides.size === 0 ? this.#defaultSet : (this.#overrides.get(id) ?? this.#defaultSet);
   }
 
-  #syncStore(): SyncStore {
-    if (this.#sync === undefined) {
+  #mustBeSync(): void {
+    if (!this.#path.sync) {
       throw new FloodgateError(
         'ERR_FLOODGATE_STORE_NOT_SYNC',
-        'floodgate: the *Sync methods need a store with a synchronous path (MemoryStore); use the async methods',
+        'floodgate: consumeSync and allowSync need a store with a synchronous path (MemoryStore); use consume or allow',
       );
     }
-    return this.#sync;
   }
 
   #prepare(key: Key, cost: number | undefined) {
@@ -351,52 +336,16 @@ export class Limiter {
     return cost === undefined ? this.#cost : checkCost(cost, 'cost');
   }
 
-  #applySync(key: Key, cost: number | undefined, mode: StoreMode, lease?: string): Decision {
-    const store = this.#syncStore();
+  /** The one pipeline: validate, find the key's policies, bound the key, ask the store by the chosen path. */
+  #decide(key: Key, cost: number | undefined, mode: StoreMode, lease?: string): Decision | Promise<Decision> {
     const n = this.#prepare(key, cost);
     const id = typeof key === 'string' ? key : String(key);
-    const set = this.#setFor(id);
-    if (mode !== 'refund' && set.policies.length === 1 && store.applyOneSync !== undefined) {
-      const one = store.applyOneSync(boundKey(id, this.#maxKeyLength), set, n, mode);
-      if (one !== undefined) return decideOne(set.policies, one);
-    }
-    const leaseId = lease ?? (set.concurrent && mode === 'consume' ? `${++leaseCounter}` : undefined);
-    const results = store.applySync(boundKey(id, this.#maxKeyLength), set, n, mode, leaseId);
-    return decide(set.policies, results, leaseId);
+    return this.#path.decide(boundKey(id, this.#maxKeyLength), this.#setFor(id), n, mode, lease);
   }
 
-  #apply(key: Key, cost: number | undefined, mode: StoreMode, lease?: string): Promise<Decision> {
-    if (this.#sync === undefined) return this.#applyAsync(key, cost, mode, lease);
-    // One settled promise, not an async function's chain: this is the async API's whole overhead.
-    try {
-      return Promise.resolve(this.#applySync(key, cost, mode, lease));
-    } catch (error) {
-      return Promise.reject(error);
-    }
-  }
-
-  async #applyAsync(
-    key: Key,
-    cost: number | undefined,
-    mode: StoreMode,
-    lease: string | undefined,
-  ): Promise<Decision> {
+  #allow(key: Key, cost: number | undefined): boolean | Promise<boolean> {
     const n = this.#prepare(key, cost);
     const id = typeof key === 'string' ? key : String(key);
-    const set = this.#setFor(id);
-    const leaseId = lease ?? (set.concurrent && mode === 'consume' ? newLeaseId() : undefined);
-    const results: readonly PolicyResult[] = await this.store.apply(
-      boundKey(id, this.#maxKeyLength),
-      set,
-      n,
-      mode,
-      leaseId,
-    );
-    return decide(set.policies, results, leaseId);
+    return this.#path.allow(boundKey(id, this.#maxKeyLength), this.#setFor(id), n);
   }
-}
-
-/** Lease ids must be unique across processes sharing a store. */
-function newLeaseId(): string {
-  return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}-${++leaseCounter}`;
 }
