@@ -1,5 +1,6 @@
 import type { Decision } from '../core/decision.js';
-import { HttpGuard, type HttpLimitOptions, type Verdict } from './guard.js';
+import { deliver } from '../core/maybe.js';
+import { HttpGuard, type HttpLimitOptions } from './guard.js';
 import { applyToNodeResponse, type NodeRequestLike, type NodeResponseLike, nodeView } from './node-common.js';
 
 export type { WithRateLimit } from './node-common.js';
@@ -51,21 +52,14 @@ export function rateLimit(options: HttpLimitOptions<ExpressRequestLike>): Expres
     res: NodeResponseLike,
     next: (error?: unknown) => void,
   ): void => {
-    let verdict: Verdict | Promise<Verdict>;
-    try {
-      const view = !ownTrust && expressTrustsProxies(req) ? nodeView(req, req.ip) : nodeView(req);
-      verdict = guard.decide(req, view);
-    } catch (error) {
-      next(error);
-      return;
-    }
-    if (verdict instanceof Promise) {
-      verdict.then((v) => {
-        if (applyToNodeResponse(req, res, v)) next();
-      }, next);
-    } else if (applyToNodeResponse(req, res, verdict)) {
-      next();
-    }
+    const view = !ownTrust && expressTrustsProxies(req) ? nodeView(req, req.ip) : nodeView(req);
+    deliver(
+      () => guard.decide(req, view),
+      (verdict) => {
+        if (applyToNodeResponse(req, res, verdict)) next();
+      },
+      next,
+    );
   };
   return Object.assign(middleware, { limiter: guard.limiter });
 }

@@ -1,5 +1,6 @@
 import type { Decision } from '../core/decision.js';
 import { invalidOption } from '../core/errors.js';
+import { deliver } from '../core/maybe.js';
 import { HttpGuard, type HttpLimitOptions, type Verdict } from './guard.js';
 import { mergedValue, type NodeRequestLike, nodeView } from './node-common.js';
 
@@ -101,17 +102,12 @@ export function floodgate(
 
 /** The hook that limits a route's requests with `guard`. */
 function limitWith(guard: HttpGuard<FastifyRequestLike>): Hook {
-  return (request, reply, next) => {
-    let decided: Verdict | Promise<Verdict>;
-    try {
-      decided = guard.decide(request, nodeView(request.raw));
-    } catch (error) {
-      next(error as Error);
-      return;
-    }
-    if (decided instanceof Promise) decided.then((verdict) => apply(request, reply, verdict, next), next);
-    else apply(request, reply, decided, next);
-  };
+  return (request, reply, next) =>
+    deliver(
+      () => guard.decide(request, nodeView(request.raw)),
+      (verdict) => apply(request, reply, verdict, next),
+      (error) => next(error as Error),
+    );
 }
 
 /** Writes the verdict's fields; a refusal answers the request here, anything else goes on to the route. */

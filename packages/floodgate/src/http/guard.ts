@@ -1,8 +1,9 @@
 import { systemClock } from '../core/clock.js';
 import type { Decision } from '../core/decision.js';
 import { invalidOption } from '../core/errors.js';
+import { andThen, attempt, type MaybePromise, promised } from '../core/maybe.js';
 import type { PolicySpec } from '../core/policy.js';
-import { Limiter } from '../limiter/limiter.js';
+import { type CostOptions, Limiter } from '../limiter/limiter.js';
 import type { Store } from '../stores/store.js';
 import { AddressSet, clientIpResolver, groupIp, type TrustProxy } from './client-ip.js';
 import { type HeaderList, type HeaderMode, rateLimitHeaders } from './headers.js';
@@ -137,7 +138,8 @@ export class HttpGuard<Req> {
   readonly #ip: (peer: string | undefined, forwarded: string | undefined) => string;
   readonly #trustsProxies: boolean;
   /** Whether `decide` can answer without a promise (see there). */
-  readonly #synchronous: boolean;
+  /** The limiter's consume, chosen once: without a promise when its store answers at once. */
+  readonly #consume: (key: string, options: CostOptions | undefined) => MaybePromise<Decision>;
   readonly #ips = new Map<string, string>();
   readonly #prefix: number;
   readonly #key: KeyExtractor | ((request: Req) => string | undefined | Promise<string | undefined>);
@@ -232,61 +234,42 @@ export class HttpGuard<Req> {
     this.#clock = options.clock ?? systemClock;
     this.#allow = lists('allow', options.allow);
     this.#deny = lists('deny', options.deny);
-    this.#synchronous =
-      options.skip === undefined &&
-      typeof key !== 'function' &&
-      typeof options.cost !== 'function' &&
-      this.limiter.synchronous;
+    const limiter = this.limiter;
+    this.#consume = limiter.synchronous
+      ? (k, o) => limiter.consumeSync(k, o)
+      : (k, o) => limiter.consume(k, o);
   }
 
   /** Decides what to do with a request. Never rejects for a malformed request; rejects only if a callback throws. */
   check(request: Req, view: RequestView): Promise<Verdict> {
-    try {
-      return Promise.resolve(this.decide(request, view));
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    return promised(() => this.decide(request, view));
   }
 
   /**
-   * `check` without a promise when nothing needs one: no `skip` hook, a key extractor and a fixed cost, and a
-   * store with a synchronous path (the memory store). Otherwise a promise. Throws only if a callback throws.
+   * The pipeline, written once: skip hook, client address and lists, key, cost, the limiter, the verdict.
+   * Each step waits only for what is promised: with a memory store, no `skip` hook, a key extractor and a
+   * fixed cost, nothing is, and the verdict comes back at once. Throws (or rejects) only if a callback throws.
    */
-  decide(request: Req, view: RequestView): Verdict | Promise<Verdict> {
-    if (!this.#synchronous) return this.#decideAsync(request, view);
-    const ip = this.#clientIp(view);
-    const listed = this.#byAddress(ip);
-    if (listed !== undefined) return listed;
-    const key = this.#keyOf(view, ip, (this.#key as KeyExtractor).extract(view, ip));
-    if (typeof key !== 'string') return key;
-    const cost = this.#options.cost as number | undefined;
-    let decision: Decision;
-    try {
-      decision = this.limiter.consumeSync(key, cost === undefined ? undefined : { cost });
-    } catch (error) {
-      return this.#storeFailed(request, error);
-    }
-    return this.#verdict(request, key, cost, decision);
-  }
-
-  async #decideAsync(request: Req, view: RequestView): Promise<Verdict> {
+  decide(request: Req, view: RequestView): MaybePromise<Verdict> {
     const o = this.#options;
-    if (o.skip !== undefined && (await o.skip(request))) return PASS;
-    const ip = this.#clientIp(view);
-    const listed = this.#byAddress(ip);
-    if (listed !== undefined) return listed;
-    const extracted =
-      typeof this.#key === 'function' ? await this.#key(request) : this.#key.extract(view, ip);
-    const key = this.#keyOf(view, ip, extracted);
-    if (typeof key !== 'string') return key;
-    const cost = typeof o.cost === 'function' ? await o.cost(request) : o.cost;
-    let decision: Decision;
-    try {
-      decision = await this.limiter.consume(key, cost === undefined ? undefined : { cost });
-    } catch (error) {
-      return this.#storeFailed(request, error);
-    }
-    return this.#verdict(request, key, cost, decision);
+    return andThen(o.skip === undefined ? false : o.skip(request), (skipped) => {
+      if (skipped) return PASS;
+      const ip = this.#clientIp(view);
+      const listed = this.#byAddress(ip);
+      if (listed !== undefined) return listed;
+      const key = this.#key;
+      return andThen(typeof key === 'function' ? key(request) : key.extract(view, ip), (extracted) => {
+        const counted = this.#keyOf(view, ip, extracted);
+        if (typeof counted !== 'string') return counted;
+        return andThen(typeof o.cost === 'function' ? o.cost(request) : o.cost, (cost) =>
+          attempt(
+            () => this.#consume(counted, cost === undefined ? undefined : { cost }),
+            (decision) => this.#verdict(request, counted, cost, decision),
+            (error) => this.#storeFailed(request, error),
+          ),
+        );
+      });
+    });
   }
 
   /** The allow and deny lists' answer for a client address, if they have one. */

@@ -60,8 +60,7 @@ export function rateLimit<C extends HonoContextLike = HonoContextLike>(
       peer: address !== undefined ? address(c) : nodeSocketAddress(c),
       header: (name) => c.req.header(name),
     };
-    const decided = guard.decide(c, view);
-    const verdict = decided instanceof Promise ? await decided : decided;
+    const verdict = await guard.decide(c, view);
     if (verdict.kind === 'respond') {
       return c.body(verdict.body, verdict.status as never, Object.fromEntries(verdict.headers));
     }

@@ -2,6 +2,9 @@
  * `floodgate/http`: the framework-neutral pieces every adapter is made of: the guard (the pipeline), key
  * extractors, header fields and problem bodies. Each adapter's entry exports only its own middleware.
  */
+
+// For adapters of other frameworks: the guard answers at once when it can, and these carry on either way.
+export { andThen, attempt, deliver, type MaybePromise } from '../core/maybe.js';
 export type { TrustProxy } from './client-ip.js';
 export {
   type DecisionEvent,

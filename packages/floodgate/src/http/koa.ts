@@ -30,8 +30,7 @@ export type KoaRateLimit = ((ctx: KoaContextLike, next: () => Promise<unknown>) 
 export function rateLimit(options: HttpLimitOptions<KoaContextLike>): KoaRateLimit {
   const guard = new HttpGuard(options);
   const middleware = async (ctx: KoaContextLike, next: () => Promise<unknown>): Promise<void> => {
-    const decided = guard.decide(ctx, nodeView(ctx.req));
-    const verdict = decided instanceof Promise ? await decided : decided;
+    const verdict = await guard.decide(ctx, nodeView(ctx.req));
     for (const [name, value] of verdict.headers)
       ctx.set(name, mergedValue(name, value, ctx.response.get(name)));
     if (verdict.kind === 'respond') {

@@ -1,3 +1,4 @@
+import { andThen, promised } from '../core/maybe.js';
 import { HttpGuard, type HttpLimitOptions } from './guard.js';
 import { applyToNodeResponse, type NodeRequestLike, type NodeResponseLike, nodeView } from './node-common.js';
 
@@ -20,14 +21,9 @@ export type NodeRateLimit = ((req: NodeRequestLike, res: NodeResponseLike) => Pr
  */
 export function rateLimit(options: HttpLimitOptions<NodeRequestLike>): NodeRateLimit {
   const guard = new HttpGuard(options);
-  const limit = (req: NodeRequestLike, res: NodeResponseLike): Promise<boolean> => {
-    try {
-      const verdict = guard.decide(req, nodeView(req));
-      if (verdict instanceof Promise) return verdict.then((v) => applyToNodeResponse(req, res, v));
-      return Promise.resolve(applyToNodeResponse(req, res, verdict));
-    } catch (error) {
-      return Promise.reject(error);
-    }
-  };
+  const limit = (req: NodeRequestLike, res: NodeResponseLike): Promise<boolean> =>
+    promised(() =>
+      andThen(guard.decide(req, nodeView(req)), (verdict) => applyToNodeResponse(req, res, verdict)),
+    );
   return Object.assign(limit, { limiter: guard.limiter });
 }

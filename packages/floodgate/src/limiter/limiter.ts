@@ -2,6 +2,7 @@ import { type Clock, systemClock } from '../core/clock.js';
 import type { Decision } from '../core/decision.js';
 import { FloodgateError, invalidOption } from '../core/errors.js';
 import { boundKey } from '../core/keys.js';
+import { type MaybePromise, promised } from '../core/maybe.js';
 import { type Policy, type PolicySet, type PolicySpec, policySet, resolvePolicies } from '../core/policy.js';
 import { MemoryStore } from '../stores/memory.js';
 import type { Store, StoreMode } from '../stores/store.js';
@@ -71,15 +72,6 @@ function checkCost(cost: unknown, option: string): number {
   if (typeof cost !== 'number') throw invalidOption(option, 'a non-negative integer', cost, 'type');
   if (!Number.isSafeInteger(cost) || cost < 0) throw invalidOption(option, 'a non-negative integer', cost);
   return cost;
-}
-
-/** A value or a promise of it, as a promise: a thrown error becomes a rejection. */
-function promised<T>(work: () => T | Promise<T>): Promise<T> {
-  try {
-    return Promise.resolve(work());
-  } catch (error) {
-    return Promise.reject(error);
-  }
 }
 
 /**
@@ -337,13 +329,13 @@ export class Limiter {
   }
 
   /** The one pipeline: validate, find the key's policies, bound the key, ask the store by the chosen path. */
-  #decide(key: Key, cost: number | undefined, mode: StoreMode, lease?: string): Decision | Promise<Decision> {
+  #decide(key: Key, cost: number | undefined, mode: StoreMode, lease?: string): MaybePromise<Decision> {
     const n = this.#prepare(key, cost);
     const id = typeof key === 'string' ? key : String(key);
     return this.#path.decide(boundKey(id, this.#maxKeyLength), this.#setFor(id), n, mode, lease);
   }
 
-  #allow(key: Key, cost: number | undefined): boolean | Promise<boolean> {
+  #allow(key: Key, cost: number | undefined): MaybePromise<boolean> {
     const n = this.#prepare(key, cost);
     const id = typeof key === 'string' ? key : String(key);
     return this.#path.allow(boundKey(id, this.#maxKeyLength), this.#setFor(id), n);

@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { basename, dirname } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { MemoryStore, type Store } from 'floodgate';
-import type { RequestView, Verdict } from 'floodgate/http';
+import { andThen, attempt, type MaybePromise, type RequestView, type Verdict } from 'floodgate/http';
 import type { Cluster, Redis } from 'ioredis';
 import { type Logger, pino } from 'pino';
 import { listen } from '../server/listen.js';
@@ -261,26 +261,18 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
     state: Active,
     target: Target,
     refuse: (sink: Sink, verdict: Refusal) => void,
-  ): Outcome | undefined | Promise<Outcome | undefined> {
+  ): MaybePromise<Outcome | undefined> {
     const method = req.method ?? 'GET';
     const rule = state.rules.find((r) => r.matches(method, hostOf(req.headers.host), target.matchPath));
     if (rule === undefined) {
       count('', 'unmatched');
       return UNMATCHED;
     }
-    let decided: Verdict | Promise<Verdict>;
-    try {
-      decided = rule.guard.decide(req, viewOf(req, target.matchPath));
-    } catch (error) {
-      return checkFailed(rule, error);
-    }
-    if (decided instanceof Promise) {
-      return decided.then(
-        (verdict) => conclude(req, sink, rule, target, verdict, refuse),
-        (error: unknown) => checkFailed(rule, error),
-      );
-    }
-    return conclude(req, sink, rule, target, decided, refuse);
+    return attempt(
+      () => rule.guard.decide(req, viewOf(req, target.matchPath)),
+      (verdict) => conclude(req, sink, rule, target, verdict, refuse),
+      (error) => checkFailed(rule, error),
+    );
   }
 
   function checkFailed(rule: Rule, error: unknown): Outcome {
@@ -338,9 +330,9 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
       problem(res, 400, 'Bad Request', 'The request target is not a path.');
       return;
     }
-    const outcome = decide(req, res, state, target, refuseResponse);
-    if (outcome instanceof Promise) void outcome.then((o) => proceed(req, res, state, target, o));
-    else proceed(req, res, state, target, outcome);
+    void andThen(decide(req, res, state, target, refuseResponse), (outcome) =>
+      proceed(req, res, state, target, outcome),
+    );
   }
 
   function proceed(
