@@ -19,12 +19,13 @@ export type {
   Algorithm,
   AlgorithmName,
   AlgorithmParams,
+  OutagePolicy,
   Outcome,
   PolicyNumbers,
   PolicyResult,
 } from './core/algorithms/types.js';
 export { type Clock, ManualClock, systemClock } from './core/clock.js';
-export type { Decision, DenyReason, PolicyDecision } from './core/decision.js';
+export type { Decision, DecisionReason, DenyReason, PolicyDecision } from './core/decision.js';
 export { type Duration, parseDuration } from './core/duration.js';
 export {
   FloodgateError,

@@ -8,6 +8,13 @@ export type DenyReason =
   /** The cost exceeds what the policy can ever allow (its limit or burst); retrying cannot help. */
   | 'cost-exceeds-limit';
 
+/**
+ * Why a decision is what it is, when there is more to say than "the limits allow it": a refusal's
+ * reason, or that the store could not decide and its outage policy did (allowing with `store-open` or
+ * `store-fallback`, refusing with `store-closed`).
+ */
+export type DecisionReason = DenyReason | 'store-open' | 'store-closed' | 'store-fallback';
+
 /** One policy's view of a request. */
 export interface PolicyDecision extends PolicyResult {
   readonly policy: string;
@@ -23,8 +30,8 @@ export interface PolicyDecision extends PolicyResult {
  * policy's numbers (e.g. one `RateLimit` header item each).
  */
 export interface Decision extends PolicyDecision {
-  /** Set when refused. */
-  readonly reason: DenyReason | undefined;
+  /** Set when refused, and when the store's outage policy decided (see `DecisionReason`). */
+  readonly reason: DecisionReason | undefined;
   /** When a concurrency policy granted slots: pass it to `limiter.release(key, leaseId)` when done. */
   readonly leaseId: string | undefined;
   readonly policies: readonly PolicyDecision[];
@@ -71,7 +78,7 @@ class LimiterDecision implements Decision {
   readonly resetAt: number;
   readonly retryAfter: number;
   readonly resetAfter: number;
-  readonly reason: DenyReason | undefined;
+  readonly reason: DecisionReason | undefined;
   readonly leaseId: string | undefined;
   #policies: readonly Policy[];
   /** Undefined for a single policy, whose numbers are the decision's own. */
@@ -96,11 +103,15 @@ class LimiterDecision implements Decision {
     this.resetAt = result.resetAt;
     this.retryAfter = result.retryAfter;
     this.resetAfter = result.resetAfter;
-    this.reason = allowed
-      ? undefined
-      : result.retryAfter === Number.POSITIVE_INFINITY
-        ? 'cost-exceeds-limit'
-        : 'limit';
+    const outage = result.outage;
+    this.reason =
+      outage !== undefined
+        ? `store-${outage}`
+        : allowed
+          ? undefined
+          : result.retryAfter === Number.POSITIVE_INFINITY
+            ? 'cost-exceeds-limit'
+            : 'limit';
     this.leaseId = allowed ? leaseId : undefined;
     this.#policies = policies;
     this.#results = results;

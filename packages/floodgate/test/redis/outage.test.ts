@@ -96,6 +96,11 @@ describe('RedisStore when Redis is killed mid-run and restarted', () => {
           decisions.map((d) => d.allowed),
           EXPECTED[policy],
         );
+        // The decisions say who made them: the outage policy, not the limits.
+        assert.deepEqual(
+          decisions.map((d) => d.reason),
+          [1, 2, 3, 4].map(() => `store-${policy}`),
+        );
         if (policy === 'closed')
           assert.deepEqual(
             decisions.map((d) => d.retryAfter),
@@ -112,6 +117,7 @@ describe('RedisStore when Redis is killed mid-run and restarted', () => {
         const back = await limiter.consume('after');
         assert.equal(back.allowed, true);
         assert.equal(back.remaining, 1);
+        assert.equal(back.reason, undefined, 'decided by Redis again');
         assert.equal(store.stats.scripts, 4, 'decisions go to Redis again');
       } finally {
         store.close();

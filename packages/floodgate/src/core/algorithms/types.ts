@@ -22,7 +22,15 @@ export interface PolicyNumbers {
  */
 export interface PolicyResult extends PolicyNumbers {
   readonly resetAfter: number;
+  /** Set when the store could not decide and its outage policy did instead: which policy. */
+  readonly outage?: OutagePolicy;
 }
+
+/**
+ * What a decision does while a shared store cannot answer: `open` allows, `closed` refuses, `fallback`
+ * decides in this process's memory.
+ */
+export type OutagePolicy = 'open' | 'closed' | 'fallback';
 
 /**
  * One step of an algorithm: its result plus the state to keep. `state` is the input state, unchanged (the

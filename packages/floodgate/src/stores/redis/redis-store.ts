@@ -1,13 +1,16 @@
-import type { PolicyResult } from '../../core/algorithms/types.js';
+import type { OutagePolicy, PolicyResult } from '../../core/algorithms/types.js';
 import { systemClock } from '../../core/clock.js';
 import { parseDuration } from '../../core/duration.js';
 import { FloodgateError, invalidOption } from '../../core/errors.js';
-import type { Policy, PolicySet } from '../../core/policy.js';
+import type { PolicySet } from '../../core/policy.js';
 import { MemoryStore } from '../memory.js';
 import type { Store, StoreMode } from '../store.js';
 import { type RedisAdapter, redisAdapter } from './adapter.js';
+import { Batcher } from './batcher.js';
+import { Breaker } from './breaker.js';
+import { decodeBatch, type EncodedOp, encodeBatch, encodeKeys, encodeOp, encodePolicies } from './codec.js';
+import { DenyCache } from './deny-cache.js';
 import { BATCH_SCRIPT, BATCH_SHA } from './script.lua.js';
-import { hashSlot } from './slot.js';
 
 /**
  * What a decision does while Redis cannot answer (error, timeout, or the circuit breaker is open):
@@ -16,7 +19,7 @@ import { hashSlot } from './slot.js';
  * - `fallback`: decide with an in-memory store in this process. Its counts start empty, are never merged
  *   back into Redis, and are per process: with N processes, up to N times the limit gets through.
  */
-export type StoreErrorPolicy = 'open' | 'closed' | 'fallback';
+export type StoreErrorPolicy = OutagePolicy;
 
 export interface RedisStoreOptions {
   /** An ioredis, iovalkey or node-redis client (standalone or Cluster), connected, or a `RedisAdapter`. */
@@ -66,42 +69,16 @@ export interface RedisStoreStats {
   failures: number;
 }
 
-interface Op {
+interface Op extends EncodedOp {
   readonly key: string;
   readonly set: PolicySet;
   readonly cost: number;
   readonly mode: StoreMode;
   readonly lease: string | undefined;
-  readonly keys: readonly string[];
-  readonly args: readonly string[];
   resolve(results: readonly PolicyResult[]): void;
 }
 
-interface Denial {
-  readonly set: PolicySet;
-  readonly cost: number;
-  readonly until: number;
-  readonly results: readonly PolicyResult[];
-  /** Local time it was remembered at: a hit counts the results' durations down from it. */
-  readonly at: number;
-}
-
-const CODES: Record<Policy['algorithm'], string> = {
-  'token-bucket': '1',
-  gcra: '1',
-  'fixed-window': '2',
-  'sliding-window-log': '3',
-  'sliding-window-counter': '4',
-  concurrency: '5',
-};
-const MODES: Record<StoreMode, string> = { consume: 'c', peek: 'p', refund: 'r' };
-
-const POLICIES = ['open', 'closed', 'fallback'] as const;
-
-/** Keeps an identifier inside its `{hash tag}`: braces would end the tag early, so they are escaped. */
-function tag(key: string): string {
-  return /[{}%]/.test(key) ? key.replace(/[{}%]/g, (c) => `%${c.charCodeAt(0).toString(16)}`) : key;
-}
+const POLICIES: readonly OutagePolicy[] = ['open', 'closed', 'fallback'];
 
 function positiveInteger(value: unknown, option: string): number {
   if (typeof value !== 'number') throw invalidOption(option, 'a positive integer', value, 'type');
@@ -114,32 +91,24 @@ function positiveInteger(value: unknown, option: string): number {
  * is one atomic Lua script (all policies of an identifier checked and charged together), decided on the
  * server's clock; decisions made in the same tick travel in one script call. Every key expires when its
  * state stops mattering. Keys of one identifier share a hash tag, so it works on a Redis Cluster.
+ *
+ * Its parts: `codec` builds the script's arguments and reads its reply, `Batcher` groups decisions into
+ * calls, `Breaker` stops calling a failing Redis, `DenyCache` remembers refusals, and the outage policy
+ * (`onStoreError`) answers whatever Redis cannot.
  */
 export class RedisStore implements Store {
   readonly #redis: RedisAdapter;
   readonly #prefix: string;
-  readonly #policy: StoreErrorPolicy;
+  readonly #outage: OutagePolicy;
   readonly #timeout: number;
-  readonly #breakAfter: number;
-  readonly #probeInterval: number;
-  readonly #maxBatch: number;
   readonly #clock: { now(): number } | undefined;
   readonly #local: { now(): number };
-  readonly #denyMax: number;
-  readonly #denied = new Map<string, Denial>();
-  readonly #onError: ((error: Error) => void) | undefined;
-  readonly #onRecover: ((info: { readonly downFor: number }) => void) | undefined;
-  readonly #args = new WeakMap<PolicySet, readonly string[]>();
+  readonly #breaker: Breaker;
+  readonly #probeInterval: number;
+  readonly #batcher: Batcher<Op>;
+  readonly #denied: DenyCache | undefined;
+  readonly #policies = new WeakMap<PolicySet, readonly string[]>();
   #fallback: MemoryStore | undefined;
-
-  /** Operations waiting for the end of the tick, by hash slot (one group when not on a Cluster). */
-  #queue = new Map<number, Op[]>();
-  #scheduled = false;
-  #failuresInRow = 0;
-  #downSince: number | undefined;
-  #open = false;
-  #probe: ReturnType<typeof setTimeout> | undefined;
-  #closed = false;
   readonly stats: RedisStoreStats = { scripts: 0, decisions: 0, cacheHits: 0, degraded: 0, failures: 0 };
 
   constructor(options: RedisStoreOptions) {
@@ -150,28 +119,30 @@ export class RedisStore implements Store {
     const prefix = options.prefix ?? 'floodgate:';
     if (typeof prefix !== 'string') throw invalidOption('prefix', 'a string', prefix, 'type');
     this.#prefix = prefix;
-    const policy = options.onStoreError ?? 'fallback';
-    if (!POLICIES.includes(policy)) {
-      throw invalidOption('onStoreError', 'one of "open", "closed", "fallback"', policy);
+    const outage = options.onStoreError ?? 'fallback';
+    if (!POLICIES.includes(outage)) {
+      throw invalidOption('onStoreError', 'one of "open", "closed", "fallback"', outage);
     }
-    this.#policy = policy;
+    this.#outage = outage;
     this.#timeout = parseDuration(options.timeout ?? 250, 'timeout');
     const breaker = options.breaker ?? {};
+    let failures: number;
     if (breaker === false) {
-      this.#breakAfter = Number.POSITIVE_INFINITY;
+      failures = Number.POSITIVE_INFINITY;
       this.#probeInterval = 1000;
     } else if (typeof breaker !== 'object' || breaker === null) {
       throw invalidOption('breaker', 'false or { failures, probeInterval }', breaker, 'type');
     } else {
-      this.#breakAfter = positiveInteger(breaker.failures ?? 3, 'breaker.failures');
+      failures = positiveInteger(breaker.failures ?? 3, 'breaker.failures');
       this.#probeInterval = parseDuration(breaker.probeInterval ?? 1000, 'breaker.probeInterval');
     }
     const deny = options.denyCache ?? false;
-    if (typeof deny === 'boolean') this.#denyMax = deny ? 10_000 : 0;
+    let denyMax: number;
+    if (typeof deny === 'boolean') denyMax = deny ? 10_000 : 0;
     else if (typeof deny === 'object' && deny !== null)
-      this.#denyMax = positiveInteger(deny.maxKeys ?? 10_000, 'denyCache.maxKeys');
+      denyMax = positiveInteger(deny.maxKeys ?? 10_000, 'denyCache.maxKeys');
     else throw invalidOption('denyCache', 'a boolean or { maxKeys }', deny, 'type');
-    this.#maxBatch = positiveInteger(options.maxBatch ?? 100, 'maxBatch');
+    const maxBatch = positiveInteger(options.maxBatch ?? 100, 'maxBatch');
     const clock = options.clock;
     if (clock !== undefined && typeof clock?.now !== 'function') {
       throw invalidOption('clock', 'an object with a now() method', clock, 'type');
@@ -183,13 +154,21 @@ export class RedisStore implements Store {
         throw invalidOption(name, 'a function', options[name], 'type');
       }
     }
-    this.#onError = options.onError;
-    this.#onRecover = options.onRecover;
+    this.#breaker = new Breaker({
+      failures,
+      probeInterval: this.#probeInterval,
+      clock: this.#local,
+      probe: () => this.#call([], ['']),
+      onError: options.onError,
+      onRecover: options.onRecover,
+    });
+    this.#denied = denyMax > 0 ? new DenyCache(denyMax, this.#local) : undefined;
+    this.#batcher = new Batcher(this.#redis.cluster, maxBatch, (ops) => void this.#send(ops));
   }
 
   /** False while Redis is failing (after a failed call, until one succeeds). */
   get healthy(): boolean {
-    return this.#downSince === undefined;
+    return this.#breaker.healthy;
   }
 
   apply(
@@ -199,135 +178,91 @@ export class RedisStore implements Store {
     mode: StoreMode,
     lease?: string,
   ): Promise<readonly PolicyResult[]> {
-    if (this.#denyMax > 0) {
-      if (mode === 'refund') this.#denied.delete(key);
+    const denied = this.#denied;
+    if (denied !== undefined) {
+      if (mode === 'refund') denied.forget(key);
       else {
-        const hit = this.#cachedDenial(key, set, cost);
-        if (hit !== undefined) return Promise.resolve(hit);
+        const hit = denied.lookup(key, set, cost);
+        if (hit !== undefined) {
+          this.stats.cacheHits++;
+          return Promise.resolve(hit);
+        }
       }
     }
-    if (this.#open || this.#closed) return Promise.resolve(this.#degrade(key, set, cost, mode, lease));
+    if (this.#breaker.tripped) return Promise.resolve(this.#degrade(key, set, cost, mode, lease));
     return new Promise((resolve) => {
-      const op: Op = {
+      const policies = this.#policiesOf(set);
+      this.#batcher.add({
         key,
         set,
         cost,
         mode,
         lease,
-        keys: this.#keys(key, set),
-        args: this.#opArgs(set, cost, mode, lease),
+        keys: encodeKeys(this.#prefix, key, set),
+        args: encodeOp(mode, cost, lease, policies, set.policies.length),
         resolve,
-      };
-      const slot = this.#redis.cluster ? hashSlot(op.keys[0]!) : 0;
-      const group = this.#queue.get(slot);
-      if (group === undefined) this.#queue.set(slot, [op]);
-      else group.push(op);
-      if (!this.#scheduled) {
-        this.#scheduled = true;
-        // After the current microtasks settle: decisions started by one batch of replies go out together.
-        process.nextTick(() => this.#flush());
-      }
+      });
     });
   }
 
   /** Deletes the identifier's state. Rejects if Redis cannot be reached within the timeout. */
   async reset(key: string, set: PolicySet): Promise<void> {
-    this.#denied.delete(key);
+    this.#denied?.forget(key);
     await this.#fallback?.reset(key, set);
-    const keys = this.#keys(key, set);
-    const args = ['', 'x', '0', '', String(set.policies.length), ...this.#policyArgs(set)];
+    const op = {
+      keys: encodeKeys(this.#prefix, key, set),
+      args: encodeOp('reset', 0, undefined, this.#policiesOf(set), set.policies.length),
+    };
+    const { keys, args } = encodeBatch([op], undefined);
     try {
       await this.#call(keys, args);
-      this.#succeeded();
+      this.#breaker.succeeded();
     } catch (error) {
-      this.#failed(error);
+      this.stats.failures++;
+      this.#breaker.failed(error);
       throw error;
     }
   }
 
-  /** Stops the background probe. The Redis client is yours: close it yourself. */
+  /** Stops the background probe; from now on every decision is the outage policy's. The Redis client is yours: close it yourself. */
   close(): void {
-    this.#closed = true;
-    clearTimeout(this.#probe);
-    this.#probe = undefined;
+    this.#breaker.stop();
   }
 
-  #keys(key: string, set: PolicySet): string[] {
-    const base = `${this.#prefix}{${tag(key)}}:`;
-    return set.policies.map((p) => base + p.id);
-  }
-
-  #policyArgs(set: PolicySet): readonly string[] {
-    let args = this.#args.get(set);
+  #policiesOf(set: PolicySet): readonly string[] {
+    let args = this.#policies.get(set);
     if (args === undefined) {
-      args = set.policies.flatMap((p) => [
-        CODES[p.algorithm],
-        String(p.limit),
-        String(p.window),
-        String(p.burst),
-      ]);
-      this.#args.set(set, args);
+      args = encodePolicies(set);
+      this.#policies.set(set, args);
     }
     return args;
   }
 
-  #opArgs(set: PolicySet, cost: number, mode: StoreMode, lease: string | undefined): string[] {
-    return [
-      MODES[mode],
-      String(cost),
-      lease === undefined ? '' : encodeURIComponent(lease),
-      String(set.policies.length),
-      ...this.#policyArgs(set),
-    ];
-  }
-
-  #flush(): void {
-    this.#scheduled = false;
-    const queue = this.#queue;
-    this.#queue = new Map();
-    for (const ops of queue.values()) {
-      for (let i = 0; i < ops.length; i += this.#maxBatch) void this.#send(ops.slice(i, i + this.#maxBatch));
-    }
-  }
-
   async #send(ops: Op[]): Promise<void> {
-    const keys: string[] = [];
-    const args: string[] = [this.#clock === undefined ? '' : String(this.#clock.now())];
-    for (const op of ops) {
-      for (const k of op.keys) keys.push(k);
-      for (const a of op.args) args.push(a);
-    }
-    let reply: unknown;
+    const { keys, args } = encodeBatch(ops, this.#clock?.now());
     this.stats.scripts++;
+    let decoded: PolicyResult[][];
     try {
-      reply = await this.#call(keys, args);
+      const reply = await this.#call(keys, args);
+      // A reply that cannot be read is a failure like any other: the outage policy answers, never a hang.
+      decoded = decodeBatch(
+        reply,
+        ops.map((op) => op.set.policies.length),
+      );
       this.stats.decisions += ops.length;
-      this.#succeeded();
+      this.#breaker.succeeded();
     } catch (error) {
-      this.#failed(error);
+      this.stats.failures++;
+      this.#breaker.failed(error);
       for (const op of ops) op.resolve(this.#degrade(op.key, op.set, op.cost, op.mode, op.lease));
       return;
     }
-    const flat = reply as readonly number[];
-    const now = Number(flat[0]); // Redis's time (or the injected clock's): resetAt is on it
-    let at = 1;
-    for (const op of ops) {
-      const n = op.set.policies.length;
-      const results: PolicyResult[] = new Array(n);
-      for (let i = 0; i < n; i++, at += 4) {
-        const retry = Number(flat[at + 3]);
-        const resetAt = Number(flat[at + 2]);
-        results[i] = {
-          allowed: Number(flat[at]) === 1,
-          remaining: Number(flat[at + 1]),
-          resetAt,
-          retryAfter: retry < 0 ? Number.POSITIVE_INFINITY : retry,
-          resetAfter: resetAt - now,
-        };
-      }
-      if (this.#denyMax > 0 && op.mode === 'consume') this.#remember(op, results);
+    ops.forEach((op, i) => {
+      const results = decoded[i]!;
+      if (this.#denied !== undefined && op.mode === 'consume')
+        this.#denied.remember(op.key, op.set, op.cost, results);
       op.resolve(results);
-    }
+    });
   }
 
   /** One script call, by hash, then by source if the server's script cache was emptied; bounded by the timeout. */
@@ -360,55 +295,7 @@ export class RedisStore implements Store {
     });
   }
 
-  #succeeded(): void {
-    this.#failuresInRow = 0;
-    if (this.#downSince === undefined) return;
-    const downFor = this.#local.now() - this.#downSince;
-    this.#downSince = undefined;
-    this.#open = false;
-    clearTimeout(this.#probe);
-    this.#probe = undefined;
-    if (this.#onRecover !== undefined) {
-      try {
-        this.#onRecover({ downFor });
-      } catch {
-        // A listener's failure must not turn into a failed decision.
-      }
-    }
-  }
-
-  #failed(cause: unknown): void {
-    const error = cause instanceof Error ? cause : new Error(String(cause));
-    this.stats.failures++;
-    this.#failuresInRow++;
-    this.#downSince ??= this.#local.now();
-    if (this.#onError !== undefined) {
-      try {
-        this.#onError(error);
-      } catch {
-        // As above: listeners cannot break decisions.
-      }
-    }
-    if (!this.#open && this.#failuresInRow >= this.#breakAfter) {
-      this.#open = true;
-      this.#scheduleProbe();
-    }
-  }
-
-  #scheduleProbe(): void {
-    if (this.#closed) return;
-    this.#probe = setTimeout(() => {
-      this.#call([], ['']).then(
-        () => this.#succeeded(),
-        (error: unknown) => {
-          this.#failed(error);
-          this.#scheduleProbe();
-        },
-      );
-    }, this.#probeInterval);
-    this.#probe.unref();
-  }
-
+  /** The outage policy's answer, marked as such (a decision's `reason` then says `store-open`...). */
   #degrade(
     key: string,
     set: PolicySet,
@@ -417,18 +304,21 @@ export class RedisStore implements Store {
     lease: string | undefined,
   ): readonly PolicyResult[] {
     this.stats.degraded++;
-    if (this.#policy === 'fallback') {
+    if (this.#outage === 'fallback') {
       this.#fallback ??= new MemoryStore({ clock: this.#local, maxKeys: 100_000 });
-      return this.#fallback.applySync(key, set, cost, mode, lease);
+      return this.#fallback
+        .applySync(key, set, cost, mode, lease)
+        .map((r) => ({ ...r, outage: 'fallback' as const }));
     }
     const now = this.#local.now();
-    if (this.#policy === 'open' || mode === 'refund') {
+    if (this.#outage === 'open' || mode === 'refund') {
       return set.policies.map((p) => ({
         allowed: true,
         remaining: p.burst,
         resetAt: now,
         retryAfter: 0,
         resetAfter: 0,
+        outage: this.#outage,
       }));
     }
     const wait = this.#probeInterval;
@@ -438,42 +328,7 @@ export class RedisStore implements Store {
       resetAt: now + wait,
       retryAfter: wait,
       resetAfter: wait,
+      outage: 'closed' as const,
     }));
-  }
-
-  #cachedDenial(key: string, set: PolicySet, cost: number): readonly PolicyResult[] | undefined {
-    const hit = this.#denied.get(key);
-    if (hit === undefined) return undefined;
-    const now = this.#local.now();
-    if (now >= hit.until) {
-      this.#denied.delete(key);
-      return undefined;
-    }
-    if (hit.set !== set || hit.cost !== cost) return undefined;
-    this.stats.cacheHits++;
-    // The remembered durations, counted down on this process's clock.
-    const elapsed = now - hit.at;
-    return hit.results.map((r) => ({
-      ...r,
-      retryAfter: r.allowed ? 0 : Math.max(1, r.retryAfter - elapsed),
-      resetAfter: Math.max(0, r.resetAfter - elapsed),
-    }));
-  }
-
-  #remember(op: Op, results: readonly PolicyResult[]): void {
-    let until = 0;
-    const now = this.#local.now();
-    for (const r of results) {
-      if (!r.allowed && Number.isFinite(r.retryAfter) && now + r.retryAfter > until)
-        until = now + r.retryAfter;
-    }
-    if (until === 0) return;
-    if (this.#denied.size >= this.#denyMax && !this.#denied.has(op.key)) {
-      // Oldest first: Map keeps insertion order.
-      const oldest = this.#denied.keys().next().value;
-      if (oldest !== undefined) this.#denied.delete(oldest);
-    }
-    this.#denied.delete(op.key);
-    this.#denied.set(op.key, { set: op.set, cost: op.cost, until, results, at: now });
   }
 }

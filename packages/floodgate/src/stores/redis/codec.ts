@@ -1,0 +1,121 @@
+import type { PolicyResult } from '../../core/algorithms/types.js';
+import type { Policy, PolicySet } from '../../core/policy.js';
+import type { StoreMode } from '../store.js';
+
+// The script's arguments and reply, as pure functions: what goes to Redis is built here and what comes
+// back is read here, so both are tested without a server (the client call between them is one line).
+
+/** One decision, as the batch script takes it: its keys and its part of ARGV. */
+export interface EncodedOp {
+  readonly keys: readonly string[];
+  readonly args: readonly string[];
+}
+
+const CODES: Record<Policy['algorithm'], string> = {
+  'token-bucket': '1',
+  gcra: '1',
+  'fixed-window': '2',
+  'sliding-window-log': '3',
+  'sliding-window-counter': '4',
+  concurrency: '5',
+};
+const MODES: Record<StoreMode | 'reset', string> = { consume: 'c', peek: 'p', refund: 'r', reset: 'x' };
+
+/** Keeps an identifier inside its `{hash tag}`: braces would end the tag early, so they are escaped. */
+function tag(key: string): string {
+  return /[{}%]/.test(key) ? key.replace(/[{}%]/g, (c) => `%${c.charCodeAt(0).toString(16)}`) : key;
+}
+
+/** The Redis keys of an identifier's policies: one hash tag per identifier, so they share a Cluster slot. */
+export function encodeKeys(prefix: string, key: string, set: PolicySet): string[] {
+  const base = `${prefix}{${tag(key)}}:`;
+  return set.policies.map((p) => base + p.id);
+}
+
+/** Per policy: algorithm code, limit, window, burst. The same for every decision of a set. */
+export function encodePolicies(set: PolicySet): string[] {
+  return set.policies.flatMap((p) => [
+    CODES[p.algorithm],
+    String(p.limit),
+    String(p.window),
+    String(p.burst),
+  ]);
+}
+
+/** An operation's ARGV: mode, cost, lease ('' for none), number of policies, then the policies' own. */
+export function encodeOp(
+  mode: StoreMode | 'reset',
+  cost: number,
+  lease: string | undefined,
+  policies: readonly string[],
+  count: number,
+): string[] {
+  return [
+    MODES[mode],
+    String(cost),
+    lease === undefined ? '' : encodeURIComponent(lease),
+    String(count),
+    ...policies,
+  ];
+}
+
+/** The script's whole call: KEYS, then ARGV led by the time to decide at ('' = the server's TIME). */
+export function encodeBatch(
+  ops: readonly EncodedOp[],
+  now: number | undefined,
+): { keys: string[]; args: string[] } {
+  const keys: string[] = [];
+  const args: string[] = [now === undefined ? '' : String(now)];
+  for (const op of ops) {
+    for (const k of op.keys) keys.push(k);
+    for (const a of op.args) args.push(a);
+  }
+  return { keys, args };
+}
+
+/** A reply that is not what the script returns: a failure of the store, answered by its outage policy. */
+export class MalformedReplyError extends Error {
+  constructor(detail: string) {
+    super(`floodgate: Redis answered the decision script with ${detail}`);
+    this.name = 'MalformedReplyError';
+  }
+}
+
+function integer(value: unknown, at: number): number {
+  const n = typeof value === 'number' ? value : typeof value === 'string' ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(n))
+    throw new MalformedReplyError(`${JSON.stringify(value)} at ${at}, not an integer`);
+  return n;
+}
+
+/**
+ * The results of each operation, from the script's reply: the time decided at, then per operation and
+ * policy allowed (1/0), remaining, resetAt and retryAfter (-1: never). Anything else (another shape, a
+ * length that does not match what was asked, a number that is not an integer) throws MalformedReplyError.
+ */
+export function decodeBatch(reply: unknown, counts: readonly number[]): PolicyResult[][] {
+  if (!Array.isArray(reply)) throw new MalformedReplyError(`${typeof reply}, not an array`);
+  const expected = 1 + 4 * counts.reduce((sum, n) => sum + n, 0);
+  if (reply.length !== expected) {
+    throw new MalformedReplyError(`${reply.length} values where ${expected} were expected`);
+  }
+  const now = integer(reply[0], 0); // Redis's time (or the injected clock's): resetAt is on it
+  let at = 1;
+  return counts.map((n) => {
+    const results: PolicyResult[] = new Array(n);
+    for (let i = 0; i < n; i++, at += 4) {
+      const allowed = integer(reply[at], at);
+      if (allowed !== 0 && allowed !== 1) throw new MalformedReplyError(`${allowed} at ${at}, not 0 or 1`);
+      const resetAt = integer(reply[at + 2], at + 2);
+      const retry = integer(reply[at + 3], at + 3);
+      results[i] = {
+        allowed: allowed === 1,
+        remaining: integer(reply[at + 1], at + 1),
+        resetAt,
+        retryAfter: retry < 0 ? Number.POSITIVE_INFINITY : retry,
+        resetAfter: resetAt - now,
+      };
+    }
+    return results;
+  });
+}

@@ -1,0 +1,126 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { policySet, resolvePolicies } from '../../src/core/policy.js';
+import { Limiter } from '../../src/limiter/limiter.js';
+import type { RedisAdapter } from '../../src/stores/redis/adapter.js';
+import {
+  decodeBatch,
+  encodeBatch,
+  encodeKeys,
+  encodeOp,
+  encodePolicies,
+  MalformedReplyError,
+} from '../../src/stores/redis/codec.js';
+import { RedisStore } from '../../src/stores/redis/index.js';
+
+// The script's arguments and reply, read and written without a server (as node-redis tests its
+// parseCommand and transformReply); the store's behaviour on a reply it cannot read.
+
+const set = policySet(
+  resolvePolicies(
+    [
+      { name: 'a', algorithm: 'gcra', limit: 10, window: 1000, burst: 3 },
+      { name: 'b', algorithm: 'fixed-window', limit: 5, window: 60_000 },
+    ],
+    'policies',
+  ),
+);
+
+describe('Redis codec: encode', () => {
+  it('keys share one hash tag per identifier, braces escaped so the tag cannot end early', () => {
+    assert.deepEqual(encodeKeys('fg:', 'user:1', set), [
+      'fg:{user:1}:a:gcra:10:1000:3',
+      'fg:{user:1}:b:fw:5:60000',
+    ]);
+    assert.deepEqual(encodeKeys('fg:', 'x}{y%', set), [
+      'fg:{x%7d%7by%25}:a:gcra:10:1000:3',
+      'fg:{x%7d%7by%25}:b:fw:5:60000',
+    ]);
+  });
+
+  it('an operation: mode, cost, lease (URI-encoded), count, then per policy code, limit, window, burst', () => {
+    const policies = encodePolicies(set);
+    assert.deepEqual(policies, ['1', '10', '1000', '3', '2', '5', '60000', '5']);
+    assert.deepEqual(encodeOp('consume', 2, 'a b', policies, 2), ['c', '2', 'a%20b', '2', ...policies]);
+    assert.deepEqual(encodeOp('peek', 0, undefined, policies, 2).slice(0, 4), ['p', '0', '', '2']);
+    assert.deepEqual(encodeOp('refund', 1, undefined, policies, 2)[0], 'r');
+    assert.deepEqual(encodeOp('reset', 0, undefined, policies, 2)[0], 'x');
+  });
+
+  it('a batch: every key, and ARGV led by the time to decide at ("" for the server time)', () => {
+    const one = { keys: ['k1'], args: ['c', '1'] };
+    const two = { keys: ['k2', 'k3'], args: ['p', '0'] };
+    assert.deepEqual(encodeBatch([one, two], undefined), {
+      keys: ['k1', 'k2', 'k3'],
+      args: ['', 'c', '1', 'p', '0'],
+    });
+    assert.deepEqual(encodeBatch([one], 1700000000000).args[0], '1700000000000');
+  });
+});
+
+describe('Redis codec: decode', () => {
+  it("reads each operation's results, with durations from the time the script decided at", () => {
+    const reply = [1000, 1, 2, 1100, 0, 0, 0, 5000, 4000, 1, 4, 61000, -1];
+    assert.deepEqual(decodeBatch(reply, [1, 2]), [
+      [{ allowed: true, remaining: 2, resetAt: 1100, retryAfter: 0, resetAfter: 100 }],
+      [
+        { allowed: false, remaining: 0, resetAt: 5000, retryAfter: 4000, resetAfter: 4000 },
+        {
+          allowed: true,
+          remaining: 4,
+          resetAt: 61000,
+          retryAfter: Number.POSITIVE_INFINITY,
+          resetAfter: 60000,
+        },
+      ],
+    ]);
+  });
+
+  it('refuses anything else, saying what it got', () => {
+    const cases: [unknown, RegExp][] = [
+      ['OK', /string, not an array/],
+      [null, /object, not an array/],
+      [[1000, 1, 2, 3], /4 values where 5 were expected/],
+      [[1000, 1, 2, 3, 4, 5], /6 values where 5 were expected/],
+      [[1000, 2, 2, 3, 4], /2 at 1, not 0 or 1/],
+      [[1000, 1, 'two', 3, 4], /"two" at 2, not an integer/],
+      [[1000, 1, 2, 3.5, 4], /3.5 at 3, not an integer/],
+      [['x', 1, 2, 3, 4], /"x" at 0/],
+    ];
+    for (const [reply, message] of cases) {
+      assert.throws(
+        () => decodeBatch(reply, [1]),
+        (e: unknown) => e instanceof MalformedReplyError && message.test(e.message),
+      );
+    }
+  });
+});
+
+describe('RedisStore on a reply it cannot read', () => {
+  it('answers by its outage policy and counts a failure: never a hang, never NaN', async () => {
+    // A client adapter (the store's public extension point) whose server answers the script with nonsense.
+    const client: RedisAdapter = {
+      cluster: false,
+      evalsha: async () => ['not', 'a', 'decision'],
+      eval: async () => ['not', 'a', 'decision'],
+    };
+    const errors: Error[] = [];
+    const store = new RedisStore({
+      client,
+      onStoreError: 'closed',
+      breaker: false,
+      onError: (e) => errors.push(e),
+    });
+    const limiter = new Limiter({ store, policies: { limit: 5, window: '1m' } });
+    try {
+      const decision = await limiter.consume('k');
+      assert.equal(decision.allowed, false);
+      assert.equal(decision.reason, 'store-closed');
+      assert.equal(decision.retryAfter, 1000);
+      assert.equal(store.stats.failures, 1);
+      assert.match(errors[0]!.message, /3 values where 5 were expected/);
+    } finally {
+      store.close();
+    }
+  });
+});
