@@ -495,12 +495,41 @@ describe('Limiter: invalid input fails naming the option', () => {
       TypeError,
     ],
   ];
+  // A key nothing reads has a code of its own; every other case is an invalid value.
+  const unknownKeys = new Set([
+    'unknown field (a typo)',
+    'window on concurrency',
+    'an unknown option',
+    'an unknown store option',
+    'an unknown config key',
+  ]);
+  cases.push(
+    [
+      'an unknown option',
+      () => new Limiter({ policies: ok, windowMs: 1000 } as never),
+      /option "windowMs" must be absent: the options are "policies"/,
+      RangeError,
+    ],
+    [
+      'an unknown store option',
+      () => new MemoryStore({ maxkeys: 5 } as never),
+      /option "maxkeys" must be absent/,
+      RangeError,
+    ],
+    [
+      'an unknown config key',
+      () => Limiter.fromConfig({ policies: ok, polices: [] } as never),
+      /option "config.polices" must be absent/,
+      RangeError,
+    ],
+  );
   for (const [name, make, message, type] of cases) {
     it(name, async () => {
       assert.throws(make, (e: unknown) => {
         assert.ok(e instanceof type, `a ${type.name}`);
         assert.match((e as Error).message, message);
-        assert.equal((e as { code?: string }).code, 'ERR_FLOODGATE_INVALID_OPTION');
+        const code = unknownKeys.has(name) ? 'ERR_FLOODGATE_UNKNOWN_OPTION' : 'ERR_FLOODGATE_INVALID_OPTION';
+        assert.equal((e as { code?: string }).code, code);
         return true;
       });
     });

@@ -92,6 +92,10 @@ describe('LoginGuard', () => {
       () => new LoginGuard({ perIp: { limit: 0, window: '1s' } }),
       /"perIp.limit" must be a positive integer/,
     );
+    assert.throws(
+      () => new LoginGuard({ perip: { limit: 1, window: '1s' } } as never),
+      /"perip" must be absent/,
+    );
   });
 });
 

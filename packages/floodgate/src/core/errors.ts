@@ -1,6 +1,7 @@
 /** Codes carried by every error Floodgate throws, so callers can branch without parsing messages. */
 export type FloodgateErrorCode =
   | 'ERR_FLOODGATE_INVALID_OPTION'
+  | 'ERR_FLOODGATE_UNKNOWN_OPTION'
   | 'ERR_FLOODGATE_RATE_LIMITED'
   | 'ERR_FLOODGATE_STORE_NOT_SYNC'
   | 'ERR_FLOODGATE_STORE_TIMEOUT';
@@ -24,7 +25,8 @@ function describe(value: unknown): string {
 
 /** The fields of an invalid-option error, so a caller can say it in its own terms (a flag, a file's key). */
 export interface InvalidOption {
-  readonly code: 'ERR_FLOODGATE_INVALID_OPTION';
+  /** `ERR_FLOODGATE_INVALID_OPTION` for a value out of range or of the wrong type; `ERR_FLOODGATE_UNKNOWN_OPTION` for a key nothing reads. */
+  readonly code: 'ERR_FLOODGATE_INVALID_OPTION' | 'ERR_FLOODGATE_UNKNOWN_OPTION';
   /** The option's path, e.g. `policies[1].limit`. */
   readonly option: string;
   /** What it accepts, e.g. `a positive integer`. */
@@ -33,9 +35,10 @@ export interface InvalidOption {
   readonly got: string;
 }
 
-/** Whether `error` is an invalid-option error from Floodgate, with its fields. */
+/** Whether `error` is an invalid- or unknown-option error from Floodgate, with its fields. */
 export function isInvalidOption(error: unknown): error is Error & InvalidOption {
-  return error instanceof Error && (error as { code?: unknown }).code === 'ERR_FLOODGATE_INVALID_OPTION';
+  const code = error instanceof Error ? (error as { code?: unknown }).code : undefined;
+  return code === 'ERR_FLOODGATE_INVALID_OPTION' || code === 'ERR_FLOODGATE_UNKNOWN_OPTION';
 }
 
 /**
@@ -47,13 +50,33 @@ export function invalidOption(
   expected: string,
   got: unknown,
   kind: 'type' | 'range' = 'range',
+  code: InvalidOption['code'] = 'ERR_FLOODGATE_INVALID_OPTION',
 ): TypeError | RangeError {
   const described = describe(got);
   const message = `floodgate: option "${option}" must be ${expected}; got ${described}`;
   const error = kind === 'type' ? new TypeError(message) : new RangeError(message);
-  const fields: InvalidOption = { code: 'ERR_FLOODGATE_INVALID_OPTION', option, expected, got: described };
+  const fields: InvalidOption = { code, option, expected, got: described };
   for (const [name, value] of Object.entries(fields)) {
     Object.defineProperty(error, name, { value, enumerable: true });
   }
   return error;
+}
+
+/**
+ * Refuses option keys nothing reads, as a misspelt option would otherwise be ignored in silence
+ * (`windowMs` for `window`, `onStoreErorr`). `prefix` names where the options sit (e.g. `policies[0].`).
+ */
+export function knownKeys(options: object, known: readonly string[], prefix = ''): void {
+  for (const key of Object.keys(options)) {
+    if (!known.includes(key)) {
+      const accepted = known.map((k) => `"${k}"`).join(', ');
+      throw invalidOption(
+        `${prefix}${key}`,
+        `absent: the options are ${accepted}`,
+        (options as Record<string, unknown>)[key],
+        'range',
+        'ERR_FLOODGATE_UNKNOWN_OPTION',
+      );
+    }
+  }
 }

@@ -88,7 +88,13 @@ export function resolvePolicy(spec: unknown, path: string): Policy {
   for (const key of Object.keys(raw)) {
     if (!allowed.has(key)) {
       const accepted = [...allowed].map((k) => `"${k}"`).join(', ');
-      throw invalidOption(`${path}.${key}`, `absent: a "${name}" policy takes only ${accepted}`, raw[key]);
+      throw invalidOption(
+        `${path}.${key}`,
+        `absent: a "${name}" policy takes only ${accepted}`,
+        raw[key],
+        'range',
+        'ERR_FLOODGATE_UNKNOWN_OPTION',
+      );
     }
   }
   if (raw.burst !== undefined && name !== 'token-bucket' && name !== 'gcra') {

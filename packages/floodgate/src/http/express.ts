@@ -1,7 +1,8 @@
 import type { Decision } from '../core/decision.js';
 import { deliver } from '../core/maybe.js';
-import { HttpGuard, type HttpLimitOptions } from './guard.js';
+import { HttpGuard } from './guard.js';
 import { applyToNodeResponse, type NodeRequestLike, type NodeResponseLike, nodeView } from './node-common.js';
+import type { HttpLimitOptions } from './options.js';
 
 export type { WithRateLimit } from './node-common.js';
 

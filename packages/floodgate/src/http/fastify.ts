@@ -1,8 +1,9 @@
 import type { Decision } from '../core/decision.js';
 import { invalidOption } from '../core/errors.js';
 import { deliver } from '../core/maybe.js';
-import { HttpGuard, type HttpLimitOptions, type Verdict } from './guard.js';
+import { HttpGuard, type Verdict } from './guard.js';
 import { mergedValue, type NodeRequestLike, nodeView } from './node-common.js';
+import type { HttpLimitOptions } from './options.js';
 
 export type { WithRateLimit } from './node-common.js';
 

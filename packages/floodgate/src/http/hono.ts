@@ -1,7 +1,8 @@
 import type { Decision } from '../core/decision.js';
 import { invalidOption } from '../core/errors.js';
-import { HttpGuard, type HttpLimitOptions } from './guard.js';
+import { HttpGuard } from './guard.js';
 import { type NodeResponseLike, setNodeHeaders } from './node-common.js';
+import type { HttpLimitOptions } from './options.js';
 import type { RequestView } from './request.js';
 
 /** The parts of a Hono context the middleware uses. */

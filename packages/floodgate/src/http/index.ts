@@ -6,14 +6,14 @@
 // For adapters of other frameworks: the guard answers at once when it can, and these carry on either way.
 export { andThen, attempt, deliver, type MaybePromise } from '../core/maybe.js';
 export type { TrustProxy } from './client-ip.js';
-export {
-  type DecisionEvent,
-  HttpGuard,
-  type HttpLimitOptions,
-  type HttpResponse,
-  type Verdict,
-  waitMessage,
-} from './guard.js';
+export { HttpGuard, type Verdict } from './guard.js';
 export { type HeaderList, type HeaderMode, rateLimitHeaders } from './headers.js';
 export { basicCredentials, byApiKey, byBasicUser, byHeader, byIp, type KeyExtractor } from './keys.js';
+export {
+  type DecisionEvent,
+  type HttpLimitOptions,
+  type ResolvedHttpOptions,
+  resolveHttpOptions,
+} from './options.js';
+export { type HttpResponse, problem, waitMessage } from './problem.js';
 export type { RequestView } from './request.js';

@@ -1,6 +1,7 @@
 import type { Decision } from '../core/decision.js';
-import { HttpGuard, type HttpLimitOptions } from './guard.js';
+import { HttpGuard } from './guard.js';
 import { mergedValue, type NodeRequestLike, nodeView } from './node-common.js';
+import type { HttpLimitOptions } from './options.js';
 
 /** The parts of a Koa context the middleware uses. */
 export interface KoaContextLike {

@@ -1,6 +1,7 @@
 import { andThen, promised } from '../core/maybe.js';
-import { HttpGuard, type HttpLimitOptions } from './guard.js';
+import { HttpGuard } from './guard.js';
 import { applyToNodeResponse, type NodeRequestLike, type NodeResponseLike, nodeView } from './node-common.js';
+import type { HttpLimitOptions } from './options.js';
 
 export type { NodeRequestLike, NodeResponseLike, WithRateLimit } from './node-common.js';
 

@@ -1,6 +1,6 @@
 import { type Clock, systemClock } from '../core/clock.js';
 import type { Decision } from '../core/decision.js';
-import { FloodgateError, invalidOption } from '../core/errors.js';
+import { FloodgateError, invalidOption, knownKeys } from '../core/errors.js';
 import { boundKey } from '../core/keys.js';
 import { type MaybePromise, promised } from '../core/maybe.js';
 import { type Policy, type PolicySet, type PolicySpec, policySet, resolvePolicies } from '../core/policy.js';
@@ -105,6 +105,7 @@ export class Limiter {
         'type',
       );
     }
+    knownKeys(options, ['policies', 'overrides', 'store', 'clock', 'cost', 'maxKeyLength']);
     const { clock = systemClock, cost = 1, maxKeyLength = 256 } = options;
     if (typeof clock?.now !== 'function' || typeof clock.sleep !== 'function') {
       throw invalidOption('clock', 'an object with now() and sleep(ms) methods', clock, 'type');
@@ -134,6 +135,7 @@ export class Limiter {
   ): Limiter {
     if (typeof config !== 'object' || config === null)
       throw invalidOption('config', 'an object', config, 'type');
+    knownKeys(config, ['policies', 'overrides', 'cost'], 'config.');
     return new Limiter({ ...options, ...config });
   }
 

@@ -1,5 +1,5 @@
 import type { Decision } from '../core/decision.js';
-import { invalidOption } from '../core/errors.js';
+import { invalidOption, knownKeys } from '../core/errors.js';
 import { hashKey } from '../core/keys.js';
 import { type PolicySpec, resolvePolicies } from '../core/policy.js';
 import type { Store } from '../stores/store.js';
@@ -48,6 +48,7 @@ export class LoginGuard {
     if (typeof options !== 'object' || options === null) {
       throw invalidOption('LoginGuard options', 'an object', options, 'type');
     }
+    knownKeys(options, ['perUserAndIp', 'perIp', 'store']);
     const store = options.store === undefined ? {} : { store: options.store };
     const perUserAndIp = options.perUserAndIp ?? [
       { name: 'login-15m', algorithm: 'fixed-window', limit: 5, window: '15m' },

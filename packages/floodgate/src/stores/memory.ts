@@ -1,7 +1,7 @@
 import { clear, type FlatAlgorithm, newResultSlot } from '../core/algorithms/flat.js';
 import type { PolicyNumbers, PolicyResult } from '../core/algorithms/types.js';
 import { systemClock } from '../core/clock.js';
-import { invalidOption } from '../core/errors.js';
+import { invalidOption, knownKeys } from '../core/errors.js';
 import type { PolicySet } from '../core/policy.js';
 import type { Store, StoreMode } from './store.js';
 
@@ -143,6 +143,7 @@ export class MemoryStore implements Store {
     if (typeof options !== 'object' || options === null) {
       throw invalidOption('MemoryStore options', 'an object', options, 'type');
     }
+    knownKeys(options, ['clock', 'maxKeys']);
     const { clock = systemClock, maxKeys = Number.POSITIVE_INFINITY } = options;
     if (typeof clock?.now !== 'function')
       throw invalidOption('clock', 'an object with a now() method', clock, 'type');

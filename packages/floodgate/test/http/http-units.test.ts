@@ -169,6 +169,13 @@ describe('middleware options', () => {
     ['allow', { ...ok, allow: '127.0.0.1' }, /"allow" must be a list of addresses/],
     ['deny entry', { ...ok, deny: [''] }, /"deny\[0\]" must be a non-empty string/],
     ['trustProxy', { ...ok, trustProxy: [5] }, /"trustProxy\[0\]"/],
+    // express-rate-limit's names, and typos: refused, never ignored.
+    [
+      'windowMs',
+      { ...ok, windowMs: 60_000 },
+      /"windowMs" must be absent: the options are "limiter", "policies"/,
+    ],
+    ['onStoreErorr', { ...ok, onStoreErorr: 'closed' }, /"onStoreErorr" must be absent/],
   ];
   for (const [name, options, message] of cases) {
     it(`rejects an invalid ${name}`, () => {

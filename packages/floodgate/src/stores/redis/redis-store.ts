@@ -1,7 +1,7 @@
 import type { OutagePolicy, PolicyResult } from '../../core/algorithms/types.js';
 import { systemClock } from '../../core/clock.js';
 import { parseDuration } from '../../core/duration.js';
-import { FloodgateError, invalidOption } from '../../core/errors.js';
+import { FloodgateError, invalidOption, knownKeys } from '../../core/errors.js';
 import type { PolicySet } from '../../core/policy.js';
 import { MemoryStore } from '../memory.js';
 import type { Store, StoreMode } from '../store.js';
@@ -115,6 +115,18 @@ export class RedisStore implements Store {
     if (typeof options !== 'object' || options === null) {
       throw invalidOption('RedisStore options', 'an object with a client', options, 'type');
     }
+    knownKeys(options, [
+      'client',
+      'prefix',
+      'onStoreError',
+      'timeout',
+      'breaker',
+      'denyCache',
+      'maxBatch',
+      'clock',
+      'onError',
+      'onRecover',
+    ]);
     this.#redis = redisAdapter(options.client);
     const prefix = options.prefix ?? 'floodgate:';
     if (typeof prefix !== 'string') throw invalidOption('prefix', 'a string', prefix, 'type');
@@ -133,15 +145,17 @@ export class RedisStore implements Store {
     } else if (typeof breaker !== 'object' || breaker === null) {
       throw invalidOption('breaker', 'false or { failures, probeInterval }', breaker, 'type');
     } else {
+      knownKeys(breaker, ['failures', 'probeInterval'], 'breaker.');
       failures = positiveInteger(breaker.failures ?? 3, 'breaker.failures');
       this.#probeInterval = parseDuration(breaker.probeInterval ?? 1000, 'breaker.probeInterval');
     }
     const deny = options.denyCache ?? false;
     let denyMax: number;
     if (typeof deny === 'boolean') denyMax = deny ? 10_000 : 0;
-    else if (typeof deny === 'object' && deny !== null)
+    else if (typeof deny === 'object' && deny !== null) {
+      knownKeys(deny, ['maxKeys'], 'denyCache.');
       denyMax = positiveInteger(deny.maxKeys ?? 10_000, 'denyCache.maxKeys');
-    else throw invalidOption('denyCache', 'a boolean or { maxKeys }', deny, 'type');
+    } else throw invalidOption('denyCache', 'a boolean or { maxKeys }', deny, 'type');
     const maxBatch = positiveInteger(options.maxBatch ?? 100, 'maxBatch');
     const clock = options.clock;
     if (clock !== undefined && typeof clock?.now !== 'function') {
