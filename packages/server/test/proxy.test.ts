@@ -13,8 +13,9 @@ import { pino } from 'pino';
 import { WebSocket } from 'ws';
 import { parse, stringify } from 'yaml';
 import { RedisServer } from '../../floodgate/test/helpers/redis-server.js';
-import { loadProxyConfig, ProxyConfigError, validateProxyConfig } from '../src/proxy/config.js';
+import { loadProxyConfig, validateProxyConfig } from '../src/proxy/config.js';
 import { type RunningProxy, startProxy } from '../src/proxy/proxy.js';
+import { CliError } from '../src/shared/errors.js';
 import {
   type NodeUpstream,
   pattern,
@@ -108,7 +109,7 @@ describe('proxy: configuration', () => {
     assert.throws(
       () => validateProxyConfig(data, 'proxy.yaml'),
       (error: Error) => {
-        assert.ok(error instanceof ProxyConfigError, error.message);
+        assert.ok(error instanceof CliError && error.exitCode === 2, error.message);
         assert.match(error.message, expected);
         return true;
       },

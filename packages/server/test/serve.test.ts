@@ -284,7 +284,7 @@ describe('floodgate serve settings and errors', () => {
       'invalid YAML',
       ['--config', 'bad.yaml'],
       2,
-      /is not valid YAML/,
+      /bad\.yaml: not valid YAML/,
       (cwd) => writeFileSync(join(cwd, 'bad.yaml'), 'a: ['),
     ],
     [
@@ -332,7 +332,7 @@ describe('floodgate serve settings and errors', () => {
     assert.ok(logs.some((l) => l.msg === 'stopped'));
     const bad = run(['serve', '--port', '0', '--grace', 'soon']);
     assert.equal(bad.status, 2);
-    assert.match(bad.stderr, /--grace must be a duration such as "10s" or "500ms"; got "soon"/);
+    assert.match(bad.stderr, /--grace must be a duration such as "500ms", "10s" or "1m"; got "soon"/);
   });
 
   it('a port in use: exit 1 saying so', async () => {

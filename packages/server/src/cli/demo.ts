@@ -1,6 +1,6 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { type Decision, isInvalidOption, Limiter, ManualClock } from 'floodgate';
-import { UsageError } from '../shared/errors.js';
+import { usageError } from '../shared/errors.js';
 import { flagOfPolicyOption, type PolicyFlags, policyFromFlags } from '../shared/policy-flags.js';
 
 export interface DemoOptions extends PolicyFlags {
@@ -23,7 +23,7 @@ export function runDemo(options: DemoOptions): { lines: string[]; decisions: Dec
   } catch (error) {
     if (!isInvalidOption(error)) throw error;
     const flag = flagOfPolicyOption(error.option);
-    throw new UsageError(
+    throw usageError(
       `${flag === undefined ? error.option : `--${flag}`} must be ${error.expected}; got ${error.got}`,
     );
   }

@@ -3,9 +3,9 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { isInvalidOption } from 'floodgate';
 import { startProxy } from '../proxy/proxy.js';
-import { resolveConfig } from '../server/config.js';
-import { serve } from '../server/serve.js';
-import { EnvironmentError, UsageError } from '../shared/errors.js';
+import { resolveConfig } from '../serve/config.js';
+import { serve } from '../serve/serve.js';
+import { CliError } from '../shared/errors.js';
 import { redact } from '../shared/redact.js';
 import { demoCommand } from './demo.js';
 import { type ProxyFlags, proxyConfigFromFlags } from './proxy.js';
@@ -153,7 +153,7 @@ export async function main(argv: string[]): Promise<number> {
     if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
     // Messages may echo what the operator gave, URLs with passwords included.
     const say = (message: string) => process.stderr.write(`floodgate: ${redact(message)}\n`);
-    if (error instanceof UsageError || error instanceof EnvironmentError) {
+    if (error instanceof CliError) {
       say(error.message);
       return error.exitCode;
     }

@@ -1,4 +1,5 @@
-import { loadProxyConfig, type ProxyConfig, ProxyConfigError, validateProxyConfig } from '../proxy/config.js';
+import { loadProxyConfig, type ProxyConfig, validateProxyConfig } from '../proxy/config.js';
+import { usageError } from '../shared/errors.js';
 import { policyFromFlags } from '../shared/policy-flags.js';
 
 /** `floodgate proxy`'s flags as parsed; `admin` is false for `--no-admin`. */
@@ -22,7 +23,7 @@ const SIMPLE = ['upstream', 'redis', 'limit', 'window', 'algorithm', 'shadow', '
 
 function port(value: string, flag: string): number {
   if (!/^\d{1,5}$/.test(value) || Number(value) > 65535) {
-    throw new ProxyConfigError(`--${flag} must be a port number from 0 to 65535; got "${value}"`);
+    throw usageError(`--${flag} must be a port number from 0 to 65535; got "${value}"`);
   }
   return Number(value);
 }
@@ -30,8 +31,7 @@ function port(value: string, flag: string): number {
 /** The admin listener the flags ask for, over `base` (the file's, or the default). */
 function adminOf(flags: ProxyFlags, base: ProxyConfig['admin'] | undefined) {
   if (flags.admin === false) {
-    if (flags.adminPort !== undefined)
-      throw new ProxyConfigError('--admin-port cannot be combined with --no-admin');
+    if (flags.adminPort !== undefined) throw usageError('--admin-port cannot be combined with --no-admin');
     return false;
   }
   if (flags.adminPort === undefined) return base;
@@ -53,16 +53,14 @@ export function proxyConfigFromFlags(flags: ProxyFlags): { config: ProxyConfig; 
   if (flags.config !== undefined) {
     const given = SIMPLE.filter((flag) => flags[flag] !== undefined);
     if (given.length > 0) {
-      throw new ProxyConfigError(`--${given[0]} cannot be combined with --config; set it in ${flags.config}`);
+      throw usageError(`--${given[0]} cannot be combined with --config; set it in ${flags.config}`);
     }
     const config = loadProxyConfig(flags.config);
     const admin = adminOf(flags, config.admin)!;
     return { config: { ...config, listen: listen(config.listen), admin }, file: flags.config };
   }
   if (flags.upstream === undefined) {
-    throw new ProxyConfigError(
-      'give --config FILE.yaml, or --upstream URL (with --port, --limit, --window...)',
-    );
+    throw usageError('give --config FILE.yaml, or --upstream URL (with --port, --limit, --window...)');
   }
   const admin = adminOf(flags, undefined);
   const policy = policyFromFlags({
@@ -83,7 +81,7 @@ export function proxyConfigFromFlags(flags: ProxyFlags): { config: ProxyConfig; 
     return { config: validateProxyConfig(data, 'flags'), file: undefined };
   } catch (error) {
     // Name the flag, not the generated configuration's field.
-    throw new ProxyConfigError(
+    throw usageError(
       (error as Error).message
         .replace(/^flags: rules\[0\]\.policies\[0\]\.(limit|window|algorithm)/, '--$1')
         .replace(/^flags: rules\[0\]\.policies\[0\]\.leaseTimeout/, '--window')

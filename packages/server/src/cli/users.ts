@@ -1,7 +1,7 @@
 import { createInterface } from 'node:readline';
-import { openDatabase } from '../server/database.js';
-import { hashPassword } from '../server/passwords.js';
-import { UsageError } from '../shared/errors.js';
+import { openDatabase } from '../serve/database.js';
+import { hashPassword } from '../serve/passwords.js';
+import { usageError } from '../shared/errors.js';
 
 /** Reads a password: from a prompt on a terminal (not echoed), else the first line of stdin. */
 async function readPassword(): Promise<string> {
@@ -31,24 +31,24 @@ export async function users(
   dbUrl: string,
 ): Promise<string> {
   if (action !== 'list' && (name === undefined || !/^[\w.@-]{1,64}$/.test(name))) {
-    throw new UsageError(`users ${action} needs a NAME of 1 to 64 letters, digits, ".", "_", "@" or "-"`);
+    throw usageError(`users ${action} needs a NAME of 1 to 64 letters, digits, ".", "_", "@" or "-"`);
   }
   const { db } = await openDatabase(dbUrl);
   try {
     if (action === 'list') return (await db.users()).join('\n');
     if (action === 'remove') {
-      if (!(await db.removeUser(name!))) throw new UsageError(`no user "${name}"`);
+      if (!(await db.removeUser(name!))) throw usageError(`no user "${name}"`);
       return `removed ${name}`;
     }
-    if (action === 'passwd' && !(await db.users()).includes(name!)) throw new UsageError(`no user "${name}"`);
+    if (action === 'passwd' && !(await db.users()).includes(name!)) throw usageError(`no user "${name}"`);
     const password = await readPassword();
-    if (password.length < 8) throw new UsageError('the password must have at least 8 characters');
+    if (password.length < 8) throw usageError('the password must have at least 8 characters');
     const hash = await hashPassword(password);
     if (action === 'passwd') {
-      if (!(await db.setPassword(name!, hash))) throw new UsageError(`no user "${name}"`);
+      if (!(await db.setPassword(name!, hash))) throw usageError(`no user "${name}"`);
       return `changed the password of ${name}`;
     }
-    if (!(await db.addUser(name!, hash))) throw new UsageError(`user "${name}" already exists`);
+    if (!(await db.addUser(name!, hash))) throw usageError(`user "${name}" already exists`);
     return `added ${name}`;
   } finally {
     await db.close();

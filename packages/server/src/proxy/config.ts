@@ -1,14 +1,10 @@
-import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { parseDuration, resolvePolicies } from 'floodgate';
 import { match as pathMatch } from 'path-to-regexp';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { DEFAULT_GRACE } from '../shared/drain.js';
-import { UsageError } from '../shared/errors.js';
-
-/** A configuration the proxy cannot run with; the message gives the path of the bad field. */
-export class ProxyConfigError extends UsageError {}
+import { usageError } from '../shared/errors.js';
+import { duration, issueText, pathOf, policies } from '../shared/schema.js';
+import { readSettingsFile } from '../shared/yaml.js';
 
 const DEFAULT_PORT = 8080;
 const DEFAULT_ADMIN_PORT = 9464;
@@ -39,18 +35,6 @@ const address = (defaultHost: string) =>
       }
       return { host: match[1] ?? (match[2] || defaultHost), port: n };
     });
-
-const duration = z.union([z.number(), z.string()]).transform((value, ctx) => {
-  try {
-    return parseDuration(value, 'duration');
-  } catch {
-    ctx.addIssue({
-      code: 'custom',
-      message: `must be a duration such as "500ms", "10s" or "1m"; got ${JSON.stringify(value)}`,
-    });
-    return z.NEVER;
-  }
-});
 
 const url = (protocols: readonly string[], example: string) =>
   z.string().refine(
@@ -104,7 +88,7 @@ const ruleSchema = z.strictObject({
     .optional(),
   key: keySpec.default('ip'),
   onMissingKey: z.enum(['ip', 'skip', 'reject']).default('ip'),
-  policies: z.unknown().optional(),
+  policies: policies.optional(),
   cost: z.number().int().min(0).default(1),
   shadow: z.boolean().optional(),
   allow: lists.optional(),
@@ -181,13 +165,6 @@ const schema = z.strictObject({
 export type ProxyConfig = z.output<typeof schema>;
 export type RuleConfig = ProxyConfig['rules'][number];
 
-function pathOf(path: readonly PropertyKey[]): string {
-  let out = '';
-  for (const part of path)
-    out += typeof part === 'number' ? `[${part}]` : out === '' ? String(part) : `.${String(part)}`;
-  return out === '' ? '(top level)' : out;
-}
-
 function isCidr(entry: string): boolean {
   const [ip = '', bits = '', extra] = entry.split('/');
   const family = isIP(ip);
@@ -200,34 +177,23 @@ function isCidr(entry: string): boolean {
 export function validateProxyConfig(data: unknown, source = 'config'): ProxyConfig {
   const parsed = schema.safeParse(data ?? {});
   if (!parsed.success) {
-    const lines = parsed.error.issues.slice(0, 5).map((issue) => {
-      const message =
-        issue.code === 'unrecognized_keys'
-          ? `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`
-          : issue.message;
-      return `${pathOf(issue.path)}: ${message}`;
-    });
-    throw new ProxyConfigError(`${source}: ${lines.join('; ')}`);
+    const lines = parsed.error.issues
+      .slice(0, 5)
+      .map((issue) => `${pathOf(issue.path)}: ${issueText(issue)}`);
+    throw usageError(`${source}: ${lines.join('; ')}`);
   }
   const config = parsed.data;
   const names = new Set<string>();
   for (const [i, rule] of config.rules.entries()) {
     const at = `rules[${i}]`;
     if (names.has(rule.name))
-      throw new ProxyConfigError(`${source}: ${at}.name: "${rule.name}" is used by an earlier rule`);
+      throw usageError(`${source}: ${at}.name: "${rule.name}" is used by an earlier rule`);
     names.add(rule.name);
     if (rule.policies === undefined) {
-      throw new ProxyConfigError(`${source}: ${at}.policies: required, e.g. [{ limit: 100, window: 1m }]`);
-    }
-    try {
-      resolvePolicies(rule.policies as never, `${at}.policies`);
-    } catch (error) {
-      throw new ProxyConfigError(
-        `${source}: ${(error as Error).message.replace(/^floodgate: option "([^"]+)"/, '$1:')}`,
-      );
+      throw usageError(`${source}: ${at}.policies: required, e.g. [{ limit: 100, window: 1m }]`);
     }
     if (typeof rule.key === 'object' && 'jwt' in rule.key && config.jwt === undefined) {
-      throw new ProxyConfigError(
+      throw usageError(
         `${source}: ${at}.key.jwt: needs a top-level "jwt" section (secret or public key) to verify tokens`,
       );
     }
@@ -236,14 +202,14 @@ export function validateProxyConfig(data: unknown, source = 'config'): ProxyConf
         pathMatch(rule.match.pattern);
       } catch (error) {
         const reason = (error as Error).message.replace(/; visit .*$/, '');
-        throw new ProxyConfigError(
+        throw usageError(
           `${source}: ${at}.match.pattern: ${reason} (name wildcards and parameters: /files/*path, /users/:id)`,
         );
       }
     }
     for (const method of rule.match?.method ?? []) {
       if (!/^[A-Za-z]+$/.test(method))
-        throw new ProxyConfigError(`${source}: ${at}.match.method: "${method}" is not an HTTP method`);
+        throw usageError(`${source}: ${at}.match.method: "${method}" is not an HTTP method`);
     }
   }
   for (const [field, list] of [
@@ -252,7 +218,7 @@ export function validateProxyConfig(data: unknown, source = 'config'): ProxyConf
   ] as const) {
     for (const [i, entry] of list.entries()) {
       if (entry.includes('/') && !isCidr(entry)) {
-        throw new ProxyConfigError(
+        throw usageError(
           `${source}: ${field}[${i}]: "${entry}" is neither an address, a CIDR block, nor a key`,
         );
       }
@@ -263,22 +229,5 @@ export function validateProxyConfig(data: unknown, source = 'config'): ProxyConf
 
 /** Reads and validates a YAML (or JSON) configuration file. */
 export function loadProxyConfig(file: string): ProxyConfig {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (error) {
-    throw new ProxyConfigError(
-      `cannot read config file "${file}": ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
-    );
-  }
-  let data: unknown;
-  try {
-    data = parseYaml(text);
-  } catch (error) {
-    throw new ProxyConfigError(`${file}: not valid YAML: ${(error as Error).message.split('\n')[0]}`);
-  }
-  if (data !== null && data !== undefined && (typeof data !== 'object' || Array.isArray(data))) {
-    throw new ProxyConfigError(`${file}: must be a mapping of settings (listen, upstream, rules, ...)`);
-  }
-  return validateProxyConfig(data, file);
+  return validateProxyConfig(readSettingsFile(file, 'listen, upstream, rules'), file);
 }

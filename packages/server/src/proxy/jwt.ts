@@ -1,7 +1,8 @@
 import { createPublicKey, createSecretKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { errors, jwtVerify } from 'jose';
-import { type ProxyConfig, ProxyConfigError } from './config.js';
+import { usageError } from '../shared/errors.js';
+import type { ProxyConfig } from './config.js';
 
 type JwtConfig = NonNullable<ProxyConfig['jwt']>;
 
@@ -15,7 +16,7 @@ function keyOf(config: JwtConfig, env: NodeJS.ProcessEnv): { key: KeyObject; alg
   if (config.secret !== undefined || config.secretEnv !== undefined) {
     const secret = config.secret ?? env[config.secretEnv!];
     if (secret === undefined || secret.length < 16) {
-      throw new ProxyConfigError(
+      throw usageError(
         `jwt.secretEnv: environment variable ${config.secretEnv} must hold a secret of at least 16 characters`,
       );
     }
@@ -26,7 +27,7 @@ function keyOf(config: JwtConfig, env: NodeJS.ProcessEnv): { key: KeyObject; alg
     try {
       pem = readFileSync(config.publicKeyFile!, 'utf8');
     } catch (error) {
-      throw new ProxyConfigError(
+      throw usageError(
         `jwt.publicKeyFile: cannot read "${config.publicKeyFile}": ${(error as NodeJS.ErrnoException).code}`,
       );
     }
@@ -35,7 +36,7 @@ function keyOf(config: JwtConfig, env: NodeJS.ProcessEnv): { key: KeyObject; alg
   try {
     key = createPublicKey(pem);
   } catch (error) {
-    throw new ProxyConfigError(`jwt.publicKey: not a usable public key: ${(error as Error).message}`);
+    throw usageError(`jwt.publicKey: not a usable public key: ${(error as Error).message}`);
   }
   const byType: Record<string, string[]> = {
     rsa: ['RS256'],
@@ -44,9 +45,9 @@ function keyOf(config: JwtConfig, env: NodeJS.ProcessEnv): { key: KeyObject; alg
     'rsa-pss': ['PS256'],
   };
   const algorithms = config.algorithms ?? byType[key.asymmetricKeyType ?? ''];
-  if (algorithms === undefined) throw new ProxyConfigError('jwt.algorithms: required for this key type');
+  if (algorithms === undefined) throw usageError('jwt.algorithms: required for this key type');
   if (algorithms.some((a) => a.startsWith('HS'))) {
-    throw new ProxyConfigError('jwt.algorithms: HS* algorithms need a secret, not a public key');
+    throw usageError('jwt.algorithms: HS* algorithms need a secret, not a public key');
   }
   return { key, algorithms };
 }

@@ -6,10 +6,10 @@ import { MemoryStore, type Store } from 'floodgate';
 import { andThen, attempt, type MaybePromise, type RequestView, type Verdict } from 'floodgate/http';
 import type { Cluster, Redis } from 'ioredis';
 import { type Logger, pino } from 'pino';
-import { listen } from '../server/listen.js';
-import { connectRedis, sharedStore } from '../server/redis.js';
 import { drain } from '../shared/drain.js';
+import { listen } from '../shared/listen.js';
 import { redact } from '../shared/redact.js';
+import { connectRedis, sharedStore } from '../shared/redis.js';
 import { loadProxyConfig, type ProxyConfig } from './config.js';
 import {
   type ForwardOptions,

@@ -3,15 +3,13 @@ import { Limiter, LoginGuard, MemoryStore, type Store } from 'floodgate';
 import type { Cluster, Redis } from 'ioredis';
 import { pino } from 'pino';
 import { drain } from '../shared/drain.js';
+import { listen } from '../shared/listen.js';
 import { redact } from '../shared/redact.js';
+import { connectRedis, sharedStore } from '../shared/redis.js';
 import { createApp } from './app.js';
 import { policyOf, type ServeConfig } from './config.js';
 import { EXAMPLE_USER, openDatabase } from './database.js';
-import { listen } from './listen.js';
 import { createMetrics } from './metrics.js';
-import { connectRedis, StartError, sharedStore } from './redis.js';
-
-export { StartError };
 
 export interface Running {
   server: Server;

@@ -1,12 +1,8 @@
 import { RedisStore } from 'floodgate/redis';
 import { Cluster, Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { EnvironmentError } from '../shared/errors.js';
 import { redact } from '../shared/redact.js';
-import { ConfigError } from './config.js';
-
-/** A start-up failure with a message for the operator (no stack trace). */
-export class StartError extends EnvironmentError {}
+import { environmentError, usageError } from './errors.js';
 
 function redisClient(url: string): Redis | Cluster {
   if (url.startsWith('redis-cluster://')) {
@@ -29,16 +25,16 @@ function databaseOf(url: string): number | undefined {
   try {
     path = new URL(url).pathname;
   } catch {
-    throw new ConfigError(`--redis is not a valid URL: ${redact(url)}`);
+    throw usageError(`--redis is not a valid URL: ${redact(url)}`);
   }
   if (path === '' || path === '/') return undefined;
   if (!/^\/\d{1,5}$/.test(path)) {
-    throw new ConfigError(`--redis: the path of ${redact(url)} must be a database number, such as /3`);
+    throw usageError(`--redis: the path of ${redact(url)} must be a database number, such as /3`);
   }
   return Number(path.slice(1));
 }
 
-/** Connects to Redis (or a Cluster) by URL within 5 s, or throws a StartError that hides any password. */
+/** Connects to Redis (or a Cluster) by URL within 5 s, or throws an environment error that hides any password. */
 export async function connectRedis(url: string): Promise<Redis | Cluster> {
   const db = databaseOf(url);
   const redis = redisClient(url);
@@ -50,7 +46,7 @@ export async function connectRedis(url: string): Promise<Redis | Cluster> {
     ]);
   } catch (error) {
     redis.disconnect();
-    throw new StartError(`cannot connect to Redis at ${redact(url)}: ${redact((error as Error).message)}`);
+    throw environmentError(`cannot connect to Redis at ${redact(url)}: ${redact((error as Error).message)}`);
   }
   if (db !== undefined) {
     // ioredis selects the URL's database as it connects, but a refused SELECT (an index past the server's
@@ -59,7 +55,7 @@ export async function connectRedis(url: string): Promise<Redis | Cluster> {
       await (redis as Redis).select(db);
     } catch (error) {
       redis.disconnect();
-      throw new StartError(
+      throw environmentError(
         `cannot use database ${db} of Redis at ${redact(url)}: ${(error as Error).message} (see the server's "databases" setting)`,
       );
     }

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { EnvironmentError, UsageError } from '../shared/errors.js';
+import { environmentError, usageError } from '../shared/errors.js';
 import { hashPassword } from './passwords.js';
 
 export interface Continent {
@@ -34,9 +34,6 @@ export interface Database {
   close(): Promise<void>;
 }
 
-/** Thrown for a database URL or connection problem: the CLI prints the message, without a stack. */
-export class DatabaseError extends EnvironmentError {}
-
 export interface Opened {
   db: Database;
   /** What first-run seeding did, for the log. */
@@ -47,7 +44,7 @@ export async function openDatabase(url: string): Promise<Opened> {
   if (url.startsWith('sqlite:')) return openSqlite(url.slice('sqlite:'.length));
   if (url.startsWith('mysql://') || url.startsWith('mariadb://'))
     return openMysql(url.replace(/^mariadb:/, 'mysql:'));
-  throw new UsageError(
+  throw usageError(
     `--db must be sqlite:PATH, sqlite::memory: or mysql://user:pass@host:port/database; got "${url}"`,
   );
 }
@@ -65,10 +62,10 @@ async function seed(
 async function openSqlite(path: string): Promise<Opened> {
   const { default: Sqlite } = await import('better-sqlite3');
   if (path === '')
-    throw new UsageError('--db sqlite: needs a path, e.g. sqlite:./floodgate.db or sqlite::memory:');
+    throw usageError('--db sqlite: needs a path, e.g. sqlite:./floodgate.db or sqlite::memory:');
   // A directory that is missing is more likely a typo than a wish: refuse it rather than create it.
   if (path !== ':memory:' && !existsSync(dirname(resolve(path)))) {
-    throw new UsageError(
+    throw usageError(
       `cannot open SQLite database "${path}": the directory ${dirname(resolve(path))} does not exist`,
     );
   }
@@ -81,7 +78,7 @@ async function openSqlite(path: string): Promise<Opened> {
         continent_id INTEGER PRIMARY KEY AUTOINCREMENT, continent_name VARCHAR(100) NOT NULL);
       CREATE TABLE IF NOT EXISTS users (username VARCHAR(255) PRIMARY KEY, password_hash VARCHAR(255) NOT NULL);`);
   } catch (error) {
-    throw new DatabaseError(`cannot open SQLite database "${path}": ${(error as Error).message}`);
+    throw environmentError(`cannot open SQLite database "${path}": ${(error as Error).message}`);
   }
   const count = (table: string) =>
     (sqlite.prepare(`SELECT COUNT(*) AS n FROM ${table}`).get() as { n: number }).n;
@@ -148,11 +145,11 @@ async function openMysql(url: string): Promise<Opened> {
   try {
     new URL(url);
   } catch {
-    throw new UsageError(`--db is not a valid URL: "${url}"`);
+    throw usageError(`--db is not a valid URL: "${url}"`);
   }
   const name = decodeURIComponent(new URL(url).pathname.slice(1));
   if (!/^[A-Za-z0-9_$]{1,64}$/.test(name)) {
-    throw new UsageError(
+    throw usageError(
       `--db must name the MySQL database, in letters, digits, "_" or "$": mysql://user:pass@host:port/DATABASE`,
     );
   }
@@ -165,7 +162,7 @@ async function openMysql(url: string): Promise<Opened> {
       username VARCHAR(255) PRIMARY KEY, password_hash VARCHAR(255) NOT NULL)`);
   } catch (error) {
     const where = new URL(url);
-    throw new DatabaseError(
+    throw environmentError(
       `cannot use the MySQL database at ${where.hostname}:${where.port || 3306}${where.pathname}: ${(error as Error).message}`,
     );
   }

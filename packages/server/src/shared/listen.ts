@@ -1,7 +1,7 @@
 import type { Server } from 'node:http';
-import { StartError } from './redis.js';
+import { environmentError } from './errors.js';
 
-/** Listens on host:port; a port in use or a host that is not ours becomes a StartError naming the setting. */
+/** Listens on host:port; a port in use or a host that is not ours becomes an environment error naming the setting. */
 export async function listen(
   server: Server,
   host: string,
@@ -19,11 +19,13 @@ export async function listen(
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE')
-      throw new StartError(`port ${port} on ${host} is already in use; choose another with ${names.port}`);
+      throw environmentError(`port ${port} on ${host} is already in use; choose another with ${names.port}`);
     if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND')
-      throw new StartError(`cannot listen on host "${host}" (${names.host})`);
+      throw environmentError(`cannot listen on host "${host}" (${names.host})`);
     if (code === 'EACCES')
-      throw new StartError(`not allowed to listen on port ${port}; choose one above 1023 with ${names.port}`);
+      throw environmentError(
+        `not allowed to listen on port ${port}; choose one above 1023 with ${names.port}`,
+      );
     throw error;
   }
   const { port: bound } = server.address() as { port: number };

@@ -1,0 +1,97 @@
+import type { PolicySpec } from 'floodgate';
+import { z } from 'zod';
+import { DEFAULT_GRACE } from '../shared/drain.js';
+import { usageError } from '../shared/errors.js';
+import { flagOfPolicyOption, policyFromFlags } from '../shared/policy-flags.js';
+import { duration, issueText, policies } from '../shared/schema.js';
+import { readSettingsFile } from '../shared/yaml.js';
+
+/** Settings of `floodgate serve`: each from a flag, else an environment variable, else the config file, else the default. */
+export interface ServeConfig {
+  port: number;
+  host: string;
+  db: string;
+  redis: string | undefined;
+  limit: number;
+  window: string;
+  algorithm: string;
+  /** Longest wait for requests in flight at a stop, in ms. */
+  grace: number;
+}
+
+/** Each message says what the setting takes and what it got. */
+const got = (expected: string) => (issue: { input?: unknown }) =>
+  `${expected}; got ${JSON.stringify(issue.input)}`;
+
+/** A whole number from a flag or variable (text) or a file (a number), within a range. */
+const integer = (min: number, max: number) => {
+  const error = got(`must be an integer from ${min} to ${max}`);
+  return z
+    .union([z.number(), z.string().regex(/^\d+$/).transform(Number)], { error })
+    .pipe(z.number().int({ error }).min(min, { error }).max(max, { error }));
+};
+const text = z.union([z.string(), z.number().transform(String)], { error: got('must be a string') });
+
+/** One schema per setting; where the value came from (a flag, a variable, the file) is said around it. */
+const FIELDS = {
+  port: integer(0, 65535).default(8080),
+  host: text.default('127.0.0.1'),
+  db: text.default('sqlite:./floodgate.db'),
+  redis: text
+    .refine((v) => /^(rediss?|redis-cluster):\/\/./.test(v), {
+      error: got('must be redis://host:port, rediss://host:port or redis-cluster://host:port,host:port'),
+    })
+    .optional(),
+  limit: integer(1, 1_000_000_000).default(5),
+  window: text.default('60s'),
+  algorithm: text.default('fixed-window'),
+  grace: duration.default(DEFAULT_GRACE),
+};
+type Key = keyof typeof FIELDS;
+const KEYS = Object.keys(FIELDS) as Key[];
+const env = (key: Key) => `FLOODGATE_${key.toUpperCase()}`;
+
+/** Merges flags, environment and config file, and validates the result; errors name where the bad value came from. */
+export function resolveConfig(
+  flags: Partial<Record<Key | 'config', string>>,
+  environment: NodeJS.ProcessEnv = process.env,
+): ServeConfig {
+  const file = flags.config ?? environment.FLOODGATE_CONFIG;
+  const fromFile = file === undefined ? {} : readSettingsFile(file, 'port, host, db');
+  for (const key of Object.keys(fromFile)) {
+    if (!(KEYS as string[]).includes(key)) {
+      throw usageError(`${file}: unknown setting "${key}" (known: ${KEYS.join(', ')})`);
+    }
+  }
+  const pick = (key: Key): { value: unknown; source: string } | undefined => {
+    if (flags[key] !== undefined) return { value: flags[key], source: `--${key}` };
+    const e = environment[env(key)];
+    if (e !== undefined && e !== '') return { value: e, source: env(key) };
+    if (fromFile[key] !== undefined) return { value: fromFile[key], source: `"${key}" in ${file}` };
+    return undefined;
+  };
+  const values: Record<string, unknown> = {};
+  for (const key of KEYS) {
+    const given = pick(key);
+    const parsed = FIELDS[key].safeParse(given?.value);
+    if (!parsed.success) {
+      throw usageError(`${given?.source ?? key} ${issueText(parsed.error.issues[0]!)}`);
+    }
+    values[key] = parsed.data;
+  }
+  const config = values as unknown as ServeConfig;
+  // The policy the settings make, checked by the library; a complaint names the setting it came from.
+  const policy = policies.safeParse(policyOf(config));
+  if (!policy.success) {
+    const issue = policy.error.issues[0]!;
+    const flag = flagOfPolicyOption(issue.path.join('.')) as Key | undefined;
+    const source = (flag === undefined ? undefined : pick(flag)?.source) ?? `the ${flag ?? 'policy'}`;
+    throw usageError(`${source} ${issue.message}`);
+  }
+  return config;
+}
+
+/** The per-user policy: the tutorial's 5 per 60 s by default. */
+export function policyOf(config: ServeConfig): PolicySpec {
+  return policyFromFlags(config, 'per-user');
+}
