@@ -47,6 +47,19 @@ export interface ForwardOptions {
   readonly limits: TimeoutLimits;
   /** The proxy's sweep for every exchange's timeouts. */
   readonly timeouts: Timeouts;
+  /** Told of every exchange the upstream could not complete (metrics, logs). */
+  readonly onUpstreamError: (error: UpstreamError) => void;
+}
+
+/** One request to relay: where to, with which extra response fields, under which options. */
+export interface Forwarding {
+  readonly req: IncomingMessage;
+  readonly upstream: Upstream;
+  /** Path and query, after the upstream's own base path. */
+  readonly path: string;
+  /** Header fields added to the response (the rate-limit fields). */
+  readonly extra: readonly (readonly [string, string])[];
+  readonly options: ForwardOptions;
 }
 
 /** Why a request could not be completed upstream; `status` is what the client gets when nothing was sent yet. */
@@ -203,16 +216,19 @@ class Relay implements Dispatcher.DispatchHandler {
   #retry: boolean;
   readonly #dispatch: Dispatcher.DispatchOptions;
 
+  readonly req: IncomingMessage;
+  readonly extra: readonly (readonly [string, string])[];
+  readonly options: ForwardOptions;
+
   constructor(
-    readonly req: IncomingMessage,
+    forwarding: Forwarding,
     readonly res: ServerResponse,
-    target: Upstream,
-    path: string,
-    readonly extra: readonly (readonly [string, string])[],
-    readonly options: ForwardOptions,
-    readonly onUpstreamError: (error: UpstreamError) => void,
     readonly done: (result: ForwardResult) => void,
   ) {
+    const { req, upstream: target, path, options } = forwarding;
+    this.req = req;
+    this.extra = forwarding.extra;
+    this.options = options;
     const bodyless =
       req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined;
     this.#retry = bodyless && IDEMPOTENT.has(req.method ?? '');
@@ -322,7 +338,7 @@ class Relay implements Dispatcher.DispatchHandler {
       return;
     }
     const error = classify(err, this.options.limits);
-    this.onUpstreamError(error);
+    this.options.onUpstreamError(error);
     if (!res.headersSent) {
       problem(res, error.status, error.status === 504 ? 'Gateway Timeout' : 'Bad Gateway', error.message);
     } else {
@@ -337,16 +353,11 @@ class Relay implements Dispatcher.DispatchHandler {
  * once, when the exchange is over. `extra` headers (rate-limit fields) are added to the response.
  */
 export function forward(
-  req: IncomingMessage,
+  forwarding: Forwarding,
   res: ServerResponse,
-  target: Upstream,
-  path: string,
-  extra: readonly (readonly [string, string])[],
-  options: ForwardOptions,
-  onUpstreamError: (error: UpstreamError) => void,
   done: (result: ForwardResult) => void,
 ): void {
-  new Relay(req, res, target, path, extra, options, onUpstreamError, done);
+  new Relay(forwarding, res, done);
 }
 
 /** The raw bytes of a response written on a socket (upgrades, where there is no ServerResponse). */
@@ -365,16 +376,8 @@ export function rawResponse(
  * Passes a protocol upgrade (WebSocket) through: the upstream's 101 and then bytes both ways, until either
  * side closes. A refusal by the upstream is relayed as its response.
  */
-export function forwardUpgrade(
-  req: IncomingMessage,
-  socket: Duplex,
-  head: Buffer,
-  target: Upstream,
-  path: string,
-  extra: readonly (readonly [string, string])[],
-  options: ForwardOptions,
-  onUpstreamError: (error: UpstreamError) => void,
-): Promise<number> {
+export function forwardUpgrade(forwarding: Forwarding, socket: Duplex, head: Buffer): Promise<number> {
+  const { req, upstream: target, path, extra, options } = forwarding;
   return new Promise((resolve) => {
     const upstream = request({
       host: target.host,
@@ -406,7 +409,7 @@ export function forwardUpgrade(
     socket.on('error', () => upstream.destroy());
     upstream.on('error', (err: NodeJS.ErrnoException) => {
       const error = classify(err, options.limits);
-      onUpstreamError(error);
+      options.onUpstreamError(error);
       if (socket.writable)
         socket.end(
           rawResponse(

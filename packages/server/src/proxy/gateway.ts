@@ -1,0 +1,304 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Store } from 'floodgate';
+import { andThen, attempt, type MaybePromise, type Verdict } from 'floodgate/http';
+import type { Logger } from 'pino';
+import type { ProxyConfig } from './config.js';
+import {
+  type ForwardOptions,
+  forward,
+  forwardUpgrade,
+  problem,
+  rawResponse,
+  type Upstream,
+  upstreamOf,
+} from './forward.js';
+import { jwtVerifier } from './jwt.js';
+import type { ProxyMetrics } from './metrics.js';
+import { refusalLog } from './refusal-log.js';
+import { compileRules, type Rule } from './rules.js';
+import { hostOf, type Target, targetOf, viewOf } from './target.js';
+import type { Timeouts } from './timeouts.js';
+
+/** Everything a configuration decides per request; swapped whole on reload, so a request sees one version. */
+export interface Active {
+  readonly config: ProxyConfig;
+  readonly rules: readonly Rule[];
+  readonly upstreams: readonly Upstream[];
+  readonly forward: ForwardOptions;
+}
+
+/** What a configuration is made active with: the resources that outlive a reload. */
+export interface Resources {
+  readonly store: Store;
+  readonly log: Logger;
+  readonly metrics: ProxyMetrics;
+  readonly dispatcher: ForwardOptions['dispatcher'];
+  readonly timeouts: Timeouts;
+  readonly env: NodeJS.ProcessEnv;
+}
+
+/** A validated configuration made ready to serve: rules compiled, upstreams parsed, forwarding set up. */
+export function activate(config: ProxyConfig, r: Resources): Active {
+  const jwt = config.jwt === undefined ? undefined : jwtVerifier(config.jwt, r.env);
+  const rules = compileRules(config, r.store, jwt, {
+    onError: (error, rule) => r.log.warn({ rule, err: (error as Error).message }, 'rate-limit store failed'),
+  });
+  return {
+    config,
+    rules,
+    upstreams: config.upstream.map(upstreamOf),
+    forward: {
+      dispatcher: r.dispatcher,
+      preserveHost: config.preserveHost,
+      forwarded: config.forwarded,
+      limits: config.timeouts,
+      timeouts: r.timeouts,
+      onUpstreamError: (error) => {
+        r.metrics.upstreamErrors.inc({ kind: error.kind });
+        r.log.warn({ kind: error.kind, err: error.message }, 'upstream failed');
+      },
+    },
+  };
+}
+
+const REASONS: Record<number, string> = {
+  400: 'Bad Request',
+  403: 'Forbidden',
+  429: 'Too Many Requests',
+  503: 'Service Unavailable',
+};
+const DECISIONS: Record<number, string> = {
+  400: 'rejected',
+  403: 'denied',
+  429: 'limited',
+  503: 'unavailable',
+};
+
+type Refusal = Extract<Verdict, { kind: 'respond' }>;
+
+/** A decided request: its rule, if one matched, and the verdict to forward with (undefined: as is). */
+interface Outcome {
+  readonly rule: Rule | undefined;
+  readonly verdict: Verdict | undefined;
+}
+
+const UNMATCHED: Outcome = { rule: undefined, verdict: undefined };
+
+function refuseResponse(res: ServerResponse, verdict: Refusal): void {
+  res.writeHead(verdict.status, verdict.headers.flat());
+  res.end(verdict.body);
+}
+
+function refuseUpgrade(socket: Duplex, verdict: Refusal): void {
+  socket.end(
+    rawResponse(
+      verdict.status,
+      REASONS[verdict.status] ?? 'Refused',
+      verdict.headers.filter(([n]) => n.toLowerCase() !== 'content-length'),
+      verdict.body,
+    ),
+  );
+}
+
+/** `make(key)`, computed once per key. */
+function memo<T>(make: (key: string) => T): (key: string) => T {
+  const made = new Map<string, T>();
+  return (key) => {
+    let value = made.get(key);
+    if (value === undefined) {
+      value = make(key);
+      made.set(key, value);
+    }
+    return value;
+  };
+}
+
+/**
+ * The gateway's request path, in named steps: find the request's rule, decide it with the rule's guard,
+ * refuse it or forward it (with the rate-limit fields), and count and log what happened. Plain methods and
+ * callbacks, no async function: on the memory store's path a request never waits for a promise.
+ */
+export class Gateway {
+  #active: Active;
+  #turn = 0;
+  readonly #log: Logger;
+  readonly #metrics: ProxyMetrics;
+  readonly #timing: (rule: string) => { observe(seconds: number): void };
+  readonly #refusals: ReturnType<typeof refusalLog>;
+  readonly #shadowRefusals: ReturnType<typeof refusalLog>;
+  /** Upgraded connections: the server no longer tracks them, and a stop must end them. */
+  readonly upgraded = new Set<Duplex>();
+
+  constructor(active: Active, log: Logger, metrics: ProxyMetrics) {
+    this.#active = active;
+    this.#log = log;
+    this.#metrics = metrics;
+    this.#timing = memo((rule) => metrics.upstreamDuration.labels(rule));
+    this.#refusals = refusalLog(log, 'refused');
+    this.#shadowRefusals = refusalLog(log, 'would have refused (shadow mode)');
+  }
+
+  get active(): Active {
+    return this.#active;
+  }
+
+  /** Serves `next` from the next request on; requests in flight finish under the configuration they began with. */
+  swap(next: Active): void {
+    this.#active = next;
+  }
+
+  /** Writes the refusal counts still pending to the log (at a stop). */
+  flushLogs(): void {
+    this.#refusals.flush();
+    this.#shadowRefusals.flush();
+  }
+
+  /** The `request` listener. */
+  readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
+    const state = this.#active;
+    const target = targetOf(req);
+    if (target === undefined) {
+      problem(res, 400, 'Bad Request', 'The request target is not a path.');
+      return;
+    }
+    void andThen(this.#decide(req, res, state, target, refuseResponse), (outcome) =>
+      this.#proceed(req, res, state, target, outcome),
+    );
+  };
+
+  /** The `upgrade` listener (WebSocket): decided like a request, then passed through. */
+  readonly handleUpgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
+    const state = this.#active;
+    socket.on('error', () => {});
+    const target = targetOf(req);
+    if (target === undefined) {
+      socket.end(rawResponse(400, 'Bad Request', [], 'The request target is not a path.'));
+      return;
+    }
+    const decided = await this.#decide(req, socket, state, target, refuseUpgrade);
+    if (decided === undefined) return;
+    const { verdict } = decided;
+    this.upgraded.add(socket);
+    socket.once('close', () => this.upgraded.delete(socket));
+    this.#metrics.websockets.inc();
+    const status = await forwardUpgrade(this.#forwarding(req, state, target, verdict), socket, head);
+    this.#metrics.websockets.dec();
+    if (verdict?.kind === 'pass') verdict.settle?.(status === 101 ? 200 : status);
+  };
+
+  /**
+   * The `clientError` listener. A malformed request pipelined behind one still being answered: a 400
+   * written now would land inside that response and break its framing. Node's own handler closes the
+   * connection then; so does this one, once the response in progress is complete. (`_httpMessage` is the
+   * response that holds the socket: the field Node's handler reads, so no request pays for bookkeeping.)
+   */
+  readonly clientError = (_error: Error, socket: Duplex): void => {
+    const current = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (current != null && !current.writableFinished) {
+      current.once('close', () => socket.destroy());
+      return;
+    }
+    if (socket.writable)
+      socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+  };
+
+  /**
+   * What to forward with: the matched rule (if any) and its verdict (undefined to forward as is). Undefined
+   * when the request was refused, `refuse` having answered it. A promise only when the rule's guard needs
+   * one (a remote store, an async hook): the memory store decides without leaving this call.
+   */
+  #decide<Sink>(
+    req: IncomingMessage,
+    sink: Sink,
+    state: Active,
+    target: Target,
+    refuse: (sink: Sink, verdict: Refusal) => void,
+  ): MaybePromise<Outcome | undefined> {
+    const method = req.method ?? 'GET';
+    const rule = state.rules.find((r) => r.matches(method, hostOf(req.headers.host), target.matchPath));
+    if (rule === undefined) {
+      this.#metrics.countRequest('', 'unmatched');
+      return UNMATCHED;
+    }
+    return attempt(
+      () => rule.guard.decide(req, viewOf(req, target.matchPath)),
+      (verdict) => this.#conclude(req, sink, rule, target, verdict, refuse),
+      (error) => this.#checkFailed(rule, error),
+    );
+  }
+
+  #checkFailed(rule: Rule, error: unknown): Outcome {
+    this.#log.error(
+      { rule: rule.name, err: (error as Error).message },
+      'rate-limit check failed; letting the request through',
+    );
+    return { rule, verdict: undefined };
+  }
+
+  /** Counts the verdict; a refusal is answered and logged here (only counted and logged in shadow mode). */
+  #conclude<Sink>(
+    req: IncomingMessage,
+    sink: Sink,
+    rule: Rule,
+    target: Target,
+    verdict: Verdict,
+    refuse: (sink: Sink, verdict: Refusal) => void,
+  ): Outcome | undefined {
+    const count = this.#metrics.countRequest;
+    if (verdict.kind === 'pass') {
+      count(rule.name, 'allowed');
+      return {
+        rule,
+        verdict: rule.shadow
+          ? { kind: 'pass', headers: [], ...(verdict.settle ? { settle: verdict.settle } : {}) }
+          : verdict,
+      };
+    }
+    const decision = DECISIONS[verdict.status] ?? 'refused';
+    const fields = {
+      rule: rule.name,
+      decision,
+      status: verdict.status,
+      method: req.method,
+      path: target.matchPath,
+      peer: req.socket.remoteAddress,
+    };
+    if (rule.shadow) {
+      count(rule.name, `shadow_${decision}`);
+      this.#shadowRefusals.note(rule.name, { ...fields, shadow: true });
+      return { rule, verdict: undefined };
+    }
+    count(rule.name, decision);
+    this.#refusals.note(rule.name, fields);
+    refuse(sink, verdict);
+    return undefined;
+  }
+
+  #proceed(
+    req: IncomingMessage,
+    res: ServerResponse,
+    state: Active,
+    target: Target,
+    outcome: Outcome | undefined,
+  ): void {
+    if (outcome === undefined) return;
+    const { rule, verdict } = outcome;
+    const started = performance.now();
+    forward(this.#forwarding(req, state, target, verdict), res, (result) => {
+      if (verdict?.kind === 'pass') verdict.settle?.(result.status);
+      this.#timing(rule?.name ?? '').observe((performance.now() - started) / 1000);
+    });
+  }
+
+  /** The next upstream in turn, and what to send it. */
+  #forwarding(req: IncomingMessage, state: Active, target: Target, verdict: Verdict | undefined) {
+    return {
+      req,
+      upstream: state.upstreams[this.#turn++ % state.upstreams.length]!,
+      path: target.forwardPath,
+      extra: verdict?.kind === 'pass' ? verdict.headers : [],
+      options: state.forward,
+    };
+  }
+}

@@ -1,0 +1,39 @@
+import { type FSWatcher, watch } from 'node:fs';
+import { basename, dirname } from 'node:path';
+import type { Logger } from 'pino';
+import { loadProxyConfig, type ProxyConfig } from './config.js';
+
+/** Settings that belong to resources made once at start; a reload that changes them is applied without them. */
+const RESTART_ONLY = ['listen', 'admin', 'store', 'maxSockets'] as const;
+
+/**
+ * The configuration a reload of `file` gives, over `current`: validated (it throws when it is not), with
+ * the settings that only a restart can change kept as they are, each such change logged.
+ */
+export function reloadedConfig(file: string, current: ProxyConfig, log: Logger): ProxyConfig {
+  const loaded = loadProxyConfig(file);
+  const kept = { ...loaded };
+  for (const field of RESTART_ONLY) {
+    if (JSON.stringify(loaded[field]) !== JSON.stringify(current[field])) {
+      log.warn({ field }, `"${field}" changed: it takes effect at the next restart`);
+      (kept as Record<string, unknown>)[field] = current[field];
+    }
+  }
+  return kept;
+}
+
+/**
+ * Calls `changed` when `file` changes, a moment after the last write. The directory is watched, not the
+ * file: editors and config managers replace the file, which ends a watch on it.
+ */
+export function watchConfig(file: string, changed: () => void, log: Logger): FSWatcher {
+  const name = basename(file);
+  let timer: NodeJS.Timeout | undefined;
+  const watcher = watch(dirname(file), (_event, which) => {
+    if (which !== null && which !== name) return;
+    clearTimeout(timer);
+    timer = setTimeout(changed, 100);
+  });
+  watcher.on('error', (error) => log.warn({ err: error.message }, 'cannot watch the configuration file'));
+  return watcher;
+}
