@@ -5,8 +5,8 @@
 //   npm run bench:http          (or: node --import tsx bench/http.ts [--quick])
 import { type ChildProcess, fork } from 'node:child_process';
 import { once } from 'node:events';
+import { RedisServer } from '@floodgate/test-support';
 import autocannon from 'autocannon';
-import { RedisServer } from '../packages/floodgate/test/helpers/redis-server.js';
 import { machine, writeSection } from './report.js';
 
 const quick = process.argv.includes('--quick');

@@ -6,12 +6,12 @@
 //
 //   npm run bench:redis         (or: node --import tsx bench/redis.ts [--quick])
 import { execFileSync } from 'node:child_process';
+import { RedisServer } from '@floodgate/test-support';
 import { Redis } from 'ioredis';
 import { RateLimiterRedis } from 'rate-limiter-flexible';
 import { Limiter } from '../packages/floodgate/src/index.js';
 import { RedisStore } from '../packages/floodgate/src/stores/redis/index.js';
 import { BATCH_SCRIPT, BATCH_SHA } from '../packages/floodgate/src/stores/redis/script.lua.js';
-import { RedisServer } from '../packages/floodgate/test/helpers/redis-server.js';
 import { machine, writeSection } from './report.js';
 
 const quick = process.argv.includes('--quick');

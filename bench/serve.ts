@@ -7,8 +7,8 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { RedisServer } from '@floodgate/test-support';
 import autocannon from 'autocannon';
-import { RedisServer } from '../packages/floodgate/test/helpers/redis-server.js';
 import { machine, writeSection } from './report.js';
 
 const quick = process.argv.includes('--quick');

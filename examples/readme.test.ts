@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { RedisServer } from '../packages/floodgate/test/helpers/redis-server.js';
+import { RedisServer } from '@floodgate/test-support';
 
 const root = resolve(import.meta.dirname, '..');
 const dir = join(root, 'examples/.readme');

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { RedisServer } from '@floodgate/test-support';
 import { Redis } from 'ioredis';
 import { ManualClock } from '../src/core/clock.js';
 import { LoginGuard } from '../src/limiter/login.js';
 import { MemoryStore } from '../src/stores/memory.js';
 import { RedisStore } from '../src/stores/redis/index.js';
 import type { Store } from '../src/stores/store.js';
-import { RedisServer } from './helpers/redis-server.js';
 
 /** A login in the README's shape; `verified` counts the password checks that were reached. */
 function loginWith(guard: LoginGuard, password: string) {

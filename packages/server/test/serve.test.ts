@@ -6,8 +6,8 @@ import { connect, createServer, type Server as NetServer, type Socket } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { freePort, RedisCluster, RedisServer } from '@floodgate/test-support';
 import { Redis } from 'ioredis';
-import { freePort, RedisCluster, RedisServer } from '../../floodgate/test/helpers/redis-server.js';
 import { bin, halfSentRequest, type RunningCommand, startCommand } from './helpers/command.js';
 
 // The real `floodgate serve`, spawned as a child process and spoken to over HTTP.

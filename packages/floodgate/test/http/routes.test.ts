@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { RedisServer } from '@floodgate/test-support';
 import express from 'express';
 import Fastify from 'fastify';
 import { Redis } from 'ioredis';
@@ -10,7 +11,6 @@ import { floodgate } from '../../src/http/fastify.js';
 import { byBasicUser } from '../../src/http/index.js';
 import { Limiter } from '../../src/limiter/limiter.js';
 import { RedisStore } from '../../src/stores/redis/index.js';
-import { RedisServer } from '../helpers/redis-server.js';
 
 async function listen(server: Server): Promise<{ url: string; close(): Promise<void> }> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

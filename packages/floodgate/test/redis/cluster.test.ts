@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
+import { RedisCluster } from '@floodgate/test-support';
 import { Cluster } from 'ioredis';
 import { createCluster } from 'redis';
 import { Limiter } from '../../src/limiter/limiter.js';
 import { hashSlot, RedisStore } from '../../src/stores/redis/index.js';
-import { RedisCluster } from '../helpers/redis-server.js';
 import { redisUnderTest, storeConformance } from '../helpers/vectors.js';
 
 let cluster: RedisCluster;

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, fork } from 'node:child_process';
 import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
+import { RedisServer } from '@floodgate/test-support';
 import type { PolicySpec } from '../../src/core/policy.js';
-import { RedisServer } from '../helpers/redis-server.js';
 
 // 4 processes x 250 concurrent requests on one identifier against one Redis: exactly the limit gets through.
 

@@ -1,8 +1,8 @@
 import { after, before } from 'node:test';
+import { RedisServer } from '@floodgate/test-support';
 import { Redis } from 'ioredis';
 import { Redis as Valkey } from 'iovalkey';
 import { createClient } from 'redis';
-import { RedisServer } from '../helpers/redis-server.js';
 import { redisUnderTest, storeConformance } from '../helpers/vectors.js';
 
 let server: RedisServer;

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { RedisServer } from '@floodgate/test-support';
 import fc from 'fast-check';
 import { Redis } from 'ioredis';
 import { policySet, resolvePolicies } from '../../src/core/policy.js';
 import { MemoryStore } from '../../src/stores/memory.js';
 import { RedisStore } from '../../src/stores/redis/index.js';
 import type { StoreMode } from '../../src/stores/store.js';
-import { RedisServer } from '../helpers/redis-server.js';
 
 // The Lua scripts mirror the pure algorithms; random histories must get identical answers from both stores.
 

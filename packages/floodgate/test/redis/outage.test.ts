@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
+import { freePort, RedisServer } from '@floodgate/test-support';
 import { Redis } from 'ioredis';
 import { createClient } from 'redis';
 import { Limiter } from '../../src/limiter/limiter.js';
 import { RedisStore, type StoreErrorPolicy } from '../../src/stores/redis/index.js';
 import { BATCH_SHA } from '../../src/stores/redis/script.lua.js';
-import { freePort, RedisServer } from '../helpers/redis-server.js';
 
 // Outages for real: the test's own redis-server is killed, frozen and restarted under a live store.
 

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { RedisServer } from '@floodgate/test-support';
 import { Redis } from 'ioredis';
 import { Limiter } from '../../src/limiter/limiter.js';
 import { type RedisAdapter, RedisStore, redisAdapter } from '../../src/stores/redis/index.js';
-import { RedisServer } from '../helpers/redis-server.js';
 
 let server: RedisServer;
 let client: Redis;
