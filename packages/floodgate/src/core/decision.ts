@@ -126,34 +126,9 @@ class LimiterDecision implements Decision {
     return this.#decisions;
   }
 
+  /** Its public fields and every policy's numbers (the per-policy list is a getter, so it is added). */
   toJSON() {
-    const {
-      allowed,
-      policy,
-      algorithm,
-      limit,
-      window,
-      remaining,
-      resetAt,
-      retryAfter,
-      resetAfter,
-      reason,
-      leaseId,
-    } = this;
-    return {
-      allowed,
-      policy,
-      algorithm,
-      limit,
-      window,
-      remaining,
-      resetAt,
-      retryAfter,
-      resetAfter,
-      reason,
-      leaseId,
-      policies: this.policies,
-    };
+    return { ...this, policies: this.policies };
   }
 }
 

@@ -79,13 +79,7 @@ function resultOf(out: PolicyNumbers, now: number): PolicyResult {
  * that answers only whether it was allowed. Nothing else needs to know they exist.
  */
 export interface MemoryFastPath {
-  applySync(
-    key: string,
-    set: PolicySet,
-    cost: number,
-    mode: StoreMode,
-    lease?: string,
-  ): readonly PolicyResult[];
+  applySync: NonNullable<Store['applySync']>;
   one(key: string, set: PolicySet, cost: number, mode: 'consume' | 'peek'): PolicyResult | undefined;
   allow(key: string, set: PolicySet, cost: number): boolean;
 }

@@ -9,7 +9,7 @@ import { CliError } from '../shared/errors.js';
 import { redact } from '../shared/redact.js';
 import { demoCommand } from './demo.js';
 import { type ProxyFlags, proxyConfigFromFlags } from './proxy.js';
-import { users } from './users.js';
+import { type UserAction, users } from './users.js';
 
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -106,38 +106,25 @@ function program(): Command {
     });
 
   const usersCommand = root.command('users').description('manage the users of `floodgate serve`');
-  const print = (line: string): void => {
-    process.stdout.write(`${line}\n`);
-  };
-  usersCommand
-    .command('add <name>')
-    .description('add a user; the password comes from a prompt, or the first line of stdin')
-    .addOption(dbOption())
-    .action(async (name: string, { db }: { db: string }) => {
-      print(await users('add', name, db));
-    });
-  usersCommand
-    .command('passwd <name>')
-    .description("change a user's password (a prompt, or the first line of stdin)")
-    .addOption(dbOption())
-    .action(async (name: string, { db }: { db: string }) => {
-      print(await users('passwd', name, db));
-    });
-  usersCommand
-    .command('list')
-    .description('list the users')
-    .addOption(dbOption())
-    .action(async ({ db }: { db: string }) => {
-      const out = await users('list', undefined, db);
-      if (out !== '') print(out);
-    });
-  usersCommand
-    .command('remove <name>')
-    .description('remove a user; it loses access on its next request')
-    .addOption(dbOption())
-    .action(async (name: string, { db }: { db: string }) => {
-      print(await users('remove', name, db));
-    });
+  const actions: [UserAction, string, string][] = [
+    ['add', 'add <name>', 'add a user; the password comes from a prompt, or the first line of stdin'],
+    ['passwd', 'passwd <name>', "change a user's password (a prompt, or the first line of stdin)"],
+    ['list', 'list', 'list the users'],
+    ['remove', 'remove <name>', 'remove a user; it loses access on its next request'],
+  ];
+  for (const [action, usage, description] of actions) {
+    usersCommand
+      .command(usage)
+      .description(description)
+      .addOption(dbOption())
+      .action(async (...args: unknown[]) => {
+        // Commander passes the <name> argument (when the command has one), then the options.
+        const name = action === 'list' ? undefined : (args[0] as string);
+        const { db } = args[action === 'list' ? 0 : 1] as { db: string };
+        const out = await users(action, name, db);
+        if (out !== '') process.stdout.write(`${out}\n`);
+      });
+  }
 
   demoCommand(root.command('demo'));
   return root;

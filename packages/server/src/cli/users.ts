@@ -25,11 +25,9 @@ async function readPassword(): Promise<string> {
   return answer;
 }
 
-export async function users(
-  action: 'add' | 'passwd' | 'list' | 'remove',
-  name: string | undefined,
-  dbUrl: string,
-): Promise<string> {
+export type UserAction = 'add' | 'passwd' | 'list' | 'remove';
+
+export async function users(action: UserAction, name: string | undefined, dbUrl: string): Promise<string> {
   if (action !== 'list' && (name === undefined || !/^[\w.@-]{1,64}$/.test(name))) {
     throw usageError(`users ${action} needs a NAME of 1 to 64 letters, digits, ".", "_", "@" or "-"`);
   }
