@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { RateLimiter as LimiterPkg } from 'limiter';
 import { do_not_optimize, measure } from 'mitata';
 import { RateLimiterMemory } from 'rate-limiter-flexible';
-import { Limiter } from '../packages/floodgate/src/index.js';
+import { Limiter, MemoryStore } from '../packages/floodgate/src/index.js';
 import { fmt, machine, writeSection } from './report.js';
 
 const quick = process.argv.includes('--quick');
@@ -35,7 +35,41 @@ function handWrittenBucket(capacity: number, perMs: number) {
 
 type Case = { name: string; fn: () => unknown };
 
-function scenario(path: 'allowed' | 'denied', spread: 'hot' | 'keys') {
+/**
+ * A process as a server's is: several limiters alive, of every algorithm and policy count, on their own
+ * stores and on a shared one, each used enough for V8 to have compiled the shared code paths for all of
+ * them. A limiter made afterwards is then measured on code that has seen many shapes, not one.
+ */
+function busyProcess(): void {
+  const shapes = [
+    { limit: 50, window: '1s' },
+    { algorithm: 'gcra', limit: 10, window: '1s', burst: 3 },
+    { algorithm: 'fixed-window', limit: 100, window: '1m' },
+    { algorithm: 'sliding-window-counter', limit: 100, window: '1m' },
+    { algorithm: 'sliding-window-log', limit: 20, window: '10s' },
+    [
+      { name: 'burst', limit: 10, window: '1s' },
+      { name: 'daily', algorithm: 'fixed-window', limit: 10_000, window: '1d' },
+    ],
+    { algorithm: 'concurrency', limit: 5, leaseTimeout: '1m' },
+  ] as const;
+  const shared = new MemoryStore();
+  const limiters = shapes.flatMap((policies) => [
+    new Limiter({ policies: policies as never }),
+    new Limiter({ policies: policies as never, store: shared }),
+  ]);
+  for (let round = 0; round < 20_000; round++) {
+    for (const limiter of limiters) {
+      const key = keys[round % 1000]!;
+      limiter.allowSync(key);
+      const d = limiter.consumeSync(key);
+      if (d.leaseId !== undefined) void limiter.release(key, d.leaseId);
+    }
+  }
+}
+
+function scenario(path: 'allowed' | 'denied', spread: 'hot' | 'keys', busy: boolean) {
+  if (busy) busyProcess();
   // Allowed: a limit never reached during the run. Denied: one request an hour, already spent.
   // Over 100k keys, each key comes back only every few tens of ms, so its bucket must refill slower than
   // that (one token a second here) to still hold state when it does, as a real client's would. With a
@@ -108,10 +142,11 @@ async function opsPerSecond(c: Case): Promise<number> {
 
 type Spread = 'hot' | 'keys';
 type Path = 'allowed' | 'denied';
+type Process = 'alone' | 'busy';
 
 /** Measures one scenario in this process and prints its medians as JSON. */
-async function measureScenario(spread: Spread, path: Path): Promise<void> {
-  const cases = scenario(path, spread);
+async function measureScenario(spread: Spread, path: Path, proc: Process): Promise<void> {
+  const cases = scenario(path, spread, proc === 'busy');
   // Warm every contender up in a plain loop first, as a server's traffic would. Left to mitata's own
   // generated loop, V8 sometimes compiles the deeper call chains in a state it keeps for the whole
   // process, up to 10x slower, for any contender of more than a few calls (seen for Floodgate's paths).
@@ -136,17 +171,26 @@ async function measureScenario(spread: Spread, path: Path): Promise<void> {
 
 const only = process.argv.find((a) => a.startsWith('--scenario='))?.slice('--scenario='.length);
 if (only) {
-  const [spread, path] = only.split(':') as [Spread, Path];
-  await measureScenario(spread, path);
+  const [spread, path, proc = 'alone'] = only.split(':') as [Spread, Path, Process?];
+  await measureScenario(spread, path, proc);
   process.exit(0);
 }
 
 const PROCESSES = 3;
 const rows: string[] = [];
 const ratios: Record<string, Record<string, number>> = {};
-for (const spread of ['hot', 'keys'] as const) {
-  for (const path of ['allowed', 'denied'] as const) {
-    const label = `${spread === 'hot' ? 'one hot key' : `${KEYS / 1000}k keys`}, ${path}`;
+const SCENARIOS: [Spread, Path, Process][] = [
+  ['hot', 'allowed', 'alone'],
+  ['hot', 'denied', 'alone'],
+  ['keys', 'allowed', 'alone'],
+  ['keys', 'denied', 'alone'],
+  // The allowed paths again, in a process where 14 other limiters of every shape ran first.
+  ['hot', 'allowed', 'busy'],
+  ['keys', 'allowed', 'busy'],
+];
+for (const [spread, path, proc] of SCENARIOS) {
+  {
+    const label = `${spread === 'hot' ? 'one hot key' : `${KEYS / 1000}k keys`}, ${path}${proc === 'busy' ? ', busy process' : ''}`;
     // A process per scenario, three times: JIT feedback from one scenario must not slow the next, and V8
     // sometimes settles on slower code for a whole process, so the spread across processes is reported.
     const runs: Map<string, number>[] = [];
@@ -157,7 +201,7 @@ for (const spread of ['hot', 'keys'] as const) {
           '--import',
           'tsx',
           import.meta.filename,
-          `--scenario=${spread}:${path}`,
+          `--scenario=${spread}:${path}:${proc}`,
           ...(quick ? ['--quick'] : []),
         ],
         { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
@@ -198,7 +242,10 @@ processes; in each, every contender is first warmed up with ${(WARM_UP_CALLS / 1
 taken over three interleaved rounds (median kept). One policy: a token bucket. "Allowed": a limit never reached
 during the run (one hot key: 1e9 per second; 100k keys: 1e6 with one token back a second, so each key still holds
 state when it comes round again); "denied": one request per hour, already spent. rate-limiter-flexible rejects its promise on a denial, which is part of
-its cost. The \`limiter\` package has no identifiers: one instance per key in a \`Map\`.
+its cost. The \`limiter\` package has no identifiers: one instance per key in a \`Map\`. "Busy process": before the
+contenders are made, 14 Floodgate limiters of every algorithm and policy count (on their own stores and on a
+shared one) run 20,000 rounds each, as in a server with several limiters alive; the limiter measured is then a
+fresh one on code that has seen every shape.
 
 | scenario | contender | decisions/s (median process) | range over ${PROCESSES} processes |
 | --- | --- | --- | --- |
