@@ -1,8 +1,8 @@
 import { RedisStore } from 'floodgate/redis';
 import { Cluster, Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { redact } from '../shared/redact.js';
 import { environmentError, usageError } from './errors.js';
+import { redact } from './redact.js';
 
 function redisClient(url: string): Redis | Cluster {
   if (url.startsWith('redis-cluster://')) {
