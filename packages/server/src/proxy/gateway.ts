@@ -30,7 +30,8 @@ export interface Active {
 
 /** What a configuration is made active with: the resources that outlive a reload. */
 export interface Resources {
-  readonly store: Store;
+  /** Each rule's store, by rule name (see `ruleStores`). */
+  readonly storeFor: (rule: string) => Store;
   readonly log: Logger;
   readonly metrics: ProxyMetrics;
   readonly dispatcher: ForwardOptions['dispatcher'];
@@ -41,7 +42,7 @@ export interface Resources {
 /** A validated configuration made ready to serve: rules compiled, upstreams parsed, forwarding set up. */
 export function activate(config: ProxyConfig, r: Resources): Active {
   const jwt = config.jwt === undefined ? undefined : jwtVerifier(config.jwt, r.env);
-  const rules = compileRules(config, r.store, jwt, {
+  const rules = compileRules(config, r.storeFor, jwt, {
     onError: (error, rule) => r.log.warn({ rule, err: (error as Error).message }, 'rate-limit store failed'),
   });
   return {

@@ -1,6 +1,6 @@
 import type { FSWatcher } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { MemoryStore, type Store } from 'floodgate';
+import type { Store } from 'floodgate';
 import type { Cluster, Redis } from 'ioredis';
 import { type Logger, pino } from 'pino';
 import { drain } from '../shared/drain.js';
@@ -13,6 +13,7 @@ import { newDispatcher } from './forward.js';
 import { type Active, activate, Gateway, type Resources } from './gateway.js';
 import { createProxyMetrics, type ProxyMetrics } from './metrics.js';
 import { reloadedConfig, watchConfig } from './reload.js';
+import { ruleStores } from './rules.js';
 import { sweepEvery, Timeouts } from './timeouts.js';
 
 export interface RunningProxy {
@@ -39,14 +40,14 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
   const log = options.log ?? pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime });
   const metrics = createProxyMetrics();
   let redis: Redis | Cluster | undefined;
-  let store: Store = new MemoryStore();
+  let shared: Store | undefined;
   if (initial.store !== 'memory') {
     redis = await connectRedis(initial.store);
-    store = sharedStore(redis, log, metrics.storeErrors);
+    shared = sharedStore(redis, log, metrics.storeErrors);
   }
   // Made again when a reload changes the connect timeout, which undici applies per connection attempt.
   let resources: Resources = {
-    store,
+    storeFor: ruleStores(shared),
     log,
     metrics,
     dispatcher: newDispatcher(initial.maxSockets, initial.timeouts.connect),

@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import type { Store } from 'floodgate';
+import { MemoryStore, type Store } from 'floodgate';
 import { byApiKey, byBasicUser, byHeader, byIp, HttpGuard, type KeyExtractor } from 'floodgate/http';
 import { match as pathMatcher } from 'path-to-regexp';
 import type { ProxyConfig, RuleConfig } from './config.js';
@@ -13,17 +13,29 @@ export interface Rule {
   readonly guard: HttpGuard<IncomingMessage>;
 }
 
-/** A view of a store under a prefix: each rule counts in its own key space, whatever its key. */
-function namespaced(inner: Store, prefix: string): Store {
-  const store: Store = {
+/** A view of a shared store under a prefix: each rule counts in its own key space, whatever its key. */
+export function namespaced(inner: Store, prefix: string): Store {
+  return {
     apply: (key, set, cost, mode, lease) => inner.apply(prefix + key, set, cost, mode, lease),
     reset: (key, set) => inner.reset(prefix + key, set),
   };
-  // Kept synchronous when the store is (the memory store): the proxy then decides without promises.
-  const applySync = inner.applySync?.bind(inner);
-  if (applySync !== undefined)
-    store.applySync = (key, set, cost, mode, lease) => applySync(prefix + key, set, cost, mode, lease);
-  return store;
+}
+
+/**
+ * Where each rule keeps its counts, by rule name, so a rule's state outlives a reload that keeps it: in
+ * memory a store of its own (the memory store's own fast path then applies), in a shared store a prefix.
+ */
+export function ruleStores(shared: Store | undefined): (rule: string) => Store {
+  if (shared !== undefined) return (rule) => namespaced(shared, `${rule}|`);
+  const stores = new Map<string, MemoryStore>();
+  return (rule) => {
+    let store = stores.get(rule);
+    if (store === undefined) {
+      store = new MemoryStore();
+      stores.set(rule, store);
+    }
+    return store;
+  };
 }
 
 /** `*.example.com` matches one or more labels in front of `example.com`; names compare without case. */
@@ -84,10 +96,10 @@ export interface RuleHooks {
   onError(error: unknown, rule: string): void;
 }
 
-/** Builds the rules of a validated configuration; they share `store`, each under its own prefix. */
+/** Builds the rules of a validated configuration, each counting in the store `storeFor` gives it. */
 export function compileRules(
   config: ProxyConfig,
-  store: Store,
+  storeFor: (rule: string) => Store,
   jwt: JwtVerifier | undefined,
   hooks: RuleHooks,
 ): Rule[] {
@@ -97,7 +109,7 @@ export function compileRules(
     const path = pathMatcherOf(rule.match, config.caseSensitive);
     const guard = new HttpGuard<IncomingMessage>({
       policies: rule.policies as never,
-      store: namespaced(store, `${rule.name}|`),
+      store: storeFor(rule.name),
       key: keyOf(rule, jwt) as KeyExtractor,
       onMissingKey: rule.onMissingKey,
       trustProxy: config.trustProxy,
