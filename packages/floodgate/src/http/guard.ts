@@ -3,7 +3,7 @@ import { andThen, attempt, type MaybePromise, promised } from '../core/maybe.js'
 import type { CostOptions, Limiter } from '../limiter/limiter.js';
 import { groupIp } from './client-ip.js';
 import { type HeaderList, rateLimitHeaders } from './headers.js';
-import { byIp, type KeyExtractor } from './keys.js';
+import { byIp } from './keys.js';
 import { type HttpLimitOptions, type ResolvedHttpOptions, resolveHttpOptions } from './options.js';
 import { type HttpResponse, problem, waitMessage } from './problem.js';
 import type { RequestView } from './request.js';
