@@ -4,7 +4,8 @@
 // request with the deny cache, and the seed tutorial's GET/SETEX limiter over-admitting under concurrency.
 // Writes the "redis" section of docs/BENCHMARKS.md.
 //
-//   npm run bench:redis         (or: node --import tsx bench/redis.ts [--quick])
+//   npm run bench:redis         (or: node --import tsx bench/redis.ts [--quick] [--inflight=16,128])
+// --inflight picks the loads to measure and prints them without writing the report.
 import { execFileSync } from 'node:child_process';
 import { RedisServer } from '@floodgate/test-support';
 import { Redis } from 'ioredis';
@@ -18,7 +19,8 @@ const quick = process.argv.includes('--quick');
 const SECONDS = quick ? 1 : 3;
 const RUNS = quick ? 1 : 2;
 const KEYS = 10_000;
-const INFLIGHT = [1, 16, 128];
+const only = process.argv.find((a) => a.startsWith('--inflight='));
+const INFLIGHT = only ? only.slice('--inflight='.length).split(',').map(Number) : [1, 16, 128];
 const keys = Array.from({ length: KEYS }, (_, i) => `user:${i}`);
 
 const server = await RedisServer.start();
@@ -124,16 +126,21 @@ for (let run = 0; run < RUNS; run++) {
   for (const inflight of INFLIGHT) {
     for (const c of contenders) {
       const { decide, close } = c.make();
-      await drive(decide, inflight, 0.3); // warm-up: connection, JIT, script cache
+      await drive(decide, inflight, 1); // warm-up: connection, JIT, script cache
       const r = await drive(decide, inflight, SECONDS);
       close();
       const id = `${c.name}|${inflight}`;
       rows.set(id, [...(rows.get(id) ?? []), r]);
       console.log(
-        `run ${run + 1} ${inflight} in flight ${c.name}: ${Math.round(r.rate)}/s p50 ${r.p50.toFixed(2)} ms p99 ${r.p99.toFixed(2)} ms`,
+        `run ${run + 1} ${inflight} in flight ${c.name}: ${Math.round(r.rate)}/s p50 ${r.p50.toFixed(2)} ms p99 ${r.p99.toFixed(2)} ms, CPU/decision client ${r.clientUs.toFixed(1)} µs Redis ${r.redisUs.toFixed(1)} µs`,
       );
     }
   }
+}
+if (only) {
+  admin.disconnect();
+  await server.stop();
+  process.exit(0);
 }
 
 // The server's own ceiling for one such script, with no Node client in the way.

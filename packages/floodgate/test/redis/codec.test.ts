@@ -38,23 +38,26 @@ describe('Redis codec: encode', () => {
     ]);
   });
 
-  it('an operation: mode, cost, lease (URI-encoded), count, then per policy code, limit, window, burst', () => {
-    const policies = encodePolicies(set);
-    assert.deepEqual(policies, ['1', '10', '1000', '3', '2', '5', '60000', '5']);
-    assert.deepEqual(encodeOp('consume', 2, 'a b', policies, 2), ['c', '2', 'a%20b', '2', ...policies]);
-    assert.deepEqual(encodeOp('peek', 0, undefined, policies, 2).slice(0, 4), ['p', '0', '', '2']);
-    assert.deepEqual(encodeOp('refund', 1, undefined, policies, 2)[0], 'r');
-    assert.deepEqual(encodeOp('reset', 0, undefined, policies, 2)[0], 'x');
+  it('a policy set: its size, then per policy code, limit, window, burst; an operation: mode, cost, lease', () => {
+    assert.deepEqual(encodePolicies(set), ['2', '1', '10', '1000', '3', '2', '5', '60000', '5']);
+    assert.deepEqual(encodeOp('consume', 2, 'a b'), ['c', '2', 'a%20b']);
+    assert.deepEqual(encodeOp('peek', 0, undefined), ['p', '0', '']);
+    assert.deepEqual(encodeOp('refund', 1, undefined)[0], 'r');
+    assert.deepEqual(encodeOp('reset', 0, undefined)[0], 'x');
   });
 
-  it('a batch: every key, and ARGV led by the time to decide at ("" for the server time)', () => {
-    const one = { keys: ['k1'], args: ['c', '1'] };
-    const two = { keys: ['k2', 'k3'], args: ['p', '0'] };
-    assert.deepEqual(encodeBatch([one, two], undefined), {
-      keys: ['k1', 'k2', 'k3'],
-      args: ['', 'c', '1', 'p', '0'],
+  it('a batch: every key, the time ("" for the server time), each distinct set once, then the operations', () => {
+    const policies = encodePolicies(set);
+    const other = ['1', '2', '5', '1000', '5'];
+    const one = { keys: ['k1', 'k2'], policies, args: ['c', '1', ''] };
+    const two = { keys: ['k3'], policies: other, args: ['p', '0', ''] };
+    const three = { keys: ['k4', 'k5'], policies, args: ['r', '2', ''] };
+    assert.deepEqual(encodeBatch([one, two, three], undefined), {
+      keys: ['k1', 'k2', 'k3', 'k4', 'k5'],
+      args: ['', '2', ...policies, ...other, '1', 'c', '1', '', '2', 'p', '0', '', '1', 'r', '2', ''],
     });
-    assert.deepEqual(encodeBatch([one], 1700000000000).args[0], '1700000000000');
+    assert.deepEqual(encodeBatch([one], 1700000000000).args.slice(0, 2), ['1700000000000', '1']);
+    assert.deepEqual(encodeBatch([], undefined).args, ['', '0']);
   });
 });
 

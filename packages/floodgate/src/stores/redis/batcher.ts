@@ -1,12 +1,12 @@
 import { hashSlot } from './slot.js';
 
 /**
- * A tick's operations go out in this many calls (fewer when there are fewer operations): while Redis runs
- * one call, the client reads the replies of the one before and sends the decisions they lead to. One call
- * per tick made the two take turns; measured with 16 decisions in flight over ioredis, 4 calls a tick
- * carried 1.5x the decisions of 1, and with 128 in flight 1.1x.
+ * A tick's operations go out in two calls (one when there is one operation): while Redis runs one, the
+ * client reads the replies of the other and sends the decisions they lead to. One call per tick made the
+ * two take turns; more than two cost more per decision (each call has its fixed cost on both sides) than
+ * the overlap gained. Measured in `bench:redis` with 16 and 128 decisions in flight, 1, 2, 3, 4 and 6 calls.
  */
-const CALLS_PER_TICK = 4;
+const CALLS_PER_TICK = 2;
 
 /**
  * Groups operations into script calls: those started in one tick go out together (after the current

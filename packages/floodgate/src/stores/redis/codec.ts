@@ -5,9 +5,11 @@ import type { StoreMode } from '../store.js';
 // The script's arguments and reply, as pure functions: what goes to Redis is built here and what comes
 // back is read here, so both are tested without a server (the client call between them is one line).
 
-/** One decision, as the batch script takes it: its keys and its part of ARGV. */
+/** One decision, as the batch script takes it: its keys, its policy set's arguments, and its own. */
 export interface EncodedOp {
   readonly keys: readonly string[];
+  /** `encodePolicies` of its set, made once per set: a batch sends each distinct array once. */
+  readonly policies: readonly string[];
   readonly args: readonly string[];
 }
 
@@ -32,44 +34,44 @@ export function encodeKeys(prefix: string, key: string, set: PolicySet): string[
   return set.policies.map((p) => base + p.id);
 }
 
-/** Per policy: algorithm code, limit, window, burst. The same for every decision of a set. */
+/** A policy set: its number of policies, then per policy algorithm code, limit, window, burst. */
 export function encodePolicies(set: PolicySet): string[] {
-  return set.policies.flatMap((p) => [
-    CODES[p.algorithm],
-    String(p.limit),
-    String(p.window),
-    String(p.burst),
-  ]);
-}
-
-/** An operation's ARGV: mode, cost, lease ('' for none), number of policies, then the policies' own. */
-export function encodeOp(
-  mode: StoreMode | 'reset',
-  cost: number,
-  lease: string | undefined,
-  policies: readonly string[],
-  count: number,
-): string[] {
   return [
-    MODES[mode],
-    String(cost),
-    lease === undefined ? '' : encodeURIComponent(lease),
-    String(count),
-    ...policies,
+    String(set.policies.length),
+    ...set.policies.flatMap((p) => [CODES[p.algorithm], String(p.limit), String(p.window), String(p.burst)]),
   ];
 }
 
-/** The script's whole call: KEYS, then ARGV led by the time to decide at ('' = the server's TIME). */
+/** An operation's own ARGV: mode, cost, lease ('' for none). */
+export function encodeOp(mode: StoreMode | 'reset', cost: number, lease: string | undefined): string[] {
+  return [MODES[mode], String(cost), lease === undefined ? '' : encodeURIComponent(lease)];
+}
+
+/**
+ * The script's whole call: KEYS, then ARGV led by the time to decide at ('' = the server's TIME), the
+ * distinct policy sets, and per operation the number of its set followed by its own arguments.
+ */
 export function encodeBatch(
   ops: readonly EncodedOp[],
   now: number | undefined,
 ): { keys: string[]; args: string[] } {
   const keys: string[] = [];
-  const args: string[] = [now === undefined ? '' : String(now)];
+  const args: string[] = [now === undefined ? '' : String(now), ''];
+  const tail: string[] = [];
+  const sets = new Map<readonly string[], string>();
   for (const op of ops) {
     for (const k of op.keys) keys.push(k);
-    for (const a of op.args) args.push(a);
+    let index = sets.get(op.policies);
+    if (index === undefined) {
+      index = String(sets.size + 1);
+      sets.set(op.policies, index);
+      for (const a of op.policies) args.push(a);
+    }
+    tail.push(index);
+    for (const a of op.args) tail.push(a);
   }
+  args[1] = String(sets.size);
+  for (const a of tail) args.push(a);
   return { keys, args };
 }
 

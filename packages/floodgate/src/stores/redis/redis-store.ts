@@ -42,7 +42,7 @@ export interface RedisStoreOptions {
    * `true` keeps up to 10 000 identifiers. Default `false`.
    */
   readonly denyCache?: boolean | { readonly maxKeys?: number };
-  /** Most decisions sent in one script call. Default 100. Decisions made in one tick travel together, in up to four calls. */
+  /** Most decisions sent in one script call. Default 100. Decisions made in one tick travel together, in up to two calls. */
   readonly maxBatch?: number;
   /**
    * Time source. By default decisions use the Redis server's clock (`TIME`), so app servers with skewed
@@ -89,7 +89,7 @@ function positiveInteger(value: unknown, option: string): number {
 /**
  * A store in Redis or Valkey, shared by every process that uses the same server and prefix. Each decision
  * is one atomic Lua script (all policies of an identifier checked and charged together), decided on the
- * server's clock; decisions made in the same tick travel together (in up to four calls). Every key expires when its
+ * server's clock; decisions made in the same tick travel together (in up to two calls). Every key expires when its
  * state stops mattering. Keys of one identifier share a hash tag, so it works on a Redis Cluster.
  *
  * Its parts: `codec` builds the script's arguments and reads its reply, `Batcher` groups decisions into
@@ -172,7 +172,7 @@ export class RedisStore implements Store {
       failures,
       probeInterval: this.#probeInterval,
       clock: this.#local,
-      probe: () => this.#call([], ['']),
+      probe: () => this.#call([], encodeBatch([], undefined).args),
       onError: options.onError,
       onRecover: options.onRecover,
     });
@@ -213,7 +213,8 @@ export class RedisStore implements Store {
         mode,
         lease,
         keys: encodeKeys(this.#prefix, key, set),
-        args: encodeOp(mode, cost, lease, policies, set.policies.length),
+        policies,
+        args: encodeOp(mode, cost, lease),
         resolve,
       });
     });
@@ -225,7 +226,8 @@ export class RedisStore implements Store {
     await this.#fallback?.reset(key, set);
     const op = {
       keys: encodeKeys(this.#prefix, key, set),
-      args: encodeOp('reset', 0, undefined, this.#policiesOf(set), set.policies.length),
+      policies: this.#policiesOf(set),
+      args: encodeOp('reset', 0, undefined),
     };
     const { keys, args } = encodeBatch([op], undefined);
     try {

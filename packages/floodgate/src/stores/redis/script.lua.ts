@@ -7,15 +7,20 @@ import { createHash } from 'node:crypto';
  * `core/algorithms` line for line; the shared decision vectors hold both to the same answers.
  *
  * KEYS: every operation's policy keys, in order.
- * ARGV: now ('' = the server's TIME), then per operation: mode (c)onsume, (p)eek, (r)efund, (x) reset;
- *       cost; lease ('' for none); number of policies; then per policy: algorithm code, limit, window, burst.
+ * ARGV: now ('' = the server's TIME); the number of policy sets in the batch, then per set its number of
+ *       policies and per policy: algorithm code, limit, window, burst; then per operation: its set (1-based),
+ *       mode (c)onsume, (p)eek, (r)efund, (x) reset; cost; lease ('' for none).
+ *       A set is sent once per call however many operations use it: most batches share one.
  * Reply: the time decided at (ms), then per operation and policy 4 integers: allowed (1/0), remaining,
  *        resetAt, retryAfter (-1: never).
  *
- * States are strings of integers separated by spaces, each key expiring when its state stops mattering.
+ * Each algorithm loads and saves its own state, doing the least Redis work it allows: a fixed window is a
+ * hash whose count an allowed request raises with one HINCRBY; the others are strings of integers
+ * separated by spaces. Every key expires when its state stops mattering.
  */
 export const BATCH_SCRIPT = `
 local floor, ceil = math.floor, math.ceil
+local match = string.match
 local function fmt(x) return string.format('%.0f', x) end
 local function fields(raw)
   local out = {}
@@ -23,11 +28,36 @@ local function fields(raw)
   return out
 end
 
+-- With the caller's time (tests), Redis still expires keys on its own clock: a minute of slack keeps state
+-- alive while the two disagree. Stale state is harmless; every algorithm reads times, not presence.
+local now = tonumber(ARGV[1])
+local slack = 0
+if now then
+  slack = 60000
+else
+  local time = redis.call('TIME')
+  now = tonumber(time[1]) * 1000 + floor(tonumber(time[2]) / 1000)
+end
+
+-- A state kept as one string: GET, then SET with the time it stops mattering.
+local function in_string(parse, encode)
+  return {
+    load = function(key) return parse(redis.call('GET', key)) end,
+    save = function(key, old, s, reset_at)
+      if s == nil or reset_at <= now then
+        redis.call('DEL', key)
+      else
+        redis.call('SET', key, encode(s), 'PX', fmt(reset_at - now + slack))
+      end
+    end,
+  }
+end
+
 -- GCRA and token bucket: "t r", the TAT as t + r / limit ms.
 local function gcra_parse(raw)
-  local f = fields(raw)
-  if #f == 0 then return nil end
-  return { t = tonumber(f[1]), r = tonumber(f[2]) }
+  if not raw then return nil end
+  local t, r = match(raw, '^(%-?%d+) (%d+)$')
+  return { t = tonumber(t), r = tonumber(r) }
 end
 local function gcra_encode(s) return fmt(s.t) .. ' ' .. fmt(s.r) end
 local function gcra_consume(s, now, cost, limit, window, burst)
@@ -57,13 +87,23 @@ local function gcra_refund(s, now, cost, limit, window)
   return { t = now + floor(debt / limit), r = debt % limit }
 end
 
--- Fixed window: "start count".
-local function fw_parse(raw)
-  local f = fields(raw)
-  if #f == 0 then return nil end
+-- Fixed window: a hash, s = start and c = count, expiring with its window. A request allowed in an open
+-- window is one HINCRBY: the key's expiry is already its window's end.
+local function fw_load(key)
+  local f = redis.call('HMGET', key, 's', 'c')
+  if not f[1] then return nil end
   return { start = tonumber(f[1]), count = tonumber(f[2]) }
 end
-local function fw_encode(s) return fmt(s.start) .. ' ' .. fmt(s.count) end
+local function fw_save(key, old, s, reset_at)
+  if s == nil or reset_at <= now then
+    redis.call('DEL', key)
+  elseif old and old.start == s.start then
+    redis.call('HINCRBY', key, 'c', fmt(s.count - old.count))
+  else
+    redis.call('HSET', key, 's', fmt(s.start), 'c', fmt(s.count))
+    redis.call('PEXPIRE', key, fmt(reset_at - now + slack))
+  end
+end
 local function fw_consume(s, now, cost, limit, window)
   local open = s ~= nil and now < s.start + window
   local count, finish = 0, now
@@ -160,9 +200,9 @@ end
 
 -- Sliding window counter: "start previous current", windows aligned to the clock.
 local function swc_parse(raw)
-  local f = fields(raw)
-  if #f == 0 then return nil end
-  return { start = tonumber(f[1]), previous = tonumber(f[2]), current = tonumber(f[3]) }
+  if not raw then return nil end
+  local start, previous, current = match(raw, '^(%-?%d+) (%d+) (%d+)$')
+  return { start = tonumber(start), previous = tonumber(previous), current = tonumber(current) }
 end
 local function swc_encode(s) return fmt(s.start) .. ' ' .. fmt(s.previous) .. ' ' .. fmt(s.current) end
 local function swc_consume(s, now, cost, limit, window)
@@ -279,89 +319,145 @@ local function cc_refund(s, now, cost, limit, window, lease)
   return nil
 end
 
+local function with(storage, algo)
+  storage.consume, storage.refund = algo.consume, algo.refund
+  return storage
+end
 local ALGORITHMS = {
-  { parse = gcra_parse, encode = gcra_encode, consume = gcra_consume, refund = gcra_refund },
-  { parse = fw_parse, encode = fw_encode, consume = fw_consume, refund = fw_refund },
-  { parse = swl_parse, encode = swl_encode, consume = swl_consume, refund = swl_refund },
-  { parse = swc_parse, encode = swc_encode, consume = swc_consume, refund = swc_refund },
-  { parse = cc_parse, encode = cc_encode, consume = cc_consume, refund = cc_refund },
+  with(in_string(gcra_parse, gcra_encode), { consume = gcra_consume, refund = gcra_refund }),
+  { load = fw_load, save = fw_save, consume = fw_consume, refund = fw_refund },
+  with(in_string(swl_parse, swl_encode), { consume = swl_consume, refund = swl_refund }),
+  with(in_string(swc_parse, swc_encode), { consume = swc_consume, refund = swc_refund }),
+  with(in_string(cc_parse, cc_encode), { consume = cc_consume, refund = cc_refund }),
 }
 
--- With the caller's time (tests), Redis still expires keys on its own clock: a minute of slack keeps state
--- alive while the two disagree. Stale state is harmless; every algorithm reads times, not presence.
-local now = tonumber(ARGV[1])
-local slack = 0
-if now then slack = 60000 end
+local reply, r = { now }, 1
+local function push(ok, remaining, reset_at, retry)
+  reply[r + 1], reply[r + 2], reply[r + 3], reply[r + 4] = ok, remaining, reset_at, retry
+  r = r + 4
+end
 
-local function store(key, algo, s, reset_at)
-  if s == nil or reset_at <= now then
-    redis.call('DEL', key)
-  else
-    redis.call('SET', key, algo.encode(s), 'PX', fmt(reset_at - now + slack))
+-- Any mix of algorithms: load every state, decide each policy, charge all or none, save what changed.
+local function decide_any(ps, k, mode, cost, lease)
+  local n = #ps
+  local olds, states = {}, {}
+  for i = 1, n do
+    local p = ps[i]
+    olds[i] = p.algo.load(KEYS[k + i])
+    states[i] = olds[i]
+    if mode == 'r' then
+      states[i] = p.algo.refund(olds[i], now, cost, p.limit, p.window, lease)
+    end
+  end
+  local c = cost
+  if mode == 'r' then c = 0 end
+  local results, all = {}, true
+  for i = 1, n do
+    local p = ps[i]
+    local ok, remaining, reset_at, retry, nxt = p.algo.consume(states[i], now, c, p.limit, p.window, p.burst, lease)
+    results[i] = { ok, remaining, reset_at, retry, nxt }
+    if ok == 0 then all = false end
+  end
+  if not all then
+    -- Nothing is charged: policies that would have allowed report their state as it stays.
+    for i = 1, n do
+      local p = ps[i]
+      if results[i][1] == 1 then
+        local ok, remaining, reset_at, retry = p.algo.consume(states[i], now, 0, p.limit, p.window, p.burst, lease)
+        results[i] = { ok, remaining, reset_at, retry, states[i] }
+      end
+    end
+  end
+  for i = 1, n do
+    local p, res = ps[i], results[i]
+    if mode == 'r' then
+      p.algo.save(KEYS[k + i], olds[i], states[i], res[3])
+    elseif mode == 'c' and all and res[5] ~= states[i] then
+      p.algo.save(KEYS[k + i], states[i], res[5], res[3])
+    end
+    push(res[1], res[2], res[3], res[4])
   end
 end
 
-if not now then
-  local time = redis.call('TIME')
-  now = tonumber(time[1]) * 1000 + floor(tonumber(time[2]) / 1000)
+-- Fixed windows only (the same answers as fw_consume and fw_refund through decide_any), with the least
+-- work a window allows: one HMGET per policy, and to charge one HINCRBY, or HSET and PEXPIRE when the
+-- window opens. The two passes share these two arrays instead of making tables per decision.
+local fw_starts, fw_counts = {}, {}
+local function decide_windows(ps, k, mode, cost)
+  local n, all = #ps, true
+  local c = cost
+  if mode == 'r' then c = 0 end
+  for i = 1, n do
+    local p, key = ps[i], KEYS[k + i]
+    local f = redis.call('HMGET', key, 's', 'c')
+    local start, count = tonumber(f[1]), 0
+    if start and now < start + p.window then count = tonumber(f[2]) else start = nil end
+    if mode == 'r' and f[1] then
+      if start and count > cost then
+        if cost > 0 then redis.call('HINCRBY', key, 'c', fmt(cost * -1)) end
+        count = count - cost
+      else
+        redis.call('DEL', key)
+        start, count = nil, 0
+      end
+    end
+    fw_starts[i], fw_counts[i] = start, count
+    if c > p.limit or count + c > p.limit then all = false end
+  end
+  for i = 1, n do
+    local p, start, count = ps[i], fw_starts[i], fw_counts[i]
+    local limit, window = p.limit, p.window
+    local finish = now
+    if start then finish = start + window end
+    if c > limit then
+      push(0, limit - count, finish, -1)
+    elseif count + c > limit then
+      push(0, limit - count, finish, finish - now)
+    elseif c == 0 or not all then
+      push(1, limit - count, finish, 0)
+    else
+      if mode == 'c' then
+        local key = KEYS[k + i]
+        if start then
+          redis.call('HINCRBY', key, 'c', fmt(c))
+        else
+          redis.call('HSET', key, 's', fmt(now), 'c', fmt(c))
+          redis.call('PEXPIRE', key, fmt(window + slack))
+        end
+      end
+      push(1, limit - count - c, (start or now) + window, 0)
+    end
+  end
 end
 
-local reply, a, k = { now }, 2, 1
-while a <= #ARGV do
-  local mode, cost, lease, n = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], tonumber(ARGV[a + 3])
-  a = a + 4
-  local ps = {}
+-- The batch's policy sets, each with its decider, chosen once per call.
+local sets, a = {}, 3
+for s = 1, tonumber(ARGV[2]) do
+  local n = tonumber(ARGV[a])
+  a = a + 1
+  local ps, windows = { decide = decide_any }, true
   for i = 1, n do
     ps[i] = {
       algo = ALGORITHMS[tonumber(ARGV[a])], limit = tonumber(ARGV[a + 1]),
-      window = tonumber(ARGV[a + 2]), burst = tonumber(ARGV[a + 3]), key = KEYS[k + i - 1],
+      window = tonumber(ARGV[a + 2]), burst = tonumber(ARGV[a + 3]),
     }
+    if ARGV[a] ~= '2' then windows = false end
     a = a + 4
   end
-  k = k + n
+  if windows then ps.decide = decide_windows end
+  sets[s] = ps
+end
+
+local k = 0
+while a <= #ARGV do
+  local ps, mode = sets[tonumber(ARGV[a])], ARGV[a + 1]
   if mode == 'x' then
-    for i = 1, n do redis.call('DEL', ps[i].key) end
+    for i = 1, #ps do redis.call('DEL', KEYS[k + i]) end
   else
-    local states = {}
-    for i = 1, n do
-      local p = ps[i]
-      states[i] = p.algo.parse(redis.call('GET', p.key) or nil)
-      if mode == 'r' then
-        states[i] = p.algo.refund(states[i], now, cost, p.limit, p.window, lease)
-      end
-    end
-    local c = cost
-    if mode == 'r' then c = 0 end
-    local results, all = {}, true
-    for i = 1, n do
-      local p = ps[i]
-      local ok, remaining, reset_at, retry, nxt = p.algo.consume(states[i], now, c, p.limit, p.window, p.burst, lease)
-      results[i] = { ok, remaining, reset_at, retry, nxt }
-      if ok == 0 then all = false end
-    end
-    if not all then
-      -- Nothing is charged: policies that would have allowed report their state as it stays.
-      for i = 1, n do
-        local p = ps[i]
-        if results[i][1] == 1 then
-          local ok, remaining, reset_at, retry = p.algo.consume(states[i], now, 0, p.limit, p.window, p.burst, lease)
-          results[i] = { ok, remaining, reset_at, retry, states[i] }
-        end
-      end
-    end
-    for i = 1, n do
-      local p, r = ps[i], results[i]
-      if mode == 'r' then
-        store(p.key, p.algo, states[i], r[3])
-      elseif mode == 'c' and all and r[5] ~= states[i] then
-        store(p.key, p.algo, r[5], r[3])
-      end
-      reply[#reply + 1] = r[1]
-      reply[#reply + 1] = r[2]
-      reply[#reply + 1] = r[3]
-      reply[#reply + 1] = r[4]
-    end
+    ps.decide(ps, k, mode, tonumber(ARGV[a + 2]), ARGV[a + 3])
   end
+  a = a + 4
+  k = k + #ps
 end
 return reply
 `;
