@@ -13,6 +13,7 @@ import { Hono } from 'hono';
 import { rateLimiter as honoRateLimiter } from 'hono-rate-limiter';
 import { Redis } from 'ioredis';
 import Koa from 'koa';
+import { RateLimiterRedis } from 'rate-limiter-flexible';
 import { rateLimit as fgExpress } from '../packages/floodgate/src/http/express.js';
 import { floodgate } from '../packages/floodgate/src/http/fastify.js';
 import { rateLimit as fgHono } from '../packages/floodgate/src/http/hono.js';
@@ -31,6 +32,7 @@ const store =
     : {};
 const fg = variant.startsWith('floodgate');
 const usual = variant === 'usual';
+const usualRedis = variant === 'usual-redis' ? new Redis(Number(redisPort), '127.0.0.1') : undefined;
 
 async function start(): Promise<Server> {
   const listen = async (server: Server) => {
@@ -52,6 +54,8 @@ async function start(): Promise<Server> {
       const app = Fastify();
       if (fg) await app.register(floodgate, { policies, ...store });
       if (usual) await app.register(fastifyRateLimit, { max: limit, timeWindow: windowMs });
+      if (usualRedis)
+        await app.register(fastifyRateLimit, { max: limit, timeWindow: windowMs, redis: usualRedis });
       app.get('/', async () => 'hello');
       await app.listen({ port: 0, host: '127.0.0.1' });
       return app.server;
@@ -84,8 +88,20 @@ async function start(): Promise<Server> {
     }
     default: {
       const guard = fg ? fgNode({ policies, ...store }) : undefined;
+      const rlf = usualRedis
+        ? new RateLimiterRedis({ storeClient: usualRedis, points: limit, duration: windowMs / 1000 })
+        : undefined;
       const server = createServer(async (req, res) => {
         if (guard !== undefined && !(await guard(req, res))) return;
+        if (rlf !== undefined) {
+          try {
+            await rlf.consume(req.socket.remoteAddress!);
+          } catch {
+            res.statusCode = 429;
+            res.end('Too Many Requests');
+            return;
+          }
+        }
         res.end('hello');
       });
       return listen(server);

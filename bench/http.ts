@@ -2,7 +2,8 @@
 // same run: requests/s with autocannon and the server process's CPU time per request. Allowed path and
 // all-denied path. Writes the "http" section of docs/BENCHMARKS.md.
 //
-//   npm run bench:http          (or: node --import tsx bench/http.ts [--quick])
+//   npm run bench:http          (or: node --import tsx bench/http.ts [--quick] [--frameworks=fastify,node:http])
+// --frameworks measures only those and prints the results without writing the report.
 import { type ChildProcess, fork } from 'node:child_process';
 import { once } from 'node:events';
 import { RedisServer } from '@floodgate/test-support';
@@ -13,11 +14,20 @@ const quick = process.argv.includes('--quick');
 const SECONDS = quick ? 1 : 3;
 const RUNS = quick ? 1 : 2;
 const CONNECTIONS = 32;
-const FRAMEWORKS = ['express', 'fastify', 'hono', 'koa', 'node:http'];
+const only = process.argv.find((a) => a.startsWith('--frameworks='));
+const FRAMEWORKS = only
+  ? only.slice('--frameworks='.length).split(',')
+  : ['express', 'fastify', 'hono', 'koa', 'node:http'];
 const USUAL: Record<string, string> = {
   express: 'express-rate-limit',
   fastify: '@fastify/rate-limit',
   hono: 'hono-rate-limiter',
+};
+// The usual limiter on Redis, where it has a Redis store: node:http has no framework limiter, and
+// rate-limiter-flexible is what such servers reach for.
+const USUAL_REDIS: Record<string, string> = {
+  fastify: '@fastify/rate-limit, Redis',
+  'node:http': 'rate-limiter-flexible, Redis',
 };
 
 const redis = await RedisServer.start();
@@ -70,6 +80,7 @@ for (let run = 0; run < RUNS; run++) {
         'floodgate-memory',
         'floodgate-redis',
         ...(USUAL[framework] ? ['usual'] : []),
+        ...(USUAL_REDIS[framework] ? ['usual-redis'] : []),
       ];
       for (const variant of variants) {
         const m = await measure(framework, variant, path);
@@ -89,15 +100,18 @@ for (let run = 0; run < RUNS; run++) {
 /** The least disturbed run: the one whose server spent the least CPU per request. */
 const best = (r: Row) => r.runs.reduce((a, b) => (b.cpuUs < a.cpuUs ? b : a));
 await redis.stop();
+if (only) process.exit(0);
 
 const name = (framework: string, variant: string) =>
   variant === 'bare'
     ? 'bare'
     : variant === 'usual'
       ? USUAL[framework]!
-      : variant === 'floodgate-memory'
-        ? 'Floodgate, memory'
-        : 'Floodgate, Redis';
+      : variant === 'usual-redis'
+        ? USUAL_REDIS[framework]!
+        : variant === 'floodgate-memory'
+          ? 'Floodgate, memory'
+          : 'Floodgate, Redis';
 const sections: string[] = [];
 for (const path of ['allowed', 'denied']) {
   const table = [
@@ -130,7 +144,9 @@ ${machine()}. autocannon, ${CONNECTIONS} connections, ${SECONDS} s per measureme
 (so its CPU time can be read), loopback; the load generator shares the 2 cores. Fixed window, keyed by client IP.
 Redis rows use a redis-server started by the script. "vs bare" compares with the same framework without a
 limiter; on the denied path "bare" still answers 200, so those ratios compare the cost of a refusal with
-the cost of serving. The usual limiters run with their memory stores.
+the cost of serving. The usual limiters run with their memory stores, and where they have one with their Redis
+store (rate-limiter-flexible's \`RateLimiterRedis\` for node:http). Every request comes from one client: on
+Redis, one hot key.
 
 ${sections.join('\n\n')}
 `,

@@ -1,18 +1,20 @@
 import { hashSlot } from './slot.js';
 
 /**
- * A tick's operations go out in two calls (one when there is one operation): while Redis runs one, the
- * client reads the replies of the other and sends the decisions they lead to. One call per tick made the
+ * A turn's operations go out in two calls (one when there is one operation): while Redis runs one, the
+ * client reads the replies of the other and sends the decisions they lead to. One call per turn made the
  * two take turns; more than two cost more per decision (each call has its fixed cost on both sides) than
  * the overlap gained. Measured in `bench:redis` with 16 and 128 decisions in flight, 1, 2, 3, 4 and 6 calls.
  */
 const CALLS_PER_TICK = 2;
 
 /**
- * Groups operations into script calls: those started in one tick go out together (after the current
- * microtasks settle, so decisions made by one batch of replies travel together), split in up to
- * `CALLS_PER_TICK` calls of at most `maxBatch`, and on a Cluster one group per hash slot, since a script may
- * only touch keys of one slot.
+ * Groups operations into script calls: those started in one turn of the event loop go out together, at
+ * its end (`setImmediate`, right after the turn's I/O): an HTTP server's requests read in one turn, or the
+ * decisions that one batch of replies leads to, travel in the same calls. Flushing on `nextTick` sent each
+ * request of a busy server alone (one socket read per tick), at twice the client CPU per decision. Split in
+ * up to `CALLS_PER_TICK` calls of at most `maxBatch`, and on a Cluster one group per hash slot, since a
+ * script may only touch keys of one slot.
  */
 export class Batcher<Op extends { readonly keys: readonly string[] }> {
   #queue = new Map<number, Op[]>();
@@ -31,7 +33,7 @@ export class Batcher<Op extends { readonly keys: readonly string[] }> {
     else group.push(op);
     if (!this.#scheduled) {
       this.#scheduled = true;
-      process.nextTick(() => this.#flush());
+      setImmediate(() => this.#flush());
     }
   }
 

@@ -42,7 +42,7 @@ export interface RedisStoreOptions {
    * `true` keeps up to 10 000 identifiers. Default `false`.
    */
   readonly denyCache?: boolean | { readonly maxKeys?: number };
-  /** Most decisions sent in one script call. Default 100. Decisions made in one tick travel together, in up to two calls. */
+  /** Most decisions sent in one script call. Default 100. Decisions made in one turn of the event loop travel together, in up to two calls. */
   readonly maxBatch?: number;
   /**
    * Time source. By default decisions use the Redis server's clock (`TIME`), so app servers with skewed
@@ -89,7 +89,7 @@ function positiveInteger(value: unknown, option: string): number {
 /**
  * A store in Redis or Valkey, shared by every process that uses the same server and prefix. Each decision
  * is one atomic Lua script (all policies of an identifier checked and charged together), decided on the
- * server's clock; decisions made in the same tick travel together (in up to two calls). Every key expires when its
+ * server's clock; decisions made in the same turn of the event loop travel together (in up to two calls). Every key expires when its
  * state stops mattering. Keys of one identifier share a hash tag, so it works on a Redis Cluster.
  *
  * Its parts: `codec` builds the script's arguments and reads its reply, `Batcher` groups decisions into
