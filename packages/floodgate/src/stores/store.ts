@@ -1,4 +1,5 @@
 import type { PolicyResult } from '../core/algorithms/types.js';
+import type { MaybePromise } from '../core/maybe.js';
 import type { PolicySet } from '../core/policy.js';
 
 /**
@@ -16,7 +17,8 @@ export type StoreMode = 'consume' | 'peek' | 'refund';
  * a store must decide exactly as the pure algorithms in `floodgate`'s `algorithms` do (the shared decision
  * vectors in the repository test that), and apply all policies of a set atomically.
  *
- * Results come back in the order of `set.policies`.
+ * Results come back in the order of `set.policies`, as a value or a promise of one (a Redis store
+ * answers a decision made from a quota lease at once).
  */
 export interface Store {
   apply(
@@ -25,7 +27,7 @@ export interface Store {
     cost: number,
     mode: StoreMode,
     lease?: string,
-  ): Promise<readonly PolicyResult[]>;
+  ): MaybePromise<readonly PolicyResult[]>;
   /**
    * Optional: `apply` answered at once, for a store whose state is in this process. A Limiter over such a
    * store decides without promises, and offers `consumeSync` and `allowSync`.

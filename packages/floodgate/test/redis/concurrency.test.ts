@@ -29,9 +29,14 @@ after(async () => {
   await server.stop();
 });
 
-async function round(key: string, policy: PolicySpec, maxBatch: number): Promise<number> {
+async function round(
+  key: string,
+  policy: PolicySpec | PolicySpec[],
+  maxBatch: number,
+  leases = false,
+): Promise<number> {
   const answers = workers.map((w) => once(w, 'message') as Promise<[{ allowed: number; failures: number }]>);
-  for (const w of workers) w.send({ key, policy, requests: REQUESTS, maxBatch });
+  for (const w of workers) w.send({ key, policy, requests: REQUESTS, maxBatch, leases });
   const results = (await Promise.all(answers)).map(([r]) => r);
   assert.deepEqual(
     results.map((r) => r.failures),
@@ -60,5 +65,30 @@ describe(`exactness: ${PROCESSES} processes x ${REQUESTS} concurrent requests on
         }
       });
     }
+  }
+});
+
+describe(`quota leases: ${PROCESSES} processes x ${REQUESTS} concurrent requests on one identifier`, () => {
+  const cases: [string, PolicySpec | PolicySpec[], number][] = [
+    ['fixed window of 5', { algorithm: 'fixed-window', limit: 5, window: '1h' }, 5],
+    ['fixed window of 500', { algorithm: 'fixed-window', limit: 500, window: '1h' }, 500],
+    ['token bucket of 500', { algorithm: 'token-bucket', limit: 500, window: '1d' }, 500],
+    [
+      'a fixed window of 300 and a token bucket of 400, together',
+      [
+        { algorithm: 'fixed-window', limit: 300, window: '1h' },
+        { algorithm: 'token-bucket', limit: 400, window: '1d' },
+      ],
+      300,
+    ],
+  ];
+  for (const [name, policy, limit] of cases) {
+    it(`${name}: never more than ${limit}, and no unit lost to a lease left over`, async () => {
+      for (let i = 0; i < 3; i++) {
+        const allowed = await round(`leased:${name}:${i}`, policy, 100, true);
+        assert.ok(allowed <= limit, `round ${i}: ${allowed} allowed, over ${limit}`);
+        assert.equal(allowed, limit, `round ${i}: ${allowed} of ${limit} allowed`);
+      }
+    });
   }
 });

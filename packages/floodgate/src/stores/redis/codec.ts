@@ -21,7 +21,20 @@ const CODES: Record<Policy['algorithm'], string> = {
   'sliding-window-counter': '4',
   concurrency: '5',
 };
-const MODES: Record<StoreMode | 'reset', string> = { consume: 'c', peek: 'p', refund: 'r', reset: 'x' };
+/**
+ * What a script call can do to an identifier: the store's modes, `reset`, and the two halves of a quota
+ * lease: `lease` (consume, plus up to `lease` more units) and `unlease` (give unused units back, unless the
+ * Redis time is already at or past `lease`).
+ */
+export type OpMode = StoreMode | 'reset' | 'lease' | 'unlease';
+const MODES: Record<OpMode, string> = {
+  consume: 'c',
+  peek: 'p',
+  refund: 'r',
+  reset: 'x',
+  lease: 'l',
+  unlease: 'u',
+};
 
 /** Keeps an identifier inside its `{hash tag}`: braces would end the tag early, so they are escaped. */
 function tag(key: string): string {
@@ -42,8 +55,8 @@ export function encodePolicies(set: PolicySet): string[] {
   ];
 }
 
-/** An operation's own ARGV: mode, cost, lease ('' for none). */
-export function encodeOp(mode: StoreMode | 'reset', cost: number, lease: string | undefined): string[] {
+/** An operation's own ARGV: mode, cost, lease ('' for none; the units asked for or the deadline for a quota lease). */
+export function encodeOp(mode: OpMode, cost: number, lease: string | undefined): string[] {
   return [MODES[mode], String(cost), lease === undefined ? '' : encodeURIComponent(lease)];
 }
 
@@ -92,18 +105,31 @@ function integer(value: unknown, at: number): number {
 
 /**
  * The results of each operation, from the script's reply: the time decided at, then per operation and
- * policy allowed (1/0), remaining, resetAt and retryAfter (-1: never). Anything else (another shape, a
- * length that does not match what was asked, a number that is not an integer) throws MalformedReplyError.
+ * policy allowed (1/0), remaining, resetAt and retryAfter (-1: never). An operation marked in `leased`
+ * leads with the units granted, written to `grants`. Anything else (another shape, a length that does not
+ * match what was asked, a number that is not an integer) throws MalformedReplyError.
  */
-export function decodeBatch(reply: unknown, counts: readonly number[]): PolicyResult[][] {
+export function decodeBatch(
+  reply: unknown,
+  counts: readonly number[],
+  leased?: readonly boolean[],
+  grants?: number[],
+): PolicyResult[][] {
   if (!Array.isArray(reply)) throw new MalformedReplyError(`${typeof reply}, not an array`);
-  const expected = 1 + 4 * counts.reduce((sum, n) => sum + n, 0);
+  let expected = 1 + 4 * counts.reduce((sum, n) => sum + n, 0);
+  if (leased !== undefined) for (const l of leased) if (l) expected++;
   if (reply.length !== expected) {
     throw new MalformedReplyError(`${reply.length} values where ${expected} were expected`);
   }
   const now = integer(reply[0], 0); // Redis's time (or the injected clock's): resetAt is on it
   let at = 1;
-  return counts.map((n) => {
+  return counts.map((n, op) => {
+    if (leased?.[op] === true) {
+      const granted = integer(reply[at], at);
+      if (granted < 0) throw new MalformedReplyError(`${granted} at ${at}, not a number of units`);
+      if (grants !== undefined) grants[op] = granted;
+      at++;
+    }
     const results: PolicyResult[] = new Array(n);
     for (let i = 0; i < n; i++, at += 4) {
       const allowed = integer(reply[at], at);

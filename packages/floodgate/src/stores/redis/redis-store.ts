@@ -2,14 +2,24 @@ import type { OutagePolicy, PolicyResult } from '../../core/algorithms/types.js'
 import { systemClock } from '../../core/clock.js';
 import { parseDuration } from '../../core/duration.js';
 import { FloodgateError, invalidOption, knownKeys } from '../../core/errors.js';
+import type { MaybePromise } from '../../core/maybe.js';
 import type { PolicySet } from '../../core/policy.js';
 import { MemoryStore } from '../memory.js';
 import type { Store, StoreMode } from '../store.js';
 import { type RedisAdapter, redisAdapter } from './adapter.js';
 import { Batcher } from './batcher.js';
 import { Breaker } from './breaker.js';
-import { decodeBatch, type EncodedOp, encodeBatch, encodeKeys, encodeOp, encodePolicies } from './codec.js';
+import {
+  decodeBatch,
+  type EncodedOp,
+  encodeBatch,
+  encodeKeys,
+  encodeOp,
+  encodePolicies,
+  type OpMode,
+} from './codec.js';
 import { DenyCache } from './deny-cache.js';
+import { type LeaseStats, Leases } from './leases.js';
 import { BATCH_SCRIPT, BATCH_SHA } from './script.lua.js';
 
 /**
@@ -42,6 +52,20 @@ export interface RedisStoreOptions {
    * `true` keeps up to 10 000 identifiers. Default `false`.
    */
   readonly denyCache?: boolean | { readonly maxKeys?: number };
+  /**
+   * Quota leases (off by default): a process that sees an identifier often takes a slice of its quota in one
+   * call and decides from it locally, with no round trip, until it is spent or lapses. Never admits more
+   * than the exact limit for a fixed window; widens a token bucket's burst by at most a tenth. Sliding
+   * windows and concurrency keep the exact path. `true` takes the defaults: `lifetime` "1s" (longest a
+   * lease is held), `maxUnits` 1000 (largest lease), `maxKeys` 10 000 (identifiers followed).
+   */
+  readonly leases?:
+    | boolean
+    | {
+        readonly lifetime?: number | string;
+        readonly maxUnits?: number;
+        readonly maxKeys?: number;
+      };
   /** Most decisions sent in one script call. Default 100. Decisions made in one turn of the event loop travel together, in up to two calls. */
   readonly maxBatch?: number;
   /**
@@ -56,7 +80,7 @@ export interface RedisStoreOptions {
 }
 
 /** Counters for metrics and benchmarks. */
-export interface RedisStoreStats {
+export interface RedisStoreStats extends LeaseStats {
   /** Script calls sent to Redis for decisions (round trips; background probes are not counted). */
   scripts: number;
   /** Decisions sent to Redis inside those calls. */
@@ -69,13 +93,15 @@ export interface RedisStoreStats {
   failures: number;
 }
 
+type Answer = { readonly results: readonly PolicyResult[]; readonly granted: number };
+
 interface Op extends EncodedOp {
   readonly key: string;
   readonly set: PolicySet;
   readonly cost: number;
-  readonly mode: StoreMode;
+  readonly mode: OpMode;
   readonly lease: string | undefined;
-  resolve(results: readonly PolicyResult[]): void;
+  resolve(answer: Answer): void;
 }
 
 const POLICIES: readonly OutagePolicy[] = ['open', 'closed', 'fallback'];
@@ -107,9 +133,20 @@ export class RedisStore implements Store {
   readonly #probeInterval: number;
   readonly #batcher: Batcher<Op>;
   readonly #denied: DenyCache | undefined;
+  readonly #leases: Leases | undefined;
   readonly #policies = new WeakMap<PolicySet, readonly string[]>();
   #fallback: MemoryStore | undefined;
-  readonly stats: RedisStoreStats = { scripts: 0, decisions: 0, cacheHits: 0, degraded: 0, failures: 0 };
+  readonly stats: RedisStoreStats = {
+    scripts: 0,
+    decisions: 0,
+    cacheHits: 0,
+    degraded: 0,
+    failures: 0,
+    leases: 0,
+    leasedUnits: 0,
+    returnedUnits: 0,
+    localDecisions: 0,
+  };
 
   constructor(options: RedisStoreOptions) {
     if (typeof options !== 'object' || options === null) {
@@ -123,6 +160,7 @@ export class RedisStore implements Store {
       'breaker',
       'denyCache',
       'maxBatch',
+      'leases',
       'clock',
       'onError',
       'onRecover',
@@ -157,6 +195,12 @@ export class RedisStore implements Store {
       denyMax = positiveInteger(deny.maxKeys ?? 10_000, 'denyCache.maxKeys');
     } else throw invalidOption('denyCache', 'a boolean or { maxKeys }', deny, 'type');
     const maxBatch = positiveInteger(options.maxBatch ?? 100, 'maxBatch');
+    const leases = options.leases ?? false;
+    if (typeof leases !== 'boolean' && (typeof leases !== 'object' || leases === null)) {
+      throw invalidOption('leases', 'a boolean or { lifetime, maxUnits, maxKeys }', leases, 'type');
+    }
+    if (typeof leases === 'object') knownKeys(leases, ['lifetime', 'maxUnits', 'maxKeys'], 'leases.');
+    const lease = typeof leases === 'object' ? leases : {};
     const clock = options.clock;
     if (clock !== undefined && typeof clock?.now !== 'function') {
       throw invalidOption('clock', 'an object with a now() method', clock, 'type');
@@ -178,6 +222,24 @@ export class RedisStore implements Store {
     });
     this.#denied = denyMax > 0 ? new DenyCache(denyMax, this.#local) : undefined;
     this.#batcher = new Batcher(this.#redis.cluster, maxBatch, (ops) => void this.#send(ops));
+    this.#leases =
+      leases === false
+        ? undefined
+        : new Leases(
+            {
+              lifetime: parseDuration(lease.lifetime ?? 1000, 'leases.lifetime'),
+              maxUnits: positiveInteger(lease.maxUnits ?? 1000, 'leases.maxUnits'),
+              maxKeys: positiveInteger(lease.maxKeys ?? 10_000, 'leases.maxKeys'),
+              clock: this.#local,
+            },
+            (key, set, mode, cost, id) => this.#op(key, set, cost, mode, id),
+            this.stats,
+          );
+  }
+
+  /** Gives back the units of lapsed quota leases now (they also go on a timer, every lease lifetime). */
+  sweep(): void {
+    this.#leases?.sweep();
   }
 
   /** False while Redis is failing (after a failed call, until one succeeds). */
@@ -191,7 +253,7 @@ export class RedisStore implements Store {
     cost: number,
     mode: StoreMode,
     lease?: string,
-  ): Promise<readonly PolicyResult[]> {
+  ): MaybePromise<readonly PolicyResult[]> {
     const denied = this.#denied;
     if (denied !== undefined) {
       if (mode === 'refund') denied.forget(key);
@@ -199,11 +261,19 @@ export class RedisStore implements Store {
         const hit = denied.lookup(key, set, cost);
         if (hit !== undefined) {
           this.stats.cacheHits++;
-          return Promise.resolve(hit);
+          return hit;
         }
       }
     }
-    if (this.#breaker.tripped) return Promise.resolve(this.#degrade(key, set, cost, mode, lease));
+    if (mode === 'consume' && this.#leases?.covers(set)) return this.#leases.take(key, set, cost);
+    return this.#op(key, set, cost, mode, lease).then((answer) => answer.results);
+  }
+
+  /** One operation in the next script call, or the outage policy's answer while the breaker is tripped. */
+  #op(key: string, set: PolicySet, cost: number, mode: OpMode, lease: string | undefined): Promise<Answer> {
+    if (this.#breaker.tripped) {
+      return Promise.resolve({ results: this.#degrade(key, set, cost, mode, lease), granted: 0 });
+    }
     return new Promise((resolve) => {
       const policies = this.#policiesOf(set);
       this.#batcher.add({
@@ -242,6 +312,8 @@ export class RedisStore implements Store {
 
   /** Stops the background probe; from now on every decision is the outage policy's. The Redis client is yours: close it yourself. */
   close(): void {
+    this.#leases?.returnAll();
+    this.#leases?.stop();
     this.#breaker.stop();
   }
 
@@ -258,26 +330,31 @@ export class RedisStore implements Store {
     const { keys, args } = encodeBatch(ops, this.#clock?.now());
     this.stats.scripts++;
     let decoded: PolicyResult[][];
+    const grants: number[] = [];
     try {
       const reply = await this.#call(keys, args);
       // A reply that cannot be read is a failure like any other: the outage policy answers, never a hang.
       decoded = decodeBatch(
         reply,
         ops.map((op) => op.set.policies.length),
+        ops.map((op) => op.mode === 'lease'),
+        grants,
       );
       this.stats.decisions += ops.length;
       this.#breaker.succeeded();
     } catch (error) {
       this.stats.failures++;
       this.#breaker.failed(error);
-      for (const op of ops) op.resolve(this.#degrade(op.key, op.set, op.cost, op.mode, op.lease));
+      for (const op of ops) {
+        op.resolve({ results: this.#degrade(op.key, op.set, op.cost, op.mode, op.lease), granted: 0 });
+      }
       return;
     }
     ops.forEach((op, i) => {
       const results = decoded[i]!;
-      if (this.#denied !== undefined && op.mode === 'consume')
+      if (this.#denied !== undefined && (op.mode === 'consume' || op.mode === 'lease'))
         this.#denied.remember(op.key, op.set, op.cost, results);
-      op.resolve(results);
+      op.resolve({ results, granted: grants[i] ?? 0 });
     });
   }
 
@@ -316,10 +393,15 @@ export class RedisStore implements Store {
     key: string,
     set: PolicySet,
     cost: number,
-    mode: StoreMode,
+    opMode: OpMode,
     lease: string | undefined,
   ): readonly PolicyResult[] {
     this.stats.degraded++;
+    // A lease asked for in an outage is a decision like any other; units given back are simply lost
+    // (they were charged in Redis, not in the fallback).
+    const mode: StoreMode =
+      opMode === 'lease' ? 'consume' : opMode === 'unlease' || opMode === 'reset' ? 'peek' : opMode;
+    if (opMode === 'lease') lease = undefined;
     if (this.#outage === 'fallback') {
       this.#fallback ??= new MemoryStore({ clock: this.#local, maxKeys: 100_000 });
       return this.#fallback

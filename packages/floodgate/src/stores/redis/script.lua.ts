@@ -9,10 +9,13 @@ import { createHash } from 'node:crypto';
  * KEYS: every operation's policy keys, in order.
  * ARGV: now ('' = the server's TIME); the number of policy sets in the batch, then per set its number of
  *       policies and per policy: algorithm code, limit, window, burst; then per operation: its set (1-based),
- *       mode (c)onsume, (p)eek, (r)efund, (x) reset; cost; lease ('' for none).
+ *       mode (c)onsume, (p)eek, (r)efund, (x) reset, (l)ease, (u)nlease; cost; lease ('' for none).
+ *       `l` consumes cost plus up to `lease` more units (a quota lease, never more than a quarter of what is
+ *       left, so the last units go one by one); `u` refunds `cost` leased units unless the time is already
+ *       at or past `lease`, the end of the earliest window they were charged in.
  *       A set is sent once per call however many operations use it: most batches share one.
- * Reply: the time decided at (ms), then per operation and policy 4 integers: allowed (1/0), remaining,
- *        resetAt, retryAfter (-1: never).
+ * Reply: the time decided at (ms), then per operation (after the units granted, for `l`) and policy 4
+ *        integers: allowed (1/0), remaining, resetAt, retryAfter (-1: never).
  *
  * Each algorithm loads and saves its own state, doing the least Redis work it allows: a fixed window is a
  * hash whose count an allowed request raises with one HINCRBY; the others are strings of integers
@@ -337,7 +340,11 @@ local function push(ok, remaining, reset_at, retry)
   r = r + 4
 end
 
+-- A lease takes at most this share of what is left: near the limit, grants shrink to nothing.
+local LEASE_SHARE = 4
+
 -- Any mix of algorithms: load every state, decide each policy, charge all or none, save what changed.
+-- Returns the extra units granted (mode l).
 local function decide_any(ps, k, mode, cost, lease)
   local n = #ps
   local olds, states = {}, {}
@@ -351,12 +358,22 @@ local function decide_any(ps, k, mode, cost, lease)
   end
   local c = cost
   if mode == 'r' then c = 0 end
-  local results, all = {}, true
+  local results, all, free = {}, true, nil
   for i = 1, n do
     local p = ps[i]
     local ok, remaining, reset_at, retry, nxt = p.algo.consume(states[i], now, c, p.limit, p.window, p.burst, lease)
     results[i] = { ok, remaining, reset_at, retry, nxt }
     if ok == 0 then all = false end
+    if free == nil or remaining < free then free = remaining end
+  end
+  local extra = 0
+  if mode == 'l' and all then extra = math.min(tonumber(lease), floor(free / LEASE_SHARE)) end
+  if extra > 0 then
+    for i = 1, n do
+      local p = ps[i]
+      local ok, remaining, reset_at, retry, nxt = p.algo.consume(states[i], now, c + extra, p.limit, p.window, p.burst, '')
+      results[i] = { ok, remaining, reset_at, retry, nxt }
+    end
   end
   if not all then
     -- Nothing is charged: policies that would have allowed report their state as it stays.
@@ -372,19 +389,20 @@ local function decide_any(ps, k, mode, cost, lease)
     local p, res = ps[i], results[i]
     if mode == 'r' then
       p.algo.save(KEYS[k + i], olds[i], states[i], res[3])
-    elseif mode == 'c' and all and res[5] ~= states[i] then
+    elseif (mode == 'c' or mode == 'l') and all and res[5] ~= states[i] then
       p.algo.save(KEYS[k + i], states[i], res[5], res[3])
     end
     push(res[1], res[2], res[3], res[4])
   end
+  return extra
 end
 
 -- Fixed windows only (the same answers as fw_consume and fw_refund through decide_any), with the least
 -- work a window allows: one HMGET per policy, and to charge one HINCRBY, or HSET and PEXPIRE when the
 -- window opens. The two passes share these two arrays instead of making tables per decision.
 local fw_starts, fw_counts = {}, {}
-local function decide_windows(ps, k, mode, cost)
-  local n, all = #ps, true
+local function decide_windows(ps, k, mode, cost, lease)
+  local n, all, free = #ps, true, nil
   local c = cost
   if mode == 'r' then c = 0 end
   for i = 1, n do
@@ -403,6 +421,12 @@ local function decide_windows(ps, k, mode, cost)
     end
     fw_starts[i], fw_counts[i] = start, count
     if c > p.limit or count + c > p.limit then all = false end
+    if free == nil or p.limit - count - c < free then free = p.limit - count - c end
+  end
+  local extra = 0
+  if mode == 'l' and all then
+    extra = math.min(tonumber(lease), floor(free / LEASE_SHARE))
+    c = c + extra
   end
   for i = 1, n do
     local p, start, count = ps[i], fw_starts[i], fw_counts[i]
@@ -416,7 +440,7 @@ local function decide_windows(ps, k, mode, cost)
     elseif c == 0 or not all then
       push(1, limit - count, finish, 0)
     else
-      if mode == 'c' then
+      if mode == 'c' or mode == 'l' then
         local key = KEYS[k + i]
         if start then
           redis.call('HINCRBY', key, 'c', fmt(c))
@@ -428,6 +452,7 @@ local function decide_windows(ps, k, mode, cost)
       push(1, limit - count - c, (start or now) + window, 0)
     end
   end
+  return extra
 end
 
 -- The batch's policy sets, each with its decider, chosen once per call.
@@ -450,11 +475,20 @@ end
 
 local k = 0
 while a <= #ARGV do
-  local ps, mode = sets[tonumber(ARGV[a])], ARGV[a + 1]
+  local ps, mode, cost, lease = sets[tonumber(ARGV[a])], ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3]
+  if mode == 'u' then
+    -- Leased units go back only into the windows they came from: past the earliest one's end, they stay.
+    if now < tonumber(lease) then mode = 'r' else mode, cost = 'p', 0 end
+    lease = ''
+  end
   if mode == 'x' then
     for i = 1, #ps do redis.call('DEL', KEYS[k + i]) end
+  elseif mode == 'l' then
+    local at = r + 1
+    r = at
+    reply[at] = ps.decide(ps, k, mode, cost, lease)
   else
-    ps.decide(ps, k, mode, tonumber(ARGV[a + 2]), ARGV[a + 3])
+    ps.decide(ps, k, mode, cost, lease)
   end
   a = a + 4
   k = k + #ps

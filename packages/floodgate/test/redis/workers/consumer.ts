@@ -6,9 +6,10 @@ import { RedisStore } from '../../../src/stores/redis/index.js';
 
 interface Round {
   key: string;
-  policy: PolicySpec;
+  policy: PolicySpec | PolicySpec[];
   requests: number;
   maxBatch: number;
+  leases?: boolean;
 }
 
 const client = new Redis(Number(process.env.REDIS_PORT), '127.0.0.1');
@@ -18,6 +19,7 @@ process.on('message', async (round: Round) => {
   const store = new RedisStore({
     client,
     maxBatch: round.maxBatch,
+    leases: round.leases ?? false,
     onStoreError: 'closed',
     onError: () => failures++,
   });
@@ -25,6 +27,7 @@ process.on('message', async (round: Round) => {
   const decisions = await Promise.all(
     Array.from({ length: round.requests }, () => limiter.consume(round.key)),
   );
+  store.close();
   process.send!({ allowed: decisions.filter((d) => d.allowed).length, failures });
 });
 client.on('ready', () => process.send!('ready'));

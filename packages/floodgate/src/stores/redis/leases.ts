@@ -1,0 +1,231 @@
+import type { PolicyResult } from '../../core/algorithms/types.js';
+import type { MaybePromise } from '../../core/maybe.js';
+import type { PolicySet } from '../../core/policy.js';
+
+/** What the leases need from the store: one script operation, answered with its results and grant. */
+export type LeaseCall = (
+  key: string,
+  set: PolicySet,
+  mode: 'consume' | 'lease' | 'unlease',
+  cost: number,
+  lease?: string,
+) => Promise<{ readonly results: readonly PolicyResult[]; readonly granted: number }>;
+
+export interface LeaseSettings {
+  /** Longest a lease is held before its unused units go back (ms); shortened per policy set, see `lifetimeOf`. */
+  readonly lifetime: number;
+  /** Most units one lease may ask for. */
+  readonly maxUnits: number;
+  /** Most identifiers followed at once; past it, new identifiers take the exact path. */
+  readonly maxKeys: number;
+  readonly clock: { now(): number };
+}
+
+/** Counters for metrics: leases taken, units leased, units given back, decisions made from a lease. */
+export interface LeaseStats {
+  leases: number;
+  leasedUnits: number;
+  returnedUnits: number;
+  localDecisions: number;
+}
+
+interface Waiter {
+  readonly cost: number;
+  resolve(results: MaybePromise<readonly PolicyResult[]>): void;
+}
+
+/** One identifier as this process sees it: the units it holds, and how fast it spends them. */
+interface Entry {
+  readonly set: PolicySet;
+  /** Units leased and not yet spent. */
+  units: number;
+  /** Local time at which the lease lapses and its unused units go back. */
+  expires: number;
+  /** Redis time of the earliest window end the units were charged in: past it, they are not returned. */
+  deadline: number;
+  /** Whether the lease lapses at a window's end, where its unused units are worth nothing. */
+  endsWithWindow: boolean;
+  /** The grant's answer, from which decisions made from the lease report their reset. */
+  grant: readonly PolicyResult[];
+  /** Local time the last lease was asked for (a lower bound of when Redis charged it). */
+  since: number;
+  /** Units spent since then: the local rate that sizes the next lease. */
+  used: number;
+  lastSeen: number;
+  /** Decisions waiting for a lease asked for and not yet answered. */
+  waiting: Waiter[] | undefined;
+}
+
+const LEASABLE = new Set(['fixed-window', 'token-bucket', 'gcra']);
+
+/**
+ * Whether a set may be leased, and for how long: fixed windows and token buckets (GCRA) only. A sliding
+ * window log and a concurrency limit keep the exact path; a sliding window counter too, since its weighted
+ * previous window would count leased units in a window they were not spent in.
+ *
+ * A bucket's lease lives at most the time it takes to refill a tenth of its burst, so leasing widens a burst
+ * by at most a tenth (rate x lifetime). A window's lease never outlives the window (see `Leases.take`).
+ */
+export function lifetimeOf(set: PolicySet, lifetime: number): number | undefined {
+  let life = lifetime;
+  for (const p of set.policies) {
+    if (!LEASABLE.has(p.algorithm)) return undefined;
+    if (p.algorithm !== 'fixed-window')
+      life = Math.min(life, Math.floor((p.window * p.burst) / (10 * p.limit)));
+  }
+  return life >= 1 ? life : undefined;
+}
+
+/**
+ * Quota leases: a process that sees an identifier often takes a slice of its quota in one atomic script call
+ * (charged in Redis when taken), then decides from it locally until it is spent or lapses; unused units go
+ * back when it lapses. What Redis has charged bounds what every process admits together: never more than
+ * the exact limit for a fixed window, a burst wider by at most rate x lifetime for a token bucket.
+ *
+ * Sizes adapt: an identifier seen once takes no lease; then each lease asks for what this process spent in
+ * one lifetime at its last rate, up to `maxUnits`; the script grants at most a quarter of what is left, so
+ * near the limit grants shrink to nothing and the last units are decided one by one, in Redis.
+ */
+export class Leases {
+  readonly #entries = new Map<string, Entry>();
+  readonly #lifetimes = new WeakMap<PolicySet, number | undefined>();
+  readonly #sweep: NodeJS.Timeout;
+
+  constructor(
+    private readonly settings: LeaseSettings,
+    private readonly call: LeaseCall,
+    private readonly stats: LeaseStats,
+  ) {
+    this.#sweep = setInterval(() => this.sweep(), settings.lifetime);
+    this.#sweep.unref();
+  }
+
+  /** Whether decisions for this set go through leases. */
+  covers(set: PolicySet): boolean {
+    let life = this.#lifetimes.get(set);
+    if (life === undefined && !this.#lifetimes.has(set)) {
+      life = lifetimeOf(set, this.settings.lifetime);
+      this.#lifetimes.set(set, life);
+    }
+    return life !== undefined;
+  }
+
+  /** A consume decision for a covered set: from the lease when it holds enough, else from Redis. */
+  take(key: string, set: PolicySet, cost: number): MaybePromise<readonly PolicyResult[]> {
+    const now = this.settings.clock.now();
+    const entry = this.#entries.get(key);
+    if (entry === undefined) {
+      // Seen once: no lease yet, only the time, from which the next sighting reads a rate.
+      if (this.#entries.size < this.settings.maxKeys) {
+        this.#entries.set(key, {
+          set,
+          units: 0,
+          expires: 0,
+          deadline: 0,
+          endsWithWindow: false,
+          grant: [],
+          since: now,
+          used: cost,
+          lastSeen: now,
+          waiting: undefined,
+        });
+      }
+      return this.call(key, set, 'consume', cost).then((r) => r.results);
+    }
+    entry.lastSeen = now;
+    if (entry.units > 0 && now >= entry.expires) this.#giveBack(key, entry);
+    if (entry.units >= cost) return this.#spend(entry, cost, now);
+    if (entry.waiting !== undefined) {
+      const waiting = entry.waiting;
+      return new Promise((resolve) => waiting.push({ cost, resolve }));
+    }
+    return this.#renew(key, entry, cost, now);
+  }
+
+  /** Gives back every lease's unused units (on close, or before the process stops). */
+  returnAll(): void {
+    for (const [key, entry] of this.#entries) if (entry.units > 0) this.#giveBack(key, entry);
+  }
+
+  stop(): void {
+    clearInterval(this.#sweep);
+  }
+
+  /** Lapsed leases give their units back; identifiers idle for two lifetimes are forgotten. */
+  sweep(): void {
+    const now = this.settings.clock.now();
+    for (const [key, entry] of this.#entries) {
+      if (entry.waiting !== undefined) continue;
+      if (entry.units > 0 && now >= entry.expires) this.#giveBack(key, entry);
+      if (entry.units === 0 && now - entry.lastSeen >= 2 * this.settings.lifetime) this.#entries.delete(key);
+    }
+  }
+
+  #spend(entry: Entry, cost: number, now: number): readonly PolicyResult[] {
+    entry.units -= cost;
+    entry.used += cost;
+    this.stats.localDecisions++;
+    // `remaining` is what this process still holds: a lower bound of the quota left, never more than it.
+    return entry.grant.map((g) => ({
+      allowed: true,
+      remaining: entry.units,
+      resetAt: g.resetAt,
+      retryAfter: 0,
+      resetAfter: Math.max(0, g.resetAfter - (now - entry.since)),
+    }));
+  }
+
+  #renew(key: string, entry: Entry, cost: number, now: number): Promise<readonly PolicyResult[]> {
+    // Units left over (fewer than this cost) go back first: a lease is one grant, with one lifetime.
+    if (entry.units > 0) this.#giveBack(key, entry);
+    const rate = entry.used / Math.max(1, now - entry.since);
+    const life = this.#lifetimes.get(entry.set)!;
+    const ask = Math.min(this.settings.maxUnits, Math.max(1, Math.ceil(rate * life)));
+    entry.since = now;
+    entry.used = 0;
+    const waiting: Waiter[] = [];
+    entry.waiting = waiting;
+    return this.call(key, entry.set, 'lease', cost, String(ask)).then(({ results, granted }) => {
+      entry.waiting = undefined;
+      const allowed = results.every((r) => r.allowed) && results.every((r) => r.outage === undefined);
+      if (allowed) {
+        entry.used += cost;
+        if (granted > 0) {
+          this.stats.leases++;
+          this.stats.leasedUnits += granted;
+          entry.units = granted;
+          entry.grant = results;
+          let expires = now + life;
+          let deadline = Number.MAX_SAFE_INTEGER;
+          entry.endsWithWindow = false;
+          entry.set.policies.forEach((p, i) => {
+            if (p.algorithm !== 'fixed-window') return;
+            // A window's lease lapses by the window's end, counted from when it was asked for: Redis
+            // charged it later than that, so the lease ends no later than the window.
+            const end = now + results[i]!.resetAfter;
+            if (end <= expires) {
+              expires = end;
+              entry.endsWithWindow = true;
+            }
+            deadline = Math.min(deadline, results[i]!.resetAt);
+          });
+          entry.expires = expires;
+          entry.deadline = deadline;
+        }
+      }
+      for (const w of waiting) {
+        if (!allowed && w.cost >= cost) w.resolve(results);
+        else w.resolve(this.take(key, entry.set, w.cost));
+      }
+      return results.map((r) => (allowed && granted > 0 ? { ...r, remaining: r.remaining + granted } : r));
+    });
+  }
+
+  #giveBack(key: string, entry: Entry): void {
+    const units = entry.units;
+    entry.units = 0;
+    if (entry.endsWithWindow && this.settings.clock.now() >= entry.expires) return; // the window is over
+    this.stats.returnedUnits += units;
+    void this.call(key, entry.set, 'unlease', units, String(entry.deadline));
+  }
+}

@@ -1,0 +1,237 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { RedisServer } from '@floodgate/test-support';
+import fc from 'fast-check';
+import { Redis } from 'ioredis';
+import { type PolicySpec, policySet, resolvePolicies } from '../../src/core/policy.js';
+import { Limiter } from '../../src/limiter/limiter.js';
+import { RedisStore } from '../../src/stores/redis/index.js';
+import { lifetimeOf } from '../../src/stores/redis/leases.js';
+
+// Quota leases against a real Redis: simulated processes (one store each) on one controlled clock, which
+// the script also decides by, so the bounds stated in the README can be checked at exact times.
+
+let server: RedisServer;
+let client: Redis;
+before(async () => {
+  server = await RedisServer.start();
+  client = new Redis(server.port, '127.0.0.1');
+});
+after(async () => {
+  client.disconnect();
+  await server.stop();
+});
+
+let unique = 0;
+
+function processes(count: number, clock: { now(): number }, prefix: string, lifetime = 1000) {
+  return Array.from(
+    { length: count },
+    () => new RedisStore({ client, prefix, clock, leases: { lifetime, maxUnits: 50 } }),
+  );
+}
+
+const arrivals = fc.array(
+  fc.record({
+    process: fc.integer({ min: 0, max: 3 }),
+    dt: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 40 }), fc.integer({ min: 0, max: 400 })),
+    burst: fc.integer({ min: 1, max: 12 }),
+  }),
+  { minLength: 5, maxLength: 60 },
+);
+
+/** Decisions from every simulated process, in arrival order; returns the times of those admitted. */
+async function run(
+  stores: RedisStore[],
+  policies: PolicySpec | PolicySpec[],
+  clock: { t: number },
+  steps: { process: number; dt: number; burst: number }[],
+): Promise<number[]> {
+  const limiters = stores.map((store) => new Limiter({ store, policies }));
+  const admitted: number[] = [];
+  for (const s of steps) {
+    clock.t += s.dt;
+    // A burst of concurrent decisions in one process: some wait for the lease another one asked for.
+    const decisions = await Promise.all(
+      Array.from({ length: s.burst }, () => limiters[s.process]!.consume('hot')),
+    );
+    for (const d of decisions) if (d.allowed) admitted.push(clock.t);
+  }
+  for (const store of stores) store.close();
+  return admitted;
+}
+
+describe('quota leases: the stated bounds, over simulated processes and random arrival times', () => {
+  it('a fixed window admits at most its limit in each window, leases or not', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 40 }),
+        fc.integer({ min: 50, max: 2000 }),
+        arrivals,
+        async (limit, window, steps) => {
+          const clock = { t: 1_700_000_000_000, now: () => clock.t };
+          const stores = processes(4, clock, `fw${++unique}:`);
+          const admitted = await run(stores, { algorithm: 'fixed-window', limit, window }, clock, steps);
+          // A window opens with a charge, and every charge comes with an admitted decision: the windows are
+          // found from the admitted times alone.
+          let start = Number.NEGATIVE_INFINITY;
+          let inWindow = 0;
+          for (const t of admitted) {
+            if (t >= start + window) {
+              start = t;
+              inWindow = 0;
+            }
+            inWindow++;
+            assert.ok(
+              inWindow <= limit,
+              `${inWindow} admitted in the window opened at ${start}, limit ${limit}`,
+            );
+          }
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+
+  it('a token bucket admits at most burst + rate x (interval + lease lifetime) in any interval', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 30 }),
+        fc.integer({ min: 100, max: 3000 }),
+        fc.integer({ min: 0, max: 20 }),
+        arrivals,
+        async (limit, window, extra, steps) => {
+          const clock = { t: 1_700_000_000_000, now: () => clock.t };
+          const policies = { algorithm: 'token-bucket' as const, limit, window, burst: limit + extra };
+          const stores = processes(4, clock, `tb${++unique}:`);
+          const life = lifetimeOf(policySet(resolvePolicies(policies, 'policies')), 1000) ?? 0;
+          const admitted = await run(stores, policies, clock, steps);
+          for (let i = 0; i < admitted.length; i++) {
+            for (let j = i; j < admitted.length; j++) {
+              const count = j - i + 1;
+              const bound =
+                limit + extra + Math.ceil((limit * (admitted[j]! - admitted[i]! + life)) / window);
+              assert.ok(
+                count <= bound,
+                `${count} admitted in [${admitted[i]}, ${admitted[j]}], bound ${bound}`,
+              );
+            }
+          }
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+
+  it('remaining is never more than what is left in Redis plus what this process holds', async () => {
+    const clock = { t: 1_700_000_000_000, now: () => clock.t };
+    const [a, b] = processes(2, clock, `rem${++unique}:`);
+    const limit = 200;
+    const policies = { algorithm: 'fixed-window' as const, limit, window: 3_600_000 };
+    const la = new Limiter({ store: a!, policies });
+    const lb = new Limiter({ store: b!, policies });
+    let admitted = 0;
+    for (let i = 0; i < 60; i++) {
+      // Three at once, in no known order: each may count only the ones admitted before the three.
+      const before = admitted;
+      for (const d of await Promise.all([la.consume('k'), lb.consume('k'), la.consume('k')])) {
+        if (d.allowed) admitted++;
+        assert.ok(d.remaining <= limit - before - 1, `remaining ${d.remaining} after ${before} admitted`);
+      }
+    }
+    assert.equal(admitted, 180);
+    assert.ok(a!.stats.localDecisions > 0, 'decided from leases');
+    a!.close();
+    b!.close();
+  });
+});
+
+describe('quota leases: lifecycle', () => {
+  it('an identifier seen once takes no lease; a hot one takes leases and few script calls', async () => {
+    const store = new RedisStore({ client, prefix: `life${++unique}:`, leases: true });
+    const limiter = new Limiter({
+      store,
+      policies: { algorithm: 'fixed-window', limit: 1_000_000, window: 3_600_000 },
+    });
+    await Promise.all(Array.from({ length: 50 }, (_, i) => limiter.consume(`cold${i}`)));
+    assert.equal(store.stats.leases, 0, 'no lease for identifiers seen once');
+    for (let wave = 0; wave < 40; wave++) {
+      await Promise.all(Array.from({ length: 50 }, () => limiter.consume('hot')));
+    }
+    const calls = store.stats.scripts - 1; // the cold ones went in one call
+    assert.ok(calls / 2000 < 0.05, `${calls} script calls for 2000 decisions`);
+    assert.ok(store.stats.localDecisions > 1900);
+    store.close();
+  });
+
+  it('unused units go back when a lease lapses, and a process that dies loses at most its lease', async () => {
+    const clock = { t: 1_700_000_000_000, now: () => clock.t };
+    const prefix = `lapse${++unique}:`;
+    const policies = { algorithm: 'fixed-window' as const, limit: 100, window: 3_600_000 };
+    const a = new RedisStore({ client, prefix, clock, leases: { lifetime: '1s', maxUnits: 10 } });
+    const la = new Limiter({ store: a, policies });
+    await la.consume('k'); // seen once: exact
+    clock.t += 100;
+    await la.consume('k'); // a lease: 1 + up to 10 units
+    const held = a.stats.leasedUnits;
+    assert.ok(held > 0, 'a lease was taken');
+    const observer = new Limiter({ store: new RedisStore({ client, prefix, clock }), policies });
+    assert.equal(
+      (await observer.peek('k', { cost: 0 })).remaining,
+      100 - 2 - held,
+      'the lease is charged in Redis',
+    );
+    // "Dies": never returns them. The others still get everything else, exactly.
+    clock.t += 1500;
+    a.sweep();
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(a.stats.returnedUnits, held, 'a lapsed lease gives its units back');
+    assert.equal((await observer.peek('k', { cost: 0 })).remaining, 100 - 2, 'and Redis has them again');
+    a.close();
+  });
+
+  it('sliding windows and concurrency keep the exact path; a bucket lease lives a tenth of its refill', () => {
+    assert.equal(
+      lifetimeOf(
+        policySet(resolvePolicies({ algorithm: 'sliding-window-log', limit: 5, window: 60_000 }, 'policies')),
+        1000,
+      ),
+      undefined,
+    );
+    assert.equal(
+      lifetimeOf(
+        policySet(resolvePolicies({ algorithm: 'concurrency', limit: 5, leaseTimeout: 60_000 }, 'policies')),
+        1000,
+      ),
+      undefined,
+    );
+    assert.equal(
+      lifetimeOf(
+        policySet(resolvePolicies({ algorithm: 'fixed-window', limit: 5, window: 60_000 }, 'policies')),
+        1000,
+      ),
+      1000,
+    );
+    assert.equal(
+      lifetimeOf(
+        policySet(resolvePolicies({ algorithm: 'token-bucket', limit: 100, window: '1s' }, 'policies')),
+        1000,
+      ),
+      100,
+    );
+  });
+
+  it('refuses bad lease options, naming them', () => {
+    const cases: [unknown, RegExp][] = [
+      ['yes', /"leases" must be a boolean or/],
+      [{ lifetime: 'soon' }, /leases\.lifetime/],
+      [{ maxUnits: 0 }, /"leases\.maxUnits" must be a positive integer/],
+      [{ maxKeys: 1.5 }, /"leases\.maxKeys" must be a positive integer/],
+      [{ size: 3 }, /leases\.size/],
+    ];
+    for (const [leases, message] of cases) {
+      assert.throws(() => new RedisStore({ client, leases: leases as never }), message);
+    }
+  });
+});
