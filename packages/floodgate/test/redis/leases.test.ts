@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { RedisServer } from '@floodgate/test-support';
+import { freePort, RedisServer } from '@floodgate/test-support';
 import fc from 'fast-check';
 import { Redis } from 'ioredis';
 import { type PolicySpec, policySet, resolvePolicies } from '../../src/core/policy.js';
@@ -220,6 +220,25 @@ describe('quota leases: lifecycle', () => {
       ),
       100,
     );
+  });
+
+  it('in an outage, decisions follow onStoreError and no lease is taken', async () => {
+    const dead = new Redis(await freePort(), '127.0.0.1', { lazyConnect: true, retryStrategy: () => 100 });
+    dead.on('error', () => {});
+    void dead.connect().catch(() => {});
+    const store = new RedisStore({ client: dead, onStoreError: 'closed', timeout: 50, leases: true });
+    const limiter = new Limiter({
+      store,
+      policies: { algorithm: 'fixed-window', limit: 100, window: 60_000 },
+    });
+    for (let i = 0; i < 3; i++) {
+      const decisions = await Promise.all(Array.from({ length: 20 }, () => limiter.consume('hot')));
+      assert.ok(decisions.every((d) => !d.allowed && d.reason === 'store-closed'));
+    }
+    assert.equal(store.stats.leases, 0);
+    assert.equal(store.stats.localDecisions, 0);
+    store.close();
+    dead.disconnect();
   });
 
   it('refuses bad lease options, naming them', () => {

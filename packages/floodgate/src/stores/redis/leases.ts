@@ -21,11 +21,15 @@ export interface LeaseSettings {
   readonly clock: { now(): number };
 }
 
-/** Counters for metrics: leases taken, units leased, units given back, decisions made from a lease. */
+/**
+ * Counters for metrics: leases taken, units leased, units given back to Redis, units a lease held unspent
+ * and could not give back, decisions made from a lease.
+ */
 export interface LeaseStats {
   leases: number;
   leasedUnits: number;
   returnedUnits: number;
+  lapsedUnits: number;
   localDecisions: number;
 }
 
@@ -45,6 +49,8 @@ interface Entry {
   deadline: number;
   /** Whether the lease lapses at a window's end, where its unused units are worth nothing. */
   endsWithWindow: boolean;
+  /** Whether unused units may go back: fixed windows only (see `#giveBack`). */
+  readonly returnable: boolean;
   /** The grant's answer, from which decisions made from the lease report their reset. */
   grant: readonly PolicyResult[];
   /** Local time the last lease was asked for (a lower bound of when Redis charged it). */
@@ -78,13 +84,14 @@ export function lifetimeOf(set: PolicySet, lifetime: number): number | undefined
 
 /**
  * Quota leases: a process that sees an identifier often takes a slice of its quota in one atomic script call
- * (charged in Redis when taken), then decides from it locally until it is spent or lapses; unused units go
- * back when it lapses. What Redis has charged bounds what every process admits together: never more than
+ * (charged in Redis when taken), then decides from it locally until it is spent or lapses; a window's unused
+ * units go back when it lapses. What Redis has charged bounds what every process admits together: never more than
  * the exact limit for a fixed window, a burst wider by at most rate x lifetime for a token bucket.
  *
  * Sizes adapt: an identifier seen once takes no lease; then each lease asks for what this process spent in
  * one lifetime at its last rate, up to `maxUnits`; the script grants at most a quarter of what is left, so
  * near the limit grants shrink to nothing and the last units are decided one by one, in Redis.
+ * A process that stops holding a lease loses at most that lease: units charged, never admitted.
  */
 export class Leases {
   readonly #entries = new Map<string, Entry>();
@@ -119,6 +126,7 @@ export class Leases {
       if (this.#entries.size < this.settings.maxKeys) {
         this.#entries.set(key, {
           set,
+          returnable: set.policies.every((p) => p.algorithm === 'fixed-window'),
           units: 0,
           expires: 0,
           deadline: 0,
@@ -221,10 +229,19 @@ export class Leases {
     });
   }
 
+  /**
+   * Unused units go back into the windows they were charged in, while those are open. A bucket's do not:
+   * given back later, they would bring refill the bucket could not have kept while full (a bucket kept
+   * below full by a lease's debt accrues what a full one wastes), and widen its burst by that much. They
+   * count as spent; leases are sized to the local rate and live a tenth of a refill, so few lapse unused.
+   */
   #giveBack(key: string, entry: Entry): void {
     const units = entry.units;
     entry.units = 0;
-    if (entry.endsWithWindow && this.settings.clock.now() >= entry.expires) return; // the window is over
+    if (!entry.returnable || (entry.endsWithWindow && this.settings.clock.now() >= entry.expires)) {
+      this.stats.lapsedUnits += units;
+      return;
+    }
     this.stats.returnedUnits += units;
     void this.call(key, entry.set, 'unlease', units, String(entry.deadline));
   }

@@ -145,6 +145,7 @@ export class RedisStore implements Store {
     leases: 0,
     leasedUnits: 0,
     returnedUnits: 0,
+    lapsedUnits: 0,
     localDecisions: 0,
   };
 
