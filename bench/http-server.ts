@@ -26,10 +26,14 @@ const [framework, variant, path, redisPort] = process.argv.slice(2) as [string, 
 const limit = path === 'allowed' ? 100_000_000 : 1;
 const windowMs = 3_600_000;
 const policies = { algorithm: 'fixed-window' as const, limit, window: windowMs };
-const store =
-  variant === 'floodgate-redis'
-    ? { store: new RedisStore({ client: new Redis(Number(redisPort), '127.0.0.1') }) }
-    : {};
+const store = variant.startsWith('floodgate-redis')
+  ? {
+      store: new RedisStore({
+        client: new Redis(Number(redisPort), '127.0.0.1'),
+        leases: variant === 'floodgate-redis-leases',
+      }),
+    }
+  : {};
 const fg = variant.startsWith('floodgate');
 const usual = variant === 'usual';
 const usualRedis = variant === 'usual-redis' ? new Redis(Number(redisPort), '127.0.0.1') : undefined;
@@ -123,6 +127,7 @@ if (process.send === undefined) {
 } else {
   process.on('message', (m) => {
     if (m === 'cpu') process.send!({ cpu: process.cpuUsage() });
+    if (m === 'exit') process.exit(0);
   });
   process.send({ port });
 }

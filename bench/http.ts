@@ -23,6 +23,8 @@ const USUAL: Record<string, string> = {
   fastify: '@fastify/rate-limit',
   hono: 'hono-rate-limiter',
 };
+// Quota leases where the Redis issue set its targets: one hot client, node:http and Fastify.
+const LEASES = ['fastify', 'node:http'];
 // The usual limiter on Redis, where it has a Redis store: node:http has no framework limiter, and
 // rate-limiter-flexible is what such servers reach for.
 const USUAL_REDIS: Record<string, string> = {
@@ -79,6 +81,7 @@ for (let run = 0; run < RUNS; run++) {
         'bare',
         'floodgate-memory',
         'floodgate-redis',
+        ...(LEASES.includes(framework) ? ['floodgate-redis-leases'] : []),
         ...(USUAL[framework] ? ['usual'] : []),
         ...(USUAL_REDIS[framework] ? ['usual-redis'] : []),
       ];

@@ -74,6 +74,7 @@ describe('floodgate command', () => {
       ['proxy', '--no-admin', '--admin-port', '1', '--upstream', 'http://127.0.0.1:1'],
       /--admin-port cannot be combined with --no-admin/,
     ],
+    [['proxy', '--upstream', 'http://127.0.0.1:1', '--leases'], /^floodgate: --leases needs --redis$/m],
     [['users', 'add'], /^floodgate: missing required argument 'name'/],
     [['users', 'frobnicate'], /^floodgate: unknown command 'frobnicate'/],
     [['launch'], /^floodgate: unknown command 'launch'/],

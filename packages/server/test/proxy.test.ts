@@ -827,6 +827,37 @@ describe('proxy: two proxies sharing Redis', () => {
     assert.equal(allowed, 5);
     assert.equal(replies.filter((r) => r.status === 429).length, 35);
   });
+
+  it('with quota leases, still exactly the limit between them, most decisions made locally', async () => {
+    const config = {
+      upstream: up.url,
+      store: redis.url,
+      leases: true,
+      rules: [{ name: 'leased', policies: limit(300) }],
+    };
+    const [{ proxy: a }, { proxy: b }] = await Promise.all([proxyFor(config), proxyFor(config)]);
+    let allowed = 0;
+    for (let wave = 0; wave < 10; wave++) {
+      const replies = await Promise.all(
+        Array.from({ length: 50 }, (_, i) => send(`${(i % 2 === 0 ? a : b).url}/echo`)),
+      );
+      allowed += replies.filter((r) => r.status === 200).length;
+    }
+    assert.equal(allowed, 300, 'exactly the limit across both proxies');
+    const local =
+      (await metric(a, 'floodgate_store_decisions_total{path="lease"}')) +
+      (await metric(b, 'floodgate_store_decisions_total{path="lease"}'));
+    assert.ok(local > 150, `${local} decisions made from leases`);
+    assert.ok((await metric(a, 'floodgate_store_leases_total')) > 0);
+    assert.ok((await metric(a, 'floodgate_store_script_calls_total')) > 0);
+  });
+
+  it('refuses leases without Redis, naming the field', () => {
+    assert.throws(
+      () => validateProxyConfig({ upstream: up.url, leases: true }, 'proxy.yaml'),
+      /proxy\.yaml: leases: quota leases share a Redis store's quota; set "store" to a Redis URL$/,
+    );
+  });
 });
 
 describe('proxy: in front of a Python service', () => {

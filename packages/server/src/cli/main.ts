@@ -92,6 +92,7 @@ function program(): Command {
     )
     .option('--algorithm <name>', 'without --config: the algorithm (default token-bucket)')
     .option('--redis <url>', 'without --config: share limits through Redis')
+    .option('--leases', 'without --config, with --redis: quota leases for busy clients (see the README)')
     .option('--shadow', 'without --config: log and count what would be refused, refuse nothing')
     .option(
       '--grace <duration>',

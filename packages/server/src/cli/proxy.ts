@@ -9,6 +9,7 @@ export interface ProxyFlags {
   readonly port?: string;
   readonly host?: string;
   readonly redis?: string;
+  readonly leases?: boolean;
   readonly limit?: string;
   readonly window?: string;
   readonly algorithm?: string;
@@ -19,7 +20,7 @@ export interface ProxyFlags {
 }
 
 /** Flags that describe the simple case only; with --config the file says these. */
-const SIMPLE = ['upstream', 'redis', 'limit', 'window', 'algorithm', 'shadow', 'grace'] as const;
+const SIMPLE = ['upstream', 'redis', 'leases', 'limit', 'window', 'algorithm', 'shadow', 'grace'] as const;
 
 function port(value: string, flag: string): number {
   if (!/^\d{1,5}$/.test(value) || Number(value) > 65535) {
@@ -72,6 +73,7 @@ export function proxyConfigFromFlags(flags: ProxyFlags): { config: ProxyConfig; 
     listen: listen({ host: '127.0.0.1', port: 8080 }),
     upstream: flags.upstream,
     ...(flags.redis === undefined ? {} : { store: flags.redis }),
+    ...(flags.leases === undefined ? {} : { leases: flags.leases }),
     ...(admin === undefined ? {} : { admin }),
     shadow: flags.shadow ?? false,
     ...(flags.grace === undefined ? {} : { grace: flags.grace }),
@@ -87,6 +89,10 @@ export function proxyConfigFromFlags(flags: ProxyFlags): { config: ProxyConfig; 
         .replace(/^flags: rules\[0\]\.policies\[0\]\.leaseTimeout/, '--window')
         .replace(/^flags: upstream/, '--upstream')
         .replace(/^flags: store/, '--redis')
+        .replace(
+          /^flags: leases: quota leases share a Redis store's quota; set "store" to a Redis URL/,
+          '--leases needs --redis',
+        )
         .replace(/^flags: grace/, '--grace'),
     );
   }

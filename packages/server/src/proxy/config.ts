@@ -136,6 +136,7 @@ const schema = z.strictObject({
         `must be "memory", redis://host:port, rediss://host:port or redis-cluster://host:port,host:port; got ${JSON.stringify(issue.input)}`,
     })
     .default('memory'),
+  leases: z.boolean().default(false),
   admin: z
     .union([z.literal(false), address('127.0.0.1')])
     .default({ host: '127.0.0.1', port: DEFAULT_ADMIN_PORT }),
@@ -183,6 +184,11 @@ export function validateProxyConfig(data: unknown, source = 'config'): ProxyConf
     throw usageError(`${source}: ${lines.join('; ')}`);
   }
   const config = parsed.data;
+  if (config.leases && config.store === 'memory') {
+    throw usageError(
+      `${source}: leases: quota leases share a Redis store's quota; set "store" to a Redis URL`,
+    );
+  }
   const names = new Set<string>();
   for (const [i, rule] of config.rules.entries()) {
     const at = `rules[${i}]`;

@@ -7,6 +7,7 @@ import { drain } from '../shared/drain.js';
 import { listen } from '../shared/listen.js';
 import { redact } from '../shared/redact.js';
 import { connectRedis, sharedStore } from '../shared/redis.js';
+import { registerStoreMetrics } from '../shared/store-metrics.js';
 import { startAdmin } from './admin.js';
 import type { ProxyConfig } from './config.js';
 import { newDispatcher } from './forward.js';
@@ -43,7 +44,9 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
   let shared: Store | undefined;
   if (initial.store !== 'memory') {
     redis = await connectRedis(initial.store);
-    shared = sharedStore(redis, log, metrics.storeErrors);
+    const store = sharedStore(redis, log, metrics.storeErrors, initial.leases);
+    registerStoreMetrics(metrics.registry, store.stats);
+    shared = store;
   }
   // Made again when a reload changes the connect timeout, which undici applies per connection attempt.
   let resources: Resources = {

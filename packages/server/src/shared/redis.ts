@@ -67,9 +67,15 @@ export async function connectRedis(url: string): Promise<Redis | Cluster> {
  * The commands' Redis store: decides in memory while Redis is away (each process on its own), counts and
  * logs the failures, and logs the recovery.
  */
-export function sharedStore(client: Redis | Cluster, log: Logger, failures: { inc(): void }): RedisStore {
+export function sharedStore(
+  client: Redis | Cluster,
+  log: Logger,
+  failures: { inc(): void },
+  leases = false,
+): RedisStore {
   return new RedisStore({
     client,
+    leases,
     onStoreError: 'fallback',
     onError: (error) => {
       failures.inc();
