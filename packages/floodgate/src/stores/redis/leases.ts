@@ -70,14 +70,16 @@ const LEASABLE = new Set(['fixed-window', 'token-bucket', 'gcra']);
  * previous window would count leased units in a window they were not spent in.
  *
  * A bucket's lease lives at most the time it takes to refill a tenth of its burst, so leasing widens a burst
- * by at most a tenth (rate x lifetime). A window's lease never outlives the window (see `Leases.take`).
+ * by at most a tenth (rate x lifetime). A window's lease lives at most a tenth of the window, and never
+ * past its end (see `#renew`): with leases sized to cover one lifetime, processes drain the window at
+ * their own rates, and the one that asks first cannot hold most of it while others are refused.
  */
 export function lifetimeOf(set: PolicySet, lifetime: number): number | undefined {
   let life = lifetime;
   for (const p of set.policies) {
     if (!LEASABLE.has(p.algorithm)) return undefined;
-    if (p.algorithm !== 'fixed-window')
-      life = Math.min(life, Math.floor((p.window * p.burst) / (10 * p.limit)));
+    const tenth = p.algorithm === 'fixed-window' ? p.window / 10 : (p.window * p.burst) / (10 * p.limit);
+    life = Math.min(life, Math.floor(tenth));
   }
   return life >= 1 ? life : undefined;
 }

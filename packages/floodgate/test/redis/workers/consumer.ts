@@ -28,7 +28,8 @@ process.on('message', async (round: Round) => {
     Array.from({ length: round.requests }, () => limiter.consume(round.key)),
   );
   store.close();
-  process.send!({ allowed: decisions.filter((d) => d.allowed).length, failures });
+  const lapsed = store.stats.lapsedUnits;
+  process.send!({ allowed: decisions.filter((d) => d.allowed).length, failures, lapsed });
 });
 client.on('ready', () => process.send!('ready'));
 process.on('disconnect', () => client.disconnect());
