@@ -114,7 +114,9 @@ const name = (framework: string, variant: string) =>
         ? USUAL_REDIS[framework]!
         : variant === 'floodgate-memory'
           ? 'Floodgate, memory'
-          : 'Floodgate, Redis';
+          : variant === 'floodgate-redis-leases'
+            ? 'Floodgate, Redis, leases'
+            : 'Floodgate, Redis';
 const sections: string[] = [];
 for (const path of ['allowed', 'denied']) {
   const table = [

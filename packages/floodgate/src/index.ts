@@ -24,6 +24,14 @@ export type {
   PolicyNumbers,
   PolicyResult,
 } from './core/algorithms/types.js';
+export {
+  Aimd,
+  type AimdOptions,
+  type CapacityBounds,
+  type CapacityEstimator,
+  Gradient2,
+  type Gradient2Options,
+} from './core/capacity.js';
 export { type Clock, ManualClock, systemClock } from './core/clock.js';
 export type { Decision, DecisionReason, DenyReason, PolicyDecision } from './core/decision.js';
 export { type Duration, parseDuration } from './core/duration.js';
@@ -54,5 +62,13 @@ export {
   type WrapOptions,
 } from './limiter/limiter.js';
 export { type LoginAttempt, LoginGuard, type LoginGuardOptions } from './limiter/login.js';
+export {
+  type Permit,
+  PRIORITIES,
+  type Priority,
+  Shedder,
+  type ShedderOptions,
+  type ShedderStats,
+} from './limiter/shedder.js';
 export { MemoryStore, type MemoryStoreOptions } from './stores/memory.js';
 export type { Store, StoreMode } from './stores/store.js';

@@ -1,6 +1,7 @@
 import type { Decision } from '../core/decision.js';
 import { andThen, attempt, type MaybePromise, promised } from '../core/maybe.js';
 import type { CostOptions, Limiter } from '../limiter/limiter.js';
+import type { Permit, Priority, Shedder } from '../limiter/shedder.js';
 import { groupIp } from './client-ip.js';
 import { type HeaderList, rateLimitHeaders } from './headers.js';
 import { byIp } from './keys.js';
@@ -21,6 +22,29 @@ export type Verdict =
   | ({ readonly kind: 'respond' } & HttpResponse);
 
 const PASS: Verdict = { kind: 'pass', headers: [] };
+
+/** The problem type the RateLimit header fields draft registers for a server short of capacity. */
+export const TEMPORARY_REDUCED_CAPACITY =
+  'https://iana.org/assignments/http-problem-types#temporary-reduced-capacity';
+
+/**
+ * A verdict that holds a shedder's slot: a refusal frees it at once; a request that goes on frees it when its
+ * response ends (a server error, or one past the latency objective, tells the shedder of overload).
+ */
+function holding(verdict: Verdict, permit: Permit): Verdict {
+  if (verdict.kind === 'respond') {
+    permit.release('ignore');
+    return verdict;
+  }
+  const inner = verdict.settle;
+  return {
+    ...verdict,
+    settle: (status) => {
+      permit.release(status >= 500 ? 'dropped' : 'ok');
+      inner?.(status);
+    },
+  };
+}
 
 function respond(response: HttpResponse): Verdict {
   return { kind: 'respond', ...response };
@@ -65,22 +89,56 @@ export class HttpGuard<Req> {
     const o = this.#o;
     return andThen(o.skip === undefined ? false : o.skip(request), (skipped) => {
       if (skipped) return PASS;
-      const ip = this.#clientIp(view);
-      const listed = this.#byAddress(ip);
-      if (listed !== undefined) return listed;
-      const key = o.key;
-      return andThen(typeof key === 'function' ? key(request) : key.extract(view, ip), (extracted) => {
-        const counted = this.#keyOf(view, ip, extracted);
-        if (typeof counted !== 'string') return counted;
-        return andThen(typeof o.cost === 'function' ? o.cost(request) : o.cost, (cost) =>
-          attempt(
-            () => this.#consume(counted, cost === undefined ? undefined : { cost }),
-            (decision) => this.#verdict(request, counted, cost, decision),
-            (error) => this.#storeFailed(request, error),
-          ),
+      const shedder = o.shedder;
+      if (shedder === undefined) return this.#limit(request, view);
+      return andThen(o.priority === undefined ? 'default' : o.priority(request), (priority) => {
+        // The server's own capacity first: a shed request costs no store call and no client's quota.
+        const permit = shedder.acquire(priority as Priority);
+        if (permit === undefined) return this.#shed(shedder);
+        return attempt(
+          () => this.#limit(request, view),
+          (verdict) => holding(verdict, permit),
+          (error) => {
+            permit.release('ignore');
+            throw error;
+          },
         );
       });
     });
+  }
+
+  /** The per-client limits: client address and lists, key, cost, the limiter, the verdict. */
+  #limit(request: Req, view: RequestView): MaybePromise<Verdict> {
+    const o = this.#o;
+    const ip = this.#clientIp(view);
+    const listed = this.#byAddress(ip);
+    if (listed !== undefined) return listed;
+    const key = o.key;
+    return andThen(typeof key === 'function' ? key(request) : key.extract(view, ip), (extracted) => {
+      const counted = this.#keyOf(view, ip, extracted);
+      if (typeof counted !== 'string') return counted;
+      return andThen(typeof o.cost === 'function' ? o.cost(request) : o.cost, (cost) =>
+        attempt(
+          () => this.#consume(counted, cost === undefined ? undefined : { cost }),
+          (decision) => this.#verdict(request, counted, cost, decision),
+          (error) => this.#storeFailed(request, error),
+        ),
+      );
+    });
+  }
+
+  /** 503: the server is at capacity (the RateLimit header draft's problem type for it). */
+  #shed(shedder: Shedder): Verdict {
+    const seconds = Math.max(1, Math.ceil(shedder.retryAfter / 1000));
+    return respond(
+      problem(
+        503,
+        'Service Unavailable',
+        `The server is at capacity. Wait ${seconds} second${seconds === 1 ? '' : 's'} before trying again.`,
+        { type: TEMPORARY_REDUCED_CAPACITY, retryAfter: seconds },
+        [['Retry-After', String(seconds)]],
+      ),
+    );
   }
 
   /** The allow and deny lists' answer for a client address, if they have one. */

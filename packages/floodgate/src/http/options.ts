@@ -3,6 +3,7 @@ import type { Decision } from '../core/decision.js';
 import { invalidOption, knownKeys } from '../core/errors.js';
 import type { PolicySpec } from '../core/policy.js';
 import { Limiter } from '../limiter/limiter.js';
+import { type Priority, Shedder, type ShedderOptions } from '../limiter/shedder.js';
 import type { Store } from '../stores/store.js';
 import { AddressSet, clientIpResolver, type TrustProxy } from './client-ip.js';
 import type { HeaderMode } from './headers.js';
@@ -59,6 +60,14 @@ export interface HttpLimitOptions<Req> {
   readonly onError?: (error: unknown, request: Req) => void;
   /** Time for the header fields' relative seconds. Default: `Date.now`. */
   readonly clock?: { now(): number };
+  /**
+   * Load shedding: an adaptive concurrency limit for the server itself (a `Shedder`, or its options).
+   * Checked before the rate limits; a request past it gets 503 with `Retry-After`. Its slot is released
+   * when the response ends, however it ends.
+   */
+  readonly shed?: Shedder | ShedderOptions;
+  /** The class of a request for the shedder: `critical`, `default` or `sheddable`. Default: all `default`. */
+  readonly priority?: (request: Req) => Priority | string | Promise<Priority | string>;
 }
 
 const KNOWN: readonly (keyof HttpLimitOptions<unknown>)[] = [
@@ -82,6 +91,8 @@ const KNOWN: readonly (keyof HttpLimitOptions<unknown>)[] = [
   'onStoreError',
   'onError',
   'clock',
+  'shed',
+  'priority',
 ];
 
 /** Addresses and CIDR blocks, and keys, of an `allow` or `deny` list. */
@@ -114,6 +125,8 @@ export interface ResolvedHttpOptions<Req> {
   readonly onStoreError: 'open' | 'closed';
   readonly onError: ((error: unknown, request: Req) => void) | undefined;
   readonly clock: { now(): number };
+  readonly shedder: Shedder | undefined;
+  readonly priority: ((request: Req) => Priority | string | Promise<Priority | string>) | undefined;
 }
 
 function lists(option: string, entries: readonly string[] | undefined): Lists {
@@ -209,8 +222,13 @@ export function resolveHttpOptions<Req>(options: HttpLimitOptions<Req>): Resolve
   if (options.onStoreError !== undefined && !['open', 'closed'].includes(options.onStoreError)) {
     throw invalidOption('onStoreError', 'one of "open", "closed"', options.onStoreError);
   }
-  for (const name of ['skip', 'isFailure', 'onLimited', 'onDecision', 'onError'] as const)
+  for (const name of ['skip', 'isFailure', 'onLimited', 'onDecision', 'onError', 'priority'] as const)
     fn(name, options[name]);
+  const shed = options.shed;
+  if (shed !== undefined && (typeof shed !== 'object' || shed === null)) {
+    throw invalidOption('shed', 'a Shedder or its options', shed, 'type');
+  }
+  const shedder = shed === undefined || shed instanceof Shedder ? shed : new Shedder(shed);
   if (options.clock !== undefined && typeof options.clock?.now !== 'function') {
     throw invalidOption('clock', 'an object with a now() method', options.clock, 'type');
   }
@@ -235,5 +253,7 @@ export function resolveHttpOptions<Req>(options: HttpLimitOptions<Req>): Resolve
     onStoreError: options.onStoreError ?? 'open',
     onError: options.onError,
     clock: options.clock ?? systemClock,
+    shedder,
+    priority: options.priority,
   });
 }

@@ -24,6 +24,22 @@ export interface Running {
  */
 export type Start = (options: object, host?: string) => Promise<Running>;
 
+let gate: Promise<void> = Promise.resolve();
+
+/** Holds every `/wait` request until the returned function is called. */
+export function holdRequests(): () => void {
+  let open!: () => void;
+  gate = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return open;
+}
+
+/** `/wait` requests wait at the gate; the others go straight on. */
+function until(path: string): Promise<void> | undefined {
+  return path.startsWith('/wait') ? gate : undefined;
+}
+
 function statusFor(path: string): number {
   return path.startsWith('/fail') ? 401 : 200;
 }
@@ -69,6 +85,7 @@ export const FRAMEWORKS: Record<string, Start> = {
         return;
       }
       if (!go) return;
+      await until(req.url ?? '/');
       res.statusCode = statusFor(req.url ?? '/');
       res.end(bodyFor(req.url ?? '/', (req as WithRateLimit<IncomingMessage>).rateLimit));
     });
@@ -77,7 +94,8 @@ export const FRAMEWORKS: Record<string, Start> = {
   express: async (options, host = '127.0.0.1') => {
     const app = express();
     app.use(expressLimit(options as never));
-    app.get(/.*/, (req, res) => {
+    app.get(/.*/, async (req, res) => {
+      await until(req.path);
       res.status(statusFor(req.path)).send(bodyFor(req.path, req.rateLimit));
     });
     return listen(createServer(app), host);
@@ -85,11 +103,12 @@ export const FRAMEWORKS: Record<string, Start> = {
   fastify: async (options, host = '127.0.0.1') => {
     const app = Fastify();
     await app.register(fastifyPlugin, options as never);
-    app.get('/*', async (request, reply) =>
-      reply
+    app.get('/*', async (request, reply) => {
+      await until(request.url);
+      return reply
         .code(statusFor(request.url))
-        .send(bodyFor(request.url, (request as WithRateLimit<typeof request>).rateLimit)),
-    );
+        .send(bodyFor(request.url, (request as WithRateLimit<typeof request>).rateLimit));
+    });
     await app.listen({ port: 0, host });
     const { port } = app.server.address() as AddressInfo;
     return { url: url(host, port), close: () => app.close() };
@@ -97,7 +116,10 @@ export const FRAMEWORKS: Record<string, Start> = {
   hono: async (options, host = '127.0.0.1') => {
     const app = new Hono<{ Variables: RateLimitVariables }>();
     app.use(honoLimit(options as never));
-    app.get('*', (c) => c.text(bodyFor(c.req.path, c.get('rateLimit')), statusFor(c.req.path) as 200));
+    app.get('*', async (c) => {
+      await until(c.req.path);
+      return c.text(bodyFor(c.req.path, c.get('rateLimit')), statusFor(c.req.path) as 200);
+    });
     const server = await new Promise<Server>((resolve) => {
       const s = serve({ fetch: app.fetch, port: 0, hostname: host }, () => resolve(s as Server));
     });
@@ -106,7 +128,8 @@ export const FRAMEWORKS: Record<string, Start> = {
   koa: async (options, host = '127.0.0.1') => {
     const app = new Koa();
     app.use(koaLimit(options as never));
-    app.use((ctx) => {
+    app.use(async (ctx) => {
+      await until(ctx.path);
       ctx.status = statusFor(ctx.path);
       ctx.body = bodyFor(ctx.path, (ctx.state as RateLimitState).rateLimit);
     });

@@ -1,0 +1,228 @@
+import { type IntervalHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
+import {
+  Aimd,
+  type AimdOptions,
+  type CapacityEstimator,
+  Gradient2,
+  type Gradient2Options,
+} from '../core/capacity.js';
+import { systemClock } from '../core/clock.js';
+import { parseDuration } from '../core/duration.js';
+import { invalidOption, knownKeys } from '../core/errors.js';
+
+/** How much a request matters when the server is short of capacity: the lower classes are shed first. */
+export type Priority = 'critical' | 'default' | 'sheddable';
+export const PRIORITIES: readonly Priority[] = ['critical', 'default', 'sheddable'];
+
+export interface ShedderOptions {
+  /**
+   * How the limit is learned: `"gradient2"` (default) from latency against its long-term average, `"aimd"`
+   * from drops (errors, requests over `latencyObjective`, a late event loop). Options of either go in
+   * `{ algorithm, ...options }`.
+   */
+  readonly limit?:
+    | 'gradient2'
+    | 'aimd'
+    | ({ readonly algorithm: 'gradient2' } & Gradient2Options)
+    | ({ readonly algorithm: 'aimd' } & AimdOptions);
+  /** A request slower than this counts as dropped. Default: none (only errors do). */
+  readonly latencyObjective?: number | string;
+  /**
+   * The share of the limit each class may fill; `critical` may fill all of it, so the rest stays reserved
+   * for it. Default `{ default: 0.8, sheddable: 0.5 }`.
+   */
+  readonly shares?: { readonly default?: number; readonly sheddable?: number };
+  /**
+   * Watch the event loop: while its delay (p99 over each `interval`) is above `maxDelay`, the limit is cut
+   * at every interval and may not grow; it may grow again after three intervals in a row below. `false`
+   * (default) to not watch.
+   */
+  readonly eventLoop?: false | { readonly maxDelay?: number | string; readonly interval?: number | string };
+  /** `Retry-After` of a shed request. Default `"1s"`. */
+  readonly retryAfter?: number | string;
+  /** Time source for latencies. Default `performance.now`-like system time. */
+  readonly clock?: { now(): number };
+}
+
+/** Counts for metrics. */
+export interface ShedderStats {
+  admitted: number;
+  shed: Record<Priority, number>;
+  /** Requests whose class function returned something else, admitted as `default`. */
+  unknownPriority: number;
+}
+
+/** A request let through: release it once, when it ends (however it ends). */
+export interface Permit {
+  readonly priority: Priority;
+  /** `ok` (default) feeds its latency to the limit; `dropped` counts as overload; `ignore` frees the slot only. */
+  release(outcome?: 'ok' | 'dropped' | 'ignore'): void;
+}
+
+const RECOVERY_INTERVALS = 3;
+
+/**
+ * An adaptive concurrency limit with priorities: protects the server itself when per-client limits do not
+ * (many clients each under their limit, or a slow dependency). Every admitted request holds a slot until it
+ * is released; the limit on slots is learned from the latencies of released requests, so it settles near
+ * what the server can run at once without queueing. Past the limit a request is refused at once (the HTTP
+ * guard answers 503 with `Retry-After`). Classes fill at most their share of the limit: under pressure
+ * `sheddable` requests go first, then `default`, and a share stays for `critical`.
+ */
+export class Shedder {
+  readonly stats: ShedderStats = {
+    admitted: 0,
+    shed: { critical: 0, default: 0, sheddable: 0 },
+    unknownPriority: 0,
+  };
+  readonly retryAfter: number;
+  #inflight = 0;
+  readonly #estimator: CapacityEstimator;
+  readonly #objective: number;
+  readonly #shares: Record<Priority, number>;
+  readonly #clock: { now(): number };
+  readonly #loop: { histogram: IntervalHistogram; timer: NodeJS.Timeout; maxDelay: number } | undefined;
+  #calmIntervals = RECOVERY_INTERVALS;
+  /** When the limit last went down: a drop of a request admitted before then is old news. */
+  #cutAt = Number.NEGATIVE_INFINITY;
+
+  constructor(options: ShedderOptions = {}) {
+    if (typeof options !== 'object' || options === null) {
+      throw invalidOption('shedder options', 'an object', options, 'type');
+    }
+    knownKeys(options, ['limit', 'latencyObjective', 'shares', 'eventLoop', 'retryAfter', 'clock']);
+    this.#estimator = estimatorOf(options.limit ?? 'gradient2');
+    this.#objective =
+      options.latencyObjective === undefined
+        ? Number.POSITIVE_INFINITY
+        : parseDuration(options.latencyObjective, 'latencyObjective');
+    const shares = options.shares ?? {};
+    if (typeof shares !== 'object' || shares === null)
+      throw invalidOption('shares', 'an object', shares, 'type');
+    knownKeys(shares, ['default', 'sheddable'], 'shares.');
+    const share = (name: 'default' | 'sheddable', fallback: number) => {
+      const v = shares[name] ?? fallback;
+      if (typeof v !== 'number' || !(v > 0 && v <= 1)) {
+        throw invalidOption(`shares.${name}`, 'a number above 0 and at most 1', v);
+      }
+      return v;
+    };
+    this.#shares = { critical: 1, default: share('default', 0.8), sheddable: share('sheddable', 0.5) };
+    if (this.#shares.sheddable > this.#shares.default) {
+      throw invalidOption(
+        'shares.sheddable',
+        `at most shares.default (${this.#shares.default})`,
+        this.#shares.sheddable,
+      );
+    }
+    this.retryAfter = parseDuration(options.retryAfter ?? 1000, 'retryAfter');
+    const clock = options.clock ?? { now: () => performance.now() };
+    if (typeof clock?.now !== 'function')
+      throw invalidOption('clock', 'an object with a now() method', clock, 'type');
+    this.#clock = clock === systemClock ? { now: () => performance.now() } : clock;
+    this.#loop = this.#watchLoop(options.eventLoop ?? false);
+  }
+
+  /** The current limit on requests in flight. */
+  get limit(): number {
+    return this.#estimator.limit;
+  }
+
+  get inflight(): number {
+    return this.#inflight;
+  }
+
+  /** Whether the event loop is late now (and the limit held from growing). */
+  get overloaded(): boolean {
+    return this.#calmIntervals < RECOVERY_INTERVALS;
+  }
+
+  /**
+   * A slot for a request of this class, or `undefined` when it is shed. A priority that is not one of the
+   * three is taken as `default` (and counted in `stats.unknownPriority`).
+   */
+  acquire(priority: Priority = 'default'): Permit | undefined {
+    let cls = priority;
+    if (!PRIORITIES.includes(cls)) {
+      this.stats.unknownPriority++;
+      cls = 'default';
+    }
+    const room = Math.ceil(this.limit * this.#shares[cls]);
+    if (this.#inflight >= room) {
+      this.stats.shed[cls]++;
+      return undefined;
+    }
+    this.#inflight++;
+    this.stats.admitted++;
+    const started = this.#clock.now();
+    const inflight = this.#inflight;
+    let released = false;
+    return {
+      priority: cls,
+      release: (outcome = 'ok') => {
+        if (released) return;
+        released = true;
+        this.#inflight--;
+        if (outcome === 'ignore') return;
+        const now = this.#clock.now();
+        const latency = now - started;
+        const dropped = outcome === 'dropped' || latency > this.#objective;
+        // While the event loop is late, a good sample may not grow the limit; and one overload cuts the
+        // limit once, not once per request it slowed (those admitted before the cut say nothing new).
+        if (!dropped && this.overloaded) return;
+        const before = this.#estimator.limit;
+        if (this.#estimator.sample(latency, inflight, dropped, started >= this.#cutAt) < before) {
+          this.#cutAt = now;
+        }
+      },
+    };
+  }
+
+  /** Stops watching the event loop. */
+  close(): void {
+    if (this.#loop !== undefined) {
+      clearInterval(this.#loop.timer);
+      this.#loop.histogram.disable();
+    }
+  }
+
+  /** One reading of the event loop's delay (ms, p99 over the interval): cuts fast, recovers slowly. */
+  observeLoopDelay(delay: number, maxDelay: number): void {
+    if (delay > maxDelay) {
+      this.#calmIntervals = 0;
+      this.#estimator.sample(delay, this.#inflight, true);
+    } else if (this.#calmIntervals < RECOVERY_INTERVALS) {
+      this.#calmIntervals++;
+    }
+  }
+
+  #watchLoop(option: ShedderOptions['eventLoop']) {
+    if (option === false) return undefined;
+    if (typeof option !== 'object' || option === null) {
+      throw invalidOption('eventLoop', 'false or { maxDelay, interval }', option, 'type');
+    }
+    knownKeys(option, ['maxDelay', 'interval'], 'eventLoop.');
+    const maxDelay = parseDuration(option.maxDelay ?? 100, 'eventLoop.maxDelay');
+    const interval = parseDuration(option.interval ?? 500, 'eventLoop.interval');
+    const histogram = monitorEventLoopDelay({ resolution: 10 });
+    histogram.enable();
+    const timer = setInterval(() => {
+      this.observeLoopDelay(histogram.percentile(99) / 1e6, maxDelay);
+      histogram.reset();
+    }, interval);
+    timer.unref();
+    return { histogram, timer, maxDelay };
+  }
+}
+
+function estimatorOf(spec: NonNullable<ShedderOptions['limit']>): CapacityEstimator {
+  if (spec === 'gradient2') return new Gradient2({}, 'limit.');
+  if (spec === 'aimd') return new Aimd({}, 'limit.');
+  if (typeof spec !== 'object' || spec === null) {
+    throw invalidOption('limit', '"gradient2", "aimd" or { algorithm, ... }', spec, 'type');
+  }
+  const { algorithm, ...rest } = spec;
+  if (algorithm === 'gradient2') return new Gradient2(rest, 'limit.');
+  if (algorithm === 'aimd') return new Aimd(rest, 'limit.');
+  throw invalidOption('limit.algorithm', 'one of "gradient2", "aimd"', algorithm);
+}

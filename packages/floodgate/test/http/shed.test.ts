@@ -1,0 +1,109 @@
+import assert from 'node:assert/strict';
+import { request } from 'node:http';
+import { describe, it } from 'node:test';
+import { Shedder } from '../../src/limiter/shedder.js';
+import { FRAMEWORKS, holdRequests } from './servers.js';
+
+// Load shedding through every adapter, on real servers: requests held at a gate fill the server's
+// concurrency limit; those past it get 503 at once; every slot comes back, however its request ended.
+
+const TYPE = 'https://iana.org/assignments/http-problem-types#temporary-reduced-capacity';
+
+/** Resolves once `check` holds, polling each turn of the event loop (no timer, no sleep). */
+async function until(check: () => boolean): Promise<void> {
+  for (let i = 0; i < 10_000 && !check(); i++) await new Promise((r) => setImmediate(r));
+  assert.ok(check(), 'the condition never held');
+}
+
+for (const [name, start] of Object.entries(FRAMEWORKS)) {
+  describe(`load shedding through ${name}`, () => {
+    it('admits up to the limit, answers the rest 503 at once, and frees every slot', async () => {
+      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 4 } });
+      const server = await start({ policies: { limit: 1000, window: '1m' }, shed: shedder });
+      const open = holdRequests();
+      try {
+        const replies = Array.from({ length: 10 }, () => fetch(`${server.url}/wait`));
+        await until(() => shedder.inflight === 4 && shedder.stats.shed.default === 6);
+        open();
+        const answers = await Promise.all(replies);
+        const statuses = answers.map((r) => r.status).sort();
+        assert.deepEqual(statuses, [200, 200, 200, 200, 503, 503, 503, 503, 503, 503]);
+        const refused = answers.find((r) => r.status === 503)!;
+        assert.equal(refused.headers.get('retry-after'), '1');
+        assert.match(refused.headers.get('content-type') ?? '', /application\/problem\+json/);
+        const body = (await refused.json()) as { type: string; status: number };
+        assert.equal(body.type, TYPE);
+        assert.equal(body.status, 503);
+        await until(() => shedder.inflight === 0);
+        assert.equal(shedder.stats.admitted, 4);
+      } finally {
+        open();
+        await server.close();
+      }
+    });
+
+    it('a client that goes away still gives its slot back', async () => {
+      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 4 } });
+      const server = await start({ policies: { limit: 1000, window: '1m' }, shed: shedder });
+      const open = holdRequests();
+      try {
+        const req = request(`${server.url}/wait`);
+        req.on('error', () => {});
+        req.end();
+        await until(() => shedder.inflight === 1);
+        req.destroy();
+        // Frameworks see the disconnect when the response ends or the socket closes.
+        open();
+        await until(() => shedder.inflight === 0);
+      } finally {
+        open();
+        await server.close();
+      }
+    });
+
+    it('sheds lower classes first, by a priority function of the request', async () => {
+      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 4 } });
+      const server = await start({
+        policies: { limit: 1000, window: '1m' },
+        shed: shedder,
+        priority: (req: unknown) => {
+          const url = String((req as { url?: string }).url ?? (req as { req?: { url?: string } }).req?.url);
+          return url.includes('critical') ? 'critical' : 'sheddable';
+        },
+      });
+      const open = holdRequests();
+      try {
+        const low = Array.from({ length: 3 }, () => fetch(`${server.url}/wait?sheddable`));
+        await until(() => shedder.inflight === 2 && shedder.stats.shed.sheddable === 1);
+        const high = Array.from({ length: 3 }, () => fetch(`${server.url}/wait?critical`));
+        await until(() => shedder.inflight === 4 && shedder.stats.shed.critical === 1);
+        open();
+        const lowCodes = (await Promise.all(low)).map((r) => r.status).sort();
+        const highCodes = (await Promise.all(high)).map((r) => r.status).sort();
+        assert.deepEqual(lowCodes, [200, 200, 503], 'sheddable fill half the limit');
+        assert.deepEqual(highCodes, [200, 200, 503], 'critical the rest');
+      } finally {
+        open();
+        await server.close();
+      }
+    });
+  });
+}
+
+describe('load shedding options', () => {
+  it('refuses a bad shed option or priority, naming it', async () => {
+    const start = FRAMEWORKS['node:http']!;
+    await assert.rejects(
+      start({ policies: { limit: 1, window: '1m' }, shed: 3 }),
+      /"shed" must be a Shedder/,
+    );
+    await assert.rejects(
+      start({ policies: { limit: 1, window: '1m' }, shed: { limit: 'vegas' } }),
+      /"limit" must be "gradient2", "aimd"/,
+    );
+    await assert.rejects(
+      start({ policies: { limit: 1, window: '1m' }, priority: 'high' }),
+      /"priority" must be a function/,
+    );
+  });
+});

@@ -1,0 +1,240 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { Aimd, Gradient2 } from '../src/core/capacity.js';
+import { type Priority, Shedder, type ShedderOptions } from '../src/limiter/shedder.js';
+
+// A simulated server on a controlled clock: `capacity` requests run at once at their base latency; past
+// that they share it (each takes base x inflight / capacity). Closed loop: `clients` each send a request as
+// soon as the last one ends, or 5 ms after it was shed. Events run in time order; nothing sleeps.
+
+interface Simulation {
+  shedder: Shedder;
+  clock: { t: number; now(): number };
+  /** Runs until `samples` more requests have finished; returns the limit after every 50. */
+  run(samples: number): number[];
+  base: number;
+}
+
+function simulate(capacity: number, clients: number, options: ShedderOptions, base = 10): Simulation {
+  const clock = { t: 0, now: () => clock.t };
+  const shedder = new Shedder({ ...options, clock });
+  const events: { at: number; fn: () => void }[] = [];
+  const sim: Simulation = { shedder, clock, base, run: () => [] };
+  let done = 0;
+  const send = () => {
+    const permit = shedder.acquire();
+    if (permit === undefined) {
+      events.push({ at: clock.t + 5, fn: send });
+      return;
+    }
+    const latency = sim.base * Math.max(1, shedder.inflight / capacity);
+    events.push({
+      at: clock.t + latency,
+      fn: () => {
+        permit.release();
+        done++;
+        send();
+      },
+    });
+  };
+  for (let i = 0; i < clients; i++) send();
+  sim.run = (samples) => {
+    const limits: number[] = [];
+    const until = done + samples;
+    while (done < until) {
+      let next = 0;
+      for (let i = 1; i < events.length; i++) if (events[i]!.at < events[next]!.at) next = i;
+      const [event] = events.splice(next, 1);
+      clock.t = event!.at;
+      const before = done;
+      event!.fn();
+      if (done !== before && done % 50 === 0) limits.push(shedder.limit);
+    }
+    return limits;
+  };
+  return sim;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+describe('adaptive concurrency: Gradient2 on a simulated server', () => {
+  // The default class may fill 80% of the limit, and latency may reach 1.5x the baseline: a server that runs
+  // 20 at once settles with 20 to 40 of its requests in flight.
+  const settled = (limits: number[]) => median(limits.slice(-40)) * 0.8;
+
+  it('converges to the capacity from above', () => {
+    const sim = simulate(20, 100, { limit: { algorithm: 'gradient2', initialLimit: 300, maxLimit: 500 } });
+    const inflight = settled(sim.run(4000));
+    assert.ok(inflight >= 20 && inflight <= 40, `settled at ${inflight} in flight`);
+  });
+
+  it('converges to the capacity from below', () => {
+    const sim = simulate(20, 100, { limit: { algorithm: 'gradient2', initialLimit: 2 } });
+    const inflight = settled(sim.run(4000));
+    assert.ok(inflight >= 20 && inflight <= 40, `settled at ${inflight} in flight`);
+  });
+
+  it('a latency step (the database 10x slower) cuts the limit within 100 samples; it recovers after', () => {
+    const sim = simulate(20, 100, { limit: 'gradient2' });
+    const before = median(sim.run(3000).slice(-20));
+    sim.base = 100;
+    const during = sim.run(100);
+    assert.ok(
+      during.at(-1)! <= before * 0.7,
+      `limit ${during.at(-1)} 100 samples after the step, ${before} before`,
+    );
+    const later = sim.run(200);
+    assert.ok(
+      later.at(-1)! <= before / 2,
+      `limit ${later.at(-1)} 300 samples after the step, ${before} before`,
+    );
+    sim.run(200);
+    sim.base = 10;
+    const after = median(sim.run(3000).slice(-20));
+    assert.ok(after >= before * 0.7, `limit ${after} after recovery, ${before} before`);
+  });
+
+  it('a server using under half its limit does not grow it', () => {
+    const g = new Gradient2({ initialLimit: 100 });
+    for (let i = 0; i < 1000; i++) g.sample(10, 10, false);
+    assert.equal(g.limit, 100);
+  });
+});
+
+describe('adaptive concurrency: AIMD', () => {
+  it('grows by one while busy, backs off on a drop, once per overload', () => {
+    const a = new Aimd({ initialLimit: 10 });
+    a.sample(5, 10, false);
+    assert.equal(a.limit, 11);
+    a.sample(5, 11, true);
+    assert.equal(a.limit, 9);
+    a.sample(5, 11, true, false);
+    assert.equal(a.limit, 9, 'a drop admitted before the cut does not cut again');
+  });
+
+  it('with a latency objective, settles where latency meets it', () => {
+    const sim = simulate(20, 100, { limit: { algorithm: 'aimd', initialLimit: 200 }, latencyObjective: 25 });
+    // 25 ms is reached at 50 in flight; the default class fills 80% of the limit.
+    const inflight = median(sim.run(4000).slice(-40)) * 0.8;
+    assert.ok(inflight >= 35 && inflight <= 75, `settled at ${inflight} in flight`);
+  });
+});
+
+describe('load shedding by priority', () => {
+  it('sheds sheddable first, then default, and keeps a share for critical', () => {
+    const s = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 20 } });
+    const take = (p: Priority) => s.acquire(p);
+    const held = [];
+    for (let i = 0; i < 10; i++) held.push(take('sheddable')!);
+    assert.equal(take('sheddable'), undefined, 'sheddable fill half the limit');
+    for (let i = 0; i < 6; i++) held.push(take('default')!);
+    assert.equal(take('default'), undefined, 'default fill 80%');
+    for (let i = 0; i < 4; i++) held.push(take('critical')!);
+    assert.equal(take('critical'), undefined, 'critical the rest');
+    assert.equal(s.inflight, 20);
+    assert.deepEqual(s.stats.shed, { critical: 1, default: 1, sheddable: 1 });
+    held[0]!.release('ignore');
+    assert.ok(take('critical'), 'a released slot is free again');
+  });
+
+  it('an unknown class is the default class, counted', () => {
+    const s = new Shedder();
+    const permit = s.acquire('urgent' as Priority);
+    assert.equal(permit?.priority, 'default');
+    assert.equal(s.stats.unknownPriority, 1);
+  });
+
+  it('no request is both admitted and shed; a release frees one slot once; in flight never passes the room', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.oneof(fc.constantFrom<Priority>('critical', 'default', 'sheddable'), fc.nat(30)), {
+          maxLength: 300,
+        }),
+        (steps) => {
+          const clock = { t: 0, now: () => clock.t };
+          const s = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 12 }, clock });
+          const held: { release(outcome?: 'ok' | 'dropped' | 'ignore'): void }[] = [];
+          let acquired = 0;
+          let refused = 0;
+          for (const step of steps) {
+            clock.t += 1;
+            if (typeof step === 'number') {
+              const permit = held.splice(step % Math.max(1, held.length), 1)[0];
+              permit?.release();
+              permit?.release(); // twice: the second is ignored
+            } else {
+              const limit = s.limit;
+              const permit = s.acquire(step);
+              if (permit === undefined) refused++;
+              else {
+                acquired++;
+                held.push(permit);
+                assert.ok(s.inflight <= limit, `${s.inflight} in flight past the limit ${limit}`);
+              }
+            }
+            assert.equal(s.inflight, held.length);
+          }
+          const shed = s.stats.shed.critical + s.stats.shed.default + s.stats.shed.sheddable;
+          assert.equal(s.stats.admitted, acquired);
+          assert.equal(shed, refused);
+        },
+      ),
+    );
+  });
+});
+
+describe('the event loop as a signal', () => {
+  it('a late loop cuts the limit at once; it may grow again after three calm intervals', () => {
+    const clock = { t: 0, now: () => clock.t };
+    const s = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 50 }, clock });
+    s.observeLoopDelay(250, 100);
+    assert.equal(s.limit, 45);
+    assert.equal(s.overloaded, true);
+    const busy = Array.from({ length: 30 }, () => s.acquire('critical')!);
+    for (const p of busy) p.release();
+    assert.equal(s.limit, 45, 'no growth while the loop is late');
+    s.observeLoopDelay(20, 100);
+    s.observeLoopDelay(20, 100);
+    assert.equal(s.overloaded, true, 'two calm intervals are not enough');
+    s.observeLoopDelay(20, 100);
+    assert.equal(s.overloaded, false);
+    const again = Array.from({ length: 30 }, () => s.acquire('critical')!);
+    for (const p of again) p.release();
+    assert.ok(s.limit > 45, `grows again: ${s.limit}`);
+  });
+});
+
+describe('Shedder options', () => {
+  const cases: [unknown, RegExp][] = [
+    [{ latencyObjective: 'soon' }, /"latencyObjective" must be/],
+    [{ limit: 'vegas' }, /"limit" must be "gradient2", "aimd" or/],
+    [{ limit: { algorithm: 'vegas' } }, /"limit\.algorithm" must be one of "gradient2", "aimd"/],
+    [{ limit: { algorithm: 'aimd', backoff: 2 } }, /"limit\.backoff" must be a number above 0/],
+    [
+      { limit: { algorithm: 'gradient2', minLimit: 10, maxLimit: 5 } },
+      /"limit\.minLimit" must be at most maxLimit/,
+    ],
+    [
+      { limit: { algorithm: 'gradient2', tolerance: 0.5 } },
+      /"limit\.tolerance" must be a number from 1 to 10/,
+    ],
+    [{ shares: { default: 0 } }, /"shares\.default" must be a number above 0/],
+    [{ shares: { default: 0.4, sheddable: 0.6 } }, /"shares\.sheddable" must be at most shares\.default/],
+    [{ shares: { critical: 1 } }, /"shares\.critical" must be absent/],
+    [{ eventLoop: { maxDelay: 'late' } }, /"eventLoop\.maxDelay" must be/],
+    [{ retryAfter: -1 }, /"retryAfter" must be/],
+    [{ sheddable: true }, /"sheddable" must be absent/],
+  ];
+  for (const [options, message] of cases) {
+    it(`refuses ${JSON.stringify(options)}, naming the option`, () => {
+      assert.throws(() => new Shedder(options as ShedderOptions), message);
+    });
+  }
+
+  it('watches the event loop with real timers only when asked, and stops on close', () => {
+    const s = new Shedder({ eventLoop: { maxDelay: '50ms', interval: '1s' } });
+    assert.equal(s.overloaded, false);
+    s.close();
+  });
+});
