@@ -547,3 +547,16 @@ describe('Limiter: invalid input fails naming the option', () => {
     assert.equal((await limiter.peek('k', { cost: 0 })).remaining, 5);
   });
 });
+
+describe('Limiter.decide', () => {
+  it('answers at once over a memory store, and throws on invalid input', () => {
+    const limiter = new Limiter({ policies: { limit: 1, window: '1m' } });
+    const first = limiter.decide('a');
+    assert.ok(!(first instanceof Promise));
+    assert.equal(first.allowed, true);
+    const second = limiter.decide('a');
+    assert.ok(!(second instanceof Promise));
+    assert.equal(second.allowed, false);
+    assert.throws(() => limiter.decide('a', { cost: -1 }), /cost/);
+  });
+});

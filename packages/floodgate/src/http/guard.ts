@@ -1,6 +1,6 @@
 import type { Decision } from '../core/decision.js';
 import { andThen, attempt, type MaybePromise, promised } from '../core/maybe.js';
-import type { CostOptions, Limiter } from '../limiter/limiter.js';
+import type { Limiter } from '../limiter/limiter.js';
 import type { Permit, Priority, Shedder } from '../limiter/shedder.js';
 import { groupIp } from './client-ip.js';
 import { type HeaderList, rateLimitHeaders } from './headers.js';
@@ -60,8 +60,6 @@ const IP_CACHE_SIZE = 4096;
 export class HttpGuard<Req> {
   readonly limiter: Limiter;
   readonly #o: ResolvedHttpOptions<Req>;
-  /** The limiter's consume, chosen once: without a promise when its store answers at once. */
-  readonly #consume: (key: string, options: CostOptions | undefined) => MaybePromise<Decision>;
   readonly #ips = new Map<string, string>();
   readonly #fallbackKey = byIp();
 
@@ -70,9 +68,6 @@ export class HttpGuard<Req> {
     this.#o = o;
     const limiter = o.limiter;
     this.limiter = limiter;
-    this.#consume = limiter.synchronous
-      ? (k, c) => limiter.consumeSync(k, c)
-      : (k, c) => limiter.consume(k, c);
   }
 
   /** Decides what to do with a request. Never rejects for a malformed request; rejects only if a callback throws. */
@@ -119,7 +114,8 @@ export class HttpGuard<Req> {
       if (typeof counted !== 'string') return counted;
       return andThen(typeof o.cost === 'function' ? o.cost(request) : o.cost, (cost) =>
         attempt(
-          () => this.#consume(counted, cost === undefined ? undefined : { cost }),
+          // Without a promise when the store answers at once (memory, or a Redis quota lease).
+          () => this.limiter.decide(counted, cost === undefined ? undefined : { cost }),
           (decision) => this.#verdict(request, counted, cost, decision),
           (error) => this.#storeFailed(request, error),
         ),

@@ -230,6 +230,15 @@ export class Limiter {
   }
 
   /** `consume` answered at once: for a store whose state is in this process (the memory store). */
+  /**
+   * `consume`, answered without a promise whenever the store can: always over a memory store, and over a
+   * Redis store when the decision is made from a quota lease; otherwise a promise. For callers that can go
+   * on at once (the HTTP guard). Invalid input throws (or rejects).
+   */
+  decide(key: Key, options?: CostOptions): MaybePromise<Decision> {
+    return this.#decide(key, options?.cost, 'consume');
+  }
+
   consumeSync(key: Key, options?: CostOptions): Decision {
     this.#mustBeSync();
     return this.#decide(key, options?.cost, 'consume') as Decision;

@@ -191,6 +191,22 @@ describe('quota leases: lifecycle', () => {
     a.close();
   });
 
+  it('limiter.decide answers without a promise from a lease, with one when Redis must be asked', async () => {
+    const store = new RedisStore({ client, prefix: `now${++unique}:`, leases: true });
+    const limiter = new Limiter({
+      store,
+      policies: { algorithm: 'fixed-window', limit: 1000, window: 60_000 },
+    });
+    const first = limiter.decide('k');
+    assert.ok(first instanceof Promise, 'seen once: Redis decides');
+    await first;
+    await limiter.decide('k'); // takes a lease
+    const local = limiter.decide('k');
+    assert.ok(!(local instanceof Promise), 'from the lease: at once');
+    assert.equal(local.allowed, true);
+    store.close();
+  });
+
   it('sliding windows and concurrency keep the exact path; a bucket lease lives a tenth of its refill', () => {
     assert.equal(
       lifetimeOf(
