@@ -860,6 +860,44 @@ describe('proxy: two proxies sharing Redis', () => {
   });
 });
 
+describe('proxy: shedding load for the upstream', () => {
+  it('past the adaptive limit, 503 temporary-reduced-capacity at once; counted by class; slots come back', async () => {
+    const { proxy } = await proxyFor({
+      upstream: up.url,
+      shed: { limit: { algorithm: 'aimd', initialLimit: 2 } },
+      rules: [{ name: 'all', policies: limit(1000), priority: 'default' }],
+    });
+    const replies = await Promise.all(Array.from({ length: 6 }, () => send(`${proxy.url}/slow`)));
+    const codes = replies.map((r) => r.status).sort();
+    assert.deepEqual(codes, [200, 200, 503, 503, 503, 503]);
+    const shed = replies.find((r) => r.status === 503)!;
+    assert.equal(shed.headers['retry-after'], '1');
+    assert.equal(
+      json(shed).type,
+      'https://iana.org/assignments/http-problem-types#temporary-reduced-capacity',
+    );
+    assert.equal(await metric(proxy, 'floodgate_proxy_shed_total{class="default"}'), 4);
+    assert.equal(await metric(proxy, 'floodgate_proxy_requests_total{rule="all",decision="shed"}'), 4);
+    assert.equal(await metric(proxy, 'floodgate_proxy_shed_inflight'), 0);
+    assert.ok((await metric(proxy, 'floodgate_proxy_shed_limit')) >= 2);
+  });
+
+  it('refuses a bad shed section with the path of the field', () => {
+    const bad = (shed: unknown, expected: RegExp) =>
+      assert.throws(() => validateProxyConfig({ upstream: up.url, shed }, 'proxy.yaml'), expected);
+    bad(
+      { limit: { algorithm: 'aimd', minLimit: 10, maxLimit: 5 } },
+      /proxy\.yaml: shed\.limit\.minLimit: must be at most maxLimit \(5\); got 10/,
+    );
+    bad({ latencyObjective: 'soon' }, /proxy\.yaml: shed\.latencyObjective: must be a duration/);
+    bad({ bogus: 1 }, /proxy\.yaml: shed: unknown field "bogus"/);
+    bad(
+      { shares: { default: 0.3, sheddable: 0.6 } },
+      /shed\.shares\.sheddable: must be at most shares\.default/,
+    );
+  });
+});
+
 describe('proxy: in front of a Python service', () => {
   it('limits the continents API per Basic user, as the tutorial meant', async () => {
     const python = await startPythonUpstream();

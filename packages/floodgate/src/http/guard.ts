@@ -19,7 +19,7 @@ export type Verdict =
       /** Call once the response status is known (charges back what does not count, releases leases). */
       readonly settle?: (status: number) => void;
     }
-  | ({ readonly kind: 'respond' } & HttpResponse);
+  | ({ readonly kind: 'respond'; readonly reason?: 'shed' } & HttpResponse);
 
 const PASS: Verdict = { kind: 'pass', headers: [] };
 
@@ -126,15 +126,17 @@ export class HttpGuard<Req> {
   /** 503: the server is at capacity (the RateLimit header draft's problem type for it). */
   #shed(shedder: Shedder): Verdict {
     const seconds = Math.max(1, Math.ceil(shedder.retryAfter / 1000));
-    return respond(
-      problem(
+    return {
+      kind: 'respond',
+      reason: 'shed',
+      ...problem(
         503,
         'Service Unavailable',
         `The server is at capacity. Wait ${seconds} second${seconds === 1 ? '' : 's'} before trying again.`,
         { type: TEMPORARY_REDUCED_CAPACITY, retryAfter: seconds },
         [['Retry-After', String(seconds)]],
       ),
-    );
+    };
   }
 
   /** The allow and deny lists' answer for a client address, if they have one. */

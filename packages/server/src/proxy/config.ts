@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { Shedder, type ShedderOptions } from 'floodgate';
 import { match as pathMatch } from 'path-to-regexp';
 import { z } from 'zod';
 import { DEFAULT_GRACE } from '../shared/drain.js';
@@ -90,9 +91,40 @@ const ruleSchema = z.strictObject({
   onMissingKey: z.enum(['ip', 'skip', 'reject']).default('ip'),
   policies: policies.optional(),
   cost: z.number().int().min(0).default(1),
+  priority: z.enum(['critical', 'default', 'sheddable']).default('default'),
   shadow: z.boolean().optional(),
   allow: lists.optional(),
   deny: lists.optional(),
+});
+
+const limitNumbers = {
+  initialLimit: z.number().int().min(1).optional(),
+  minLimit: z.number().int().min(1).optional(),
+  maxLimit: z.number().int().min(1).optional(),
+};
+/** The server's own protection: the library's Shedder options, as YAML. */
+const shedSchema = z.strictObject({
+  limit: z
+    .union([
+      z.enum(['gradient2', 'aimd']),
+      z.strictObject({
+        algorithm: z.literal('gradient2'),
+        ...limitNumbers,
+        smoothing: z.number().optional(),
+        tolerance: z.number().optional(),
+      }),
+      z.strictObject({ algorithm: z.literal('aimd'), ...limitNumbers, backoff: z.number().optional() }),
+    ])
+    .optional(),
+  latencyObjective: duration.optional(),
+  shares: z.strictObject({ default: z.number().optional(), sheddable: z.number().optional() }).optional(),
+  eventLoop: z
+    .union([
+      z.literal(false),
+      z.strictObject({ maxDelay: duration.optional(), interval: duration.optional() }),
+    ])
+    .optional(),
+  retryAfter: duration.optional(),
 });
 
 const jwtSchema = z
@@ -137,6 +169,7 @@ const schema = z.strictObject({
     })
     .default('memory'),
   leases: z.boolean().default(false),
+  shed: shedSchema.optional(),
   admin: z
     .union([z.literal(false), address('127.0.0.1')])
     .default({ host: '127.0.0.1', port: DEFAULT_ADMIN_PORT }),
@@ -174,6 +207,11 @@ function isCidr(entry: string): boolean {
   );
 }
 
+/** The proxy's shedder, as its `shed` section describes it (none without one). */
+export function shedderOf(config: ProxyConfig): Shedder | undefined {
+  return config.shed === undefined ? undefined : new Shedder(config.shed as ShedderOptions);
+}
+
 /** Validates plain configuration data (parsed YAML or JSON). `source` names it in errors. */
 export function validateProxyConfig(data: unknown, source = 'config'): ProxyConfig {
   const parsed = schema.safeParse(data ?? {});
@@ -188,6 +226,16 @@ export function validateProxyConfig(data: unknown, source = 'config'): ProxyConf
     throw usageError(
       `${source}: leases: quota leases share a Redis store's quota; set "store" to a Redis URL`,
     );
+  }
+  if (config.shed !== undefined) {
+    try {
+      shedderOf(config)?.close();
+    } catch (error) {
+      // The library names the option; here it sits under "shed".
+      const option = (error as { option?: string }).option;
+      const reason = (error as Error).message.replace(/^floodgate: option "[^"]*" /, '');
+      throw usageError(`${source}: shed.${option}: ${reason}`);
+    }
   }
   const names = new Set<string>();
   for (const [i, rule] of config.rules.entries()) {

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { Store } from 'floodgate';
+import type { Shedder, Store } from 'floodgate';
 import { andThen, attempt, type MaybePromise, type Verdict } from 'floodgate/http';
 import type { Logger } from 'pino';
 import type { ProxyConfig } from './config.js';
@@ -37,14 +37,23 @@ export interface Resources {
   readonly dispatcher: ForwardOptions['dispatcher'];
   readonly timeouts: Timeouts;
   readonly env: NodeJS.ProcessEnv;
+  /** The upstream's own protection (`shed:`), shared by every rule; kept across reloads. */
+  readonly shedder?: Shedder;
 }
 
 /** A validated configuration made ready to serve: rules compiled, upstreams parsed, forwarding set up. */
 export function activate(config: ProxyConfig, r: Resources): Active {
   const jwt = config.jwt === undefined ? undefined : jwtVerifier(config.jwt, r.env);
-  const rules = compileRules(config, r.storeFor, jwt, {
-    onError: (error, rule) => r.log.warn({ rule, err: (error as Error).message }, 'rate-limit store failed'),
-  });
+  const rules = compileRules(
+    config,
+    r.storeFor,
+    jwt,
+    {
+      onError: (error, rule) =>
+        r.log.warn({ rule, err: (error as Error).message }, 'rate-limit store failed'),
+    },
+    r.shedder,
+  );
   return {
     config,
     rules,
@@ -256,7 +265,7 @@ export class Gateway {
           : verdict,
       };
     }
-    const decision = DECISIONS[verdict.status] ?? 'refused';
+    const decision = verdict.reason ?? DECISIONS[verdict.status] ?? 'refused';
     const fields = {
       rule: rule.name,
       decision,

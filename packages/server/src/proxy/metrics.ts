@@ -1,3 +1,4 @@
+import { PRIORITIES, type Shedder } from 'floodgate';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /** A count kept in a plain number on the request path, handed to prom-client when scraped. */
@@ -68,3 +69,33 @@ export function createProxyMetrics() {
   };
 }
 export type ProxyMetrics = ReturnType<typeof createProxyMetrics>;
+
+/** The shedder's state, read when scraped: its limit, requests in flight, and requests shed by class. */
+export function registerShedMetrics(registry: Registry, shedder: Shedder): void {
+  new Gauge({
+    name: 'floodgate_proxy_shed_limit',
+    help: 'The adaptive concurrency limit: requests the upstream may have in flight',
+    registers: [registry],
+    collect() {
+      this.set(shedder.limit);
+    },
+  });
+  new Gauge({
+    name: 'floodgate_proxy_shed_inflight',
+    help: 'Requests holding a slot of the concurrency limit',
+    registers: [registry],
+    collect() {
+      this.set(shedder.inflight);
+    },
+  });
+  new Counter({
+    name: 'floodgate_proxy_shed_total',
+    help: 'Requests shed (503), by class',
+    labelNames: ['class'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const cls of PRIORITIES) this.inc({ class: cls }, shedder.stats.shed[cls]);
+    },
+  });
+}

@@ -9,10 +9,10 @@ import { redact } from '../shared/redact.js';
 import { connectRedis, sharedStore } from '../shared/redis.js';
 import { registerStoreMetrics } from '../shared/store-metrics.js';
 import { startAdmin } from './admin.js';
-import type { ProxyConfig } from './config.js';
+import { type ProxyConfig, shedderOf } from './config.js';
 import { newDispatcher } from './forward.js';
 import { type Active, activate, Gateway, type Resources } from './gateway.js';
-import { createProxyMetrics, type ProxyMetrics } from './metrics.js';
+import { createProxyMetrics, type ProxyMetrics, registerShedMetrics } from './metrics.js';
 import { reloadedConfig, watchConfig } from './reload.js';
 import { ruleStores } from './rules.js';
 import { sweepEvery, Timeouts } from './timeouts.js';
@@ -57,6 +57,11 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
     timeouts: new Timeouts(),
     env: options.env ?? process.env,
   };
+  const shedder = shedderOf(initial);
+  if (shedder !== undefined) {
+    resources = { ...resources, shedder };
+    registerShedMetrics(metrics.registry, shedder);
+  }
   let gateway: Gateway;
   try {
     gateway = new Gateway(activate(initial, resources), log, metrics);
@@ -150,6 +155,7 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
         ),
       ]);
       resources.timeouts.stop();
+      shedder?.close();
       await resources.dispatcher.destroy();
       if (redis !== undefined) await redis.quit().catch(() => redis?.disconnect());
       log.info('stopped');

@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import type { Shedder } from 'floodgate';
 import { MemoryStore, type Store } from 'floodgate';
 import { byApiKey, byBasicUser, byHeader, byIp, HttpGuard, type KeyExtractor } from 'floodgate/http';
 import { match as pathMatcher } from 'path-to-regexp';
@@ -102,6 +103,7 @@ export function compileRules(
   storeFor: (rule: string) => Store,
   jwt: JwtVerifier | undefined,
   hooks: RuleHooks,
+  shedder?: Shedder,
 ): Rule[] {
   return config.rules.map((rule): Rule => {
     const methods = rule.match?.method?.map((m) => m.toUpperCase());
@@ -120,6 +122,7 @@ export function compileRules(
       headers: config.headers,
       onStoreError: config.onStoreError,
       onError: (error) => hooks.onError(error, rule.name),
+      ...(shedder === undefined ? {} : { shed: shedder, priority: () => rule.priority }),
     });
     return {
       name: rule.name,
