@@ -151,10 +151,10 @@ function svg(): string {
     ].join('\n');
   };
   const legend = VARIANTS.map(
-    (v, k) =>
-      `<text x="${pad + k * 200}" y="${H + 20}" font-size="11" fill="${COLORS[k]}">${NAMES[v]}</text>`,
+    (v, k) => `<text x="${pad}" y="${H + 4 + 14 * k}" font-size="11" fill="${COLORS[k]}">${NAMES[v]}</text>`,
   );
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H + 40}" font-family="sans-serif">
+<title>Goodput and admitted p99 against offered load: unprotected, @fastify/under-pressure, Floodgate's shedder</title>
 <rect width="100%" height="100%" fill="#fff"/>
 ${panel(0, 'goodput/s within 250 ms, by offered load', (o) => o.goodput, Math.round(CAPACITY * 1.2), '')}
 ${panel(W / 2, 'p99 of admitted, by offered load', (o) => o.p99, TIMEOUT, ' ms')}

@@ -35,6 +35,11 @@ export function holdRequests(): () => void {
   return open;
 }
 
+/** `/boom` handlers throw, as a crashed handler would: the framework answers 500. */
+function crashOn(path: string): void {
+  if (path.startsWith('/boom')) throw new Error('boom');
+}
+
 /** `/wait` requests wait at the gate; the others go straight on. */
 function until(path: string): Promise<void> | undefined {
   return path.startsWith('/wait') ? gate : undefined;
@@ -96,6 +101,7 @@ export const FRAMEWORKS: Record<string, Start> = {
     app.use(expressLimit(options as never));
     app.get(/.*/, async (req, res) => {
       await until(req.path);
+      crashOn(req.path);
       res.status(statusFor(req.path)).send(bodyFor(req.path, req.rateLimit));
     });
     return listen(createServer(app), host);
@@ -105,6 +111,7 @@ export const FRAMEWORKS: Record<string, Start> = {
     await app.register(fastifyPlugin, options as never);
     app.get('/*', async (request, reply) => {
       await until(request.url);
+      crashOn(request.url);
       return reply
         .code(statusFor(request.url))
         .send(bodyFor(request.url, (request as WithRateLimit<typeof request>).rateLimit));
@@ -118,6 +125,7 @@ export const FRAMEWORKS: Record<string, Start> = {
     app.use(honoLimit(options as never));
     app.get('*', async (c) => {
       await until(c.req.path);
+      crashOn(c.req.path);
       return c.text(bodyFor(c.req.path, c.get('rateLimit')), statusFor(c.req.path) as 200);
     });
     const server = await new Promise<Server>((resolve) => {
@@ -127,9 +135,11 @@ export const FRAMEWORKS: Record<string, Start> = {
   },
   koa: async (options, host = '127.0.0.1') => {
     const app = new Koa();
+    app.silent = true; // the /boom route's error is the point, not news
     app.use(koaLimit(options as never));
     app.use(async (ctx) => {
       await until(ctx.path);
+      crashOn(ctx.path);
       ctx.status = statusFor(ctx.path);
       ctx.body = bodyFor(ctx.path, (ctx.state as RateLimitState).rateLimit);
     });

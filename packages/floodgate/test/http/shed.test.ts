@@ -61,6 +61,25 @@ for (const [name, start] of Object.entries(FRAMEWORKS)) {
       }
     });
 
+    if (name !== 'node:http') {
+      // (A raw node:http handler that throws leaves its response open: nothing ends it but the client.)
+      it('a handler that crashes gives its slot back, and tells the shedder of trouble', async () => {
+        const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 10 } });
+        const server = await start({ policies: { limit: 1000, window: '1m' }, shed: shedder });
+        try {
+          const replies = await Promise.all(Array.from({ length: 5 }, () => fetch(`${server.url}/boom`)));
+          assert.deepEqual(
+            replies.map((r) => r.status),
+            [500, 500, 500, 500, 500],
+          );
+          await until(() => shedder.inflight === 0);
+          assert.ok(shedder.limit < 10, `a 5xx counts as overload: limit ${shedder.limit}`);
+        } finally {
+          await server.close();
+        }
+      });
+    }
+
     it('sheds lower classes first, by a priority function of the request', async () => {
       const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 4 } });
       const server = await start({
