@@ -7,7 +7,7 @@ import underPressure from '@fastify/under-pressure';
 import Fastify from 'fastify';
 import { floodgate } from '../packages/floodgate/src/http/fastify.js';
 
-const [variant, parallel, ms] = process.argv.slice(2);
+const [variant, parallel, ms, work = 'db'] = process.argv.slice(2);
 const DB_PARALLEL = Number(parallel);
 const DB_MS = Number(ms);
 
@@ -34,8 +34,14 @@ if (variant === 'floodgate') {
     shed: { limit: 'gradient2', latencyObjective: '250ms', eventLoop: { maxDelay: '100ms' } },
   });
 }
+/** Or a handler that burns DB_MS / DB_PARALLEL ms of CPU: the same capacity, spent on the event loop. */
+function burn(): void {
+  const until = performance.now() + DB_MS / DB_PARALLEL;
+  while (performance.now() < until);
+}
 app.get('/', async () => {
-  await query();
+  if (work === 'cpu') burn();
+  else await query();
   return 'ok';
 });
 await app.listen({ port: 0, host: '127.0.0.1' });

@@ -6,6 +6,8 @@
 // docs/BENCHMARKS.md and docs/shed.svg.
 //
 //   npm run bench:shed          (or: node --import tsx bench/shed.ts [--quick])
+// SHED_WORK=cpu makes the handler burn the same capacity in CPU instead of waiting (printed, and written
+// to the report like the default; the report in docs/ is of the database case).
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
@@ -91,7 +93,7 @@ for (const variant of VARIANTS) {
     // A fresh server for every load: nothing learned or queued carries over.
     const server = fork(
       new URL('./shed-server.ts', import.meta.url),
-      [variant, String(DB_PARALLEL), String(DB_MS)],
+      [variant, String(DB_PARALLEL), String(DB_MS), process.env.SHED_WORK ?? 'db'],
       {
         execArgv: ['--import', 'tsx'],
         stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
