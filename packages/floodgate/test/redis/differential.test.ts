@@ -1,24 +1,18 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { RedisServer } from '@floodgate/test-support';
+import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { policySet, resolvePolicies } from '../../src/core/policy.js';
 import { MemoryStore } from '../../src/stores/memory.js';
 import { RedisStore } from '../../src/stores/redis/index.js';
 import type { StoreMode } from '../../src/stores/store.js';
+import { useRedis } from '../helpers/redis.js';
 
 // The Lua scripts mirror the pure algorithms; random histories must get identical answers from both stores.
 
-let server: RedisServer;
 let client: Redis;
-before(async () => {
-  server = await RedisServer.start();
-  client = new Redis(server.port, '127.0.0.1');
-});
-after(async () => {
-  client.disconnect();
-  await server.stop();
+useRedis((c) => {
+  client = c;
 });
 
 const T0 = 1_700_000_000_123;

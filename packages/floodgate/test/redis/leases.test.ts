@@ -1,25 +1,20 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { freePort, RedisServer } from '@floodgate/test-support';
+import { describe, it } from 'node:test';
+import { freePort } from '@floodgate/test-support';
 import fc from 'fast-check';
 import { Redis } from 'ioredis';
 import { type PolicySpec, policySet, resolvePolicies } from '../../src/core/policy.js';
 import { Limiter } from '../../src/limiter/limiter.js';
 import { RedisStore } from '../../src/stores/redis/index.js';
 import { lifetimeOf } from '../../src/stores/redis/leases.js';
+import { useRedis } from '../helpers/redis.js';
 
 // Quota leases against a real Redis: simulated processes (one store each) on one controlled clock, which
 // the script also decides by, so the bounds stated in the README can be checked at exact times.
 
-let server: RedisServer;
 let client: Redis;
-before(async () => {
-  server = await RedisServer.start();
-  client = new Redis(server.port, '127.0.0.1');
-});
-after(async () => {
-  client.disconnect();
-  await server.stop();
+useRedis((c) => {
+  client = c;
 });
 
 let unique = 0;

@@ -1,19 +1,13 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { RedisServer } from '@floodgate/test-support';
-import { Redis } from 'ioredis';
+import { describe, it } from 'node:test';
+import type { Redis } from 'ioredis';
 import { Limiter } from '../../src/limiter/limiter.js';
 import { type RedisAdapter, RedisStore, redisAdapter } from '../../src/stores/redis/index.js';
+import { useRedis } from '../helpers/redis.js';
 
-let server: RedisServer;
 let client: Redis;
-before(async () => {
-  server = await RedisServer.start();
-  client = new Redis(server.port, '127.0.0.1');
-});
-after(async () => {
-  client.disconnect();
-  await server.stop();
+useRedis((c) => {
+  client = c;
 });
 
 const T0 = 1_700_000_000_000;
