@@ -70,8 +70,11 @@ process.stdout.write(run(process.execPath, ['check.mjs'], consumer));
 console.log('pack-check: CommonJS require');
 process.stdout.write(run(process.execPath, ['check.cjs'], consumer));
 
-// Types resolve through the "types" conditions for both module systems.
+// Types resolve through the "types" conditions for both module systems. Nest's own declarations need
+// Node's types, as every Nest application has them; the other subpaths are checked without them.
+const NEEDS_NODE_TYPES = new Set(['floodgate/nest']);
 const typed = specifiers
+  .filter((s) => !NEEDS_NODE_TYPES.has(s))
   .map((s, i) => `import * as t${i} from '${s}';\nexport const n${i} = Object.keys(t${i}).length;`)
   .join('\n');
 writeFileSync(
@@ -97,5 +100,27 @@ writeFileSync(
   }),
 );
 run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], consumer);
+writeFileSync(
+  join(consumer, 'typed-node.mts'),
+  [...NEEDS_NODE_TYPES]
+    .map((s, i) => `import * as t${i} from '${s}';\nexport const n${i} = Object.keys(t${i}).length;`)
+    .join('\n'),
+);
+writeFileSync(
+  join(consumer, 'tsconfig.node.json'),
+  JSON.stringify({
+    compilerOptions: {
+      module: 'nodenext',
+      moduleResolution: 'nodenext',
+      strict: true,
+      noEmit: true,
+      skipLibCheck: false,
+      typeRoots: [join(root, 'node_modules/@types')],
+      types: ['node'],
+    },
+    files: ['typed-node.mts'],
+  }),
+);
+run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.node.json'], consumer);
 console.log(`pack-check: ${specifiers.length} subpath(s) load with import and require, and type-check`);
 rmSync(work, { recursive: true, force: true });

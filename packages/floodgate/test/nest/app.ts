@@ -1,0 +1,183 @@
+// Real Nest applications on loopback, on either HTTP platform, with the controllers the tests limit.
+import 'reflect-metadata';
+import type { AddressInfo } from 'node:net';
+import {
+  type ArgumentsHost,
+  type CanActivate,
+  Catch,
+  Controller,
+  type DynamicModule,
+  type ExecutionContext,
+  Get,
+  Module,
+  Post,
+  Req,
+  UnauthorizedException,
+  UseGuards,
+} from '@nestjs/common';
+import { BaseExceptionFilter, NestFactory } from '@nestjs/core';
+import { ExpressAdapter } from '@nestjs/platform-express';
+import { FastifyAdapter } from '@nestjs/platform-fastify';
+import type { Decision } from '../../src/core/decision.js';
+import {
+  FloodgateException,
+  FloodgateGuard,
+  type NestRequest,
+  RateLimit,
+  RateLimitDecision,
+  SkipRateLimit,
+} from '../../src/nest/index.js';
+
+export type Platform = 'express' | 'fastify';
+export const PLATFORMS: readonly Platform[] = ['express', 'fastify'];
+
+/** Sets `request.user` from `x-user`, as an authentication guard would. */
+class FakeAuth implements CanActivate {
+  canActivate(context: ExecutionContext): boolean {
+    const request = context.switchToHttp().getRequest<NestRequest & { user?: { id: string } }>();
+    const user = request.headers['x-user'];
+    if (typeof user === 'string') request.user = { id: user };
+    return true;
+  }
+}
+
+@Controller()
+export class RootController {
+  @Get()
+  root(): string {
+    return 'ok';
+  }
+
+  @Get('decision')
+  decision(@RateLimitDecision() decision: Decision | undefined, @Req() request: NestRequest): string {
+    assertSame(decision, request.rateLimit);
+    return decision === undefined ? 'none' : `remaining=${decision.remaining}`;
+  }
+
+  @Get('health')
+  @SkipRateLimit()
+  health(): string {
+    return 'healthy';
+  }
+
+  @Get('expensive')
+  @RateLimit({ cost: 2 })
+  expensive(): string {
+    return 'ok';
+  }
+}
+
+function assertSame(a: unknown, b: unknown): void {
+  if (a !== b) throw new Error('the decision parameter is not request.rateLimit');
+}
+
+/** Its own policies: one budget for both routes, apart from the module's. */
+@Controller('auth')
+@RateLimit({ policies: { limit: 3, window: '1m' }, countOnly: 'failed' })
+export class AuthController {
+  @Post('login')
+  login(@Req() request: NestRequest): string {
+    if (request.headers['x-password'] !== 'right') throw new UnauthorizedException();
+    return 'welcome';
+  }
+
+  @Post('reset')
+  reset(): string {
+    throw new UnauthorizedException();
+  }
+
+  @Get('status')
+  @SkipRateLimit(false)
+  status(): string {
+    return 'ok';
+  }
+}
+
+@Controller('unlimited')
+@SkipRateLimit()
+export class UnlimitedController {
+  @Get()
+  get(): string {
+    return 'free';
+  }
+
+  @Get('but-this')
+  @SkipRateLimit(false)
+  limited(): string {
+    return 'limited';
+  }
+}
+
+/** Limited by user, set by an authentication guard that runs first. */
+@Controller('me')
+@UseGuards(FakeAuth, FloodgateGuard)
+export class MeController {
+  @Get()
+  me(): string {
+    return 'me';
+  }
+}
+
+/** Limited only through `@UseGuards`, for a module with `global: false`. */
+@Controller('guarded')
+@UseGuards(FloodgateGuard)
+export class GuardedController {
+  @Get()
+  get(): string {
+    return 'guarded';
+  }
+}
+
+/** Turns Floodgate's refusals into the application's own body: filters see `FloodgateException`. */
+@Catch(FloodgateException)
+export class TeapotFilter extends BaseExceptionFilter {
+  override catch(exception: FloodgateException, host: ArgumentsHost): void {
+    const response = host.switchToHttp().getResponse<{ status?: (n: number) => unknown }>();
+    const reply = response as unknown as {
+      code?: (n: number) => { send(b: unknown): void };
+      status: (n: number) => { json(b: unknown): void };
+    };
+    const body = { refused: exception.getStatus() };
+    if (typeof reply.code === 'function') reply.code(418).send(body);
+    else reply.status(418).json(body);
+  }
+}
+
+export const CONTROLLERS = [
+  RootController,
+  AuthController,
+  UnlimitedController,
+  MeController,
+  GuardedController,
+];
+
+export interface RunningApp {
+  url: string;
+  close(): Promise<void>;
+}
+
+export interface AppSetup {
+  platform: Platform;
+  floodgate: DynamicModule;
+  trustProxy?: boolean;
+  filter?: boolean;
+}
+
+/** A Nest application with the module and every test controller, listening on a free loopback port. */
+export async function startApp({
+  platform,
+  floodgate,
+  trustProxy = false,
+  filter = false,
+}: AppSetup): Promise<RunningApp> {
+  @Module({ imports: [floodgate], controllers: CONTROLLERS })
+  class AppModule {}
+  const adapter = platform === 'express' ? new ExpressAdapter() : new FastifyAdapter({ trustProxy });
+  const app = await NestFactory.create(AppModule, adapter, { logger: false, abortOnError: false });
+  if (platform === 'express' && trustProxy)
+    (app.getHttpAdapter().getInstance() as { set(k: string, v: unknown): void }).set('trust proxy', true);
+  if (filter) app.useGlobalFilters(new TeapotFilter(app.getHttpAdapter()));
+  await app.listen(0, '127.0.0.1');
+  const { port } = app.getHttpServer().address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}`, close: () => app.close() };
+}
