@@ -4,10 +4,8 @@
 //
 //   npm run bench:http          (or: node --import tsx bench/http.ts [--quick] [--frameworks=fastify,node:http])
 // --frameworks measures only those and prints the results without writing the report.
-import { type ChildProcess, fork } from 'node:child_process';
-import { once } from 'node:events';
 import { RedisServer } from '@floodgate/test-support';
-import autocannon from 'autocannon';
+import { type Measure, measureServer } from './load.js';
 import { machine, writeSection } from './report.js';
 
 const quick = process.argv.includes('--quick');
@@ -35,41 +33,12 @@ const USUAL_REDIS: Record<string, string> = {
 const redis = await RedisServer.start();
 process.on('exit', () => void redis.kill());
 
-interface Measure {
-  rps: number;
-  cpuUs: number;
-  non2xx: number;
-  total: number;
-}
-
-async function cpu(child: ChildProcess): Promise<number> {
-  const reply = once(child, 'message');
-  child.send('cpu');
-  const [{ cpu: c }] = (await reply) as [{ cpu: NodeJS.CpuUsage }];
-  return c.user + c.system;
-}
-
-async function measure(framework: string, variant: string, path: string): Promise<Measure> {
-  const child = fork(
+function measure(framework: string, variant: string, path: string): Promise<Measure> {
+  return measureServer(
     new URL('./http-server.ts', import.meta.url),
     [framework, variant, path, String(redis.port)],
-    {
-      execArgv: ['--import', 'tsx'],
-      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-    },
+    { connections: CONNECTIONS, seconds: SECONDS },
   );
-  try {
-    const [{ port }] = (await once(child, 'message')) as [{ port: number }];
-    const url = `http://127.0.0.1:${port}/`;
-    await autocannon({ url, connections: CONNECTIONS, duration: 1 });
-    const before = await cpu(child);
-    const r = await autocannon({ url, connections: CONNECTIONS, duration: SECONDS });
-    const used = (await cpu(child)) - before;
-    const total = r.requests.total;
-    return { rps: r.requests.average, cpuUs: used / total, non2xx: r.non2xx, total };
-  } finally {
-    child.kill();
-  }
 }
 
 type Row = { framework: string; path: string; variant: string; runs: Measure[] };

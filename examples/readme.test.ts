@@ -44,6 +44,8 @@ describe('README examples', () => {
           moduleResolution: 'nodenext',
           strict: true,
           noEmit: true,
+          // The Nest example is written with Nest's decorators.
+          experimentalDecorators: true,
           // Third-party typings are not ours to check (@types/koa references a type its dependency dropped).
           skipLibCheck: true,
           types: ['node'],

@@ -3,12 +3,14 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { isInvalidOption } from 'floodgate';
 import { startProxy } from '../proxy/proxy.js';
+import { startRls } from '../rls/rls.js';
 import { resolveConfig } from '../serve/config.js';
 import { serve } from '../serve/serve.js';
 import { CliError } from '../shared/errors.js';
 import { redact } from '../shared/redact.js';
 import { demoCommand } from './demo.js';
 import { type ProxyFlags, proxyConfigFromFlags } from './proxy.js';
+import { type RlsFlags, rlsSettingsFromFlags } from './rls.js';
 import { type UserAction, users } from './users.js';
 
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
@@ -103,6 +105,25 @@ function program(): Command {
     .action(async (flags: ProxyFlags) => {
       const { config, file } = proxyConfigFromFlags(flags);
       const running = await startProxy(config, file === undefined ? {} : { file, watch: true });
+      await untilSignalled(running.stop, () => void running.reload());
+    });
+
+  root
+    .command('rls')
+    .description("Envoy's rate-limit service (RLS v3 gRPC), configured as envoyproxy/ratelimit is")
+    .option(
+      '--config <path>',
+      'an envoyproxy/ratelimit YAML file, or a folder of them, one domain each (reloaded on SIGHUP and on change)',
+    )
+    .option('--port <n>', 'gRPC port to listen on (default 8081)')
+    .option('--host <host>', 'address to listen on (default 127.0.0.1)')
+    .option('--redis <url>', 'share limits through Redis (default: in memory)')
+    .option('--leases', 'with --redis: quota leases for busy descriptors (see the README)')
+    .option('--admin-port <n>', 'port of GET /metrics and /health (default 9465)')
+    .option('--no-admin', 'no admin listener')
+    .action(async (flags: RlsFlags) => {
+      const { path, settings } = rlsSettingsFromFlags(flags);
+      const running = await startRls(path, settings);
       await untilSignalled(running.stop, () => void running.reload());
     });
 

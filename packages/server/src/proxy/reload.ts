@@ -1,5 +1,3 @@
-import { type FSWatcher, watch } from 'node:fs';
-import { basename, dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { loadProxyConfig, type ProxyConfig } from './config.js';
 
@@ -20,20 +18,4 @@ export function reloadedConfig(file: string, current: ProxyConfig, log: Logger):
     }
   }
   return kept;
-}
-
-/**
- * Calls `changed` when `file` changes, a moment after the last write. The directory is watched, not the
- * file: editors and config managers replace the file, which ends a watch on it.
- */
-export function watchConfig(file: string, changed: () => void, log: Logger): FSWatcher {
-  const name = basename(file);
-  let timer: NodeJS.Timeout | undefined;
-  const watcher = watch(dirname(file), (_event, which) => {
-    if (which !== null && which !== name) return;
-    clearTimeout(timer);
-    timer = setTimeout(changed, 100);
-  });
-  watcher.on('error', (error) => log.warn({ err: error.message }, 'cannot watch the configuration file'));
-  return watcher;
 }

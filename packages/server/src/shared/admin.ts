@@ -1,11 +1,11 @@
 import { createServer, type Server } from 'node:http';
-import { listen } from '../shared/listen.js';
-import type { ProxyMetrics } from './metrics.js';
+import type { Registry } from 'prom-client';
+import { listen } from './listen.js';
 
-/** The admin listener: `GET /metrics` (Prometheus) and `GET /health`, apart from the proxied traffic. */
+/** The admin listener: `GET /metrics` (Prometheus) and `GET /health`, apart from the traffic it serves. */
 export async function startAdmin(
   address: { host: string; port: number },
-  metrics: ProxyMetrics,
+  metrics: { readonly registry: Registry },
   health: () => object,
 ): Promise<{ server: Server; url: string }> {
   const server = createServer((req, res) => {

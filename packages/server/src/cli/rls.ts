@@ -1,0 +1,47 @@
+import type { RlsSettings } from '../rls/rls.js';
+import { usageError } from '../shared/errors.js';
+
+/** `floodgate rls`'s flags as parsed; `admin` is false for `--no-admin`. */
+export interface RlsFlags {
+  readonly config?: string;
+  readonly port?: string;
+  readonly host?: string;
+  readonly redis?: string;
+  readonly leases?: boolean;
+  readonly adminPort?: string;
+  readonly admin?: boolean;
+}
+
+function port(value: string, flag: string): number {
+  if (!/^\d{1,5}$/.test(value) || Number(value) > 65535) {
+    throw usageError(`--${flag} must be a port number from 0 to 65535; got "${value}"`);
+  }
+  return Number(value);
+}
+
+/** The service's settings from its flags; the limits themselves come from the `--config` file or folder. */
+export function rlsSettingsFromFlags(flags: RlsFlags): { path: string; settings: RlsSettings } {
+  if (flags.config === undefined) {
+    throw usageError('give --config: an envoyproxy/ratelimit configuration file, or a folder of them');
+  }
+  if (flags.leases === true && flags.redis === undefined) throw usageError('--leases needs --redis');
+  if (flags.admin === false && flags.adminPort !== undefined) {
+    throw usageError('--admin-port cannot be combined with --no-admin');
+  }
+  const host = flags.host ?? '127.0.0.1';
+  return {
+    path: flags.config,
+    settings: {
+      listen: { host, port: flags.port === undefined ? 8081 : port(flags.port, 'port') },
+      admin:
+        flags.admin === false
+          ? false
+          : {
+              host: '127.0.0.1',
+              port: flags.adminPort === undefined ? 9465 : port(flags.adminPort, 'admin-port'),
+            },
+      store: flags.redis ?? 'memory',
+      leases: flags.leases ?? false,
+    },
+  };
+}

@@ -1,0 +1,64 @@
+import { Counter, collectDefaultMetrics, Registry } from 'prom-client';
+import type { RlsConfig } from './config.js';
+import type { Outcome } from './service.js';
+
+export interface RlsMetrics {
+  readonly registry: Registry;
+  readonly requests: Counter<'domain' | 'code'>;
+  readonly descriptors: Counter<'domain' | 'descriptor' | 'code' | 'shadow'>;
+  readonly invalid: Counter;
+  readonly reloads: Counter<'result'>;
+  readonly storeErrors: Counter;
+  /** Counts a descriptor's outcome; a domain the configuration does not have is labelled "unknown". */
+  outcome(config: RlsConfig, outcome: Outcome): void;
+}
+
+export function createRlsMetrics(): RlsMetrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const requests = new Counter({
+    name: 'floodgate_rls_requests_total',
+    help: 'ShouldRateLimit calls answered, by domain and overall code',
+    labelNames: ['domain', 'code'] as const,
+    registers: [registry],
+  });
+  const descriptors = new Counter({
+    name: 'floodgate_rls_descriptors_total',
+    help: 'Descriptors decided, by domain, descriptor (its configuration path, or its values with detailed_metric) and code; shadow="true" counts what shadow mode let through',
+    labelNames: ['domain', 'descriptor', 'code', 'shadow'] as const,
+    registers: [registry],
+  });
+  const invalid = new Counter({
+    name: 'floodgate_rls_invalid_requests_total',
+    help: 'Calls refused with INVALID_ARGUMENT',
+    registers: [registry],
+  });
+  const reloads = new Counter({
+    name: 'floodgate_rls_reloads_total',
+    help: 'Configuration reloads, applied or rejected',
+    labelNames: ['result'] as const,
+    registers: [registry],
+  });
+  const storeErrors = new Counter({
+    name: 'floodgate_store_errors_total',
+    help: 'Failed calls to the rate-limit store (decided in memory meanwhile)',
+    registers: [registry],
+  });
+  return {
+    registry,
+    requests,
+    descriptors,
+    invalid,
+    reloads,
+    storeErrors,
+    outcome(config, { domain, descriptor, code, shadow }) {
+      const known = config.has(domain);
+      descriptors.inc({
+        domain: known ? domain : 'unknown',
+        descriptor: known ? descriptor : 'unmatched',
+        code,
+        shadow: String(shadow && code === 'OVER_LIMIT'),
+      });
+    },
+  };
+}

@@ -1,0 +1,90 @@
+import { fileURLToPath } from 'node:url';
+import { type GrpcObject, loadPackageDefinition, type ServiceClientConstructor } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { UNITS, type Unit } from './config.js';
+import { InvalidRequest, type RlsRequest, type RlsResponse } from './service.js';
+
+// Envoy's RLS v3 on the wire: the official protos (vendored under proto/, with where they came from), and
+// the conversion between their messages, as proto-loader gives them, and the service's plain objects.
+
+/** The folder of the vendored .proto files. */
+export const PROTO_DIR = fileURLToPath(new URL('../../proto/', import.meta.url));
+export const RLS_PROTO = 'envoy/service/ratelimit/v3/rls.proto';
+
+/** `keepCase` keeps the protos' snake_case names; enums as their names; absent fields as their defaults. */
+const LOADER = {
+  keepCase: true,
+  longs: Number,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+  includeDirs: [PROTO_DIR],
+};
+
+/** The RateLimitService, for a server's `addService` or a client's constructor. */
+export function rateLimitService(): ServiceClientConstructor {
+  const loaded = loadPackageDefinition(loadSync(RLS_PROTO, LOADER)) as unknown as {
+    envoy: { service: { ratelimit: { v3: GrpcObject & { RateLimitService: ServiceClientConstructor } } } };
+  };
+  return loaded.envoy.service.ratelimit.v3.RateLimitService;
+}
+
+interface WireEntry {
+  key?: string;
+  value?: string;
+}
+interface WireDescriptor {
+  entries?: WireEntry[];
+  limit?: { requests_per_unit?: number; unit?: string } | null;
+}
+export interface WireRequest {
+  domain?: string;
+  descriptors?: WireDescriptor[];
+  hits_addend?: number;
+}
+
+const UNIT_NAMES = new Set(Object.keys(UNITS));
+
+/** A request as the service reads it; what cannot be read is an `InvalidRequest`. */
+export function fromWire(wire: WireRequest): RlsRequest {
+  return {
+    domain: wire.domain ?? '',
+    hitsAddend: wire.hits_addend ?? 0,
+    descriptors: (wire.descriptors ?? []).map((d, i) => {
+      const entries = (d.entries ?? []).map((e) => ({ key: e.key ?? '', value: e.value ?? '' }));
+      if (d.limit === null || d.limit === undefined) return { entries };
+      const unit = String(d.limit.unit ?? '').toLowerCase();
+      if (!UNIT_NAMES.has(unit))
+        throw new InvalidRequest(`descriptors[${i}].limit.unit must be a unit; got ${d.limit.unit}`);
+      return { entries, limit: { requests_per_unit: d.limit.requests_per_unit ?? 0, unit: unit as Unit } };
+    }),
+  };
+}
+
+/** A duration of ms as google.protobuf.Duration. */
+function duration(ms: number): { seconds: number; nanos: number } {
+  const whole = Math.max(0, Math.floor(ms / 1000));
+  return { seconds: whole, nanos: Math.max(0, Math.round(ms - whole * 1000)) * 1_000_000 };
+}
+
+/** The service's answer as a RateLimitResponse. */
+export function toWire(response: RlsResponse): object {
+  return {
+    overall_code: response.overallCode,
+    statuses: response.statuses.map((s) => ({
+      code: s.code,
+      ...(s.currentLimit === undefined
+        ? {}
+        : {
+            current_limit: {
+              name: s.currentLimit.name,
+              requests_per_unit: s.currentLimit.requestsPerUnit,
+              unit: s.currentLimit.unit.toUpperCase(),
+            },
+          }),
+      limit_remaining: s.limitRemaining,
+      ...(s.durationUntilReset === undefined ? {} : { duration_until_reset: duration(s.durationUntilReset) }),
+    })),
+    response_headers_to_add: response.responseHeadersToAdd.map(([key, value]) => ({ key, value })),
+  };
+}

@@ -1,0 +1,176 @@
+import type { FSWatcher } from 'node:fs';
+import type { Server as HttpServer } from 'node:http';
+import { Server, ServerCredentials, type ServerUnaryCall, type sendUnaryData, status } from '@grpc/grpc-js';
+import { MemoryStore, type Store } from 'floodgate';
+import { deliver } from 'floodgate/http';
+import type { Cluster, Redis } from 'ioredis';
+import { type Logger, pino } from 'pino';
+import { startAdmin } from '../shared/admin.js';
+import { environmentError } from '../shared/errors.js';
+import { redact } from '../shared/redact.js';
+import { connectRedis, sharedStore } from '../shared/redis.js';
+import { registerStoreMetrics } from '../shared/store-metrics.js';
+import { watchConfig } from '../shared/watch.js';
+import { loadRlsConfig, type RlsConfig } from './config.js';
+import { createRlsMetrics, type RlsMetrics } from './metrics.js';
+import { fromWire, rateLimitService, toWire, type WireRequest } from './protocol.js';
+import { InvalidRequest, RateLimitService } from './service.js';
+
+export interface RlsSettings {
+  /** Where the gRPC server listens. */
+  readonly listen: { readonly host: string; readonly port: number };
+  /** `/metrics` and `/health`, or false for none. */
+  readonly admin: { readonly host: string; readonly port: number } | false;
+  /** `memory`, or a Redis URL (`redis://`, `rediss://`, `redis-cluster://`). */
+  readonly store: string;
+  readonly leases?: boolean;
+}
+
+export interface RunningRls {
+  /** `host:port` of the gRPC server. */
+  readonly address: string;
+  readonly adminUrl: string | undefined;
+  readonly metrics: RlsMetrics;
+  readonly service: RateLimitService;
+  /** Reads the configuration again; false (the previous one kept) when it is invalid. */
+  reload(): boolean;
+  stop(): Promise<void>;
+}
+
+export interface RlsOptions {
+  readonly log?: Logger;
+  /** Reload when the configuration changes on disk (default true). */
+  readonly watch?: boolean;
+}
+
+/** Starts `floodgate rls`: the store, the gRPC service, the admin listener, reloads; resolves once it listens. */
+export async function startRls(
+  path: string,
+  settings: RlsSettings,
+  options: RlsOptions = {},
+): Promise<RunningRls> {
+  const log = options.log ?? pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime });
+  const config = loadRlsConfig(path);
+  const metrics = createRlsMetrics();
+  let redis: Redis | Cluster | undefined;
+  let store: Store;
+  if (settings.store === 'memory') store = new MemoryStore();
+  else {
+    redis = await connectRedis(settings.store);
+    const shared = sharedStore(redis, log, metrics.storeErrors, settings.leases ?? false);
+    registerStoreMetrics(metrics.registry, shared.stats);
+    store = shared;
+  }
+  const service = new RateLimitService(config, store);
+
+  const shouldRateLimit = (call: ServerUnaryCall<WireRequest, object>, callback: sendUnaryData<object>) => {
+    const invalid = (error: unknown) => {
+      metrics.invalid.inc();
+      callback({ code: status.INVALID_ARGUMENT, details: (error as Error).message });
+    };
+    let request: ReturnType<typeof fromWire>;
+    try {
+      request = fromWire(call.request);
+    } catch (error) {
+      invalid(error);
+      return;
+    }
+    const current = service.config;
+    deliver(
+      () => service.decide(request, (outcome) => metrics.outcome(current, outcome)),
+      (response) => {
+        metrics.requests.inc({
+          domain: current.has(request.domain) ? request.domain : 'unknown',
+          code: response.overallCode,
+        });
+        callback(null, toWire(response));
+      },
+      (error) => {
+        if (error instanceof InvalidRequest) return invalid(error);
+        log.error({ err: redact((error as Error).message) }, 'a rate-limit decision failed');
+        callback({ code: status.UNAVAILABLE, details: 'the rate-limit store is unavailable' });
+      },
+    );
+  };
+
+  const server = new Server();
+  server.addService(rateLimitService().service, { shouldRateLimit });
+  let admin: { server: HttpServer; url: string } | undefined;
+  let address: string;
+  try {
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(
+        `${settings.listen.host.includes(':') ? `[${settings.listen.host}]` : settings.listen.host}:${settings.listen.port}`,
+        ServerCredentials.createInsecure(),
+        (error, bound) => (error === null ? resolve(bound) : reject(error)),
+      ),
+    );
+    address = `${settings.listen.host}:${port}`;
+    if (settings.admin !== false) {
+      admin = await startAdmin(settings.admin, metrics, () => ({ domains: [...service.config.keys()] }));
+    }
+  } catch (error) {
+    server.forceShutdown();
+    redis?.disconnect();
+    if ((error as Error).message?.includes('No address added')) {
+      throw environmentError(
+        `cannot listen on ${settings.listen.host}:${settings.listen.port}: the address is in use or not available`,
+      );
+    }
+    throw error;
+  }
+
+  const reload = (): boolean => {
+    let next: RlsConfig;
+    try {
+      next = loadRlsConfig(path);
+    } catch (error) {
+      metrics.reloads.inc({ result: 'rejected' });
+      log.error(
+        { path, reason: (error as Error).message },
+        'configuration rejected; still serving the previous one',
+      );
+      return false;
+    }
+    service.swap(next);
+    metrics.reloads.inc({ result: 'applied' });
+    log.info({ path, domains: [...next.keys()] }, 'configuration reloaded');
+    return true;
+  };
+  let watcher: FSWatcher | undefined;
+  if (options.watch !== false) watcher = watchConfig(path, reload, log);
+
+  log.info(
+    {
+      address,
+      admin: admin?.url,
+      store: redis === undefined ? 'memory' : 'redis',
+      domains: [...config.keys()],
+    },
+    `rate-limit service (Envoy RLS v3) on ${address}`,
+  );
+
+  let stopping: Promise<void> | undefined;
+  const stop = () => {
+    stopping ??= (async () => {
+      watcher?.close();
+      await Promise.all([
+        new Promise<void>((resolve) => {
+          // Calls in flight finish; a client that holds its stream open is cut after a grace of 5 s.
+          const force = setTimeout(() => server.forceShutdown(), 5000).unref();
+          server.tryShutdown(() => {
+            clearTimeout(force);
+            resolve();
+          });
+        }),
+        new Promise<void>((resolve) =>
+          admin === undefined ? resolve() : admin.server.close(() => resolve()),
+        ),
+      ]);
+      if (redis !== undefined) await redis.quit().catch(() => redis?.disconnect());
+      log.info('stopped');
+    })();
+    return stopping;
+  };
+  return { address, adminUrl: admin?.url, metrics, service, reload, stop };
+}

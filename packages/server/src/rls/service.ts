@@ -1,0 +1,258 @@
+import { createHash } from 'node:crypto';
+import { type Decision, Limiter, type Store } from 'floodgate';
+import { andThen, type HeaderList, type MaybePromise, rateLimitHeaders } from 'floodgate/http';
+import { type DescriptorNode, type Level, type Limit, type RlsConfig, UNITS, type Unit } from './config.js';
+
+// The decision of a ShouldRateLimit call, apart from gRPC: which node of the domain's tree each descriptor
+// ends on, then every limited descriptor charged together, all or nothing.
+
+export interface Entry {
+  readonly key: string;
+  readonly value: string;
+}
+
+export interface RequestDescriptor {
+  readonly entries: readonly Entry[];
+  /** A limit the proxy sends with the descriptor, which replaces the configured one (envoyproxy/ratelimit's). */
+  readonly limit?: { readonly requests_per_unit: number; readonly unit: Unit } | undefined;
+}
+
+export interface RlsRequest {
+  readonly domain: string;
+  readonly descriptors: readonly RequestDescriptor[];
+  /** The cost; 0 means 1, as in Envoy. */
+  readonly hitsAddend: number;
+}
+
+export type Code = 'OK' | 'OVER_LIMIT';
+
+export interface DescriptorStatus {
+  readonly code: Code;
+  readonly currentLimit?: { readonly name: string; readonly requestsPerUnit: number; readonly unit: Unit };
+  readonly limitRemaining: number;
+  /** ms until the limit is whole again. */
+  readonly durationUntilReset?: number;
+}
+
+export interface RlsResponse {
+  readonly overallCode: Code;
+  readonly statuses: readonly DescriptorStatus[];
+  readonly responseHeadersToAdd: HeaderList;
+}
+
+/** A request that cannot be decided as sent: gRPC's INVALID_ARGUMENT, with this message. */
+export class InvalidRequest extends Error {}
+
+/** Bounds on what one request may carry: far past any real proxy's, short of what could hurt the server. */
+export const BOUNDS = { descriptors: 64, entries: 32, key: 256, value: 4096 } as const;
+
+/** What became of one descriptor, for metrics. */
+export interface Outcome {
+  readonly domain: string;
+  /** The node's path, or with `detailed_metric` the descriptor's own values (wildcard values digested). */
+  readonly descriptor: string;
+  readonly code: Code;
+  readonly shadow: boolean;
+}
+
+interface Matched {
+  readonly node: DescriptorNode | undefined;
+  readonly limit: Limit | undefined;
+  readonly key: string;
+  readonly metric: string;
+}
+
+const OK_UNLIMITED: DescriptorStatus = { code: 'OK', limitRemaining: 2 ** 32 - 1 };
+const OK_NO_LIMIT: DescriptorStatus = { code: 'OK', limitRemaining: 0 };
+
+function digest(value: string): string {
+  return createHash('sha256').update(value).digest('base64url').slice(0, 22);
+}
+
+/**
+ * The nodes a descriptor's entries walk through, the last the one it ends on: at each level an exact value
+ * first, then a prefix, then any value (envoyproxy/ratelimit's order). Undefined when it leaves the tree.
+ */
+function walk(root: Level, entries: readonly Entry[]): DescriptorNode[] | undefined {
+  let level = root;
+  const chain: DescriptorNode[] = [];
+  for (const { key, value } of entries) {
+    const slot = level.get(key);
+    const node =
+      slot?.exact.get(value) ?? slot?.prefixes.find((p) => value.startsWith(p.prefix))?.node ?? slot?.any;
+    if (node === undefined) return undefined;
+    chain.push(node);
+    level = node.children;
+  }
+  return chain;
+}
+
+function check(request: RlsRequest): void {
+  if (request.domain === '') throw new InvalidRequest('domain must not be empty');
+  if (request.descriptors.length === 0) throw new InvalidRequest('descriptors must not be empty');
+  if (request.descriptors.length > BOUNDS.descriptors)
+    throw new InvalidRequest(`at most ${BOUNDS.descriptors} descriptors per request`);
+  request.descriptors.forEach((d, i) => {
+    if (d.entries.length === 0) throw new InvalidRequest(`descriptors[${i}]: entries must not be empty`);
+    if (d.entries.length > BOUNDS.entries)
+      throw new InvalidRequest(`descriptors[${i}]: at most ${BOUNDS.entries} entries`);
+    d.entries.forEach((e, j) => {
+      const at = `descriptors[${i}].entries[${j}]`;
+      if (e.key === '') throw new InvalidRequest(`${at}.key must not be empty`);
+      if (e.key.length > BOUNDS.key)
+        throw new InvalidRequest(`${at}.key is longer than ${BOUNDS.key} characters`);
+      if (e.value.length > BOUNDS.value)
+        throw new InvalidRequest(`${at}.value is longer than ${BOUNDS.value} characters`);
+    });
+  });
+}
+
+/**
+ * The service: the configuration (swapped whole on a reload) and a limiter per limit, over one store.
+ * A limit's counters are kept under its name and size, so a reload that keeps a limit keeps its counts.
+ */
+export class RateLimitService {
+  #config: RlsConfig;
+  readonly #store: Store;
+  readonly #limiters = new Map<string, Limiter>();
+  readonly #now: () => number;
+
+  constructor(config: RlsConfig, store: Store, now: () => number = Date.now) {
+    this.#config = config;
+    this.#store = store;
+    this.#now = now;
+  }
+
+  get config(): RlsConfig {
+    return this.#config;
+  }
+
+  swap(config: RlsConfig): void {
+    this.#config = config;
+    this.#limiters.clear();
+  }
+
+  /** Decides a request; throws `InvalidRequest` for one that cannot be. `outcomes` hears of each descriptor. */
+  decide(request: RlsRequest, outcomes?: (outcome: Outcome) => void): MaybePromise<RlsResponse> {
+    check(request);
+    const domain = this.#config.get(request.domain);
+    const matched = request.descriptors.map((d) => this.#match(request.domain, domain?.root, d));
+    const cost = request.hitsAddend === 0 ? 1 : request.hitsAddend;
+    const charged = matched.map((m): MaybePromise<Decision> | undefined =>
+      m.limit === undefined || m.limit.unlimited ? undefined : this.#limiter(m.limit).decide(m.key, { cost }),
+    );
+    return andThen(allOf(charged), (decisions: (Decision | undefined)[]) => {
+      const refused = decisions.some(
+        (d, i) => d !== undefined && !d.allowed && matched[i]!.node?.shadow !== true,
+      );
+      if (refused) {
+        // All or nothing: what the others were charged goes back, while the state it was charged to lasts.
+        const at = this.#now();
+        decisions.forEach((d, i) => {
+          if (d?.allowed && at < d.resetAt) {
+            void this.#limiter(matched[i]!.limit as Extract<Limit, { unlimited: false }>)
+              .refund(matched[i]!.key, cost)
+              .catch(() => {});
+          }
+        });
+      }
+      const now = this.#now();
+      const headers: HeaderList = [];
+      let retryAfter = 0;
+      const statuses = matched.map((m, i): DescriptorStatus => {
+        const d = decisions[i];
+        const shadow = m.node?.shadow === true;
+        if (m.limit === undefined) {
+          outcomes?.({ domain: request.domain, descriptor: m.metric, code: 'OK', shadow });
+          return OK_NO_LIMIT;
+        }
+        if (m.limit.unlimited || d === undefined) {
+          outcomes?.({ domain: request.domain, descriptor: m.metric, code: 'OK', shadow });
+          return OK_UNLIMITED;
+        }
+        const over = !d.allowed;
+        outcomes?.({
+          domain: request.domain,
+          descriptor: m.metric,
+          code: over ? 'OVER_LIMIT' : 'OK',
+          shadow,
+        });
+        for (const header of rateLimitHeaders(d, now, 'draft-10', false)) merge(headers, header);
+        if (over && !shadow && Number.isFinite(d.retryAfter)) retryAfter = Math.max(retryAfter, d.retryAfter);
+        // A descriptor that allowed, in a request another refused, was given back: it reports its own numbers.
+        const remaining =
+          refused && d.allowed ? Math.min(m.limit.requestsPerUnit, d.remaining + cost) : d.remaining;
+        return {
+          code: over && !shadow ? 'OVER_LIMIT' : 'OK',
+          currentLimit: { name: m.limit.name, requestsPerUnit: m.limit.requestsPerUnit, unit: m.limit.unit },
+          limitRemaining: remaining,
+          durationUntilReset: d.resetAfter,
+        };
+      });
+      if (refused) headers.push(['Retry-After', String(Math.max(1, Math.ceil(retryAfter / 1000)))]);
+      return { overallCode: refused ? 'OVER_LIMIT' : 'OK', statuses, responseHeadersToAdd: headers };
+    });
+  }
+
+  #match(domain: string, root: Level | undefined, descriptor: RequestDescriptor): Matched {
+    const chain = root === undefined ? undefined : walk(root, descriptor.entries);
+    const node = chain?.at(-1);
+    const override = descriptor.limit;
+    const limit: Limit | undefined = override !== undefined ? this.#override(node, override) : node?.limit;
+    const metric =
+      node === undefined
+        ? 'unmatched'
+        : node.detailed
+          ? descriptor.entries
+              .map((e, i) => `${e.key}_${chain![i]!.literal ? e.value : `#${digest(e.value).slice(0, 8)}`}`)
+              .join('.')
+          : node.path;
+    // The identifier: the domain and every key and value, digested (values may be credentials), and the limit.
+    const key =
+      limit === undefined || limit.unlimited
+        ? ''
+        : `rls:${digest(`${domain}\n${descriptor.entries.map((e) => `${e.key}\n${e.value}`).join('\n')}`)}:${limit.name}:${limit.requestsPerUnit}/${limit.unit}`;
+    return { node, limit, key, metric };
+  }
+
+  #override(node: DescriptorNode | undefined, override: NonNullable<RequestDescriptor['limit']>): Limit {
+    const configured = node?.limit;
+    return {
+      unlimited: false,
+      name: configured?.name ?? 'override',
+      unit: override.unit,
+      requestsPerUnit: override.requests_per_unit,
+      algorithm: configured?.unlimited === false ? configured.algorithm : 'fixed-window',
+    };
+  }
+
+  #limiter(limit: Extract<Limit, { unlimited: false }>): Limiter {
+    const id = `${limit.name}:${limit.algorithm}:${limit.requestsPerUnit}/${limit.unit}`;
+    let limiter = this.#limiters.get(id);
+    if (limiter === undefined) {
+      limiter = new Limiter({
+        policies: {
+          name: limit.name,
+          algorithm: limit.algorithm,
+          limit: limit.requestsPerUnit,
+          window: UNITS[limit.unit],
+        },
+        store: this.#store,
+      });
+      this.#limiters.set(id, limiter);
+    }
+    return limiter;
+  }
+}
+
+/** Every value, at once when none is promised. */
+function allOf<T>(values: readonly MaybePromise<T>[]): MaybePromise<T[]> {
+  return values.some((v) => v instanceof Promise) ? Promise.all(values) : (values as T[]);
+}
+
+/** Adds a header field, the RateLimit lists of several descriptors joined into one field each. */
+function merge(headers: HeaderList, [name, value]: [string, string]): void {
+  const at = headers.findIndex(([n]) => n === name);
+  if (at === -1) headers.push([name, value]);
+  else headers[at] = [name, `${headers[at]![1]}, ${value}`];
+}
