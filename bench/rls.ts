@@ -1,0 +1,148 @@
+// `floodgate rls` under a Node gRPC load loop: decisions/s and latency percentiles at 1, 16 and 128 calls in
+// flight, on the memory store and on Redis (a redis-server the script starts), each request two descriptors
+// (a client among 1,000 and a route), all allowed. Writes the "rls" section of docs/BENCHMARKS.md.
+//
+//   npm run bench:rls          (or: node --import tsx bench/rls.ts [--quick])
+import { fork } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { RedisServer } from '@floodgate/test-support';
+import { credentials } from '@grpc/grpc-js';
+import { rateLimitService } from '../packages/server/src/rls/protocol.js';
+import { machine, writeSection } from './report.js';
+
+const quick = process.argv.includes('--quick');
+const SECONDS = quick ? 1 : 3;
+const INFLIGHT = [1, 16, 128];
+const CLIENTS = 1000;
+
+const dir = mkdtempSync(join(tmpdir(), 'floodgate-bench-rls-'));
+const config = join(dir, 'bench.yaml');
+writeFileSync(
+  config,
+  `domain: bench
+descriptors:
+  - key: client
+    rate_limit: { unit: hour, requests_per_unit: 100000000 }
+  - key: path
+    value: /api
+    rate_limit: { unit: second, requests_per_unit: 100000000 }
+`,
+);
+const redis = await RedisServer.start();
+process.on('exit', () => void redis.kill());
+
+type Call = (request: object, callback: (error: Error | null) => void) => void;
+
+interface Result {
+  store: string;
+  inflight: number;
+  rate: number;
+  p50: number;
+  p99: number;
+  cpuUs: number;
+}
+
+async function measure(store: string, inflight: number): Promise<Result> {
+  const child = fork(
+    new URL('./rls-server.ts', import.meta.url),
+    [config, store === 'memory' ? 'memory' : redis.url],
+    {
+      execArgv: ['--import', 'tsx'],
+      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+    },
+  );
+  try {
+    const [{ address }] = (await once(child, 'message')) as [{ address: string }];
+    const Service = rateLimitService();
+    const client = new Service(address, credentials.createInsecure()) as unknown as {
+      ShouldRateLimit: Call;
+      close(): void;
+    };
+    const cpu = async () => {
+      const reply = once(child, 'message');
+      child.send('cpu');
+      const [{ cpu: c }] = (await reply) as [{ cpu: NodeJS.CpuUsage }];
+      return c.user + c.system;
+    };
+    let n = 0;
+    const call = () =>
+      new Promise<number>((resolve, reject) => {
+        const i = n++;
+        const started = performance.now();
+        client.ShouldRateLimit(
+          {
+            domain: 'bench',
+            descriptors: [
+              { entries: [{ key: 'client', value: `c${i % CLIENTS}` }] },
+              { entries: [{ key: 'path', value: '/api' }] },
+            ],
+          },
+          (error) => (error === null ? resolve(performance.now() - started) : reject(error)),
+        );
+      });
+    const run = async (ms: number, latencies?: number[]) => {
+      const until = performance.now() + ms;
+      let done = 0;
+      await Promise.all(
+        Array.from({ length: inflight }, async () => {
+          while (performance.now() < until) {
+            const latency = await call();
+            latencies?.push(latency);
+            done++;
+          }
+        }),
+      );
+      return done;
+    };
+    await run(1000);
+    const latencies: number[] = [];
+    const before = await cpu();
+    const started = performance.now();
+    const done = await run(SECONDS * 1000, latencies);
+    const elapsed = (performance.now() - started) / 1000;
+    const used = (await cpu()) - before;
+    client.close();
+    latencies.sort((a, b) => a - b);
+    const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!;
+    return { store, inflight, rate: done / elapsed, p50: at(0.5), p99: at(0.99), cpuUs: used / done };
+  } finally {
+    child.kill();
+  }
+}
+
+const results: Result[] = [];
+for (const store of ['memory', 'redis']) {
+  for (const inflight of INFLIGHT) {
+    const r = await measure(store, inflight);
+    results.push(r);
+    console.log(
+      `${store} ${inflight} in flight: ${Math.round(r.rate)} decisions/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, ${r.cpuUs.toFixed(0)} µs server CPU/decision`,
+    );
+  }
+}
+await redis.stop();
+
+const table = [
+  '| store | in flight | decisions/s | p50 | p99 | server CPU / decision |',
+  '| --- | ---: | ---: | ---: | ---: | ---: |',
+  ...results.map(
+    (r) =>
+      `| ${r.store} | ${r.inflight} | ${Math.round(r.rate).toLocaleString('en-US')} | ${r.p50.toFixed(2)} ms | ${r.p99.toFixed(2)} ms | ${r.cpuUs.toFixed(0)} µs |`,
+  ),
+];
+writeSection(
+  'rls',
+  `## \`floodgate rls\`: Envoy's rate-limit service (\`bench/rls.ts\`)
+
+${machine()}. The service in a process of its own; one Node gRPC client (@grpc/grpc-js, one HTTP/2
+connection) keeps 1, 16 or 128 \`ShouldRateLimit\` calls in flight for ${SECONDS} s after 1 s of warm-up. Each call
+carries two descriptors (a client among ${CLIENTS.toLocaleString('en-US')}, fixed window per hour, and a route, per second), decided together;
+all allowed. Redis: a redis-server the script starts, exact path (no leases). The load loop shares the 2 cores.
+
+${table.join('\n')}
+`,
+);
+console.log('wrote docs/BENCHMARKS.md (rls)');
