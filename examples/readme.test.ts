@@ -64,7 +64,8 @@ describe('README examples', () => {
       const out = execFileSync(process.execPath, ['--import', 'tsx', file], {
         cwd: root,
         encoding: 'utf8',
-        env: { ...process.env, REDIS_URL: redis.url },
+        // tsx reads the examples' own tsconfig (Nest's example needs its decorators), not the repository's.
+        env: { ...process.env, REDIS_URL: redis.url, TSX_TSCONFIG_PATH: join(dir, 'tsconfig.json') },
       });
       assert.deepEqual(out.trimEnd().split('\n').filter(Boolean), expected);
     });
