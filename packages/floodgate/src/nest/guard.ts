@@ -22,7 +22,14 @@ interface NestResponse {
  */
 export class FloodgateException extends HttpException {
   constructor(response: HttpResponse) {
-    super(body(response.body), response.status);
+    // A refusal is not a fault: no stack is captured, which is most of what throwing through Nest costs.
+    const depth = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    try {
+      super(body(response.body), response.status);
+    } finally {
+      Error.stackTraceLimit = depth;
+    }
   }
 }
 

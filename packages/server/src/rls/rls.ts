@@ -107,14 +107,17 @@ export async function startRls(
     );
     address = `${settings.listen.host}:${port}`;
     if (settings.admin !== false) {
-      admin = await startAdmin(settings.admin, metrics, () => ({ domains: [...service.config.keys()] }));
+      admin = await startAdmin(settings.admin, metrics, () => ({ domains: [...service.config.keys()] }), {
+        port: '--admin-port',
+        host: '--admin-port',
+      });
     }
   } catch (error) {
     server.forceShutdown();
     redis?.disconnect();
     if ((error as Error).message?.includes('No address added')) {
       throw environmentError(
-        `cannot listen on ${settings.listen.host}:${settings.listen.port}: the address is in use or not available`,
+        `cannot listen on ${settings.listen.host}:${settings.listen.port}: the port is in use or the address is not this machine's; choose another with --port or --host`,
       );
     }
     throw error;
@@ -142,7 +145,7 @@ export async function startRls(
 
   log.info(
     {
-      address,
+      url: `grpc://${address}`,
       admin: admin?.url,
       store: redis === undefined ? 'memory' : 'redis',
       domains: [...config.keys()],

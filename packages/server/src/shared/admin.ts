@@ -7,6 +7,8 @@ export async function startAdmin(
   address: { host: string; port: number },
   metrics: { readonly registry: Registry },
   health: () => object,
+  /** How the command's flags and settings name the admin port and host, for a port in use. */
+  names: { port: string; host: string } = { port: '--admin-port or "admin"', host: '"admin"' },
 ): Promise<{ server: Server; url: string }> {
   const server = createServer((req, res) => {
     if (req.url === '/metrics') {
@@ -30,9 +32,6 @@ export async function startAdmin(
     res.writeHead(404);
     res.end();
   });
-  const url = await listen(server, address.host, address.port, {
-    port: '--admin-port or "admin"',
-    host: '"admin"',
-  });
+  const url = await listen(server, address.host, address.port, names);
   return { server, url };
 }
