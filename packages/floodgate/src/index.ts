@@ -53,6 +53,7 @@ export {
 } from './core/policy.js';
 export {
   type CostOptions,
+  type GroupRequest,
   type Key,
   Limiter,
   type LimiterConfig,
@@ -70,5 +71,6 @@ export {
   type ShedderOptions,
   type ShedderStats,
 } from './limiter/shedder.js';
+export type { GroupMember } from './stores/group.js';
 export { MemoryStore, type MemoryStoreOptions } from './stores/memory.js';
 export type { Store, StoreMode } from './stores/store.js';

@@ -57,3 +57,9 @@ export function promised<T>(work: () => MaybePromise<T>): Promise<T> {
     return Promise.reject(error);
   }
 }
+
+/** Every value, as one: an array at once when none is promised, else a promise of it. */
+export function allOf<T>(values: readonly MaybePromise<T>[]): MaybePromise<T[]> {
+  for (const value of values) if (isPromise(value)) return Promise.all(values);
+  return values as T[];
+}

@@ -4,7 +4,7 @@
  */
 
 // For adapters of other frameworks: the guard answers at once when it can, and these carry on either way.
-export { andThen, attempt, deliver, type MaybePromise } from '../core/maybe.js';
+export { allOf, andThen, attempt, deliver, type MaybePromise } from '../core/maybe.js';
 export type { TrustProxy } from './client-ip.js';
 export { HttpGuard, type Verdict } from './guard.js';
 export { type HeaderList, type HeaderMode, rateLimitHeaders } from './headers.js';

@@ -1,9 +1,10 @@
 import { type Clock, systemClock } from '../core/clock.js';
-import type { Decision } from '../core/decision.js';
+import { type Decision, decide } from '../core/decision.js';
 import { FloodgateError, invalidOption, knownKeys } from '../core/errors.js';
 import { boundKey } from '../core/keys.js';
-import { type MaybePromise, promised } from '../core/maybe.js';
+import { allOf, andThen, type MaybePromise, promised } from '../core/maybe.js';
 import { type Policy, type PolicySet, type PolicySpec, policySet, resolvePolicies } from '../core/policy.js';
+import type { GroupMember } from '../stores/group.js';
 import { MemoryStore } from '../stores/memory.js';
 import type { Store, StoreMode } from '../stores/store.js';
 import { type StorePath, storePath } from './store-path.js';
@@ -38,6 +39,14 @@ export interface LimiterConfig {
 
 export interface CostOptions {
   /** Cost of this request, a non-negative integer. Default: the limiter's `cost`. */
+  readonly cost?: number;
+}
+
+/** One identifier of a `Limiter.consumeAll` group: which limiter, which identifier, and its cost. */
+export interface GroupRequest {
+  readonly limiter: Limiter;
+  readonly key: Key;
+  /** Default: the limiter's `cost`. */
   readonly cost?: number;
 }
 
@@ -125,6 +134,83 @@ export class Limiter {
     this.configure({
       policies: options.policies,
       ...(options.overrides ? { overrides: options.overrides } : {}),
+    });
+  }
+
+  /**
+   * Decides several identifiers, of one limiter or of several sharing a store, together: all are charged,
+   * or none. A request that must pass a per-user and a per-route limit spends neither when one refuses.
+   * Decisions come back in the order asked; when the group is refused, those that would have allowed say
+   * so and report their state as it stays. Decided in one step on the memory store and on Redis (on a
+   * Cluster, when the identifiers share a hash slot); a store that cannot, each is charged and what was
+   * charged is given back at once on a refusal. Concurrency policies are refused here: a slot is held
+   * for a request's duration, which a group decision does not know.
+   *
+   *     const [user, route] = await Limiter.consumeAll([
+   *       { limiter: perUser, key: 'user:42' },
+   *       { limiter: perRoute, key: 'POST /orders', cost: 2 },
+   *     ]);
+   */
+  static consumeAll(requests: readonly GroupRequest[]): MaybePromise<Decision[]> {
+    if (!Array.isArray(requests)) {
+      throw invalidOption('requests', 'a list of { limiter, key, cost }', requests, 'type');
+    }
+    if (requests.length === 0) return [];
+    const store = (requests[0] as GroupRequest | undefined)?.limiter?.store;
+    const members: GroupMember[] = [];
+    const owners: Limiter[] = [];
+    const index: number[] = [];
+    const seen = new Map<string, number>();
+    requests.forEach((request, i) => {
+      const limiter = request?.limiter;
+      if (!(limiter instanceof Limiter)) {
+        throw invalidOption(`requests[${i}].limiter`, 'a Limiter', limiter, 'type');
+      }
+      if (limiter.store !== store) {
+        throw invalidOption(`requests[${i}].limiter`, "a limiter on requests[0]'s store", 'another store');
+      }
+      const cost = limiter.#prepare(request.key, request.cost);
+      const id = typeof request.key === 'string' ? request.key : String(request.key);
+      const set = limiter.#setFor(id);
+      if (set.concurrent) {
+        throw invalidOption(
+          `requests[${i}].limiter`,
+          'a limiter without concurrency policies',
+          'one with them',
+        );
+      }
+      const key = boundKey(id, limiter.#maxKeyLength);
+      // The same state asked for twice is one member at the summed cost: two would each see it uncharged.
+      const same = `${key}\n${set.policies.map((p) => p.id).join('\n')}`;
+      const at = seen.get(same);
+      if (at !== undefined) {
+        members[at] = { ...members[at]!, cost: members[at]!.cost + cost };
+        index.push(at);
+        return;
+      }
+      seen.set(same, members.length);
+      index.push(members.length);
+      members.push({ key, set, cost });
+      owners.push(limiter);
+    });
+    const inOrder = (decisions: readonly Decision[]) => index.map((m) => decisions[m]!);
+    const grouped = members.length > 1 ? store!.applyGroup?.(members) : undefined;
+    if (grouped !== undefined) {
+      return andThen(grouped, (results) =>
+        inOrder(results.map((r, m) => decide(members[m]!.set.policies, r))),
+      );
+    }
+    const charged = members.map((m, i) => owners[i]!.#path.decide(m.key, m.set, m.cost, 'consume'));
+    return andThen(allOf(charged), (decisions) => {
+      if (decisions.every((d) => d.allowed)) return inOrder(decisions);
+      // Given back while the state it was charged to lasts (a window that has ended keeps its count).
+      const back = decisions.map((d, i) => {
+        const m = members[i]!;
+        return d.allowed && owners[i]!.#clock.now() < d.resetAt
+          ? owners[i]!.#path.decide(m.key, m.set, m.cost, 'refund')
+          : d;
+      });
+      return andThen(allOf(back), inOrder);
     });
   }
 

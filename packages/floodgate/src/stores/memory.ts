@@ -3,6 +3,7 @@ import type { PolicyNumbers, PolicyResult } from '../core/algorithms/types.js';
 import { systemClock } from '../core/clock.js';
 import { invalidOption, knownKeys } from '../core/errors.js';
 import type { PolicySet } from '../core/policy.js';
+import { decideGroup, type GroupMember } from './group.js';
 import type { Store, StoreMode } from './store.js';
 
 export interface MemoryStoreOptions {
@@ -242,6 +243,10 @@ export class MemoryStore implements Store {
       single.decide(this.#slab, entry.at + 1, now, cost, p, out, this.#next, 1);
     }
     out.resetAfter = out.resetAt - now;
+  }
+
+  applyGroup(members: readonly GroupMember[]): (readonly PolicyResult[])[] {
+    return decideGroup(members, (m, cost, mode) => this.applySync(m.key, m.set, cost, mode));
   }
 
   async apply(

@@ -1,6 +1,7 @@
 import type { PolicyResult } from '../core/algorithms/types.js';
 import type { MaybePromise } from '../core/maybe.js';
 import type { PolicySet } from '../core/policy.js';
+import type { GroupMember } from './group.js';
 
 /**
  * What a store is asked to do with one identifier's policies:
@@ -39,6 +40,15 @@ export interface Store {
     mode: StoreMode,
     lease?: string,
   ): readonly PolicyResult[];
+  /**
+   * Optional: several identifiers decided together, in consume mode: all are charged, or none (a request
+   * that must pass a per-user and a per-route limit). Results come back per member, as `apply`'s. Returns
+   * undefined when it cannot decide these members in one step (a Redis Cluster, where they live on
+   * different slots); the Limiter then charges each and gives back on a refusal.
+   */
+  applyGroup?(
+    members: readonly GroupMember[],
+  ): MaybePromise<readonly (readonly PolicyResult[])[]> | undefined;
   /** Forgets all state of `key` under the policies of `set`. */
   reset(key: string, set: PolicySet): Promise<void>;
 }

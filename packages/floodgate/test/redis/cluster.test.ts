@@ -87,4 +87,28 @@ describe('RedisStore on a Cluster', () => {
       }
     });
   }
+
+  it('decides groups across slots by charging each and giving back: exactly the tighter limit of 100 parallel groups', async () => {
+    const store = new RedisStore({ client: ioredis, prefix: `group-${Date.now()}:` });
+    const user = new Limiter({
+      store,
+      policies: { name: 'user', algorithm: 'fixed-window', limit: 200, window: '1h' },
+    });
+    const route = new Limiter({
+      store,
+      policies: { name: 'route', algorithm: 'fixed-window', limit: 25, window: '1h' },
+    });
+    assert.notEqual(hashSlot('{user-a}'), hashSlot('{route-b}'));
+    const replies = await Promise.all(
+      Array.from({ length: 100 }, () =>
+        Limiter.consumeAll([
+          { limiter: user, key: 'user-a' },
+          { limiter: route, key: 'route-b' },
+        ]),
+      ),
+    );
+    assert.equal(replies.filter((ds) => ds.every((d) => d.allowed)).length, 25);
+    // The user was charged for every group and given back what the 75 refused ones took.
+    assert.equal((await user.peek('user-a', { cost: 0 })).remaining, 175);
+  });
 });

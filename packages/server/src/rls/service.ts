@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { type Decision, Limiter, type Store } from 'floodgate';
-import { andThen, type HeaderList, type MaybePromise, rateLimitHeaders } from 'floodgate/http';
+import { allOf, andThen, type HeaderList, type MaybePromise, rateLimitHeaders } from 'floodgate/http';
 import { type DescriptorNode, type Level, type Limit, type RlsConfig, UNITS, type Unit } from './config.js';
 
 // The decision of a ShouldRateLimit call, apart from gRPC: which node of the domain's tree each descriptor
@@ -54,6 +54,8 @@ export interface Outcome {
   readonly code: Code;
   readonly shadow: boolean;
 }
+
+type Limited = Extract<Limit, { unlimited: false }>;
 
 interface Matched {
   readonly node: DescriptorNode | undefined;
@@ -138,24 +140,34 @@ export class RateLimitService {
     const domain = this.#config.get(request.domain);
     const matched = request.descriptors.map((d) => this.#match(request.domain, domain?.root, d));
     const cost = request.hitsAddend === 0 ? 1 : request.hitsAddend;
-    const charged = matched.map((m): MaybePromise<Decision> | undefined =>
-      m.limit === undefined || m.limit.unlimited ? undefined : this.#limiter(m.limit).decide(m.key, { cost }),
-    );
-    return andThen(allOf(charged), (decisions: (Decision | undefined)[]) => {
-      const refused = decisions.some(
-        (d, i) => d !== undefined && !d.allowed && matched[i]!.node?.shadow !== true,
-      );
-      if (refused) {
-        // All or nothing: what the others were charged goes back, while the state it was charged to lasts.
-        const at = this.#now();
-        decisions.forEach((d, i) => {
-          if (d?.allowed && at < d.resetAt) {
-            void this.#limiter(matched[i]!.limit as Extract<Limit, { unlimited: false }>)
-              .refund(matched[i]!.key, cost)
-              .catch(() => {});
-          }
-        });
-      }
+    // Enforced descriptors are decided together, all or nothing; shadow-mode ones are counted on their own,
+    // since what they would refuse must not refuse the request.
+    const enforced: number[] = [];
+    const shadowed: number[] = [];
+    matched.forEach((m, i) => {
+      if (m.limit !== undefined && !m.limit.unlimited)
+        (m.node?.shadow === true ? shadowed : enforced).push(i);
+    });
+    const asked = (i: number) => ({
+      limiter: this.#limiter(matched[i]!.limit as Limited),
+      key: matched[i]!.key,
+      cost,
+    });
+    const decided = allOf<Decision[]>([
+      Limiter.consumeAll(enforced.map(asked)),
+      allOf(
+        shadowed.map((i) => this.#limiter(matched[i]!.limit as Limited).decide(matched[i]!.key, { cost })),
+      ),
+    ]);
+    return andThen(decided, ([group, shadows]) => {
+      const decisions: (Decision | undefined)[] = new Array(matched.length);
+      enforced.forEach((i, j) => {
+        decisions[i] = group![j];
+      });
+      shadowed.forEach((i, j) => {
+        decisions[i] = shadows![j];
+      });
+      const refused = group!.some((d) => !d.allowed);
       const now = this.#now();
       const headers: HeaderList = [];
       let retryAfter = 0;
@@ -179,13 +191,10 @@ export class RateLimitService {
         });
         for (const header of rateLimitHeaders(d, now, 'draft-10', false)) merge(headers, header);
         if (over && !shadow && Number.isFinite(d.retryAfter)) retryAfter = Math.max(retryAfter, d.retryAfter);
-        // A descriptor that allowed, in a request another refused, was given back: it reports its own numbers.
-        const remaining =
-          refused && d.allowed ? Math.min(m.limit.requestsPerUnit, d.remaining + cost) : d.remaining;
         return {
           code: over && !shadow ? 'OVER_LIMIT' : 'OK',
           currentLimit: { name: m.limit.name, requestsPerUnit: m.limit.requestsPerUnit, unit: m.limit.unit },
-          limitRemaining: remaining,
+          limitRemaining: d.remaining,
           durationUntilReset: d.resetAfter,
         };
       });
@@ -226,7 +235,7 @@ export class RateLimitService {
     };
   }
 
-  #limiter(limit: Extract<Limit, { unlimited: false }>): Limiter {
+  #limiter(limit: Limited): Limiter {
     const id = `${limit.name}:${limit.algorithm}:${limit.requestsPerUnit}/${limit.unit}`;
     let limiter = this.#limiters.get(id);
     if (limiter === undefined) {
@@ -243,11 +252,6 @@ export class RateLimitService {
     }
     return limiter;
   }
-}
-
-/** Every value, at once when none is promised. */
-function allOf<T>(values: readonly MaybePromise<T>[]): MaybePromise<T[]> {
-  return values.some((v) => v instanceof Promise) ? Promise.all(values) : (values as T[]);
 }
 
 /** Adds a header field, the RateLimit lists of several descriptors joined into one field each. */

@@ -24,9 +24,10 @@ const CODES: Record<Policy['algorithm'], string> = {
 /**
  * What a script call can do to an identifier: the store's modes, `reset`, and the two halves of a quota
  * lease: `lease` (consume, plus up to `lease` more units) and `unlease` (give unused units back, unless the
- * Redis time is already at or past `lease`).
+ * Redis time is already at or past `lease`), and `group`: this operation and the `lease` - 1 after it are
+ * charged all or none.
  */
-export type OpMode = StoreMode | 'reset' | 'lease' | 'unlease';
+export type OpMode = StoreMode | 'reset' | 'lease' | 'unlease' | 'group';
 const MODES: Record<OpMode, string> = {
   consume: 'c',
   peek: 'p',
@@ -34,6 +35,7 @@ const MODES: Record<OpMode, string> = {
   reset: 'x',
   lease: 'l',
   unlease: 'u',
+  group: 'g',
 };
 
 /** Keeps an identifier inside its `{hash tag}`: braces would end the tag early, so they are escaped. */

@@ -4,6 +4,7 @@ import { parseDuration } from '../../core/duration.js';
 import { FloodgateError, invalidOption, knownKeys } from '../../core/errors.js';
 import type { MaybePromise } from '../../core/maybe.js';
 import type { PolicySet } from '../../core/policy.js';
+import type { GroupMember } from '../group.js';
 import { MemoryStore } from '../memory.js';
 import type { Store, StoreMode } from '../store.js';
 import { type RedisAdapter, redisAdapter } from './adapter.js';
@@ -21,6 +22,7 @@ import {
 import { DenyCache } from './deny-cache.js';
 import { type LeaseStats, Leases } from './leases.js';
 import { BATCH_SCRIPT, BATCH_SHA } from './script.lua.js';
+import { hashSlot } from './slot.js';
 
 /**
  * What a decision does while Redis cannot answer (error, timeout, or the circuit breaker is open):
@@ -104,6 +106,14 @@ interface Op extends EncodedOp {
   resolve(answer: Answer): void;
 }
 
+/** Operations charged all or none: they travel as one item, so no call splits them. */
+interface Group {
+  readonly keys: readonly string[];
+  readonly members: readonly Op[];
+}
+
+type Item = Op | Group;
+
 const POLICIES: readonly OutagePolicy[] = ['open', 'closed', 'fallback'];
 
 function positiveInteger(value: unknown, option: string): number {
@@ -131,7 +141,7 @@ export class RedisStore implements Store {
   readonly #local: { now(): number };
   readonly #breaker: Breaker;
   readonly #probeInterval: number;
-  readonly #batcher: Batcher<Op>;
+  readonly #batcher: Batcher<Item>;
   readonly #denied: DenyCache | undefined;
   readonly #leases: Leases | undefined;
   readonly #policies = new WeakMap<PolicySet, readonly string[]>();
@@ -270,6 +280,43 @@ export class RedisStore implements Store {
     return this.#op(key, set, cost, mode, lease).then((answer) => answer.results);
   }
 
+  /**
+   * Several identifiers charged all or none, in one script call (on a Cluster, only when they share a hash
+   * slot: otherwise undefined, and the Limiter charges each and gives back). Exact: no quota lease and no
+   * deny cache answer for a group.
+   */
+  applyGroup(members: readonly GroupMember[]): Promise<(readonly PolicyResult[])[]> | undefined {
+    const keys = members.map((m) => encodeKeys(this.#prefix, m.key, m.set));
+    if (this.#redis.cluster) {
+      const slot = hashSlot(keys[0]![0]!);
+      if (keys.some((k) => hashSlot(k[0]!) !== slot)) return undefined;
+    }
+    if (this.#breaker.tripped) return Promise.resolve(this.#degradeGroup(members));
+    const size = String(members.length);
+    const answers: Promise<Answer>[] = [];
+    const ops = members.map((m, i): Op => {
+      let resolve!: (answer: Answer) => void;
+      answers.push(
+        new Promise<Answer>((r) => {
+          resolve = r;
+        }),
+      );
+      return {
+        key: m.key,
+        set: m.set,
+        cost: m.cost,
+        mode: 'group',
+        lease: size,
+        keys: keys[i]!,
+        policies: this.#policiesOf(m.set),
+        args: encodeOp('group', m.cost, size),
+        resolve,
+      };
+    });
+    this.#batcher.add({ keys: keys[0]!, members: ops });
+    return Promise.all(answers).then((all) => all.map((a) => a.results));
+  }
+
   /** One operation in the next script call, or the outage policy's answer while the breaker is tripped. */
   #op(key: string, set: PolicySet, cost: number, mode: OpMode, lease: string | undefined): Promise<Answer> {
     if (this.#breaker.tripped) {
@@ -327,7 +374,8 @@ export class RedisStore implements Store {
     return args;
   }
 
-  async #send(ops: Op[]): Promise<void> {
+  async #send(items: Item[]): Promise<void> {
+    const ops = items.flatMap((item) => ('members' in item ? item.members : [item]));
     const { keys, args } = encodeBatch(ops, this.#clock?.now());
     this.stats.scripts++;
     let decoded: PolicyResult[][];
@@ -346,8 +394,16 @@ export class RedisStore implements Store {
     } catch (error) {
       this.stats.failures++;
       this.#breaker.failed(error);
-      for (const op of ops) {
-        op.resolve({ results: this.#degrade(op.key, op.set, op.cost, op.mode, op.lease), granted: 0 });
+      for (const item of items) {
+        if ('members' in item) {
+          const results = this.#degradeGroup(item.members);
+          item.members.forEach((op, i) => op.resolve({ results: results[i]!, granted: 0 }));
+        } else {
+          item.resolve({
+            results: this.#degrade(item.key, item.set, item.cost, item.mode, item.lease),
+            granted: 0,
+          });
+        }
       }
       return;
     }
@@ -389,6 +445,17 @@ export class RedisStore implements Store {
     });
   }
 
+  /** The outage policy's answer for a group: the fallback store decides it all or none too. */
+  #degradeGroup(members: readonly GroupMember[]): (readonly PolicyResult[])[] {
+    if (this.#outage !== 'fallback')
+      return members.map((m) => this.#degrade(m.key, m.set, m.cost, 'consume', undefined));
+    this.stats.degraded += members.length;
+    this.#fallback ??= new MemoryStore({ clock: this.#local, maxKeys: 100_000 });
+    return this.#fallback
+      .applyGroup(members)
+      .map((results) => results.map((r) => ({ ...r, outage: 'fallback' as const })));
+  }
+
   /** The outage policy's answer, marked as such (a decision's `reason` then says `store-open`...). */
   #degrade(
     key: string,
@@ -401,7 +468,11 @@ export class RedisStore implements Store {
     // A lease asked for in an outage is a decision like any other; units given back are simply lost
     // (they were charged in Redis, not in the fallback).
     const mode: StoreMode =
-      opMode === 'lease' ? 'consume' : opMode === 'unlease' || opMode === 'reset' ? 'peek' : opMode;
+      opMode === 'lease' || opMode === 'group'
+        ? 'consume'
+        : opMode === 'unlease' || opMode === 'reset'
+          ? 'peek'
+          : opMode;
     if (opMode === 'lease') lease = undefined;
     if (this.#outage === 'fallback') {
       this.#fallback ??= new MemoryStore({ clock: this.#local, maxKeys: 100_000 });

@@ -9,10 +9,12 @@ import { createHash } from 'node:crypto';
  * KEYS: every operation's policy keys, in order.
  * ARGV: now ('' = the server's TIME); the number of policy sets in the batch, then per set its number of
  *       policies and per policy: algorithm code, limit, window, burst; then per operation: its set (1-based),
- *       mode (c)onsume, (p)eek, (r)efund, (x) reset, (l)ease, (u)nlease; cost; lease ('' for none).
+ *       mode (c)onsume, (p)eek, (r)efund, (x) reset, (l)ease, (u)nlease, (g)roup; cost; lease ('' for none).
  *       `l` consumes cost plus up to `lease` more units (a quota lease, never more than a quarter of what is
  *       left, so the last units go one by one); `u` refunds `cost` leased units unless the time is already
  *       at or past `lease`, the end of the earliest window they were charged in.
+ *       `g` opens a group of `lease` operations (this one and those after it, all marked `g`) that are
+ *       charged all or none.
  *       A set is sent once per call however many operations use it: most batches share one.
  * Reply: the time decided at (ms), then per operation (after the units granted, for `l`) and policy 4
  *        integers: allowed (1/0), remaining, resetAt, retryAfter (-1: never).
@@ -474,24 +476,58 @@ for s = 1, tonumber(ARGV[2]) do
 end
 
 local k = 0
+
+-- A group (mode g, its size in the lease field): several identifiers charged all or none. Every member is
+-- looked at (peek), then all are charged if all would allow; otherwise each reports its look, at no cost
+-- for those that would have allowed. The second pass writes the reply over the first.
+local function decide_group(n)
+  local from_r, from_a, from_k, all, oks = r, a, k, true, {}
+  for j = 1, n do
+    local ps, cost = sets[tonumber(ARGV[a])], tonumber(ARGV[a + 2])
+    local before = r
+    ps.decide(ps, k, 'p', cost, '')
+    oks[j] = true
+    for x = before + 1, r, 4 do
+      if reply[x] == 0 then oks[j], all = false, false end
+    end
+    a, k = a + 4, k + #ps
+  end
+  r, a, k = from_r, from_a, from_k
+  for j = 1, n do
+    local ps, cost = sets[tonumber(ARGV[a])], tonumber(ARGV[a + 2])
+    if all then
+      ps.decide(ps, k, 'c', cost, '')
+    elseif oks[j] then
+      ps.decide(ps, k, 'p', 0, '')
+    else
+      ps.decide(ps, k, 'p', cost, '')
+    end
+    a, k = a + 4, k + #ps
+  end
+end
+
 while a <= #ARGV do
   local ps, mode, cost, lease = sets[tonumber(ARGV[a])], ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3]
-  if mode == 'u' then
-    -- Leased units go back only into the windows they came from: past the earliest one's end, they stay.
-    if now < tonumber(lease) then mode = 'r' else mode, cost = 'p', 0 end
-    lease = ''
-  end
-  if mode == 'x' then
-    for i = 1, #ps do redis.call('DEL', KEYS[k + i]) end
-  elseif mode == 'l' then
-    local at = r + 1
-    r = at
-    reply[at] = ps.decide(ps, k, mode, cost, lease)
+  if mode == 'g' then
+    decide_group(tonumber(lease))
   else
-    ps.decide(ps, k, mode, cost, lease)
+    if mode == 'u' then
+      -- Leased units go back only into the windows they came from: past the earliest one's end, they stay.
+      if now < tonumber(lease) then mode = 'r' else mode, cost = 'p', 0 end
+      lease = ''
+    end
+    if mode == 'x' then
+      for i = 1, #ps do redis.call('DEL', KEYS[k + i]) end
+    elseif mode == 'l' then
+      local at = r + 1
+      r = at
+      reply[at] = ps.decide(ps, k, mode, cost, lease)
+    else
+      ps.decide(ps, k, mode, cost, lease)
+    end
+    a = a + 4
+    k = k + #ps
   end
-  a = a + 4
-  k = k + #ps
 end
 return reply
 `;
