@@ -397,7 +397,9 @@ export class RedisStore implements Store {
       for (const item of items) {
         if ('members' in item) {
           const results = this.#degradeGroup(item.members);
-          item.members.forEach((op, i) => op.resolve({ results: results[i]!, granted: 0 }));
+          item.members.forEach((op, i) => {
+            op.resolve({ results: results[i]!, granted: 0 });
+          });
         } else {
           item.resolve({
             results: this.#degrade(item.key, item.set, item.cost, item.mode, item.lease),
