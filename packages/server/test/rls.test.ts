@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { RedisServer } from '@floodgate/test-support';
 import { type Client, credentials, type ServiceError, status } from '@grpc/grpc-js';
@@ -285,6 +286,32 @@ describe('floodgate rls', () => {
     });
   });
 
+  it('reloads when its file changes on disk', async () => {
+    const path = file('watched.yaml', CONFIG);
+    const lines = new PassThrough();
+    const log = pino(lines);
+    const rls = await startRls(
+      path,
+      { listen: { host: '127.0.0.1', port: 0 }, admin: false, store: 'memory' },
+      { log },
+    );
+    const client = clientOf(rls.address);
+    try {
+      const reloaded = new Promise<void>((resolve) => {
+        lines.on('data', (chunk: Buffer) => {
+          if (chunk.toString().includes('configuration reloaded')) resolve();
+        });
+      });
+      writeFileSync(path, CONFIG.replace('requests_per_unit: 3', 'requests_per_unit: 7'));
+      await reloaded;
+      const reply = await ask(client, req([[['remote_address', '10.0.0.5']]]));
+      assert.equal(reply.statuses[0]!.current_limit?.requests_per_unit, 7);
+    } finally {
+      client.close();
+      await rls.stop();
+    }
+  });
+
   describe('with Redis', () => {
     let redis: RedisServer;
     before(async () => {
@@ -292,6 +319,36 @@ describe('floodgate rls', () => {
     });
     after(async () => {
       await redis.stop();
+    });
+
+    it('with quota leases, two servers on one Redis never admit more than the limit', async () => {
+      const config = file(
+        'leased.yaml',
+        'domain: leased\ndescriptors:\n  - key: k\n    rate_limit: { unit: hour, requests_per_unit: 120 }\n',
+      );
+      const start = () =>
+        startRls(
+          config,
+          { listen: { host: '127.0.0.1', port: 0 }, admin: false, store: redis.url, leases: true },
+          { log: quiet, watch: false },
+        );
+      const [a, b] = await Promise.all([start(), start()]);
+      const clients = [clientOf(a.address), clientOf(b.address)];
+      try {
+        const request = { domain: 'leased', descriptors: [{ entries: [{ key: 'k', value: 'hot' }] }] };
+        let admitted = 0;
+        for (let round = 0; round < 4; round++) {
+          const replies = await Promise.all(
+            Array.from({ length: 100 }, (_, i) => ask(clients[i % 2]!, request)),
+          );
+          admitted += replies.filter((r) => r.overall_code === 'OK').length;
+        }
+        assert.ok(admitted <= 120, `${admitted} admitted of a limit of 120`);
+        assert.ok(admitted >= 60, `${admitted} admitted: leases should not strand most of the quota`);
+      } finally {
+        for (const c of clients) c.close();
+        await Promise.all([a.stop(), b.stop()]);
+      }
     });
 
     it('two servers on one Redis admit exactly the limit of 200 parallel requests', async () => {
