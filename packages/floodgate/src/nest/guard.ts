@@ -18,7 +18,8 @@ interface NestResponse {
 
 /**
  * A refusal (429, or 503 when shedding, 403 for a denied client, 400 for a missing key) as Nest's own
- * exception, so that exception filters see it; the response is the problem+json body the other adapters send.
+ * exception, so that exception filters see it; its response is the problem body (RFC 9457) the other
+ * adapters send, which Nest serves as `application/json`.
  */
 export class FloodgateException extends HttpException {
   constructor(response: HttpResponse) {
@@ -107,6 +108,9 @@ export class FloodgateGuard implements CanActivate {
 function apply(request: NestRequest, response: NestResponse, verdict: Verdict): boolean {
   const fastify = response.raw !== undefined && typeof response.header === 'function';
   for (const [name, value] of verdict.headers) {
+    // Nest answers an exception with JSON, and Nest 11's Express adapter logs a warning for each answer whose
+    // type is any other (problem+json included) before replacing it: the body's type is left to Nest.
+    if (name === 'Content-Type') continue;
     const merged = mergedValue(name, value, response.getHeader(name));
     if (fastify) response.header!(name, merged);
     else response.setHeader!(name, merged);
