@@ -399,6 +399,10 @@ describe('floodgate rls configuration', () => {
       /descriptors\[0\]\.rate_limit\.requests_per_unit: must be/,
     );
     assert.throws(bad('domain: d\ndescriptors:\n  - key: ""\n'), /descriptors\[0\]\.key: must not be empty/);
+    assert.throws(
+      bad('domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unlimited: true, unit: second }\n'),
+      /descriptors\[0\]\.rate_limit: unlimited takes no unit or requests_per_unit/,
+    );
     assert.throws(bad('descriptors: []\n'), /domain/);
     assert.throws(
       bad('domain: d\ndescriptors:\n  - key: k\n    value: v\n  - key: k\n    value: v\n'),

@@ -19,6 +19,7 @@ import { BaseExceptionFilter, NestFactory } from '@nestjs/core';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import type { Decision } from '../../src/core/decision.js';
+import { Limiter } from '../../src/limiter/limiter.js';
 import {
   FloodgateException,
   FloodgateGuard,
@@ -40,6 +41,11 @@ class FakeAuth implements CanActivate {
     return true;
   }
 }
+
+/** A limiter of the application's own, given to one route. */
+export const SHARED = new Limiter({
+  policies: { name: 'shared', algorithm: 'fixed-window', limit: 2, window: '1m' },
+});
 
 @Controller()
 export class RootController {
@@ -63,6 +69,12 @@ export class RootController {
   @Get('expensive')
   @RateLimit({ cost: 2 })
   expensive(): string {
+    return 'ok';
+  }
+
+  @Get('shared')
+  @RateLimit({ limiter: SHARED })
+  shared(): string {
     return 'ok';
   }
 }
@@ -115,6 +127,12 @@ export class MeController {
   @Get()
   me(): string {
     return 'me';
+  }
+
+  @Get('strict')
+  @RateLimit({ policies: { limit: 1, window: '1m' } })
+  strict(): string {
+    return 'strict';
   }
 }
 

@@ -1,12 +1,21 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { ExecutionContext } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import { ManualClock } from '../../src/core/clock.js';
 import { Limiter } from '../../src/limiter/limiter.js';
-import { byApiKey, byUser, FloodgateModule, RateLimit, SkipRateLimit } from '../../src/nest/index.js';
+import {
+  byApiKey,
+  byUser,
+  FloodgateGuard,
+  FloodgateLimits,
+  FloodgateModule,
+  RateLimit,
+  SkipRateLimit,
+} from '../../src/nest/index.js';
 import { RedisStore } from '../../src/stores/redis/index.js';
 import { useRedis } from '../helpers/redis.js';
-import { PLATFORMS, type RunningApp, startApp } from './app.js';
+import { PLATFORMS, type RunningApp, SHARED, startApp } from './app.js';
 
 // Real Nest applications on Express and Fastify, spoken to over HTTP.
 
@@ -128,6 +137,39 @@ for (const platform of PLATFORMS) {
         assert.deepEqual(await statuses([as('bob'), as('bob'), as('bob')]), [200, 200, 429]);
         // No user: by IP (the default onMissingKey).
         assert.deepEqual(await statuses(times(3, () => fetch(`${url}/me`))), [200, 200, 429]);
+      });
+    });
+
+    it("keeps a route's own policies apart, with a function key", async () => {
+      const floodgate = FloodgateModule.forRoot({
+        policies: { limit: 5, window: '1m' },
+        key: byUser(),
+        global: false,
+      });
+      await using(startApp({ platform, floodgate }), async ({ url }) => {
+        const as = (user: string, path = '/me/strict') =>
+          fetch(`${url}${path}`, { headers: { 'x-user': user } });
+        assert.deepEqual(await statuses([as('ann'), as('ann')]), [200, 429]);
+        assert.equal((await as('bob')).status, 200);
+        assert.equal((await as('ann', '/me')).status, 200);
+      });
+    });
+
+    it("uses a route's own limiter, given by the application", async () => {
+      await SHARED.reset('ip:127.0.0.1');
+      const floodgate = FloodgateModule.forRoot({ policies: { limit: 100, window: '1m' } });
+      await using(startApp({ platform, floodgate }), async ({ url }) => {
+        const replies = await Promise.all(times(3, () => fetch(`${url}/shared`)));
+        assert.deepEqual(replies.map((r) => r.status).sort(), [200, 200, 429]);
+        assert.match(replies[0]!.headers.get('ratelimit') ?? '', /^"shared";/);
+      });
+    });
+
+    it("reads X-Forwarded-For by Floodgate's own trustProxy when it is given", async () => {
+      const floodgate = FloodgateModule.forRoot({ policies: { limit: 1, window: '1m' }, trustProxy: true });
+      const from = (url: string, ip: string) => fetch(`${url}/`, { headers: { 'x-forwarded-for': ip } });
+      await using(startApp({ platform, floodgate }), async ({ url }) => {
+        assert.deepEqual(await statuses([from(url, '192.0.2.7'), from(url, '192.0.2.8')]), [200, 200]);
       });
     });
 
@@ -253,7 +295,27 @@ describe('floodgate/nest options', () => {
     assert.throws(() => FloodgateModule.forRootAsync({} as never), /useFactory/);
   });
 
+  it('passes what is not an HTTP request (RPC, WebSocket) through', () => {
+    const guard = new FloodgateGuard(new FloodgateLimits({ policies: { limit: 1, window: '1m' } }));
+    const context = { getType: () => 'rpc' } as unknown as ExecutionContext;
+    assert.equal(guard.canActivate(context), true);
+    assert.equal(guard.canActivate(context), true);
+  });
+
+  it('keys by user id, sub or userId, or by what a function picks', () => {
+    const request = (user: unknown) => ({ headers: {}, user });
+    assert.equal(byUser()(request({ id: 7 })), 'user:7');
+    assert.equal(byUser()(request({ sub: 'auth0|x' })), 'user:auth0|x');
+    assert.equal(byUser()(request({ userId: 'u' })), 'user:u');
+    assert.equal(byUser()(request({ name: 'no id' })), undefined);
+    assert.equal(byUser()(request(undefined)), undefined);
+    assert.equal(byUser((u: { tenant: string }) => u.tenant)(request({ tenant: 't1' })), 'user:t1');
+    assert.throws(() => byUser('id' as never), /byUser/);
+  });
+
   it('refuses bad route settings where the decorator is written', () => {
+    assert.throws(() => RateLimit(null as never), /@RateLimit/);
+    assert.throws(() => FloodgateModule.forRoot(null as never), /options/);
     assert.throws(() => RateLimit({ cost: -1 }), /cost/);
     assert.throws(() => RateLimit({ policies: { limit: 0, window: '1m' } }), /policies.*limit/);
     assert.throws(() => RateLimit({ store: {} } as never), /store.*module's/);
