@@ -229,6 +229,15 @@ describe('floodgate rls', () => {
           },
           /unit/,
         ],
+        [
+          {
+            domain: 'edge',
+            descriptors: [
+              { entries: [{ key: 'k', value: 'v' }], limit: { requests_per_unit: 0, unit: 'SECOND' } },
+            ],
+          },
+          /descriptors\[0\]\.limit\.requests_per_unit must be/,
+        ],
       ];
       for (const [request, message] of bad) {
         await assert.rejects(ask(client, request), (error: ServiceError) => {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { type Decision, Limiter, type Store } from 'floodgate';
+import { type Decision, isInvalidOption, Limiter, resolvePolicy, type Store } from 'floodgate';
 import { allOf, andThen, type HeaderList, type MaybePromise, rateLimitHeaders } from 'floodgate/http';
 import { type DescriptorNode, type Level, type Limit, type RlsConfig, UNITS, type Unit } from './config.js';
 
@@ -45,6 +45,9 @@ export class InvalidRequest extends Error {}
 
 /** Bounds on what one request may carry: far past any real proxy's, short of what could hurt the server. */
 export const BOUNDS = { descriptors: 64, entries: 32, key: 256, value: 4096 } as const;
+
+/** Limiters kept, one per distinct limit (configured, or sent with requests). */
+const MAX_LIMITERS = 10_000;
 
 /** What became of one descriptor, for metrics. */
 export interface Outcome {
@@ -106,6 +109,20 @@ function check(request: RlsRequest): void {
       if (e.value.length > BOUNDS.value)
         throw new InvalidRequest(`${at}.value is longer than ${BOUNDS.value} characters`);
     });
+    const limit = d.limit;
+    if (limit !== undefined) {
+      try {
+        resolvePolicy(
+          { algorithm: 'fixed-window', limit: limit.requests_per_unit, window: UNITS[limit.unit] },
+          'limit',
+        );
+      } catch (error) {
+        if (!isInvalidOption(error)) throw error;
+        throw new InvalidRequest(
+          `descriptors[${i}].limit.requests_per_unit must be ${error.expected}; got ${error.got}`,
+        );
+      }
+    }
   });
 }
 
@@ -239,6 +256,8 @@ export class RateLimitService {
     const id = `${limit.name}:${limit.algorithm}:${limit.requestsPerUnit}/${limit.unit}`;
     let limiter = this.#limiters.get(id);
     if (limiter === undefined) {
+      // Limits sent with requests make limiters too: bounded, and cheap to make again (the counts are in the store).
+      if (this.#limiters.size >= MAX_LIMITERS) this.#limiters.clear();
       limiter = new Limiter({
         policies: {
           name: limit.name,

@@ -375,7 +375,10 @@ export class RedisStore implements Store {
   }
 
   async #send(items: Item[]): Promise<void> {
-    const ops = items.flatMap((item) => ('members' in item ? item.members : [item]));
+    // Groups are rare beside single decisions: the batch is unrolled only when it holds one.
+    const ops = items.some((item) => 'members' in item)
+      ? items.flatMap((item) => ('members' in item ? item.members : [item]))
+      : (items as Op[]);
     const { keys, args } = encodeBatch(ops, this.#clock?.now());
     this.stats.scripts++;
     let decoded: PolicyResult[][];
