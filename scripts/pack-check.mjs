@@ -85,42 +85,32 @@ writeFileSync(
   join(consumer, 'typed.cts'),
   `import floodgate = require('floodgate');\nexport const l: floodgate.Limiter = new floodgate.Limiter({ policies: { limit: 1, window: '1s' } });\n`,
 );
-writeFileSync(
-  join(consumer, 'tsconfig.json'),
-  JSON.stringify({
-    compilerOptions: {
-      module: 'nodenext',
-      moduleResolution: 'nodenext',
-      strict: true,
-      noEmit: true,
-      skipLibCheck: false,
-      types: [],
-    },
-    files: ['typed.mts', 'typed.cts'],
-  }),
-);
-run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], consumer);
+/** Type-checks `files` in the consumer as a user's project would, with the given `@types`. */
+function typeCheck(name, files, types) {
+  writeFileSync(
+    join(consumer, name),
+    JSON.stringify({
+      compilerOptions: {
+        module: 'nodenext',
+        moduleResolution: 'nodenext',
+        strict: true,
+        noEmit: true,
+        skipLibCheck: false,
+        typeRoots: [join(root, 'node_modules/@types')],
+        types,
+      },
+      files,
+    }),
+  );
+  run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', name], consumer);
+}
+typeCheck('tsconfig.json', ['typed.mts', 'typed.cts'], []);
 writeFileSync(
   join(consumer, 'typed-node.mts'),
   [...NEEDS_NODE_TYPES]
     .map((s, i) => `import * as t${i} from '${s}';\nexport const n${i} = Object.keys(t${i}).length;`)
     .join('\n'),
 );
-writeFileSync(
-  join(consumer, 'tsconfig.node.json'),
-  JSON.stringify({
-    compilerOptions: {
-      module: 'nodenext',
-      moduleResolution: 'nodenext',
-      strict: true,
-      noEmit: true,
-      skipLibCheck: false,
-      typeRoots: [join(root, 'node_modules/@types')],
-      types: ['node'],
-    },
-    files: ['typed-node.mts'],
-  }),
-);
-run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.node.json'], consumer);
+typeCheck('tsconfig.node.json', ['typed-node.mts'], ['node']);
 console.log(`pack-check: ${specifiers.length} subpath(s) load with import and require, and type-check`);
 rmSync(work, { recursive: true, force: true });

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
-import { bin, halfSentRequest, startCommand } from './helpers/command.js';
+import { assertUsageErrors, bin, halfSentRequest, startCommand } from './helpers/command.js';
 import { type NodeUpstream, startNodeUpstream } from './helpers/upstreams.js';
 
 // The real `floodgate proxy` command, spawned as a child process.
@@ -126,12 +126,7 @@ describe('floodgate proxy (command)', () => {
       [['--upstream', up.url, '--redis', 'mongodb://x'], /--redis: must be "memory", redis:\/\/host:port/],
       [['--upstream', up.url, '--colour'], /^floodgate: unknown option '--colour'/],
     ];
-    for (const [args, message] of cases) {
-      const run = floodgate(...args);
-      assert.equal(run.status, 2, `${args.join(' ')}: ${run.stderr}`);
-      assert.match(run.stderr, message);
-      assert.doesNotMatch(run.stderr, /\n\s+at /, 'no stack trace');
-    }
+    assertUsageErrors(floodgate, cases);
     const bad = join(dir, 'bad.yaml');
     writeFileSync(
       bad,

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { type Client, credentials, type ServiceError } from '@grpc/grpc-js';
 import { rateLimitService } from '../src/rls/protocol.js';
-import { bin, startCommand } from './helpers/command.js';
+import { assertUsageErrors, bin, startCommand } from './helpers/command.js';
 
 // The real `floodgate rls` command, spawned as a child process and spoken to over gRPC.
 
@@ -83,12 +83,7 @@ describe('floodgate rls (the command)', () => {
         /--redis: the path of redis:\/\/x:1\/zz must be a database number/,
       ],
     ];
-    for (const [args, message] of cases) {
-      const run = floodgate(...args);
-      assert.equal(run.status, 2, `${args.join(' ')}: ${run.stderr}`);
-      assert.match(run.stderr, message);
-      assert.doesNotMatch(run.stderr, /\n\s+at /, 'no stack trace');
-    }
+    assertUsageErrors(floodgate, cases);
     const bad = join(dir, 'bad.yaml');
     writeFileSync(
       bad,

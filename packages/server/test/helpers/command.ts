@@ -1,4 +1,5 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import assert from 'node:assert/strict';
+import { type ChildProcess, type SpawnSyncReturns, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { resolve } from 'node:path';
@@ -69,4 +70,17 @@ export async function halfSentRequest(url: string): Promise<Socket> {
     () => undefined,
   );
   return socket;
+}
+
+/** Each run of the command exits 2 with a message matching its pattern, and no stack trace. */
+export function assertUsageErrors(
+  floodgate: (...args: string[]) => SpawnSyncReturns<string>,
+  cases: readonly [args: string[], message: RegExp][],
+): void {
+  for (const [args, message] of cases) {
+    const run = floodgate(...args);
+    assert.equal(run.status, 2, `${args.join(' ')}: ${run.stderr}`);
+    assert.match(run.stderr, message);
+    assert.doesNotMatch(run.stderr, /\n\s+at /, 'no stack trace');
+  }
 }
