@@ -46,6 +46,13 @@ function holding(verdict: Verdict, permit: Permit): Verdict {
   };
 }
 
+/** 503: rate limiting cannot decide now (a store that rejects, or one whose outage policy is "closed"). */
+function unavailable(seconds: number): HttpResponse {
+  return problem(503, 'Service Unavailable', 'Rate limiting is unavailable; try again shortly.', {}, [
+    ['Retry-After', String(seconds)],
+  ]);
+}
+
 function respond(response: HttpResponse): Verdict {
   return { kind: 'respond', ...response };
 }
@@ -164,17 +171,10 @@ export class HttpGuard<Req> {
     return key;
   }
 
-  /** The store failed: the documented policy decides (`onStoreError`: open lets the request through). */
+  /** The store rejected: `passOnStoreError` decides (true lets the request through). */
   #storeFailed(request: Req, error: unknown): Verdict {
     this.#o.onError?.(error, request);
-    if (this.#o.onStoreError === 'closed') {
-      return respond(
-        problem(503, 'Service Unavailable', 'Rate limiting is unavailable; try again shortly.', {}, [
-          ['Retry-After', '1'],
-        ]),
-      );
-    }
-    return PASS;
+    return this.#o.passOnStoreError ? PASS : respond(unavailable(1));
   }
 
   #verdict(request: Req, key: string, cost: number | undefined, decision: Decision): Verdict {
@@ -182,6 +182,9 @@ export class HttpGuard<Req> {
     o.onDecision?.({ request, key, decision });
     const headers = rateLimitHeaders(decision, o.clock.now(), o.headers, o.legacyHeaders);
     if (!decision.allowed) {
+      // The store's outage policy refused: the server cannot limit now, which is not the client's doing.
+      if (decision.reason === 'store-closed')
+        return respond(unavailable(Math.max(1, Math.ceil(decision.retryAfter / 1000))));
       const custom = o.onLimited?.(request, decision);
       if (custom !== undefined)
         return { kind: 'respond', ...custom, headers: [...headers, ...custom.headers] };

@@ -54,8 +54,11 @@ export interface HttpLimitOptions<Req> {
   readonly onLimited?: (request: Req, decision: Decision) => HttpResponse | undefined;
   /** Called with every decision, allowed or not (metrics, logs). */
   readonly onDecision?: (event: DecisionEvent<Req>) => void;
-  /** When the store fails (it rejected): let the request through (`"open"`, default) or answer 503. */
-  readonly onStoreError?: 'open' | 'closed';
+  /**
+   * When the store rejects (a store of your own that throws; Floodgate's stores answer an outage by their
+   * own `onStoreError` policy instead): let the request through (`true`, default) or answer 503 (`false`).
+   */
+  readonly passOnStoreError?: boolean;
   /** Called with a store failure. */
   readonly onError?: (error: unknown, request: Req) => void;
   /** Time for the header fields' relative seconds. Default: `Date.now`. */
@@ -88,7 +91,7 @@ const KNOWN: readonly (keyof HttpLimitOptions<unknown>)[] = [
   'legacyHeaders',
   'onLimited',
   'onDecision',
-  'onStoreError',
+  'passOnStoreError',
   'onError',
   'clock',
   'shed',
@@ -122,7 +125,7 @@ export interface ResolvedHttpOptions<Req> {
   readonly legacyHeaders: boolean;
   readonly onLimited: ((request: Req, decision: Decision) => HttpResponse | undefined) | undefined;
   readonly onDecision: ((event: DecisionEvent<Req>) => void) | undefined;
-  readonly onStoreError: 'open' | 'closed';
+  readonly passOnStoreError: boolean;
   readonly onError: ((error: unknown, request: Req) => void) | undefined;
   readonly clock: { now(): number };
   readonly shedder: Shedder | undefined;
@@ -161,6 +164,16 @@ export function resolveHttpOptions<Req>(options: HttpLimitOptions<Req>): Resolve
       'an object such as { policies: { limit: 100, window: "1m" } }',
       options,
       'type',
+    );
+  }
+  if ('onStoreError' in options) {
+    // The stores' outage policy has this name; the HTTP layer's knob for a store that rejects is another one.
+    throw invalidOption(
+      'onStoreError',
+      'given to the store (RedisStore({ onStoreError })); for a store that rejects, use passOnStoreError',
+      (options as { onStoreError?: unknown }).onStoreError,
+      'range',
+      'ERR_FLOODGATE_UNKNOWN_OPTION',
     );
   }
   knownKeys(options, KNOWN);
@@ -219,8 +232,8 @@ export function resolveHttpOptions<Req>(options: HttpLimitOptions<Req>): Resolve
   if (options.legacyHeaders !== undefined && typeof options.legacyHeaders !== 'boolean') {
     throw invalidOption('legacyHeaders', 'a boolean', options.legacyHeaders, 'type');
   }
-  if (options.onStoreError !== undefined && !['open', 'closed'].includes(options.onStoreError)) {
-    throw invalidOption('onStoreError', 'one of "open", "closed"', options.onStoreError);
+  if (options.passOnStoreError !== undefined && typeof options.passOnStoreError !== 'boolean') {
+    throw invalidOption('passOnStoreError', 'a boolean', options.passOnStoreError, 'type');
   }
   for (const name of ['skip', 'isFailure', 'onLimited', 'onDecision', 'onError', 'priority'] as const)
     fn(name, options[name]);
@@ -250,7 +263,7 @@ export function resolveHttpOptions<Req>(options: HttpLimitOptions<Req>): Resolve
     legacyHeaders: options.legacyHeaders ?? false,
     onLimited: options.onLimited,
     onDecision: options.onDecision,
-    onStoreError: options.onStoreError ?? 'open',
+    passOnStoreError: options.passOnStoreError ?? true,
     onError: options.onError,
     clock: options.clock ?? systemClock,
     shedder,

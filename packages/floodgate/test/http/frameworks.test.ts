@@ -241,17 +241,17 @@ for (const [framework, start] of Object.entries(FRAMEWORKS)) {
       });
     });
 
-    it('a failing store: open lets requests through, closed answers 503', async () => {
+    it('a store that rejects: passOnStoreError lets requests through, or answers 503', async () => {
       const errors: unknown[] = [];
       const base: Options = {
         policies: { limit: 1, window: '1m' },
         store: failingStore,
         onError: (e) => errors.push(e),
       };
-      await withServer({ ...base, onStoreError: 'open' }, async ({ url }) => {
+      await withServer({ ...base, passOnStoreError: true }, async ({ url }) => {
         assert.deepEqual(await statuses(url, 3), [200, 200, 200]);
       });
-      await withServer({ ...base, onStoreError: 'closed' }, async ({ url }) => {
+      await withServer({ ...base, passOnStoreError: false }, async ({ url }) => {
         const res = await get(url);
         assert.equal(res.status, 503);
         assert.equal(res.headers.get('retry-after'), '1');

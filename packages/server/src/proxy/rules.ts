@@ -120,7 +120,6 @@ export function compileRules(
       allow: [...config.allow, ...(rule.allow ?? [])],
       deny: [...config.deny, ...(rule.deny ?? [])],
       headers: config.headers,
-      onStoreError: config.onStoreError,
       onError: (error) => hooks.onError(error, rule.name),
       ...(shedder === undefined ? {} : { shed: shedder, priority: () => rule.priority }),
     });
