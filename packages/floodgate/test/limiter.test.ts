@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
 import { ManualClock } from '../src/core/clock.js';
 import { FloodgateError } from '../src/core/errors.js';
+import { boundKey, hashKey } from '../src/core/keys.js';
 import type { PolicySet } from '../src/core/policy.js';
 import { Limiter, RateLimitedError } from '../src/limiter/limiter.js';
 import { MemoryStore } from '../src/stores/memory.js';
@@ -128,6 +130,30 @@ describe('Limiter', () => {
     limiter.consumeSync(a, { cost: 5 });
     assert.equal(limiter.consumeSync(a).allowed, false);
     assert.equal(limiter.consumeSync(b).allowed, true);
+  });
+
+  it('keeps long identifiers and literal identifiers apart: no literal can name a digest', async () => {
+    const { limiter } = setup({ maxKeyLength: 64 });
+    const long = 'x'.repeat(100);
+    // The digest an identifier of over 64 characters was replaced by, written as a literal identifier.
+    const forged = hashKey(long, '~');
+    assert.ok(forged.length <= 64);
+    limiter.consumeSync(forged, { cost: 5 });
+    assert.equal(limiter.consumeSync(forged).allowed, false);
+    assert.equal(limiter.consumeSync(long).allowed, true, 'the long identifier has its own budget');
+    for (const literal of [hashKey(long, '~#'), `~${hashKey(long, '~#')}`, '~', '~~'])
+      assert.equal(limiter.consumeSync(literal).allowed, true, literal);
+  });
+
+  it('boundKey is injective over short and long identifiers', () => {
+    fc.assert(
+      fc.property(fc.string({ maxLength: 40 }), fc.string({ maxLength: 40 }), (a, b) => {
+        fc.pre(a !== b);
+        assert.notEqual(boundKey(a, 20), boundKey(b, 20));
+      }),
+    );
+    assert.notEqual(boundKey('~abc', 20), boundKey('abc', 20));
+    assert.notEqual(boundKey(hashKey('y'.repeat(30), '~#'), 100), boundKey('y'.repeat(30), 20));
   });
 
   it('applies overrides on top of the defaults, by policy name, changeable at run time', async () => {

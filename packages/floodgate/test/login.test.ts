@@ -136,3 +136,49 @@ describe('LoginGuard under parallel guesses', () => {
     }
   });
 });
+
+describe('LoginGuard: one client per address, whatever its notation', () => {
+  it('counts one IPv6 /64 as one client: 30 guesses from 2001:db8::1 to ::30 allow 5', async () => {
+    const guard = new LoginGuard();
+    let allowed = 0;
+    for (let i = 1; i <= 30; i++)
+      if ((await guard.attempt('john', `2001:db8::${i.toString(16)}`)).allowed) allowed++;
+    assert.equal(allowed, 5);
+    assert.equal(
+      (await guard.attempt('john', '2001:db8:0:1::1')).allowed,
+      true,
+      'the next /64 is another client',
+    );
+  });
+
+  it('the prefix is configurable, and checked', async () => {
+    const guard = new LoginGuard({ ipv6Prefix: 48 });
+    for (let i = 0; i < 5; i++) await guard.attempt('john', `2001:db8:0:${i}::1`);
+    assert.equal((await guard.attempt('john', '2001:db8:0:ff::1')).allowed, false);
+    for (const bad of [0, 129, 1.5, '64'])
+      assert.throws(() => new LoginGuard({ ipv6Prefix: bad as never }), /option "ipv6Prefix"/);
+  });
+
+  it('folds IPv4-mapped addresses in every notation to the IPv4 client', async () => {
+    const guard = new LoginGuard();
+    const forms = [
+      '127.0.0.1',
+      '::ffff:127.0.0.1',
+      '::ffff:7f00:1',
+      '0:0:0:0:0:ffff:7f00:1',
+      '[::FFFF:7F00:1]',
+    ];
+    for (const ip of forms) assert.equal((await guard.attempt('john', ip)).allowed, true, ip);
+    assert.equal((await guard.attempt('john', '127.0.0.1')).allowed, false, 'five notations were one client');
+  });
+
+  it('parallel guesses from one /64 never pass the limit', async () => {
+    const guard = new LoginGuard();
+    const { login, counts } = loginWith(guard, 'secret');
+    const statuses = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => login('john', 'wrong', `2001:db8::${(i + 1).toString(16)}`)),
+    );
+    assert.equal(counts.verified, 5);
+    assert.equal(statuses.filter((s) => s === 429).length, 35);
+  });
+});

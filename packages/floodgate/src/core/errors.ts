@@ -4,7 +4,11 @@ export type FloodgateErrorCode =
   | 'ERR_FLOODGATE_UNKNOWN_OPTION'
   | 'ERR_FLOODGATE_RATE_LIMITED'
   | 'ERR_FLOODGATE_STORE_NOT_SYNC'
-  | 'ERR_FLOODGATE_STORE_TIMEOUT';
+  | 'ERR_FLOODGATE_STORE_TIMEOUT'
+  /** A request's cost or key (from a function of the request) was not one: the request was refused with 400. */
+  | 'ERR_FLOODGATE_INVALID_REQUEST_VALUE'
+  /** The runtime gives no client address and the limit needs one (Bun, Deno, Workers without `address`). */
+  | 'ERR_FLOODGATE_NO_CLIENT_ADDRESS';
 
 /** Base class of the errors Floodgate defines itself (invalid options are plain TypeError/RangeError). */
 export class FloodgateError extends Error {
@@ -16,7 +20,7 @@ export class FloodgateError extends Error {
   }
 }
 
-function describe(value: unknown): string {
+export function describe(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);
   if (typeof value === 'number' || typeof value === 'boolean' || value == null) return String(value);
   if (Array.isArray(value)) return 'an array';

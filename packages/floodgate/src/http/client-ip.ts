@@ -1,5 +1,8 @@
 import { BlockList, isIP } from 'node:net';
 import { invalidOption } from '../core/errors.js';
+import { normalizeIp } from '../core/ip.js';
+
+export { groupIp, normalizeIp } from '../core/ip.js';
 
 /**
  * Which proxies in front of the server may be believed about the client's address:
@@ -16,17 +19,6 @@ const NAMED: Record<string, string[]> = {
   private: ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7'],
   linklocal: ['169.254.0.0/16', 'fe80::/10'],
 };
-
-/** Strips an IPv4-mapped IPv6 prefix and brackets; '' when not an IP address. */
-export function normalizeIp(raw: string | undefined): string {
-  if (raw === undefined) return '';
-  let ip = raw.trim();
-  if (ip.startsWith('[') && ip.includes(']')) ip = ip.slice(1, ip.indexOf(']'));
-  if (ip.toLowerCase().startsWith('::ffff:') && isIP(ip.slice(7)) === 4) ip = ip.slice(7);
-  const zone = ip.indexOf('%');
-  if (zone !== -1) ip = ip.slice(0, zone);
-  return isIP(ip) === 0 ? '' : ip;
-}
 
 /** A set of addresses and CIDR blocks, IPv4 and IPv6. */
 export class AddressSet {
@@ -101,41 +93,4 @@ export function clientIpResolver(
     }
     return ip;
   };
-}
-
-/** Expands an IPv6 address to 8 groups of 16 bits. */
-function ipv6Groups(ip: string): number[] {
-  let text = ip;
-  if (text.includes('.')) {
-    // An embedded IPv4 tail, e.g. 64:ff9b::1.2.3.4: rewrite it as two hex groups.
-    const at = text.lastIndexOf(':');
-    const v4 = text
-      .slice(at + 1)
-      .split('.')
-      .map(Number);
-    const hi = ((v4[0]! << 8) | v4[1]!).toString(16);
-    const lo = ((v4[2]! << 8) | v4[3]!).toString(16);
-    text = `${text.slice(0, at + 1)}${hi}:${lo}`;
-  }
-  const [head = '', rest] = text.split('::');
-  const parse = (s: string) => (s === '' ? [] : s.split(':').map((g) => Number.parseInt(g, 16)));
-  const left = parse(head);
-  const right = rest === undefined ? [] : parse(rest);
-  return [...left, ...Array<number>(8 - left.length - right.length).fill(0), ...right];
-}
-
-/**
- * The identifier for a client address: IPv4 as is; IPv6 reduced to its first `prefix` bits (default /64,
- * what one subscriber usually gets), so a client cannot walk through its own block to dodge a limit.
- */
-export function groupIp(ip: string, prefix: number): string {
-  if (isIP(ip) !== 6) return ip;
-  const groups = ipv6Groups(ip);
-  const out: string[] = [];
-  for (let i = 0; i < 8; i++) {
-    const keep = Math.max(0, Math.min(16, prefix - i * 16));
-    const mask = keep === 0 ? 0 : (0xffff << (16 - keep)) & 0xffff;
-    out.push(((groups[i]! & mask) >>> 0).toString(16));
-  }
-  return `${out.join(':')}/${prefix}`;
 }

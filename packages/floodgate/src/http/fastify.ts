@@ -2,7 +2,7 @@ import type { Decision } from '../core/decision.js';
 import { invalidOption } from '../core/errors.js';
 import { deliver } from '../core/maybe.js';
 import { HttpGuard, type Verdict } from './guard.js';
-import { mergedValue, type NodeRequestLike, nodeView } from './node-common.js';
+import { mergedValue, type NodeRequestLike, nodeView, settleWhenDone } from './node-common.js';
 import type { HttpLimitOptions } from './options.js';
 
 export type { WithRateLimit } from './node-common.js';
@@ -19,7 +19,10 @@ export interface FastifyRequestLike {
 /** The parts of a Fastify reply the plugin writes. */
 export interface FastifyReplyLike {
   readonly statusCode: number;
-  readonly raw: { once(event: 'finish' | 'close', listener: () => void): unknown };
+  readonly raw: {
+    readonly statusCode: number;
+    once(event: 'finish' | 'close', listener: () => void): unknown;
+  };
   code(status: number): FastifyReplyLike;
   header(name: string, value: string): FastifyReplyLike;
   getHeader(name: string): unknown;
@@ -126,12 +129,8 @@ function apply(
     return;
   }
   if (verdict.decision !== undefined) request.rateLimit = verdict.decision;
-  const settle = verdict.settle;
-  if (settle !== undefined) {
-    // On the raw response, not an onResponse hook: requests that need no settling pay nothing.
-    reply.raw.once('finish', () => settle(reply.statusCode));
-    reply.raw.once('close', () => settle(reply.statusCode));
-  }
+  // On the raw response, not an onResponse hook: requests that need no settling pay nothing.
+  if (verdict.settle !== undefined) settleWhenDone(reply.raw, verdict.settle);
   next();
 }
 

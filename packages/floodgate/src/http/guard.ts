@@ -1,8 +1,9 @@
 import type { Decision } from '../core/decision.js';
+import { describe, FloodgateError } from '../core/errors.js';
+import { groupIp } from '../core/ip.js';
 import { andThen, attempt, type MaybePromise, promised } from '../core/maybe.js';
 import type { Limiter } from '../limiter/limiter.js';
 import type { Permit, Priority, Shedder } from '../limiter/shedder.js';
-import { groupIp } from './client-ip.js';
 import { type HeaderList, rateLimitHeaders } from './headers.js';
 import { byIp } from './keys.js';
 import { type HttpLimitOptions, type ResolvedHttpOptions, resolveHttpOptions } from './options.js';
@@ -16,8 +17,11 @@ export type Verdict =
       readonly headers: HeaderList;
       /** The limiter's decision, for the handler (`req.rateLimit`...); none when nothing was decided (skipped, allowed by a list). */
       readonly decision?: Decision;
-      /** Call once the response status is known (charges back what does not count, releases leases). */
-      readonly settle?: (status: number) => void;
+      /**
+       * Call once the response has ended, with its status, or with undefined when the client never got one
+       * (it hung up first): charges back what does not count, releases slots and leases.
+       */
+      readonly settle?: (status: number | undefined) => void;
     }
   | ({ readonly kind: 'respond'; readonly reason?: 'shed' } & HttpResponse);
 
@@ -40,7 +44,8 @@ function holding(verdict: Verdict, permit: Permit): Verdict {
   return {
     ...verdict,
     settle: (status) => {
-      permit.release(status >= 500 ? 'dropped' : 'ok');
+      // A request that did not complete says nothing of the server's latency (Netflix's "ignore").
+      permit.release(status === undefined ? 'ignore' : status >= 500 ? 'dropped' : 'ok');
       inner?.(status);
     },
   };
@@ -53,12 +58,36 @@ function unavailable(seconds: number): HttpResponse {
   ]);
 }
 
+/**
+ * Thrown on each request of a runtime without client addresses when the limit is by IP: limiting the
+ * whole world as one client would be silent, and wrong.
+ */
+function noClientAddress(): FloodgateError {
+  return new FloodgateError(
+    'ERR_FLOODGATE_NO_CLIENT_ADDRESS',
+    'floodgate: this runtime gives no client address (Bun, Deno, Workers, app.request), so the limit by IP ' +
+      "cannot tell clients apart; give the middleware an `address` function (e.g. from Hono's getConnInfo) " +
+      'or a `key`, with onMissingKey "skip" or "reject" for requests without one',
+  );
+}
+
 function respond(response: HttpResponse): Verdict {
   return { kind: 'respond', ...response };
 }
 
 /** Peers (with their forwarded chains) whose resolved address is remembered. */
 const IP_CACHE_SIZE = 4096;
+/**
+ * Longer peer + chain strings are resolved each time instead: the cache then holds at most about a
+ * megabyte, however long the chains a client sends (the resolution itself reads only the trusted hops).
+ */
+const IP_CACHE_ENTRY = 256;
+
+/** A client's address as lists match it, and the identifier its rate key is made of (IPv6 grouped). */
+interface ClientAddress {
+  readonly address: string;
+  readonly grouped: string;
+}
 
 /**
  * The framework-independent half of every HTTP adapter: from a request to a verdict. Options are checked
@@ -67,14 +96,17 @@ const IP_CACHE_SIZE = 4096;
 export class HttpGuard<Req> {
   readonly limiter: Limiter;
   readonly #o: ResolvedHttpOptions<Req>;
-  readonly #ips = new Map<string, string>();
+  readonly #ips = new Map<string, ClientAddress>();
   readonly #fallbackKey = byIp();
+  /** Until it has warned once: forwarding headers from a peer nobody trusts (a proxy nobody told us of?). */
+  #warnForwarded: boolean;
 
   constructor(options: HttpLimitOptions<Req>) {
     const o = resolveHttpOptions(options);
     this.#o = o;
     const limiter = o.limiter;
     this.limiter = limiter;
+    this.#warnForwarded = !o.trustsProxies;
   }
 
   /** Decides what to do with a request. Never rejects for a malformed request; rejects only if a callback throws. */
@@ -112,22 +144,46 @@ export class HttpGuard<Req> {
   /** The per-client limits: client address and lists, key, cost, the limiter, the verdict. */
   #limit(request: Req, view: RequestView): MaybePromise<Verdict> {
     const o = this.#o;
-    const ip = this.#clientIp(view);
-    const listed = this.#byAddress(ip);
+    const client = this.#clientIp(view);
+    const listed = this.#byAddress(client.address);
     if (listed !== undefined) return listed;
+    const ip = client.grouped;
     const key = o.key;
     return andThen(typeof key === 'function' ? key(request) : key.extract(view, ip), (extracted) => {
-      const counted = this.#keyOf(view, ip, extracted);
+      const counted = this.#keyOf(request, view, ip, extracted);
       if (typeof counted !== 'string') return counted;
-      return andThen(typeof o.cost === 'function' ? o.cost(request) : o.cost, (cost) =>
-        attempt(
-          // Without a promise when the store answers at once (memory, or a Redis quota lease).
-          () => this.limiter.decide(counted, cost === undefined ? undefined : { cost }),
-          (decision) => this.#verdict(request, counted, cost, decision),
-          (error) => this.#storeFailed(request, error),
-        ),
+      if (typeof o.cost !== 'function') return this.#consume(request, counted, o.cost);
+      return andThen(o.cost(request), (cost) =>
+        // A cost that is not one is a bug or an attack, never an outage: it must not reach the store's policy.
+        Number.isSafeInteger(cost) && cost >= 0
+          ? this.#consume(request, counted, cost)
+          : this.#invalid(request, 'cost', 'a non-negative integer', cost),
       );
     });
+  }
+
+  #consume(request: Req, key: string, cost: number | undefined): MaybePromise<Verdict> {
+    return attempt(
+      // Without a promise when the store answers at once (memory, or a Redis quota lease).
+      () => this.limiter.decide(key, cost === undefined ? undefined : { cost }),
+      (decision) => this.#verdict(request, key, cost, decision),
+      (error) => this.#storeFailed(request, error),
+    );
+  }
+
+  /**
+   * 400: a function of the request gave a cost or key that is not one. The request is refused (a bad value
+   * never admits) and `onError` hears of it, so an application's own bug is loud.
+   */
+  #invalid(request: Req, what: 'cost' | 'key', expected: string, got: unknown): Verdict {
+    this.#o.onError?.(
+      new FloodgateError(
+        'ERR_FLOODGATE_INVALID_REQUEST_VALUE',
+        `floodgate: the request's ${what} must be ${expected}; got ${describe(got)}`,
+      ),
+      request,
+    );
+    return respond(problem(400, 'Bad Request', `This request's rate-limit ${what} is not valid.`));
   }
 
   /** 503: the server is at capacity (the RateLimit header draft's problem type for it). */
@@ -154,8 +210,11 @@ export class HttpGuard<Req> {
   }
 
   /** The key to count under, or the verdict for a request without one, or for a listed key. */
-  #keyOf(view: RequestView, ip: string, extracted: string | undefined): string | Verdict {
-    let key = extracted;
+  #keyOf(request: Req, view: RequestView, ip: string, extracted: unknown): string | Verdict {
+    let key: string | undefined;
+    if (typeof extracted === 'string' || extracted === undefined) key = extracted;
+    else if (typeof extracted === 'number' && Number.isFinite(extracted)) key = String(extracted);
+    else return this.#invalid(request, 'key', 'a string, or undefined for none', extracted);
     if (key === undefined || key === '') {
       const missing = this.#o.onMissingKey;
       if (missing === 'skip') return PASS;
@@ -164,6 +223,8 @@ export class HttpGuard<Req> {
         const what = typeof extractor === 'function' ? 'rate-limit key' : extractor.describes;
         return respond(problem(400, 'Bad Request', `This request carries no ${what}.`));
       }
+      if (ip === '' && view.peer === undefined) throw noClientAddress();
+      // A peer whose socket is already gone: nobody will read the answer, so one shared key does no harm.
       key = this.#fallbackKey.extract(view, ip) ?? 'ip:unknown';
     }
     if (!this.#o.allow.empty && this.#o.allow.keys.has(key)) return PASS;
@@ -207,19 +268,42 @@ export class HttpGuard<Req> {
       : { kind: 'pass', headers, decision, settle };
   }
 
-  /** The client's address, grouped: resolved once per peer (and forwarded chain), not per request. */
-  #clientIp(view: RequestView): string {
+  /** The client's address and its group: resolved once per peer (and forwarded chain), not per request. */
+  #clientIp(view: RequestView): ClientAddress {
+    if (this.#warnForwarded && view.forwardedResolved !== true) this.#untrustedForwarding(view);
     const forwarded = this.#o.trustsProxies ? view.header('x-forwarded-for') : undefined;
     const peer = view.peer ?? '';
     const seen = forwarded === undefined ? peer : `${peer}\n${forwarded}`;
-    let ip = this.#ips.get(seen);
-    if (ip === undefined) {
-      ip = groupIp(this.#o.clientIp(view.peer, forwarded), this.#o.ipv6Prefix);
-      // Bounded, and cheap to refill: a flood of new addresses only costs the resolving it saved.
-      if (this.#ips.size >= IP_CACHE_SIZE) this.#ips.clear();
-      this.#ips.set(seen, ip);
+    let client = this.#ips.get(seen);
+    if (client === undefined) {
+      const address = this.#o.clientIp(view.peer, forwarded);
+      client = { address, grouped: groupIp(address, this.#o.ipv6Prefix) };
+      if (seen.length <= IP_CACHE_ENTRY) {
+        // Bounded, and cheap to refill: a flood of new addresses only costs the resolving it saved.
+        if (this.#ips.size >= IP_CACHE_SIZE) this.#ips.clear();
+        this.#ips.set(seen, client);
+      }
     }
-    return ip;
+    return client;
+  }
+
+  /**
+   * Behind a load balancer that nobody declared, every client has the balancer's address and shares one
+   * budget: said once, loudly, as a process warning (forwarding headers stay ignored: trusting them
+   * unasked would let any client spoof its address).
+   */
+  #untrustedForwarding(view: RequestView): void {
+    const header = view.header('x-forwarded-for') !== undefined ? 'X-Forwarded-For' : 'Forwarded';
+    if (header === 'Forwarded' && view.header('forwarded') === undefined) return;
+    this.#warnForwarded = false;
+    // Not every runtime of the Hono adapter has a `process`.
+    const warn = globalThis.process?.emitWarning?.bind(globalThis.process);
+    const message =
+      `a request from ${view.peer || 'an unknown peer'} carries ${header}, but no proxy is trusted, so it is ` +
+      'ignored and clients are told apart by the socket address. Behind a proxy or load balancer, set ' +
+      'trustProxy (or Express\'s "trust proxy"); otherwise every client shares the proxy\'s budget.';
+    if (warn === undefined) console.warn(`FloodgateWarning: ${message}`);
+    else warn(message, { type: 'FloodgateWarning', code: 'FLOODGATE_UNTRUSTED_FORWARDING' });
   }
 
   #forbidden(): Verdict {
@@ -231,7 +315,7 @@ export class HttpGuard<Req> {
     key: string,
     decision: Decision,
     cost: number | undefined,
-  ): ((status: number) => void) | undefined {
+  ): ((status: number | undefined) => void) | undefined {
     const lease = decision.leaseId;
     const { countOnly, isFailure, onError } = this.#o;
     if (countOnly === undefined && lease === undefined) return undefined;
@@ -239,7 +323,8 @@ export class HttpGuard<Req> {
     return (status) => {
       if (settled) return;
       settled = true;
-      const failed = isFailure(status);
+      // An answer that never reached the client is no success (a login guess whose client hung up counts).
+      const failed = status === undefined || isFailure(status);
       const refund = countOnly !== undefined && (countOnly === 'failed') !== failed;
       // After the response: nobody awaits these, so a failure is reported, never thrown.
       const report = (error: unknown) => onError?.(error, request);

@@ -1,7 +1,7 @@
 import type { Decision } from '../core/decision.js';
 import { invalidOption } from '../core/errors.js';
 import { HttpGuard } from './guard.js';
-import { type NodeResponseLike, setNodeHeaders } from './node-common.js';
+import { type NodeResponseLike, setNodeHeaders, settleWhenDone } from './node-common.js';
 import type { HttpLimitOptions } from './options.js';
 import type { RequestView } from './request.js';
 
@@ -31,9 +31,13 @@ export type HonoRateLimit<C> = ((c: C, next: () => Promise<void>) => Promise<Res
   readonly limiter: HttpGuard<C>['limiter'];
 };
 
+/**
+ * The peer under `@hono/node-server`: '' when its socket is already gone; undefined on a runtime without
+ * one (Bun, Deno, Workers, `app.request`), where only an `address` option can say who the client is.
+ */
 function nodeSocketAddress(c: HonoContextLike): string | undefined {
-  const env = c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined;
-  return env?.incoming?.socket?.remoteAddress;
+  const incoming = (c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined)?.incoming;
+  return incoming === undefined ? undefined : (incoming.socket?.remoteAddress ?? '');
 }
 
 /** The Node response under `@hono/node-server`, when there is one. */
@@ -58,7 +62,7 @@ export function rateLimit<C extends HonoContextLike = HonoContextLike>(
     const view: RequestView = {
       method: c.req.method,
       path: c.req.path,
-      peer: address !== undefined ? address(c) : nodeSocketAddress(c),
+      peer: address !== undefined ? (address(c) ?? '') : nodeSocketAddress(c),
       header: (name) => c.req.header(name),
     };
     const verdict = await guard.decide(c, view);
@@ -74,6 +78,12 @@ export function rateLimit<C extends HonoContextLike = HonoContextLike>(
     if (outgoing !== undefined) setNodeHeaders(outgoing, verdict.headers);
     else for (const [name, value] of verdict.headers) c.header(name, value);
     if (verdict.settle === undefined) {
+      await next();
+      return;
+    }
+    if (outgoing !== undefined) {
+      // On Node, the response ends after the handler returns (a stream later still): settled when it does.
+      settleWhenDone(outgoing, verdict.settle);
       await next();
       return;
     }

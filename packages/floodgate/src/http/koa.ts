@@ -1,11 +1,19 @@
 import type { Decision } from '../core/decision.js';
 import { HttpGuard } from './guard.js';
-import { mergedValue, type NodeRequestLike, nodeView } from './node-common.js';
+import {
+  mergedValue,
+  type NodeRequestLike,
+  type NodeResponseLike,
+  nodeView,
+  settleWhenDone,
+} from './node-common.js';
 import type { HttpLimitOptions } from './options.js';
 
 /** The parts of a Koa context the middleware uses. */
 export interface KoaContextLike {
   readonly req: NodeRequestLike;
+  /** Node's response: the verdict is settled when it ends, not when the middleware chain returns. */
+  readonly res: Pick<NodeResponseLike, 'statusCode' | 'once'>;
   status: number;
   body: unknown;
   type: string;
@@ -42,18 +50,10 @@ export function rateLimit(options: HttpLimitOptions<KoaContextLike>): KoaRateLim
       return;
     }
     if (verdict.decision !== undefined) ctx.state.rateLimit = verdict.decision;
-    if (verdict.settle === undefined) {
-      await next();
-      return;
-    }
-    try {
-      await next();
-    } catch (error) {
-      const status = (error as { status?: unknown }).status;
-      verdict.settle(typeof status === 'number' ? status : 500);
-      throw error;
-    }
-    verdict.settle(ctx.status);
+    // The response ends after the chain returns (a streamed body later still), or never if a handler hangs:
+    // settled by the response itself, as on every other adapter. A thrown error ends as Koa's error response.
+    if (verdict.settle !== undefined) settleWhenDone(ctx.res, verdict.settle);
+    await next();
   };
   return Object.assign(middleware, { limiter: guard.limiter });
 }

@@ -24,17 +24,21 @@ export interface NodeResponseLike {
 class NodeView implements RequestView {
   readonly method: string;
   readonly path: string;
-  readonly peer: string | undefined;
+  readonly peer: string;
+  readonly forwardedResolved: boolean;
 
   constructor(
     private readonly req: NodeRequestLike,
     peer: string | undefined,
+    forwardedResolved: boolean,
   ) {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     this.method = req.method ?? 'GET';
     this.path = q === -1 ? url : url.slice(0, q);
-    this.peer = peer;
+    // A Node request always had a peer; none now means its socket is already gone.
+    this.peer = peer ?? '';
+    this.forwardedResolved = forwardedResolved;
   }
 
   header(name: string): string | undefined {
@@ -43,9 +47,27 @@ class NodeView implements RequestView {
   }
 }
 
-/** The guard's view of a node request; `peer`, when given, stands for the socket's address (Express's `req.ip`). */
-export function nodeView(req: NodeRequestLike, peer = req.socket?.remoteAddress): RequestView {
-  return new NodeView(req, peer);
+/**
+ * The guard's view of a node request. `resolvedPeer`, when given, is the client address the framework found
+ * through its own trust-proxy setting (Express's `req.ip`), and stands for the socket's.
+ */
+export function nodeView(req: NodeRequestLike, resolvedPeer?: string): RequestView {
+  return resolvedPeer === undefined
+    ? new NodeView(req, req.socket?.remoteAddress, false)
+    : new NodeView(req, resolvedPeer, true);
+}
+
+/**
+ * Settles a verdict when its response ends: with the status the client was sent, or with undefined when
+ * the connection closed before the response was complete (the client hung up, or the handler never
+ * answered): its outcome never reached the client, so it is no success and no latency sample.
+ */
+export function settleWhenDone(
+  res: Pick<NodeResponseLike, 'statusCode' | 'once'>,
+  settle: (status: number | undefined) => void,
+): void {
+  res.once('finish', () => settle(res.statusCode));
+  res.once('close', () => settle(undefined)); // after a finish, a no-op: settle runs once
 }
 
 /** A request that went on past the limiter: `rateLimit` is its decision, for the handler to read. */
@@ -85,11 +107,6 @@ export function applyToNodeResponse(req: NodeRequestLike, res: NodeResponseLike,
     return false;
   }
   if (verdict.decision !== undefined) (req as WithRateLimit<NodeRequestLike>).rateLimit = verdict.decision;
-  const settle = verdict.settle;
-  if (settle !== undefined) {
-    res.once('finish', () => settle(res.statusCode));
-    // An aborted response still ends the request: release what it held (settle runs once).
-    res.once('close', () => settle(res.statusCode));
-  }
+  if (verdict.settle !== undefined) settleWhenDone(res, verdict.settle);
   return true;
 }

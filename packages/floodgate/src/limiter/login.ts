@@ -1,5 +1,6 @@
 import type { Decision } from '../core/decision.js';
 import { invalidOption, knownKeys } from '../core/errors.js';
+import { clientKeyOf } from '../core/ip.js';
 import { hashKey } from '../core/keys.js';
 import { type PolicySpec, resolvePolicies } from '../core/policy.js';
 import type { Store } from '../stores/store.js';
@@ -11,6 +12,8 @@ export interface LoginGuardOptions {
   /** Failed attempts per IP, whatever the user name (credential stuffing). Default: 100 per day. */
   readonly perIp?: PolicySpec | readonly PolicySpec[];
   readonly store?: Store;
+  /** IPv6 clients count per block of this prefix length, as the HTTP adapters' `byIp()`. Default 64. */
+  readonly ipv6Prefix?: number;
 }
 
 /**
@@ -43,12 +46,18 @@ export interface LoginAttempt {
 export class LoginGuard {
   readonly #user: Limiter;
   readonly #ip: Limiter;
+  readonly #prefix: number;
 
   constructor(options: LoginGuardOptions = {}) {
     if (typeof options !== 'object' || options === null) {
       throw invalidOption('LoginGuard options', 'an object', options, 'type');
     }
-    knownKeys(options, ['perUserAndIp', 'perIp', 'store']);
+    knownKeys(options, ['perUserAndIp', 'perIp', 'store', 'ipv6Prefix']);
+    const prefix = options.ipv6Prefix ?? 64;
+    if (!Number.isInteger(prefix) || prefix < 1 || prefix > 128) {
+      throw invalidOption('ipv6Prefix', 'an integer from 1 to 128', prefix);
+    }
+    this.#prefix = prefix;
     const store = options.store === undefined ? {} : { store: options.store };
     const perUserAndIp = options.perUserAndIp ?? [
       { name: 'login-15m', algorithm: 'fixed-window', limit: 5, window: '15m' },
@@ -67,10 +76,17 @@ export class LoginGuard {
     this.#ip = new Limiter({ ...store, policies: perIp });
   }
 
-  /** Charges one attempt for `user` from `ip`, or says how long they are blocked (charging nothing). */
-  async attempt(user: string, ip: string): Promise<LoginAttempt> {
-    // User names are credentials: hashed before they become keys.
-    const userKey = hashKey(`${user}\u0000${ip}`, 'login:');
+  /**
+   * Charges one attempt for `user` from `ip`, or says how long they are blocked (charging nothing). `ip` is
+   * the client's address (any notation: IPv4-mapped folds to IPv4, IPv6 counts per `ipv6Prefix` block);
+   * `user` is the account as your database resolves it (its id or stored name), so names it compares
+   * loosely (`JOHN_DOE`, `john_doe `) share one count.
+   */
+  async attempt(user: string, address: string): Promise<LoginAttempt> {
+    // One /64 is one client here too, as everywhere the library keys by IP.
+    const ip = clientKeyOf(address, this.#prefix) || address;
+    // User names are credentials: hashed before they become keys. The length keeps user and ip apart.
+    const userKey = hashKey(`${user.length}:${user}\u0000${ip}`, 'login:');
     const ipKey = `login-ip:${ip}`;
     const byUser = await this.#user.consume(userKey);
     if (!byUser.allowed) return blocked(byUser);

@@ -2,7 +2,13 @@ import { type CanActivate, type ExecutionContext, HttpException, Inject, Injecta
 import { Reflector } from '@nestjs/core';
 import { andThen, type MaybePromise } from '../core/maybe.js';
 import type { HttpGuard, Verdict } from '../http/guard.js';
-import { mergedValue, type NodeRequestLike, type NodeResponseLike, nodeView } from '../http/node-common.js';
+import {
+  mergedValue,
+  type NodeRequestLike,
+  type NodeResponseLike,
+  nodeView,
+  settleWhenDone,
+} from '../http/node-common.js';
 import type { HttpResponse } from '../http/problem.js';
 import { RATE_LIMIT, SKIP_RATE_LIMIT } from './decorators.js';
 import { FloodgateLimits } from './limits.js';
@@ -117,12 +123,8 @@ function apply(request: NestRequest, response: NestResponse, verdict: Verdict): 
   }
   if (verdict.kind === 'respond') throw new FloodgateException(verdict);
   if (verdict.decision !== undefined) request.rateLimit = verdict.decision;
-  const settle = verdict.settle;
-  if (settle !== undefined) {
-    const res = fastify ? response.raw! : (response as unknown as NodeResponseLike);
-    res.once('finish', () => settle(res.statusCode));
-    res.once('close', () => settle(res.statusCode));
-  }
+  if (verdict.settle !== undefined)
+    settleWhenDone(fastify ? response.raw! : (response as unknown as NodeResponseLike), verdict.settle);
   return true;
 }
 

@@ -19,8 +19,23 @@ describe('client addresses', () => {
     assert.equal(normalizeIp('::ffff:10.1.2.3'), '10.1.2.3');
     assert.equal(normalizeIp('[2001:db8::1]'), '2001:db8::1');
     assert.equal(normalizeIp('fe80::1%eth0'), 'fe80::1');
-    for (const bad of [undefined, '', 'garbage', '999.1.1.1', '1.2.3.4:80'])
+    for (const bad of [undefined, '', 'garbage', '999.1.1.1', '1.2.3.4:x', '1.2.3.4:'])
       assert.equal(normalizeIp(bad), '');
+  });
+
+  it('recognises IPv4-mapped addresses by value, not notation', () => {
+    for (const mapped of [
+      '::ffff:7f09:909',
+      '::FFFF:7F09:0909',
+      '0:0:0:0:0:ffff:127.9.9.9',
+      '0::ffff:7f09:909',
+    ])
+      assert.equal(normalizeIp(mapped), '127.9.9.9', mapped);
+    // Neighbours that are not IPv4-mapped stay IPv6: IPv4-translated, NAT64, IPv4-compatible.
+    for (const v6 of ['::ffff:0:7f09:909', '64:ff9b::7f09:909', '::7f09:909'])
+      assert.equal(normalizeIp(v6), v6, v6);
+    assert.equal(normalizeIp('2001:DB8::A'), '2001:db8::a');
+    assert.equal(normalizeIp('203.0.113.5:4711'), '203.0.113.5', 'a hop written with its port');
   });
 
   it('groups IPv6 by prefix, including compressed and IPv4-tailed forms', () => {

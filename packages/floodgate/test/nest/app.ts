@@ -179,6 +179,8 @@ export interface AppSetup {
   floodgate: DynamicModule;
   trustProxy?: boolean;
   filter?: boolean;
+  /** The loopback address to listen on: `127.0.0.1` or `::1`. */
+  host?: string;
 }
 
 /** A Nest application with the module and every test controller, listening on a free loopback port. */
@@ -187,6 +189,7 @@ export async function startApp({
   floodgate,
   trustProxy = false,
   filter = false,
+  host = '127.0.0.1',
 }: AppSetup): Promise<RunningApp> {
   @Module({ imports: [floodgate], controllers: CONTROLLERS })
   class AppModule {}
@@ -195,7 +198,8 @@ export async function startApp({
   if (platform === 'express' && trustProxy)
     (app.getHttpAdapter().getInstance() as { set(k: string, v: unknown): void }).set('trust proxy', true);
   if (filter) app.useGlobalFilters(new TeapotFilter(app.getHttpAdapter()));
-  await app.listen(0, '127.0.0.1');
+  await app.listen(0, host);
   const { port } = app.getHttpServer().address() as AddressInfo;
-  return { url: `http://127.0.0.1:${port}`, close: () => app.close() };
+  const origin = host.includes(':') ? `[${host}]` : host;
+  return { url: `http://${origin}:${port}`, close: () => app.close() };
 }

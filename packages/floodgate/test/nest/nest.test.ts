@@ -278,6 +278,40 @@ function limitModule(limit: number) {
   };
 }
 
+for (const platform of PLATFORMS) {
+  describe(`floodgate/nest on ${platform}, at the edges`, () => {
+    it('deny and allow lists match an IPv6 client by its address', async () => {
+      const policies = { algorithm: 'fixed-window', limit: 1, window: '1m' } as const;
+      for (const deny of [['::1'], ['::/0']]) {
+        const floodgate = FloodgateModule.forRoot({ policies, deny });
+        await using(startApp({ platform, floodgate, host: '::1' }), async ({ url }) => {
+          assert.equal((await fetch(`${url}/`)).status, 403, `deny ${deny}`);
+        });
+      }
+      const floodgate = FloodgateModule.forRoot({ policies, allow: ['::1'] });
+      await using(startApp({ platform, floodgate, host: '::1' }), async ({ url }) => {
+        assert.deepEqual(await statuses(times(3, () => fetch(`${url}/`))), [200, 200, 200]);
+      });
+    });
+
+    it('refuses a cost that is not a non-negative integer with 400, never admitting it', async () => {
+      let bad: unknown = Number.NaN;
+      const floodgate = FloodgateModule.forRoot({
+        policies: { algorithm: 'fixed-window', limit: 5, window: '1m' },
+        cost: () => bad as number,
+      });
+      await using(startApp({ platform, floodgate }), async ({ url }) => {
+        for (const value of [Number.NaN, -1, 0.5, '3', null, Number.POSITIVE_INFINITY]) {
+          bad = value;
+          assert.equal((await fetch(`${url}/`)).status, 400, `cost ${String(value)}`);
+        }
+        bad = 1;
+        assert.equal(await (await fetch(`${url}/decision`)).text(), 'remaining=4', 'nothing was charged');
+      });
+    });
+  });
+}
+
 describe('floodgate/nest options', () => {
   it('refuses bad module options at start, naming the option', () => {
     assert.throws(
