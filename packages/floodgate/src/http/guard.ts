@@ -9,6 +9,7 @@ import { byIp } from './keys.js';
 import { type HttpLimitOptions, type ResolvedHttpOptions, resolveHttpOptions } from './options.js';
 import { type HttpResponse, problem, waitMessage } from './problem.js';
 import type { RequestView } from './request.js';
+import { ResolvedCache } from './resolved-cache.js';
 
 /** What an adapter does with a request. */
 export type Verdict =
@@ -75,14 +76,6 @@ function respond(response: HttpResponse): Verdict {
   return { kind: 'respond', ...response };
 }
 
-/** Peers (with their forwarded chains) whose resolved address is remembered. */
-const IP_CACHE_SIZE = 4096;
-/**
- * Longer peer + chain strings are resolved each time instead: the cache then holds at most about a
- * megabyte, however long the chains a client sends (the resolution itself reads only the trusted hops).
- */
-const IP_CACHE_ENTRY = 256;
-
 /** A client's address as lists match it, and the identifier its rate key is made of (IPv6 grouped). */
 interface ClientAddress {
   readonly address: string;
@@ -96,7 +89,7 @@ interface ClientAddress {
 export class HttpGuard<Req> {
   readonly limiter: Limiter;
   readonly #o: ResolvedHttpOptions<Req>;
-  readonly #ips = new Map<string, ClientAddress>();
+  readonly #ips = new ResolvedCache<ClientAddress>();
   readonly #fallbackKey = byIp();
   /** Until it has warned once: forwarding headers from a peer nobody trusts (a proxy nobody told us of?). */
   #warnForwarded: boolean;
@@ -278,11 +271,7 @@ export class HttpGuard<Req> {
     if (client === undefined) {
       const address = this.#o.clientIp(view.peer, forwarded);
       client = { address, grouped: groupIp(address, this.#o.ipv6Prefix) };
-      if (seen.length <= IP_CACHE_ENTRY) {
-        // Bounded, and cheap to refill: a flood of new addresses only costs the resolving it saved.
-        if (this.#ips.size >= IP_CACHE_SIZE) this.#ips.clear();
-        this.#ips.set(seen, client);
-      }
+      this.#ips.set(seen, client);
     }
     return client;
   }

@@ -6,6 +6,7 @@ import { clientIpResolver, groupIp, normalizeIp } from '../../src/http/client-ip
 import { rateLimitHeaders } from '../../src/http/headers.js';
 import { basicCredentials, byApiKey, HttpGuard, waitMessage } from '../../src/http/index.js';
 import type { RequestView } from '../../src/http/request.js';
+import { ResolvedCache } from '../../src/http/resolved-cache.js';
 
 const view = (headers: Record<string, string>, peer = '127.0.0.1'): RequestView => ({
   method: 'GET',
@@ -21,6 +22,17 @@ describe('client addresses', () => {
     assert.equal(normalizeIp('fe80::1%eth0'), 'fe80::1');
     for (const bad of [undefined, '', 'garbage', '999.1.1.1', '1.2.3.4:x', '1.2.3.4:'])
       assert.equal(normalizeIp(bad), '');
+  });
+
+  it('the resolved-address cache is bounded by bytes: 20,000 distinct 12 KB chains hold nothing', () => {
+    const cache = new ResolvedCache<string>();
+    const chain = '203.0.113.1, '.repeat(1000);
+    for (let i = 0; i < 20_000; i++) cache.set(`127.0.0.1\n${i}, ${chain}`, '203.0.113.1');
+    assert.equal(cache.keyChars, 0);
+    for (let i = 0; i < 20_000; i++) cache.set(`127.0.0.1\n${i}, ${'9'.repeat(200)}`, 'x');
+    assert.ok(cache.keyChars <= 4096 * 256, `${cache.keyChars} characters held`);
+    cache.set('127.0.0.1', 'a');
+    assert.equal(cache.get('127.0.0.1'), 'a');
   });
 
   it('recognises IPv4-mapped addresses by value, not notation', () => {
