@@ -6,6 +6,7 @@ import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { RedisServer } from '@floodgate/test-support';
 import { type Client, credentials, type ServiceError, status } from '@grpc/grpc-js';
+import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { loadRlsConfig } from '../src/rls/config.js';
 import { rateLimitService } from '../src/rls/protocol.js';
@@ -432,5 +433,129 @@ describe('floodgate rls configuration', () => {
     assert.deepEqual([...loadRlsConfig(folder).keys()], ['a', 'b']);
     writeFileSync(join(folder, 'c.yaml'), 'domain: a\n');
     assert.throws(() => loadRlsConfig(folder), /c\.yaml: domain "a" is also in/);
+  });
+});
+
+describe('floodgate rls: values from requests', () => {
+  const CRAFTED = `
+domain: inj
+descriptors:
+  - key: user
+    rate_limit: { name: per_user, unit: hour, requests_per_unit: 1 }
+    descriptors:
+      - key: route
+        rate_limit: { name: per_user, unit: hour, requests_per_unit: 1 }
+  - key: client
+    detailed_metric: true
+    rate_limit: { unit: hour, requests_per_unit: 5 }
+`;
+  const once = { requests_per_unit: 1, unit: 'HOUR' };
+  const sent = (domain: string, entries: Entry[], limit?: object) => ({
+    domain,
+    descriptors: [{ entries: entries.map(([key, value]) => ({ key, value })), ...(limit ? { limit } : {}) }],
+  });
+
+  it('a value carrying the old separator never drains another descriptor: user="v\\nroute\\nw" against user=v, route=w', async () => {
+    await withRls(file('inj.yaml', CRAFTED), async (client) => {
+      const crafted = await ask(client, sent('inj', [['user', 'v\nroute\nw']]));
+      assert.equal(crafted.overall_code, 'OK');
+      const victim = await ask(
+        client,
+        sent('inj', [
+          ['user', 'v'],
+          ['route', 'w'],
+        ]),
+      );
+      assert.equal(victim.overall_code, 'OK');
+      assert.equal(victim.statuses[0]!.limit_remaining, 0);
+      // Each still has its own counter, charged once.
+      assert.equal((await ask(client, sent('inj', [['user', 'v\nroute\nw']]))).overall_code, 'OVER_LIMIT');
+    });
+  });
+
+  it('entries that differ only in separators, in where the domain ends, or in unicode normalisation have their own counters', async () => {
+    await withRls(file('inj.yaml', CRAFTED), async (client) => {
+      // Pairs that a join of the parts with \n, =, `,`, \0 or nothing at all would make one counter; every
+      // request sends a limit of 1 per hour for a descriptor the configuration lacks, so a shared counter
+      // would refuse the second of a pair.
+      const requests: [string, Entry[]][] = [
+        ['inj', [['a', 'b\nc\nd']]],
+        [
+          'inj',
+          [
+            ['a', 'b'],
+            ['c', 'd'],
+          ],
+        ],
+        ['inj', [['a\nb', 'c']]],
+        ['inj', [['a', 'b\nc']]],
+        ['inj', [['a', 'b=c']]],
+        ['inj', [['a=b', 'c']]],
+        ['inj', [['a', 'b,c=d']]],
+        ['inj', [['a,b', 'c=d']]],
+        ['inj', [['a', 'x\u0000y']]],
+        ['inj', [['a\u0000x', 'y']]],
+        ['inj', [['a', 'bc']]],
+        ['inj', [['ab', 'c']]],
+        ['inj', [['k', '']]],
+        [
+          'inj',
+          [
+            ['k', ''],
+            ['k', ''],
+          ],
+        ],
+        ['inj', [['k', '\n']]],
+        [
+          'inj',
+          [
+            ['tenant', 't'],
+            ['id', '1'],
+          ],
+        ],
+        ['inj\ntenant\nt', [['id', '1']]],
+        ['inj\ntenant', [['t', '1']]],
+        // Values are compared as sent, as in the tree's exact matches: é composed and decomposed are two.
+        ['inj', [['u', '\u00e9']]],
+        ['inj', [['u', 'e\u0301']]],
+      ];
+      for (const [domain, entries] of requests) {
+        const reply = await ask(client, sent(domain, entries, once));
+        assert.equal(reply.overall_code, 'OK', `${JSON.stringify([domain, entries])} found its counter used`);
+      }
+      // And each counter is kept: the first again is refused.
+      const [domain, entries] = requests[0]!;
+      assert.equal((await ask(client, sent(domain, entries, once))).overall_code, 'OVER_LIMIT');
+    });
+  });
+
+  it('on Redis: crafted values keep to their own counters, and no value reaches a key', async () => {
+    const redis = await RedisServer.start();
+    const keys = new Redis(redis.port, '127.0.0.1');
+    try {
+      await withRls(
+        file('inj.yaml', CRAFTED),
+        async (client) => {
+          const secret = 'token-3f9a';
+          assert.equal(
+            (await ask(client, sent('inj', [['user', `${secret}\nroute\nw`]]))).overall_code,
+            'OK',
+          );
+          const victim = sent('inj', [
+            ['user', secret],
+            ['route', 'w'],
+          ]);
+          assert.equal((await ask(client, victim)).overall_code, 'OK');
+          assert.equal((await ask(client, victim)).overall_code, 'OVER_LIMIT');
+          const stored = await keys.keys('*');
+          assert.ok(stored.length >= 2, `keys: ${stored.join(' ')}`);
+          for (const key of stored) assert.ok(!key.includes(secret) && !key.includes('route'), key);
+        },
+        redis.url,
+      );
+    } finally {
+      keys.disconnect();
+      await redis.stop();
+    }
   });
 });

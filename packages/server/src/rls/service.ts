@@ -1,7 +1,7 @@
-import { createHash } from 'node:crypto';
 import { type Decision, isInvalidOption, Limiter, resolvePolicy, type Store } from 'floodgate';
 import { allOf, andThen, type HeaderList, type MaybePromise, rateLimitHeaders } from 'floodgate/http';
 import { type DescriptorNode, type Level, type Limit, type RlsConfig, UNITS, type Unit } from './config.js';
+import { counterKey, digest } from './keys.js';
 
 // The decision of a ShouldRateLimit call, apart from gRPC: which node of the domain's tree each descriptor
 // ends on, then every limited descriptor charged together, all or nothing.
@@ -69,10 +69,6 @@ interface Matched {
 
 const OK_UNLIMITED: DescriptorStatus = { code: 'OK', limitRemaining: 2 ** 32 - 1 };
 const OK_NO_LIMIT: DescriptorStatus = { code: 'OK', limitRemaining: 0 };
-
-function digest(value: string): string {
-  return createHash('sha256').update(value).digest('base64url').slice(0, 22);
-}
 
 /**
  * The nodes a descriptor's entries walk through, the last the one it ends on: at each level an exact value
@@ -233,11 +229,10 @@ export class RateLimitService {
               .map((e, i) => `${e.key}_${chain![i]!.literal ? e.value : `#${digest(e.value).slice(0, 8)}`}`)
               .join('.')
           : node.path;
-    // The identifier: the domain and every key and value, digested (values may be credentials), and the limit.
     const key =
       limit === undefined || limit.unlimited
         ? ''
-        : `rls:${digest(`${domain}\n${descriptor.entries.map((e) => `${e.key}\n${e.value}`).join('\n')}`)}:${limit.name}:${limit.requestsPerUnit}/${limit.unit}`;
+        : counterKey({ domain, entries: descriptor.entries }, limit);
     return { node, limit, key, metric };
   }
 
@@ -253,7 +248,8 @@ export class RateLimitService {
   }
 
   #limiter(limit: Limited): Limiter {
-    const id = `${limit.name}:${limit.algorithm}:${limit.requestsPerUnit}/${limit.unit}`;
+    // Limits sent with requests are chosen by clients: the id is an encoding no part can forge.
+    const id = JSON.stringify([limit.name, limit.algorithm, limit.requestsPerUnit, limit.unit]);
     let limiter = this.#limiters.get(id);
     if (limiter === undefined) {
       // Limits sent with requests make limiters too: bounded, and cheap to make again (the counts are in the store).
