@@ -9,6 +9,7 @@ import { type Client, credentials, type ServiceError, status } from '@grpc/grpc-
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { loadRlsConfig } from '../src/rls/config.js';
+import { DETAILED_METRIC_VALUES } from '../src/rls/metrics.js';
 import { rateLimitService } from '../src/rls/protocol.js';
 import { type RunningRls, startRls } from '../src/rls/rls.js';
 
@@ -557,5 +558,31 @@ descriptors:
       keys.disconnect();
       await redis.stop();
     }
+  });
+
+  it(`detailed_metric keeps at most ${DETAILED_METRIC_VALUES} series per descriptor, the rest counted as "other": 500 values, every decision counted`, async () => {
+    await withRls(file('inj.yaml', CRAFTED), async (client, rls) => {
+      const values = Array.from({ length: 500 }, (_, i) => `client-${i}`);
+      for (let at = 0; at < values.length; at += 50) {
+        const reply = await ask(client, {
+          domain: 'inj',
+          descriptors: values.slice(at, at + 50).map((v) => ({ entries: [{ key: 'client', value: v }] })),
+        });
+        assert.equal(reply.overall_code, 'OK');
+      }
+      const text = await (await fetch(`${rls.adminUrl}/metrics`)).text();
+      const series = [
+        ...text.matchAll(
+          /^floodgate_rls_descriptors_total\{domain="inj",descriptor="(client[^"]*)",[^}]*\} (\d+)$/gm,
+        ),
+      ];
+      assert.ok(series.length <= DETAILED_METRIC_VALUES + 1, `${series.length} series`);
+      assert.ok(series.length > DETAILED_METRIC_VALUES, 'the first values keep their own series');
+      assert.equal(
+        series.reduce((sum, [, , n]) => sum + Number(n), 0),
+        500,
+      );
+      assert.ok(series.some(([, label]) => label === 'client#other'));
+    });
   });
 });

@@ -54,6 +54,8 @@ export interface Outcome {
   readonly domain: string;
   /** The node's path, or with `detailed_metric` the descriptor's own values (wildcard values digested). */
   readonly descriptor: string;
+  /** With `detailed_metric`, the node's path: its distinct values are bounded under it. */
+  readonly detailedOf?: string;
   readonly code: Code;
   readonly shadow: boolean;
 }
@@ -65,6 +67,7 @@ interface Matched {
   readonly limit: Limit | undefined;
   readonly key: string;
   readonly metric: string;
+  readonly detailedOf: string | undefined;
 }
 
 const OK_UNLIMITED: DescriptorStatus = { code: 'OK', limitRemaining: 2 ** 32 - 1 };
@@ -184,24 +187,24 @@ export class RateLimitService {
       const now = this.#now();
       const headers: HeaderList = [];
       let retryAfter = 0;
+      const about = (m: Matched) => ({
+        domain: request.domain,
+        descriptor: m.metric,
+        ...(m.detailedOf === undefined ? {} : { detailedOf: m.detailedOf }),
+      });
       const statuses = matched.map((m, i): DescriptorStatus => {
         const d = decisions[i];
         const shadow = m.node?.shadow === true;
         if (m.limit === undefined) {
-          outcomes?.({ domain: request.domain, descriptor: m.metric, code: 'OK', shadow });
+          outcomes?.({ ...about(m), code: 'OK', shadow });
           return OK_NO_LIMIT;
         }
         if (m.limit.unlimited || d === undefined) {
-          outcomes?.({ domain: request.domain, descriptor: m.metric, code: 'OK', shadow });
+          outcomes?.({ ...about(m), code: 'OK', shadow });
           return OK_UNLIMITED;
         }
         const over = !d.allowed;
-        outcomes?.({
-          domain: request.domain,
-          descriptor: m.metric,
-          code: over ? 'OVER_LIMIT' : 'OK',
-          shadow,
-        });
+        outcomes?.({ ...about(m), code: over ? 'OVER_LIMIT' : 'OK', shadow });
         for (const header of rateLimitHeaders(d, now, 'draft-10', false)) merge(headers, header);
         if (over && !shadow && Number.isFinite(d.retryAfter)) retryAfter = Math.max(retryAfter, d.retryAfter);
         return {
@@ -233,7 +236,7 @@ export class RateLimitService {
       limit === undefined || limit.unlimited
         ? ''
         : counterKey({ domain, entries: descriptor.entries }, limit);
-    return { node, limit, key, metric };
+    return { node, limit, key, metric, detailedOf: node?.detailed === true ? node.path : undefined };
   }
 
   #override(node: DescriptorNode | undefined, override: NonNullable<RequestDescriptor['limit']>): Limit {
