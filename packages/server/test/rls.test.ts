@@ -6,12 +6,14 @@ import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { RedisServer } from '@floodgate/test-support';
 import { type Client, credentials, type ServiceError, status } from '@grpc/grpc-js';
+import { MemoryStore } from 'floodgate';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { loadRlsConfig } from '../src/rls/config.js';
 import { DETAILED_METRIC_VALUES } from '../src/rls/metrics.js';
-import { rateLimitService } from '../src/rls/protocol.js';
+import { fromWire, rateLimitService, type WireRequest } from '../src/rls/protocol.js';
 import { type RunningRls, startRls } from '../src/rls/rls.js';
+import { InvalidRequest, MAX_COST, RateLimitService } from '../src/rls/service.js';
 
 // `floodgate rls` spoken to by a real gRPC client over Envoy's own protos.
 
@@ -584,5 +586,103 @@ descriptors:
       );
       assert.ok(series.some(([, label]) => label === 'client#other'));
     });
+  });
+
+  it('a hits_addend past every limit is over the limit, never an error: uint32 max, and a 64-bit varint on the wire', async () => {
+    await withRls(file('inj.yaml', CRAFTED), async (client) => {
+      const max = await ask(client, { ...sent('inj', [['user', 'big']]), hits_addend: 2 ** 32 - 1 });
+      assert.equal(max.overall_code, 'OVER_LIMIT');
+      // A client that writes the field as a uint64 (10 bytes of varint, 2^64 - 1), bypassing protobufjs.
+      const text = (s: string) => [s.length, ...Buffer.from(s)];
+      const entry = [0x0a, ...text('user'), 0x12, ...text('wide')];
+      const descriptor = [0x0a, entry.length, ...entry];
+      const bytes = Buffer.from([
+        0x0a,
+        ...text('inj'),
+        0x12,
+        descriptor.length,
+        ...descriptor,
+        0x18,
+        ...[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
+      ]);
+      const decode = rateLimitService().service.ShouldRateLimit!.responseDeserialize as (b: Buffer) => Reply;
+      const reply = await new Promise<Reply>((resolve, reject) =>
+        client.makeUnaryRequest(
+          '/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit',
+          (b: Buffer) => b,
+          decode,
+          bytes,
+          (error, value) => (error ? reject(error) : resolve(value!)),
+        ),
+      );
+      assert.equal(reply.overall_code, 'OVER_LIMIT');
+      assert.equal((await ask(client, sent('inj', [['user', 'wide']]))).overall_code, 'OK');
+    });
+  });
+
+  it('the service takes a hits_addend past 2^53 as over every limit, and refuses one that is not a whole number', async () => {
+    const service = new RateLimitService(loadRlsConfig(file('inj.yaml', CRAFTED)), new MemoryStore());
+    const request = (hitsAddend: number) => ({
+      domain: 'inj',
+      hitsAddend,
+      descriptors: [
+        { entries: [{ key: 'user', value: 'huge' }] },
+        { entries: [{ key: 'other', value: 'x' }] },
+      ],
+    });
+    for (const huge of [2 ** 53 + 2, 2 ** 64, 1e300]) {
+      const reply = await service.decide(request(huge));
+      assert.equal(reply.overallCode, 'OVER_LIMIT');
+      assert.deepEqual(
+        reply.statuses.map((s) => s.code),
+        ['OVER_LIMIT', 'OK'],
+      );
+    }
+    for (const bad of [-1, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) {
+      assert.throws(() => service.decide(request(bad)), InvalidRequest);
+    }
+    assert.equal((await service.decide(request(0))).overallCode, 'OK');
+  });
+
+  it('reads a uint64 hits_addend given as a string, a bigint or a Long, and refuses one that is not a whole number', () => {
+    const wire = (hits_addend: unknown) =>
+      fromWire({ domain: 'd', descriptors: [], hits_addend } as unknown as WireRequest).hitsAddend;
+    assert.equal(wire('18446744073709551615'), MAX_COST);
+    assert.equal(wire(18446744073709551615n), MAX_COST);
+    assert.equal(
+      wire({ low: -1, high: -1, unsigned: true, toString: () => '18446744073709551615' }),
+      MAX_COST,
+    );
+    assert.equal(wire('7'), 7);
+    assert.equal(wire(undefined), 0);
+    for (const bad of ['-1', '1.5', '', '0x10', {}]) assert.throws(() => wire(bad), InvalidRequest);
+  });
+
+  it('refuses a 1 MB value, key or domain with INVALID_ARGUMENT, and keeps serving', async () => {
+    await withRls(file('inj.yaml', CRAFTED), async (client) => {
+      const mb = 'x'.repeat(1 << 20);
+      const cases: [object, RegExp][] = [
+        [sent('inj', [['user', mb]]), /descriptors\[0\]\.entries\[0\]\.value is longer than 4096/],
+        [sent('inj', [[mb, 'v']]), /descriptors\[0\]\.entries\[0\]\.key is longer than 256/],
+        [sent(mb, [['user', 'v']], once), /domain is longer than 256/],
+      ];
+      for (const [request, message] of cases) {
+        await assert.rejects(ask(client, request), (error: ServiceError) => {
+          assert.equal(error.code, status.INVALID_ARGUMENT);
+          assert.match(error.details, message);
+          return true;
+        });
+      }
+      assert.equal((await ask(client, sent('inj', [['user', 'after']]))).overall_code, 'OK');
+    });
+  });
+
+  it('values that are not well-formed UTF-16 keep their own counters (a lone surrogate is not U+FFFD)', async () => {
+    const service = new RateLimitService(loadRlsConfig(file('inj.yaml', CRAFTED)), new MemoryStore());
+    const ask1 = (value: string) =>
+      service.decide({ domain: 'inj', hitsAddend: 0, descriptors: [{ entries: [{ key: 'user', value }] }] });
+    assert.equal((await ask1('\ud800')).overallCode, 'OK');
+    assert.equal((await ask1('\ufffd')).overallCode, 'OK');
+    assert.equal((await ask1('\ud800')).overallCode, 'OVER_LIMIT');
   });
 });

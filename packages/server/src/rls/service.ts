@@ -44,7 +44,13 @@ export interface RlsResponse {
 export class InvalidRequest extends Error {}
 
 /** Bounds on what one request may carry: far past any real proxy's, short of what could hurt the server. */
-export const BOUNDS = { descriptors: 64, entries: 32, key: 256, value: 4096 } as const;
+export const BOUNDS = { domain: 256, descriptors: 64, entries: 32, key: 256, value: 4096 } as const;
+
+/**
+ * The largest cost charged: above every limit (a uint32), so a larger `hits_addend` is refused just the
+ * same, and a safe integer, which the library requires of a cost.
+ */
+export const MAX_COST = 2 ** 32;
 
 /** Limiters kept, one per distinct limit (configured, or sent with requests). */
 const MAX_LIMITERS = 10_000;
@@ -93,6 +99,11 @@ function walk(root: Level, entries: readonly Entry[]): DescriptorNode[] | undefi
 
 function check(request: RlsRequest): void {
   if (request.domain === '') throw new InvalidRequest('domain must not be empty');
+  // Digested once per descriptor: unbounded, one request could cost as much hashing as it likes.
+  if (request.domain.length > BOUNDS.domain)
+    throw new InvalidRequest(`domain is longer than ${BOUNDS.domain} characters`);
+  if (!Number.isInteger(request.hitsAddend) || request.hitsAddend < 0)
+    throw new InvalidRequest(`hits_addend must be a non-negative integer; got ${request.hitsAddend}`);
   if (request.descriptors.length === 0) throw new InvalidRequest('descriptors must not be empty');
   if (request.descriptors.length > BOUNDS.descriptors)
     throw new InvalidRequest(`at most ${BOUNDS.descriptors} descriptors per request`);
@@ -155,7 +166,7 @@ export class RateLimitService {
     check(request);
     const domain = this.#config.get(request.domain);
     const matched = request.descriptors.map((d) => this.#match(request.domain, domain?.root, d));
-    const cost = request.hitsAddend === 0 ? 1 : request.hitsAddend;
+    const cost = request.hitsAddend === 0 ? 1 : Math.min(request.hitsAddend, MAX_COST);
     // Enforced descriptors are decided together, all or nothing; shadow-mode ones are counted on their own,
     // since what they would refuse must not refuse the request.
     const enforced: number[] = [];
