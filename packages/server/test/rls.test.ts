@@ -6,10 +6,14 @@ import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { RedisServer } from '@floodgate/test-support';
 import { type Client, credentials, type ServiceError, status } from '@grpc/grpc-js';
+import { MemoryStore } from 'floodgate';
+import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { loadRlsConfig } from '../src/rls/config.js';
-import { rateLimitService } from '../src/rls/protocol.js';
+import { DETAILED_METRIC_VALUES } from '../src/rls/metrics.js';
+import { fromWire, rateLimitService, type WireRequest } from '../src/rls/protocol.js';
 import { type RunningRls, startRls } from '../src/rls/rls.js';
+import { InvalidRequest, MAX_COST, RateLimitService } from '../src/rls/service.js';
 
 // `floodgate rls` spoken to by a real gRPC client over Envoy's own protos.
 
@@ -432,5 +436,253 @@ describe('floodgate rls configuration', () => {
     assert.deepEqual([...loadRlsConfig(folder).keys()], ['a', 'b']);
     writeFileSync(join(folder, 'c.yaml'), 'domain: a\n');
     assert.throws(() => loadRlsConfig(folder), /c\.yaml: domain "a" is also in/);
+  });
+});
+
+describe('floodgate rls: values from requests', () => {
+  const CRAFTED = `
+domain: inj
+descriptors:
+  - key: user
+    rate_limit: { name: per_user, unit: hour, requests_per_unit: 1 }
+    descriptors:
+      - key: route
+        rate_limit: { name: per_user, unit: hour, requests_per_unit: 1 }
+  - key: client
+    detailed_metric: true
+    rate_limit: { unit: hour, requests_per_unit: 5 }
+`;
+  const once = { requests_per_unit: 1, unit: 'HOUR' };
+  const sent = (domain: string, entries: Entry[], limit?: object) => ({
+    domain,
+    descriptors: [{ entries: entries.map(([key, value]) => ({ key, value })), ...(limit ? { limit } : {}) }],
+  });
+
+  it('a value carrying the old separator never drains another descriptor: user="v\\nroute\\nw" against user=v, route=w', async () => {
+    await withRls(file('inj.yaml', CRAFTED), async (client) => {
+      const crafted = await ask(client, sent('inj', [['user', 'v\nroute\nw']]));
+      assert.equal(crafted.overall_code, 'OK');
+      const victim = await ask(
+        client,
+        sent('inj', [
+          ['user', 'v'],
+          ['route', 'w'],
+        ]),
+      );
+      assert.equal(victim.overall_code, 'OK');
+      assert.equal(victim.statuses[0]!.limit_remaining, 0);
+      // Each still has its own counter, charged once.
+      assert.equal((await ask(client, sent('inj', [['user', 'v\nroute\nw']]))).overall_code, 'OVER_LIMIT');
+    });
+  });
+
+  it('entries that differ only in separators, in where the domain ends, or in unicode normalisation have their own counters', async () => {
+    await withRls(file('inj.yaml', CRAFTED), async (client) => {
+      // Pairs that a join of the parts with \n, =, `,`, \0 or nothing at all would make one counter; every
+      // request sends a limit of 1 per hour for a descriptor the configuration lacks, so a shared counter
+      // would refuse the second of a pair.
+      const requests: [string, Entry[]][] = [
+        ['inj', [['a', 'b\nc\nd']]],
+        [
+          'inj',
+          [
+            ['a', 'b'],
+            ['c', 'd'],
+          ],
+        ],
+        ['inj', [['a\nb', 'c']]],
+        ['inj', [['a', 'b\nc']]],
+        ['inj', [['a', 'b=c']]],
+        ['inj', [['a=b', 'c']]],
+        ['inj', [['a', 'b,c=d']]],
+        ['inj', [['a,b', 'c=d']]],
+        ['inj', [['a', 'x\u0000y']]],
+        ['inj', [['a\u0000x', 'y']]],
+        ['inj', [['a', 'bc']]],
+        ['inj', [['ab', 'c']]],
+        ['inj', [['k', '']]],
+        [
+          'inj',
+          [
+            ['k', ''],
+            ['k', ''],
+          ],
+        ],
+        ['inj', [['k', '\n']]],
+        [
+          'inj',
+          [
+            ['tenant', 't'],
+            ['id', '1'],
+          ],
+        ],
+        ['inj\ntenant\nt', [['id', '1']]],
+        ['inj\ntenant', [['t', '1']]],
+        // Values are compared as sent, as in the tree's exact matches: é composed and decomposed are two.
+        ['inj', [['u', '\u00e9']]],
+        ['inj', [['u', 'e\u0301']]],
+      ];
+      for (const [domain, entries] of requests) {
+        const reply = await ask(client, sent(domain, entries, once));
+        assert.equal(reply.overall_code, 'OK', `${JSON.stringify([domain, entries])} found its counter used`);
+      }
+      // And each counter is kept: the first again is refused.
+      const [domain, entries] = requests[0]!;
+      assert.equal((await ask(client, sent(domain, entries, once))).overall_code, 'OVER_LIMIT');
+    });
+  });
+
+  it('on Redis: crafted values keep to their own counters, and no value reaches a key', async () => {
+    const redis = await RedisServer.start();
+    const keys = new Redis(redis.port, '127.0.0.1');
+    try {
+      await withRls(
+        file('inj.yaml', CRAFTED),
+        async (client) => {
+          const secret = 'token-3f9a';
+          assert.equal(
+            (await ask(client, sent('inj', [['user', `${secret}\nroute\nw`]]))).overall_code,
+            'OK',
+          );
+          const victim = sent('inj', [
+            ['user', secret],
+            ['route', 'w'],
+          ]);
+          assert.equal((await ask(client, victim)).overall_code, 'OK');
+          assert.equal((await ask(client, victim)).overall_code, 'OVER_LIMIT');
+          const stored = await keys.keys('*');
+          assert.ok(stored.length >= 2, `keys: ${stored.join(' ')}`);
+          for (const key of stored) assert.ok(!key.includes(secret) && !key.includes('route'), key);
+        },
+        redis.url,
+      );
+    } finally {
+      keys.disconnect();
+      await redis.stop();
+    }
+  });
+
+  it(`detailed_metric keeps at most ${DETAILED_METRIC_VALUES} series per descriptor, the rest counted as "other": 500 values, every decision counted`, async () => {
+    await withRls(file('inj.yaml', CRAFTED), async (client, rls) => {
+      const values = Array.from({ length: 500 }, (_, i) => `client-${i}`);
+      for (let at = 0; at < values.length; at += 50) {
+        const reply = await ask(client, {
+          domain: 'inj',
+          descriptors: values.slice(at, at + 50).map((v) => ({ entries: [{ key: 'client', value: v }] })),
+        });
+        assert.equal(reply.overall_code, 'OK');
+      }
+      const text = await (await fetch(`${rls.adminUrl}/metrics`)).text();
+      const series = [
+        ...text.matchAll(
+          /^floodgate_rls_descriptors_total\{domain="inj",descriptor="(client[^"]*)",[^}]*\} (\d+)$/gm,
+        ),
+      ];
+      assert.ok(series.length <= DETAILED_METRIC_VALUES + 1, `${series.length} series`);
+      assert.ok(series.length > DETAILED_METRIC_VALUES, 'the first values keep their own series');
+      assert.equal(
+        series.reduce((sum, [, , n]) => sum + Number(n), 0),
+        500,
+      );
+      assert.ok(series.some(([, label]) => label === 'client#other'));
+    });
+  });
+
+  it('a hits_addend past every limit is over the limit, never an error: uint32 max, and a 64-bit varint on the wire', async () => {
+    await withRls(file('inj.yaml', CRAFTED), async (client) => {
+      const max = await ask(client, { ...sent('inj', [['user', 'big']]), hits_addend: 2 ** 32 - 1 });
+      assert.equal(max.overall_code, 'OVER_LIMIT');
+      // A client that writes the field as a uint64 (10 bytes of varint, 2^64 - 1), bypassing protobufjs.
+      const text = (s: string) => [s.length, ...Buffer.from(s)];
+      const entry = [0x0a, ...text('user'), 0x12, ...text('wide')];
+      const descriptor = [0x0a, entry.length, ...entry];
+      const bytes = Buffer.from([
+        0x0a,
+        ...text('inj'),
+        0x12,
+        descriptor.length,
+        ...descriptor,
+        0x18,
+        ...[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
+      ]);
+      const decode = rateLimitService().service.ShouldRateLimit!.responseDeserialize as (b: Buffer) => Reply;
+      const reply = await new Promise<Reply>((resolve, reject) =>
+        client.makeUnaryRequest(
+          '/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit',
+          (b: Buffer) => b,
+          decode,
+          bytes,
+          (error, value) => (error ? reject(error) : resolve(value!)),
+        ),
+      );
+      assert.equal(reply.overall_code, 'OVER_LIMIT');
+      assert.equal((await ask(client, sent('inj', [['user', 'wide']]))).overall_code, 'OK');
+    });
+  });
+
+  it('the service takes a hits_addend past 2^53 as over every limit, and refuses one that is not a whole number', async () => {
+    const service = new RateLimitService(loadRlsConfig(file('inj.yaml', CRAFTED)), new MemoryStore());
+    const request = (hitsAddend: number) => ({
+      domain: 'inj',
+      hitsAddend,
+      descriptors: [
+        { entries: [{ key: 'user', value: 'huge' }] },
+        { entries: [{ key: 'other', value: 'x' }] },
+      ],
+    });
+    for (const huge of [2 ** 53 + 2, 2 ** 64, 1e300]) {
+      const reply = await service.decide(request(huge));
+      assert.equal(reply.overallCode, 'OVER_LIMIT');
+      assert.deepEqual(
+        reply.statuses.map((s) => s.code),
+        ['OVER_LIMIT', 'OK'],
+      );
+    }
+    for (const bad of [-1, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) {
+      assert.throws(() => service.decide(request(bad)), InvalidRequest);
+    }
+    assert.equal((await service.decide(request(0))).overallCode, 'OK');
+  });
+
+  it('reads a uint64 hits_addend given as a string, a bigint or a Long, and refuses one that is not a whole number', () => {
+    const wire = (hits_addend: unknown) =>
+      fromWire({ domain: 'd', descriptors: [], hits_addend } as unknown as WireRequest).hitsAddend;
+    assert.equal(wire('18446744073709551615'), MAX_COST);
+    assert.equal(wire(18446744073709551615n), MAX_COST);
+    assert.equal(
+      wire({ low: -1, high: -1, unsigned: true, toString: () => '18446744073709551615' }),
+      MAX_COST,
+    );
+    assert.equal(wire('7'), 7);
+    assert.equal(wire(undefined), 0);
+    for (const bad of ['-1', '1.5', '', '0x10', {}]) assert.throws(() => wire(bad), InvalidRequest);
+  });
+
+  it('refuses a 1 MB value, key or domain with INVALID_ARGUMENT, and keeps serving', async () => {
+    await withRls(file('inj.yaml', CRAFTED), async (client) => {
+      const mb = 'x'.repeat(1 << 20);
+      const cases: [object, RegExp][] = [
+        [sent('inj', [['user', mb]]), /descriptors\[0\]\.entries\[0\]\.value is longer than 4096/],
+        [sent('inj', [[mb, 'v']]), /descriptors\[0\]\.entries\[0\]\.key is longer than 256/],
+        [sent(mb, [['user', 'v']], once), /domain is longer than 256/],
+      ];
+      for (const [request, message] of cases) {
+        await assert.rejects(ask(client, request), (error: ServiceError) => {
+          assert.equal(error.code, status.INVALID_ARGUMENT);
+          assert.match(error.details, message);
+          return true;
+        });
+      }
+      assert.equal((await ask(client, sent('inj', [['user', 'after']]))).overall_code, 'OK');
+    });
+  });
+
+  it('values that are not well-formed UTF-16 keep their own counters (a lone surrogate is not U+FFFD)', async () => {
+    const service = new RateLimitService(loadRlsConfig(file('inj.yaml', CRAFTED)), new MemoryStore());
+    const ask1 = (value: string) =>
+      service.decide({ domain: 'inj', hitsAddend: 0, descriptors: [{ entries: [{ key: 'user', value }] }] });
+    assert.equal((await ask1('\ud800')).overallCode, 'OK');
+    assert.equal((await ask1('\ufffd')).overallCode, 'OK');
+    assert.equal((await ask1('\ud800')).overallCode, 'OVER_LIMIT');
   });
 });

@@ -2,6 +2,13 @@ import { Counter, collectDefaultMetrics, Registry } from 'prom-client';
 import type { RlsConfig } from './config.js';
 import type { Outcome } from './service.js';
 
+/**
+ * Series kept per `detailed_metric` descriptor: each distinct value of a wildcard would otherwise be a
+ * series of its own, never freed, as many as clients choose to send. The first this many values seen keep
+ * theirs; later ones are all counted under `<the descriptor's path>#other`, so totals stay exact.
+ */
+export const DETAILED_METRIC_VALUES = 100;
+
 export interface RlsMetrics {
   readonly registry: Registry;
   readonly requests: Counter<'domain' | 'code'>;
@@ -44,6 +51,7 @@ export function createRlsMetrics(): RlsMetrics {
     help: 'Failed calls to the rate-limit store (decided in memory meanwhile)',
     registers: [registry],
   });
+  const detailed = detailedLabels();
   return {
     registry,
     requests,
@@ -51,14 +59,44 @@ export function createRlsMetrics(): RlsMetrics {
     invalid,
     reloads,
     storeErrors,
-    outcome(config, { domain, descriptor, code, shadow }) {
+    outcome(config, { domain, descriptor, detailedOf, code, shadow }) {
       const known = config.has(domain);
       descriptors.inc({
         domain: known ? domain : 'unknown',
-        descriptor: known ? descriptor : 'unmatched',
+        descriptor: !known
+          ? 'unmatched'
+          : detailedOf === undefined
+            ? descriptor
+            : detailed.label(domain, detailedOf, descriptor),
         code,
         shadow: String(shadow && code === 'OVER_LIMIT'),
       });
+    },
+  };
+}
+
+/**
+ * The labels of `detailed_metric` descriptors, at most `DETAILED_METRIC_VALUES` per descriptor. What was
+ * seen is kept across reloads (the series outlive them too), by domain and path, which the configuration bounds.
+ */
+function detailedLabels(): { label(domain: string, path: string, descriptor: string): string } {
+  const seen = new Map<string, Map<string, Set<string>>>();
+  return {
+    label(domain, path, descriptor) {
+      let paths = seen.get(domain);
+      if (paths === undefined) {
+        paths = new Map();
+        seen.set(domain, paths);
+      }
+      let labels = paths.get(path);
+      if (labels === undefined) {
+        labels = new Set();
+        paths.set(path, labels);
+      }
+      if (labels.has(descriptor)) return descriptor;
+      if (labels.size >= DETAILED_METRIC_VALUES) return `${path}#other`;
+      labels.add(descriptor);
+      return descriptor;
     },
   };
 }

@@ -2,7 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { type GrpcObject, loadPackageDefinition, type ServiceClientConstructor } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { UNITS, type Unit } from './config.js';
-import { InvalidRequest, type RlsRequest, type RlsResponse } from './service.js';
+import { InvalidRequest, MAX_COST, type RlsRequest, type RlsResponse } from './service.js';
 
 // Envoy's RLS v3 on the wire: the official protos (vendored under proto/, with where they came from), and
 // the conversion between their messages, as proto-loader gives them, and the service's plain objects.
@@ -40,16 +40,32 @@ interface WireDescriptor {
 export interface WireRequest {
   domain?: string;
   descriptors?: WireDescriptor[];
-  hits_addend?: number;
+  /** A number as loaded (`longs: Number`); a string, bigint or Long when given by other means. */
+  hits_addend?: number | string | bigint | object | null;
 }
 
 const UNIT_NAMES = new Set(Object.keys(UNITS));
+
+/**
+ * `hits_addend` as a number: a uint32 in Envoy's v3 protos, but a uint64 elsewhere and, from a loader
+ * or client other than ours, a decimal string, a bigint or a Long. One past every limit is `MAX_COST`
+ * (the number would lose its exactness past 2^53 and the library refuses such a cost).
+ */
+function hitsOf(raw: WireRequest['hits_addend']): number {
+  if (raw === undefined || raw === null) return 0;
+  if (typeof raw === 'number') return raw;
+  const text = String(raw);
+  if (!/^\d+$/.test(text))
+    throw new InvalidRequest(`hits_addend must be a non-negative integer; got ${text.slice(0, 32)}`);
+  const big = BigInt(text);
+  return big > BigInt(MAX_COST) ? MAX_COST : Number(big);
+}
 
 /** A request as the service reads it; what cannot be read is an `InvalidRequest`. */
 export function fromWire(wire: WireRequest): RlsRequest {
   return {
     domain: wire.domain ?? '',
-    hitsAddend: wire.hits_addend ?? 0,
+    hitsAddend: hitsOf(wire.hits_addend),
     descriptors: (wire.descriptors ?? []).map((d, i) => {
       const entries = (d.entries ?? []).map((e) => ({ key: e.key ?? '', value: e.value ?? '' }));
       if (d.limit === null || d.limit === undefined) return { entries };

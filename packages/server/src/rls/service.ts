@@ -1,7 +1,7 @@
-import { createHash } from 'node:crypto';
 import { type Decision, isInvalidOption, Limiter, resolvePolicy, type Store } from 'floodgate';
 import { allOf, andThen, type HeaderList, type MaybePromise, rateLimitHeaders } from 'floodgate/http';
 import { type DescriptorNode, type Level, type Limit, type RlsConfig, UNITS, type Unit } from './config.js';
+import { counterKey, digest } from './keys.js';
 
 // The decision of a ShouldRateLimit call, apart from gRPC: which node of the domain's tree each descriptor
 // ends on, then every limited descriptor charged together, all or nothing.
@@ -44,7 +44,13 @@ export interface RlsResponse {
 export class InvalidRequest extends Error {}
 
 /** Bounds on what one request may carry: far past any real proxy's, short of what could hurt the server. */
-export const BOUNDS = { descriptors: 64, entries: 32, key: 256, value: 4096 } as const;
+export const BOUNDS = { domain: 256, descriptors: 64, entries: 32, key: 256, value: 4096 } as const;
+
+/**
+ * The largest cost charged: above every limit (a uint32), so a larger `hits_addend` is refused just the
+ * same, and a safe integer, which the library requires of a cost.
+ */
+export const MAX_COST = 2 ** 32;
 
 /** Limiters kept, one per distinct limit (configured, or sent with requests). */
 const MAX_LIMITERS = 10_000;
@@ -54,6 +60,8 @@ export interface Outcome {
   readonly domain: string;
   /** The node's path, or with `detailed_metric` the descriptor's own values (wildcard values digested). */
   readonly descriptor: string;
+  /** With `detailed_metric`, the node's path: its distinct values are bounded under it. */
+  readonly detailedOf?: string;
   readonly code: Code;
   readonly shadow: boolean;
 }
@@ -65,14 +73,11 @@ interface Matched {
   readonly limit: Limit | undefined;
   readonly key: string;
   readonly metric: string;
+  readonly detailedOf: string | undefined;
 }
 
 const OK_UNLIMITED: DescriptorStatus = { code: 'OK', limitRemaining: 2 ** 32 - 1 };
 const OK_NO_LIMIT: DescriptorStatus = { code: 'OK', limitRemaining: 0 };
-
-function digest(value: string): string {
-  return createHash('sha256').update(value).digest('base64url').slice(0, 22);
-}
 
 /**
  * The nodes a descriptor's entries walk through, the last the one it ends on: at each level an exact value
@@ -94,6 +99,11 @@ function walk(root: Level, entries: readonly Entry[]): DescriptorNode[] | undefi
 
 function check(request: RlsRequest): void {
   if (request.domain === '') throw new InvalidRequest('domain must not be empty');
+  // Digested once per descriptor: unbounded, one request could cost as much hashing as it likes.
+  if (request.domain.length > BOUNDS.domain)
+    throw new InvalidRequest(`domain is longer than ${BOUNDS.domain} characters`);
+  if (!Number.isInteger(request.hitsAddend) || request.hitsAddend < 0)
+    throw new InvalidRequest(`hits_addend must be a non-negative integer; got ${request.hitsAddend}`);
   if (request.descriptors.length === 0) throw new InvalidRequest('descriptors must not be empty');
   if (request.descriptors.length > BOUNDS.descriptors)
     throw new InvalidRequest(`at most ${BOUNDS.descriptors} descriptors per request`);
@@ -156,7 +166,7 @@ export class RateLimitService {
     check(request);
     const domain = this.#config.get(request.domain);
     const matched = request.descriptors.map((d) => this.#match(request.domain, domain?.root, d));
-    const cost = request.hitsAddend === 0 ? 1 : request.hitsAddend;
+    const cost = request.hitsAddend === 0 ? 1 : Math.min(request.hitsAddend, MAX_COST);
     // Enforced descriptors are decided together, all or nothing; shadow-mode ones are counted on their own,
     // since what they would refuse must not refuse the request.
     const enforced: number[] = [];
@@ -188,24 +198,24 @@ export class RateLimitService {
       const now = this.#now();
       const headers: HeaderList = [];
       let retryAfter = 0;
+      const about = (m: Matched) => ({
+        domain: request.domain,
+        descriptor: m.metric,
+        ...(m.detailedOf === undefined ? {} : { detailedOf: m.detailedOf }),
+      });
       const statuses = matched.map((m, i): DescriptorStatus => {
         const d = decisions[i];
         const shadow = m.node?.shadow === true;
         if (m.limit === undefined) {
-          outcomes?.({ domain: request.domain, descriptor: m.metric, code: 'OK', shadow });
+          outcomes?.({ ...about(m), code: 'OK', shadow });
           return OK_NO_LIMIT;
         }
         if (m.limit.unlimited || d === undefined) {
-          outcomes?.({ domain: request.domain, descriptor: m.metric, code: 'OK', shadow });
+          outcomes?.({ ...about(m), code: 'OK', shadow });
           return OK_UNLIMITED;
         }
         const over = !d.allowed;
-        outcomes?.({
-          domain: request.domain,
-          descriptor: m.metric,
-          code: over ? 'OVER_LIMIT' : 'OK',
-          shadow,
-        });
+        outcomes?.({ ...about(m), code: over ? 'OVER_LIMIT' : 'OK', shadow });
         for (const header of rateLimitHeaders(d, now, 'draft-10', false)) merge(headers, header);
         if (over && !shadow && Number.isFinite(d.retryAfter)) retryAfter = Math.max(retryAfter, d.retryAfter);
         return {
@@ -233,12 +243,11 @@ export class RateLimitService {
               .map((e, i) => `${e.key}_${chain![i]!.literal ? e.value : `#${digest(e.value).slice(0, 8)}`}`)
               .join('.')
           : node.path;
-    // The identifier: the domain and every key and value, digested (values may be credentials), and the limit.
     const key =
       limit === undefined || limit.unlimited
         ? ''
-        : `rls:${digest(`${domain}\n${descriptor.entries.map((e) => `${e.key}\n${e.value}`).join('\n')}`)}:${limit.name}:${limit.requestsPerUnit}/${limit.unit}`;
-    return { node, limit, key, metric };
+        : counterKey({ domain, entries: descriptor.entries }, limit);
+    return { node, limit, key, metric, detailedOf: node?.detailed === true ? node.path : undefined };
   }
 
   #override(node: DescriptorNode | undefined, override: NonNullable<RequestDescriptor['limit']>): Limit {
@@ -253,7 +262,8 @@ export class RateLimitService {
   }
 
   #limiter(limit: Limited): Limiter {
-    const id = `${limit.name}:${limit.algorithm}:${limit.requestsPerUnit}/${limit.unit}`;
+    // Limits sent with requests are chosen by clients: the id is an encoding no part can forge.
+    const id = JSON.stringify([limit.name, limit.algorithm, limit.requestsPerUnit, limit.unit]);
     let limiter = this.#limiters.get(id);
     if (limiter === undefined) {
       // Limits sent with requests make limiters too: bounded, and cheap to make again (the counts are in the store).
