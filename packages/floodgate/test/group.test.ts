@@ -22,6 +22,25 @@ function limiters(store: Store, clock: ManualClock) {
 }
 
 describe('Limiter.consumeAll on the memory store', () => {
+  it('merges only the same state: a key holding a newline and a policy id is another member', async () => {
+    const clock = new ManualClock(0);
+    const store = new MemoryStore({ clock });
+    const first = { name: 'a', algorithm: 'fixed-window', limit: 1, window: '1m' } as const;
+    const second = { name: 'b', algorithm: 'fixed-window', limit: 1, window: '1m' } as const;
+    const one = new Limiter({ store, clock, policies: [second] });
+    const two = new Limiter({ store, clock, policies: [first, second] });
+    const [firstId] = two.policiesFor('').map((p) => p.id);
+    const decisions = await Limiter.consumeAll([
+      { limiter: one, key: `k\n${firstId}` },
+      { limiter: two, key: 'k' },
+    ]);
+    assert.deepEqual(
+      decisions.map((d) => d.allowed),
+      [true, true],
+      'two identifiers, each within its limit of 1: merged, they would cost 2 and be refused',
+    );
+  });
+
   it('charges every member or none: a refusal by one leaves the others as they were', () => {
     const clock = new ManualClock(0);
     const store = new MemoryStore({ clock });

@@ -181,7 +181,8 @@ export class Limiter {
       }
       const key = boundKey(id, limiter.#maxKeyLength);
       // The same state asked for twice is one member at the summed cost: two would each see it uncharged.
-      const same = `${key}\n${set.policies.map((p) => p.id).join('\n')}`;
+      // JSON keeps it injective: a key holding a newline cannot pass for another key and policy list.
+      const same = JSON.stringify([key, ...set.policies.map((p) => p.id)]);
       const at = seen.get(same);
       if (at !== undefined) {
         members[at] = { ...members[at]!, cost: members[at]!.cost + cost };
