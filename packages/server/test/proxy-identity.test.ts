@@ -1,0 +1,65 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { pino } from 'pino';
+import { validateProxyConfig } from '../src/proxy/config.js';
+import { type RunningProxy, startProxy } from '../src/proxy/proxy.js';
+import { type NodeUpstream, startNodeUpstream } from './helpers/upstreams.js';
+
+// The proxy's front door against the identity attacks: IPv6 clients against deny and allow lists, and
+// IPv4-mapped addresses written by a trusted proxy in any notation.
+
+let up: NodeUpstream;
+const running: RunningProxy[] = [];
+before(async () => {
+  up = await startNodeUpstream();
+});
+after(async () => {
+  await Promise.all(running.map((p) => p.stop()));
+  await up.close();
+});
+
+async function proxyFor(data: Record<string, unknown>): Promise<RunningProxy> {
+  const log = pino({ level: 'silent' });
+  const proxy = await startProxy(validateProxyConfig({ admin: false, upstream: up.url, ...data }), { log });
+  running.push(proxy);
+  return proxy;
+}
+
+const policies = [{ limit: 1, window: '1m', algorithm: 'fixed-window' }];
+
+async function statuses(url: string, n: number, headers: Record<string, string> = {}): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const res = await fetch(url, { headers });
+    await res.arrayBuffer();
+    out.push(res.status);
+  }
+  return out;
+}
+
+describe('proxy: identity at the edges', () => {
+  it('deny lists refuse an IPv6 client by its address, at the top level and in a rule', async () => {
+    for (const deny of [['::1'], ['::/0'], ['loopback']]) {
+      const top = await proxyFor({ listen: '[::1]:0', deny, rules: [{ name: 'all', policies }] });
+      assert.deepEqual(await statuses(`${top.url}/`, 1), [403], `deny ${deny}`);
+      const inRule = await proxyFor({ listen: '[::1]:0', rules: [{ name: 'all', policies, deny }] });
+      assert.deepEqual(await statuses(`${inRule.url}/`, 1), [403], `rule deny ${deny}`);
+    }
+    const allowed = await proxyFor({ listen: '[::1]:0', allow: ['::1'], rules: [{ name: 'all', policies }] });
+    assert.deepEqual(await statuses(`${allowed.url}/`, 3), [200, 200, 200]);
+  });
+
+  it('behind a trusted proxy, a hex-written IPv4-mapped client is its IPv4 client, for lists and limits', async () => {
+    const proxy = await proxyFor({
+      listen: 0,
+      trustProxy: ['loopback'],
+      deny: ['198.51.100.9'],
+      rules: [{ name: 'all', policies }],
+    });
+    const url = `${proxy.url}/`;
+    assert.deepEqual(await statuses(url, 1, { 'x-forwarded-for': '::ffff:c633:6409' }), [403]);
+    assert.deepEqual(await statuses(url, 1, { 'x-forwarded-for': '::ffff:7f09:909' }), [200]);
+    assert.deepEqual(await statuses(url, 1, { 'x-forwarded-for': '::ffff:7f09:90a' }), [200], 'not one /64');
+    assert.deepEqual(await statuses(url, 1, { 'x-forwarded-for': '127.9.9.9' }), [429]);
+  });
+});
