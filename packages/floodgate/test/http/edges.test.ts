@@ -7,22 +7,11 @@ import { rateLimit as honoLimit } from '../../src/http/hono.js';
 import { Limiter } from '../../src/limiter/limiter.js';
 import { Shedder } from '../../src/limiter/shedder.js';
 import { RedisStore } from '../../src/stores/redis/index.js';
-import { FRAMEWORKS, holdRequests, type Running } from './servers.js';
+import { FRAMEWORKS, get, holdRequests, serving, statuses } from './servers.js';
 
 // The attacks found at the edges, on every adapter, over real HTTP: IPv6 and IPv4-mapped clients against
 // allow/deny lists, costs that are not numbers, clients that hang up on a counted login, a Redis that
 // is gone under `onStoreError: "closed"`, forwarding headers nobody trusts.
-
-async function get(base: string, path = '/', headers: Record<string, string> = {}) {
-  const res = await fetch(base + path, { headers });
-  return { status: res.status, headers: res.headers, body: await res.text() };
-}
-
-async function statuses(base: string, n: number, path = '/', headers: Record<string, string> = {}) {
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) out.push((await get(base, path, headers)).status);
-  return out;
-}
 
 let redis: RedisServer;
 before(async () => {
@@ -34,14 +23,7 @@ after(async () => {
 
 for (const [framework, start] of Object.entries(FRAMEWORKS)) {
   describe(`HTTP adapter at the edges: ${framework}`, () => {
-    async function withServer(options: object, body: (s: Running) => Promise<void>, host?: string) {
-      const server = await start(options, host);
-      try {
-        await body(server);
-      } finally {
-        await server.close();
-      }
-    }
+    const withServer = serving(start);
 
     it('deny and allow lists match an IPv6 peer by its address, not its /64 group', async () => {
       const policies = { limit: 1, window: '1m' };

@@ -7,20 +7,9 @@ import { byBasicUser, byHeader, type HttpLimitOptions } from '../../src/http/ind
 type Options = HttpLimitOptions<unknown>;
 
 import type { Store } from '../../src/stores/store.js';
-import { FRAMEWORKS, type Running } from './servers.js';
+import { FRAMEWORKS, get, serving, statuses } from './servers.js';
 
 // Every adapter, a real server on loopback, real HTTP: the same behaviour whatever the framework.
-
-async function get(base: string, path = '/', headers: Record<string, string> = {}) {
-  const res = await fetch(base + path, { headers });
-  return { status: res.status, headers: res.headers, body: await res.text() };
-}
-
-async function statuses(base: string, n: number, path = '/', headers: Record<string, string> = {}) {
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) out.push((await get(base, path, headers)).status);
-  return out;
-}
 
 const basic = (user: string, password = 'pw') =>
   `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
@@ -33,14 +22,7 @@ const failingStore: Store = {
 
 for (const [framework, start] of Object.entries(FRAMEWORKS)) {
   describe(`HTTP adapter: ${framework}`, () => {
-    async function withServer(options: Options, body: (s: Running) => Promise<void>, host?: string) {
-      const server = await start(options, host);
-      try {
-        await body(server);
-      } finally {
-        await server.close();
-      }
-    }
+    const withServer = serving(start);
 
     it('limits, with RateLimit headers per policy, and a 429 problem body', async () => {
       const clock = new ManualClock(1_700_000_000_000);

@@ -24,6 +24,31 @@ export interface Running {
  */
 export type Start = (options: object, host?: string) => Promise<Running>;
 
+/** A GET over real HTTP: its status, header fields and body. */
+export async function get(base: string, path = '/', headers: Record<string, string> = {}) {
+  const res = await fetch(base + path, { headers });
+  return { status: res.status, headers: res.headers, body: await res.text() };
+}
+
+/** The statuses of `n` GETs one after the other. */
+export async function statuses(base: string, n: number, path = '/', headers: Record<string, string> = {}) {
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) out.push((await get(base, path, headers)).status);
+  return out;
+}
+
+/** Runs `body` against a server of `start`'s framework made with `options`, and closes it after. */
+export function serving(start: Start) {
+  return async (options: object, body: (s: Running) => Promise<void>, host?: string): Promise<void> => {
+    const server = await start(options, host);
+    try {
+      await body(server);
+    } finally {
+      await server.close();
+    }
+  };
+}
+
 let gate: Promise<void> = Promise.resolve();
 
 /** Holds every `/wait` request until the returned function is called. */
