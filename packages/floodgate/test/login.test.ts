@@ -182,3 +182,39 @@ describe('LoginGuard: one client per address, whatever its notation', () => {
     assert.equal(statuses.filter((s) => s === 429).length, 35);
   });
 });
+
+describe('LoginGuard: values that are not addresses or names', () => {
+  it('what is not an address is one unknown client, never a budget per made-up string', async () => {
+    const guard = new LoginGuard();
+    const made = ['01.2.3.4', '1.02.3.4', '1.2.3.4.', '16909060', 'garbage1', 'garbage2', '', 'unknown'];
+    let allowed = 0;
+    for (const ip of made) if ((await guard.attempt('john', ip)).allowed) allowed++;
+    assert.equal(allowed, 5);
+  });
+
+  it('refuses a user that is not a string, naming it', async () => {
+    const guard = new LoginGuard();
+    for (const user of [undefined, null, {}, 42])
+      await assert.rejects(guard.attempt(user as never, '203.0.113.1'), /"user" must be a string/);
+  });
+});
+
+describe('LoginGuard during a store outage', () => {
+  it('a right password is a login even when the store cannot take the give-back', async () => {
+    const server = await RedisServer.start();
+    const client = new Redis(server.port, '127.0.0.1', { maxRetriesPerRequest: 0 });
+    client.on('error', () => {});
+    try {
+      for (const onStoreError of ['fallback', 'open'] as const) {
+        const guard = new LoginGuard({ store: new RedisStore({ client, onStoreError, timeout: 100 }) });
+        if (server.running) await server.kill();
+        const attempt = await guard.attempt('john', '203.0.113.1');
+        assert.equal(attempt.allowed, true, onStoreError);
+        await attempt.succeeded(); // resolves: no 500 for a user who typed the right password
+      }
+    } finally {
+      client.disconnect();
+      await server.stop();
+    }
+  });
+});

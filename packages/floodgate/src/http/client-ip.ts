@@ -1,6 +1,6 @@
 import { BlockList, isIP } from 'node:net';
 import { invalidOption } from '../core/errors.js';
-import { normalizeIp } from '../core/ip.js';
+import { groupIp, normalizeIp } from '../core/ip.js';
 
 export { groupIp, normalizeIp } from '../core/ip.js';
 
@@ -24,20 +24,36 @@ const NAMED: Record<string, string[]> = {
 export class AddressSet {
   readonly #list = new BlockList();
 
-  /** Adds `entry`; false when it is not an address or a block (the caller decides whether that is an error). */
-  add(entry: string): boolean {
+  /**
+   * Adds `entry`: true when it is an address or a block; false when it is neither (a key, for the lists);
+   * `'invalid'` when it is an address with a block that cannot be one (`10.0.0.0/33`, `1.2.3.4/8/9`).
+   * Blocks written in IPv4-mapped IPv6 (`::ffff:10.0.0.0/104`) are the IPv4 block they map, as clients
+   * are folded to IPv4; an IPv6 block that holds all of `::ffff:0:0/96` (`::/0`) holds every IPv4 client.
+   */
+  add(entry: string): boolean | 'invalid' {
     for (const named of NAMED[entry] ?? [entry]) {
       const [address, bits, extra] = named.split('/');
       const ip = normalizeIp(address);
-      if (ip === '' || extra !== undefined) return false;
+      if (ip === '') return false;
+      if (extra !== undefined) return 'invalid';
       const family = isIP(ip) === 4 ? 'ipv4' : 'ipv6';
       if (bits === undefined) {
         this.#list.addAddress(ip, family);
         continue;
       }
+      if (!/^\d{1,3}$/.test(bits)) return 'invalid';
       const prefix = Number(bits);
-      if (!/^\d+$/.test(bits) || prefix > (family === 'ipv4' ? 32 : 128)) return false;
+      const written = isIP(address!.replace(/^\[|\]$/g, '')) === 6 ? 'ipv6' : family;
+      if (prefix > (written === 'ipv4' ? 32 : 128)) return 'invalid';
+      if (written === 'ipv6' && family === 'ipv4') {
+        // A mapped block: its last 32 bits are the IPv4 block (a prefix under 96 reaches past the mapping).
+        if (prefix < 96) return 'invalid';
+        this.#list.addSubnet(ip, prefix - 96, 'ipv4');
+        continue;
+      }
       this.#list.addSubnet(ip, prefix, family);
+      if (family === 'ipv6' && prefix <= 96 && groupIp('::ffff:0:0', prefix) === groupIp(ip, prefix))
+        this.#list.addSubnet('0.0.0.0', 0, 'ipv4');
     }
     return true;
   }
@@ -64,7 +80,7 @@ export function clientIpResolver(
   } else if (Array.isArray(trust)) {
     const set = new AddressSet();
     for (const [i, entry] of trust.entries()) {
-      if (typeof entry !== 'string' || !set.add(entry)) {
+      if (typeof entry !== 'string' || set.add(entry) !== true) {
         throw invalidOption(
           `${option}[${i}]`,
           'an IP address, a CIDR block, or "loopback"/"private"/"linklocal"',

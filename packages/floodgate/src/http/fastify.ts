@@ -74,14 +74,19 @@ export function floodgate(
     const { policies: _p, store: _s, ...shared } = common;
     // Each route's guard is made once, when the route is declared (so a bad route setting fails at start),
     // and its hook added to that route alone: a request does not look its route's settings up.
+    // One guard per route setting: the HEAD route Fastify adds for a GET route carries the GET's setting,
+    // and must spend from its budget, not get one of its own.
+    const guards = new WeakMap<object, HttpGuard<FastifyRequestLike>>();
     fastify.addHook('onRoute', (route) => {
       const limit = (route.config as { rateLimit?: FastifyRouteLimit | null } | undefined)?.rateLimit;
       if (limit === false || ((limit === undefined || limit === null) && !global)) return;
       let guard = base;
       if (limit !== undefined && limit !== null) {
+        const made = guards.get(limit);
         // The route's own policies make its own limiter; otherwise it shares the plugin's.
         const own = limit.policies !== undefined || limit.limiter !== undefined;
-        guard = new HttpGuard({ ...(own ? shared : { ...shared, limiter: base.limiter }), ...limit });
+        guard = made ?? new HttpGuard({ ...(own ? shared : { ...shared, limiter: base.limiter }), ...limit });
+        guards.set(limit, guard);
       }
       const hook = limitWith(guard);
       const existing = route.onRequest;

@@ -138,6 +138,8 @@ export class HttpGuard<Req> {
   #limit(request: Req, view: RequestView): MaybePromise<Verdict> {
     const o = this.#o;
     const client = this.#clientIp(view);
+    // Address lists that cannot be checked would be skipped in silence.
+    if (client.address === '' && view.peer === undefined && this.#o.listsAddresses) throw noClientAddress();
     const listed = this.#byAddress(client.address);
     if (listed !== undefined) return listed;
     const ip = client.grouped;
@@ -197,8 +199,9 @@ export class HttpGuard<Req> {
 
   /** The allow and deny lists' answer for a client address, if they have one. */
   #byAddress(ip: string): Verdict | undefined {
-    if (!this.#o.allow.empty && this.#o.allow.addresses.has(ip)) return PASS;
+    // Deny first: "always refused" holds even for an address inside an allowed block.
     if (!this.#o.deny.empty && this.#o.deny.addresses.has(ip)) return this.#forbidden();
+    if (!this.#o.allow.empty && this.#o.allow.addresses.has(ip)) return PASS;
     return undefined;
   }
 
@@ -220,8 +223,8 @@ export class HttpGuard<Req> {
       // A peer whose socket is already gone: nobody will read the answer, so one shared key does no harm.
       key = this.#fallbackKey.extract(view, ip) ?? 'ip:unknown';
     }
-    if (!this.#o.allow.empty && this.#o.allow.keys.has(key)) return PASS;
     if (!this.#o.deny.empty && this.#o.deny.keys.has(key)) return this.#forbidden();
+    if (!this.#o.allow.empty && this.#o.allow.keys.has(key)) return PASS;
     return key;
   }
 
@@ -312,13 +315,24 @@ export class HttpGuard<Req> {
     return (status) => {
       if (settled) return;
       settled = true;
-      // An answer that never reached the client is no success (a login guess whose client hung up counts).
-      const failed = status === undefined || isFailure(status);
-      const refund = countOnly !== undefined && (countOnly === 'failed') !== failed;
-      // After the response: nobody awaits these, so a failure is reported, never thrown.
-      const report = (error: unknown) => onError?.(error, request);
+      // After the response: nobody awaits these, so a failure is reported, never thrown (a throw here would
+      // be uncaught, and end the process).
+      const report = (error: unknown) => {
+        try {
+          onError?.(error, request);
+        } catch {}
+      };
       if (lease !== undefined) this.limiter.release(key, lease).catch(report);
-      if (refund) this.limiter.refund(key, cost).catch(report);
+      if (countOnly === undefined) return;
+      let failed: boolean;
+      try {
+        // An answer that never reached the client is no success (a login guess whose client hung up counts).
+        failed = status === undefined || isFailure(status) === true;
+      } catch (error) {
+        report(error);
+        failed = true; // kept counted: a broken isFailure never refunds
+      }
+      if ((countOnly === 'failed') !== failed) this.limiter.refund(key, cost).catch(report);
     };
   }
 }

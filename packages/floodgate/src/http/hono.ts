@@ -1,5 +1,6 @@
 import type { Decision } from '../core/decision.js';
 import { invalidOption } from '../core/errors.js';
+import { normalizeIp } from '../core/ip.js';
 import { HttpGuard } from './guard.js';
 import { type NodeResponseLike, setNodeHeaders, settleWhenDone } from './node-common.js';
 import type { HttpLimitOptions } from './options.js';
@@ -40,6 +41,14 @@ function nodeSocketAddress(c: HonoContextLike): string | undefined {
   return incoming === undefined ? undefined : (incoming.socket?.remoteAddress ?? '');
 }
 
+/**
+ * What an `address` function answered, as a peer: anything but an address (undefined, '', a number, a
+ * promise) is no address at all, so a limit by IP says so instead of making everyone one client.
+ */
+function given(address: unknown): string | undefined {
+  return typeof address === 'string' && normalizeIp(address) !== '' ? address : undefined;
+}
+
 /** The Node response under `@hono/node-server`, when there is one. */
 function nodeResponse(c: HonoContextLike): NodeResponseLike | undefined {
   const outgoing = (c.env as { outgoing?: Partial<NodeResponseLike> } | undefined)?.outgoing;
@@ -62,7 +71,7 @@ export function rateLimit<C extends HonoContextLike = HonoContextLike>(
     const view: RequestView = {
       method: c.req.method,
       path: c.req.path,
-      peer: address !== undefined ? (address(c) ?? '') : nodeSocketAddress(c),
+      peer: address !== undefined ? given(address(c)) : nodeSocketAddress(c),
       header: (name) => c.req.header(name),
     };
     const verdict = await guard.decide(c, view);

@@ -13,7 +13,7 @@ import type { HttpLimitOptions } from './options.js';
 export interface KoaContextLike {
   readonly req: NodeRequestLike;
   /** Node's response: the verdict is settled when it ends, not when the middleware chain returns. */
-  readonly res: Pick<NodeResponseLike, 'statusCode' | 'once'>;
+  readonly res: Pick<NodeResponseLike, 'statusCode' | 'once' | 'closed'>;
   status: number;
   body: unknown;
   type: string;

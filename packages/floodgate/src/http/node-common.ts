@@ -18,6 +18,8 @@ export interface NodeResponseLike {
   getHeader(name: string): unknown;
   end(body?: string): unknown;
   once(event: 'finish' | 'close', listener: () => void): unknown;
+  /** True once the response (or its connection) has closed. */
+  readonly closed?: boolean;
 }
 
 /** A node request as the guard reads it: one object per request, its method shared by all. */
@@ -63,9 +65,15 @@ export function nodeView(req: NodeRequestLike, resolvedPeer?: string): RequestVi
  * answered): its outcome never reached the client, so it is no success and no latency sample.
  */
 export function settleWhenDone(
-  res: Pick<NodeResponseLike, 'statusCode' | 'once'>,
+  res: Pick<NodeResponseLike, 'statusCode' | 'once' | 'closed'>,
   settle: (status: number | undefined) => void,
 ): void {
+  // The client may have hung up while the decision was pending (a store call, an async key): the close
+  // event is then past, and waiting for it would hold a slot forever.
+  if (res.closed === true) {
+    settle(undefined);
+    return;
+  }
   res.once('finish', () => settle(res.statusCode));
   res.once('close', () => settle(undefined)); // after a finish, a no-op: settle runs once
 }

@@ -101,6 +101,7 @@ const KNOWN: readonly (keyof HttpLimitOptions<unknown>)[] = [
 /** Addresses and CIDR blocks, and keys, of an `allow` or `deny` list. */
 export interface Lists {
   readonly addresses: AddressSet;
+  readonly hasAddresses: boolean;
   readonly keys: ReadonlySet<string>;
   readonly empty: boolean;
 }
@@ -119,6 +120,8 @@ export interface ResolvedHttpOptions<Req> {
   readonly skip: ((request: Req) => boolean | Promise<boolean>) | undefined;
   readonly allow: Lists;
   readonly deny: Lists;
+  /** Whether `allow` or `deny` lists any address or block (then a request needs a client address). */
+  readonly listsAddresses: boolean;
   readonly countOnly: 'failed' | 'successful' | undefined;
   readonly isFailure: (status: number) => boolean;
   readonly headers: HeaderMode;
@@ -135,16 +138,20 @@ export interface ResolvedHttpOptions<Req> {
 function lists(option: string, entries: readonly string[] | undefined): Lists {
   const addresses = new AddressSet();
   const keys = new Set<string>();
-  if (entries === undefined) return { addresses, keys, empty: true };
+  if (entries === undefined) return { addresses, hasAddresses: false, keys, empty: true };
   if (!Array.isArray(entries))
     throw invalidOption(option, 'a list of addresses, CIDR blocks or keys', entries, 'type');
   for (const [i, entry] of entries.entries()) {
     if (typeof entry !== 'string' || entry === '') {
       throw invalidOption(`${option}[${i}]`, 'a non-empty string', entry, 'type');
     }
-    if (!addresses.add(entry)) keys.add(entry);
+    const added = addresses.add(entry);
+    if (added === 'invalid') {
+      throw invalidOption(`${option}[${i}]`, 'a valid address or CIDR block (or a key without "/")', entry);
+    }
+    if (!added) keys.add(entry);
   }
-  return { addresses, keys, empty: entries.length === 0 };
+  return { addresses, hasAddresses: keys.size < entries.length, keys, empty: entries.length === 0 };
 }
 
 function fn(option: string, value: unknown): void {
@@ -246,6 +253,8 @@ export function resolveHttpOptions<Req>(options: HttpLimitOptions<Req>): Resolve
     throw invalidOption('clock', 'an object with a now() method', options.clock, 'type');
   }
   const trustProxy = options.trustProxy ?? false;
+  const allow = lists('allow', options.allow);
+  const deny = lists('deny', options.deny);
   return Object.freeze({
     limiter,
     key,
@@ -255,8 +264,9 @@ export function resolveHttpOptions<Req>(options: HttpLimitOptions<Req>): Resolve
     ipv6Prefix: prefix,
     cost,
     skip: options.skip,
-    allow: lists('allow', options.allow),
-    deny: lists('deny', options.deny),
+    allow,
+    deny,
+    listsAddresses: allow.hasAddresses || deny.hasAddresses,
     countOnly: options.countOnly,
     isFailure: options.isFailure ?? ((status: number) => status >= 400),
     headers,

@@ -83,8 +83,10 @@ export class LoginGuard {
    * loosely (`JOHN_DOE`, `john_doe `) share one count.
    */
   async attempt(user: string, address: string): Promise<LoginAttempt> {
-    // One /64 is one client here too, as everywhere the library keys by IP.
-    const ip = clientKeyOf(address, this.#prefix) || address;
+    if (typeof user !== 'string') throw invalidOption('user', 'a string', user, 'type');
+    // One /64 is one client here too, as everywhere the library keys by IP; what is not an address is one
+    // unknown client, as in the HTTP adapters (never a budget per made-up string).
+    const ip = clientKeyOf(typeof address === 'string' ? address : undefined, this.#prefix) || 'unknown';
     // User names are credentials: hashed before they become keys. The length keeps user and ip apart.
     const userKey = hashKey(`${user.length}:${user}\u0000${ip}`, 'login:');
     const ipKey = `login-ip:${ip}`;
@@ -92,15 +94,18 @@ export class LoginGuard {
     if (!byUser.allowed) return blocked(byUser);
     const byIp = await this.#ip.consume(ipKey);
     if (!byIp.allowed) {
-      await this.#user.refund(userKey);
+      // Given back if the store can; if it cannot, the attempt stays counted, which errs towards refusing.
+      await this.#user.refund(userKey).catch(() => {});
       return blocked(byIp);
     }
     return {
       allowed: true,
       retryAfter: 0,
       decision: byUser,
+      // A store that cannot take the give-back now must not fail a login that was right: the failures then
+      // stay counted until their window ends (towards refusing, never admitting).
       succeeded: async () => {
-        await Promise.all([this.#user.reset(userKey), this.#ip.refund(ipKey)]);
+        await Promise.allSettled([this.#user.reset(userKey), this.#ip.refund(ipKey)]);
       },
     };
   }

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { RedisServer } from '@floodgate/test-support';
+import Fastify from 'fastify';
 import { Hono } from 'hono';
 import { Redis } from 'ioredis';
+import { floodgate } from '../../src/http/fastify.js';
 import { rateLimit as honoLimit } from '../../src/http/hono.js';
 import { Limiter } from '../../src/limiter/limiter.js';
 import { Shedder } from '../../src/limiter/shedder.js';
@@ -132,6 +134,70 @@ for (const [framework, start] of Object.entries(FRAMEWORKS)) {
       }
     });
 
+    it('a client that hangs up while the decision is pending gives back its shed slot and its concurrency slot', async () => {
+      const shed = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 50 } });
+      let release!: () => void;
+      const pending = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      let asked = 0;
+      const key = async () => {
+        asked++;
+        await pending;
+        return 'one-client';
+      };
+      const policies = { algorithm: 'concurrency', limit: 3, leaseTimeout: '10m' };
+      await withServer({ policies, key, shed }, async ({ url }) => {
+        const clients = [0, 1, 2].map(() => {
+          const abort = new AbortController();
+          return { abort, done: fetch(`${url}/`, { signal: abort.signal }).catch(() => {}) };
+        });
+        while (asked < 3) await new Promise((r) => setImmediate(r));
+        for (const c of clients) c.abort.abort();
+        await Promise.all(clients.map((c) => c.done));
+        assert.equal(shed.inflight, 3);
+        release(); // the decisions now arrive, for responses already closed
+        while (shed.inflight > 0) await new Promise((r) => setImmediate(r));
+        assert.equal((await get(url)).status, 200, 'the concurrency slots came back too');
+      });
+    });
+
+    it('an isFailure that throws is reported, keeps the request counted, and never ends the process', async () => {
+      const errors: unknown[] = [];
+      const options = {
+        policies: { limit: 2, window: '1m' },
+        countOnly: 'failed',
+        isFailure: () => {
+          throw new Error('broken isFailure');
+        },
+        onError: (e: unknown) => errors.push(e),
+      };
+      await withServer(options, async ({ url }) => {
+        assert.deepEqual(await statuses(url, 3), [200, 200, 429]);
+        while (errors.length < 2) await new Promise((r) => setImmediate(r));
+        assert.match(String(errors[0]), /broken isFailure/);
+      });
+    });
+
+    it('deny wins over allow, and IPv4-mapped blocks in the lists are the IPv4 blocks they map', async () => {
+      const options = {
+        policies: { limit: 5, window: '1m' },
+        trustProxy: ['loopback'],
+        allow: ['10.0.0.0/8'],
+        deny: ['10.0.0.5', '::ffff:203.0.113.0/120', '::ffff:198.51.100.0/120'],
+      };
+      await withServer(options, async ({ url }) => {
+        const at = (xff: string) => get(url, '/', { 'x-forwarded-for': xff }).then((r) => r.status);
+        assert.equal(await at('10.0.0.5'), 403, 'denied inside an allowed block');
+        assert.equal(await at('10.0.0.6'), 200);
+        for (const ip of ['203.0.113.77', '::ffff:203.0.113.77', '::ffff:cb00:714d', '198.51.100.1'])
+          assert.equal(await at(ip), 403, ip);
+        assert.equal(await at('203.0.114.1'), 200);
+      });
+      await withServer({ policies: { limit: 5, window: '1m' }, deny: ['::/0'] }, async ({ url }) => {
+        assert.equal((await get(url)).status, 403, '::/0 holds the IPv4-mapped block, so every IPv4 client');
+      });
+    });
     it('onStoreError "closed" on a Redis that is gone answers 503 with Retry-After, not 429', async () => {
       const dead = await RedisServer.start();
       const client = new Redis(dead.port, '127.0.0.1', { maxRetriesPerRequest: 0 });
@@ -208,5 +274,49 @@ describe('Hono on a runtime without client addresses (app.request, Bun, Deno, Wo
       honoLimit({ policies: { limit: 2, window: '1m' }, key: () => 'tenant-1', onMissingKey: 'reject' }),
     );
     assert.deepEqual(byKey.statuses, [200, 200, 429]);
+  });
+});
+
+describe('Hono: an address function that answers no address', () => {
+  for (const answer of [undefined, '', 'garbage', 42, Promise.resolve('203.0.113.1')]) {
+    it(`${typeof answer === 'object' ? 'a promise' : JSON.stringify(answer)}: the limit by IP says so, never one shared client`, async () => {
+      const app = new Hono();
+      const errors: Error[] = [];
+      app.onError((error, c) => {
+        errors.push(error);
+        return c.text('error', 500);
+      });
+      app.use(honoLimit({ policies: { limit: 5, window: '1m' }, address: () => answer as string }));
+      app.get('/', (c) => c.text('ok'));
+      assert.equal((await app.request('/')).status, 500);
+      assert.equal((errors[0] as { code?: string }).code, 'ERR_FLOODGATE_NO_CLIENT_ADDRESS');
+    });
+  }
+
+  it('address lists need an address too: no silent skip of a deny list', async () => {
+    const app = new Hono();
+    const errors: Error[] = [];
+    app.onError((error, c) => {
+      errors.push(error);
+      return c.text('error', 500);
+    });
+    app.use(honoLimit({ policies: { limit: 5, window: '1m' }, key: () => 'k', deny: ['203.0.113.0/24'] }));
+    app.get('/', (c) => c.text('ok'));
+    assert.equal((await app.request('/')).status, 500);
+    assert.equal((errors[0] as { code?: string }).code, 'ERR_FLOODGATE_NO_CLIENT_ADDRESS');
+  });
+});
+
+describe('Fastify: the HEAD route Fastify adds for a GET route', () => {
+  it("spends from the GET route's own budget", async () => {
+    const app = Fastify();
+    await app.register(floodgate, { policies: { limit: 100, window: '1m' } });
+    app.get('/own', { config: { rateLimit: { policies: { limit: 2, window: '1m' } } } }, async () => 'ok');
+    await app.ready();
+    const codes: number[] = [];
+    for (const method of ['GET', 'HEAD', 'GET', 'HEAD'] as const)
+      codes.push((await app.inject({ method, url: '/own' })).statusCode);
+    assert.deepEqual(codes, [200, 200, 429, 429]);
+    await app.close();
   });
 });
