@@ -614,6 +614,101 @@ describe('proxy: malformed requests', () => {
   });
 });
 
+// A time limit well under the idle timeout (60 s): a hang fails instead of being waited out.
+describe('proxy: malformed request bodies', { timeout: 10_000 }, () => {
+  /** A raw connection to the proxy: what it received, and a promise of its close. */
+  function rawClient(proxy: RunningProxy) {
+    const socket = connect(Number(new URL(proxy.url).port), '127.0.0.1');
+    let received = '';
+    socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
+    socket.on('error', () => {});
+    const closed = once(socket, 'close');
+    return { socket, closed, received: () => received };
+  }
+
+  const head = (path: string, fields: string) => `POST ${path} HTTP/1.1\r\nHost: x\r\n${fields}\r\n`;
+
+  for (const [what, bad] of [
+    ['a chunk size that is not hex', 'zz\r\nhello\r\n'],
+    ['a chunk size that overflows', 'fffffffffffffffffffff\r\nhello\r\n'],
+    ['a chunk-size line longer than any chunk extension allowed', `5;${'x'.repeat(20_000)}\r\nhello\r\n`],
+  ] as const) {
+    it(`${what}: 400 at once, the client connection closed, the upstream request aborted`, async () => {
+      const { proxy } = await proxyFor({ upstream: up.url, rules: [{ name: 'all', policies: limit(100) }] });
+      const client = rawClient(proxy);
+      const arrived = up.nextRequest();
+      const aborted = up.nextAbort();
+      client.socket.write(`${head('/echo', 'Transfer-Encoding: chunked\r\n')}5\r\nfirst\r\n`);
+      assert.equal(await arrived, '/echo');
+      client.socket.write(bad);
+      await client.closed;
+      assert.match(client.received(), /^HTTP\/1\.1 400 /);
+      assert.equal(client.received().match(/HTTP\/1\.1 /g)?.length, 1, 'one response');
+      assert.match(client.received(), /The request body is malformed/);
+      assert.equal(await aborted, '/echo');
+      assert.equal((await send(`${proxy.url}/echo`)).status, 200, 'still serving');
+      // The client's fault, not the upstream's.
+      assert.equal(await metric(proxy, 'floodgate_proxy_upstream_errors_total{kind="reset"}'), 0);
+    });
+  }
+
+  it('a malformed body that arrives while the rule is still being decided: 400, and nothing forwarded', async () => {
+    // A JWT key is decided asynchronously: the body's bad chunk is parsed before the decision is made.
+    const { proxy } = await proxyFor({
+      upstream: up.url,
+      jwt: { secret: 'a-test-secret-of-32-characters!!' },
+      rules: [{ name: 'jwt', key: { jwt: 'sub' }, policies: limit(100) }],
+    });
+    const before = up.seen.length;
+    const client = rawClient(proxy);
+    client.socket.write(`${head('/echo', 'Transfer-Encoding: chunked\r\n')}5\r\nfirst\r\nzz\r\n`);
+    await client.closed;
+    assert.match(client.received(), /^HTTP\/1\.1 400 /);
+    assert.equal((await send(`${proxy.url}/echo`)).status, 200, 'still serving');
+    assert.equal(up.seen.length, before + 1, 'only the later request reached the upstream');
+  });
+
+  it('a malformed chunk after the upstream began answering: the connection is cut, no 400 inside the response', async () => {
+    const { proxy } = await proxyFor({ upstream: up.url });
+    const client = rawClient(proxy);
+    const aborted = up.nextAbort();
+    client.socket.write(`${head('/early', 'Transfer-Encoding: chunked\r\n')}5\r\nfirst\r\n`);
+    await new Promise<void>((resolve) =>
+      client.socket.on('data', () => client.received().includes('early') && resolve()),
+    );
+    client.socket.write('zz\r\n');
+    await client.closed;
+    assert.match(client.received(), /^HTTP\/1\.1 200 /);
+    assert.doesNotMatch(client.received(), /400 Bad Request/);
+    assert.equal(await aborted, '/early');
+  });
+
+  it('a client that closes mid-body: the upstream request is aborted (chunked and with a length)', async () => {
+    const { proxy } = await proxyFor({ upstream: up.url });
+    for (const fields of ['Transfer-Encoding: chunked\r\n', 'Content-Length: 100\r\n']) {
+      const client = rawClient(proxy);
+      const arrived = up.nextRequest();
+      const aborted = up.nextAbort();
+      client.socket.write(`${head('/echo', fields)}${fields.startsWith('T') ? '5\r\nfirst\r\n' : 'first'}`);
+      assert.equal(await arrived, '/echo');
+      client.socket.destroy();
+      assert.equal(await aborted, '/echo', fields);
+    }
+  });
+
+  it('both Content-Length and Transfer-Encoding: 400, and the upstream never sees the request', async () => {
+    const { proxy } = await proxyFor({ upstream: up.url });
+    const before = up.seen.length;
+    const client = rawClient(proxy);
+    client.socket.write(
+      `${head('/echo', 'Content-Length: 5\r\nTransfer-Encoding: chunked\r\n')}0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n`,
+    );
+    await client.closed;
+    assert.match(client.received(), /^HTTP\/1\.1 400 /);
+    assert.equal(up.seen.length, before);
+  });
+});
+
 describe('proxy: upstream failures', () => {
   it('answers 502 when the upstream is down, and 504 when it does not answer in time', async () => {
     const { proxy } = await proxyFor({ upstream: 'http://127.0.0.1:9', timeouts: { response: '200ms' } });

@@ -240,7 +240,7 @@ class Relay implements Dispatcher.DispatchHandler {
       body: bodyless ? null : req,
     };
     this.#exchange = this.#watch();
-    // The client went away: stop the upstream exchange too.
+    // The client went away, or the proxy answered it itself (a malformed body): stop the upstream exchange too.
     res.on('close', () => {
       if (this.#over) return;
       this.#over = true;
@@ -288,6 +288,12 @@ class Relay implements Dispatcher.DispatchHandler {
 
   onHeaders(status: number, raw: Buffer[], resume: () => void, statusText: string): boolean {
     if (this.#over) return false;
+    if (this.res.headersSent) {
+      // The proxy answered the client itself (a malformed request body): the response closing will end
+      // this exchange; nothing of the upstream's is relayed meanwhile.
+      this.#abort?.();
+      return false;
+    }
     this.#exchange.responded = true;
     this.#resume = resume;
     const out: string[] = [];
@@ -324,6 +330,11 @@ class Relay implements Dispatcher.DispatchHandler {
   onError(err: Error): void {
     if (this.#over) return;
     const res = this.res;
+    // Answered by the proxy itself (a malformed request body) and aborted here: no upstream failure.
+    if (res.headersSent && !this.#exchange.responded) {
+      this.#finish({ status: res.statusCode });
+      return;
+    }
     const code = (err as NodeJS.ErrnoException).code ?? '';
     if (this.#retry && !this.#exchange.responded && STALE.has(code) && !res.headersSent) {
       this.#retry = false;
