@@ -314,6 +314,137 @@ describe('proxy: rules', () => {
   });
 });
 
+describe('proxy: hosts', () => {
+  /** Raw request bytes to the proxy; resolves with everything it answered once it closes. */
+  const rawRequest = (proxy: RunningProxy, text: string) =>
+    new Promise<string>((resolve) => {
+      const socket = connect(Number(new URL(proxy.url).port), '127.0.0.1');
+      let out = '';
+      socket.on('data', (d: Buffer) => (out += d.toString('latin1')));
+      socket.on('close', () => resolve(out));
+      socket.write(text);
+    });
+  const statusOf = (raw: string) => Number(/^HTTP\/1\.1 (\d{3})/.exec(raw)?.[1] ?? 0);
+
+  it('one host however it is written: case, trailing dot, port; in rules and in keys alike', async () => {
+    const { proxy } = await proxyFor({
+      upstream: up.url,
+      rules: [
+        { name: 'api', match: { host: 'API.example.com.' }, policies: limit(1) },
+        { name: 'wild', match: { host: '*.Admin.Test' }, policies: limit(1) },
+        { name: 'v6', match: { host: '[::1]' }, policies: limit(1) },
+        { name: 'by-host', match: { path: '/by-host' }, key: { header: 'Host' }, policies: limit(1) },
+      ],
+    });
+    const as = (host: string) => ({ headers: { Host: host } });
+    assert.equal((await send(`${proxy.url}/x`, as('api.example.com'))).status, 200);
+    for (const host of [
+      'api.example.com.',
+      'API.EXAMPLE.COM.',
+      'api.example.com.:8080',
+      'Api.Example.Com:80',
+    ]) {
+      assert.equal((await send(`${proxy.url}/x`, as(host))).status, 429, host);
+    }
+    assert.deepEqual(
+      [
+        (await send(`${proxy.url}/x`, as('eu.admin.test'))).status,
+        (await send(`${proxy.url}/x`, as('EU.admin.TEST.:1'))).status,
+      ],
+      [200, 429],
+    );
+    assert.deepEqual(
+      [
+        (await send(`${proxy.url}/x`, as('[::1]:8080'))).status,
+        (await send(`${proxy.url}/x`, as('[::1].'))).status,
+      ],
+      [200, 400],
+      'an IPv6 literal matches without brackets or port; a dot after one is not a host',
+    );
+    assert.equal((await send(`${proxy.url}/x`, as('[::1]'))).status, 429);
+    assert.equal((await send(`${proxy.url}/by-host`, as('shop.example'))).status, 200);
+    assert.equal(
+      (await send(`${proxy.url}/by-host`, as('SHOP.example.:8080'))).status,
+      429,
+      'one key per host',
+    );
+    assert.equal((await send(`${proxy.url}/by-host`, as('other.example'))).status, 200);
+  });
+
+  it('refuses a rule host that is no host name, or has a port', () => {
+    for (const host of ['api.example.com:8080', '[::1]:80', 'a b.test', 'x/y', '*.']) {
+      assert.throws(
+        () =>
+          validateProxyConfig({
+            upstream: 'http://a',
+            rules: [{ name: 'r', match: { host }, policies: limit(1) }],
+          }),
+        /rules\[0\]\.match\.host: must be host names/,
+        host,
+      );
+    }
+    for (const host of ['API.example.com.', '*.example.com', '::1', '[::1]', '127.0.0.1', 'localhost']) {
+      validateProxyConfig({
+        upstream: 'http://a',
+        rules: [{ name: 'r', match: { host }, policies: limit(1) }],
+      });
+    }
+  });
+
+  it('the authority of an absolute-form target wins over Host (RFC 9112), for the rule and for the upstream', async () => {
+    const { proxy } = await proxyFor({
+      upstream: up.url,
+      rules: [{ name: 'api', match: { host: 'api.example.com' }, policies: limit(1) }],
+    });
+    const get = (target: string, host = 'elsewhere.test') =>
+      rawRequest(proxy, `GET ${target} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+    assert.equal(statusOf(await get('http://api.example.com./echo?q=1')), 200);
+    const seen = up.seen.at(-1)!;
+    assert.equal(seen.url, '/echo?q=1', 'forwarded in origin form');
+    assert.equal(seen.headers.host, 'api.example.com.', 'the authority replaces Host');
+    assert.equal(seen.headers['x-forwarded-host'], 'api.example.com.');
+    assert.equal(statusOf(await get('HTTP://API.example.com:8080/other')), 429);
+    assert.equal(
+      statusOf(await get('http://elsewhere.test/x', 'api.example.com')),
+      200,
+      'Host is ignored then',
+    );
+    for (const bad of ['http://user@api.example.com/', 'http:///x', 'ftp://api.example.com/', '*']) {
+      assert.equal(statusOf(await get(bad)), 400, bad);
+    }
+  });
+
+  it('a request with two Host fields, none (HTTP/1.1), or one that is no host name: 400, never forwarded', async () => {
+    const { proxy } = await proxyFor({
+      upstream: up.url,
+      rules: [{ name: 'api', match: { host: 'api.example.com' }, policies: limit(100) }],
+    });
+    const before = up.seen.length;
+    const get = (fields: string, version = '1.1') =>
+      rawRequest(proxy, `GET /x HTTP/${version}\r\n${fields}Connection: close\r\n\r\n`);
+    assert.equal(
+      statusOf(await get('Host: other.test\r\nHost: api.example.com\r\n')),
+      400,
+      'two Host fields',
+    );
+    assert.equal(statusOf(await get('Host: api.example.com\r\nhost: other.test\r\n')), 400, 'in any case');
+    assert.equal(statusOf(await get('')), 400, 'no Host in HTTP/1.1');
+    for (const bad of [
+      'api.example.com/x',
+      'api example.com',
+      '[::1',
+      'api.example.com:80:80',
+      'a.test:http',
+      'x@api.example.com',
+    ]) {
+      assert.equal(statusOf(await get(`Host: ${bad}\r\n`)), 400, bad);
+    }
+    assert.equal(up.seen.length, before);
+    // HTTP/1.0 may omit Host: then only rules without a host apply, and the upstream gets its own.
+    assert.equal(statusOf(await get('', '1.0')), 200);
+  });
+});
+
 describe('proxy: keys', () => {
   it('limits per header, API key, Basic user, and client IP with IPv6 prefix grouping', async () => {
     const { proxy } = await proxyFor({
@@ -779,7 +910,7 @@ describe('proxy: upstream failures', () => {
       });
     assert.match(await raw('GARBAGE\r\n\r\n'), /^HTTP\/1\.1 400/);
     assert.match(
-      await raw('GET http://elsewhere.test/ HTTP/1.1\r\nHost: x\r\n\r\n'),
+      await raw('GET ftp://elsewhere.test/ HTTP/1.1\r\nHost: x\r\n\r\n'),
       /^HTTP\/1\.1 400[\s\S]*application\/problem\+json[\s\S]*The request target is not a path/,
     );
     assert.equal((await send(`${proxy.url}/echo`)).status, 200);

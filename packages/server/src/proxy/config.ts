@@ -6,6 +6,7 @@ import { DEFAULT_GRACE } from '../shared/drain.js';
 import { usageError } from '../shared/errors.js';
 import { duration, issueText, pathOf, policies } from '../shared/schema.js';
 import { readSettingsFile } from '../shared/yaml.js';
+import { ruleHostName } from './host.js';
 
 const DEFAULT_PORT = 8080;
 const DEFAULT_ADMIN_PORT = 9464;
@@ -79,7 +80,11 @@ const ruleSchema = z.strictObject({
   match: z
     .strictObject({
       method: stringList.optional(),
-      host: stringList.optional(),
+      host: stringList
+        .refine((hosts) => hosts.every((h) => ruleHostName(h) !== undefined), {
+          error: 'must be host names ("api.example.com", "*.example.com", "::1"), without a port',
+        })
+        .optional(),
       path: z.string().startsWith('/', 'must start with "/"').optional(),
       pattern: z.string().startsWith('/', 'must start with "/"').optional(),
     })

@@ -57,6 +57,8 @@ export interface Forwarding {
   readonly upstream: Upstream;
   /** Path and query, after the upstream's own base path. */
   readonly path: string;
+  /** The client's Host (or its absolute-form target's authority; see target.ts), undefined when none. */
+  readonly authority: string | undefined;
   /** Header fields added to the response (the rate-limit fields). */
   readonly extra: readonly (readonly [string, string])[];
   readonly options: ForwardOptions;
@@ -141,13 +143,14 @@ function forwardedFor(ip: string): string {
 /** The request's header list for the upstream: end-to-end fields, Host, and the forwarding fields. */
 export function upstreamHeaders(
   req: IncomingMessage,
+  authority: string | undefined,
   target: Upstream,
   options: ForwardOptions,
   upgrade = false,
 ): string[] {
   const mode = options.forwarded;
   const headers = endToEnd(req.rawHeaders, req.headers.connection, REPLACED[mode]);
-  const clientHost = req.headers.host ?? target.authority;
+  const clientHost = authority ?? target.authority;
   headers.push('Host', options.preserveHost ? clientHost : target.authority);
   const peer = (req.socket.remoteAddress ?? '').replace(/^::ffff:(?=\d+\.)/, '');
   if (mode === 'x-forwarded' || mode === 'both') {
@@ -236,7 +239,7 @@ class Relay implements Dispatcher.DispatchHandler {
       origin: target.origin,
       path: target.base + path,
       method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
-      headers: upstreamHeaders(req, target, options),
+      headers: upstreamHeaders(req, forwarding.authority, target, options),
       body: bodyless ? null : req,
     };
     this.#exchange = this.#watch();
@@ -395,7 +398,7 @@ export function forwardUpgrade(forwarding: Forwarding, socket: Duplex, head: Buf
       port: target.port,
       method: req.method,
       path: target.base + path,
-      headers: upstreamHeaders(req, target, options, true),
+      headers: upstreamHeaders(req, forwarding.authority, target, options, true),
       agent: false,
       setHost: false,
     });

@@ -17,7 +17,7 @@ import { jwtVerifier } from './jwt.js';
 import type { ProxyMetrics } from './metrics.js';
 import { refusalLog } from './refusal-log.js';
 import { compileRules, type Rule } from './rules.js';
-import { hostOf, type Target, targetOf, viewOf } from './target.js';
+import { type Target, targetOf, viewOf } from './target.js';
 import type { Timeouts } from './timeouts.js';
 
 /** Everything a configuration decides per request; swapped whole on reload, so a request sees one version. */
@@ -170,8 +170,8 @@ export class Gateway {
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     const state = this.#active;
     const target = targetOf(req);
-    if (target === undefined) {
-      problem(res, 400, 'Bad Request', 'The request target is not a path.');
+    if (typeof target === 'string') {
+      problem(res, 400, 'Bad Request', target);
       return;
     }
     void andThen(this.#decide(req, res, state, target, refuseResponse), (outcome) =>
@@ -184,8 +184,8 @@ export class Gateway {
     const state = this.#active;
     socket.on('error', () => {});
     const target = targetOf(req);
-    if (target === undefined) {
-      socket.end(rawResponse(400, 'Bad Request', [], 'The request target is not a path.'));
+    if (typeof target === 'string') {
+      socket.end(rawResponse(400, 'Bad Request', [], target));
       return;
     }
     const decided = await this.#decide(req, socket, state, target, refuseUpgrade);
@@ -242,13 +242,13 @@ export class Gateway {
     refuse: (sink: Sink, verdict: Refusal) => void,
   ): MaybePromise<Outcome | undefined> {
     const method = req.method ?? 'GET';
-    const rule = state.rules.find((r) => r.matches(method, hostOf(req.headers.host), target.matchPath));
+    const rule = state.rules.find((r) => r.matches(method, target.host, target.matchPath));
     if (rule === undefined) {
       this.#metrics.countRequest('', 'unmatched');
       return UNMATCHED;
     }
     return attempt(
-      () => rule.guard.decide(req, viewOf(req, target.matchPath)),
+      () => rule.guard.decide(req, viewOf(req, target)),
       (verdict) => this.#conclude(req, sink, rule, target, verdict, refuse),
       (error) => this.#checkFailed(rule, error),
     );
@@ -328,6 +328,7 @@ export class Gateway {
       req,
       upstream: state.upstreams[this.#turn++ % state.upstreams.length]!,
       path: target.forwardPath,
+      authority: target.authority,
       extra: verdict?.kind === 'pass' ? verdict.headers : [],
       options: state.forward,
     };
