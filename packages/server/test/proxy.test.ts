@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { RedisServer } from '@floodgate/test-support';
+import { Redis } from 'ioredis';
 import { SignJWT } from 'jose';
 import { pino } from 'pino';
 import { WebSocket } from 'ws';
@@ -1155,5 +1156,105 @@ describe('proxy: in front of a Python service', () => {
     } finally {
       await python.close();
     }
+  });
+});
+
+describe('proxy: onStoreError, when Redis dies or stalls', () => {
+  const PASSWORD = 'outage-secret-pw';
+  const rules = [{ name: 'r', policies: limit(3) }];
+
+  /** A proxy on a password-protected redis-server of its own, with one request counted there already. */
+  async function onRedis(onStoreError: string | undefined) {
+    const redis = await RedisServer.start();
+    // Set once it runs: the helper's readiness check speaks without a password.
+    const admin = new Redis(redis.port, '127.0.0.1');
+    await admin.config('SET', 'requirepass', PASSWORD);
+    admin.disconnect();
+    const store = `redis://:${PASSWORD}@127.0.0.1:${redis.port}`;
+    const started = await proxyFor({
+      upstream: up.url,
+      store,
+      rules,
+      ...(onStoreError ? { onStoreError } : {}),
+    });
+    assert.equal((await send(`${started.proxy.url}/x`)).status, 200, 'Redis up');
+    return { redis, ...started };
+  }
+
+  const expected: Record<string, (replies: Reply[]) => void> = {
+    open: (replies) =>
+      assert.deepEqual(
+        replies.map((r) => r.status),
+        [200, 200, 200, 200, 200],
+      ),
+    closed: (replies) => {
+      for (const r of replies) {
+        assert.equal(r.status, 503);
+        assert.equal(r.headers['content-type'], 'application/problem+json');
+        assert.match(String(r.headers['retry-after']), /^\d+$/);
+      }
+    },
+    // Counted afresh in memory: exactly the limit admitted.
+    fallback: (replies) =>
+      assert.deepEqual(
+        replies.map((r) => r.status),
+        [200, 200, 200, 429, 429],
+      ),
+  };
+
+  for (const policy of ['open', 'closed', 'fallback'] as const) {
+    it(`${policy}: a killed redis-server`, async () => {
+      const { redis, proxy, logs } = await onRedis(policy);
+      try {
+        await redis.kill();
+        const replies: Reply[] = [];
+        for (let i = 0; i < 5; i++) replies.push(await send(`${proxy.url}/x`));
+        expected[policy]!(replies);
+        const failed = logs.filter((l) => l.msg?.toString().startsWith('rate-limit store failed'));
+        assert.ok(failed.length > 0, 'the failure is logged');
+        assert.equal(failed[0]!.onStoreError, policy);
+        assert.ok(!JSON.stringify(logs).includes(PASSWORD), 'never the password');
+      } finally {
+        await redis.stop();
+      }
+    });
+  }
+
+  it('closed and fallback: a stalled redis-server (SIGSTOP), decided by the policy once the timeout passes', async () => {
+    for (const policy of ['closed', 'fallback'] as const) {
+      const { redis, proxy } = await onRedis(policy);
+      try {
+        redis.pause();
+        const replies: Reply[] = [];
+        for (let i = 0; i < 5; i++) replies.push(await send(`${proxy.url}/x`));
+        expected[policy]!(replies);
+      } finally {
+        await redis.stop();
+      }
+    }
+  });
+
+  it('fallback by default, as the library; refused without Redis, and a bad value refused, naming the field', async () => {
+    const { redis, proxy } = await onRedis(undefined);
+    try {
+      await redis.kill();
+      const replies: Reply[] = [];
+      for (let i = 0; i < 5; i++) replies.push(await send(`${proxy.url}/x`));
+      expected.fallback!(replies);
+    } finally {
+      await redis.stop();
+    }
+    assert.throws(
+      () => validateProxyConfig({ upstream: up.url, onStoreError: 'closed' }, 'proxy.yaml'),
+      /^CliError: proxy\.yaml: onStoreError: the memory store never fails/,
+    );
+    assert.throws(
+      () =>
+        validateProxyConfig(
+          { upstream: up.url, store: 'redis://127.0.0.1:1', onStoreError: 'sometimes' },
+          'p.yaml',
+        ),
+      /p\.yaml: onStoreError: .*"open".*"closed".*"fallback"|p\.yaml: onStoreError/,
+    );
   });
 });
