@@ -6,6 +6,7 @@ import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { RedisServer } from '@floodgate/test-support';
 import { stringify } from 'yaml';
 import { assertUsageErrors, bin, halfSentRequest, startCommand } from './helpers/command.js';
 import { type NodeUpstream, startNodeUpstream } from './helpers/upstreams.js';
@@ -182,5 +183,33 @@ describe('floodgate proxy (command)', () => {
     const redis = floodgate(...onFreePorts(), '--redis', 'redis://127.0.0.1:1');
     assert.equal(redis.status, 1);
     assert.match(redis.stderr, /cannot connect to Redis at redis:\/\/127\.0\.0\.1:1/);
+  });
+});
+
+describe('floodgate proxy --on-store-error', () => {
+  it('is refused without --redis, with --config, or with a bad value (exit 2)', () => {
+    const file = join(dir, 'outage.yaml');
+    writeFileSync(file, stringify({ upstream: up.url, rules: [] }));
+    assertUsageErrors(floodgate, [
+      [['--upstream', up.url, '--on-store-error', 'closed'], /--on-store-error needs --redis/],
+      [['--config', file, '--on-store-error', 'closed'], /--on-store-error cannot be combined with --config/],
+      [
+        ['--upstream', up.url, '--redis', 'redis://127.0.0.1:1', '--on-store-error', 'no'],
+        /--on-store-error: /,
+      ],
+    ]);
+  });
+
+  it('closed: 503 once the redis-server is killed', async () => {
+    const redis = await RedisServer.start();
+    const proxy = await startProxy([...onFreePorts(), '--redis', redis.url, '--on-store-error', 'closed']);
+    try {
+      assert.deepEqual(await codes(proxy.url, 1), [200]);
+      await redis.kill();
+      assert.deepEqual(await codes(proxy.url, 2), [503, 503]);
+    } finally {
+      await proxy.stop();
+      await redis.stop();
+    }
   });
 });

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { RedisServer } from '@floodgate/test-support';
+import { Redis } from 'ioredis';
 import { SignJWT } from 'jose';
 import { pino } from 'pino';
 import { WebSocket } from 'ws';
@@ -314,6 +315,137 @@ describe('proxy: rules', () => {
   });
 });
 
+describe('proxy: hosts', () => {
+  /** Raw request bytes to the proxy; resolves with everything it answered once it closes. */
+  const rawRequest = (proxy: RunningProxy, text: string) =>
+    new Promise<string>((resolve) => {
+      const socket = connect(Number(new URL(proxy.url).port), '127.0.0.1');
+      let out = '';
+      socket.on('data', (d: Buffer) => (out += d.toString('latin1')));
+      socket.on('close', () => resolve(out));
+      socket.write(text);
+    });
+  const statusOf = (raw: string) => Number(/^HTTP\/1\.1 (\d{3})/.exec(raw)?.[1] ?? 0);
+
+  it('one host however it is written: case, trailing dot, port; in rules and in keys alike', async () => {
+    const { proxy } = await proxyFor({
+      upstream: up.url,
+      rules: [
+        { name: 'api', match: { host: 'API.example.com.' }, policies: limit(1) },
+        { name: 'wild', match: { host: '*.Admin.Test' }, policies: limit(1) },
+        { name: 'v6', match: { host: '[::1]' }, policies: limit(1) },
+        { name: 'by-host', match: { path: '/by-host' }, key: { header: 'Host' }, policies: limit(1) },
+      ],
+    });
+    const as = (host: string) => ({ headers: { Host: host } });
+    assert.equal((await send(`${proxy.url}/x`, as('api.example.com'))).status, 200);
+    for (const host of [
+      'api.example.com.',
+      'API.EXAMPLE.COM.',
+      'api.example.com.:8080',
+      'Api.Example.Com:80',
+    ]) {
+      assert.equal((await send(`${proxy.url}/x`, as(host))).status, 429, host);
+    }
+    assert.deepEqual(
+      [
+        (await send(`${proxy.url}/x`, as('eu.admin.test'))).status,
+        (await send(`${proxy.url}/x`, as('EU.admin.TEST.:1'))).status,
+      ],
+      [200, 429],
+    );
+    assert.deepEqual(
+      [
+        (await send(`${proxy.url}/x`, as('[::1]:8080'))).status,
+        (await send(`${proxy.url}/x`, as('[::1].'))).status,
+      ],
+      [200, 400],
+      'an IPv6 literal matches without brackets or port; a dot after one is not a host',
+    );
+    assert.equal((await send(`${proxy.url}/x`, as('[::1]'))).status, 429);
+    assert.equal((await send(`${proxy.url}/by-host`, as('shop.example'))).status, 200);
+    assert.equal(
+      (await send(`${proxy.url}/by-host`, as('SHOP.example.:8080'))).status,
+      429,
+      'one key per host',
+    );
+    assert.equal((await send(`${proxy.url}/by-host`, as('other.example'))).status, 200);
+  });
+
+  it('refuses a rule host that is no host name, or has a port', () => {
+    for (const host of ['api.example.com:8080', '[::1]:80', 'a b.test', 'x/y', '*.']) {
+      assert.throws(
+        () =>
+          validateProxyConfig({
+            upstream: 'http://a',
+            rules: [{ name: 'r', match: { host }, policies: limit(1) }],
+          }),
+        /rules\[0\]\.match\.host: must be host names/,
+        host,
+      );
+    }
+    for (const host of ['API.example.com.', '*.example.com', '::1', '[::1]', '127.0.0.1', 'localhost']) {
+      validateProxyConfig({
+        upstream: 'http://a',
+        rules: [{ name: 'r', match: { host }, policies: limit(1) }],
+      });
+    }
+  });
+
+  it('the authority of an absolute-form target wins over Host (RFC 9112), for the rule and for the upstream', async () => {
+    const { proxy } = await proxyFor({
+      upstream: up.url,
+      rules: [{ name: 'api', match: { host: 'api.example.com' }, policies: limit(1) }],
+    });
+    const get = (target: string, host = 'elsewhere.test') =>
+      rawRequest(proxy, `GET ${target} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+    assert.equal(statusOf(await get('http://api.example.com./echo?q=1')), 200);
+    const seen = up.seen.at(-1)!;
+    assert.equal(seen.url, '/echo?q=1', 'forwarded in origin form');
+    assert.equal(seen.headers.host, 'api.example.com.', 'the authority replaces Host');
+    assert.equal(seen.headers['x-forwarded-host'], 'api.example.com.');
+    assert.equal(statusOf(await get('HTTP://API.example.com:8080/other')), 429);
+    assert.equal(
+      statusOf(await get('http://elsewhere.test/x', 'api.example.com')),
+      200,
+      'Host is ignored then',
+    );
+    for (const bad of ['http://user@api.example.com/', 'http:///x', 'ftp://api.example.com/', '*']) {
+      assert.equal(statusOf(await get(bad)), 400, bad);
+    }
+  });
+
+  it('a request with two Host fields, none (HTTP/1.1), or one that is no host name: 400, never forwarded', async () => {
+    const { proxy } = await proxyFor({
+      upstream: up.url,
+      rules: [{ name: 'api', match: { host: 'api.example.com' }, policies: limit(100) }],
+    });
+    const before = up.seen.length;
+    const get = (fields: string, version = '1.1') =>
+      rawRequest(proxy, `GET /x HTTP/${version}\r\n${fields}Connection: close\r\n\r\n`);
+    assert.equal(
+      statusOf(await get('Host: other.test\r\nHost: api.example.com\r\n')),
+      400,
+      'two Host fields',
+    );
+    assert.equal(statusOf(await get('Host: api.example.com\r\nhost: other.test\r\n')), 400, 'in any case');
+    assert.equal(statusOf(await get('')), 400, 'no Host in HTTP/1.1');
+    for (const bad of [
+      'api.example.com/x',
+      'api example.com',
+      '[::1',
+      'api.example.com:80:80',
+      'a.test:http',
+      'x@api.example.com',
+    ]) {
+      assert.equal(statusOf(await get(`Host: ${bad}\r\n`)), 400, bad);
+    }
+    assert.equal(up.seen.length, before);
+    // HTTP/1.0 may omit Host: then only rules without a host apply, and the upstream gets its own.
+    assert.equal(statusOf(await get('', '1.0')), 200);
+  });
+});
+
 describe('proxy: keys', () => {
   it('limits per header, API key, Basic user, and client IP with IPv6 prefix grouping', async () => {
     const { proxy } = await proxyFor({
@@ -614,6 +746,101 @@ describe('proxy: malformed requests', () => {
   });
 });
 
+// A time limit well under the idle timeout (60 s): a hang fails instead of being waited out.
+describe('proxy: malformed request bodies', { timeout: 10_000 }, () => {
+  /** A raw connection to the proxy: what it received, and a promise of its close. */
+  function rawClient(proxy: RunningProxy) {
+    const socket = connect(Number(new URL(proxy.url).port), '127.0.0.1');
+    let received = '';
+    socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
+    socket.on('error', () => {});
+    const closed = once(socket, 'close');
+    return { socket, closed, received: () => received };
+  }
+
+  const head = (path: string, fields: string) => `POST ${path} HTTP/1.1\r\nHost: x\r\n${fields}\r\n`;
+
+  for (const [what, bad] of [
+    ['a chunk size that is not hex', 'zz\r\nhello\r\n'],
+    ['a chunk size that overflows', 'fffffffffffffffffffff\r\nhello\r\n'],
+    ['a chunk-size line longer than any chunk extension allowed', `5;${'x'.repeat(20_000)}\r\nhello\r\n`],
+  ] as const) {
+    it(`${what}: 400 at once, the client connection closed, the upstream request aborted`, async () => {
+      const { proxy } = await proxyFor({ upstream: up.url, rules: [{ name: 'all', policies: limit(100) }] });
+      const client = rawClient(proxy);
+      const arrived = up.nextRequest();
+      const aborted = up.nextAbort();
+      client.socket.write(`${head('/echo', 'Transfer-Encoding: chunked\r\n')}5\r\nfirst\r\n`);
+      assert.equal(await arrived, '/echo');
+      client.socket.write(bad);
+      await client.closed;
+      assert.match(client.received(), /^HTTP\/1\.1 400 /);
+      assert.equal(client.received().match(/HTTP\/1\.1 /g)?.length, 1, 'one response');
+      assert.match(client.received(), /The request body is malformed/);
+      assert.equal(await aborted, '/echo');
+      assert.equal((await send(`${proxy.url}/echo`)).status, 200, 'still serving');
+      // The client's fault, not the upstream's.
+      assert.equal(await metric(proxy, 'floodgate_proxy_upstream_errors_total{kind="reset"}'), 0);
+    });
+  }
+
+  it('a malformed body that arrives while the rule is still being decided: 400, and nothing forwarded', async () => {
+    // A JWT key is decided asynchronously: the body's bad chunk is parsed before the decision is made.
+    const { proxy } = await proxyFor({
+      upstream: up.url,
+      jwt: { secret: 'a-test-secret-of-32-characters!!' },
+      rules: [{ name: 'jwt', key: { jwt: 'sub' }, policies: limit(100) }],
+    });
+    const before = up.seen.length;
+    const client = rawClient(proxy);
+    client.socket.write(`${head('/echo', 'Transfer-Encoding: chunked\r\n')}5\r\nfirst\r\nzz\r\n`);
+    await client.closed;
+    assert.match(client.received(), /^HTTP\/1\.1 400 /);
+    assert.equal((await send(`${proxy.url}/echo`)).status, 200, 'still serving');
+    assert.equal(up.seen.length, before + 1, 'only the later request reached the upstream');
+  });
+
+  it('a malformed chunk after the upstream began answering: the connection is cut, no 400 inside the response', async () => {
+    const { proxy } = await proxyFor({ upstream: up.url });
+    const client = rawClient(proxy);
+    const aborted = up.nextAbort();
+    client.socket.write(`${head('/early', 'Transfer-Encoding: chunked\r\n')}5\r\nfirst\r\n`);
+    await new Promise<void>((resolve) =>
+      client.socket.on('data', () => client.received().includes('early') && resolve()),
+    );
+    client.socket.write('zz\r\n');
+    await client.closed;
+    assert.match(client.received(), /^HTTP\/1\.1 200 /);
+    assert.doesNotMatch(client.received(), /400 Bad Request/);
+    assert.equal(await aborted, '/early');
+  });
+
+  it('a client that closes mid-body: the upstream request is aborted (chunked and with a length)', async () => {
+    const { proxy } = await proxyFor({ upstream: up.url });
+    for (const fields of ['Transfer-Encoding: chunked\r\n', 'Content-Length: 100\r\n']) {
+      const client = rawClient(proxy);
+      const arrived = up.nextRequest();
+      const aborted = up.nextAbort();
+      client.socket.write(`${head('/echo', fields)}${fields.startsWith('T') ? '5\r\nfirst\r\n' : 'first'}`);
+      assert.equal(await arrived, '/echo');
+      client.socket.destroy();
+      assert.equal(await aborted, '/echo', fields);
+    }
+  });
+
+  it('both Content-Length and Transfer-Encoding: 400, and the upstream never sees the request', async () => {
+    const { proxy } = await proxyFor({ upstream: up.url });
+    const before = up.seen.length;
+    const client = rawClient(proxy);
+    client.socket.write(
+      `${head('/echo', 'Content-Length: 5\r\nTransfer-Encoding: chunked\r\n')}0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n`,
+    );
+    await client.closed;
+    assert.match(client.received(), /^HTTP\/1\.1 400 /);
+    assert.equal(up.seen.length, before);
+  });
+});
+
 describe('proxy: upstream failures', () => {
   it('answers 502 when the upstream is down, and 504 when it does not answer in time', async () => {
     const { proxy } = await proxyFor({ upstream: 'http://127.0.0.1:9', timeouts: { response: '200ms' } });
@@ -684,7 +911,7 @@ describe('proxy: upstream failures', () => {
       });
     assert.match(await raw('GARBAGE\r\n\r\n'), /^HTTP\/1\.1 400/);
     assert.match(
-      await raw('GET http://elsewhere.test/ HTTP/1.1\r\nHost: x\r\n\r\n'),
+      await raw('GET ftp://elsewhere.test/ HTTP/1.1\r\nHost: x\r\n\r\n'),
       /^HTTP\/1\.1 400[\s\S]*application\/problem\+json[\s\S]*The request target is not a path/,
     );
     assert.equal((await send(`${proxy.url}/echo`)).status, 200);
@@ -929,5 +1156,105 @@ describe('proxy: in front of a Python service', () => {
     } finally {
       await python.close();
     }
+  });
+});
+
+describe('proxy: onStoreError, when Redis dies or stalls', () => {
+  const PASSWORD = 'outage-secret-pw';
+  const rules = [{ name: 'r', policies: limit(3) }];
+
+  /** A proxy on a password-protected redis-server of its own, with one request counted there already. */
+  async function onRedis(onStoreError: string | undefined) {
+    const redis = await RedisServer.start();
+    // Set once it runs: the helper's readiness check speaks without a password.
+    const admin = new Redis(redis.port, '127.0.0.1');
+    await admin.config('SET', 'requirepass', PASSWORD);
+    admin.disconnect();
+    const store = `redis://:${PASSWORD}@127.0.0.1:${redis.port}`;
+    const started = await proxyFor({
+      upstream: up.url,
+      store,
+      rules,
+      ...(onStoreError ? { onStoreError } : {}),
+    });
+    assert.equal((await send(`${started.proxy.url}/x`)).status, 200, 'Redis up');
+    return { redis, ...started };
+  }
+
+  const expected: Record<string, (replies: Reply[]) => void> = {
+    open: (replies) =>
+      assert.deepEqual(
+        replies.map((r) => r.status),
+        [200, 200, 200, 200, 200],
+      ),
+    closed: (replies) => {
+      for (const r of replies) {
+        assert.equal(r.status, 503);
+        assert.equal(r.headers['content-type'], 'application/problem+json');
+        assert.match(String(r.headers['retry-after']), /^\d+$/);
+      }
+    },
+    // Counted afresh in memory: exactly the limit admitted.
+    fallback: (replies) =>
+      assert.deepEqual(
+        replies.map((r) => r.status),
+        [200, 200, 200, 429, 429],
+      ),
+  };
+
+  for (const policy of ['open', 'closed', 'fallback'] as const) {
+    it(`${policy}: a killed redis-server`, async () => {
+      const { redis, proxy, logs } = await onRedis(policy);
+      try {
+        await redis.kill();
+        const replies: Reply[] = [];
+        for (let i = 0; i < 5; i++) replies.push(await send(`${proxy.url}/x`));
+        expected[policy]!(replies);
+        const failed = logs.filter((l) => l.msg?.toString().startsWith('rate-limit store failed'));
+        assert.ok(failed.length > 0, 'the failure is logged');
+        assert.equal(failed[0]!.onStoreError, policy);
+        assert.ok(!JSON.stringify(logs).includes(PASSWORD), 'never the password');
+      } finally {
+        await redis.stop();
+      }
+    });
+  }
+
+  it('closed and fallback: a stalled redis-server (SIGSTOP), decided by the policy once the timeout passes', async () => {
+    for (const policy of ['closed', 'fallback'] as const) {
+      const { redis, proxy } = await onRedis(policy);
+      try {
+        redis.pause();
+        const replies: Reply[] = [];
+        for (let i = 0; i < 5; i++) replies.push(await send(`${proxy.url}/x`));
+        expected[policy]!(replies);
+      } finally {
+        await redis.stop();
+      }
+    }
+  });
+
+  it('fallback by default, as the library; refused without Redis, and a bad value refused, naming the field', async () => {
+    const { redis, proxy } = await onRedis(undefined);
+    try {
+      await redis.kill();
+      const replies: Reply[] = [];
+      for (let i = 0; i < 5; i++) replies.push(await send(`${proxy.url}/x`));
+      expected.fallback!(replies);
+    } finally {
+      await redis.stop();
+    }
+    assert.throws(
+      () => validateProxyConfig({ upstream: up.url, onStoreError: 'closed' }, 'proxy.yaml'),
+      /^CliError: proxy\.yaml: onStoreError: the memory store never fails/,
+    );
+    assert.throws(
+      () =>
+        validateProxyConfig(
+          { upstream: up.url, store: 'redis://127.0.0.1:1', onStoreError: 'sometimes' },
+          'p.yaml',
+        ),
+      /p\.yaml: onStoreError: .*"open".*"closed".*"fallback"|p\.yaml: onStoreError/,
+    );
   });
 });

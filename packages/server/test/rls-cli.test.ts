@@ -6,6 +6,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { RedisServer } from '@floodgate/test-support';
 import { type Client, credentials, type ServiceError } from '@grpc/grpc-js';
 import { rateLimitService } from '../src/rls/protocol.js';
 import { assertUsageErrors, bin, startCommand } from './helpers/command.js';
@@ -122,5 +123,44 @@ describe('floodgate rls (the command)', () => {
     assert.equal(redis.status, 1);
     assert.match(redis.stderr, /cannot connect to Redis at redis:\/\/:\*\*\*@127\.0\.0\.1:1/);
     assert.doesNotMatch(redis.stderr, /hunter2/);
+  });
+});
+
+describe('floodgate rls --on-store-error', () => {
+  it('is refused without --redis, or with a bad value (exit 2)', () => {
+    const good = config('outage-flags.yaml', 1);
+    assertUsageErrors(floodgate, [
+      [['--config', good, '--on-store-error', 'open'], /--on-store-error needs --redis/],
+      [
+        ['--config', good, '--redis', 'redis://127.0.0.1:1', '--on-store-error', 'shut'],
+        /--on-store-error must be one of open, closed, fallback; got "shut"/,
+      ],
+    ]);
+  });
+
+  it('open: OK past the limit once the redis-server is killed', async () => {
+    const redis = await RedisServer.start();
+    const file = config('outage-open.yaml', 1);
+    const rls = await startCommand([
+      'rls',
+      '--config',
+      file,
+      '--port',
+      '0',
+      '--no-admin',
+      '--redis',
+      redis.url,
+      '--on-store-error',
+      'open',
+    ]);
+    try {
+      const address = rls.url.slice('grpc://'.length);
+      assert.deepEqual(await codes(address, 1), ['OK']);
+      await redis.kill();
+      assert.deepEqual(await codes(address, 3), ['OK', 'OK', 'OK']);
+    } finally {
+      await rls.stop();
+      await redis.stop();
+    }
   });
 });

@@ -686,3 +686,82 @@ descriptors:
     assert.equal((await ask1('\ud800')).overallCode, 'OVER_LIMIT');
   });
 });
+
+describe('floodgate rls: onStoreError, when Redis dies', () => {
+  const PASSWORD = 'rls-outage-secret';
+  const config = file(
+    'outage.yaml',
+    'domain: outage\ndescriptors:\n  - key: k\n    rate_limit: { unit: hour, requests_per_unit: 3 }\n',
+  );
+  const request = { domain: 'outage', descriptors: [{ entries: [{ key: 'k', value: 'v' }] }] };
+
+  async function onKilledRedis(
+    onStoreError: 'open' | 'closed' | 'fallback' | undefined,
+    check: (client: Client & { ShouldRateLimit: Call }) => Promise<void>,
+  ): Promise<string[]> {
+    const redis = await RedisServer.start();
+    const admin = new Redis(redis.port, '127.0.0.1');
+    await admin.config('SET', 'requirepass', PASSWORD);
+    admin.disconnect();
+    const lines: string[] = [];
+    const log = pino({ base: null }, { write: (line: string) => void lines.push(line) });
+    const rls = await startRls(
+      config,
+      {
+        listen: { host: '127.0.0.1', port: 0 },
+        admin: false,
+        store: `redis://:${PASSWORD}@127.0.0.1:${redis.port}`,
+        ...(onStoreError === undefined ? {} : { onStoreError }),
+      },
+      { log, watch: false },
+    );
+    const client = clientOf(rls.address);
+    try {
+      assert.equal((await ask(client, request)).overall_code, 'OK', 'Redis up');
+      await redis.kill();
+      await check(client);
+    } finally {
+      client.close();
+      await rls.stop();
+      await redis.stop();
+    }
+    assert.ok(
+      lines.some((l) => l.includes('rate-limit store failed')),
+      'the failure is logged',
+    );
+    assert.ok(!lines.some((l) => l.includes(PASSWORD)), 'never the password');
+    return lines;
+  }
+
+  const codes = async (client: Client & { ShouldRateLimit: Call }, n: number) => {
+    const out: string[] = [];
+    for (let i = 0; i < n; i++) out.push((await ask(client, request)).overall_code);
+    return out;
+  };
+
+  it('open: OK', async () => {
+    await onKilledRedis('open', async (client) =>
+      assert.deepEqual(await codes(client, 5), Array(5).fill('OK')),
+    );
+  });
+
+  it("closed: UNAVAILABLE, as envoyproxy/ratelimit answers a Redis error (Envoy's failure_mode_deny decides), never OVER_LIMIT", async () => {
+    await onKilledRedis('closed', async (client) => {
+      for (let i = 0; i < 3; i++) {
+        await assert.rejects(ask(client, request), (error: ServiceError) => {
+          assert.equal(error.code, status.UNAVAILABLE);
+          assert.match(error.details, /store is unavailable/);
+          return true;
+        });
+      }
+    });
+  });
+
+  it('fallback, and by default: counted in memory, exactly the limit admitted', async () => {
+    for (const policy of ['fallback', undefined] as const) {
+      await onKilledRedis(policy, async (client) =>
+        assert.deepEqual(await codes(client, 5), ['OK', 'OK', 'OK', 'OVER_LIMIT', 'OVER_LIMIT']),
+      );
+    }
+  });
+});

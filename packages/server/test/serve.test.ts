@@ -592,3 +592,66 @@ describe('floodgate serve with MariaDB/MySQL', () => {
     }
   });
 });
+
+describe('floodgate serve --on-store-error, when Redis dies', () => {
+  const PASSWORD = 'serve-outage-secret';
+
+  async function afterKill(args: string[]): Promise<{ statuses: number[]; retryAfter: (string | null)[] }> {
+    const redis = await RedisServer.start();
+    const admin = new Redis(redis.port, '127.0.0.1');
+    await admin.config('SET', 'requirepass', PASSWORD);
+    admin.disconnect();
+    const s = await startServe([
+      '--redis',
+      `redis://:${PASSWORD}@127.0.0.1:${redis.port}`,
+      '--limit',
+      '3',
+      ...args,
+    ]);
+    try {
+      assert.equal((await get(s.url, { authorization: auth(USER) })).status, 200, 'Redis up');
+      await redis.kill();
+      const statuses: number[] = [];
+      const retryAfter: (string | null)[] = [];
+      for (let i = 0; i < 5; i++) {
+        const r = await get(s.url, { authorization: auth(USER) });
+        statuses.push(r.status);
+        retryAfter.push(r.headers.get('retry-after'));
+      }
+      while (!s.logs().some((l) => String(l.msg).startsWith('rate-limit store failed')))
+        await once(s.child.stdout!, 'data');
+      assert.ok(!JSON.stringify(s.logs()).includes(PASSWORD), 'never the password');
+      return { statuses, retryAfter };
+    } finally {
+      await s.stop();
+      await redis.stop();
+    }
+  }
+
+  it('open: the per-user limit lets every request through', async () => {
+    assert.deepEqual((await afterKill(['--on-store-error', 'open'])).statuses, [200, 200, 200, 200, 200]);
+  });
+
+  it('closed: 503 with Retry-After, never a 429 (nobody is over a limit)', async () => {
+    const { statuses, retryAfter } = await afterKill(['--on-store-error', 'closed']);
+    assert.deepEqual(statuses, [503, 503, 503, 503, 503]);
+    for (const value of retryAfter) assert.match(String(value), /^\d+$/);
+  });
+
+  it('fallback (the default): counted in memory, exactly the limit admitted', async () => {
+    assert.deepEqual((await afterKill(['--on-store-error', 'fallback'])).statuses, [200, 200, 200, 429, 429]);
+    assert.deepEqual((await afterKill([])).statuses, [200, 200, 200, 429, 429]);
+  });
+
+  it('refuses a bad value, and the setting without Redis, naming where it came from (exit 2)', () => {
+    const bad = run(['serve', '--port', '0', '--redis', 'redis://127.0.0.1:1', '--on-store-error', 'maybe']);
+    assert.equal(bad.status, 2, bad.stderr);
+    assert.match(bad.stderr, /--on-store-error must be one of open, closed, fallback; got "maybe"/);
+    const alone = run(['serve', '--port', '0', '--on-store-error', 'closed']);
+    assert.equal(alone.status, 2, alone.stderr);
+    assert.match(alone.stderr, /--on-store-error needs --redis/);
+    const fromEnv = run(['serve', '--port', '0'], { env: { FLOODGATE_ON_STORE_ERROR: 'closed' } });
+    assert.equal(fromEnv.status, 2, fromEnv.stderr);
+    assert.match(fromEnv.stderr, /FLOODGATE_ON_STORE_ERROR needs --redis/);
+  });
+});

@@ -57,6 +57,10 @@ function program(): Command {
       '--redis <url>',
       'redis://host:port[/db], rediss://... or redis-cluster://h:p,h:p (FLOODGATE_REDIS)',
     )
+    .option(
+      '--on-store-error <policy>',
+      'with --redis, while it is down: open (let through), closed (503) or fallback (in memory; the default) (FLOODGATE_ON_STORE_ERROR)',
+    )
     .option('--limit <n>', 'requests per window per user (FLOODGATE_LIMIT; default 5)')
     .option(
       '--window <duration>',
@@ -95,6 +99,10 @@ function program(): Command {
     .option('--algorithm <name>', 'without --config: the algorithm (default token-bucket)')
     .option('--redis <url>', 'without --config: share limits through Redis')
     .option('--leases', 'without --config, with --redis: quota leases for busy clients (see the README)')
+    .option(
+      '--on-store-error <policy>',
+      'without --config, with --redis: while Redis is down, open (let through), closed (503) or fallback (in memory; the default)',
+    )
     .option('--shadow', 'without --config: log and count what would be refused, refuse nothing')
     .option(
       '--grace <duration>',
@@ -119,6 +127,10 @@ function program(): Command {
     .option('--host <host>', 'address to listen on (default 127.0.0.1)')
     .option('--redis <url>', 'share limits through Redis (default: in memory)')
     .option('--leases', 'with --redis: quota leases for busy descriptors (see the README)')
+    .option(
+      '--on-store-error <policy>',
+      "with --redis: while Redis is down, open (OK), closed (UNAVAILABLE: Envoy's failure_mode_deny decides) or fallback (in memory; the default)",
+    )
     .option('--admin-port <n>', 'port of GET /metrics and /health (default 9465)')
     .option('--no-admin', 'no admin listener')
     .action(async (flags: RlsFlags) => {

@@ -10,6 +10,7 @@ export interface ProxyFlags {
   readonly host?: string;
   readonly redis?: string;
   readonly leases?: boolean;
+  readonly onStoreError?: string;
   readonly limit?: string;
   readonly window?: string;
   readonly algorithm?: string;
@@ -20,7 +21,17 @@ export interface ProxyFlags {
 }
 
 /** Flags that describe the simple case only; with --config the file says these. */
-const SIMPLE = ['upstream', 'redis', 'leases', 'limit', 'window', 'algorithm', 'shadow', 'grace'] as const;
+const SIMPLE = [
+  'upstream',
+  'redis',
+  'leases',
+  'onStoreError',
+  'limit',
+  'window',
+  'algorithm',
+  'shadow',
+  'grace',
+] as const;
 
 function port(value: string, flag: string): number {
   if (!/^\d{1,5}$/.test(value) || Number(value) > 65535) {
@@ -54,7 +65,8 @@ export function proxyConfigFromFlags(flags: ProxyFlags): { config: ProxyConfig; 
   if (flags.config !== undefined) {
     const given = SIMPLE.filter((flag) => flags[flag] !== undefined);
     if (given.length > 0) {
-      throw usageError(`--${given[0]} cannot be combined with --config; set it in ${flags.config}`);
+      const flag = given[0] === 'onStoreError' ? 'on-store-error' : given[0];
+      throw usageError(`--${flag} cannot be combined with --config; set it in ${flags.config}`);
     }
     const config = loadProxyConfig(flags.config);
     const admin = adminOf(flags, config.admin)!;
@@ -74,6 +86,7 @@ export function proxyConfigFromFlags(flags: ProxyFlags): { config: ProxyConfig; 
     upstream: flags.upstream,
     ...(flags.redis === undefined ? {} : { store: flags.redis }),
     ...(flags.leases === undefined ? {} : { leases: flags.leases }),
+    ...(flags.onStoreError === undefined ? {} : { onStoreError: flags.onStoreError }),
     ...(admin === undefined ? {} : { admin }),
     shadow: flags.shadow ?? false,
     ...(flags.grace === undefined ? {} : { grace: flags.grace }),
@@ -93,6 +106,8 @@ export function proxyConfigFromFlags(flags: ProxyFlags): { config: ProxyConfig; 
           /^flags: leases: quota leases share a Redis store's quota; set "store" to a Redis URL/,
           '--leases needs --redis',
         )
+        .replace(/^flags: onStoreError: the memory store never fails.*$/, '--on-store-error needs --redis')
+        .replace(/^flags: onStoreError/, '--on-store-error')
         .replace(/^flags: grace/, '--grace'),
     );
   }

@@ -1,5 +1,6 @@
 import type { RlsSettings } from '../rls/rls.js';
 import { usageError } from '../shared/errors.js';
+import { OUTAGE_POLICIES, type OutagePolicy } from '../shared/redis.js';
 
 /** `floodgate rls`'s flags as parsed; `admin` is false for `--no-admin`. */
 export interface RlsFlags {
@@ -8,6 +9,7 @@ export interface RlsFlags {
   readonly host?: string;
   readonly redis?: string;
   readonly leases?: boolean;
+  readonly onStoreError?: string;
   readonly adminPort?: string;
   readonly admin?: boolean;
 }
@@ -25,6 +27,16 @@ export function rlsSettingsFromFlags(flags: RlsFlags): { path: string; settings:
     throw usageError('give --config: an envoyproxy/ratelimit configuration file, or a folder of them');
   }
   if (flags.leases === true && flags.redis === undefined) throw usageError('--leases needs --redis');
+  const onStoreError = flags.onStoreError;
+  if (onStoreError !== undefined) {
+    if (!(OUTAGE_POLICIES as readonly string[]).includes(onStoreError)) {
+      throw usageError(
+        `--on-store-error must be one of ${OUTAGE_POLICIES.join(', ')}; got "${onStoreError}"`,
+      );
+    }
+    // The memory store never fails: an outage policy for it would be a setting that does nothing.
+    if (flags.redis === undefined) throw usageError('--on-store-error needs --redis');
+  }
   if (flags.admin === false && flags.adminPort !== undefined) {
     throw usageError('--admin-port cannot be combined with --no-admin');
   }
@@ -42,6 +54,7 @@ export function rlsSettingsFromFlags(flags: RlsFlags): { path: string; settings:
             },
       store: flags.redis ?? 'memory',
       leases: flags.leases ?? false,
+      ...(onStoreError === undefined ? {} : { onStoreError: onStoreError as OutagePolicy }),
     },
   };
 }

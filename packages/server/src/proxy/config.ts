@@ -4,8 +4,10 @@ import { match as pathMatch } from 'path-to-regexp';
 import { z } from 'zod';
 import { DEFAULT_GRACE } from '../shared/drain.js';
 import { usageError } from '../shared/errors.js';
+import { OUTAGE_POLICIES } from '../shared/redis.js';
 import { duration, issueText, pathOf, policies } from '../shared/schema.js';
 import { readSettingsFile } from '../shared/yaml.js';
+import { ruleHostName } from './host.js';
 
 const DEFAULT_PORT = 8080;
 const DEFAULT_ADMIN_PORT = 9464;
@@ -79,7 +81,11 @@ const ruleSchema = z.strictObject({
   match: z
     .strictObject({
       method: stringList.optional(),
-      host: stringList.optional(),
+      host: stringList
+        .refine((hosts) => hosts.every((h) => ruleHostName(h) !== undefined), {
+          error: 'must be host names ("api.example.com", "*.example.com", "::1"), without a port',
+        })
+        .optional(),
       path: z.string().startsWith('/', 'must start with "/"').optional(),
       pattern: z.string().startsWith('/', 'must start with "/"').optional(),
     })
@@ -189,7 +195,8 @@ const schema = z.strictObject({
     .default({ connect: 5_000, response: 30_000, idle: 60_000 }),
   maxSockets: z.number().int().min(1).default(256),
   grace: duration.default(DEFAULT_GRACE),
-  onStoreError: z.enum(['open', 'closed']).default('open'),
+  /** The Redis store's outage policy; only with a Redis store (refused with memory, which has no outage). */
+  onStoreError: z.enum(OUTAGE_POLICIES).optional(),
   allow: lists.default([]),
   deny: lists.default([]),
   jwt: jwtSchema.optional(),
@@ -225,6 +232,11 @@ export function validateProxyConfig(data: unknown, source = 'config'): ProxyConf
   if (config.leases && config.store === 'memory') {
     throw usageError(
       `${source}: leases: quota leases share a Redis store's quota; set "store" to a Redis URL`,
+    );
+  }
+  if (config.onStoreError !== undefined && config.store === 'memory') {
+    throw usageError(
+      `${source}: onStoreError: the memory store never fails, so it has no outage policy; set "store" to a Redis URL, or remove onStoreError`,
     );
   }
   if (config.shed !== undefined) {

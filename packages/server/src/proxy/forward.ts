@@ -57,6 +57,8 @@ export interface Forwarding {
   readonly upstream: Upstream;
   /** Path and query, after the upstream's own base path. */
   readonly path: string;
+  /** The client's Host (or its absolute-form target's authority; see target.ts), undefined when none. */
+  readonly authority: string | undefined;
   /** Header fields added to the response (the rate-limit fields). */
   readonly extra: readonly (readonly [string, string])[];
   readonly options: ForwardOptions;
@@ -141,13 +143,14 @@ function forwardedFor(ip: string): string {
 /** The request's header list for the upstream: end-to-end fields, Host, and the forwarding fields. */
 export function upstreamHeaders(
   req: IncomingMessage,
+  authority: string | undefined,
   target: Upstream,
   options: ForwardOptions,
   upgrade = false,
 ): string[] {
   const mode = options.forwarded;
   const headers = endToEnd(req.rawHeaders, req.headers.connection, REPLACED[mode]);
-  const clientHost = req.headers.host ?? target.authority;
+  const clientHost = authority ?? target.authority;
   headers.push('Host', options.preserveHost ? clientHost : target.authority);
   const peer = (req.socket.remoteAddress ?? '').replace(/^::ffff:(?=\d+\.)/, '');
   if (mode === 'x-forwarded' || mode === 'both') {
@@ -236,11 +239,11 @@ class Relay implements Dispatcher.DispatchHandler {
       origin: target.origin,
       path: target.base + path,
       method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
-      headers: upstreamHeaders(req, target, options),
+      headers: upstreamHeaders(req, forwarding.authority, target, options),
       body: bodyless ? null : req,
     };
     this.#exchange = this.#watch();
-    // The client went away: stop the upstream exchange too.
+    // The client went away, or the proxy answered it itself (a malformed body): stop the upstream exchange too.
     res.on('close', () => {
       if (this.#over) return;
       this.#over = true;
@@ -288,6 +291,12 @@ class Relay implements Dispatcher.DispatchHandler {
 
   onHeaders(status: number, raw: Buffer[], resume: () => void, statusText: string): boolean {
     if (this.#over) return false;
+    if (this.res.headersSent) {
+      // The proxy answered the client itself (a malformed request body): the response closing will end
+      // this exchange; nothing of the upstream's is relayed meanwhile.
+      this.#abort?.();
+      return false;
+    }
     this.#exchange.responded = true;
     this.#resume = resume;
     const out: string[] = [];
@@ -324,6 +333,11 @@ class Relay implements Dispatcher.DispatchHandler {
   onError(err: Error): void {
     if (this.#over) return;
     const res = this.res;
+    // Answered by the proxy itself (a malformed request body) and aborted here: no upstream failure.
+    if (res.headersSent && !this.#exchange.responded) {
+      this.#finish({ status: res.statusCode });
+      return;
+    }
     const code = (err as NodeJS.ErrnoException).code ?? '';
     if (this.#retry && !this.#exchange.responded && STALE.has(code) && !res.headersSent) {
       this.#retry = false;
@@ -384,7 +398,7 @@ export function forwardUpgrade(forwarding: Forwarding, socket: Duplex, head: Buf
       port: target.port,
       method: req.method,
       path: target.base + path,
-      headers: upstreamHeaders(req, target, options, true),
+      headers: upstreamHeaders(req, forwarding.authority, target, options, true),
       agent: false,
       setHost: false,
     });

@@ -17,7 +17,7 @@ import { jwtVerifier } from './jwt.js';
 import type { ProxyMetrics } from './metrics.js';
 import { refusalLog } from './refusal-log.js';
 import { compileRules, type Rule } from './rules.js';
-import { hostOf, type Target, targetOf, viewOf } from './target.js';
+import { type Target, targetOf, viewOf } from './target.js';
 import type { Timeouts } from './timeouts.js';
 
 /** Everything a configuration decides per request; swapped whole on reload, so a request sees one version. */
@@ -96,6 +96,8 @@ interface Outcome {
 const UNMATCHED: Outcome = { rule: undefined, verdict: undefined };
 
 function refuseResponse(res: ServerResponse, verdict: Refusal): void {
+  // Already answered while the rule was decided (a malformed body, see Gateway.clientError).
+  if (res.headersSent) return;
   res.writeHead(verdict.status, verdict.headers.flat());
   res.end(verdict.body);
 }
@@ -168,8 +170,8 @@ export class Gateway {
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     const state = this.#active;
     const target = targetOf(req);
-    if (target === undefined) {
-      problem(res, 400, 'Bad Request', 'The request target is not a path.');
+    if (typeof target === 'string') {
+      problem(res, 400, 'Bad Request', target);
       return;
     }
     void andThen(this.#decide(req, res, state, target, refuseResponse), (outcome) =>
@@ -182,8 +184,8 @@ export class Gateway {
     const state = this.#active;
     socket.on('error', () => {});
     const target = targetOf(req);
-    if (target === undefined) {
-      socket.end(rawResponse(400, 'Bad Request', [], 'The request target is not a path.'));
+    if (typeof target === 'string') {
+      socket.end(rawResponse(400, 'Bad Request', [], target));
       return;
     }
     const decided = await this.#decide(req, socket, state, target, refuseUpgrade);
@@ -198,15 +200,29 @@ export class Gateway {
   };
 
   /**
-   * The `clientError` listener. A malformed request pipelined behind one still being answered: a 400
-   * written now would land inside that response and break its framing. Node's own handler closes the
-   * connection then; so does this one, once the response in progress is complete. (`_httpMessage` is the
-   * response that holds the socket: the field Node's handler reads, so no request pays for bookkeeping.)
+   * The `clientError` listener: the parser met bytes that are not HTTP. Where they are depends on the
+   * response that holds the socket (`_httpMessage`: the field Node's own handler reads, so no request pays
+   * for bookkeeping):
+   * - none: a malformed request of its own, answered 400;
+   * - one whose request is whole (or whose response is already complete): a malformed request pipelined
+   *   behind it. A 400 written now would land inside that response and break its framing, so the
+   *   connection is closed once the response is out, as Node's own handler does;
+   * - one whose request body is still coming: the body itself is malformed (a chunk size that is not hex,
+   *   overflows, or a chunk-size line past the parser's bound). The request can never be completed: it is
+   *   answered 400 at once, or, when the upstream's response has begun, the connection is cut. Either way
+   *   the response closes, and the relay aborts the upstream request with it (see forward.ts), so neither
+   *   connection waits for a timeout.
    */
   readonly clientError = (_error: Error, socket: Duplex): void => {
     const current = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
     if (current != null && !current.writableFinished) {
-      current.once('close', () => socket.destroy());
+      if (current.req.complete || current.writableEnded) {
+        current.once('close', () => socket.destroy());
+      } else if (current.headersSent) {
+        socket.destroy();
+      } else {
+        problem(current, 400, 'Bad Request', 'The request body is malformed.');
+      }
       return;
     }
     if (socket.writable)
@@ -226,13 +242,13 @@ export class Gateway {
     refuse: (sink: Sink, verdict: Refusal) => void,
   ): MaybePromise<Outcome | undefined> {
     const method = req.method ?? 'GET';
-    const rule = state.rules.find((r) => r.matches(method, hostOf(req.headers.host), target.matchPath));
+    const rule = state.rules.find((r) => r.matches(method, target.host, target.matchPath));
     if (rule === undefined) {
       this.#metrics.countRequest('', 'unmatched');
       return UNMATCHED;
     }
     return attempt(
-      () => rule.guard.decide(req, viewOf(req, target.matchPath)),
+      () => rule.guard.decide(req, viewOf(req, target)),
       (verdict) => this.#conclude(req, sink, rule, target, verdict, refuse),
       (error) => this.#checkFailed(rule, error),
     );
@@ -294,6 +310,11 @@ export class Gateway {
   ): void {
     if (outcome === undefined) return;
     const { rule, verdict } = outcome;
+    if (res.headersSent) {
+      // Answered while its rule was decided (a malformed body, see clientError): nothing to forward.
+      if (verdict?.kind === 'pass') verdict.settle?.(res.statusCode);
+      return;
+    }
     const started = performance.now();
     forward(this.#forwarding(req, state, target, verdict), res, (result) => {
       if (verdict?.kind === 'pass') verdict.settle?.(result.status);
@@ -307,6 +328,7 @@ export class Gateway {
       req,
       upstream: state.upstreams[this.#turn++ % state.upstreams.length]!,
       path: target.forwardPath,
+      authority: target.authority,
       extra: verdict?.kind === 'pass' ? verdict.headers : [],
       options: state.forward,
     };

@@ -45,7 +45,10 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
   let shared: Store | undefined;
   if (initial.store !== 'memory') {
     redis = await connectRedis(initial.store);
-    const store = sharedStore(redis, log, metrics.storeErrors, initial.leases);
+    const store = sharedStore(redis, log, metrics.storeErrors, {
+      leases: initial.leases,
+      ...(initial.onStoreError === undefined ? {} : { onStoreError: initial.onStoreError }),
+    });
     registerStoreMetrics(metrics.registry, store.stats);
     shared = store;
   }

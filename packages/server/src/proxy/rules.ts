@@ -4,6 +4,7 @@ import { MemoryStore, type Store } from 'floodgate';
 import { byApiKey, byBasicUser, byHeader, byIp, HttpGuard, type KeyExtractor } from 'floodgate/http';
 import { match as pathMatcher } from 'path-to-regexp';
 import type { ProxyConfig, RuleConfig } from './config.js';
+import { ruleHostName } from './host.js';
 import { claimOf, type JwtVerifier } from './jwt.js';
 
 /** One rule, ready to decide: the first rule whose `match` fits a request applies to it. */
@@ -39,14 +40,18 @@ export function ruleStores(shared: Store | undefined): (rule: string) => Store {
   };
 }
 
-/** `*.example.com` matches one or more labels in front of `example.com`; names compare without case. */
+/**
+ * `*.example.com` matches one or more labels in front of `example.com`. Configured names are normalised as
+ * requests' hosts are (`hostName`: case, trailing dot, brackets), so the two always compare alike; the
+ * configuration has checked them.
+ */
 function hostMatcher(hosts: readonly string[]): (host: string) => boolean {
   const exact = new Set<string>();
   const suffixes: string[] = [];
   for (const h of hosts) {
-    const lower = h.toLowerCase();
-    if (lower.startsWith('*.')) suffixes.push(lower.slice(1));
-    else exact.add(lower);
+    const name = ruleHostName(h) ?? h;
+    if (name.startsWith('*.')) suffixes.push(name.slice(1));
+    else exact.add(name);
   }
   return (host) => exact.has(host) || suffixes.some((s) => host.endsWith(s));
 }

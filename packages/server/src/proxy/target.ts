@@ -1,18 +1,22 @@
 import type { IncomingMessage } from 'node:http';
 import type { RequestView } from 'floodgate/http';
+import { hostName } from './host.js';
 import { matchPath } from './rules.js';
 
-/** Where a request goes, read from its target: what is forwarded, and what rules are matched on. */
+/** Where a request goes, read from its target and Host: what is forwarded, and what rules are matched on. */
 export interface Target {
   /** The path and query sent upstream. */
   readonly forwardPath: string;
   /** The path rules are matched on. */
   readonly matchPath: string;
+  /** The host rules and keys see (see `hostName`); '' when the request names none (HTTP/1.0). */
+  readonly host: string;
+  /** The Host value to forward, as the client wrote it: the absolute-form target's authority, else Host. */
+  readonly authority: string | undefined;
 }
 
-/** Parses the request target; undefined when it is not a path (a 400). */
-export function targetOf(req: IncomingMessage): Target | undefined {
-  const raw = req.url ?? '';
+/** The request's path, resolved (see `targetOf`); undefined when it is not one. */
+function pathsOf(raw: string): { forwardPath: string; matchPath: string } | undefined {
   if (!raw.startsWith('/')) return undefined;
   // The common case, nothing to resolve or decode: no URL parser on the hot path.
   if (!/[.%\\]|\/\/|#/.test(raw)) {
@@ -29,20 +33,50 @@ export function targetOf(req: IncomingMessage): Target | undefined {
   }
 }
 
-/** The Host header's name, lower-cased, without a port (and without the brackets of an IPv6 literal). */
-export function hostOf(header: string | undefined): string {
-  const host = (header ?? '').toLowerCase();
-  if (host.startsWith('[')) return host.slice(1, host.indexOf(']'));
-  const colon = host.indexOf(':');
-  return colon === -1 ? host : host.slice(0, colon);
+/** `http://authority/path`: the absolute form (RFC 9112, section 3.2.2); no userinfo (RFC 9110, 4.2.4). */
+const ABSOLUTE = /^https?:\/\/([^/?#@]+)(.*)$/is;
+
+/** The Host field lines of a request: RFC 9112 allows exactly one in HTTP/1.1 (Node keeps only the first). */
+function hostLines(raw: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 4 && name.toLowerCase() === 'host') n++;
+  }
+  return n;
 }
 
-/** The guard's view of a request, matched on `path` (the resolved one). */
-export function viewOf(req: IncomingMessage, path: string): RequestView {
+/**
+ * Parses the request target and its host, once for rules, keys and forwarding; a string (the detail of a
+ * 400) when the request cannot be routed: a target that is neither a path nor an absolute http(s) URL, two
+ * Host fields, or a host that is no host name. The absolute form's authority replaces Host, as RFC 9112
+ * requires of a server, so the rule, the key and the upstream all see the same host.
+ */
+export function targetOf(req: IncomingMessage): Target | string {
+  let raw = req.url ?? '';
+  let authority = req.headers.host;
+  if (hostLines(req.rawHeaders) > 1) return 'The request has more than one Host field.';
+  if (!raw.startsWith('/')) {
+    const absolute = ABSOLUTE.exec(raw);
+    if (absolute === null) return 'The request target is not a path.';
+    authority = absolute[1]!;
+    raw = absolute[2] === '' ? '/' : absolute[2]!;
+  }
+  const paths = pathsOf(raw);
+  if (paths === undefined) return 'The request target is not a path.';
+  if (authority === undefined) return { ...paths, host: '', authority };
+  const host = hostName(authority);
+  if (host === undefined || (host === '' && raw !== req.url)) return 'The request host is not a host name.';
+  return { ...paths, host, authority };
+}
+
+/** The guard's view of a request, matched on its resolved path; its Host is the normalised host. */
+export function viewOf(req: IncomingMessage, target: Target): RequestView {
   return {
     method: req.method ?? 'GET',
-    path,
+    path: target.matchPath,
     header(name) {
+      if (name === 'host') return target.host === '' ? undefined : target.host;
       const value = req.headers[name];
       return Array.isArray(value) ? value.join(', ') : value;
     },

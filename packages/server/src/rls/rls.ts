@@ -8,13 +8,13 @@ import { type Logger, pino } from 'pino';
 import { startAdmin } from '../shared/admin.js';
 import { environmentError } from '../shared/errors.js';
 import { redact } from '../shared/redact.js';
-import { connectRedis, sharedStore } from '../shared/redis.js';
+import { connectRedis, type OutagePolicy, sharedStore } from '../shared/redis.js';
 import { registerStoreMetrics } from '../shared/store-metrics.js';
 import { watchConfig } from '../shared/watch.js';
 import { loadRlsConfig, type RlsConfig } from './config.js';
 import { createRlsMetrics, type RlsMetrics } from './metrics.js';
 import { fromWire, rateLimitService, toWire, type WireRequest } from './protocol.js';
-import { InvalidRequest, RateLimitService } from './service.js';
+import { InvalidRequest, RateLimitService, StoreClosed } from './service.js';
 
 export interface RlsSettings {
   /** Where the gRPC server listens. */
@@ -24,6 +24,8 @@ export interface RlsSettings {
   /** `memory`, or a Redis URL (`redis://`, `rediss://`, `redis-cluster://`). */
   readonly store: string;
   readonly leases?: boolean;
+  /** The Redis store's outage policy (`fallback` by default); only with a Redis store. */
+  readonly onStoreError?: OutagePolicy;
 }
 
 export interface RunningRls {
@@ -57,7 +59,10 @@ export async function startRls(
   if (settings.store === 'memory') store = new MemoryStore();
   else {
     redis = await connectRedis(settings.store);
-    const shared = sharedStore(redis, log, metrics.storeErrors, settings.leases ?? false);
+    const shared = sharedStore(redis, log, metrics.storeErrors, {
+      leases: settings.leases ?? false,
+      ...(settings.onStoreError === undefined ? {} : { onStoreError: settings.onStoreError }),
+    });
     registerStoreMetrics(metrics.registry, shared.stats);
     store = shared;
   }
@@ -87,6 +92,12 @@ export async function startRls(
       },
       (error) => {
         if (error instanceof InvalidRequest) return invalid(error);
+        // onStoreError: closed, Redis away: an error, as envoyproxy/ratelimit answers then, so Envoy's
+        // failure_mode_deny decides. Never OVER_LIMIT: no client is over its limit. Logged by the store.
+        if (error instanceof StoreClosed) {
+          callback({ code: status.UNAVAILABLE, details: error.message });
+          return;
+        }
         log.error({ err: redact((error as Error).message) }, 'a rate-limit decision failed');
         callback({ code: status.UNAVAILABLE, details: 'the rate-limit store is unavailable' });
       },

@@ -43,6 +43,13 @@ export interface RlsResponse {
 /** A request that cannot be decided as sent: gRPC's INVALID_ARGUMENT, with this message. */
 export class InvalidRequest extends Error {}
 
+/** The store is down and its outage policy (`onStoreError: closed`) refuses: gRPC's UNAVAILABLE. */
+export class StoreClosed extends Error {
+  constructor() {
+    super('the rate-limit store is unavailable (onStoreError: closed)');
+  }
+}
+
 /** Bounds on what one request may carry: far past any real proxy's, short of what could hurt the server. */
 export const BOUNDS = { domain: 256, descriptors: 64, entries: 32, key: 256, value: 4096 } as const;
 
@@ -194,6 +201,7 @@ export class RateLimitService {
       shadowed.forEach((i, j) => {
         decisions[i] = shadows![j];
       });
+      if (group!.some((d) => d.reason === 'store-closed')) throw new StoreClosed();
       const refused = group!.some((d) => !d.allowed);
       const now = this.#now();
       const headers: HeaderList = [];

@@ -40,6 +40,17 @@ function unauthorized(res: ServerResponse, message: string): void {
 }
 
 function limited(res: ServerResponse, decision: Decision, message: string): void {
+  if (decision.reason === 'store-closed') {
+    // Refused by the outage policy (--on-store-error closed) while Redis is down: nobody is over a limit.
+    const seconds = Math.max(1, Math.ceil(decision.retryAfter / 1000));
+    json(
+      res,
+      503,
+      { error: 'Service Unavailable', message: 'The rate-limit store is unavailable; try again shortly.' },
+      [['Retry-After', String(seconds)]],
+    );
+    return;
+  }
   const headers = rateLimitHeaders(decision, Date.now(), 'draft-10', false);
   json(
     res,
@@ -78,7 +89,9 @@ export function createApp({ db, limiter, logins, metrics, log }: AppDeps) {
     const stored = await fromDb(db.passwordHash(credentials.user));
     const ok = await checks.verify(credentials.password, stored);
     if (!ok) return undefined;
-    await login.succeeded();
+    // Clearing the failed-login count is a store call the outage policy does not answer: with Redis away it
+    // fails (the store has logged it), and the count then lapses with its window. The login itself stands.
+    await login.succeeded().catch(() => {});
     return { user: credentials.user };
   }
 

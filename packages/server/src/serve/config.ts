@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { DEFAULT_GRACE } from '../shared/drain.js';
 import { usageError } from '../shared/errors.js';
 import { flagOfPolicyOption, policyFromFlags } from '../shared/policy-flags.js';
+import { OUTAGE_POLICIES, type OutagePolicy } from '../shared/redis.js';
 import { duration, issueText, policies } from '../shared/schema.js';
 import { readSettingsFile } from '../shared/yaml.js';
 
@@ -12,6 +13,8 @@ export interface ServeConfig {
   host: string;
   db: string;
   redis: string | undefined;
+  /** With Redis: how the limits are decided while it is down (the store's outage policy; fallback if unset). */
+  onStoreError: OutagePolicy | undefined;
   limit: number;
   window: string;
   algorithm: string;
@@ -42,6 +45,9 @@ const FIELDS = {
       error: got('must be redis://host:port, rediss://host:port or redis-cluster://host:port,host:port'),
     })
     .optional(),
+  onStoreError: z
+    .enum(OUTAGE_POLICIES, { error: got(`must be one of ${OUTAGE_POLICIES.join(', ')}`) })
+    .optional(),
   limit: integer(1, 1_000_000_000).default(5),
   window: text.default('60s'),
   algorithm: text.default('fixed-window'),
@@ -49,7 +55,9 @@ const FIELDS = {
 };
 type Key = keyof typeof FIELDS;
 const KEYS = Object.keys(FIELDS) as Key[];
-const env = (key: Key) => `FLOODGATE_${key.toUpperCase()}`;
+/** `onStoreError`: the flag `--on-store-error`, the variable `FLOODGATE_ON_STORE_ERROR`, the file's key as is. */
+const words = (key: Key, sep: string) => key.replace(/[A-Z]/g, (c) => `${sep}${c}`).toLowerCase();
+const env = (key: Key) => `FLOODGATE_${words(key, '_').toUpperCase()}`;
 
 /** Merges flags, environment and config file, and validates the result; errors name where the bad value came from. */
 export function resolveConfig(
@@ -64,7 +72,7 @@ export function resolveConfig(
     }
   }
   const pick = (key: Key): { value: unknown; source: string } | undefined => {
-    if (flags[key] !== undefined) return { value: flags[key], source: `--${key}` };
+    if (flags[key] !== undefined) return { value: flags[key], source: `--${words(key, '-')}` };
     const e = environment[env(key)];
     if (e !== undefined && e !== '') return { value: e, source: env(key) };
     if (fromFile[key] !== undefined) return { value: fromFile[key], source: `"${key}" in ${file}` };
@@ -80,6 +88,12 @@ export function resolveConfig(
     values[key] = parsed.data;
   }
   const config = values as unknown as ServeConfig;
+  if (config.onStoreError !== undefined && config.redis === undefined) {
+    // The memory store never fails: an outage policy for it would be a setting that does nothing.
+    throw usageError(
+      `${pick('onStoreError')!.source} needs --redis (FLOODGATE_REDIS): only a Redis store has outages`,
+    );
+  }
   // The policy the settings make, checked by the library; a complaint names the setting it came from.
   const policy = policies.safeParse(policyOf(config));
   if (!policy.success) {

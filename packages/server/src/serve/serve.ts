@@ -40,7 +40,12 @@ export async function serve(config: ServeConfig): Promise<Running> {
       await db.close();
       throw error;
     }
-    store = sharedStore(redis, log, metrics.storeErrors);
+    store = sharedStore(
+      redis,
+      log,
+      metrics.storeErrors,
+      config.onStoreError === undefined ? {} : { onStoreError: config.onStoreError },
+    );
   }
   const limiter = new Limiter({ store, policies: policyOf(config) });
   const logins = new LoginGuard({ store });

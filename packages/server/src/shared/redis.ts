@@ -63,23 +63,43 @@ export async function connectRedis(url: string): Promise<Redis | Cluster> {
   return redis;
 }
 
+/** The Redis store's outage policies (README, "RedisStore options"), as every command's setting names them. */
+export const OUTAGE_POLICIES = ['open', 'closed', 'fallback'] as const;
+export type OutagePolicy = (typeof OUTAGE_POLICIES)[number];
+
+/** What each outage policy does with a request while Redis is away, for the failure's log line. */
+const WHILE_DOWN: Record<OutagePolicy, string> = {
+  open: 'letting requests through until it recovers (onStoreError: open)',
+  closed: 'refusing requests until it recovers (onStoreError: closed)',
+  fallback: 'deciding in memory until it recovers (onStoreError: fallback)',
+};
+
+export interface SharedStoreOptions {
+  readonly leases?: boolean;
+  /** How decisions are made while Redis cannot answer; `fallback` (each process in memory) by default. */
+  readonly onStoreError?: OutagePolicy;
+}
+
 /**
- * The commands' Redis store: decides in memory while Redis is away (each process on its own), counts and
- * logs the failures, and logs the recovery.
+ * The commands' Redis store: while Redis is away it decides by the operator's outage policy, counts and
+ * logs the failures (never with a URL's password: messages can echo the address), and logs the recovery.
  */
 export function sharedStore(
   client: Redis | Cluster,
   log: Logger,
   failures: { inc(): void },
-  leases = false,
+  { leases = false, onStoreError = 'fallback' }: SharedStoreOptions = {},
 ): RedisStore {
   return new RedisStore({
     client,
     leases,
-    onStoreError: 'fallback',
+    onStoreError,
     onError: (error) => {
       failures.inc();
-      log.warn({ err: error.message }, 'rate-limit store failed; deciding in memory until it recovers');
+      log.warn(
+        { err: redact(error.message), onStoreError },
+        `rate-limit store failed; ${WHILE_DOWN[onStoreError]}`,
+      );
     },
     onRecover: ({ downFor }) => log.info({ downFor }, 'rate-limit store recovered'),
   });

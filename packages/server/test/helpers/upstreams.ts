@@ -16,6 +16,10 @@ export interface NodeUpstream {
   readonly seen: { method: string; url: string; headers: IncomingMessage['headers']; socket: number }[];
   /** Distinct TCP connections the upstream accepted. */
   connections(): number;
+  /** Resolves with the URL of the next request whose body was cut off before its end (aborted). */
+  nextAbort(): Promise<string>;
+  /** Resolves with the URL of the next request the upstream receives (its head). */
+  nextRequest(): Promise<string>;
   /** Resolves when `/upload-gate` has received its first chunk; the request is then held until `release()`. */
   firstChunk: Promise<void>;
   release(): void;
@@ -38,8 +42,15 @@ export async function startNodeUpstream(): Promise<NodeUpstream> {
   const gate = new Promise<void>((r) => (released = r));
   let firstChunkSeen!: () => void;
   const firstChunk = new Promise<void>((r) => (firstChunkSeen = r));
+  const abortWaiters: ((url: string) => void)[] = [];
+  const requestWaiters: ((url: string) => void)[] = [];
   const server = createServer((req, res) => {
     seen.push({ method: req.method!, url: req.url!, headers: req.headers, socket: ids.get(req.socket)! });
+    requestWaiters.shift()?.(req.url!);
+    // A request closed before its body was whole: the proxy gave up on it.
+    req.once('close', () => {
+      if (!req.complete) abortWaiters.shift()?.(req.url!);
+    });
     const path = req.url!.split('?')[0]!;
     const nth = (served.get(req.socket) ?? 0) + 1;
     served.set(req.socket, nth);
@@ -53,6 +64,14 @@ export async function startNodeUpstream(): Promise<NodeUpstream> {
     if (path === '/stall') {
       res.writeHead(200, { 'Content-Length': '100' });
       res.write('the rest never comes');
+      return;
+    }
+    if (path === '/early') {
+      // Answers before the request body is in (as an upstream refusing an upload), ends once it is.
+      res.writeHead(200, { 'Content-Type': 'text/plain' });
+      res.write('early');
+      req.resume();
+      req.on('end', () => res.end());
       return;
     }
     if (path === '/slow') {
@@ -137,6 +156,8 @@ export async function startNodeUpstream(): Promise<NodeUpstream> {
     server,
     seen,
     connections: () => sockets,
+    nextRequest: () => new Promise<string>((r) => requestWaiters.push(r)),
+    nextAbort: () => new Promise<string>((r) => abortWaiters.push(r)),
     firstChunk,
     release: () => released(),
     close: async () => {
