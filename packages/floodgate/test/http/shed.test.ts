@@ -61,6 +61,48 @@ for (const [name, start] of Object.entries(FRAMEWORKS)) {
       }
     });
 
+    it('five clients giving up 2 ms into their requests change the limit by at most 10%', async () => {
+      // The shedder's time is the test's: every request takes exactly what the clock is moved by.
+      const clock = { t: 0, now: () => clock.t };
+      const shedder = new Shedder({ limit: 'gradient2', clock });
+      const server = await start({ policies: { limit: 1000, window: '1m' }, shed: shedder });
+      /** `n` requests admitted together; after `ms`, they complete (or their clients give up). */
+      const batch = async (n: number, ms: number, abort: boolean) => {
+        const open = holdRequests();
+        const admitted = shedder.stats.admitted + n;
+        const clients = Array.from({ length: n }, () => new AbortController());
+        const replies = clients.map((c) =>
+          fetch(`${server.url}/wait`, { signal: c.signal }).then(
+            (r) => r.text(),
+            () => 'gave up',
+          ),
+        );
+        await until(() => shedder.stats.admitted === admitted); // the guard has decided on each
+        clock.t += ms;
+        if (abort) for (const c of clients) c.abort();
+        else open();
+        await until(() => shedder.inflight === 0);
+        open();
+        return Promise.all(replies);
+      };
+      try {
+        // A server whose requests take 20 ms (five at a time: too few to grow the limit).
+        for (let i = 0; i < 4; i++) assert.deepEqual(await batch(5, 20, false), Array(5).fill('ok'));
+        const before = shedder.limit;
+        assert.deepEqual(await batch(5, 2, true), Array(5).fill('gave up'));
+        // A healthy load after them: were the aborts latency samples, 2 ms would be the server's norm and
+        // every 20 ms request a sign of overload.
+        for (let i = 0; i < 8; i++) await batch(5, 20, false);
+        const after = shedder.limit;
+        assert.ok(
+          Math.abs(after - before) <= before * 0.1,
+          `limit ${before} before the aborts, ${after} after`,
+        );
+      } finally {
+        await server.close();
+      }
+    });
+
     if (name !== 'node:http') {
       // (A raw node:http handler that throws leaves its response open: nothing ends it but the client.)
       it('a handler that crashes gives its slot back, and tells the shedder of trouble', async () => {
