@@ -103,6 +103,48 @@ for (const [name, start] of Object.entries(FRAMEWORKS)) {
       }
     });
 
+    it('a handler that never answers holds no slot once its clients have gone', async () => {
+      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 16 } });
+      const server = await start({ policies: { limit: 1000, window: '1m' }, shed: shedder });
+      const open = holdRequests(); // opened only after the test: the handlers never answer
+      try {
+        const clients = Array.from({ length: 12 }, () => new AbortController());
+        const replies = clients.map((c) => fetch(`${server.url}/wait`, { signal: c.signal }).catch(() => 0));
+        await until(() => shedder.inflight === 12);
+        for (const c of clients) c.abort();
+        await Promise.all(replies);
+        await until(() => shedder.inflight === 0);
+        assert.equal((await fetch(`${server.url}/`)).status, 200, 'the server still admits');
+      } finally {
+        open();
+        await server.close();
+      }
+    });
+
+    it('a streamed body holds its slot until the stream ends', async () => {
+      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 4 } });
+      const server = await start({ policies: { limit: 1000, window: '1m' }, shed: shedder });
+      const open = holdRequests();
+      try {
+        const res = await fetch(`${server.url}/stream`);
+        assert.equal(res.status, 200);
+        const reader = res.body!.getReader();
+        const first = await reader.read();
+        assert.equal(new TextDecoder().decode(first.value), 'first ');
+        // The handler has returned and the client holds the first chunk: the response has not ended.
+        assert.equal(shedder.inflight, 1, 'the slot is held while the body streams');
+        open();
+        let rest = '';
+        for (let r = await reader.read(); !r.done; r = await reader.read())
+          rest += new TextDecoder().decode(r.value);
+        assert.equal(rest, 'last');
+        await until(() => shedder.inflight === 0);
+      } finally {
+        open();
+        await server.close();
+      }
+    });
+
     if (name !== 'node:http') {
       // (A raw node:http handler that throws leaves its response open: nothing ends it but the client.)
       it('a handler that crashes gives its slot back, and tells the shedder of trouble', async () => {
