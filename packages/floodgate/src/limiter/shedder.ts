@@ -16,7 +16,7 @@ export const PRIORITIES: readonly Priority[] = ['critical', 'default', 'sheddabl
 
 export interface ShedderOptions {
   /**
-   * How the limit is learned: `"gradient2"` (default) from latency against its long-term average, `"aimd"`
+   * How the limit is learned: `"gradient2"` (default) from latency against the latency without queueing, `"aimd"`
    * from drops (errors, requests over `latencyObjective`, a late event loop). Options of either go in
    * `{ algorithm, ...options }`.
    */
@@ -171,11 +171,21 @@ export class Shedder {
         // limit once, not once per request it slowed (those admitted before the cut say nothing new).
         if (!dropped && this.overloaded) return;
         const before = this.#estimator.limit;
-        if (this.#estimator.sample(latency, inflight, dropped, started >= this.#cutAt) < before) {
+        if (this.#estimator.sample(latency, inflight, dropped, started >= this.#cutAt, now) < before) {
           this.#cutAt = now;
         }
       },
     };
+  }
+
+  /**
+   * Forgets the latency the limit is judged against and measures it again from the next few requests (the
+   * limit holds a few slots meanwhile): after a change that makes every request dearer for good, such as a
+   * deploy or a database moved. Gradient2 finds such a change itself within `relearnAfter`; AIMD keeps no
+   * baseline, so this does nothing to it.
+   */
+  resetBaseline(): void {
+    if (this.#estimator instanceof Gradient2) this.#estimator.resetBaseline(this.#clock.now());
   }
 
   /** Stops watching the event loop. */
