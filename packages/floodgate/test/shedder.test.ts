@@ -136,7 +136,7 @@ describe('adaptive concurrency: Gradient2 before a database of fixed parallelism
     db.run(3000);
     db.service = 200;
     db.shedder.resetBaseline();
-    assert.ok(db.shedder.limit <= 4, `limit ${db.shedder.limit} while measuring`);
+    assert.ok(db.shedder.limit <= 5, `limit ${db.shedder.limit} while measuring`);
     db.run(1000);
     const next = db.run(1000);
     assert.ok(next.goodput >= db.capacity * 0.8, `${next.goodput}/s of ${db.capacity}/s`);
@@ -178,6 +178,23 @@ describe('load shedding by priority', () => {
     assert.deepEqual(s.stats.shed, { critical: 1, default: 1, sheddable: 1 });
     held[0]!.release('ignore');
     assert.ok(take('critical'), 'a released slot is free again');
+  });
+
+  for (const limit of [1, 2, 3, 4]) {
+    it(`at a limit of ${limit}, the last slot stays for critical`, () => {
+      const s = new Shedder({ limit: { algorithm: 'aimd', initialLimit: limit, minLimit: 1 } });
+      const held = [];
+      for (let p = s.acquire('default'); p !== undefined; p = s.acquire('default')) held.push(p);
+      for (let p = s.acquire('sheddable'); p !== undefined; p = s.acquire('sheddable')) held.push(p);
+      assert.equal(held.length, limit - 1, 'default and sheddable leave one slot');
+      assert.ok(s.acquire('critical'), 'a health check still gets in');
+      assert.equal(s.acquire('critical'), undefined);
+    });
+  }
+
+  it('a class given all of the limit (share 1) may take the last slot too', () => {
+    const s = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 2 }, shares: { default: 1 } });
+    assert.ok(s.acquire('default') && s.acquire('default'));
   });
 
   it('an unknown class is the default class, counted', () => {

@@ -131,7 +131,7 @@ export class Gradient2 implements CapacityEstimator {
   /** Measures the baseline again, from the next few requests (after a change that makes every request dearer). */
   resetBaseline(now?: number): void {
     // Few enough slots that nothing queues on any server worth protecting; as many samples to measure on.
-    const slots = Math.max(this.#min, Math.min(4, Math.floor(this.#limit)));
+    const slots = Math.max(this.#min, Math.min(5, Math.floor(this.#limit)));
     this.#probe = { since: now, slots, found: [] };
   }
 
@@ -144,8 +144,9 @@ export class Gradient2 implements CapacityEstimator {
     if (now !== undefined && !dropped) this.#watchBaseline(queueing, now);
     let estimate: number;
     if (!queueing) {
-      // A server using under half its limit says nothing about how far it could go: no growth on that.
-      if (inflight < limit / 2) return this.limit;
+      // A server using under half its limit says nothing about how far it could go: no growth on that. (Of
+      // the whole slots: at a limit of 2.5 the default class may hold 1, the other one stays for critical.)
+      if (inflight * 2 < this.limit) return this.limit;
       // Room for a queue of the square root of the limit, per round trip (a limit's worth of samples): enough
       // to follow a server that can do more, not enough to outrun the cuts (one per round trip) into a queue.
       // Until the first sign of queueing, per sample: the limit finds the server's size fast.
@@ -183,7 +184,8 @@ export class Gradient2 implements CapacityEstimator {
     const admittedSince = now === undefined || probe.since === undefined || now - observed >= probe.since;
     if (dropped || !admittedSince || inflight > probe.slots) return this.limit;
     probe.found.push(observed);
-    if (probe.found.length >= probe.slots) {
+    // One fewer than the slots: the last one is critical's, which may never come.
+    if (probe.found.length >= Math.max(1, probe.slots - 1)) {
       this.#baseline = Math.min(...probe.found);
       this.#probe = undefined;
       this.#confirmedAt = now;

@@ -29,7 +29,7 @@ export interface ShedderOptions {
   readonly latencyObjective?: number | string;
   /**
    * The share of the limit each class may fill; `critical` may fill all of it, so the rest stays reserved
-   * for it. Default `{ default: 0.8, sheddable: 0.5 }`.
+   * for it (at least one slot, at any limit, for a share below 1). Default `{ default: 0.8, sheddable: 0.5 }`.
    */
   readonly shares?: { readonly default?: number; readonly sheddable?: number };
   /**
@@ -147,7 +147,11 @@ export class Shedder {
       this.stats.unknownPriority++;
       cls = 'default';
     }
-    const room = Math.ceil(this.limit * this.#shares[cls]);
+    const limit = this.limit;
+    const share = this.#shares[cls];
+    // A class short of the whole limit never takes its last slot: at a limit of 4 or less, its share rounded
+    // up would be all of it, and a critical health check would be shed exactly when overload cut that low.
+    const room = share < 1 ? Math.min(Math.ceil(limit * share), limit - 1) : limit;
     if (this.#inflight >= room) {
       this.stats.shed[cls]++;
       return undefined;
