@@ -291,6 +291,22 @@ describe('Shedder options', () => {
     });
   }
 
+  it('inside a larger configuration, names the option by its full path', () => {
+    assert.throws(
+      () => new Shedder({ limit: { algorithm: 'aimd', backoff: 2 } }, 'shed.'),
+      /"shed\.limit\.backoff" must be/,
+    );
+    assert.throws(() => new Shedder({ shares: { default: 0 } }, 'shed.'), /"shed\.shares\.default" must be/);
+    assert.throws(
+      () => new Shedder({ eventLoop: { interval: 'x' } }, 'shed.'),
+      /"shed\.eventLoop\.interval"/,
+    );
+    assert.throws(
+      () => new Shedder({ sheddable: true } as ShedderOptions, 'shed.'),
+      /"shed\.sheddable" must be absent/,
+    );
+  });
+
   it('watches the event loop with real timers only when asked, and stops on close', () => {
     const s = new Shedder({ eventLoop: { maxDelay: '50ms', interval: '1s' } });
     assert.equal(s.overloaded, false);

@@ -86,41 +86,45 @@ export class Shedder {
   /** When the limit last went down: a drop of a request admitted before then is old news. */
   #cutAt = Number.NEGATIVE_INFINITY;
 
-  constructor(options: ShedderOptions = {}) {
+  /**
+   * `path`: where these options sit in a larger configuration (`"shed."` under the HTTP middleware), so an
+   * error names the option as its user wrote it (`shed.limit.backoff`).
+   */
+  constructor(options: ShedderOptions = {}, path = '') {
     if (typeof options !== 'object' || options === null) {
-      throw invalidOption('shedder options', 'an object', options, 'type');
+      throw invalidOption(path === '' ? 'shedder options' : path.slice(0, -1), 'an object', options, 'type');
     }
-    knownKeys(options, ['limit', 'latencyObjective', 'shares', 'eventLoop', 'retryAfter', 'clock']);
-    this.#estimator = estimatorOf(options.limit ?? 'gradient2');
+    knownKeys(options, ['limit', 'latencyObjective', 'shares', 'eventLoop', 'retryAfter', 'clock'], path);
+    this.#estimator = estimatorOf(options.limit ?? 'gradient2', path);
     this.#objective =
       options.latencyObjective === undefined
         ? Number.POSITIVE_INFINITY
-        : parseDuration(options.latencyObjective, 'latencyObjective');
+        : parseDuration(options.latencyObjective, `${path}latencyObjective`);
     const shares = options.shares ?? {};
     if (typeof shares !== 'object' || shares === null)
-      throw invalidOption('shares', 'an object', shares, 'type');
-    knownKeys(shares, ['default', 'sheddable'], 'shares.');
+      throw invalidOption(`${path}shares`, 'an object', shares, 'type');
+    knownKeys(shares, ['default', 'sheddable'], `${path}shares.`);
     const share = (name: 'default' | 'sheddable', fallback: number) => {
       const v = shares[name] ?? fallback;
       if (typeof v !== 'number' || !(v > 0 && v <= 1)) {
-        throw invalidOption(`shares.${name}`, 'a number above 0 and at most 1', v);
+        throw invalidOption(`${path}shares.${name}`, 'a number above 0 and at most 1', v);
       }
       return v;
     };
     this.#shares = { critical: 1, default: share('default', 0.8), sheddable: share('sheddable', 0.5) };
     if (this.#shares.sheddable > this.#shares.default) {
       throw invalidOption(
-        'shares.sheddable',
+        `${path}shares.sheddable`,
         `at most shares.default (${this.#shares.default})`,
         this.#shares.sheddable,
       );
     }
-    this.retryAfter = parseDuration(options.retryAfter ?? 1000, 'retryAfter');
+    this.retryAfter = parseDuration(options.retryAfter ?? 1000, `${path}retryAfter`);
     const clock = options.clock ?? { now: () => performance.now() };
     if (typeof clock?.now !== 'function')
-      throw invalidOption('clock', 'an object with a now() method', clock, 'type');
+      throw invalidOption(`${path}clock`, 'an object with a now() method', clock, 'type');
     this.#clock = clock === systemClock ? { now: () => performance.now() } : clock;
-    this.#loop = this.#watchLoop(options.eventLoop ?? false);
+    this.#loop = this.#watchLoop(options.eventLoop ?? false, path);
   }
 
   /** The current limit on requests in flight. */
@@ -210,14 +214,14 @@ export class Shedder {
     }
   }
 
-  #watchLoop(option: ShedderOptions['eventLoop']) {
+  #watchLoop(option: ShedderOptions['eventLoop'], path: string) {
     if (option === false) return undefined;
     if (typeof option !== 'object' || option === null) {
-      throw invalidOption('eventLoop', 'false or { maxDelay, interval }', option, 'type');
+      throw invalidOption(`${path}eventLoop`, 'false or { maxDelay, interval }', option, 'type');
     }
-    knownKeys(option, ['maxDelay', 'interval'], 'eventLoop.');
-    const maxDelay = parseDuration(option.maxDelay ?? 100, 'eventLoop.maxDelay');
-    const interval = parseDuration(option.interval ?? 500, 'eventLoop.interval');
+    knownKeys(option, ['maxDelay', 'interval'], `${path}eventLoop.`);
+    const maxDelay = parseDuration(option.maxDelay ?? 100, `${path}eventLoop.maxDelay`);
+    const interval = parseDuration(option.interval ?? 500, `${path}eventLoop.interval`);
     const histogram = monitorEventLoopDelay({ resolution: 10 });
     histogram.enable();
     const timer = setInterval(() => {
@@ -229,14 +233,15 @@ export class Shedder {
   }
 }
 
-function estimatorOf(spec: NonNullable<ShedderOptions['limit']>): CapacityEstimator {
-  if (spec === 'gradient2') return new Gradient2({}, 'limit.');
-  if (spec === 'aimd') return new Aimd({}, 'limit.');
+function estimatorOf(spec: NonNullable<ShedderOptions['limit']>, path: string): CapacityEstimator {
+  const limit = `${path}limit`;
+  if (spec === 'gradient2') return new Gradient2({}, `${limit}.`);
+  if (spec === 'aimd') return new Aimd({}, `${limit}.`);
   if (typeof spec !== 'object' || spec === null) {
-    throw invalidOption('limit', '"gradient2", "aimd" or { algorithm, ... }', spec, 'type');
+    throw invalidOption(limit, '"gradient2", "aimd" or { algorithm, ... }', spec, 'type');
   }
   const { algorithm, ...rest } = spec;
-  if (algorithm === 'gradient2') return new Gradient2(rest, 'limit.');
-  if (algorithm === 'aimd') return new Aimd(rest, 'limit.');
-  throw invalidOption('limit.algorithm', 'one of "gradient2", "aimd"', algorithm);
+  if (algorithm === 'gradient2') return new Gradient2(rest, `${limit}.`);
+  if (algorithm === 'aimd') return new Aimd(rest, `${limit}.`);
+  throw invalidOption(`${limit}.algorithm`, 'one of "gradient2", "aimd"', algorithm);
 }
