@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { Aimd, Gradient2 } from '../src/core/capacity.js';
 import { type Priority, Shedder, type ShedderOptions } from '../src/limiter/shedder.js';
+import { QueueServer } from './helpers/queue-server.js';
 
 // A simulated server on a controlled clock: `capacity` requests run at once at their base latency; past
 // that they share it (each takes base x inflight / capacity). Closed loop: `clients` each send a request as
@@ -75,30 +76,71 @@ describe('adaptive concurrency: Gradient2 on a simulated server', () => {
     assert.ok(inflight >= 20 && inflight <= 40, `settled at ${inflight} in flight`);
   });
 
-  it('a latency step (the database 10x slower) cuts the limit within 100 samples; it recovers after', () => {
-    const sim = simulate(20, 100, { limit: 'gradient2' });
-    const before = median(sim.run(3000).slice(-20));
-    sim.base = 100;
-    const during = sim.run(100);
-    assert.ok(
-      during.at(-1)! <= before * 0.7,
-      `limit ${during.at(-1)} 100 samples after the step, ${before} before`,
-    );
-    const later = sim.run(200);
-    assert.ok(
-      later.at(-1)! <= before / 2,
-      `limit ${later.at(-1)} 300 samples after the step, ${before} before`,
-    );
-    sim.run(200);
-    sim.base = 10;
-    const after = median(sim.run(3000).slice(-20));
-    assert.ok(after >= before * 0.7, `limit ${after} after recovery, ${before} before`);
-  });
-
   it('a server using under half its limit does not grow it', () => {
     const g = new Gradient2({ initialLimit: 100 });
     for (let i = 0; i < 1000; i++) g.sample(10, 10, false);
     assert.equal(g.limit, 100);
+  });
+});
+
+describe('adaptive concurrency: Gradient2 before a database of fixed parallelism', () => {
+  /** A server running `parallel` requests at once, `service` ms each, offered `load` times what it can serve. */
+  const database = (parallel: number, service: number, load: number, options: ShedderOptions = {}) => {
+    const db = new QueueServer(parallel, service, 0);
+    db.rate = db.capacity * load;
+    db.shedder = new Shedder({ ...options, clock: db.clock });
+    return db;
+  };
+
+  for (const load of [2, 4]) {
+    it(`40 at once x 100 ms at ${load}x: the limit settles near 40, so requests hardly queue`, () => {
+      const db = database(40, 100, load);
+      db.run(5000);
+      const settled = db.run(5000, 250);
+      const limit = median(settled.limits);
+      assert.ok(limit >= 40 && limit <= 60, `settled at a limit of ${limit}`);
+      assert.ok(settled.p50 <= 100, `p50 ${settled.p50} ms: the typical request does not queue`);
+      assert.ok(settled.p99 <= 200, `p99 ${settled.p99} ms`);
+      assert.ok(settled.goodput >= db.capacity * 0.9, `goodput ${settled.goodput}/s of ${db.capacity}/s`);
+    });
+  }
+
+  it('the database 10x slower for good: within 5 s the limit serves all it can; 2 s after it recovers, too', () => {
+    const db = database(8, 20, 2);
+    db.run(5000);
+    const fast = db.capacity;
+    db.service = 200; // a slower normal: 40/s, still 8 at once
+    const slowed = [1, 2, 3, 4, 5].map(() => db.run(1000));
+    const last = slowed.at(-1)!;
+    // The default class fills 80% of the limit: 10 lets 8 run.
+    assert.ok(last.limits.at(-1)! >= 10, `limit ${last.limits.at(-1)} 5 s after the step`);
+    assert.ok(last.goodput >= db.capacity * 0.8, `${last.goodput}/s in the 5th second of ${db.capacity}/s`);
+    db.service = 20;
+    db.run(1000);
+    const back = db.run(1000);
+    assert.ok(back.goodput >= fast * 0.9, `${back.goodput}/s in the 2nd second after of ${fast}/s`);
+    assert.ok(back.limits.at(-1)! >= 10, `limit ${back.limits.at(-1)} after the recovery`);
+  });
+
+  it('a sustained overload does not pass for a new normal: the limit stays put for a minute', () => {
+    const db = database(20, 10, 4);
+    db.run(2000);
+    const minute = db.run(60_000);
+    const limits = minute.limits;
+    assert.ok(Math.max(...limits.slice(-100)) <= 30, `limit up to ${Math.max(...limits.slice(-100))}`);
+    assert.ok(minute.p99 <= 20, `p99 ${minute.p99} ms`);
+  });
+
+  it('resetBaseline() from the Shedder measures the baseline again at once, on a few slots', () => {
+    const db = database(8, 20, 2);
+    db.run(3000);
+    db.service = 200;
+    db.shedder.resetBaseline();
+    assert.ok(db.shedder.limit <= 5, `limit ${db.shedder.limit} while measuring`);
+    db.run(1000);
+    const next = db.run(1000);
+    assert.ok(next.goodput >= db.capacity * 0.8, `${next.goodput}/s of ${db.capacity}/s`);
+    assert.ok(next.limits.at(-1)! >= 10, `limit ${next.limits.at(-1)}`);
   });
 });
 
@@ -136,6 +178,23 @@ describe('load shedding by priority', () => {
     assert.deepEqual(s.stats.shed, { critical: 1, default: 1, sheddable: 1 });
     held[0]!.release('ignore');
     assert.ok(take('critical'), 'a released slot is free again');
+  });
+
+  for (const limit of [1, 2, 3, 4]) {
+    it(`at a limit of ${limit}, the last slot stays for critical`, () => {
+      const s = new Shedder({ limit: { algorithm: 'aimd', initialLimit: limit, minLimit: 1 } });
+      const held = [];
+      for (let p = s.acquire('default'); p !== undefined; p = s.acquire('default')) held.push(p);
+      for (let p = s.acquire('sheddable'); p !== undefined; p = s.acquire('sheddable')) held.push(p);
+      assert.equal(held.length, limit - 1, 'default and sheddable leave one slot');
+      assert.ok(s.acquire('critical'), 'a health check still gets in');
+      assert.equal(s.acquire('critical'), undefined);
+    });
+  }
+
+  it('a class given all of the limit (share 1) may take the last slot too', () => {
+    const s = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 2 }, shares: { default: 1 } });
+    assert.ok(s.acquire('default') && s.acquire('default'));
   });
 
   it('an unknown class is the default class, counted', () => {
@@ -231,6 +290,22 @@ describe('Shedder options', () => {
       assert.throws(() => new Shedder(options as ShedderOptions), message);
     });
   }
+
+  it('inside a larger configuration, names the option by its full path', () => {
+    assert.throws(
+      () => new Shedder({ limit: { algorithm: 'aimd', backoff: 2 } }, 'shed.'),
+      /"shed\.limit\.backoff" must be/,
+    );
+    assert.throws(() => new Shedder({ shares: { default: 0 } }, 'shed.'), /"shed\.shares\.default" must be/);
+    assert.throws(
+      () => new Shedder({ eventLoop: { interval: 'x' } }, 'shed.'),
+      /"shed\.eventLoop\.interval"/,
+    );
+    assert.throws(
+      () => new Shedder({ sheddable: true } as ShedderOptions, 'shed.'),
+      /"shed\.sheddable" must be absent/,
+    );
+  });
 
   it('watches the event loop with real timers only when asked, and stops on close', () => {
     const s = new Shedder({ eventLoop: { maxDelay: '50ms', interval: '1s' } });

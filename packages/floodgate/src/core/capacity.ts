@@ -1,10 +1,11 @@
+import { parseDuration } from './duration.js';
 import { invalidOption, knownKeys } from './errors.js';
 
 /**
  * How many requests a server can have in flight, learned from what its requests tell it. Each finished
  * request is a sample: how long it took, how many were in flight when it started, and whether it was
  * dropped (failed, timed out, or seen while the event loop was late). The answer is the new limit.
- * Pure: no clock, no timers; the shedder feeds it.
+ * Pure: no clock, no timers; the shedder feeds it, with the time of each sample.
  */
 export interface CapacityEstimator {
   /** The current limit, at least `minLimit`. */
@@ -13,7 +14,7 @@ export interface CapacityEstimator {
    * `mayShrink` false: the sample may raise the limit or leave it, not lower it (a request admitted before
    * the last cut was slowed by the overload that cut already answered).
    */
-  sample(latency: number, inflight: number, dropped: boolean, mayShrink?: boolean): number;
+  sample(latency: number, inflight: number, dropped: boolean, mayShrink?: boolean, now?: number): number;
 }
 
 export interface CapacityBounds {
@@ -28,8 +29,13 @@ export interface CapacityBounds {
 export interface Gradient2Options extends CapacityBounds {
   /** How much of each new estimate is taken: low values move slowly. Default 0.2. */
   readonly smoothing?: number;
-  /** Latency may grow to this multiple of the baseline before the limit shrinks. Default 1.5. */
+  /** Latency may grow to this multiple of the baseline before the limit shrinks. Default 1.2. */
   readonly tolerance?: number;
+  /**
+   * A baseline no request has come back to (within `tolerance`) for this long is measured again: the
+   * server's latency without queueing has changed. Default `"1s"`.
+   */
+  readonly relearnAfter?: number | string;
 }
 
 export interface AimdOptions extends CapacityBounds {
@@ -64,15 +70,19 @@ function fraction(value: unknown, fallback: number, option: string, max = 1): nu
 }
 
 /**
- * Gradient2's rule, after Netflix's concurrency-limits: compare the latency of each request with a baseline;
- * while it stays within `tolerance` times the baseline the limit grows by a queue allowance (the square root
- * of the limit), and past it the limit shrinks in proportion (at most by half per sample), smoothed.
+ * Gradient2's rule, after Netflix's concurrency-limits: compare the latency of each request with a baseline
+ * (the server's latency without queueing). While it stays within `tolerance` times the baseline the limit
+ * grows by a queue allowance (the square root of the limit), smoothed; past it, the server is queueing, and
+ * the limit moves toward the concurrency it actually ran without queueing (Little's law: requests in flight
+ * times baseline over latency), at most halving per sample.
  *
- * Where we depart: the baseline is the lowest latency seen (as Gradient and Vegas keep a no-load latency),
- * not a long-term average. Under a sustained overload an average becomes the overloaded latency and the
- * limit stops shrinking; in our simulation a server with a true capacity of 20 settled at 201, and a
- * minimum over a sliding window forgot the no-load latency the same way once a window held only loaded
- * samples. `resetBaseline()` forgets it on purpose, after a change that makes every request dearer.
+ * The baseline is the lowest latency seen, but not forever. A minimum that no sample has come back to (within
+ * `tolerance`) for `relearnAfter` is stale (a database that became slower for good); Netflix follows such a
+ * new normal with a long-term average of every latency, which under a sustained overload becomes the
+ * overloaded latency itself (the limit then stops shrinking: in our simulation a server that runs 20 at once
+ * settled at 201). We re-measure instead, as Envoy's adaptive concurrency does: the limit drops to a few
+ * slots until a few requests admitted then, with the queue drained, have finished; their lowest latency is the
+ * new baseline, and the limit goes back to where it was. `resetBaseline()` starts that measurement at once.
  */
 export class Gradient2 implements CapacityEstimator {
   #limit: number;
@@ -81,47 +91,106 @@ export class Gradient2 implements CapacityEstimator {
   readonly #max: number;
   readonly #smoothing: number;
   readonly #tolerance: number;
+  readonly #relearnAfter: number;
+  /** When a sample last agreed with the baseline, and how many have disagreed since. */
+  #confirmedAt: number | undefined;
+  #disagreed = 0;
+  /** Until the first sign of queueing: growing fast, as TCP's slow start. */
+  #sizing = true;
+  /** While re-measuring the baseline: since when, at how many slots, and what the measure has found. */
+  #probe: { since: number | undefined; slots: number; found: number[] } | undefined;
 
   constructor(options: Gradient2Options = {}, prefix = '') {
-    knownKeys(options, ['initialLimit', 'minLimit', 'maxLimit', 'smoothing', 'tolerance'], prefix);
+    knownKeys(
+      options,
+      ['initialLimit', 'minLimit', 'maxLimit', 'smoothing', 'tolerance', 'relearnAfter'],
+      prefix,
+    );
     const { initial, min, max } = bounds(options, prefix);
     this.#limit = initial;
     this.#min = min;
     this.#max = max;
     this.#smoothing = fraction(options.smoothing, 0.2, `${prefix}smoothing`);
-    const tolerance = options.tolerance ?? 1.5;
+    const tolerance = options.tolerance ?? 1.2;
     if (typeof tolerance !== 'number' || !(tolerance >= 1 && tolerance <= 10)) {
       throw invalidOption(`${prefix}tolerance`, 'a number from 1 to 10', tolerance);
     }
     this.#tolerance = tolerance;
+    this.#relearnAfter = parseDuration(options.relearnAfter ?? 1000, `${prefix}relearnAfter`);
   }
 
   get limit(): number {
-    return Math.floor(this.#limit);
+    return this.#probe === undefined ? Math.floor(this.#limit) : this.#probe.slots;
   }
 
-  /** The latency the limit is judged against: the lowest seen. */
+  /** The latency the limit is judged against: the lowest seen since it was last measured. */
   get baseline(): number {
     return this.#baseline;
   }
 
-  resetBaseline(): void {
-    this.#baseline = Number.POSITIVE_INFINITY;
+  /** Measures the baseline again, from the next few requests (after a change that makes every request dearer). */
+  resetBaseline(now?: number): void {
+    // Few enough slots that nothing queues on any server worth protecting; as many samples to measure on.
+    const slots = Math.max(this.#min, Math.min(5, Math.floor(this.#limit)));
+    this.#probe = { since: now, slots, found: [] };
   }
 
-  sample(latency: number, inflight: number, dropped: boolean, mayShrink = true): number {
+  sample(latency: number, inflight: number, dropped: boolean, mayShrink = true, now?: number): number {
     const observed = Math.max(latency, 1e-3);
+    if (this.#probe !== undefined) return this.#measure(observed, inflight, dropped, now);
     if (!dropped) this.#baseline = Math.min(this.#baseline, observed);
-    const gradient = dropped
-      ? 0.5
-      : Math.max(0.5, Math.min(1, (this.#tolerance * this.#baseline) / observed));
-    // A server using under half its limit says nothing about how far it could go: no growth on that.
-    if (gradient === 1 && inflight < this.#limit / 2) return this.limit;
-    // Room for a queue of the square root of the limit: enough to keep a server busy, not enough to hurt.
-    const estimate = this.#limit * gradient + (gradient === 1 ? Math.sqrt(this.#limit) : 0);
-    const next = this.#limit * (1 - this.#smoothing) + estimate * this.#smoothing;
-    if (next < this.#limit && !mayShrink) return this.limit;
+    const limit = this.#limit;
+    const queueing = dropped || observed > this.#tolerance * this.#baseline;
+    if (now !== undefined && !dropped) this.#watchBaseline(queueing, now);
+    let estimate: number;
+    if (!queueing) {
+      // A server using under half its limit says nothing about how far it could go: no growth on that. (Of
+      // the whole slots: at a limit of 2.5 the default class may hold 1, the other one stays for critical.)
+      if (inflight * 2 < this.limit) return this.limit;
+      // Room for a queue of the square root of the limit, per round trip (a limit's worth of samples): enough
+      // to follow a server that can do more, not enough to outrun the cuts (one per round trip) into a queue.
+      // Until the first sign of queueing, per sample: the limit finds the server's size fast.
+      estimate = limit + (this.#sizing ? Math.sqrt(limit) : Math.sqrt(limit) / limit);
+    } else {
+      this.#sizing = false;
+      // What ran without queueing (Little's law), never below half the limit: one outlier is not a collapse.
+      const ran = dropped ? 0 : (inflight * this.#baseline) / observed;
+      estimate = Math.max(limit / 2, Math.min(limit, ran));
+    }
+    const next = limit * (1 - this.#smoothing) + estimate * this.#smoothing;
+    if (next < limit && !mayShrink) return this.limit;
     this.#limit = Math.max(this.#min, Math.min(this.#max, next));
+    return this.limit;
+  }
+
+  /** A baseline that no sample has agreed with for `relearnAfter` (and a dozen samples) is measured again. */
+  #watchBaseline(queueing: boolean, now: number): void {
+    if (!queueing || this.#confirmedAt === undefined) {
+      this.#confirmedAt = now;
+      this.#disagreed = 0;
+      return;
+    }
+    this.#disagreed++;
+    if (this.#disagreed >= 12 && now - this.#confirmedAt >= this.#relearnAfter) this.resetBaseline(now);
+  }
+
+  /**
+   * A sample while re-measuring: only a request admitted since, with no more in flight than the measure's
+   * slots (the old queue drained), tells the latency without queueing.
+   */
+  #measure(observed: number, inflight: number, dropped: boolean, now: number | undefined): number {
+    const probe = this.#probe!;
+    if (probe.since === undefined) probe.since = now === undefined ? undefined : now - observed;
+    const admittedSince = now === undefined || probe.since === undefined || now - observed >= probe.since;
+    if (dropped || !admittedSince || inflight > probe.slots) return this.limit;
+    probe.found.push(observed);
+    // One fewer than the slots: the last one is critical's, which may never come.
+    if (probe.found.length >= Math.max(1, probe.slots - 1)) {
+      this.#baseline = Math.min(...probe.found);
+      this.#probe = undefined;
+      this.#confirmedAt = now;
+      this.#disagreed = 0;
+    }
     return this.limit;
   }
 }

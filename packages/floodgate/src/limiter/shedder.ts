@@ -16,7 +16,7 @@ export const PRIORITIES: readonly Priority[] = ['critical', 'default', 'sheddabl
 
 export interface ShedderOptions {
   /**
-   * How the limit is learned: `"gradient2"` (default) from latency against its long-term average, `"aimd"`
+   * How the limit is learned: `"gradient2"` (default) from latency against the latency without queueing, `"aimd"`
    * from drops (errors, requests over `latencyObjective`, a late event loop). Options of either go in
    * `{ algorithm, ...options }`.
    */
@@ -29,7 +29,7 @@ export interface ShedderOptions {
   readonly latencyObjective?: number | string;
   /**
    * The share of the limit each class may fill; `critical` may fill all of it, so the rest stays reserved
-   * for it. Default `{ default: 0.8, sheddable: 0.5 }`.
+   * for it (at least one slot, at any limit, for a share below 1). Default `{ default: 0.8, sheddable: 0.5 }`.
    */
   readonly shares?: { readonly default?: number; readonly sheddable?: number };
   /**
@@ -86,41 +86,45 @@ export class Shedder {
   /** When the limit last went down: a drop of a request admitted before then is old news. */
   #cutAt = Number.NEGATIVE_INFINITY;
 
-  constructor(options: ShedderOptions = {}) {
+  /**
+   * `path`: where these options sit in a larger configuration (`"shed."` under the HTTP middleware), so an
+   * error names the option as its user wrote it (`shed.limit.backoff`).
+   */
+  constructor(options: ShedderOptions = {}, path = '') {
     if (typeof options !== 'object' || options === null) {
-      throw invalidOption('shedder options', 'an object', options, 'type');
+      throw invalidOption(path === '' ? 'shedder options' : path.slice(0, -1), 'an object', options, 'type');
     }
-    knownKeys(options, ['limit', 'latencyObjective', 'shares', 'eventLoop', 'retryAfter', 'clock']);
-    this.#estimator = estimatorOf(options.limit ?? 'gradient2');
+    knownKeys(options, ['limit', 'latencyObjective', 'shares', 'eventLoop', 'retryAfter', 'clock'], path);
+    this.#estimator = estimatorOf(options.limit ?? 'gradient2', path);
     this.#objective =
       options.latencyObjective === undefined
         ? Number.POSITIVE_INFINITY
-        : parseDuration(options.latencyObjective, 'latencyObjective');
+        : parseDuration(options.latencyObjective, `${path}latencyObjective`);
     const shares = options.shares ?? {};
     if (typeof shares !== 'object' || shares === null)
-      throw invalidOption('shares', 'an object', shares, 'type');
-    knownKeys(shares, ['default', 'sheddable'], 'shares.');
+      throw invalidOption(`${path}shares`, 'an object', shares, 'type');
+    knownKeys(shares, ['default', 'sheddable'], `${path}shares.`);
     const share = (name: 'default' | 'sheddable', fallback: number) => {
       const v = shares[name] ?? fallback;
       if (typeof v !== 'number' || !(v > 0 && v <= 1)) {
-        throw invalidOption(`shares.${name}`, 'a number above 0 and at most 1', v);
+        throw invalidOption(`${path}shares.${name}`, 'a number above 0 and at most 1', v);
       }
       return v;
     };
     this.#shares = { critical: 1, default: share('default', 0.8), sheddable: share('sheddable', 0.5) };
     if (this.#shares.sheddable > this.#shares.default) {
       throw invalidOption(
-        'shares.sheddable',
+        `${path}shares.sheddable`,
         `at most shares.default (${this.#shares.default})`,
         this.#shares.sheddable,
       );
     }
-    this.retryAfter = parseDuration(options.retryAfter ?? 1000, 'retryAfter');
+    this.retryAfter = parseDuration(options.retryAfter ?? 1000, `${path}retryAfter`);
     const clock = options.clock ?? { now: () => performance.now() };
     if (typeof clock?.now !== 'function')
-      throw invalidOption('clock', 'an object with a now() method', clock, 'type');
+      throw invalidOption(`${path}clock`, 'an object with a now() method', clock, 'type');
     this.#clock = clock === systemClock ? { now: () => performance.now() } : clock;
-    this.#loop = this.#watchLoop(options.eventLoop ?? false);
+    this.#loop = this.#watchLoop(options.eventLoop ?? false, path);
   }
 
   /** The current limit on requests in flight. */
@@ -147,7 +151,11 @@ export class Shedder {
       this.stats.unknownPriority++;
       cls = 'default';
     }
-    const room = Math.ceil(this.limit * this.#shares[cls]);
+    const limit = this.limit;
+    const share = this.#shares[cls];
+    // A class short of the whole limit never takes its last slot: at a limit of 4 or less, its share rounded
+    // up would be all of it, and a critical health check would be shed exactly when overload cut that low.
+    const room = share < 1 ? Math.min(Math.ceil(limit * share), limit - 1) : limit;
     if (this.#inflight >= room) {
       this.stats.shed[cls]++;
       return undefined;
@@ -171,11 +179,21 @@ export class Shedder {
         // limit once, not once per request it slowed (those admitted before the cut say nothing new).
         if (!dropped && this.overloaded) return;
         const before = this.#estimator.limit;
-        if (this.#estimator.sample(latency, inflight, dropped, started >= this.#cutAt) < before) {
+        if (this.#estimator.sample(latency, inflight, dropped, started >= this.#cutAt, now) < before) {
           this.#cutAt = now;
         }
       },
     };
+  }
+
+  /**
+   * Forgets the latency the limit is judged against and measures it again from the next few requests (the
+   * limit holds a few slots meanwhile): after a change that makes every request dearer for good, such as a
+   * deploy or a database moved. Gradient2 finds such a change itself within `relearnAfter`; AIMD keeps no
+   * baseline, so this does nothing to it.
+   */
+  resetBaseline(): void {
+    if (this.#estimator instanceof Gradient2) this.#estimator.resetBaseline(this.#clock.now());
   }
 
   /** Stops watching the event loop. */
@@ -196,14 +214,14 @@ export class Shedder {
     }
   }
 
-  #watchLoop(option: ShedderOptions['eventLoop']) {
+  #watchLoop(option: ShedderOptions['eventLoop'], path: string) {
     if (option === false) return undefined;
     if (typeof option !== 'object' || option === null) {
-      throw invalidOption('eventLoop', 'false or { maxDelay, interval }', option, 'type');
+      throw invalidOption(`${path}eventLoop`, 'false or { maxDelay, interval }', option, 'type');
     }
-    knownKeys(option, ['maxDelay', 'interval'], 'eventLoop.');
-    const maxDelay = parseDuration(option.maxDelay ?? 100, 'eventLoop.maxDelay');
-    const interval = parseDuration(option.interval ?? 500, 'eventLoop.interval');
+    knownKeys(option, ['maxDelay', 'interval'], `${path}eventLoop.`);
+    const maxDelay = parseDuration(option.maxDelay ?? 100, `${path}eventLoop.maxDelay`);
+    const interval = parseDuration(option.interval ?? 500, `${path}eventLoop.interval`);
     const histogram = monitorEventLoopDelay({ resolution: 10 });
     histogram.enable();
     const timer = setInterval(() => {
@@ -215,14 +233,15 @@ export class Shedder {
   }
 }
 
-function estimatorOf(spec: NonNullable<ShedderOptions['limit']>): CapacityEstimator {
-  if (spec === 'gradient2') return new Gradient2({}, 'limit.');
-  if (spec === 'aimd') return new Aimd({}, 'limit.');
+function estimatorOf(spec: NonNullable<ShedderOptions['limit']>, path: string): CapacityEstimator {
+  const limit = `${path}limit`;
+  if (spec === 'gradient2') return new Gradient2({}, `${limit}.`);
+  if (spec === 'aimd') return new Aimd({}, `${limit}.`);
   if (typeof spec !== 'object' || spec === null) {
-    throw invalidOption('limit', '"gradient2", "aimd" or { algorithm, ... }', spec, 'type');
+    throw invalidOption(limit, '"gradient2", "aimd" or { algorithm, ... }', spec, 'type');
   }
   const { algorithm, ...rest } = spec;
-  if (algorithm === 'gradient2') return new Gradient2(rest, 'limit.');
-  if (algorithm === 'aimd') return new Aimd(rest, 'limit.');
-  throw invalidOption('limit.algorithm', 'one of "gradient2", "aimd"', algorithm);
+  if (algorithm === 'gradient2') return new Gradient2(rest, `${limit}.`);
+  if (algorithm === 'aimd') return new Aimd(rest, `${limit}.`);
+  throw invalidOption(`${limit}.algorithm`, 'one of "gradient2", "aimd"', algorithm);
 }

@@ -1,6 +1,7 @@
 // Real servers of each framework on loopback, each with the same routes, limited by the adapter under test.
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Readable } from 'node:stream';
 import { serve } from '@hono/node-server';
 import express from 'express';
 import Fastify from 'fastify';
@@ -19,7 +20,8 @@ export interface Running {
 }
 
 /**
- * Routes: `/` answers 200, `/fail` 401; `/decision` answers with what the handler found of the limiter's
+ * Routes: `/` answers 200, `/fail` 401; `/wait` waits for the gate (`holdRequests`) first; `/stream` sends a
+ * first chunk, and the rest once the gate opens; `/decision` answers with what the handler found of the limiter's
  * decision, the framework's own way (`req.rateLimit`, `ctx.state`, `c.get`): `remaining=N`, or `none`.
  */
 export type Start = (options: object, host?: string) => Promise<Running>;
@@ -58,6 +60,21 @@ export function holdRequests(): () => void {
     open = resolve;
   });
   return open;
+}
+
+/**
+ * The body of `/stream`: a first chunk at once, the rest once the gate opens (a response that has begun, and
+ * whose handler has returned, but that has not ended).
+ */
+function streamedBody(): Readable {
+  const held = gate;
+  return Readable.from(
+    (async function* () {
+      yield 'first ';
+      await held;
+      yield 'last';
+    })(),
+  );
 }
 
 /** `/boom` handlers throw, as a crashed handler would: the framework answers 500. */
@@ -115,6 +132,10 @@ export const FRAMEWORKS: Record<string, Start> = {
         return;
       }
       if (!go) return;
+      if (req.url?.startsWith('/stream')) {
+        streamedBody().pipe(res);
+        return;
+      }
       await until(req.url ?? '/');
       res.statusCode = statusFor(req.url ?? '/');
       res.end(bodyFor(req.url ?? '/', (req as WithRateLimit<IncomingMessage>).rateLimit));
@@ -125,6 +146,10 @@ export const FRAMEWORKS: Record<string, Start> = {
     const app = express();
     app.use(expressLimit(options as never));
     app.get(/.*/, async (req, res) => {
+      if (req.path.startsWith('/stream')) {
+        streamedBody().pipe(res);
+        return;
+      }
       await until(req.path);
       crashOn(req.path);
       res.status(statusFor(req.path)).send(bodyFor(req.path, req.rateLimit));
@@ -135,6 +160,7 @@ export const FRAMEWORKS: Record<string, Start> = {
     const app = Fastify();
     await app.register(fastifyPlugin, options as never);
     app.get('/*', async (request, reply) => {
+      if (request.url.startsWith('/stream')) return reply.send(streamedBody());
       await until(request.url);
       crashOn(request.url);
       return reply
@@ -149,6 +175,9 @@ export const FRAMEWORKS: Record<string, Start> = {
     const app = new Hono<{ Variables: RateLimitVariables }>();
     app.use(honoLimit(options as never));
     app.get('*', async (c) => {
+      if (c.req.path.startsWith('/stream')) {
+        return c.body(Readable.toWeb(streamedBody()) as ReadableStream<Uint8Array>);
+      }
       await until(c.req.path);
       crashOn(c.req.path);
       return c.text(bodyFor(c.req.path, c.get('rateLimit')), statusFor(c.req.path) as 200);
@@ -163,6 +192,10 @@ export const FRAMEWORKS: Record<string, Start> = {
     app.silent = true; // the /boom route's error is the point, not news
     app.use(koaLimit(options as never));
     app.use(async (ctx) => {
+      if (ctx.path.startsWith('/stream')) {
+        ctx.body = streamedBody();
+        return;
+      }
       await until(ctx.path);
       crashOn(ctx.path);
       ctx.status = statusFor(ctx.path);

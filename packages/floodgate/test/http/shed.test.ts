@@ -18,7 +18,8 @@ async function until(check: () => boolean): Promise<void> {
 for (const [name, start] of Object.entries(FRAMEWORKS)) {
   describe(`load shedding through ${name}`, () => {
     it('admits up to the limit, answers the rest 503 at once, and frees every slot', async () => {
-      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 4 } });
+      // The default class fills 80% of the limit: 4 of 5 (the fifth stays for critical).
+      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 5 } });
       const server = await start({ policies: { limit: 1000, window: '1m' }, shed: shedder });
       const open = holdRequests();
       try {
@@ -54,6 +55,90 @@ for (const [name, start] of Object.entries(FRAMEWORKS)) {
         req.destroy();
         // Frameworks see the disconnect when the response ends or the socket closes.
         open();
+        await until(() => shedder.inflight === 0);
+      } finally {
+        open();
+        await server.close();
+      }
+    });
+
+    it('five clients giving up 2 ms into their requests change the limit by at most 10%', async () => {
+      // The shedder's time is the test's: every request takes exactly what the clock is moved by.
+      const clock = { t: 0, now: () => clock.t };
+      const shedder = new Shedder({ limit: 'gradient2', clock });
+      const server = await start({ policies: { limit: 1000, window: '1m' }, shed: shedder });
+      /** `n` requests admitted together; after `ms`, they complete (or their clients give up). */
+      const batch = async (n: number, ms: number, abort: boolean) => {
+        const open = holdRequests();
+        const admitted = shedder.stats.admitted + n;
+        const clients = Array.from({ length: n }, () => new AbortController());
+        const replies = clients.map((c) =>
+          fetch(`${server.url}/wait`, { signal: c.signal }).then(
+            (r) => r.text(),
+            () => 'gave up',
+          ),
+        );
+        await until(() => shedder.stats.admitted === admitted); // the guard has decided on each
+        clock.t += ms;
+        if (abort) for (const c of clients) c.abort();
+        else open();
+        await until(() => shedder.inflight === 0);
+        open();
+        return Promise.all(replies);
+      };
+      try {
+        // A server whose requests take 20 ms (five at a time: too few to grow the limit).
+        for (let i = 0; i < 4; i++) assert.deepEqual(await batch(5, 20, false), Array(5).fill('ok'));
+        const before = shedder.limit;
+        assert.deepEqual(await batch(5, 2, true), Array(5).fill('gave up'));
+        // A healthy load after them: were the aborts latency samples, 2 ms would be the server's norm and
+        // every 20 ms request a sign of overload.
+        for (let i = 0; i < 8; i++) await batch(5, 20, false);
+        const after = shedder.limit;
+        assert.ok(
+          Math.abs(after - before) <= before * 0.1,
+          `limit ${before} before the aborts, ${after} after`,
+        );
+      } finally {
+        await server.close();
+      }
+    });
+
+    it('a handler that never answers holds no slot once its clients have gone', async () => {
+      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 16 } });
+      const server = await start({ policies: { limit: 1000, window: '1m' }, shed: shedder });
+      const open = holdRequests(); // opened only after the test: the handlers never answer
+      try {
+        const clients = Array.from({ length: 12 }, () => new AbortController());
+        const replies = clients.map((c) => fetch(`${server.url}/wait`, { signal: c.signal }).catch(() => 0));
+        await until(() => shedder.inflight === 12);
+        for (const c of clients) c.abort();
+        await Promise.all(replies);
+        await until(() => shedder.inflight === 0);
+        assert.equal((await fetch(`${server.url}/`)).status, 200, 'the server still admits');
+      } finally {
+        open();
+        await server.close();
+      }
+    });
+
+    it('a streamed body holds its slot until the stream ends', async () => {
+      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 4 } });
+      const server = await start({ policies: { limit: 1000, window: '1m' }, shed: shedder });
+      const open = holdRequests();
+      try {
+        const res = await fetch(`${server.url}/stream`);
+        assert.equal(res.status, 200);
+        const reader = res.body!.getReader();
+        const first = await reader.read();
+        assert.equal(new TextDecoder().decode(first.value), 'first ');
+        // The handler has returned and the client holds the first chunk: the response has not ended.
+        assert.equal(shedder.inflight, 1, 'the slot is held while the body streams');
+        open();
+        let rest = '';
+        for (let r = await reader.read(); !r.done; r = await reader.read())
+          rest += new TextDecoder().decode(r.value);
+        assert.equal(rest, 'last');
         await until(() => shedder.inflight === 0);
       } finally {
         open();
