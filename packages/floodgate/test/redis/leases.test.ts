@@ -265,3 +265,31 @@ describe('quota leases: lifecycle', () => {
     }
   });
 });
+
+describe('quota leases: options', () => {
+  it('refuses a lifetime past the timer limit and a leases option that is a list', () => {
+    const cases: [unknown, RegExp][] = [
+      [{ lifetime: '30d' }, /"leases\.lifetime" must be .*2147483647/],
+      [{ lifetime: 2 ** 31 }, /"leases\.lifetime" must be .*2147483647/],
+      [{ lifetime: '-1s' }, /leases\.lifetime/],
+      [[], /"leases" must be a boolean or/],
+      [[true], /"leases" must be a boolean or/],
+    ];
+    for (const [leases, message] of cases) {
+      assert.throws(() => new RedisStore({ client, leases: leases as never }), message);
+    }
+    assert.ok(new RedisStore({ client, leases: { lifetime: 2 ** 31 - 1 } }));
+  });
+
+  it('refuses other durations past the timer limit and lists for object options, naming them', () => {
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ timeout: '30d' }, /"timeout" must be .*2147483647/],
+      [{ breaker: { probeInterval: '25d' } }, /"breaker\.probeInterval" must be .*2147483647/],
+      [{ breaker: [] }, /"breaker" must be false or/],
+      [{ denyCache: [] }, /"denyCache" must be a boolean or/],
+    ];
+    for (const [options, message] of cases) {
+      assert.throws(() => new RedisStore({ client, ...options } as never), message);
+    }
+  });
+});

@@ -115,6 +115,22 @@ interface Group {
 type Item = Op | Group;
 
 const POLICIES: readonly OutagePolicy[] = ['open', 'closed', 'fallback'];
+/** Node fires a timer of more than 2^31 - 1 ms at once (after 1 ms): longer durations are refused. */
+const MAX_TIMER = 2 ** 31 - 1;
+
+/** A duration that ends in a timer: a positive integer of ms, at most Node's longest timer. */
+function timerDuration(value: unknown, option: string): number {
+  const ms = parseDuration(value, option);
+  if (ms > MAX_TIMER) {
+    throw invalidOption(option, `at most ${MAX_TIMER} ms (24.8 days, the longest timer Node keeps)`, value);
+  }
+  return ms;
+}
+
+/** An options object, not a list (`[]` is an object too, and would pass for `{}`). */
+function isOptions(value: unknown): value is object {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
 
 function positiveInteger(value: unknown, option: string): number {
   if (typeof value !== 'number') throw invalidOption(option, 'a positive integer', value, 'type');
@@ -185,29 +201,29 @@ export class RedisStore implements Store {
       throw invalidOption('onStoreError', 'one of "open", "closed", "fallback"', outage);
     }
     this.#outage = outage;
-    this.#timeout = parseDuration(options.timeout ?? 250, 'timeout');
+    this.#timeout = timerDuration(options.timeout ?? 250, 'timeout');
     const breaker = options.breaker ?? {};
     let failures: number;
     if (breaker === false) {
       failures = Number.POSITIVE_INFINITY;
       this.#probeInterval = 1000;
-    } else if (typeof breaker !== 'object' || breaker === null) {
+    } else if (!isOptions(breaker)) {
       throw invalidOption('breaker', 'false or { failures, probeInterval }', breaker, 'type');
     } else {
       knownKeys(breaker, ['failures', 'probeInterval'], 'breaker.');
       failures = positiveInteger(breaker.failures ?? 3, 'breaker.failures');
-      this.#probeInterval = parseDuration(breaker.probeInterval ?? 1000, 'breaker.probeInterval');
+      this.#probeInterval = timerDuration(breaker.probeInterval ?? 1000, 'breaker.probeInterval');
     }
     const deny = options.denyCache ?? false;
     let denyMax: number;
     if (typeof deny === 'boolean') denyMax = deny ? 10_000 : 0;
-    else if (typeof deny === 'object' && deny !== null) {
+    else if (isOptions(deny)) {
       knownKeys(deny, ['maxKeys'], 'denyCache.');
       denyMax = positiveInteger(deny.maxKeys ?? 10_000, 'denyCache.maxKeys');
     } else throw invalidOption('denyCache', 'a boolean or { maxKeys }', deny, 'type');
     const maxBatch = positiveInteger(options.maxBatch ?? 100, 'maxBatch');
     const leases = options.leases ?? false;
-    if (typeof leases !== 'boolean' && (typeof leases !== 'object' || leases === null)) {
+    if (typeof leases !== 'boolean' && !isOptions(leases)) {
       throw invalidOption('leases', 'a boolean or { lifetime, maxUnits, maxKeys }', leases, 'type');
     }
     if (typeof leases === 'object') knownKeys(leases, ['lifetime', 'maxUnits', 'maxKeys'], 'leases.');
@@ -238,7 +254,7 @@ export class RedisStore implements Store {
         ? undefined
         : new Leases(
             {
-              lifetime: parseDuration(lease.lifetime ?? 1000, 'leases.lifetime'),
+              lifetime: timerDuration(lease.lifetime ?? 1000, 'leases.lifetime'),
               maxUnits: positiveInteger(lease.maxUnits ?? 1000, 'leases.maxUnits'),
               maxKeys: positiveInteger(lease.maxKeys ?? 10_000, 'leases.maxKeys'),
               clock: this.#local,
