@@ -266,6 +266,53 @@ describe('quota leases: lifecycle', () => {
   });
 });
 
+/** Decisions for `key` in waves of `size`, each wave at once; returns how many were allowed. */
+async function waves(limiter: Limiter, key: string, count: number, size: number): Promise<number> {
+  let allowed = 0;
+  for (let w = 0; w < count; w++) {
+    const decisions = await Promise.all(Array.from({ length: size }, () => limiter.consume(key)));
+    allowed += decisions.filter((d) => d.allowed).length;
+  }
+  return allowed;
+}
+
+describe('quota leases: whose lease it is', () => {
+  const global = { name: 'global', algorithm: 'fixed-window', limit: 1000, window: '1m' } as const;
+  const login = { name: 'login', algorithm: 'fixed-window', limit: 5, window: '1m' } as const;
+
+  it("two limiters with other policies on one store never share an identifier's lease", async () => {
+    const store = new RedisStore({ client, prefix: `share${++unique}:`, leases: true });
+    const all = new Limiter({ store, policies: global });
+    const logins = new Limiter({ store, policies: login });
+    assert.equal(await waves(all, 'ip:1', 3, 20), 60, 'the global limit admits all 60');
+    assert.ok(store.stats.leases > 0, 'the global limiter took a lease for ip:1');
+    assert.equal(await waves(logins, 'ip:1', 3, 20), 5, 'the login limit admits its 5, not the lease');
+    // The other way round, on another identifier: the login limit's refusals are not the global one's.
+    assert.equal(await waves(logins, 'ip:2', 3, 20), 5);
+    assert.equal(await waves(all, 'ip:2', 3, 20), 60);
+    // Interleaved in one turn: each limiter keeps its own count.
+    const mixed = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? all : logins).consume('ip:3')),
+    );
+    assert.equal(mixed.filter((d, i) => i % 2 === 0 && d.allowed).length, 20);
+    assert.equal(mixed.filter((d, i) => i % 2 === 1 && d.allowed).length, 5);
+    await store.close();
+  });
+
+  it('configure() reaches an identifier that holds a lease: a lowered limit holds at once', async () => {
+    const store = new RedisStore({ client, prefix: `configure${++unique}:`, leases: true });
+    const limiter = new Limiter({ store, policies: { ...global, name: 'api' } });
+    assert.equal(await waves(limiter, 'busy', 4, 40), 160);
+    assert.ok(store.stats.localDecisions > 0, 'decided from a lease');
+    limiter.configure({ policies: { ...global, name: 'api', limit: 10 } });
+    // A policy with new parameters is new state (see configure): 10 in this window, not one more.
+    assert.equal(await waves(limiter, 'busy', 4, 40), 10);
+    limiter.configure({ policies: { ...global, name: 'api', limit: 1000 } });
+    assert.equal(await waves(limiter, 'busy', 1, 40), 40, 'and raised again, the lease counts from Redis');
+    await store.close();
+  });
+});
+
 describe('quota leases: options', () => {
   it('refuses a lifetime past the timer limit and a leases option that is a list', () => {
     const cases: [unknown, RegExp][] = [

@@ -16,7 +16,7 @@ export interface LeaseSettings {
   readonly lifetime: number;
   /** Most units one lease may ask for. */
   readonly maxUnits: number;
-  /** Most identifiers followed at once; past it, new identifiers take the exact path. */
+  /** Most identifiers followed at once (per policy set); past it, new identifiers take the exact path. */
   readonly maxKeys: number;
   readonly clock: { now(): number };
 }
@@ -38,8 +38,9 @@ interface Waiter {
   resolve(results: MaybePromise<readonly PolicyResult[]>): void;
 }
 
-/** One identifier as this process sees it: the units it holds, and how fast it spends them. */
+/** One identifier under one policy set as this process sees it: the units it holds, how fast it spends them. */
 interface Entry {
+  readonly key: string;
   readonly set: PolicySet;
   /** Units leased and not yet spent. */
   units: number;
@@ -60,6 +61,17 @@ interface Entry {
   lastSeen: number;
   /** Decisions waiting for a lease asked for and not yet answered. */
   waiting: Waiter[] | undefined;
+}
+
+/** What the leases know of a policy set: its lease lifetime (undefined: not leasable) and identity. */
+interface SetInfo {
+  readonly life: number | undefined;
+  /**
+   * The set's policy ids, which name its state in Redis and change with any parameter: a lease is of an
+   * identifier under these, so two limiters with other policies on one store never share one, and a
+   * `configure()` that changes a policy leaves the old leases to no decision (they lapse at their end).
+   */
+  readonly id: string;
 }
 
 const LEASABLE = new Set(['fixed-window', 'token-bucket', 'gcra']);
@@ -96,8 +108,9 @@ export function lifetimeOf(set: PolicySet, lifetime: number): number | undefined
  * A process that stops holding a lease loses at most that lease: units charged, never admitted.
  */
 export class Leases {
+  /** By set id, then identifier (the id holds no newline, so `id\nkey` is injective). */
   readonly #entries = new Map<string, Entry>();
-  readonly #lifetimes = new WeakMap<PolicySet, number | undefined>();
+  readonly #sets = new WeakMap<PolicySet, SetInfo>();
   readonly #sweep: NodeJS.Timeout;
 
   constructor(
@@ -109,24 +122,33 @@ export class Leases {
     this.#sweep.unref();
   }
 
+  #info(set: PolicySet): SetInfo {
+    let info = this.#sets.get(set);
+    if (info === undefined) {
+      info = {
+        life: lifetimeOf(set, this.settings.lifetime),
+        id: set.policies.map((p) => p.id).join(','),
+      };
+      this.#sets.set(set, info);
+    }
+    return info;
+  }
+
   /** Whether decisions for this set go through leases. */
   covers(set: PolicySet): boolean {
-    let life = this.#lifetimes.get(set);
-    if (life === undefined && !this.#lifetimes.has(set)) {
-      life = lifetimeOf(set, this.settings.lifetime);
-      this.#lifetimes.set(set, life);
-    }
-    return life !== undefined;
+    return this.#info(set).life !== undefined;
   }
 
   /** A consume decision for a covered set: from the lease when it holds enough, else from Redis. */
   take(key: string, set: PolicySet, cost: number): MaybePromise<readonly PolicyResult[]> {
     const now = this.settings.clock.now();
-    const entry = this.#entries.get(key);
+    const name = `${this.#info(set).id}\n${key}`;
+    const entry = this.#entries.get(name);
     if (entry === undefined) {
       // Seen once: no lease yet, only the time, from which the next sighting reads a rate.
       if (this.#entries.size < this.settings.maxKeys) {
-        this.#entries.set(key, {
+        this.#entries.set(name, {
+          key,
           set,
           returnable: set.policies.every((p) => p.algorithm === 'fixed-window'),
           units: 0,
@@ -143,18 +165,18 @@ export class Leases {
       return this.call(key, set, 'consume', cost).then((r) => r.results);
     }
     entry.lastSeen = now;
-    if (entry.units > 0 && now >= entry.expires) this.#giveBack(key, entry);
+    if (entry.units > 0 && now >= entry.expires) this.#giveBack(entry);
     if (entry.units >= cost) return this.#spend(entry, cost, now);
     if (entry.waiting !== undefined) {
       const waiting = entry.waiting;
       return new Promise((resolve) => waiting.push({ cost, resolve }));
     }
-    return this.#renew(key, entry, cost, now);
+    return this.#renew(entry, cost, now);
   }
 
   /** Gives back every lease's unused units (on close, or before the process stops). */
   returnAll(): void {
-    for (const [key, entry] of this.#entries) if (entry.units > 0) this.#giveBack(key, entry);
+    for (const entry of this.#entries.values()) if (entry.units > 0) this.#giveBack(entry);
   }
 
   stop(): void {
@@ -164,10 +186,10 @@ export class Leases {
   /** Lapsed leases give their units back; identifiers idle for two lifetimes are forgotten. */
   sweep(): void {
     const now = this.settings.clock.now();
-    for (const [key, entry] of this.#entries) {
+    for (const [name, entry] of this.#entries) {
       if (entry.waiting !== undefined) continue;
-      if (entry.units > 0 && now >= entry.expires) this.#giveBack(key, entry);
-      if (entry.units === 0 && now - entry.lastSeen >= 2 * this.settings.lifetime) this.#entries.delete(key);
+      if (entry.units > 0 && now >= entry.expires) this.#giveBack(entry);
+      if (entry.units === 0 && now - entry.lastSeen >= 2 * this.settings.lifetime) this.#entries.delete(name);
     }
   }
 
@@ -185,17 +207,18 @@ export class Leases {
     }));
   }
 
-  #renew(key: string, entry: Entry, cost: number, now: number): Promise<readonly PolicyResult[]> {
+  #renew(entry: Entry, cost: number, now: number): Promise<readonly PolicyResult[]> {
     // Units left over (fewer than this cost) go back first: a lease is one grant, with one lifetime.
-    if (entry.units > 0) this.#giveBack(key, entry);
+    if (entry.units > 0) this.#giveBack(entry);
+    const { key, set } = entry;
     const rate = entry.used / Math.max(1, now - entry.since);
-    const life = this.#lifetimes.get(entry.set)!;
+    const life = this.#info(set).life!;
     const ask = Math.min(this.settings.maxUnits, Math.max(1, Math.ceil(rate * life)));
     entry.since = now;
     entry.used = 0;
     const waiting: Waiter[] = [];
     entry.waiting = waiting;
-    return this.call(key, entry.set, 'lease', cost, String(ask)).then(({ results, granted }) => {
+    return this.call(key, set, 'lease', cost, String(ask)).then(({ results, granted }) => {
       entry.waiting = undefined;
       const allowed = results.every((r) => r.allowed) && results.every((r) => r.outage === undefined);
       if (allowed) {
@@ -225,7 +248,7 @@ export class Leases {
       }
       for (const w of waiting) {
         if (!allowed && w.cost >= cost) w.resolve(results);
-        else w.resolve(this.take(key, entry.set, w.cost));
+        else w.resolve(this.take(key, set, w.cost));
       }
       return results.map((r) => (allowed && granted > 0 ? { ...r, remaining: r.remaining + granted } : r));
     });
@@ -237,7 +260,7 @@ export class Leases {
    * below full by a lease's debt accrues what a full one wastes), and widen its burst by that much. They
    * count as spent; leases are sized to the local rate and live a tenth of a refill, so few lapse unused.
    */
-  #giveBack(key: string, entry: Entry): void {
+  #giveBack(entry: Entry): void {
     const units = entry.units;
     entry.units = 0;
     if (!entry.returnable || (entry.endsWithWindow && this.settings.clock.now() >= entry.expires)) {
@@ -245,6 +268,6 @@ export class Leases {
       return;
     }
     this.stats.returnedUnits += units;
-    void this.call(key, entry.set, 'unlease', units, String(entry.deadline));
+    void this.call(entry.key, entry.set, 'unlease', units, String(entry.deadline));
   }
 }
