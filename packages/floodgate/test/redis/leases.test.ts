@@ -311,6 +311,19 @@ describe('quota leases: whose lease it is', () => {
     assert.equal(await waves(limiter, 'busy', 1, 40), 40, 'and raised again, the lease counts from Redis');
     await store.close();
   });
+
+  it('a cost of 0 on an identifier seen once (no units held) is answered, not a TypeError', async () => {
+    const store = new RedisStore({ client, prefix: `zero${++unique}:`, leases: true });
+    const limiter = new Limiter({ store, policies: global });
+    assert.equal((await limiter.consume('k')).remaining, 999);
+    const look = await limiter.consume('k', { cost: 0 });
+    assert.equal(look.allowed, true);
+    assert.equal(look.remaining, 999);
+    await waves(limiter, 'k', 2, 20); // now a lease is held: a cost of 0 is answered from it
+    const held = await limiter.consume('k', { cost: 0 });
+    assert.equal(held.allowed, true);
+    await store.close();
+  });
 });
 
 describe('quota leases: options', () => {

@@ -166,7 +166,8 @@ export class Leases {
     }
     entry.lastSeen = now;
     if (entry.units > 0 && now >= entry.expires) this.#giveBack(entry);
-    if (entry.units >= cost) return this.#spend(entry, cost, now);
+    // Units held, and enough: a cost of 0 on an identifier holding none asks Redis like any other.
+    if (entry.units > 0 && entry.units >= cost) return this.#spend(entry, cost, now);
     if (entry.waiting !== undefined) {
       const waiting = entry.waiting;
       return new Promise((resolve) => waiting.push({ cost, resolve }));
