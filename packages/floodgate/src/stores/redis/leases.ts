@@ -2,14 +2,19 @@ import type { PolicyResult } from '../../core/algorithms/types.js';
 import type { MaybePromise } from '../../core/maybe.js';
 import type { PolicySet } from '../../core/policy.js';
 
-/** What the leases need from the store: one script operation, answered with its results and grant. */
-export type LeaseCall = (
-  key: string,
-  set: PolicySet,
-  mode: 'consume' | 'lease' | 'unlease',
-  cost: number,
-  lease?: string,
-) => Promise<{ readonly results: readonly PolicyResult[]; readonly granted: number }>;
+/** What the leases need from the store. */
+export interface LeaseStore {
+  /** One script operation, answered with its results and grant (never rejects: an outage is answered). */
+  call(
+    key: string,
+    set: PolicySet,
+    mode: 'consume' | 'lease' | 'unlease',
+    cost: number,
+    lease?: string,
+  ): Promise<{ readonly results: readonly PolicyResult[]; readonly granted: number }>;
+  /** The outage policy's own answer for one consume decision (charged in the fallback store, counted). */
+  degrade(key: string, set: PolicySet, cost: number): readonly PolicyResult[];
+}
 
 export interface LeaseSettings {
   /** Longest a lease is held before its unused units go back (ms); shortened per policy set, see `lifetimeOf`. */
@@ -115,7 +120,7 @@ export class Leases {
 
   constructor(
     private readonly settings: LeaseSettings,
-    private readonly call: LeaseCall,
+    private readonly store: LeaseStore,
     private readonly stats: LeaseStats,
   ) {
     this.#sweep = setInterval(() => this.sweep(), settings.lifetime);
@@ -162,7 +167,7 @@ export class Leases {
           waiting: undefined,
         });
       }
-      return this.call(key, set, 'consume', cost).then((r) => r.results);
+      return this.store.call(key, set, 'consume', cost).then((r) => r.results);
     }
     entry.lastSeen = now;
     if (entry.units > 0 && now >= entry.expires) this.#giveBack(entry);
@@ -219,9 +224,10 @@ export class Leases {
     entry.used = 0;
     const waiting: Waiter[] = [];
     entry.waiting = waiting;
-    return this.call(key, set, 'lease', cost, String(ask)).then(({ results, granted }) => {
+    return this.store.call(key, set, 'lease', cost, String(ask)).then(({ results, granted }) => {
       entry.waiting = undefined;
-      const allowed = results.every((r) => r.allowed) && results.every((r) => r.outage === undefined);
+      const outage = results.some((r) => r.outage !== undefined);
+      const allowed = !outage && results.every((r) => r.allowed);
       if (allowed) {
         entry.used += cost;
         if (granted > 0) {
@@ -248,7 +254,10 @@ export class Leases {
         }
       }
       for (const w of waiting) {
-        if (!allowed && w.cost >= cost) w.resolve(results);
+        // In an outage each waiting decision is the outage policy's own (charged in the fallback store):
+        // sharing the first one's answer would admit them all for the price of one.
+        if (outage) w.resolve(this.store.degrade(key, set, w.cost));
+        else if (!allowed && w.cost >= cost) w.resolve(results);
         else w.resolve(this.take(key, set, w.cost));
       }
       return results.map((r) => (allowed && granted > 0 ? { ...r, remaining: r.remaining + granted } : r));
@@ -269,6 +278,6 @@ export class Leases {
       return;
     }
     this.stats.returnedUnits += units;
-    void this.call(entry.key, entry.set, 'unlease', units, String(entry.deadline));
+    void this.store.call(entry.key, entry.set, 'unlease', units, String(entry.deadline));
   }
 }

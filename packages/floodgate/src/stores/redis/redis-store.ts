@@ -259,7 +259,10 @@ export class RedisStore implements Store {
               maxKeys: positiveInteger(lease.maxKeys ?? 10_000, 'leases.maxKeys'),
               clock: this.#local,
             },
-            (key, set, mode, cost, id) => this.#op(key, set, cost, mode, id),
+            {
+              call: (key, set, mode, cost, id) => this.#op(key, set, cost, mode, id),
+              degrade: (key, set, cost) => this.#degrade(key, set, cost, 'consume', undefined),
+            },
             this.stats,
           );
   }
