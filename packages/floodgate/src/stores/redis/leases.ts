@@ -1,6 +1,7 @@
 import type { PolicyResult } from '../../core/algorithms/types.js';
 import type { MaybePromise } from '../../core/maybe.js';
 import type { PolicySet } from '../../core/policy.js';
+import type { Timers } from './timers.js';
 
 /** What the leases need from the store. */
 export interface LeaseStore {
@@ -23,7 +24,8 @@ export interface LeaseSettings {
   readonly maxUnits: number;
   /** Most identifiers followed at once (per policy set); past it, new identifiers take the exact path. */
   readonly maxKeys: number;
-  readonly clock: { now(): number };
+  /** Local monotonic time, and the timers that end leases. */
+  readonly timers: Timers;
 }
 
 /**
@@ -66,6 +68,8 @@ interface Entry {
   lastSeen: number;
   /** Decisions waiting for a lease asked for and not yet answered. */
   waiting: Waiter[] | undefined;
+  /** The timer that gives the units back at the lease's end. */
+  timer: unknown;
 }
 
 /** What the leases know of a policy set: its lease lifetime (undefined: not leasable) and identity. */
@@ -116,15 +120,15 @@ export class Leases {
   /** By set id, then identifier (the id holds no newline, so `id\nkey` is injective). */
   readonly #entries = new Map<string, Entry>();
   readonly #sets = new WeakMap<PolicySet, SetInfo>();
-  readonly #sweep: NodeJS.Timeout;
+  #sweep: unknown;
+  #stopped = false;
 
   constructor(
     private readonly settings: LeaseSettings,
     private readonly store: LeaseStore,
     private readonly stats: LeaseStats,
   ) {
-    this.#sweep = setInterval(() => this.sweep(), settings.lifetime);
-    this.#sweep.unref();
+    this.#armSweep();
   }
 
   #info(set: PolicySet): SetInfo {
@@ -146,7 +150,7 @@ export class Leases {
 
   /** A consume decision for a covered set: from the lease when it holds enough, else from Redis. */
   take(key: string, set: PolicySet, cost: number): MaybePromise<readonly PolicyResult[]> {
-    const now = this.settings.clock.now();
+    const now = this.settings.timers.now();
     const name = `${this.#info(set).id}\n${key}`;
     const entry = this.#entries.get(name);
     if (entry === undefined) {
@@ -165,6 +169,7 @@ export class Leases {
           used: cost,
           lastSeen: now,
           waiting: undefined,
+          timer: undefined,
         });
       }
       return this.store.call(key, set, 'consume', cost).then((r) => r.results);
@@ -186,17 +191,26 @@ export class Leases {
   }
 
   stop(): void {
-    clearInterval(this.#sweep);
+    this.#stopped = true;
+    this.settings.timers.clearTimeout(this.#sweep);
   }
 
-  /** Lapsed leases give their units back; identifiers idle for two lifetimes are forgotten. */
+  /** Lapsed leases give their units back (a backstop: each lease's own timer does it at its end); identifiers idle for two lifetimes are forgotten. */
   sweep(): void {
-    const now = this.settings.clock.now();
+    const now = this.settings.timers.now();
     for (const [name, entry] of this.#entries) {
       if (entry.waiting !== undefined) continue;
       if (entry.units > 0 && now >= entry.expires) this.#giveBack(entry);
       if (entry.units === 0 && now - entry.lastSeen >= 2 * this.settings.lifetime) this.#entries.delete(name);
     }
+  }
+
+  #armSweep(): void {
+    if (this.#stopped) return;
+    this.#sweep = this.settings.timers.setTimeout(() => {
+      this.sweep();
+      this.#armSweep();
+    }, this.settings.lifetime);
   }
 
   #spend(entry: Entry, cost: number, now: number): readonly PolicyResult[] {
@@ -230,28 +244,7 @@ export class Leases {
       const allowed = !outage && results.every((r) => r.allowed);
       if (allowed) {
         entry.used += cost;
-        if (granted > 0) {
-          this.stats.leases++;
-          this.stats.leasedUnits += granted;
-          entry.units = granted;
-          entry.grant = results;
-          let expires = now + life;
-          let deadline = Number.MAX_SAFE_INTEGER;
-          entry.endsWithWindow = false;
-          entry.set.policies.forEach((p, i) => {
-            if (p.algorithm !== 'fixed-window') return;
-            // A window's lease lapses by the window's end, counted from when it was asked for: Redis
-            // charged it later than that, so the lease ends no later than the window.
-            const end = now + results[i]!.resetAfter;
-            if (end <= expires) {
-              expires = end;
-              entry.endsWithWindow = true;
-            }
-            deadline = Math.min(deadline, results[i]!.resetAt);
-          });
-          entry.expires = expires;
-          entry.deadline = deadline;
-        }
+        if (granted > 0) this.#hold(entry, results, granted, now, life);
       }
       for (const w of waiting) {
         // In an outage each waiting decision is the outage policy's own (charged in the fallback store):
@@ -264,6 +257,39 @@ export class Leases {
     });
   }
 
+  /** Holds a grant until the lease's end, when a timer of its own gives the unused units back. */
+  #hold(entry: Entry, results: readonly PolicyResult[], granted: number, now: number, life: number): void {
+    this.stats.leases++;
+    this.stats.leasedUnits += granted;
+    entry.units = granted;
+    entry.grant = results;
+    let expires = now + life;
+    let deadline = Number.MAX_SAFE_INTEGER;
+    entry.endsWithWindow = false;
+    entry.set.policies.forEach((p, i) => {
+      if (p.algorithm !== 'fixed-window') return;
+      // A window's lease lapses by the window's end, counted from when it was asked for: Redis
+      // charged it later than that, so the lease ends no later than the window.
+      const end = now + results[i]!.resetAfter;
+      if (end <= expires) {
+        expires = end;
+        entry.endsWithWindow = true;
+      }
+      deadline = Math.min(deadline, results[i]!.resetAt);
+    });
+    entry.expires = expires;
+    entry.deadline = deadline;
+    const timers = this.settings.timers;
+    timers.clearTimeout(entry.timer);
+    entry.timer = timers.setTimeout(
+      () => {
+        entry.timer = undefined;
+        if (entry.units > 0 && entry.waiting === undefined) this.#giveBack(entry);
+      },
+      Math.max(0, expires - timers.now()),
+    );
+  }
+
   /**
    * Unused units go back into the windows they were charged in, while those are open. A bucket's do not:
    * given back later, they would bring refill the bucket could not have kept while full (a bucket kept
@@ -273,7 +299,9 @@ export class Leases {
   #giveBack(entry: Entry): void {
     const units = entry.units;
     entry.units = 0;
-    if (!entry.returnable || (entry.endsWithWindow && this.settings.clock.now() >= entry.expires)) {
+    this.settings.timers.clearTimeout(entry.timer);
+    entry.timer = undefined;
+    if (!entry.returnable || (entry.endsWithWindow && this.settings.timers.now() >= entry.expires)) {
       this.stats.lapsedUnits += units;
       return;
     }

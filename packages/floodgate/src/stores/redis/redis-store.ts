@@ -23,6 +23,7 @@ import { DenyCache } from './deny-cache.js';
 import { type LeaseStats, Leases } from './leases.js';
 import { BATCH_SCRIPT, BATCH_SHA } from './script.lua.js';
 import { hashSlot } from './slot.js';
+import { monotonicTimers, type Timers, timersOn } from './timers.js';
 
 /**
  * What a decision does while Redis cannot answer (error, timeout, or the circuit breaker is open):
@@ -75,6 +76,12 @@ export interface RedisStoreOptions {
    * clocks agree; a clock given here is sent to the script instead (tests drive time with it).
    */
   readonly clock?: { now(): number };
+  /**
+   * What this process times on its own (how long a quota lease lives, a refusal is remembered, Redis was
+   * down) and the timers that end a lease: `now()` must never step back. Default `performance.now()` and
+   * Node's timers; with a `clock` and no `timers`, that clock's time (a simulation moves one clock).
+   */
+  readonly timers?: Timers;
   /** Called on every failed call to Redis (never throws into the caller; exceptions here are ignored). */
   readonly onError?: (error: Error) => void;
   /** Called when Redis answers again after failures, with how long it was unavailable (ms). */
@@ -154,6 +161,7 @@ export class RedisStore implements Store {
   readonly #outage: OutagePolicy;
   readonly #timeout: number;
   readonly #clock: { now(): number } | undefined;
+  /** Wall time, for the times decisions report (`resetAt`) when Redis does not answer. */
   readonly #local: { now(): number };
   readonly #breaker: Breaker;
   readonly #probeInterval: number;
@@ -189,6 +197,7 @@ export class RedisStore implements Store {
       'maxBatch',
       'leases',
       'clock',
+      'timers',
       'onError',
       'onRecover',
     ]);
@@ -234,6 +243,17 @@ export class RedisStore implements Store {
     }
     this.#clock = clock;
     this.#local = clock ?? systemClock;
+    const timers = options.timers;
+    if (
+      timers !== undefined &&
+      (!isOptions(timers) ||
+        typeof (timers as Partial<Timers>).now !== 'function' ||
+        typeof (timers as Partial<Timers>).setTimeout !== 'function' ||
+        typeof (timers as Partial<Timers>).clearTimeout !== 'function')
+    ) {
+      throw invalidOption('timers', 'an object with now(), setTimeout() and clearTimeout()', timers, 'type');
+    }
+    const monotonic = timers ?? (clock === undefined ? monotonicTimers : timersOn(clock));
     for (const name of ['onError', 'onRecover'] as const) {
       if (options[name] !== undefined && typeof options[name] !== 'function') {
         throw invalidOption(name, 'a function', options[name], 'type');
@@ -242,12 +262,12 @@ export class RedisStore implements Store {
     this.#breaker = new Breaker({
       failures,
       probeInterval: this.#probeInterval,
-      clock: this.#local,
+      clock: monotonic,
       probe: () => this.#call([], encodeBatch([], undefined).args),
       onError: options.onError,
       onRecover: options.onRecover,
     });
-    this.#denied = denyMax > 0 ? new DenyCache(denyMax, this.#local) : undefined;
+    this.#denied = denyMax > 0 ? new DenyCache(denyMax, monotonic) : undefined;
     this.#batcher = new Batcher(this.#redis.cluster, maxBatch, (ops) => void this.#send(ops));
     this.#leases =
       leases === false
@@ -257,7 +277,7 @@ export class RedisStore implements Store {
               lifetime: timerDuration(lease.lifetime ?? 1000, 'leases.lifetime'),
               maxUnits: positiveInteger(lease.maxUnits ?? 1000, 'leases.maxUnits'),
               maxKeys: positiveInteger(lease.maxKeys ?? 10_000, 'leases.maxKeys'),
-              clock: this.#local,
+              timers: monotonic,
             },
             {
               call: (key, set, mode, cost, id) => this.#op(key, set, cost, mode, id),
@@ -267,7 +287,7 @@ export class RedisStore implements Store {
           );
   }
 
-  /** Gives back the units of lapsed quota leases now (they also go on a timer, every lease lifetime). */
+  /** Gives back the units of lapsed quota leases now (each lease also gives them back at its end, on a timer). */
   sweep(): void {
     this.#leases?.sweep();
   }
