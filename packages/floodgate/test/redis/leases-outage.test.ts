@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { freePort, RedisServer } from '@floodgate/test-support';
 import { Redis } from 'ioredis';
 import { Limiter } from '../../src/limiter/limiter.js';
 import { RedisStore } from '../../src/stores/redis/index.js';
 
-// Quota leases when Redis fails under them: a dead port, a frozen server.
+// Quota leases when Redis fails under them (a dead port, a frozen server) and when the process shuts down.
 
 let server: RedisServer;
 let unhandled: unknown[] = [];
@@ -83,6 +84,37 @@ describe('quota leases with onStoreError "fallback": each decision is its own fa
       server.resume();
       await Promise.all(stores.map((s) => s.close()));
       for (const c of clients) c.disconnect();
+    }
+  });
+});
+
+describe('quota leases at shutdown', () => {
+  it('await store.close() then await client.quit(): a clean exit, and the units are back in Redis', async () => {
+    const prefix = 'shutdown:';
+    const child = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      execFile(
+        process.execPath,
+        ['--import', 'tsx', new URL('./workers/shutdown.ts', import.meta.url).pathname],
+        { env: { ...process.env, REDIS_PORT: String(server.port), PREFIX: prefix, KEYS: '10' } },
+        (error, stdout, stderr) => resolve({ code: error ? (error.code as number) : 0, stdout, stderr }),
+      );
+    });
+    assert.doesNotMatch(child.stderr, /Connection is closed|EPIPE|Unhandled/);
+    assert.equal(child.code, 0, child.stderr);
+    const { held, returned } = JSON.parse(child.stdout) as { held: number; returned: number };
+    assert.ok(held > 0 && returned === held, `${held} units held at close, ${returned} given back`);
+    // What close() gave back reached Redis before the connection went: each key counts what it admitted.
+    const client = ioredis(server.port);
+    const observer = new Limiter({
+      store: new RedisStore({ client, prefix }),
+      policies: { algorithm: 'fixed-window', limit: 100_000, window: '1m' },
+    });
+    try {
+      for (let k = 0; k < 10; k++) {
+        assert.equal((await observer.peek(`k${k}`, { cost: 0 })).remaining, 100_000 - 100, `k${k}`);
+      }
+    } finally {
+      client.disconnect();
     }
   });
 });

@@ -120,6 +120,8 @@ export class Leases {
   /** By set id, then identifier (the id holds no newline, so `id\nkey` is injective). */
   readonly #entries = new Map<string, Entry>();
   readonly #sets = new WeakMap<PolicySet, SetInfo>();
+  /** Give-backs under way, so `close()` can wait for them. */
+  readonly #pending = new Set<Promise<unknown>>();
   #sweep: unknown;
   #stopped = false;
 
@@ -155,7 +157,7 @@ export class Leases {
     const entry = this.#entries.get(name);
     if (entry === undefined) {
       // Seen once: no lease yet, only the time, from which the next sighting reads a rate.
-      if (this.#entries.size < this.settings.maxKeys) {
+      if (this.#entries.size < this.settings.maxKeys && !this.#stopped) {
         this.#entries.set(name, {
           key,
           set,
@@ -185,14 +187,15 @@ export class Leases {
     return this.#renew(entry, cost, now);
   }
 
-  /** Gives back every lease's unused units (on close, or before the process stops). */
-  returnAll(): void {
-    for (const entry of this.#entries.values()) if (entry.units > 0) this.#giveBack(entry);
-  }
-
-  stop(): void {
+  /**
+   * Gives back every lease's unused units, and stops taking leases: resolves when Redis has them (or
+   * could not be reached: they are then lost, as a process that dies loses its lease). Never rejects.
+   */
+  async close(): Promise<void> {
     this.#stopped = true;
     this.settings.timers.clearTimeout(this.#sweep);
+    for (const entry of this.#entries.values()) if (entry.units > 0) this.#giveBack(entry);
+    await Promise.all(this.#pending);
   }
 
   /** Lapsed leases give their units back (a backstop: each lease's own timer does it at its end); identifiers idle for two lifetimes are forgotten. */
@@ -238,23 +241,27 @@ export class Leases {
     entry.used = 0;
     const waiting: Waiter[] = [];
     entry.waiting = waiting;
-    return this.store.call(key, set, 'lease', cost, String(ask)).then(({ results, granted }) => {
-      entry.waiting = undefined;
-      const outage = results.some((r) => r.outage !== undefined);
-      const allowed = !outage && results.every((r) => r.allowed);
-      if (allowed) {
-        entry.used += cost;
-        if (granted > 0) this.#hold(entry, results, granted, now, life);
-      }
-      for (const w of waiting) {
-        // In an outage each waiting decision is the outage policy's own (charged in the fallback store):
-        // sharing the first one's answer would admit them all for the price of one.
-        if (outage) w.resolve(this.store.degrade(key, set, w.cost));
-        else if (!allowed && w.cost >= cost) w.resolve(results);
-        else w.resolve(this.take(key, set, w.cost));
-      }
-      return results.map((r) => (allowed && granted > 0 ? { ...r, remaining: r.remaining + granted } : r));
-    });
+    // After close(), no lease: the decision is one exact call, and there is nothing left to give back.
+    const mode = this.#stopped ? 'consume' : 'lease';
+    return this.store
+      .call(key, set, mode, cost, mode === 'lease' ? String(ask) : undefined)
+      .then(({ results, granted }) => {
+        entry.waiting = undefined;
+        const outage = results.some((r) => r.outage !== undefined);
+        const allowed = !outage && results.every((r) => r.allowed);
+        if (allowed) {
+          entry.used += cost;
+          if (granted > 0) this.#hold(entry, results, granted, now, life);
+        }
+        for (const w of waiting) {
+          // In an outage each waiting decision is the outage policy's own (charged in the fallback store):
+          // sharing the first one's answer would admit them all for the price of one.
+          if (outage) w.resolve(this.store.degrade(key, set, w.cost));
+          else if (!allowed && w.cost >= cost) w.resolve(results);
+          else w.resolve(this.take(key, set, w.cost));
+        }
+        return results.map((r) => (allowed && granted > 0 ? { ...r, remaining: r.remaining + granted } : r));
+      });
   }
 
   /** Holds a grant until the lease's end, when a timer of its own gives the unused units back. */
@@ -306,6 +313,9 @@ export class Leases {
       return;
     }
     this.stats.returnedUnits += units;
-    void this.store.call(entry.key, entry.set, 'unlease', units, String(entry.deadline));
+    const back = this.store.call(entry.key, entry.set, 'unlease', units, String(entry.deadline));
+    this.#pending.add(back);
+    const done = () => this.#pending.delete(back);
+    back.then(done, done);
   }
 }

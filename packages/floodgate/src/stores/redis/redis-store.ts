@@ -397,11 +397,16 @@ export class RedisStore implements Store {
     }
   }
 
-  /** Stops the background probe; from now on every decision is the outage policy's. The Redis client is yours: close it yourself. */
-  close(): void {
-    this.#leases?.returnAll();
-    this.#leases?.stop();
+  /**
+   * Gives back the units of quota leases still held and stops the background probe; from now on every
+   * decision is the outage policy's. Resolves once what it gave back is in Redis or has failed (never
+   * rejects): await it before closing the client, which is yours to close.
+   */
+  async close(): Promise<void> {
+    // The give-backs are queued before the breaker stops: they still go to Redis, the decisions after do not.
+    const returned = this.#leases?.close();
     this.#breaker.stop();
+    await returned;
   }
 
   #policiesOf(set: PolicySet): readonly string[] {
