@@ -3,10 +3,12 @@ import { describe, it } from 'node:test';
 import { freePort } from '@floodgate/test-support';
 import fc from 'fast-check';
 import { Redis } from 'ioredis';
+import { systemClock } from '../../src/core/clock.js';
 import { type PolicySpec, policySet, resolvePolicies } from '../../src/core/policy.js';
 import { Limiter } from '../../src/limiter/limiter.js';
 import { RedisStore } from '../../src/stores/redis/index.js';
 import { lifetimeOf } from '../../src/stores/redis/leases.js';
+import { ManualTimers } from '../helpers/manual-timers.js';
 import { useRedis } from '../helpers/redis.js';
 
 // Quota leases against a real Redis: simulated processes (one store each) on one controlled clock, which
@@ -262,6 +264,154 @@ describe('quota leases: lifecycle', () => {
     ];
     for (const [leases, message] of cases) {
       assert.throws(() => new RedisStore({ client, leases: leases as never }), message);
+    }
+  });
+});
+
+/** Decisions for `key` in waves of `size`, each wave at once; returns how many were allowed. */
+async function waves(limiter: Limiter, key: string, count: number, size: number): Promise<number> {
+  let allowed = 0;
+  for (let w = 0; w < count; w++) {
+    const decisions = await Promise.all(Array.from({ length: size }, () => limiter.consume(key)));
+    allowed += decisions.filter((d) => d.allowed).length;
+  }
+  return allowed;
+}
+
+describe('quota leases: whose lease it is', () => {
+  const global = { name: 'global', algorithm: 'fixed-window', limit: 1000, window: '1m' } as const;
+  const login = { name: 'login', algorithm: 'fixed-window', limit: 5, window: '1m' } as const;
+
+  it("two limiters with other policies on one store never share an identifier's lease", async () => {
+    const store = new RedisStore({ client, prefix: `share${++unique}:`, leases: true });
+    const all = new Limiter({ store, policies: global });
+    const logins = new Limiter({ store, policies: login });
+    assert.equal(await waves(all, 'ip:1', 3, 20), 60, 'the global limit admits all 60');
+    assert.ok(store.stats.leases > 0, 'the global limiter took a lease for ip:1');
+    assert.equal(await waves(logins, 'ip:1', 3, 20), 5, 'the login limit admits its 5, not the lease');
+    // The other way round, on another identifier: the login limit's refusals are not the global one's.
+    assert.equal(await waves(logins, 'ip:2', 3, 20), 5);
+    assert.equal(await waves(all, 'ip:2', 3, 20), 60);
+    // Interleaved in one turn: each limiter keeps its own count.
+    const mixed = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? all : logins).consume('ip:3')),
+    );
+    assert.equal(mixed.filter((d, i) => i % 2 === 0 && d.allowed).length, 20);
+    assert.equal(mixed.filter((d, i) => i % 2 === 1 && d.allowed).length, 5);
+    await store.close();
+  });
+
+  it('configure() reaches an identifier that holds a lease: a lowered limit holds at once', async () => {
+    const store = new RedisStore({ client, prefix: `configure${++unique}:`, leases: true });
+    const limiter = new Limiter({ store, policies: { ...global, name: 'api' } });
+    assert.equal(await waves(limiter, 'busy', 4, 40), 160);
+    assert.ok(store.stats.localDecisions > 0, 'decided from a lease');
+    limiter.configure({ policies: { ...global, name: 'api', limit: 10 } });
+    // A policy with new parameters is new state (see configure): 10 in this window, not one more.
+    assert.equal(await waves(limiter, 'busy', 4, 40), 10);
+    limiter.configure({ policies: { ...global, name: 'api', limit: 1000 } });
+    assert.equal(await waves(limiter, 'busy', 1, 40), 40, 'and raised again, the lease counts from Redis');
+    await store.close();
+  });
+
+  it('a cost of 0 on an identifier seen once (no units held) is answered, not a TypeError', async () => {
+    const store = new RedisStore({ client, prefix: `zero${++unique}:`, leases: true });
+    const limiter = new Limiter({ store, policies: global });
+    assert.equal((await limiter.consume('k')).remaining, 999);
+    const look = await limiter.consume('k', { cost: 0 });
+    assert.equal(look.allowed, true);
+    assert.equal(look.remaining, 999);
+    await waves(limiter, 'k', 2, 20); // now a lease is held: a cost of 0 is answered from it
+    const held = await limiter.consume('k', { cost: 0 });
+    assert.equal(held.allowed, true);
+    await store.close();
+  });
+});
+
+describe('quota leases: time', () => {
+  it("an idle process gives its unused units back at its lease's end, while the window is open", async () => {
+    const time = new ManualTimers();
+    const prefix = `idle${++unique}:`;
+    // A window of 1 s: a lease lives a tenth of it (100 ms), a tenth of the 1 s `lifetime`.
+    const policies = { algorithm: 'fixed-window' as const, limit: 400, window: 1000 };
+    const options = { client, prefix, clock: time, timers: time, leases: { maxUnits: 1000 } };
+    const a = new RedisStore(options);
+    const b = new RedisStore(options);
+    const la = new Limiter({ store: a, policies });
+    const lb = new Limiter({ store: b, policies });
+    let admittedA = 0;
+    for (let step = 0; step < 4; step++) {
+      admittedA += await waves(la, 'shared', 1, 30);
+      time.advance(5);
+    }
+    const held = a.stats.leasedUnits - a.stats.localDecisions;
+    assert.ok(held > 0, `process A holds unused units (${held})`);
+    // A goes idle. Its lease ends 100 ms after it was asked for: the window (1 s) is still open.
+    time.advance(120);
+    assert.equal(a.stats.returnedUnits, held, "given back at the lease's end");
+    // B gets everything A did not admit, exactly.
+    assert.equal(await waves(lb, 'shared', 10, 100), 400 - admittedA);
+    await Promise.all([a.close(), b.close()]);
+  });
+
+  it('lease lifetimes are monotonic: the wall clock stepping back 3 s admits no more than the limit', async () => {
+    // Redis decides on its own TIME (no clock given); only this process's wall clock steps back.
+    const prefix = `step${++unique}:`;
+    const policies = { algorithm: 'fixed-window' as const, limit: 1000, window: 1000 };
+    const store = new RedisStore({ client, prefix, leases: true });
+    const limiter = new Limiter({ store, policies });
+    const observer = new Limiter({ store: new RedisStore({ client, prefix }), policies });
+    const wall = systemClock.now;
+    try {
+      await limiter.consume('k');
+      await waves(limiter, 'k', 1, 20);
+      assert.ok(store.stats.leasedUnits - store.stats.localDecisions > 0, 'a lease with units left');
+      systemClock.now = () => wall() - 3000;
+      // Wait for Redis's window to end (an event seen in Redis, not a guessed sleep).
+      const opened = (await observer.peek('k', { cost: 0 })).resetAt;
+      while ((await observer.peek('k', { cost: 0 })).remaining !== 1000) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      // A new window opens with the next charge: everything below is in it (well under its 1 s).
+      const decisions = [];
+      for (let w = 0; w < 11; w++) {
+        decisions.push(...(await Promise.all(Array.from({ length: 100 }, () => limiter.consume('k')))));
+      }
+      const windows = new Set(decisions.filter((d) => d.allowed).map((d) => d.resetAt));
+      assert.ok(!windows.has(opened), 'no decision reports the ended window');
+      assert.equal(decisions.filter((d) => d.allowed).length, 1000);
+    } finally {
+      systemClock.now = wall;
+      await store.close();
+    }
+  });
+});
+
+describe('quota leases: options', () => {
+  it('refuses a lifetime past the timer limit and a leases option that is a list', () => {
+    const cases: [unknown, RegExp][] = [
+      [{ lifetime: '30d' }, /"leases\.lifetime" must be .*2147483647/],
+      [{ lifetime: 2 ** 31 }, /"leases\.lifetime" must be .*2147483647/],
+      [{ lifetime: '-1s' }, /leases\.lifetime/],
+      [[], /"leases" must be a boolean or/],
+      [[true], /"leases" must be a boolean or/],
+    ];
+    for (const [leases, message] of cases) {
+      assert.throws(() => new RedisStore({ client, leases: leases as never }), message);
+    }
+    assert.ok(new RedisStore({ client, leases: { lifetime: 2 ** 31 - 1 } }));
+  });
+
+  it('refuses other durations past the timer limit and lists for object options, naming them', () => {
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ timeout: '30d' }, /"timeout" must be .*2147483647/],
+      [{ breaker: { probeInterval: '25d' } }, /"breaker\.probeInterval" must be .*2147483647/],
+      [{ breaker: [] }, /"breaker" must be false or/],
+      [{ denyCache: [] }, /"denyCache" must be a boolean or/],
+      [{ timers: {} }, /"timers" must be/],
+    ];
+    for (const [options, message] of cases) {
+      assert.throws(() => new RedisStore({ client, ...options } as never), message);
     }
   });
 });

@@ -23,6 +23,7 @@ import { DenyCache } from './deny-cache.js';
 import { type LeaseStats, Leases } from './leases.js';
 import { BATCH_SCRIPT, BATCH_SHA } from './script.lua.js';
 import { hashSlot } from './slot.js';
+import { monotonicTimers, type Timers, timersOn } from './timers.js';
 
 /**
  * What a decision does while Redis cannot answer (error, timeout, or the circuit breaker is open):
@@ -75,6 +76,12 @@ export interface RedisStoreOptions {
    * clocks agree; a clock given here is sent to the script instead (tests drive time with it).
    */
   readonly clock?: { now(): number };
+  /**
+   * What this process times on its own (how long a quota lease lives, a refusal is remembered, Redis was
+   * down) and the timers that end a lease: `now()` must never step back. Default `performance.now()` and
+   * Node's timers; with a `clock` and no `timers`, that clock's time (a simulation moves one clock).
+   */
+  readonly timers?: Timers;
   /** Called on every failed call to Redis (never throws into the caller; exceptions here are ignored). */
   readonly onError?: (error: Error) => void;
   /** Called when Redis answers again after failures, with how long it was unavailable (ms). */
@@ -115,6 +122,22 @@ interface Group {
 type Item = Op | Group;
 
 const POLICIES: readonly OutagePolicy[] = ['open', 'closed', 'fallback'];
+/** Node fires a timer of more than 2^31 - 1 ms at once (after 1 ms): longer durations are refused. */
+const MAX_TIMER = 2 ** 31 - 1;
+
+/** A duration that ends in a timer: a positive integer of ms, at most Node's longest timer. */
+function timerDuration(value: unknown, option: string): number {
+  const ms = parseDuration(value, option);
+  if (ms > MAX_TIMER) {
+    throw invalidOption(option, `at most ${MAX_TIMER} ms (24.8 days, the longest timer Node keeps)`, value);
+  }
+  return ms;
+}
+
+/** An options object, not a list (`[]` is an object too, and would pass for `{}`). */
+function isOptions(value: unknown): value is object {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
 
 function positiveInteger(value: unknown, option: string): number {
   if (typeof value !== 'number') throw invalidOption(option, 'a positive integer', value, 'type');
@@ -138,6 +161,7 @@ export class RedisStore implements Store {
   readonly #outage: OutagePolicy;
   readonly #timeout: number;
   readonly #clock: { now(): number } | undefined;
+  /** Wall time, for the times decisions report (`resetAt`) when Redis does not answer. */
   readonly #local: { now(): number };
   readonly #breaker: Breaker;
   readonly #probeInterval: number;
@@ -173,6 +197,7 @@ export class RedisStore implements Store {
       'maxBatch',
       'leases',
       'clock',
+      'timers',
       'onError',
       'onRecover',
     ]);
@@ -185,29 +210,29 @@ export class RedisStore implements Store {
       throw invalidOption('onStoreError', 'one of "open", "closed", "fallback"', outage);
     }
     this.#outage = outage;
-    this.#timeout = parseDuration(options.timeout ?? 250, 'timeout');
+    this.#timeout = timerDuration(options.timeout ?? 250, 'timeout');
     const breaker = options.breaker ?? {};
     let failures: number;
     if (breaker === false) {
       failures = Number.POSITIVE_INFINITY;
       this.#probeInterval = 1000;
-    } else if (typeof breaker !== 'object' || breaker === null) {
+    } else if (!isOptions(breaker)) {
       throw invalidOption('breaker', 'false or { failures, probeInterval }', breaker, 'type');
     } else {
       knownKeys(breaker, ['failures', 'probeInterval'], 'breaker.');
       failures = positiveInteger(breaker.failures ?? 3, 'breaker.failures');
-      this.#probeInterval = parseDuration(breaker.probeInterval ?? 1000, 'breaker.probeInterval');
+      this.#probeInterval = timerDuration(breaker.probeInterval ?? 1000, 'breaker.probeInterval');
     }
     const deny = options.denyCache ?? false;
     let denyMax: number;
     if (typeof deny === 'boolean') denyMax = deny ? 10_000 : 0;
-    else if (typeof deny === 'object' && deny !== null) {
+    else if (isOptions(deny)) {
       knownKeys(deny, ['maxKeys'], 'denyCache.');
       denyMax = positiveInteger(deny.maxKeys ?? 10_000, 'denyCache.maxKeys');
     } else throw invalidOption('denyCache', 'a boolean or { maxKeys }', deny, 'type');
     const maxBatch = positiveInteger(options.maxBatch ?? 100, 'maxBatch');
     const leases = options.leases ?? false;
-    if (typeof leases !== 'boolean' && (typeof leases !== 'object' || leases === null)) {
+    if (typeof leases !== 'boolean' && !isOptions(leases)) {
       throw invalidOption('leases', 'a boolean or { lifetime, maxUnits, maxKeys }', leases, 'type');
     }
     if (typeof leases === 'object') knownKeys(leases, ['lifetime', 'maxUnits', 'maxKeys'], 'leases.');
@@ -218,6 +243,17 @@ export class RedisStore implements Store {
     }
     this.#clock = clock;
     this.#local = clock ?? systemClock;
+    const timers = options.timers;
+    if (
+      timers !== undefined &&
+      (!isOptions(timers) ||
+        typeof (timers as Partial<Timers>).now !== 'function' ||
+        typeof (timers as Partial<Timers>).setTimeout !== 'function' ||
+        typeof (timers as Partial<Timers>).clearTimeout !== 'function')
+    ) {
+      throw invalidOption('timers', 'an object with now(), setTimeout() and clearTimeout()', timers, 'type');
+    }
+    const monotonic = timers ?? (clock === undefined ? monotonicTimers : timersOn(clock));
     for (const name of ['onError', 'onRecover'] as const) {
       if (options[name] !== undefined && typeof options[name] !== 'function') {
         throw invalidOption(name, 'a function', options[name], 'type');
@@ -226,29 +262,32 @@ export class RedisStore implements Store {
     this.#breaker = new Breaker({
       failures,
       probeInterval: this.#probeInterval,
-      clock: this.#local,
+      clock: monotonic,
       probe: () => this.#call([], encodeBatch([], undefined).args),
       onError: options.onError,
       onRecover: options.onRecover,
     });
-    this.#denied = denyMax > 0 ? new DenyCache(denyMax, this.#local) : undefined;
+    this.#denied = denyMax > 0 ? new DenyCache(denyMax, monotonic) : undefined;
     this.#batcher = new Batcher(this.#redis.cluster, maxBatch, (ops) => void this.#send(ops));
     this.#leases =
       leases === false
         ? undefined
         : new Leases(
             {
-              lifetime: parseDuration(lease.lifetime ?? 1000, 'leases.lifetime'),
+              lifetime: timerDuration(lease.lifetime ?? 1000, 'leases.lifetime'),
               maxUnits: positiveInteger(lease.maxUnits ?? 1000, 'leases.maxUnits'),
               maxKeys: positiveInteger(lease.maxKeys ?? 10_000, 'leases.maxKeys'),
-              clock: this.#local,
+              timers: monotonic,
             },
-            (key, set, mode, cost, id) => this.#op(key, set, cost, mode, id),
+            {
+              call: (key, set, mode, cost, id) => this.#op(key, set, cost, mode, id),
+              degrade: (key, set, cost) => this.#degrade(key, set, cost, 'consume', undefined),
+            },
             this.stats,
           );
   }
 
-  /** Gives back the units of lapsed quota leases now (they also go on a timer, every lease lifetime). */
+  /** Gives back the units of lapsed quota leases now (each lease also gives them back at its end, on a timer). */
   sweep(): void {
     this.#leases?.sweep();
   }
@@ -358,11 +397,16 @@ export class RedisStore implements Store {
     }
   }
 
-  /** Stops the background probe; from now on every decision is the outage policy's. The Redis client is yours: close it yourself. */
-  close(): void {
-    this.#leases?.returnAll();
-    this.#leases?.stop();
+  /**
+   * Gives back the units of quota leases still held and stops the background probe; from now on every
+   * decision is the outage policy's. Resolves once what it gave back is in Redis or has failed (never
+   * rejects): await it before closing the client, which is yours to close.
+   */
+  async close(): Promise<void> {
+    // The give-backs are queued before the breaker stops: they still go to Redis, the decisions after do not.
+    const returned = this.#leases?.close();
     this.#breaker.stop();
+    await returned;
   }
 
   #policiesOf(set: PolicySet): readonly string[] {

@@ -27,7 +27,7 @@ process.on('message', async (round: Round) => {
   const decisions = await Promise.all(
     Array.from({ length: round.requests }, () => limiter.consume(round.key)),
   );
-  store.close();
+  await store.close();
   const lapsed = store.stats.lapsedUnits;
   process.send!({ allowed: decisions.filter((d) => d.allowed).length, failures, lapsed });
 });
