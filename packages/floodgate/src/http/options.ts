@@ -248,7 +248,7 @@ export function resolveHttpOptions<Req>(options: HttpLimitOptions<Req>): Resolve
   if (shed !== undefined && (typeof shed !== 'object' || shed === null)) {
     throw invalidOption('shed', 'a Shedder or its options', shed, 'type');
   }
-  const shedder = shed === undefined || shed instanceof Shedder ? shed : new Shedder(shed);
+  const shedder = shed === undefined || shed instanceof Shedder ? shed : new Shedder(shed, 'shed.');
   if (options.clock !== undefined && typeof options.clock?.now !== 'function') {
     throw invalidOption('clock', 'an object with a now() method', options.clock, 'type');
   }

@@ -42,7 +42,7 @@ export class FloodgateLimits {
     const { global, shed, ...rest } = options;
     globalOption(global);
     // One shedder for the whole application, however many routes have guards of their own.
-    const shedder = shed === undefined || shed instanceof Shedder ? shed : new Shedder(shed);
+    const shedder = shed === undefined || shed instanceof Shedder ? shed : new Shedder(shed, 'shed.');
     const common = shedder === undefined ? rest : { ...rest, shed: shedder };
     this.#base = new HttpGuard(common);
     this.limiter = this.#base.limiter;

@@ -189,6 +189,11 @@ describe('middleware options', () => {
       /"headers" must be one of "draft-10", "draft-7", "draft-6", false/,
     ],
     ['legacyHeaders', { ...ok, legacyHeaders: 'yes' }, /"legacyHeaders" must be a boolean/],
+    [
+      'shed, by its full path',
+      { ...ok, shed: { limit: { algorithm: 'aimd', backoff: 2 } } },
+      /"shed\.limit\.backoff"/,
+    ],
     ['passOnStoreError', { ...ok, passOnStoreError: 'open' }, /"passOnStoreError" must be a boolean/],
     ['onStoreError', { ...ok, onStoreError: 'closed' }, /"onStoreError" must be given to the store/],
     ['skip', { ...ok, skip: true }, /"skip" must be a function/],
