@@ -175,4 +175,18 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+/**
+ * A reader that stops early (`floodgate serve --help | head -1`) closes the pipe: the rest of the output is
+ * unwanted, which is no error, so the command ends quietly rather than with a stack trace. Other errors of
+ * the stream are left to crash as before: they are not the reader's choice.
+ */
+function endQuietlyWhenOutputCloses(stream: NodeJS.WriteStream): void {
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+    process.exit(process.exitCode ?? 0);
+  });
+}
+
+endQuietlyWhenOutputCloses(process.stdout);
+endQuietlyWhenOutputCloses(process.stderr);
 process.exitCode = await main(process.argv.slice(2));
