@@ -25,9 +25,17 @@ after(() => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
 
-/** Starts `floodgate serve` on a free port and waits for its "listening" log line. */
+/** Starts `floodgate serve` on a free port (its admin listener too) and waits for its "listening" log line. */
 function startServe(args: string[], cwd = workdir(), env: NodeJS.ProcessEnv = {}): Promise<RunningCommand> {
-  return startCommand(['serve', '--port', '0', ...args], { cwd, env });
+  const admin = args.includes('--no-admin') || args.includes('--admin-port') ? [] : ['--admin-port', '0'];
+  return startCommand(['serve', '--port', '0', ...admin, ...args], { cwd, env });
+}
+
+/** The admin listener's URL, from the "listening" log line. */
+function adminOf(s: RunningCommand): string {
+  const line = s.logs().find((l) => typeof l.admin === 'string');
+  assert.ok(line, 'the admin URL is logged');
+  return line.admin as string;
 }
 
 function run(args: string[], options: { cwd?: string; input?: string; env?: NodeJS.ProcessEnv } = {}) {
@@ -110,7 +118,7 @@ describe('floodgate serve, embedded defaults (SQLite file, memory store)', () =>
 
   it('/health and /metrics are not limited; /metrics speaks Prometheus', async () => {
     for (let i = 0; i < 12; i++) assert.equal((await get(`${s.url}/health`)).status, 200);
-    const metrics = await get(`${s.url}/metrics`);
+    const metrics = await get(`${adminOf(s)}/metrics`);
     assert.equal(metrics.status, 200);
     assert.match(metrics.text, /floodgate_decisions_total\{policy="per-user",outcome="allowed"\} 5/);
     assert.match(metrics.text, /floodgate_decisions_total\{policy="per-user",outcome="denied"\} \d+/);
@@ -172,7 +180,7 @@ describe('floodgate users', () => {
   it('adds (password from stdin), lists and removes users; bad input is refused', () => {
     const cwd = workdir();
     assert.equal(run(['users', 'add', 'alice'], { cwd, input: 'alice-password\n' }).stdout, 'added alice\n');
-    assert.equal(run(['users', 'list'], { cwd }).stdout, 'alice\njohn_doe\n');
+    assert.equal(run(['users', 'list'], { cwd }).stdout, 'alice\n');
     const again = run(['users', 'add', 'alice'], { cwd, input: 'alice-password\n' });
     assert.equal(again.status, 2);
     assert.match(again.stderr, /user "alice" already exists/);
@@ -184,8 +192,9 @@ describe('floodgate users', () => {
     const passwd = run(['users', 'passwd', 'alice'], { cwd, input: 'alice-password\n' });
     assert.equal(passwd.status, 2);
     assert.match(passwd.stderr, /no user "alice"/);
+    run(['users', 'add', 'frank'], { cwd, input: 'frank-password\n' });
     assert.match(
-      run(['users', 'passwd', 'john_doe'], { cwd, input: 'short\n' }).stderr,
+      run(['users', 'passwd', 'frank'], { cwd, input: 'short\n' }).stderr,
       /at least 8 characters/,
     );
   });
@@ -474,8 +483,14 @@ describe('floodgate serve with MariaDB/MySQL', () => {
     }
     await admin.query(`CREATE DATABASE ${database}`);
   });
+  /** Databases of one test each, which serve creates; dropped at the end. */
+  const others = new Set<string>();
+  const databaseFor = (name: string) => {
+    others.add(`${database}_${name}`);
+    return `${database}_${name}`;
+  };
   after(async () => {
-    await admin?.query(`DROP DATABASE IF EXISTS ${database}`);
+    for (const name of [database, ...others]) await admin?.query(`DROP DATABASE IF EXISTS ${name}`);
     await admin?.end();
   });
 
@@ -508,6 +523,11 @@ describe('floodgate serve with MariaDB/MySQL', () => {
       });
     await open();
     const url = `mysql://${target.username || 'root'}${target.password ? `:${target.password}` : ''}@127.0.0.1:${port}/${database}`;
+    // Straight to the server: run() blocks this process, and with it the hop.
+    const added = run(['users', 'add', 'john_doe', '--db', `${base}/${database}`], {
+      input: 'EXAMPLE_PASSWORD\n',
+    });
+    assert.equal(added.status, 0, added.stderr);
     const s = await startServe(['--db', url, '--limit', '100']);
     try {
       assert.equal((await get(s.url, { authorization: auth(USER) })).status, 200);
@@ -528,11 +548,18 @@ describe('floodgate serve with MariaDB/MySQL', () => {
     }
   });
 
-  it('creates the schema, seeds it, and serves the continents from it', async () => {
-    const url = `${base}/${database}`;
+  it('creates the schema and the continents, no tutorial user; a user added serves the continents', async () => {
+    const url = `${base}/${databaseFor('schema')}`;
     const s = await startServe(['--db', url]);
     try {
-      const res = await get(s.url, { authorization: auth(USER) });
+      assert.equal((await get(s.url, { authorization: auth(USER) })).status, 401, 'no john_doe');
+      assert.ok(
+        s.logs().some((l) => /no users yet.*floodgate users add NAME --db mysql:/.test(String(l.msg))),
+      );
+      assert.ok(!JSON.stringify(s.logs()).includes('EXAMPLE_PASSWORD'));
+      const added = run(['users', 'add', 'dave', '--db', url], { input: 'dave-password\n' });
+      assert.equal(added.stdout, 'added dave\n', added.stderr);
+      const res = await get(s.url, { authorization: auth('dave:dave-password') });
       assert.equal(res.status, 200);
       assert.deepEqual(
         JSON.parse(res.text).map((c: { continent_name: string }) => c.continent_name),
@@ -541,10 +568,8 @@ describe('floodgate serve with MariaDB/MySQL', () => {
     } finally {
       await s.stop();
     }
-    const [rows] = await admin.query(`SELECT username FROM ${database}.users`);
-    assert.deepEqual(rows, [{ username: 'john_doe' }]);
-    const added = run(['users', 'add', 'dave', '--db', url], { input: 'dave-password\n' });
-    assert.equal(added.stdout, 'added dave\n', added.stderr);
+    const [rows] = await admin.query(`SELECT username FROM ${databaseFor('schema')}.users`);
+    assert.deepEqual(rows, [{ username: 'dave' }]);
   });
 
   it('creates the database when it does not exist yet; a database name it cannot use is refused', async () => {
@@ -552,7 +577,7 @@ describe('floodgate serve with MariaDB/MySQL', () => {
     try {
       const s = await startServe(['--db', `${base}/${fresh}`]);
       try {
-        assert.equal((await get(s.url, { authorization: auth(USER) })).status, 200);
+        assert.equal((await get(`${s.url}/health`)).status, 200);
       } finally {
         await s.stop();
       }
@@ -578,7 +603,7 @@ describe('floodgate serve with MariaDB/MySQL', () => {
       const url = `mysql://${user}:${password}@${target.hostname}:${target.port || 3306}/${own}`;
       const s = await startServe(['--db', url]);
       try {
-        assert.equal((await get(s.url, { authorization: auth(USER) })).status, 200);
+        assert.equal((await get(s.url, { authorization: auth(USER) })).status, 401);
       } finally {
         await s.stop();
       }
@@ -589,6 +614,112 @@ describe('floodgate serve with MariaDB/MySQL', () => {
     } finally {
       await admin.query(`DROP USER IF EXISTS '${user}'@'%'`);
       await admin.query(`DROP DATABASE IF EXISTS ${own}`);
+    }
+  });
+});
+
+describe('floodgate serve: the tutorial user only on the embedded default, /metrics on the admin port', () => {
+  it('the embedded default (no --db, loopback) seeds john_doe; /metrics is on the admin port only', async () => {
+    const s = await startServe([]);
+    try {
+      assert.equal((await get(s.url, { authorization: auth(USER) })).status, 200);
+      const admin = adminOf(s);
+      assert.match(admin, /^http:\/\/127\.0\.0\.1:\d+$/);
+      assert.equal((await get(`${s.url}/metrics`)).status, 404, 'not on the public port');
+      assert.equal((await get(`${s.url}/health`)).status, 200, '/health stays on the API port');
+      const metrics = await get(`${admin}/metrics`);
+      assert.equal(metrics.status, 200);
+      assert.match(metrics.text, /floodgate_decisions_total\{policy="per-user",outcome="allowed"\} 1/);
+      assert.equal((await get(`${admin}/health`)).status, 200);
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('a --db given (a SQLite file of its own) gets no tutorial user, and the log says how to add one', async () => {
+    const cwd = workdir();
+    const s = await startServe(['--db', 'sqlite:./own.db'], cwd);
+    try {
+      assert.equal((await get(s.url, { authorization: auth(USER) })).status, 401);
+      assert.ok(!JSON.stringify(s.logs()).includes('EXAMPLE_PASSWORD'));
+      assert.ok(
+        s
+          .logs()
+          .some((l) => /no users yet.*floodgate users add NAME --db sqlite:\.\/own\.db/.test(String(l.msg))),
+        JSON.stringify(s.logs()),
+      );
+    } finally {
+      await s.stop();
+    }
+    assert.equal(run(['users', 'list', '--db', 'sqlite:./own.db'], { cwd }).stdout, '');
+  });
+
+  it('the default database on a non-loopback interface gets no tutorial user', async () => {
+    const s = await startServe(['--host', '0.0.0.0']);
+    try {
+      const url = s.url.replace('0.0.0.0', '127.0.0.1');
+      assert.equal((await get(url, { authorization: auth(USER) })).status, 401);
+      assert.ok(s.logs().some((l) => /no users yet/.test(String(l.msg))));
+      // The admin listener stays on loopback whatever --host says.
+      assert.match(adminOf(s), /^http:\/\/127\.0\.0\.1:/);
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('on a non-loopback interface, a tutorial user left with its public password is warned of', async () => {
+    const cwd = workdir();
+    const first = await startServe([], cwd);
+    await first.stop();
+    const s = await startServe(['--host', '0.0.0.0'], cwd);
+    try {
+      assert.ok(
+        s.logs().some((l) => l.level === 40 && /public password/.test(String(l.msg))),
+        JSON.stringify(s.logs()),
+      );
+    } finally {
+      await s.stop();
+    }
+    const passwd = run(['users', 'passwd', 'john_doe'], { cwd, input: 'a private password\n' });
+    assert.equal(passwd.status, 0, passwd.stderr);
+    const again = await startServe(['--host', '0.0.0.0'], cwd);
+    await again.stop();
+    assert.ok(!again.logs().some((l) => /public password/.test(String(l.msg))));
+  });
+
+  it('users add on a fresh database adds that user alone', () => {
+    const cwd = workdir();
+    assert.equal(run(['users', 'add', 'erin'], { cwd, input: 'erin-password\n' }).stdout, 'added erin\n');
+    assert.equal(run(['users', 'list'], { cwd }).stdout, 'erin\n');
+  });
+
+  it('--no-admin: no admin listener; bad admin flags are usage errors, an admin port in use exit 1', async () => {
+    const s = await startServe(['--no-admin']);
+    try {
+      assert.ok(!s.logs().some((l) => l.admin !== undefined));
+      assert.equal((await get(`${s.url}/metrics`)).status, 404);
+    } finally {
+      await s.stop();
+    }
+    const both = run(['serve', '--port', '0', '--no-admin', '--admin-port', '0']);
+    assert.equal(both.status, 2);
+    assert.match(both.stderr, /^floodgate: --admin-port cannot be combined with --no-admin/);
+    const bad = run(['serve', '--port', '0', '--admin-port', 'x']);
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /^floodgate: --admin-port must be an integer from 0 to 65535; got "x"/);
+    const blocker = createServer();
+    await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
+    const { port } = blocker.address() as { port: number };
+    try {
+      const busy = run(['serve', '--port', '0', '--admin-port', String(port)]);
+      assert.equal(busy.status, 1);
+      assert.match(
+        busy.stderr,
+        new RegExp(`port ${port} on 127.0.0.1 is already in use; choose another with --admin-port`),
+      );
+      assert.doesNotMatch(busy.stderr, /\n\s+at /);
+    } finally {
+      blocker.close();
     }
   });
 });

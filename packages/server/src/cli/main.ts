@@ -70,9 +70,14 @@ function program(): Command {
       '--grace <duration>',
       'at a stop, the longest wait for requests in flight (FLOODGATE_GRACE; default 10s)',
     )
+    .option(
+      '--admin-port <n>',
+      'port of GET /metrics and /health, on 127.0.0.1 (FLOODGATE_ADMIN_PORT; default 9463)',
+    )
+    .option('--no-admin', 'no admin listener')
     .option('--config <file>', 'a YAML file with the same settings (FLOODGATE_CONFIG)')
     .addHelpText('after', '\nFlags beat environment variables, which beat the config file.')
-    .action(async (flags: Record<string, string>) => {
+    .action(async (flags: Record<string, string> & { admin?: boolean }) => {
       const running = await serve(resolveConfig(flags));
       await untilSignalled(running.stop);
     });

@@ -124,13 +124,10 @@ export function createApp({ db, limiter, logins, metrics, log }: AppDeps) {
     const entry: Record<string, unknown> = { method: req.method, path, ip: req.socket.remoteAddress };
     let route = 'other';
     try {
+      // /health stays here, where load balancers probe the API; /metrics is on the admin listener only.
       if (path === '/health') {
         route = 'health';
         json(res, 200, { status: 'ok' });
-      } else if (path === '/metrics') {
-        route = 'metrics';
-        res.setHeader('Content-Type', metrics.registry.contentType);
-        res.end(await metrics.registry.metrics());
       } else if (path === '/' || path === '/continents') {
         route = 'continents';
         if (req.method !== 'GET' && req.method !== 'HEAD') {

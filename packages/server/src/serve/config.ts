@@ -17,6 +17,12 @@ export interface ServeConfig {
   algorithm: string;
   /** Longest wait for requests in flight at a stop, in ms. */
   grace: number;
+  /** The port of the admin listener (`/metrics`, `/health`), on loopback. */
+  adminPort: number;
+  /** False with `--no-admin`: no admin listener. */
+  admin: boolean;
+  /** Whether the database was chosen (a flag, a variable, the file) rather than the embedded default. */
+  dbGiven: boolean;
 }
 
 /** Each message says what the setting takes and what it got. */
@@ -46,14 +52,18 @@ const FIELDS = {
   window: text.default('60s'),
   algorithm: text.default('fixed-window'),
   grace: duration.default(DEFAULT_GRACE),
+  adminPort: integer(0, 65535).default(9463),
 };
 type Key = keyof typeof FIELDS;
 const KEYS = Object.keys(FIELDS) as Key[];
-const env = (key: Key) => `FLOODGATE_${key.toUpperCase()}`;
+/** adminPort → FLOODGATE_ADMIN_PORT and --admin-port; the file says adminPort, as the proxy's does. */
+const words = (key: Key) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+const env = (key: Key) => `FLOODGATE_${words(key).replaceAll('-', '_').toUpperCase()}`;
+const flag = (key: Key) => `--${words(key)}`;
 
 /** Merges flags, environment and config file, and validates the result; errors name where the bad value came from. */
 export function resolveConfig(
-  flags: Partial<Record<Key | 'config', string>>,
+  flags: Partial<Record<Key | 'config', string>> & { admin?: boolean },
   environment: NodeJS.ProcessEnv = process.env,
 ): ServeConfig {
   const file = flags.config ?? environment.FLOODGATE_CONFIG;
@@ -64,7 +74,7 @@ export function resolveConfig(
     }
   }
   const pick = (key: Key): { value: unknown; source: string } | undefined => {
-    if (flags[key] !== undefined) return { value: flags[key], source: `--${key}` };
+    if (flags[key] !== undefined) return { value: flags[key], source: flag(key) };
     const e = environment[env(key)];
     if (e !== undefined && e !== '') return { value: e, source: env(key) };
     if (fromFile[key] !== undefined) return { value: fromFile[key], source: `"${key}" in ${file}` };
@@ -79,7 +89,14 @@ export function resolveConfig(
     }
     values[key] = parsed.data;
   }
-  const config = values as unknown as ServeConfig;
+  if (flags.admin === false && flags.adminPort !== undefined) {
+    throw usageError('--admin-port cannot be combined with --no-admin');
+  }
+  const config = {
+    ...values,
+    admin: flags.admin !== false,
+    dbGiven: pick('db') !== undefined,
+  } as unknown as ServeConfig;
   // The policy the settings make, checked by the library; a complaint names the setting it came from.
   const policy = policies.safeParse(policyOf(config));
   if (!policy.success) {

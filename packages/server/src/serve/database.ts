@@ -18,7 +18,10 @@ export const CONTINENTS = [
   'EUROPE',
   'AUSTRALIA',
 ];
-/** The tutorial's example user, created on first run so its curl check works as written. */
+/**
+ * The tutorial's example user, whose password is public: created on the first run of the embedded default
+ * only (see `serve`), so the tutorial's curl check works as written there and nowhere else.
+ */
 export const EXAMPLE_USER = { name: 'john_doe', password: 'EXAMPLE_PASSWORD' };
 
 /** Where the API's data lives: SQLite (embedded, the default) or MySQL/MariaDB. */
@@ -38,12 +41,20 @@ export interface Opened {
   db: Database;
   /** What first-run seeding did, for the log. */
   seeded: { continents: boolean; exampleUser: boolean };
+  /** The database has no user at all: nobody can log in until one is added. */
+  withoutUsers: boolean;
 }
 
-export async function openDatabase(url: string): Promise<Opened> {
-  if (url.startsWith('sqlite:')) return openSqlite(url.slice('sqlite:'.length));
+export interface OpenOptions {
+  /** Create the tutorial's example user when there is no user yet. Default: false. */
+  exampleUser?: boolean;
+}
+
+export async function openDatabase(url: string, options: OpenOptions = {}): Promise<Opened> {
+  const exampleUser = options.exampleUser ?? false;
+  if (url.startsWith('sqlite:')) return openSqlite(url.slice('sqlite:'.length), exampleUser);
   if (url.startsWith('mysql://') || url.startsWith('mariadb://'))
-    return openMysql(url.replace(/^mariadb:/, 'mysql:'));
+    return openMysql(url.replace(/^mariadb:/, 'mysql:'), exampleUser);
   throw usageError(
     `--db must be sqlite:PATH, sqlite::memory: or mysql://user:pass@host:port/database; got "${url}"`,
   );
@@ -53,13 +64,19 @@ async function seed(
   db: Database,
   empty: { continents: boolean; users: boolean },
   insert: (name: string) => Promise<void>,
-) {
+  exampleUser: boolean,
+): Promise<Opened> {
   if (empty.continents) for (const name of CONTINENTS) await insert(name);
-  if (empty.users) await db.addUser(EXAMPLE_USER.name, await hashPassword(EXAMPLE_USER.password));
-  return { continents: empty.continents, exampleUser: empty.users };
+  const addExample = empty.users && exampleUser;
+  if (addExample) await db.addUser(EXAMPLE_USER.name, await hashPassword(EXAMPLE_USER.password));
+  return {
+    db,
+    seeded: { continents: empty.continents, exampleUser: addExample },
+    withoutUsers: empty.users && !addExample,
+  };
 }
 
-async function openSqlite(path: string): Promise<Opened> {
+async function openSqlite(path: string, exampleUser: boolean): Promise<Opened> {
   const { default: Sqlite } = await import('better-sqlite3');
   if (path === '')
     throw usageError('--db sqlite: needs a path, e.g. sqlite:./floodgate.db or sqlite::memory:');
@@ -109,14 +126,14 @@ async function openSqlite(path: string): Promise<Opened> {
       sqlite.close();
     },
   };
-  const seeded = await seed(
+  return seed(
     db,
     { continents: count('continents') === 0, users: count('users') === 0 },
     async (name) => {
       sqlite.prepare('INSERT INTO continents (continent_name) VALUES (?)').run(name);
     },
+    exampleUser,
   );
-  return { db, seeded };
 }
 
 /** Creates the database when it is missing, as the tables are; a user without the right gets the server's answer. */
@@ -139,7 +156,7 @@ async function createDatabase(
   }
 }
 
-async function openMysql(url: string): Promise<Opened> {
+async function openMysql(url: string, exampleUser: boolean): Promise<Opened> {
   const mysql = await import('mysql2/promise');
   let pool: import('mysql2/promise').Pool;
   try {
@@ -200,12 +217,12 @@ async function openMysql(url: string): Promise<Opened> {
       ),
     close: () => pool.end(),
   };
-  const seeded = await seed(
+  return seed(
     db,
     { continents: (await count('continents')) === 0, users: (await count('users')) === 0 },
     async (name) => {
       await pool.query('INSERT INTO continents (continent_name) VALUES (?)', [name]);
     },
+    exampleUser,
   );
-  return { db, seeded };
 }
