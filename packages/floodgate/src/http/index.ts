@@ -5,7 +5,7 @@
 
 // For adapters of other frameworks: the guard answers at once when it can, and these carry on either way.
 export { allOf, andThen, attempt, deliver, type MaybePromise } from '../core/maybe.js';
-export type { TrustProxy } from './client-ip.js';
+export { clientIpResolver, groupIp, type TrustProxy } from './client-ip.js';
 export { HttpGuard, type Verdict } from './guard.js';
 export { type HeaderList, type HeaderMode, rateLimitHeaders } from './headers.js';
 export { basicCredentials, byApiKey, byBasicUser, byHeader, byIp, type KeyExtractor } from './keys.js';
