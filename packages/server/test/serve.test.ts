@@ -723,3 +723,122 @@ describe('floodgate serve: the tutorial user only on the embedded default, /metr
     }
   });
 });
+
+describe('floodgate serve: one client per address as the library keys it (--trust-proxy, --ipv6-prefix)', () => {
+  const wrong = (user: string, forwarded?: string) => ({
+    authorization: auth(`${user}:wrong password`),
+    ...(forwarded === undefined ? {} : { 'x-forwarded-for': forwarded }),
+  });
+  /** Statuses of `n` wrong guesses for `user`, the i-th sent with the forwarded address `from(i)`. */
+  async function guesses(url: string, user: string, n: number, from: (i: number) => string | undefined) {
+    const statuses: number[] = [];
+    for (let i = 1; i <= n; i++) statuses.push((await get(url, wrong(user, from(i)))).status);
+    return statuses;
+  }
+  /** Wrong guesses that reached the password check (401), and those refused before it (429). */
+  const count = (statuses: number[]) => ({
+    checked: statuses.filter((s) => s === 401).length,
+    refused: statuses.filter((s) => s === 429).length,
+  });
+
+  /** The first log line that matches, once it has been written: a request's line follows its response. */
+  async function logged(of: RunningCommand, match: (line: Record<string, unknown>) => boolean) {
+    for (;;) {
+      const line = of.logs().find(match);
+      if (line !== undefined) return line;
+      await once(of.child.stdout!, 'data');
+    }
+  }
+
+  let s: RunningCommand;
+  before(async () => {
+    s = await startServe(['--trust-proxy', 'loopback']);
+  });
+  after(async () => {
+    await s.stop();
+  });
+
+  it('20 wrong guesses from 20 addresses of one /64: 5 reach the password check', async () => {
+    const statuses = await guesses(s.url, 'john_doe', 20, (i) => `2001:db8::${i.toString(16)}`);
+    assert.deepEqual(count(statuses), { checked: 5, refused: 15 }, statuses.join(' '));
+  });
+
+  it('the log names the client as the limit keys it: the address and its /64', async () => {
+    await get(s.url, wrong('log-user', '2001:db8:0:7::42'));
+    const line = await logged(s, (l) => l.msg === 'request' && l.ip === '2001:db8:0:7::42');
+    assert.equal(line.client, '2001:db8:0:7:0:0:0:0/64');
+  });
+
+  it('other /64s are other clients, each with its own budget', async () => {
+    const statuses = await guesses(s.url, 'john_doe', 12, (i) => `2001:db8:1:${i}::1`);
+    assert.deepEqual(count(statuses), { checked: 12, refused: 0 }, statuses.join(' '));
+  });
+
+  it('IPv4-mapped addresses are the IPv4 address: ::ffff:127.0.0.1 shares 127.0.0.1 budget', async () => {
+    const forms = ['127.0.0.9', '::ffff:127.0.0.9', '127.0.0.9', '::ffff:127.0.0.9', '::FFFF:127.0.0.9'];
+    const statuses = await guesses(s.url, 'mapped-user', 6, (i) => forms[(i - 1) % forms.length]);
+    assert.deepEqual(count(statuses), { checked: 5, refused: 1 }, statuses.join(' '));
+    await logged(s, (l) => l.msg === 'request' && l.client === '127.0.0.9');
+    assert.ok(!s.logs().some((l) => String(l.ip).startsWith('::ffff:')));
+  });
+
+  it('::ffff:7f00:1 (the hex form) is 127.0.0.1 too', {
+    todo: "the library's normalizeIp folds the dotted form only (packages/floodgate/src/http/client-ip.ts)",
+  }, async () => {
+    const forms = ['127.0.0.1', '::ffff:7f00:1'];
+    const statuses = await guesses(s.url, 'hex-user', 6, (i) => forms[i % 2]);
+    assert.deepEqual(count(statuses), { checked: 5, refused: 1 }, statuses.join(' '));
+    await logged(s, (l) => l.msg === 'request' && l.ip === '127.0.0.1' && l.client === '127.0.0.1');
+  });
+
+  it('without --trust-proxy, a forged X-Forwarded-For is ignored: the peer is the client', async () => {
+    const direct = await startServe([]);
+    try {
+      const statuses = await guesses(direct.url, 'john_doe', 10, (i) => `2001:db8:${i}::1, 198.51.100.${i}`);
+      assert.deepEqual(count(statuses), { checked: 5, refused: 5 }, statuses.join(' '));
+      const line = await logged(direct, (l) => l.msg === 'request');
+      assert.equal(line.ip, '127.0.0.1');
+    } finally {
+      await direct.stop();
+    }
+  });
+
+  it('--ipv6-prefix 48: addresses of one /48 are one client', async () => {
+    const wide = await startServe(['--trust-proxy', '1', '--ipv6-prefix', '48']);
+    try {
+      const statuses = await guesses(wide.url, 'john_doe', 8, (i) => `2001:db8:5:${i}::1`);
+      assert.deepEqual(count(statuses), { checked: 5, refused: 3 }, statuses.join(' '));
+    } finally {
+      await wide.stop();
+    }
+  });
+
+  it('a dual-stack listener (--host ::) sees an IPv4 client as its IPv4 address', async () => {
+    const cwd = workdir();
+    const dual = await startServe(['--host', '::'], cwd);
+    try {
+      const port = new URL(dual.url).port;
+      await get(`http://127.0.0.1:${port}/`, wrong('v4-user'));
+      const line = await logged(dual, (l) => l.msg === 'request');
+      assert.equal(line.ip, '127.0.0.1');
+      assert.equal(line.client, '127.0.0.1');
+    } finally {
+      await dual.stop();
+    }
+  });
+
+  it('bad --trust-proxy or --ipv6-prefix: exit 2 naming the flag', () => {
+    const cases: [string[], RegExp][] = [
+      [['--trust-proxy', 'nonsense'], /^floodgate: --trust-proxy\[0\] must be an IP address, a CIDR block/],
+      [['--trust-proxy', '10.0.0.0/99'], /^floodgate: --trust-proxy\[0\] must be/],
+      [['--ipv6-prefix', '0'], /^floodgate: --ipv6-prefix must be an integer from 1 to 128; got 0$/m],
+      [['--ipv6-prefix', '129'], /^floodgate: --ipv6-prefix must be an integer from 1 to 128/],
+    ];
+    for (const [args, message] of cases) {
+      const r = run(['serve', '--port', '0', '--no-admin', ...args]);
+      assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, message);
+      assert.doesNotMatch(r.stderr, /\n\s+at /);
+    }
+  });
+});

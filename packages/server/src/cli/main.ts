@@ -71,6 +71,14 @@ function program(): Command {
       'at a stop, the longest wait for requests in flight (FLOODGATE_GRACE; default 10s)',
     )
     .option(
+      '--trust-proxy <value>',
+      'proxies believed about the client (X-Forwarded-For): false, true, a hop count, or addresses/CIDRs, comma-separated (FLOODGATE_TRUST_PROXY; default false)',
+    )
+    .option(
+      '--ipv6-prefix <n>',
+      'IPv6 clients are grouped by this prefix, for the login limits (FLOODGATE_IPV6_PREFIX; default 64)',
+    )
+    .option(
       '--admin-port <n>',
       'port of GET /metrics and /health, on 127.0.0.1 (FLOODGATE_ADMIN_PORT; default 9463)',
     )

@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Decision, hashKey, type Limiter, type LoginGuard } from 'floodgate';
 import { basicCredentials, rateLimitHeaders, waitMessage } from 'floodgate/http';
 import type { Logger } from 'pino';
+import type { Client } from './client.js';
 import type { Database } from './database.js';
 import type { Metrics } from './metrics.js';
 import { PasswordChecks } from './passwords.js';
@@ -13,6 +14,8 @@ export interface AppDeps {
   logins: LoginGuard;
   metrics: Metrics;
   log: Logger;
+  /** Who sent a request, as the limits key it (see `clientResolver`). */
+  clientOf: (req: IncomingMessage) => Client;
 }
 
 /** A failure of the database: the API answers 503 until it is back, and never crashes. */
@@ -50,7 +53,7 @@ function limited(res: ServerResponse, decision: Decision, message: string): void
 }
 
 /** The continents API of the tutorial, with authentication done right and the limit per user. */
-export function createApp({ db, limiter, logins, metrics, log }: AppDeps) {
+export function createApp({ db, limiter, logins, metrics, log, clientOf }: AppDeps) {
   const checks = new PasswordChecks();
 
   type Auth = { user: string } | { blocked: Decision } | undefined;
@@ -86,12 +89,12 @@ export function createApp({ db, limiter, logins, metrics, log }: AppDeps) {
     req: IncomingMessage,
     res: ServerResponse,
     entry: Record<string, unknown>,
+    client: string,
   ): Promise<void> {
-    const ip = req.socket.remoteAddress ?? 'unknown';
     const header = req.headers.authorization;
     if (header === undefined || header === '')
       return unauthorized(res, 'Send a user name and password (HTTP Basic).');
-    const auth = await authenticate(header, ip);
+    const auth = await authenticate(header, client);
     if (auth === undefined)
       return unauthorized(res, 'Wrong user name or password, or a malformed Authorization header.');
     if ('blocked' in auth) {
@@ -121,7 +124,8 @@ export function createApp({ db, limiter, logins, metrics, log }: AppDeps) {
   return async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = performance.now();
     const path = (req.url ?? '/').split('?')[0]!;
-    const entry: Record<string, unknown> = { method: req.method, path, ip: req.socket.remoteAddress };
+    const { ip, client } = clientOf(req);
+    const entry: Record<string, unknown> = { method: req.method, path, ip, client };
     let route = 'other';
     try {
       // /health stays here, where load balancers probe the API; /metrics is on the admin listener only.
@@ -133,7 +137,7 @@ export function createApp({ db, limiter, logins, metrics, log }: AppDeps) {
         if (req.method !== 'GET' && req.method !== 'HEAD') {
           json(res, 405, { error: 'Method Not Allowed', message: 'Use GET.' }, [['Allow', 'GET, HEAD']]);
         } else {
-          await continents(req, res, entry);
+          await continents(req, res, entry, client);
         }
       } else {
         json(res, 404, { error: 'Not Found', message: `No route ${path}; try GET /continents.` });

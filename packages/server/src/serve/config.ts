@@ -1,4 +1,5 @@
-import type { PolicySpec } from 'floodgate';
+import { isInvalidOption, type PolicySpec } from 'floodgate';
+import { clientIpResolver, type TrustProxy } from 'floodgate/http';
 import { z } from 'zod';
 import { DEFAULT_GRACE } from '../shared/drain.js';
 import { usageError } from '../shared/errors.js';
@@ -17,6 +18,10 @@ export interface ServeConfig {
   algorithm: string;
   /** Longest wait for requests in flight at a stop, in ms. */
   grace: number;
+  /** Which proxies may say who the client is (X-Forwarded-For), as the middleware's `trustProxy`. */
+  trustProxy: TrustProxy;
+  /** IPv6 clients are grouped by this prefix, as the middleware's `ipv6Prefix`. */
+  ipv6Prefix: number;
   /** The port of the admin listener (`/metrics`, `/health`), on loopback. */
   adminPort: number;
   /** False with `--no-admin`: no admin listener. */
@@ -38,6 +43,25 @@ const integer = (min: number, max: number) => {
 };
 const text = z.union([z.string(), z.number().transform(String)], { error: got('must be a string') });
 
+/**
+ * A trust-proxy setting: `false`, `true`, a number of hops, or addresses and CIDR blocks (a list in the file,
+ * comma-separated in a flag or variable), as the proxy's `trustProxy`. The library's own check runs later.
+ */
+const trustProxy = z.union(
+  [
+    z.boolean(),
+    z.number(),
+    z.array(z.string()),
+    z.string().transform((v): TrustProxy => {
+      const value = v.trim();
+      if (value === 'true' || value === 'false') return value === 'true';
+      if (/^\d+$/.test(value)) return Number(value);
+      return value.split(',').map((entry) => entry.trim());
+    }),
+  ],
+  { error: got('must be true, false, a number of hops, or addresses and CIDR blocks') },
+);
+
 /** One schema per setting; where the value came from (a flag, a variable, the file) is said around it. */
 const FIELDS = {
   port: integer(0, 65535).default(8080),
@@ -52,6 +76,8 @@ const FIELDS = {
   window: text.default('60s'),
   algorithm: text.default('fixed-window'),
   grace: duration.default(DEFAULT_GRACE),
+  trustProxy: trustProxy.default(false),
+  ipv6Prefix: integer(1, 128).default(64),
   adminPort: integer(0, 65535).default(9463),
 };
 type Key = keyof typeof FIELDS;
@@ -88,6 +114,12 @@ export function resolveConfig(
       throw usageError(`${given?.source ?? key} ${issueText(parsed.error.issues[0]!)}`);
     }
     values[key] = parsed.data;
+  }
+  try {
+    clientIpResolver(values.trustProxy as TrustProxy, pick('trustProxy')?.source ?? 'trustProxy');
+  } catch (error) {
+    if (!isInvalidOption(error)) throw error;
+    throw usageError(`${error.option} must be ${error.expected}; got ${error.got}`);
   }
   if (flags.admin === false && flags.adminPort !== undefined) {
     throw usageError('--admin-port cannot be combined with --no-admin');

@@ -9,6 +9,7 @@ import { listen } from '../shared/listen.js';
 import { redact } from '../shared/redact.js';
 import { connectRedis, sharedStore } from '../shared/redis.js';
 import { createApp } from './app.js';
+import { clientResolver } from './client.js';
 import { policyOf, type ServeConfig } from './config.js';
 import { type Database, EXAMPLE_USER, openDatabase } from './database.js';
 import { createMetrics } from './metrics.js';
@@ -85,7 +86,8 @@ export async function serve(config: ServeConfig): Promise<Running> {
   }
   const limiter = new Limiter({ store, policies: policyOf(config) });
   const logins = new LoginGuard({ store });
-  const handle = createApp({ db, limiter, logins, metrics, log });
+  const clientOf = clientResolver(config.trustProxy, config.ipv6Prefix);
+  const handle = createApp({ db, limiter, logins, metrics, log, clientOf });
   const server = createServer((req, res) => void handle(req, res));
   let url: string;
   try {
