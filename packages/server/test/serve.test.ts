@@ -842,3 +842,114 @@ describe('floodgate serve: one client per address as the library keys it (--trus
     }
   });
 });
+
+/** After john_doe is locked out by wrong guesses, spellings the database may take for it are refused unchecked. */
+async function assertSpellingsLockedOut(url: string, password: string): Promise<void> {
+  for (let i = 0; i < 5; i++)
+    assert.equal((await get(url, { authorization: auth('john_doe:wrong') })).status, 401);
+  for (const name of ['JOHN_DOE', 'John_Doe', 'john_doe ', 'ｊｏｈｎ_ｄｏｅ']) {
+    for (const pw of ['another wrong', password]) {
+      const res = await get(url, { authorization: auth(`${name}:${pw}`) });
+      assert.equal(
+        res.status,
+        429,
+        `${JSON.stringify(name)} with ${pw === password ? 'the' : 'a wrong'} password`,
+      );
+      assert.match(JSON.parse(res.text).message, /^Too many failed logins/);
+    }
+  }
+}
+
+/** A name that does not exist: its spellings share one budget, and it answers as a wrong password does. */
+async function assertUnknownSpellingsShareABudget(url: string): Promise<void> {
+  const known = await get(url, { authorization: auth('john_doe:wrong') });
+  const unknown = await get(url, { authorization: auth('ghost_user:wrong') });
+  assert.equal(unknown.status, known.status);
+  assert.equal(unknown.text, known.text, 'the same body: whether the user exists is not told');
+  for (const name of ['GHOST_USER', 'Ghost_User', 'ghost_user ']) {
+    assert.equal((await get(url, { authorization: auth(`${name}:wrong`) })).status, 401, name);
+  }
+  assert.equal((await get(url, { authorization: auth('ghost_user:wrong') })).status, 401, 'the fifth');
+  for (const name of ['ghost_user', 'GHOST_USER', 'gHoSt_UsEr  ']) {
+    assert.equal((await get(url, { authorization: auth(`${name}:wrong`) })).status, 429, name);
+  }
+}
+
+describe('floodgate serve: one login budget per user, however the name is spelt (SQLite)', () => {
+  it('after john_doe is locked out, JOHN_DOE, John_Doe and "john_doe " are refused unchecked', async () => {
+    const s = await startServe([]);
+    try {
+      await assertSpellingsLockedOut(s.url, 'EXAMPLE_PASSWORD');
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('users add refuses a name another user has in another spelling', () => {
+    const cwd = workdir();
+    assert.equal(run(['users', 'add', 'Grace'], { cwd, input: 'grace-password\n' }).status, 0);
+    const twin = run(['users', 'add', 'GRACE'], { cwd, input: 'grace-password\n' });
+    assert.equal(twin.status, 2);
+    assert.match(twin.stderr, /^floodgate: user "Grace" already exists/);
+    assert.equal(run(['users', 'list'], { cwd }).stdout, 'Grace\n');
+  });
+
+  it('an unknown name: its spellings share one budget, and nothing tells it from a wrong password', async () => {
+    const s = await startServe([]);
+    try {
+      await assertUnknownSpellingsShareABudget(s.url);
+    } finally {
+      await s.stop();
+    }
+  });
+});
+
+describe('floodgate serve: one budget per user row, however MariaDB compares names', () => {
+  const base = process.env.FLOODGATE_TEST_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306';
+  const database = `floodgate_test_names_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
+  const url = `${base}/${database}`;
+  let admin: import('mysql2/promise').Connection;
+  before(async () => {
+    const mysql = await import('mysql2/promise');
+    admin = await mysql.createConnection({ uri: base, connectTimeout: 5000 });
+    const add = run(['users', 'add', 'john_doe', '--db', url], { input: 'EXAMPLE_PASSWORD\n' });
+    assert.equal(add.status, 0, add.stderr);
+    // The server's own comparison: the premise of these tests.
+    const [rows] = await admin.query(`SELECT username FROM ${database}.users WHERE username = 'JOHN_DOE '`);
+    assert.deepEqual(rows, [{ username: 'john_doe' }]);
+  });
+  after(async () => {
+    await admin?.query(`DROP DATABASE IF EXISTS ${database}`);
+    await admin?.end();
+  });
+
+  it('the per-user limit is the row\'s: JOHN_DOE, John_Doe and "john_doe " spend john_doe\'s requests', async () => {
+    const s = await startServe(['--db', url, '--limit', '3']);
+    try {
+      const statuses = [];
+      for (const name of ['john_doe', 'JOHN_DOE', 'John_Doe', 'john_doe ', 'JOHN_DOE'])
+        statuses.push((await get(s.url, { authorization: auth(`${name}:EXAMPLE_PASSWORD`) })).status);
+      assert.deepEqual(statuses, [200, 200, 200, 429, 429]);
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('after john_doe is locked out, JOHN_DOE, John_Doe and "john_doe " are refused unchecked', async () => {
+    const s = await startServe(['--db', url, '--limit', '100']);
+    try {
+      await assertSpellingsLockedOut(s.url, 'EXAMPLE_PASSWORD');
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('an unknown name: its spellings share one budget, and nothing tells it from a wrong password', async () => {
+    const s = await startServe(['--db', url]);
+    try {
+      await assertUnknownSpellingsShareABudget(s.url);
+    } finally {
+      await s.stop();
+    }
+  });
+});

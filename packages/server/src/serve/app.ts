@@ -7,6 +7,7 @@ import type { Client } from './client.js';
 import type { Database } from './database.js';
 import type { Metrics } from './metrics.js';
 import { PasswordChecks } from './passwords.js';
+import { loginName } from './user-names.js';
 
 export interface AppDeps {
   db: Database;
@@ -70,19 +71,23 @@ export function createApp({ db, limiter, logins, metrics, log, clientOf }: AppDe
     return login;
   }
 
-  // Every request is a login: charged before the password is looked at (the lockout holds even for a
-  // password checked a moment ago), and the user's row is read each time, so a removed user or a changed
-  // password takes effect on the next request. Only the slow hash check is cached, keyed by the stored hash.
-  async function attempt(header: string, ip: string): Promise<Auth> {
+  // Every request is a login. The user's row is read first (one indexed read, each time, so a removed user
+  // or a changed password takes effect on the next request): the attempt is then counted under the user the
+  // database matched, whatever spelling it took, or under the one form of an unknown name, so spellings
+  // share one budget and an unknown name is counted as a known one is. The attempt is charged before the
+  // password is looked at (the lockout holds even for a password checked a moment ago). Only the slow hash
+  // check is cached, keyed by the stored hash; an unknown name costs a hash check too.
+  async function attempt(header: string, client: string): Promise<Auth> {
     const credentials = basicCredentials(header);
     if (credentials === undefined) return undefined;
-    const login = await logins.attempt(credentials.user, ip);
+    const row = await fromDb(db.findUser(credentials.user));
+    const login = await logins.attempt(loginName(row?.name ?? credentials.user), client);
     if (!login.allowed) return { blocked: login.decision };
-    const stored = await fromDb(db.passwordHash(credentials.user));
-    const ok = await checks.verify(credentials.password, stored);
-    if (!ok) return undefined;
+    const ok = await checks.verify(credentials.password, row?.hash);
+    if (!ok || row === undefined) return undefined;
     await login.succeeded();
-    return { user: credentials.user };
+    // The row's name: the per-user limit is the user's, whichever spelling logged in.
+    return { user: row.name };
   }
 
   async function continents(

@@ -28,13 +28,22 @@ export const EXAMPLE_USER = { name: 'john_doe', password: 'EXAMPLE_PASSWORD' };
 export interface Database {
   readonly kind: 'sqlite' | 'mysql';
   continents(): Promise<Continent[]>;
-  passwordHash(user: string): Promise<string | undefined>;
+  /**
+   * The user's row as the database matches `user` (with its collation: on MySQL/MariaDB, `JOHN_DOE` may be
+   * john_doe's row): its stored name, the user's identity, and its password hash.
+   */
+  findUser(user: string): Promise<UserRow | undefined>;
   addUser(user: string, hash: string): Promise<boolean>;
   removeUser(user: string): Promise<boolean>;
   /** Replaces a user's password hash; false when there is no such user. */
   setPassword(user: string, hash: string): Promise<boolean>;
   users(): Promise<string[]>;
   close(): Promise<void>;
+}
+
+export interface UserRow {
+  name: string;
+  hash: string;
 }
 
 export interface Opened {
@@ -105,12 +114,12 @@ async function openSqlite(path: string, exampleUser: boolean): Promise<Opened> {
       sqlite
         .prepare('SELECT continent_id, continent_name FROM continents ORDER BY continent_id')
         .all() as Continent[],
-    passwordHash: async (user) =>
-      (
-        sqlite.prepare('SELECT password_hash FROM users WHERE username = ?').get(user) as
-          | { password_hash: string }
-          | undefined
-      )?.password_hash,
+    findUser: async (user) => {
+      const row = sqlite.prepare('SELECT username, password_hash FROM users WHERE username = ?').get(user) as
+        | { username: string; password_hash: string }
+        | undefined;
+      return row === undefined ? undefined : { name: row.username, hash: row.password_hash };
+    },
     addUser: async (user, hash) =>
       sqlite.prepare('INSERT OR IGNORE INTO users (username, password_hash) VALUES (?, ?)').run(user, hash)
         .changes === 1,
@@ -190,10 +199,13 @@ async function openMysql(url: string, exampleUser: boolean): Promise<Opened> {
     kind: 'mysql',
     continents: () =>
       rows<Continent[]>('SELECT continent_id, continent_name FROM continents ORDER BY continent_id'),
-    passwordHash: async (user) =>
-      (
-        await rows<{ password_hash: string }[]>('SELECT password_hash FROM users WHERE username = ?', [user])
-      )[0]?.password_hash,
+    findUser: async (user) => {
+      const [row] = await rows<{ username: string; password_hash: string }[]>(
+        'SELECT username, password_hash FROM users WHERE username = ? LIMIT 1',
+        [user],
+      );
+      return row === undefined ? undefined : { name: row.username, hash: row.password_hash };
+    },
     addUser: async (user, hash) =>
       (
         await rows<{ affectedRows: number }>(

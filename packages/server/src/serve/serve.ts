@@ -41,8 +41,8 @@ function wantsExampleUser(config: ServeConfig): boolean {
 
 /** A database seeded on loopback earlier may still hold the tutorial's user, with its public password. */
 async function warnOfPublicPassword(db: Database, log: Logger): Promise<void> {
-  const stored = await db.passwordHash(EXAMPLE_USER.name);
-  if (stored === undefined || !(await verifyPassword(EXAMPLE_USER.password, stored))) return;
+  const row = await db.findUser(EXAMPLE_USER.name);
+  if (row === undefined || !(await verifyPassword(EXAMPLE_USER.password, row.hash))) return;
   log.warn(
     { user: EXAMPLE_USER.name },
     `the tutorial's user still has its public password, and this address is reachable from elsewhere: change it with \`floodgate users passwd ${EXAMPLE_USER.name}\` or remove it`,
