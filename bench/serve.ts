@@ -34,7 +34,20 @@ const authHeaders = Array.from({ length: USERS }, (_, i) => ({
 async function start(extra: string[]): Promise<{ url: string; child: ChildProcess }> {
   const child = spawn(
     process.execPath,
-    [bin, 'serve', '--port', '0', '--db', db, '--limit', '100000000', '--window', '1h', ...extra],
+    [
+      bin,
+      'serve',
+      '--port',
+      '0',
+      '--no-admin',
+      '--db',
+      db,
+      '--limit',
+      '100000000',
+      '--window',
+      '1h',
+      ...extra,
+    ],
     {
       stdio: ['ignore', 'pipe', 'inherit'],
     },

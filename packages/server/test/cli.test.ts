@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, it } from 'node:test';
@@ -114,4 +115,34 @@ describe('floodgate command', () => {
       assert.match(r.stdout, text, args.join(' '));
     }
   });
+});
+
+describe('a closed stdout', () => {
+  /** Runs `floodgate ...args` with stdout piped, closed by the reader after `afterFirst` chunks (0: at once). */
+  async function closedEarly(args: string[], afterFirst: boolean) {
+    const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    if (afterFirst) child.stdout.once('data', () => child.stdout.destroy());
+    else child.stdout.destroy();
+    const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+    return { code, signal, stderr };
+  }
+
+  // As `floodgate serve --help | head -1`: the reader has what it wanted, so the command ends quietly.
+  const cases: [string[], boolean][] = [
+    [['serve', '--help'], false],
+    [['--help'], false],
+    [['help', 'proxy'], false],
+    [['--version'], false],
+    [['demo', '--requests', '100000'], true],
+  ];
+  for (const [args, afterFirst] of cases) {
+    it(`floodgate ${args.join(' ')}: exits 0 without a stack trace`, async () => {
+      const { code, signal, stderr } = await closedEarly(args, afterFirst);
+      assert.equal(signal, null);
+      assert.equal(stderr, '', 'nothing on stderr');
+      assert.equal(code, 0);
+    });
+  }
 });

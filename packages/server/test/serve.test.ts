@@ -25,9 +25,17 @@ after(() => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
 
-/** Starts `floodgate serve` on a free port and waits for its "listening" log line. */
+/** Starts `floodgate serve` on a free port (its admin listener too) and waits for its "listening" log line. */
 function startServe(args: string[], cwd = workdir(), env: NodeJS.ProcessEnv = {}): Promise<RunningCommand> {
-  return startCommand(['serve', '--port', '0', ...args], { cwd, env });
+  const admin = args.includes('--no-admin') || args.includes('--admin-port') ? [] : ['--admin-port', '0'];
+  return startCommand(['serve', '--port', '0', ...admin, ...args], { cwd, env });
+}
+
+/** The admin listener's URL, from the "listening" log line. */
+function adminOf(s: RunningCommand): string {
+  const line = s.logs().find((l) => typeof l.admin === 'string');
+  assert.ok(line, 'the admin URL is logged');
+  return line.admin as string;
 }
 
 function run(args: string[], options: { cwd?: string; input?: string; env?: NodeJS.ProcessEnv } = {}) {
@@ -110,7 +118,7 @@ describe('floodgate serve, embedded defaults (SQLite file, memory store)', () =>
 
   it('/health and /metrics are not limited; /metrics speaks Prometheus', async () => {
     for (let i = 0; i < 12; i++) assert.equal((await get(`${s.url}/health`)).status, 200);
-    const metrics = await get(`${s.url}/metrics`);
+    const metrics = await get(`${adminOf(s)}/metrics`);
     assert.equal(metrics.status, 200);
     assert.match(metrics.text, /floodgate_decisions_total\{policy="per-user",outcome="allowed"\} 5/);
     assert.match(metrics.text, /floodgate_decisions_total\{policy="per-user",outcome="denied"\} \d+/);
@@ -172,7 +180,7 @@ describe('floodgate users', () => {
   it('adds (password from stdin), lists and removes users; bad input is refused', () => {
     const cwd = workdir();
     assert.equal(run(['users', 'add', 'alice'], { cwd, input: 'alice-password\n' }).stdout, 'added alice\n');
-    assert.equal(run(['users', 'list'], { cwd }).stdout, 'alice\njohn_doe\n');
+    assert.equal(run(['users', 'list'], { cwd }).stdout, 'alice\n');
     const again = run(['users', 'add', 'alice'], { cwd, input: 'alice-password\n' });
     assert.equal(again.status, 2);
     assert.match(again.stderr, /user "alice" already exists/);
@@ -184,8 +192,9 @@ describe('floodgate users', () => {
     const passwd = run(['users', 'passwd', 'alice'], { cwd, input: 'alice-password\n' });
     assert.equal(passwd.status, 2);
     assert.match(passwd.stderr, /no user "alice"/);
+    run(['users', 'add', 'frank'], { cwd, input: 'frank-password\n' });
     assert.match(
-      run(['users', 'passwd', 'john_doe'], { cwd, input: 'short\n' }).stderr,
+      run(['users', 'passwd', 'frank'], { cwd, input: 'short\n' }).stderr,
       /at least 8 characters/,
     );
   });
@@ -474,8 +483,14 @@ describe('floodgate serve with MariaDB/MySQL', () => {
     }
     await admin.query(`CREATE DATABASE ${database}`);
   });
+  /** Databases of one test each, which serve creates; dropped at the end. */
+  const others = new Set<string>();
+  const databaseFor = (name: string) => {
+    others.add(`${database}_${name}`);
+    return `${database}_${name}`;
+  };
   after(async () => {
-    await admin?.query(`DROP DATABASE IF EXISTS ${database}`);
+    for (const name of [database, ...others]) await admin?.query(`DROP DATABASE IF EXISTS ${name}`);
     await admin?.end();
   });
 
@@ -508,6 +523,11 @@ describe('floodgate serve with MariaDB/MySQL', () => {
       });
     await open();
     const url = `mysql://${target.username || 'root'}${target.password ? `:${target.password}` : ''}@127.0.0.1:${port}/${database}`;
+    // Straight to the server: run() blocks this process, and with it the hop.
+    const added = run(['users', 'add', 'john_doe', '--db', `${base}/${database}`], {
+      input: 'EXAMPLE_PASSWORD\n',
+    });
+    assert.equal(added.status, 0, added.stderr);
     const s = await startServe(['--db', url, '--limit', '100']);
     try {
       assert.equal((await get(s.url, { authorization: auth(USER) })).status, 200);
@@ -528,11 +548,18 @@ describe('floodgate serve with MariaDB/MySQL', () => {
     }
   });
 
-  it('creates the schema, seeds it, and serves the continents from it', async () => {
-    const url = `${base}/${database}`;
+  it('creates the schema and the continents, no tutorial user; a user added serves the continents', async () => {
+    const url = `${base}/${databaseFor('schema')}`;
     const s = await startServe(['--db', url]);
     try {
-      const res = await get(s.url, { authorization: auth(USER) });
+      assert.equal((await get(s.url, { authorization: auth(USER) })).status, 401, 'no john_doe');
+      assert.ok(
+        s.logs().some((l) => /no users yet.*floodgate users add NAME --db mysql:/.test(String(l.msg))),
+      );
+      assert.ok(!JSON.stringify(s.logs()).includes('EXAMPLE_PASSWORD'));
+      const added = run(['users', 'add', 'dave', '--db', url], { input: 'dave-password\n' });
+      assert.equal(added.stdout, 'added dave\n', added.stderr);
+      const res = await get(s.url, { authorization: auth('dave:dave-password') });
       assert.equal(res.status, 200);
       assert.deepEqual(
         JSON.parse(res.text).map((c: { continent_name: string }) => c.continent_name),
@@ -541,10 +568,8 @@ describe('floodgate serve with MariaDB/MySQL', () => {
     } finally {
       await s.stop();
     }
-    const [rows] = await admin.query(`SELECT username FROM ${database}.users`);
-    assert.deepEqual(rows, [{ username: 'john_doe' }]);
-    const added = run(['users', 'add', 'dave', '--db', url], { input: 'dave-password\n' });
-    assert.equal(added.stdout, 'added dave\n', added.stderr);
+    const [rows] = await admin.query(`SELECT username FROM ${databaseFor('schema')}.users`);
+    assert.deepEqual(rows, [{ username: 'dave' }]);
   });
 
   it('creates the database when it does not exist yet; a database name it cannot use is refused', async () => {
@@ -552,7 +577,7 @@ describe('floodgate serve with MariaDB/MySQL', () => {
     try {
       const s = await startServe(['--db', `${base}/${fresh}`]);
       try {
-        assert.equal((await get(s.url, { authorization: auth(USER) })).status, 200);
+        assert.equal((await get(`${s.url}/health`)).status, 200);
       } finally {
         await s.stop();
       }
@@ -578,7 +603,7 @@ describe('floodgate serve with MariaDB/MySQL', () => {
       const url = `mysql://${user}:${password}@${target.hostname}:${target.port || 3306}/${own}`;
       const s = await startServe(['--db', url]);
       try {
-        assert.equal((await get(s.url, { authorization: auth(USER) })).status, 200);
+        assert.equal((await get(s.url, { authorization: auth(USER) })).status, 401);
       } finally {
         await s.stop();
       }
@@ -653,5 +678,339 @@ describe('floodgate serve --on-store-error, when Redis dies', () => {
     const fromEnv = run(['serve', '--port', '0'], { env: { FLOODGATE_ON_STORE_ERROR: 'closed' } });
     assert.equal(fromEnv.status, 2, fromEnv.stderr);
     assert.match(fromEnv.stderr, /FLOODGATE_ON_STORE_ERROR needs --redis/);
+  });
+});
+
+describe('floodgate serve: the tutorial user only on the embedded default, /metrics on the admin port', () => {
+  it('the embedded default (no --db, loopback) seeds john_doe; /metrics is on the admin port only', async () => {
+    const s = await startServe([]);
+    try {
+      assert.equal((await get(s.url, { authorization: auth(USER) })).status, 200);
+      const admin = adminOf(s);
+      assert.match(admin, /^http:\/\/127\.0\.0\.1:\d+$/);
+      assert.equal((await get(`${s.url}/metrics`)).status, 404, 'not on the public port');
+      assert.equal((await get(`${s.url}/health`)).status, 200, '/health stays on the API port');
+      const metrics = await get(`${admin}/metrics`);
+      assert.equal(metrics.status, 200);
+      assert.match(metrics.text, /floodgate_decisions_total\{policy="per-user",outcome="allowed"\} 1/);
+      assert.equal((await get(`${admin}/health`)).status, 200);
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('a --db given (a SQLite file of its own) gets no tutorial user, and the log says how to add one', async () => {
+    const cwd = workdir();
+    const s = await startServe(['--db', 'sqlite:./own.db'], cwd);
+    try {
+      assert.equal((await get(s.url, { authorization: auth(USER) })).status, 401);
+      assert.ok(!JSON.stringify(s.logs()).includes('EXAMPLE_PASSWORD'));
+      assert.ok(
+        s
+          .logs()
+          .some((l) => /no users yet.*floodgate users add NAME --db sqlite:\.\/own\.db/.test(String(l.msg))),
+        JSON.stringify(s.logs()),
+      );
+    } finally {
+      await s.stop();
+    }
+    assert.equal(run(['users', 'list', '--db', 'sqlite:./own.db'], { cwd }).stdout, '');
+  });
+
+  it('the default database on a non-loopback interface gets no tutorial user', async () => {
+    const s = await startServe(['--host', '0.0.0.0']);
+    try {
+      const url = s.url.replace('0.0.0.0', '127.0.0.1');
+      assert.equal((await get(url, { authorization: auth(USER) })).status, 401);
+      assert.ok(s.logs().some((l) => /no users yet/.test(String(l.msg))));
+      // The admin listener stays on loopback whatever --host says.
+      assert.match(adminOf(s), /^http:\/\/127\.0\.0\.1:/);
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('on a non-loopback interface, a tutorial user left with its public password is warned of', async () => {
+    const cwd = workdir();
+    const first = await startServe([], cwd);
+    await first.stop();
+    const s = await startServe(['--host', '0.0.0.0'], cwd);
+    try {
+      assert.ok(
+        s.logs().some((l) => l.level === 40 && /public password/.test(String(l.msg))),
+        JSON.stringify(s.logs()),
+      );
+    } finally {
+      await s.stop();
+    }
+    const passwd = run(['users', 'passwd', 'john_doe'], { cwd, input: 'a private password\n' });
+    assert.equal(passwd.status, 0, passwd.stderr);
+    const again = await startServe(['--host', '0.0.0.0'], cwd);
+    await again.stop();
+    assert.ok(!again.logs().some((l) => /public password/.test(String(l.msg))));
+  });
+
+  it('users add on a fresh database adds that user alone', () => {
+    const cwd = workdir();
+    assert.equal(run(['users', 'add', 'erin'], { cwd, input: 'erin-password\n' }).stdout, 'added erin\n');
+    assert.equal(run(['users', 'list'], { cwd }).stdout, 'erin\n');
+  });
+
+  it('--no-admin: no admin listener; bad admin flags are usage errors, an admin port in use exit 1', async () => {
+    const s = await startServe(['--no-admin']);
+    try {
+      assert.ok(!s.logs().some((l) => l.admin !== undefined));
+      assert.equal((await get(`${s.url}/metrics`)).status, 404);
+    } finally {
+      await s.stop();
+    }
+    const both = run(['serve', '--port', '0', '--no-admin', '--admin-port', '0']);
+    assert.equal(both.status, 2);
+    assert.match(both.stderr, /^floodgate: --admin-port cannot be combined with --no-admin/);
+    const bad = run(['serve', '--port', '0', '--admin-port', 'x']);
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /^floodgate: --admin-port must be an integer from 0 to 65535; got "x"/);
+    const blocker = createServer();
+    await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
+    const { port } = blocker.address() as { port: number };
+    try {
+      const busy = run(['serve', '--port', '0', '--admin-port', String(port)]);
+      assert.equal(busy.status, 1);
+      assert.match(
+        busy.stderr,
+        new RegExp(`port ${port} on 127.0.0.1 is already in use; choose another with --admin-port`),
+      );
+      assert.doesNotMatch(busy.stderr, /\n\s+at /);
+    } finally {
+      blocker.close();
+    }
+  });
+});
+
+describe('floodgate serve: one client per address as the library keys it (--trust-proxy, --ipv6-prefix)', () => {
+  const wrong = (user: string, forwarded?: string) => ({
+    authorization: auth(`${user}:wrong password`),
+    ...(forwarded === undefined ? {} : { 'x-forwarded-for': forwarded }),
+  });
+  /** Statuses of `n` wrong guesses for `user`, the i-th sent with the forwarded address `from(i)`. */
+  async function guesses(url: string, user: string, n: number, from: (i: number) => string | undefined) {
+    const statuses: number[] = [];
+    for (let i = 1; i <= n; i++) statuses.push((await get(url, wrong(user, from(i)))).status);
+    return statuses;
+  }
+  /** Wrong guesses that reached the password check (401), and those refused before it (429). */
+  const count = (statuses: number[]) => ({
+    checked: statuses.filter((s) => s === 401).length,
+    refused: statuses.filter((s) => s === 429).length,
+  });
+
+  /** The first log line that matches, once it has been written: a request's line follows its response. */
+  async function logged(of: RunningCommand, match: (line: Record<string, unknown>) => boolean) {
+    for (;;) {
+      const line = of.logs().find(match);
+      if (line !== undefined) return line;
+      await once(of.child.stdout!, 'data');
+    }
+  }
+
+  let s: RunningCommand;
+  before(async () => {
+    s = await startServe(['--trust-proxy', 'loopback']);
+  });
+  after(async () => {
+    await s.stop();
+  });
+
+  it('20 wrong guesses from 20 addresses of one /64: 5 reach the password check', async () => {
+    const statuses = await guesses(s.url, 'john_doe', 20, (i) => `2001:db8::${i.toString(16)}`);
+    assert.deepEqual(count(statuses), { checked: 5, refused: 15 }, statuses.join(' '));
+  });
+
+  it('the log names the client as the limit keys it: the address and its /64', async () => {
+    await get(s.url, wrong('log-user', '2001:db8:0:7::42'));
+    const line = await logged(s, (l) => l.msg === 'request' && l.ip === '2001:db8:0:7::42');
+    assert.equal(line.client, '2001:db8:0:7:0:0:0:0/64');
+  });
+
+  it('other /64s are other clients, each with its own budget', async () => {
+    const statuses = await guesses(s.url, 'john_doe', 12, (i) => `2001:db8:1:${i}::1`);
+    assert.deepEqual(count(statuses), { checked: 12, refused: 0 }, statuses.join(' '));
+  });
+
+  it('IPv4-mapped addresses are the IPv4 address: ::ffff:127.0.0.1 shares 127.0.0.1 budget', async () => {
+    const forms = ['127.0.0.9', '::ffff:127.0.0.9', '127.0.0.9', '::ffff:127.0.0.9', '::FFFF:127.0.0.9'];
+    const statuses = await guesses(s.url, 'mapped-user', 6, (i) => forms[(i - 1) % forms.length]);
+    assert.deepEqual(count(statuses), { checked: 5, refused: 1 }, statuses.join(' '));
+    await logged(s, (l) => l.msg === 'request' && l.client === '127.0.0.9');
+    assert.ok(!s.logs().some((l) => String(l.ip).startsWith('::ffff:')));
+  });
+
+  it('::ffff:7f00:1 (the hex form) is 127.0.0.1 too', async () => {
+    const forms = ['127.0.0.1', '::ffff:7f00:1'];
+    const statuses = await guesses(s.url, 'hex-user', 6, (i) => forms[i % 2]);
+    assert.deepEqual(count(statuses), { checked: 5, refused: 1 }, statuses.join(' '));
+    await logged(s, (l) => l.msg === 'request' && l.ip === '127.0.0.1' && l.client === '127.0.0.1');
+  });
+
+  it('without --trust-proxy, a forged X-Forwarded-For is ignored: the peer is the client', async () => {
+    const direct = await startServe([]);
+    try {
+      const statuses = await guesses(direct.url, 'john_doe', 10, (i) => `2001:db8:${i}::1, 198.51.100.${i}`);
+      assert.deepEqual(count(statuses), { checked: 5, refused: 5 }, statuses.join(' '));
+      const line = await logged(direct, (l) => l.msg === 'request');
+      assert.equal(line.ip, '127.0.0.1');
+    } finally {
+      await direct.stop();
+    }
+  });
+
+  it('--ipv6-prefix 48: addresses of one /48 are one client', async () => {
+    const wide = await startServe(['--trust-proxy', '1', '--ipv6-prefix', '48']);
+    try {
+      const statuses = await guesses(wide.url, 'john_doe', 8, (i) => `2001:db8:5:${i}::1`);
+      assert.deepEqual(count(statuses), { checked: 5, refused: 3 }, statuses.join(' '));
+    } finally {
+      await wide.stop();
+    }
+  });
+
+  it('a dual-stack listener (--host ::) sees an IPv4 client as its IPv4 address', async () => {
+    const cwd = workdir();
+    const dual = await startServe(['--host', '::'], cwd);
+    try {
+      const port = new URL(dual.url).port;
+      await get(`http://127.0.0.1:${port}/`, wrong('v4-user'));
+      const line = await logged(dual, (l) => l.msg === 'request');
+      assert.equal(line.ip, '127.0.0.1');
+      assert.equal(line.client, '127.0.0.1');
+    } finally {
+      await dual.stop();
+    }
+  });
+
+  it('bad --trust-proxy or --ipv6-prefix: exit 2 naming the flag', () => {
+    const cases: [string[], RegExp][] = [
+      [['--trust-proxy', 'nonsense'], /^floodgate: --trust-proxy\[0\] must be an IP address, a CIDR block/],
+      [['--trust-proxy', '10.0.0.0/99'], /^floodgate: --trust-proxy\[0\] must be/],
+      [['--ipv6-prefix', '0'], /^floodgate: --ipv6-prefix must be an integer from 1 to 128; got 0$/m],
+      [['--ipv6-prefix', '129'], /^floodgate: --ipv6-prefix must be an integer from 1 to 128/],
+    ];
+    for (const [args, message] of cases) {
+      const r = run(['serve', '--port', '0', '--no-admin', ...args]);
+      assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, message);
+      assert.doesNotMatch(r.stderr, /\n\s+at /);
+    }
+  });
+});
+
+/** After john_doe is locked out by wrong guesses, spellings the database may take for it are refused unchecked. */
+async function assertSpellingsLockedOut(url: string, password: string): Promise<void> {
+  for (let i = 0; i < 5; i++)
+    assert.equal((await get(url, { authorization: auth('john_doe:wrong') })).status, 401);
+  for (const name of ['JOHN_DOE', 'John_Doe', 'john_doe ', 'ｊｏｈｎ_ｄｏｅ']) {
+    for (const pw of ['another wrong', password]) {
+      const res = await get(url, { authorization: auth(`${name}:${pw}`) });
+      assert.equal(
+        res.status,
+        429,
+        `${JSON.stringify(name)} with ${pw === password ? 'the' : 'a wrong'} password`,
+      );
+      assert.match(JSON.parse(res.text).message, /^Too many failed logins/);
+    }
+  }
+}
+
+/** A name that does not exist: its spellings share one budget, and it answers as a wrong password does. */
+async function assertUnknownSpellingsShareABudget(url: string): Promise<void> {
+  const known = await get(url, { authorization: auth('john_doe:wrong') });
+  const unknown = await get(url, { authorization: auth('ghost_user:wrong') });
+  assert.equal(unknown.status, known.status);
+  assert.equal(unknown.text, known.text, 'the same body: whether the user exists is not told');
+  for (const name of ['GHOST_USER', 'Ghost_User', 'ghost_user ']) {
+    assert.equal((await get(url, { authorization: auth(`${name}:wrong`) })).status, 401, name);
+  }
+  assert.equal((await get(url, { authorization: auth('ghost_user:wrong') })).status, 401, 'the fifth');
+  for (const name of ['ghost_user', 'GHOST_USER', 'gHoSt_UsEr  ']) {
+    assert.equal((await get(url, { authorization: auth(`${name}:wrong`) })).status, 429, name);
+  }
+}
+
+describe('floodgate serve: one login budget per user, however the name is spelt (SQLite)', () => {
+  it('after john_doe is locked out, JOHN_DOE, John_Doe and "john_doe " are refused unchecked', async () => {
+    const s = await startServe([]);
+    try {
+      await assertSpellingsLockedOut(s.url, 'EXAMPLE_PASSWORD');
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('users add refuses a name another user has in another spelling', () => {
+    const cwd = workdir();
+    assert.equal(run(['users', 'add', 'Grace'], { cwd, input: 'grace-password\n' }).status, 0);
+    const twin = run(['users', 'add', 'GRACE'], { cwd, input: 'grace-password\n' });
+    assert.equal(twin.status, 2);
+    assert.match(twin.stderr, /^floodgate: user "Grace" already exists/);
+    assert.equal(run(['users', 'list'], { cwd }).stdout, 'Grace\n');
+  });
+
+  it('an unknown name: its spellings share one budget, and nothing tells it from a wrong password', async () => {
+    const s = await startServe([]);
+    try {
+      await assertUnknownSpellingsShareABudget(s.url);
+    } finally {
+      await s.stop();
+    }
+  });
+});
+
+describe('floodgate serve: one budget per user row, however MariaDB compares names', () => {
+  const base = process.env.FLOODGATE_TEST_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306';
+  const database = `floodgate_test_names_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
+  const url = `${base}/${database}`;
+  let admin: import('mysql2/promise').Connection;
+  before(async () => {
+    const mysql = await import('mysql2/promise');
+    admin = await mysql.createConnection({ uri: base, connectTimeout: 5000 });
+    const add = run(['users', 'add', 'john_doe', '--db', url], { input: 'EXAMPLE_PASSWORD\n' });
+    assert.equal(add.status, 0, add.stderr);
+    // The server's own comparison: the premise of these tests.
+    const [rows] = await admin.query(`SELECT username FROM ${database}.users WHERE username = 'JOHN_DOE '`);
+    assert.deepEqual(rows, [{ username: 'john_doe' }]);
+  });
+  after(async () => {
+    await admin?.query(`DROP DATABASE IF EXISTS ${database}`);
+    await admin?.end();
+  });
+
+  it('the per-user limit is the row\'s: JOHN_DOE, John_Doe and "john_doe " spend john_doe\'s requests', async () => {
+    const s = await startServe(['--db', url, '--limit', '3']);
+    try {
+      const statuses = [];
+      for (const name of ['john_doe', 'JOHN_DOE', 'John_Doe', 'john_doe ', 'JOHN_DOE'])
+        statuses.push((await get(s.url, { authorization: auth(`${name}:EXAMPLE_PASSWORD`) })).status);
+      assert.deepEqual(statuses, [200, 200, 200, 429, 429]);
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('after john_doe is locked out, JOHN_DOE, John_Doe and "john_doe " are refused unchecked', async () => {
+    const s = await startServe(['--db', url, '--limit', '100']);
+    try {
+      await assertSpellingsLockedOut(s.url, 'EXAMPLE_PASSWORD');
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('an unknown name: its spellings share one budget, and nothing tells it from a wrong password', async () => {
+    const s = await startServe(['--db', url]);
+    try {
+      await assertUnknownSpellingsShareABudget(s.url);
+    } finally {
+      await s.stop();
+    }
   });
 });

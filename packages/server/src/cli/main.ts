@@ -74,9 +74,22 @@ function program(): Command {
       '--grace <duration>',
       'at a stop, the longest wait for requests in flight (FLOODGATE_GRACE; default 10s)',
     )
+    .option(
+      '--trust-proxy <value>',
+      'proxies believed about the client (X-Forwarded-For): false, true, a hop count, or addresses/CIDRs, comma-separated (FLOODGATE_TRUST_PROXY; default false)',
+    )
+    .option(
+      '--ipv6-prefix <n>',
+      'IPv6 clients are grouped by this prefix, for the login limits (FLOODGATE_IPV6_PREFIX; default 64)',
+    )
+    .option(
+      '--admin-port <n>',
+      'port of GET /metrics and /health, on 127.0.0.1 (FLOODGATE_ADMIN_PORT; default 9463)',
+    )
+    .option('--no-admin', 'no admin listener')
     .option('--config <file>', 'a YAML file with the same settings (FLOODGATE_CONFIG)')
     .addHelpText('after', '\nFlags beat environment variables, which beat the config file.')
-    .action(async (flags: Record<string, string>) => {
+    .action(async (flags: Record<string, string> & { admin?: boolean }) => {
       const running = await serve(resolveConfig(flags));
       await untilSignalled(running.stop);
     });
@@ -187,4 +200,18 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+/**
+ * A reader that stops early (`floodgate serve --help | head -1`) closes the pipe: the rest of the output is
+ * unwanted, which is no error, so the command ends quietly rather than with a stack trace. Other errors of
+ * the stream are left to crash as before: they are not the reader's choice.
+ */
+function endQuietlyWhenOutputCloses(stream: NodeJS.WriteStream): void {
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+    process.exit(process.exitCode ?? 0);
+  });
+}
+
+endQuietlyWhenOutputCloses(process.stdout);
+endQuietlyWhenOutputCloses(process.stderr);
 process.exitCode = await main(process.argv.slice(2));

@@ -1,6 +1,7 @@
 import { createInterface } from 'node:readline';
 import { openDatabase } from '../serve/database.js';
 import { hashPassword } from '../serve/passwords.js';
+import { loginName } from '../serve/user-names.js';
 import { usageError } from '../shared/errors.js';
 
 /** Reads a password: from a prompt on a terminal (not echoed), else the first line of stdin. */
@@ -38,7 +39,13 @@ export async function users(action: UserAction, name: string | undefined, dbUrl:
       if (!(await db.removeUser(name!))) throw usageError(`no user "${name}"`);
       return `removed ${name}`;
     }
-    if (action === 'passwd' && !(await db.users()).includes(name!)) throw usageError(`no user "${name}"`);
+    if (action === 'passwd' && (await db.findUser(name!)) === undefined)
+      throw usageError(`no user "${name}"`);
+    if (action === 'add') {
+      // Logins are counted under one form of the name (see loginName): two users of one form would share it.
+      const twin = (await db.users()).find((user) => loginName(user) === loginName(name!));
+      if (twin !== undefined) throw usageError(`user "${twin}" already exists`);
+    }
     const password = await readPassword();
     if (password.length < 8) throw usageError('the password must have at least 8 characters');
     const hash = await hashPassword(password);

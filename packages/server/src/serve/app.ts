@@ -3,9 +3,11 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Decision, hashKey, type Limiter, type LoginGuard } from 'floodgate';
 import { basicCredentials, rateLimitHeaders, waitMessage } from 'floodgate/http';
 import type { Logger } from 'pino';
+import type { Client } from './client.js';
 import type { Database } from './database.js';
 import type { Metrics } from './metrics.js';
 import { PasswordChecks } from './passwords.js';
+import { loginName } from './user-names.js';
 
 export interface AppDeps {
   db: Database;
@@ -13,6 +15,8 @@ export interface AppDeps {
   logins: LoginGuard;
   metrics: Metrics;
   log: Logger;
+  /** Who sent a request, as the limits key it (see `clientResolver`). */
+  clientOf: (req: IncomingMessage) => Client;
 }
 
 /** A failure of the database: the API answers 503 until it is back, and never crashes. */
@@ -61,7 +65,7 @@ function limited(res: ServerResponse, decision: Decision, message: string): void
 }
 
 /** The continents API of the tutorial, with authentication done right and the limit per user. */
-export function createApp({ db, limiter, logins, metrics, log }: AppDeps) {
+export function createApp({ db, limiter, logins, metrics, log, clientOf }: AppDeps) {
   const checks = new PasswordChecks();
 
   type Auth = { user: string } | { blocked: Decision } | undefined;
@@ -78,33 +82,36 @@ export function createApp({ db, limiter, logins, metrics, log }: AppDeps) {
     return login;
   }
 
-  // Every request is a login: charged before the password is looked at (the lockout holds even for a
-  // password checked a moment ago), and the user's row is read each time, so a removed user or a changed
-  // password takes effect on the next request. Only the slow hash check is cached, keyed by the stored hash.
-  async function attempt(header: string, ip: string): Promise<Auth> {
+  // Every request is a login. The user's row is read first (one indexed read, each time, so a removed user
+  // or a changed password takes effect on the next request): the attempt is then counted under the user the
+  // database matched, whatever spelling it took, or under the one form of an unknown name, so spellings
+  // share one budget and an unknown name is counted as a known one is. The attempt is charged before the
+  // password is looked at (the lockout holds even for a password checked a moment ago). Only the slow hash
+  // check is cached, keyed by the stored hash; an unknown name costs a hash check too.
+  async function attempt(header: string, client: string): Promise<Auth> {
     const credentials = basicCredentials(header);
     if (credentials === undefined) return undefined;
-    const login = await logins.attempt(credentials.user, ip);
+    const row = await fromDb(db.findUser(credentials.user));
+    const login = await logins.attempt(loginName(row?.name ?? credentials.user), client);
     if (!login.allowed) return { blocked: login.decision };
-    const stored = await fromDb(db.passwordHash(credentials.user));
-    const ok = await checks.verify(credentials.password, stored);
-    if (!ok) return undefined;
-    // Clearing the failed-login count is a store call the outage policy does not answer: with Redis away it
-    // fails (the store has logged it), and the count then lapses with its window. The login itself stands.
-    await login.succeeded().catch(() => {});
-    return { user: credentials.user };
+    const ok = await checks.verify(credentials.password, row?.hash);
+    if (!ok || row === undefined) return undefined;
+    // Never rejects: a store that cannot take the give-back now leaves the count to lapse with its window.
+    await login.succeeded();
+    // The row's name: the per-user limit is the user's, whichever spelling logged in.
+    return { user: row.name };
   }
 
   async function continents(
     req: IncomingMessage,
     res: ServerResponse,
     entry: Record<string, unknown>,
+    client: string,
   ): Promise<void> {
-    const ip = req.socket.remoteAddress ?? 'unknown';
     const header = req.headers.authorization;
     if (header === undefined || header === '')
       return unauthorized(res, 'Send a user name and password (HTTP Basic).');
-    const auth = await authenticate(header, ip);
+    const auth = await authenticate(header, client);
     if (auth === undefined)
       return unauthorized(res, 'Wrong user name or password, or a malformed Authorization header.');
     if ('blocked' in auth) {
@@ -134,22 +141,21 @@ export function createApp({ db, limiter, logins, metrics, log }: AppDeps) {
   return async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = performance.now();
     const path = (req.url ?? '/').split('?')[0]!;
-    const entry: Record<string, unknown> = { method: req.method, path, ip: req.socket.remoteAddress };
+    const { ip, client } = clientOf(req);
+    const entry: Record<string, unknown> = { method: req.method, path, ip, client };
     let route = 'other';
     try {
+      // /health stays here, where load balancers probe the API; /metrics is on the admin listener only.
       if (path === '/health') {
         route = 'health';
         json(res, 200, { status: 'ok' });
-      } else if (path === '/metrics') {
-        route = 'metrics';
-        res.setHeader('Content-Type', metrics.registry.contentType);
-        res.end(await metrics.registry.metrics());
       } else if (path === '/' || path === '/continents') {
         route = 'continents';
         if (req.method !== 'GET' && req.method !== 'HEAD') {
           json(res, 405, { error: 'Method Not Allowed', message: 'Use GET.' }, [['Allow', 'GET, HEAD']]);
         } else {
-          await continents(req, res, entry);
+          // The address itself: LoginGuard groups it (by the same --ipv6-prefix) as the library keys by IP.
+          await continents(req, res, entry, ip === '' ? 'unknown' : ip);
         }
       } else {
         json(res, 404, { error: 'Not Found', message: `No route ${path}; try GET /continents.` });

@@ -1,4 +1,5 @@
-import type { PolicySpec } from 'floodgate';
+import { isInvalidOption, type PolicySpec } from 'floodgate';
+import { clientIpResolver, type TrustProxy } from 'floodgate/http';
 import { z } from 'zod';
 import { DEFAULT_GRACE } from '../shared/drain.js';
 import { usageError } from '../shared/errors.js';
@@ -20,6 +21,16 @@ export interface ServeConfig {
   algorithm: string;
   /** Longest wait for requests in flight at a stop, in ms. */
   grace: number;
+  /** Which proxies may say who the client is (X-Forwarded-For), as the middleware's `trustProxy`. */
+  trustProxy: TrustProxy;
+  /** IPv6 clients are grouped by this prefix, as the middleware's `ipv6Prefix`. */
+  ipv6Prefix: number;
+  /** The port of the admin listener (`/metrics`, `/health`), on loopback. */
+  adminPort: number;
+  /** False with `--no-admin`: no admin listener. */
+  admin: boolean;
+  /** Whether the database was chosen (a flag, a variable, the file) rather than the embedded default. */
+  dbGiven: boolean;
 }
 
 /** Each message says what the setting takes and what it got. */
@@ -34,6 +45,25 @@ const integer = (min: number, max: number) => {
     .pipe(z.number().int({ error }).min(min, { error }).max(max, { error }));
 };
 const text = z.union([z.string(), z.number().transform(String)], { error: got('must be a string') });
+
+/**
+ * A trust-proxy setting: `false`, `true`, a number of hops, or addresses and CIDR blocks (a list in the file,
+ * comma-separated in a flag or variable), as the proxy's `trustProxy`. The library's own check runs later.
+ */
+const trustProxy = z.union(
+  [
+    z.boolean(),
+    z.number(),
+    z.array(z.string()),
+    z.string().transform((v): TrustProxy => {
+      const value = v.trim();
+      if (value === 'true' || value === 'false') return value === 'true';
+      if (/^\d+$/.test(value)) return Number(value);
+      return value.split(',').map((entry) => entry.trim());
+    }),
+  ],
+  { error: got('must be true, false, a number of hops, or addresses and CIDR blocks') },
+);
 
 /** One schema per setting; where the value came from (a flag, a variable, the file) is said around it. */
 const FIELDS = {
@@ -52,16 +82,20 @@ const FIELDS = {
   window: text.default('60s'),
   algorithm: text.default('fixed-window'),
   grace: duration.default(DEFAULT_GRACE),
+  trustProxy: trustProxy.default(false),
+  ipv6Prefix: integer(1, 128).default(64),
+  adminPort: integer(0, 65535).default(9463),
 };
 type Key = keyof typeof FIELDS;
 const KEYS = Object.keys(FIELDS) as Key[];
-/** `onStoreError`: the flag `--on-store-error`, the variable `FLOODGATE_ON_STORE_ERROR`, the file's key as is. */
-const words = (key: Key, sep: string) => key.replace(/[A-Z]/g, (c) => `${sep}${c}`).toLowerCase();
-const env = (key: Key) => `FLOODGATE_${words(key, '_').toUpperCase()}`;
+/** adminPort → FLOODGATE_ADMIN_PORT and --admin-port; the file says adminPort, as the proxy's does. */
+const words = (key: Key) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+const env = (key: Key) => `FLOODGATE_${words(key).replaceAll('-', '_').toUpperCase()}`;
+const flag = (key: Key) => `--${words(key)}`;
 
 /** Merges flags, environment and config file, and validates the result; errors name where the bad value came from. */
 export function resolveConfig(
-  flags: Partial<Record<Key | 'config', string>>,
+  flags: Partial<Record<Key | 'config', string>> & { admin?: boolean },
   environment: NodeJS.ProcessEnv = process.env,
 ): ServeConfig {
   const file = flags.config ?? environment.FLOODGATE_CONFIG;
@@ -72,7 +106,7 @@ export function resolveConfig(
     }
   }
   const pick = (key: Key): { value: unknown; source: string } | undefined => {
-    if (flags[key] !== undefined) return { value: flags[key], source: `--${words(key, '-')}` };
+    if (flags[key] !== undefined) return { value: flags[key], source: flag(key) };
     const e = environment[env(key)];
     if (e !== undefined && e !== '') return { value: e, source: env(key) };
     if (fromFile[key] !== undefined) return { value: fromFile[key], source: `"${key}" in ${file}` };
@@ -87,7 +121,20 @@ export function resolveConfig(
     }
     values[key] = parsed.data;
   }
-  const config = values as unknown as ServeConfig;
+  try {
+    clientIpResolver(values.trustProxy as TrustProxy, pick('trustProxy')?.source ?? 'trustProxy');
+  } catch (error) {
+    if (!isInvalidOption(error)) throw error;
+    throw usageError(`${error.option} must be ${error.expected}; got ${error.got}`);
+  }
+  if (flags.admin === false && flags.adminPort !== undefined) {
+    throw usageError('--admin-port cannot be combined with --no-admin');
+  }
+  const config = {
+    ...values,
+    admin: flags.admin !== false,
+    dbGiven: pick('db') !== undefined,
+  } as unknown as ServeConfig;
   if (config.onStoreError !== undefined && config.redis === undefined) {
     // The memory store never fails: an outage policy for it would be a setting that does nothing.
     throw usageError(

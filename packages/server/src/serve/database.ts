@@ -18,14 +18,21 @@ export const CONTINENTS = [
   'EUROPE',
   'AUSTRALIA',
 ];
-/** The tutorial's example user, created on first run so its curl check works as written. */
+/**
+ * The tutorial's example user, whose password is public: created on the first run of the embedded default
+ * only (see `serve`), so the tutorial's curl check works as written there and nowhere else.
+ */
 export const EXAMPLE_USER = { name: 'john_doe', password: 'EXAMPLE_PASSWORD' };
 
 /** Where the API's data lives: SQLite (embedded, the default) or MySQL/MariaDB. */
 export interface Database {
   readonly kind: 'sqlite' | 'mysql';
   continents(): Promise<Continent[]>;
-  passwordHash(user: string): Promise<string | undefined>;
+  /**
+   * The user's row as the database matches `user` (with its collation: on MySQL/MariaDB, `JOHN_DOE` may be
+   * john_doe's row): its stored name, the user's identity, and its password hash.
+   */
+  findUser(user: string): Promise<UserRow | undefined>;
   addUser(user: string, hash: string): Promise<boolean>;
   removeUser(user: string): Promise<boolean>;
   /** Replaces a user's password hash; false when there is no such user. */
@@ -34,16 +41,29 @@ export interface Database {
   close(): Promise<void>;
 }
 
+export interface UserRow {
+  name: string;
+  hash: string;
+}
+
 export interface Opened {
   db: Database;
   /** What first-run seeding did, for the log. */
   seeded: { continents: boolean; exampleUser: boolean };
+  /** The database has no user at all: nobody can log in until one is added. */
+  withoutUsers: boolean;
 }
 
-export async function openDatabase(url: string): Promise<Opened> {
-  if (url.startsWith('sqlite:')) return openSqlite(url.slice('sqlite:'.length));
+export interface OpenOptions {
+  /** Create the tutorial's example user when there is no user yet. Default: false. */
+  exampleUser?: boolean;
+}
+
+export async function openDatabase(url: string, options: OpenOptions = {}): Promise<Opened> {
+  const exampleUser = options.exampleUser ?? false;
+  if (url.startsWith('sqlite:')) return openSqlite(url.slice('sqlite:'.length), exampleUser);
   if (url.startsWith('mysql://') || url.startsWith('mariadb://'))
-    return openMysql(url.replace(/^mariadb:/, 'mysql:'));
+    return openMysql(url.replace(/^mariadb:/, 'mysql:'), exampleUser);
   throw usageError(
     `--db must be sqlite:PATH, sqlite::memory: or mysql://user:pass@host:port/database; got "${url}"`,
   );
@@ -53,13 +73,19 @@ async function seed(
   db: Database,
   empty: { continents: boolean; users: boolean },
   insert: (name: string) => Promise<void>,
-) {
+  exampleUser: boolean,
+): Promise<Opened> {
   if (empty.continents) for (const name of CONTINENTS) await insert(name);
-  if (empty.users) await db.addUser(EXAMPLE_USER.name, await hashPassword(EXAMPLE_USER.password));
-  return { continents: empty.continents, exampleUser: empty.users };
+  const addExample = empty.users && exampleUser;
+  if (addExample) await db.addUser(EXAMPLE_USER.name, await hashPassword(EXAMPLE_USER.password));
+  return {
+    db,
+    seeded: { continents: empty.continents, exampleUser: addExample },
+    withoutUsers: empty.users && !addExample,
+  };
 }
 
-async function openSqlite(path: string): Promise<Opened> {
+async function openSqlite(path: string, exampleUser: boolean): Promise<Opened> {
   const { default: Sqlite } = await import('better-sqlite3');
   if (path === '')
     throw usageError('--db sqlite: needs a path, e.g. sqlite:./floodgate.db or sqlite::memory:');
@@ -88,12 +114,12 @@ async function openSqlite(path: string): Promise<Opened> {
       sqlite
         .prepare('SELECT continent_id, continent_name FROM continents ORDER BY continent_id')
         .all() as Continent[],
-    passwordHash: async (user) =>
-      (
-        sqlite.prepare('SELECT password_hash FROM users WHERE username = ?').get(user) as
-          | { password_hash: string }
-          | undefined
-      )?.password_hash,
+    findUser: async (user) => {
+      const row = sqlite.prepare('SELECT username, password_hash FROM users WHERE username = ?').get(user) as
+        | { username: string; password_hash: string }
+        | undefined;
+      return row === undefined ? undefined : { name: row.username, hash: row.password_hash };
+    },
     addUser: async (user, hash) =>
       sqlite.prepare('INSERT OR IGNORE INTO users (username, password_hash) VALUES (?, ?)').run(user, hash)
         .changes === 1,
@@ -109,14 +135,14 @@ async function openSqlite(path: string): Promise<Opened> {
       sqlite.close();
     },
   };
-  const seeded = await seed(
+  return seed(
     db,
     { continents: count('continents') === 0, users: count('users') === 0 },
     async (name) => {
       sqlite.prepare('INSERT INTO continents (continent_name) VALUES (?)').run(name);
     },
+    exampleUser,
   );
-  return { db, seeded };
 }
 
 /** Creates the database when it is missing, as the tables are; a user without the right gets the server's answer. */
@@ -139,7 +165,7 @@ async function createDatabase(
   }
 }
 
-async function openMysql(url: string): Promise<Opened> {
+async function openMysql(url: string, exampleUser: boolean): Promise<Opened> {
   const mysql = await import('mysql2/promise');
   let pool: import('mysql2/promise').Pool;
   try {
@@ -173,10 +199,13 @@ async function openMysql(url: string): Promise<Opened> {
     kind: 'mysql',
     continents: () =>
       rows<Continent[]>('SELECT continent_id, continent_name FROM continents ORDER BY continent_id'),
-    passwordHash: async (user) =>
-      (
-        await rows<{ password_hash: string }[]>('SELECT password_hash FROM users WHERE username = ?', [user])
-      )[0]?.password_hash,
+    findUser: async (user) => {
+      const [row] = await rows<{ username: string; password_hash: string }[]>(
+        'SELECT username, password_hash FROM users WHERE username = ? LIMIT 1',
+        [user],
+      );
+      return row === undefined ? undefined : { name: row.username, hash: row.password_hash };
+    },
     addUser: async (user, hash) =>
       (
         await rows<{ affectedRows: number }>(
@@ -200,12 +229,12 @@ async function openMysql(url: string): Promise<Opened> {
       ),
     close: () => pool.end(),
   };
-  const seeded = await seed(
+  return seed(
     db,
     { continents: (await count('continents')) === 0, users: (await count('users')) === 0 },
     async (name) => {
       await pool.query('INSERT INTO continents (continent_name) VALUES (?)', [name]);
     },
+    exampleUser,
   );
-  return { db, seeded };
 }

@@ -1,33 +1,75 @@
 import { createServer, type Server } from 'node:http';
+import { isIP } from 'node:net';
 import { Limiter, LoginGuard, MemoryStore, type Store } from 'floodgate';
 import type { Cluster, Redis } from 'ioredis';
-import { pino } from 'pino';
+import { type Logger, pino } from 'pino';
+import { startAdmin } from '../shared/admin.js';
 import { drain } from '../shared/drain.js';
 import { listen } from '../shared/listen.js';
 import { redact } from '../shared/redact.js';
 import { connectRedis, sharedStore } from '../shared/redis.js';
 import { createApp } from './app.js';
+import { clientResolver } from './client.js';
 import { policyOf, type ServeConfig } from './config.js';
-import { EXAMPLE_USER, openDatabase } from './database.js';
+import { type Database, EXAMPLE_USER, openDatabase } from './database.js';
 import { createMetrics } from './metrics.js';
+import { verifyPassword } from './passwords.js';
 
 export interface Running {
   server: Server;
   url: string;
+  /** The admin listener's URL (`/metrics`, `/health`), unless `--no-admin`. */
+  adminUrl: string | undefined;
   stop(): Promise<void>;
+}
+
+/** Whether `host` is reachable from this machine alone. */
+function loopbackOnly(host: string): boolean {
+  if (host === 'localhost') return true;
+  const ip = host.toLowerCase().replace(/^::ffff:(?=\d+\.)/, '');
+  return isIP(ip) === 4 ? ip.startsWith('127.') : ip === '::1';
+}
+
+/**
+ * The tutorial's user has a public password: it is created only where the tutorial runs, the embedded
+ * default (no database chosen, or a throwaway one in memory, which no other process can add users to)
+ * listening on loopback. Any other database starts without users, and the log says how to add one.
+ */
+function wantsExampleUser(config: ServeConfig): boolean {
+  return (!config.dbGiven || config.db === 'sqlite::memory:') && loopbackOnly(config.host);
+}
+
+/** A database seeded on loopback earlier may still hold the tutorial's user, with its public password. */
+async function warnOfPublicPassword(db: Database, log: Logger): Promise<void> {
+  const row = await db.findUser(EXAMPLE_USER.name);
+  if (row === undefined || !(await verifyPassword(EXAMPLE_USER.password, row.hash))) return;
+  log.warn(
+    { user: EXAMPLE_USER.name },
+    `the tutorial's user still has its public password, and this address is reachable from elsewhere: change it with \`floodgate users passwd ${EXAMPLE_USER.name}\` or remove it`,
+  );
 }
 
 /** Starts the continents API; resolves once it listens. */
 export async function serve(config: ServeConfig): Promise<Running> {
   const log = pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime });
   const metrics = createMetrics();
-  const { db, seeded } = await openDatabase(config.db);
+  const { db, seeded, withoutUsers } = await openDatabase(config.db, {
+    exampleUser: wantsExampleUser(config),
+  });
   if (seeded.continents)
     log.info({ db: redact(config.db) }, 'created the continents table with the seven continents');
   if (seeded.exampleUser) {
     log.info(
       { user: EXAMPLE_USER.name, password: EXAMPLE_USER.password },
       'created the example user; add your own with `floodgate users add NAME`',
+    );
+  }
+  if (!loopbackOnly(config.host)) await warnOfPublicPassword(db, log);
+  if (withoutUsers) {
+    const where = config.dbGiven ? ` --db ${redact(config.db)}` : '';
+    log.warn(
+      { db: redact(config.db) },
+      `no users yet: nobody can log in until one is added with \`floodgate users add NAME${where}\``,
     );
   }
 
@@ -48,8 +90,9 @@ export async function serve(config: ServeConfig): Promise<Running> {
     );
   }
   const limiter = new Limiter({ store, policies: policyOf(config) });
-  const logins = new LoginGuard({ store });
-  const handle = createApp({ db, limiter, logins, metrics, log });
+  const logins = new LoginGuard({ store, ipv6Prefix: config.ipv6Prefix });
+  const clientOf = clientResolver(config.trustProxy, config.ipv6Prefix);
+  const handle = createApp({ db, limiter, logins, metrics, log, clientOf });
   const server = createServer((req, res) => void handle(req, res));
   let url: string;
   try {
@@ -59,8 +102,29 @@ export async function serve(config: ServeConfig): Promise<Running> {
     await db.close();
     throw error;
   }
+  let admin: { server: Server; url: string } | undefined;
+  if (config.admin) {
+    try {
+      // On loopback whatever --host says: the metrics are for the operator, not for the API's clients.
+      admin = await startAdmin({ host: '127.0.0.1', port: config.adminPort }, metrics, () => ({}), {
+        port: '--admin-port',
+        host: '--admin-port',
+      });
+    } catch (error) {
+      server.close();
+      redis?.disconnect();
+      await db.close();
+      throw error;
+    }
+  }
   log.info(
-    { url, db: db.kind, store: redis === undefined ? 'memory' : 'redis', policy: policyOf(config) },
+    {
+      url,
+      admin: admin?.url,
+      db: db.kind,
+      store: redis === undefined ? 'memory' : 'redis',
+      policy: policyOf(config),
+    },
     `listening on ${url}`,
   );
 
@@ -69,11 +133,12 @@ export async function serve(config: ServeConfig): Promise<Running> {
     stopping ??= (async () => {
       log.info({ grace: config.grace }, 'shutting down: finishing requests in flight');
       await drain(server, config.grace, log);
+      if (admin !== undefined) await new Promise<void>((resolve) => admin.server.close(() => resolve()));
       await db.close();
       if (redis !== undefined) await redis.quit().catch(() => redis?.disconnect());
       log.info('stopped');
     })();
     return stopping;
   };
-  return { server, url, stop };
+  return { server, url, adminUrl: admin?.url, stop };
 }
