@@ -203,7 +203,7 @@ describe('load shedding options', () => {
     );
     await assert.rejects(
       start({ policies: { limit: 1, window: '1m' }, shed: { limit: 'vegas' } }),
-      /"limit" must be "gradient2", "aimd"/,
+      /"shed\.limit" must be "gradient2", "aimd"/,
     );
     await assert.rejects(
       start({ policies: { limit: 1, window: '1m' }, priority: 'high' }),
