@@ -621,7 +621,10 @@ describe('floodgate serve with MariaDB/MySQL', () => {
 describe('floodgate serve --on-store-error, when Redis dies', () => {
   const PASSWORD = 'serve-outage-secret';
 
-  async function afterKill(args: string[]): Promise<{ statuses: number[]; retryAfter: (string | null)[] }> {
+  async function afterKill(
+    args: string[],
+    { authorization = auth(USER), requests = 5 } = {},
+  ): Promise<{ statuses: number[]; retryAfter: (string | null)[] }> {
     const redis = await RedisServer.start();
     const admin = new Redis(redis.port, '127.0.0.1');
     await admin.config('SET', 'requirepass', PASSWORD);
@@ -638,8 +641,8 @@ describe('floodgate serve --on-store-error, when Redis dies', () => {
       await redis.kill();
       const statuses: number[] = [];
       const retryAfter: (string | null)[] = [];
-      for (let i = 0; i < 5; i++) {
-        const r = await get(s.url, { authorization: auth(USER) });
+      for (let i = 0; i < requests; i++) {
+        const r = await get(s.url, { authorization });
         statuses.push(r.status);
         retryAfter.push(r.headers.get('retry-after'));
       }
@@ -655,6 +658,12 @@ describe('floodgate serve --on-store-error, when Redis dies', () => {
 
   it('open: the per-user limit lets every request through', async () => {
     assert.deepEqual((await afterKill(['--on-store-error', 'open'])).statuses, [200, 200, 200, 200, 200]);
+  });
+
+  it('open does not switch off brute-force protection: failed logins are counted in memory meanwhile', async () => {
+    const wrong = auth('john_doe:not-the-password');
+    const { statuses } = await afterKill(['--on-store-error', 'open'], { authorization: wrong, requests: 8 });
+    assert.deepEqual(statuses, [401, 401, 401, 401, 401, 429, 429, 429]);
   });
 
   it('closed: 503 with Retry-After, never a 429 (nobody is over a limit)', async () => {

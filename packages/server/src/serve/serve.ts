@@ -75,6 +75,7 @@ export async function serve(config: ServeConfig): Promise<Running> {
 
   let redis: Redis | Cluster | undefined;
   let store: Store = new MemoryStore();
+  let loginStore: Store = store;
   if (config.redis !== undefined) {
     try {
       redis = await connectRedis(config.redis);
@@ -88,9 +89,15 @@ export async function serve(config: ServeConfig): Promise<Running> {
       metrics.storeErrors,
       config.onStoreError === undefined ? {} : { onStoreError: config.onStoreError },
     );
+    // "open" lets the API's requests through while Redis is away; it must not switch off brute-force
+    // protection with them: failed logins are then counted in memory, in each process.
+    loginStore =
+      config.onStoreError === 'open'
+        ? sharedStore(redis, log, metrics.storeErrors, { onStoreError: 'fallback' })
+        : store;
   }
   const limiter = new Limiter({ store, policies: policyOf(config) });
-  const logins = new LoginGuard({ store, ipv6Prefix: config.ipv6Prefix });
+  const logins = new LoginGuard({ store: loginStore, ipv6Prefix: config.ipv6Prefix });
   const clientOf = clientResolver(config.trustProxy, config.ipv6Prefix);
   const handle = createApp({ db, limiter, logins, metrics, log, clientOf });
   const server = createServer((req, res) => void handle(req, res));
