@@ -63,3 +63,23 @@ describe('proxy: identity at the edges', () => {
     assert.deepEqual(await statuses(url, 1, { 'x-forwarded-for': '127.9.9.9' }), [429]);
   });
 });
+
+describe('proxy: paths an upstream routes to a limited route', () => {
+  it('path parameters and ..; count as the route they reach; encoded slashes are refused', async () => {
+    const proxy = await proxyFor({
+      listen: 0,
+      rules: [{ name: 'login', match: { path: '/login' }, policies }],
+    });
+    const at = async (path: string) => {
+      const res = await fetch(`${proxy.url}${path}`);
+      await res.arrayBuffer();
+      return res.status;
+    };
+    assert.equal(await at('/login'), 200);
+    for (const dodge of ['/login;jsessionid=1', '/..;/login', '/static/..;/login', '/login;a=b/', '/%6cogin'])
+      assert.equal(await at(dodge), 429, dodge);
+    for (const encoded of ['/static/..%2flogin', '/static%2F..%2Flogin', '/a%5c..%5clogin', '/login%00'])
+      assert.equal(await at(encoded), 400, encoded);
+    assert.equal(await at('/other;x=1'), 200, 'another route is not limited');
+  });
+});

@@ -15,21 +15,35 @@ export interface Target {
   readonly authority: string | undefined;
 }
 
-/** The request's path, resolved (see `targetOf`); undefined when it is not one. */
-function pathsOf(raw: string): { forwardPath: string; matchPath: string } | undefined {
-  if (!raw.startsWith('/')) return undefined;
+/** An encoded slash, backslash or NUL in a path: upstreams that decode before routing see another path. */
+const ENCODED_SEPARATOR = /%(?:2f|5c|00)/i;
+
+/**
+ * The request's path, resolved (see `targetOf`); a string (the detail of a 400) when it is not one. Rules
+ * match the path as the upstream will route it: dot segments resolved, and path parameters (`;jsessionid=`,
+ * `..;`) left out, as Java servers drop them; a path that could route two ways (an encoded `/`) is refused,
+ * as Envoy's `path_with_escaped_slashes_action: REJECT_REQUEST` does.
+ */
+function pathsOf(raw: string): { forwardPath: string; matchPath: string } | string {
+  if (!raw.startsWith('/')) return 'The request target is not a path.';
   // The common case, nothing to resolve or decode: no URL parser on the hot path.
-  if (!/[.%\\]|\/\/|#/.test(raw)) {
+  if (!/[.%\\;]|\/\/|#/.test(raw)) {
     const query = raw.indexOf('?');
     return { forwardPath: raw, matchPath: query === -1 ? raw : raw.slice(0, query) };
   }
+  const query = raw.indexOf('?');
+  if (ENCODED_SEPARATOR.test(query === -1 ? raw : raw.slice(0, query)))
+    return 'The request path holds an encoded slash, backslash or NUL.';
   try {
     // Concatenated, not resolved against a base: `//x` is a path here, not a host.
     const url = new URL(`http://proxy.invalid${raw}`);
+    const routed = url.pathname.includes(';')
+      ? new URL(`http://proxy.invalid${url.pathname.replace(/;[^/]*/g, '')}`).pathname
+      : url.pathname;
     // Forwarded with dot segments resolved, so the upstream serves exactly the path the rules were matched on.
-    return { forwardPath: url.pathname + url.search, matchPath: matchPath(url.pathname) };
+    return { forwardPath: url.pathname + url.search, matchPath: matchPath(routed) };
   } catch {
-    return undefined;
+    return 'The request target is not a path.';
   }
 }
 
@@ -63,7 +77,7 @@ export function targetOf(req: IncomingMessage): Target | string {
     raw = absolute[2] === '' ? '/' : absolute[2]!;
   }
   const paths = pathsOf(raw);
-  if (paths === undefined) return 'The request target is not a path.';
+  if (typeof paths === 'string') return paths;
   if (authority === undefined) return { ...paths, host: '', authority };
   const host = hostName(authority);
   if (host === undefined || (host === '' && raw !== req.url)) return 'The request host is not a host name.';
