@@ -1,33 +1,15 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
-import { freePort, RedisServer } from '@floodgate/test-support';
+import { describe, it } from 'node:test';
+import { freePort } from '@floodgate/test-support';
 import { Redis } from 'ioredis';
 import { Limiter } from '../../src/limiter/limiter.js';
 import { RedisStore } from '../../src/stores/redis/index.js';
+import { useFaultyRedis } from '../helpers/redis.js';
 
 // Quota leases when Redis fails under them (a dead port, a frozen server) and when the process shuts down.
 
-let server: RedisServer;
-let unhandled: unknown[] = [];
-const onUnhandled = (reason: unknown) => unhandled.push(reason);
-
-before(async () => {
-  server = await RedisServer.start();
-  process.on('unhandledRejection', onUnhandled);
-});
-after(async () => {
-  process.off('unhandledRejection', onUnhandled);
-  await server.stop();
-});
-beforeEach(() => {
-  unhandled = [];
-});
-afterEach(async () => {
-  await new Promise((r) => setImmediate(r));
-  assert.deepEqual(unhandled, [], 'no unhandled rejection');
-  server.resume();
-});
+const redis = useFaultyRedis();
 
 function ioredis(port: number): Redis {
   const client = new Redis(port, '127.0.0.1');
@@ -68,20 +50,20 @@ describe('quota leases with onStoreError "fallback": each decision is its own fa
   });
 
   it('on a frozen server (SIGSTOP): 5 of 250 per process, 250 degraded each', async () => {
-    const clients = [ioredis(server.port), ioredis(server.port)];
+    const clients = [ioredis(redis().port), ioredis(redis().port)];
     const stores = clients.map(
       (client) => new RedisStore({ client, onStoreError: 'fallback', timeout: 100, leases: true }),
     );
     try {
       for (const store of stores) await new Limiter({ store, policies }).consume('warm');
-      server.pause();
+      redis().pause();
       assert.deepEqual(await waves(stores), [5, 5]);
       assert.deepEqual(
         stores.map((s) => s.stats.degraded),
         [250, 250],
       );
     } finally {
-      server.resume();
+      redis().resume();
       await Promise.all(stores.map((s) => s.close()));
       for (const c of clients) c.disconnect();
     }
@@ -95,7 +77,7 @@ describe('quota leases at shutdown', () => {
       execFile(
         process.execPath,
         ['--import', 'tsx', new URL('./workers/shutdown.ts', import.meta.url).pathname],
-        { env: { ...process.env, REDIS_PORT: String(server.port), PREFIX: prefix, KEYS: '10' } },
+        { env: { ...process.env, REDIS_PORT: String(redis().port), PREFIX: prefix, KEYS: '10' } },
         (error, stdout, stderr) => resolve({ code: error ? (error.code as number) : 0, stdout, stderr }),
       );
     });
@@ -104,7 +86,7 @@ describe('quota leases at shutdown', () => {
     const { held, returned } = JSON.parse(child.stdout) as { held: number; returned: number };
     assert.ok(held > 0 && returned === held, `${held} units held at close, ${returned} given back`);
     // What close() gave back reached Redis before the connection went: each key counts what it admitted.
-    const client = ioredis(server.port);
+    const client = ioredis(redis().port);
     const observer = new Limiter({
       store: new RedisStore({ client, prefix }),
       policies: { algorithm: 'fixed-window', limit: 100_000, window: '1m' },

@@ -1,38 +1,18 @@
 import assert from 'node:assert/strict';
-import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
-import { freePort, RedisServer } from '@floodgate/test-support';
+import { describe, it } from 'node:test';
+import { freePort } from '@floodgate/test-support';
 import { Redis } from 'ioredis';
 import { createClient } from 'redis';
 import { Limiter } from '../../src/limiter/limiter.js';
 import { RedisStore, type StoreErrorPolicy } from '../../src/stores/redis/index.js';
 import { BATCH_SHA } from '../../src/stores/redis/script.lua.js';
+import { useFaultyRedis } from '../helpers/redis.js';
 
 // Outages for real: the test's own redis-server is killed, frozen and restarted under a live store.
 
-let server: RedisServer;
-let unhandled: unknown[] = [];
-const onUnhandled = (reason: unknown) => unhandled.push(reason);
+const redis = useFaultyRedis();
 
-before(async () => {
-  server = await RedisServer.start();
-  process.on('unhandledRejection', onUnhandled);
-});
-after(async () => {
-  process.off('unhandledRejection', onUnhandled);
-  await server.stop();
-});
-beforeEach(() => {
-  unhandled = [];
-});
-afterEach(async () => {
-  // Rejections surface a turn later: give them one before checking.
-  await new Promise((r) => setImmediate(r));
-  assert.deepEqual(unhandled, [], 'no unhandled rejection');
-  if (!server.running) await server.restart();
-  server.resume();
-});
-
-function ioredis(port = server.port): Redis {
+function ioredis(port = redis().port): Redis {
   const client = new Redis(port, '127.0.0.1');
   client.on('error', () => {}); // reconnection errors are expected here; the store reports its own
   return client;
@@ -76,7 +56,7 @@ describe('RedisStore when Redis is killed mid-run and restarted', () => {
       try {
         assert.equal((await limiter.consume('before')).allowed, true);
         assert.equal(store.stats.scripts, 1);
-        await server.kill();
+        await redis().kill();
 
         const decisions = [];
         const waits: number[] = [];
@@ -110,7 +90,7 @@ describe('RedisStore when Redis is killed mid-run and restarted', () => {
         assert.equal(store.stats.scripts, 3);
         assert.equal(store.stats.degraded, 4);
 
-        await server.restart();
+        await redis().restart();
         const { downFor } = await recovered;
         assert.ok(downFor > 0);
         assert.equal(store.healthy, true);
@@ -127,17 +107,17 @@ describe('RedisStore when Redis is killed mid-run and restarted', () => {
   }
 
   it('onStoreError "fallback" with node-redis', async () => {
-    const client = createClient({ url: server.url });
+    const client = createClient({ url: redis().url });
     client.on('error', () => {});
     await client.connect();
     const { store, limiter, recovered } = watched(client, 'fallback');
     try {
       assert.equal((await limiter.consume('before')).allowed, true);
-      await server.kill();
+      await redis().kill();
       const during = [];
       for (let i = 0; i < 4; i++) during.push((await limiter.consume('during')).allowed);
       assert.deepEqual(during, EXPECTED.fallback);
-      await server.restart();
+      await redis().restart();
       await recovered;
       assert.equal((await limiter.consume('after')).remaining, 1);
     } finally {
@@ -151,7 +131,7 @@ describe('RedisStore when Redis is killed mid-run and restarted', () => {
     const { store, limiter, errors, recovered } = watched(client, 'open');
     try {
       await limiter.consume('warm');
-      server.pause();
+      redis().pause();
       const first = await limiter.consume('frozen');
       assert.equal(first.allowed, true);
       assert.equal((errors[0] as Error & { code?: string }).code, 'ERR_FLOODGATE_STORE_TIMEOUT');
@@ -159,7 +139,7 @@ describe('RedisStore when Redis is killed mid-run and restarted', () => {
       const calls = store.stats.scripts;
       await Promise.all(Array.from({ length: 50 }, () => limiter.consume('frozen')));
       assert.equal(store.stats.scripts, calls, 'breaker open: no call waits on Redis');
-      server.resume();
+      redis().resume();
       await recovered;
       assert.equal((await limiter.consume('thawed')).allowed, true);
     } finally {
@@ -194,7 +174,7 @@ describe('RedisStore when Redis is killed mid-run and restarted', () => {
     });
     const limiter = new Limiter({ store, policies: { limit: 1, window: '1h' } });
     try {
-      await server.kill();
+      await redis().kill();
       assert.equal((await limiter.consume('k')).allowed, true);
       await assert.rejects(limiter.reset('k'), { code: 'ERR_FLOODGATE_STORE_TIMEOUT' });
     } finally {
