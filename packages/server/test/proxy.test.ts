@@ -939,6 +939,25 @@ describe('proxy: WebSocket', () => {
     await once(ws, 'close');
   });
 
+  it("an open WebSocket holds no shed slot: the slot is the handshake's", async () => {
+    const { proxy } = await proxyFor({
+      upstream: up.url,
+      shed: { limit: { algorithm: 'aimd', initialLimit: 3 } },
+      rules: [{ name: 'all', policies: limit(1000) }],
+    });
+    const sockets: WebSocket[] = [];
+    for (let i = 0; i < 6; i++) {
+      // One after another: each handshake takes a slot while it runs (two are open to default).
+      const ws = new WebSocket(`${proxy.url.replace('http', 'ws')}/socket`);
+      await once(ws, 'open');
+      sockets.push(ws);
+    }
+    assert.equal(await metric(proxy, 'floodgate_proxy_shed_inflight'), 0);
+    assert.equal((await send(`${proxy.url}/`)).status, 200, 'ordinary requests are not shed behind them');
+    for (const ws of sockets) ws.close();
+    await Promise.all(sockets.map((ws) => once(ws, 'close')));
+  });
+
   it('relays an upstream that refuses an upgrade, as it answered', async () => {
     const { proxy } = await proxyFor({ upstream: up.url });
     const ws = new WebSocket(`${proxy.url.replace('http', 'ws')}/refuse-upgrade`);

@@ -23,6 +23,11 @@ export type Verdict =
        * (it hung up first): charges back what does not count, releases slots and leases.
        */
       readonly settle?: (status: number | undefined) => void;
+      /**
+       * Call when the exchange became a long-lived connection (a WebSocket's 101): the server's own slot
+       * is given back then, as the work it measures is done; per-client limits hold until `settle`.
+       */
+      readonly switched?: () => void;
     }
   | ({ readonly kind: 'respond'; readonly reason?: 'shed' } & HttpResponse);
 
@@ -42,13 +47,20 @@ function holding(verdict: Verdict, permit: Permit): Verdict {
     return verdict;
   }
   const inner = verdict.settle;
+  let held = true;
+  const release = (outcome: 'ok' | 'dropped' | 'ignore') => {
+    if (!held) return;
+    held = false;
+    permit.release(outcome);
+  };
   return {
     ...verdict,
     settle: (status) => {
       // A request that did not complete says nothing of the server's latency (Netflix's "ignore").
-      permit.release(status === undefined ? 'ignore' : status >= 500 ? 'dropped' : 'ok');
+      release(status === undefined ? 'ignore' : status >= 500 ? 'dropped' : 'ok');
       inner?.(status);
     },
+    switched: () => release('ok'),
   };
 }
 

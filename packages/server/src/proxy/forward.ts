@@ -390,7 +390,12 @@ export function rawResponse(
  * Passes a protocol upgrade (WebSocket) through: the upstream's 101 and then bytes both ways, until either
  * side closes. A refusal by the upstream is relayed as its response.
  */
-export function forwardUpgrade(forwarding: Forwarding, socket: Duplex, head: Buffer): Promise<number> {
+export function forwardUpgrade(
+  forwarding: Forwarding,
+  socket: Duplex,
+  head: Buffer,
+  switched: () => void = () => {},
+): Promise<number> {
   const { req, upstream: target, path, extra, options } = forwarding;
   return new Promise((resolve) => {
     const upstream = request({
@@ -469,6 +474,7 @@ export function forwardUpgrade(forwarding: Forwarding, socket: Duplex, head: Buf
       }
       for (const [name, value] of extra) text += `${name}: ${value}\r\n`;
       socket.write(`${text}Connection: Upgrade\r\nUpgrade: ${up.headers.upgrade ?? ''}\r\n\r\n`);
+      switched();
       if (upHead.length > 0) socket.write(upHead);
       if (head.length > 0) upSocket.write(head);
       upSocket.on('error', () => socket.destroy());

@@ -194,7 +194,14 @@ export class Gateway {
     this.upgraded.add(socket);
     socket.once('close', () => this.upgraded.delete(socket));
     this.#metrics.websockets.inc();
-    const status = await forwardUpgrade(this.#forwarding(req, state, target, verdict), socket, head);
+    // The shed slot is the handshake's: an open WebSocket is no work in flight for the upstream.
+    const switched = verdict?.kind === 'pass' ? verdict.switched : undefined;
+    const status = await forwardUpgrade(
+      this.#forwarding(req, state, target, verdict),
+      socket,
+      head,
+      switched,
+    );
     this.#metrics.websockets.dec();
     if (verdict?.kind === 'pass') verdict.settle?.(status === 101 ? 200 : status);
   };
@@ -277,7 +284,8 @@ export class Gateway {
       return {
         rule,
         verdict: rule.shadow
-          ? { kind: 'pass', headers: [], ...(verdict.settle ? { settle: verdict.settle } : {}) }
+          ? // Shadow mode sends no fields, but keeps the hooks that give back what was taken.
+            { ...verdict, headers: [] }
           : verdict,
       };
     }
