@@ -52,7 +52,7 @@ if (mode === 'fair') {
     });
     await Promise.all(pending);
     const { scripts, lapsedUnits } = store.stats;
-    store.close();
+    await store.close();
     process.send!({ offered, allowed, scripts, local: store.stats.localDecisions, lapsed: lapsedUnits });
   });
   client.on('ready', () => process.send!('ready'));

@@ -10,9 +10,11 @@ import { execFileSync } from 'node:child_process';
 import { RedisServer } from '@floodgate/test-support';
 import { Redis } from 'ioredis';
 import { RateLimiterRedis } from 'rate-limiter-flexible';
+import { policySet, resolvePolicies } from '../packages/floodgate/src/core/policy.js';
 import { Limiter } from '../packages/floodgate/src/index.js';
+import { encodeBatch, encodePolicies } from '../packages/floodgate/src/stores/redis/codec.js';
 import { RedisStore } from '../packages/floodgate/src/stores/redis/index.js';
-import { BATCH_SCRIPT, BATCH_SHA } from '../packages/floodgate/src/stores/redis/script.lua.js';
+import { SCRIPT } from '../packages/floodgate/src/stores/redis/script.js';
 import { machine, writeSection } from './report.js';
 
 const quick = process.argv.includes('--quick');
@@ -86,7 +88,7 @@ const LIMIT = 100_000_000;
 const POLICY = { algorithm: 'fixed-window', limit: LIMIT, window: '1h' } as const;
 const contenders: {
   name: string;
-  make: () => { decide: Decide; close(): void; calls?: () => number };
+  make: () => { decide: Decide; close(): void | Promise<void>; calls?: () => number };
 }[] = [
   {
     name: 'floodgate RedisStore',
@@ -118,8 +120,8 @@ const contenders: {
       const limiter = new Limiter({ store, policies: POLICY });
       return {
         decide: (k) => limiter.consume(k),
-        close: () => {
-          store.close();
+        close: async () => {
+          await store.close();
           client.disconnect();
         },
         calls: () => store.stats.scripts,
@@ -152,7 +154,7 @@ for (let run = 0; run < RUNS; run++) {
       const { decide, close } = c.make();
       await drive(decide, inflight, 1); // warm-up: connection, JIT, script cache
       const r = await drive(decide, inflight, SECONDS);
-      close();
+      await close();
       const id = `${c.name}|${inflight}`;
       rows.set(id, [...(rows.get(id) ?? []), r]);
       console.log(
@@ -176,7 +178,7 @@ for (let run = 0; run < RUNS; run++) {
     let done = 0;
     const r = await drive((k) => decide(k).then(() => void done++), 128, SECONDS, true);
     const perDecision = calls === undefined ? undefined : (calls() - before!) / done;
-    close();
+    await close();
     hotRows.set(c.name, [...(hotRows.get(c.name) ?? []), { ...r, perDecision }]);
     console.log(
       `run ${run + 1} hot key ${c.name}: ${Math.round(r.rate)}/s, calls/decision ${perDecision?.toFixed(4)}`,
@@ -190,17 +192,29 @@ if (only) {
 }
 
 // The server's own ceiling for one such script, with no Node client in the way.
-await admin.script('LOAD', BATCH_SCRIPT);
+await admin.script('LOAD', SCRIPT.source);
+const ceilingCall = encodeBatch(
+  [
+    {
+      kind: 'consume',
+      target: {
+        keys: ['bench:{__rand_int__}'],
+        policies: encodePolicies(policySet(resolvePolicies(POLICY, 'policies'))),
+      },
+      cost: 1,
+    },
+  ],
+  undefined,
+);
 function redisBenchmark(pipeline: number): number {
   const out = execFileSync(
     'redis-benchmark',
     [
       ...['-p', String(server.port), '-c', '128', '-n', quick ? '50000' : '300000', '-r', String(KEYS)],
       ...['-P', String(pipeline), '--csv'],
-      // One fixed window decided per call: the time from Redis, one policy set, one operation on it.
-      ...['EVALSHA', BATCH_SHA, '1', 'bench:{__rand_int__}', '', '1'],
-      ...['1', '2', String(LIMIT), '3600000', String(LIMIT)],
-      ...['1', 'c', '1', ''],
+      // One fixed window decided per call, as the store encodes it: the time from Redis, one policy set,
+      // one consume on it.
+      ...['EVALSHA', SCRIPT.sha, '1', ...ceilingCall.keys, ...ceilingCall.args],
     ],
     { encoding: 'utf8' },
   );

@@ -1,3 +1,4 @@
+import { ALGORITHM_CODES } from './algorithms/codes.js';
 import { algorithmNames, algorithms } from './algorithms/index.js';
 import type { Algorithm, AlgorithmName, AlgorithmParams } from './algorithms/types.js';
 import { type Duration, formatDuration, parseDuration } from './duration.js';
@@ -54,14 +55,6 @@ const MAX_PRODUCT = Number.MAX_SAFE_INTEGER / 4;
 const RATE_KEYS = new Set(['name', 'algorithm', 'limit', 'window', 'burst']);
 const CONCURRENCY_KEYS = new Set(['name', 'algorithm', 'limit', 'leaseTimeout']);
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
-const CODES: Record<AlgorithmName, string> = {
-  'token-bucket': 'tb',
-  gcra: 'gcra',
-  'fixed-window': 'fw',
-  'sliding-window-log': 'swl',
-  'sliding-window-counter': 'swc',
-  concurrency: 'cc',
-};
 
 function positiveInteger(value: unknown, option: string): number {
   if (typeof value !== 'number') throw invalidOption(option, 'a positive integer', value, 'type');
@@ -136,7 +129,7 @@ export function resolvePolicy(spec: unknown, path: string): Policy {
     limit,
     window,
     burst,
-    id: `${policyName}:${CODES[name]}:${limit}:${window}${burst === limit ? '' : `:${burst}`}`,
+    id: `${policyName}:${ALGORITHM_CODES[name].state}:${limit}:${window}${burst === limit ? '' : `:${burst}`}`,
     impl: algorithms[name],
     spec: normalised,
   };

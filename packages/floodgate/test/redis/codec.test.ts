@@ -7,7 +7,7 @@ import {
   decodeBatch,
   encodeBatch,
   encodeKeys,
-  encodeOp,
+  encodeOperation,
   encodePolicies,
   MalformedReplyError,
 } from '../../src/stores/redis/codec.js';
@@ -38,23 +38,72 @@ describe('Redis codec: encode', () => {
     ]);
   });
 
-  it('a policy set: its size, then per policy code, limit, window, burst; an operation: mode, cost, lease', () => {
+  it('a policy set: its size, then per policy machine code, limit, window, burst (token bucket and GCRA share one)', () => {
     assert.deepEqual(encodePolicies(set), ['2', '1', '10', '1000', '3', '2', '5', '60000', '5']);
-    assert.deepEqual(encodeOp('consume', 2, 'a b'), ['c', '2', 'a%20b']);
-    assert.deepEqual(encodeOp('peek', 0, undefined), ['p', '0', '']);
-    assert.deepEqual(encodeOp('refund', 1, undefined)[0], 'r');
-    assert.deepEqual(encodeOp('reset', 0, undefined)[0], 'x');
+    const bucket = policySet(resolvePolicies({ limit: 10, window: 1000 }, 'policies'));
+    assert.deepEqual(encodePolicies(bucket), ['1', '1', '10', '1000', '10']);
+  });
+
+  it('an operation: its kind, then its own fields, never one slot with several meanings', () => {
+    const target = { keys: ['k'], policies: encodePolicies(set) };
+    const at = () => '7';
+    assert.deepEqual(encodeOperation({ kind: 'consume', target, cost: 2, lease: 'a b' }, at), [
+      'consume',
+      '7',
+      '2',
+      'a%20b',
+    ]);
+    assert.deepEqual(encodeOperation({ kind: 'consume', target, cost: 1 }, at), ['consume', '7', '1', '']);
+    assert.deepEqual(encodeOperation({ kind: 'peek', target, cost: 0 }, at), ['peek', '7', '0']);
+    assert.deepEqual(encodeOperation({ kind: 'refund', target, cost: 1 }, at), ['refund', '7', '1', '']);
+    assert.deepEqual(encodeOperation({ kind: 'grant', target, cost: 1, ask: 40 }, at), [
+      'grant',
+      '7',
+      '1',
+      '40',
+    ]);
+    assert.deepEqual(encodeOperation({ kind: 'return', target, units: 3, until: 9000 }, at), [
+      'return',
+      '7',
+      '3',
+      '9000',
+    ]);
+    assert.deepEqual(encodeOperation({ kind: 'reset', target }, at), ['reset', '7']);
+    const group = {
+      kind: 'group',
+      members: [
+        { target, cost: 1 },
+        { target, cost: 2 },
+      ],
+    } as const;
+    assert.deepEqual(encodeOperation(group, at), ['group', '2', '7', '1', '7', '2']);
   });
 
   it('a batch: every key, the time ("" for the server time), each distinct set once, then the operations', () => {
     const policies = encodePolicies(set);
     const other = ['1', '2', '5', '1000', '5'];
-    const one = { keys: ['k1', 'k2'], policies, args: ['c', '1', ''] };
-    const two = { keys: ['k3'], policies: other, args: ['p', '0', ''] };
-    const three = { keys: ['k4', 'k5'], policies, args: ['r', '2', ''] };
+    const one = { kind: 'consume', target: { keys: ['k1', 'k2'], policies }, cost: 1 } as const;
+    const two = { kind: 'peek', target: { keys: ['k3'], policies: other }, cost: 0 } as const;
+    const three = { kind: 'refund', target: { keys: ['k4', 'k5'], policies }, cost: 2 } as const;
     assert.deepEqual(encodeBatch([one, two, three], undefined), {
       keys: ['k1', 'k2', 'k3', 'k4', 'k5'],
-      args: ['', '2', ...policies, ...other, '1', 'c', '1', '', '2', 'p', '0', '', '1', 'r', '2', ''],
+      args: [
+        '',
+        '2',
+        ...policies,
+        ...other,
+        'consume',
+        '1',
+        '1',
+        '',
+        'peek',
+        '2',
+        '0',
+        'refund',
+        '1',
+        '2',
+        '',
+      ],
     });
     assert.deepEqual(encodeBatch([one], 1700000000000).args.slice(0, 2), ['1700000000000', '1']);
     assert.deepEqual(encodeBatch([], undefined).args, ['', '0']);
@@ -63,19 +112,35 @@ describe('Redis codec: encode', () => {
 
 describe('Redis codec: decode', () => {
   it("reads each operation's results, with durations from the time the script decided at", () => {
-    const reply = [1000, 1, 2, 1100, 0, 0, 0, 5000, 4000, 1, 4, 61000, -1];
-    assert.deepEqual(decodeBatch(reply, [1, 2]), [
-      [{ allowed: true, remaining: 2, resetAt: 1100, retryAfter: 0, resetAfter: 100 }],
-      [
-        { allowed: false, remaining: 0, resetAt: 5000, retryAfter: 4000, resetAfter: 4000 },
-        {
-          allowed: true,
-          remaining: 4,
-          resetAt: 61000,
-          retryAfter: Number.POSITIVE_INFINITY,
-          resetAfter: 60000,
-        },
-      ],
+    const reply = [1000, 1, 2, 1100, 0, 7, 0, 0, 5000, 4000, 1, 4, 61000, -1];
+    const one = { keys: ['k1'], policies: [] };
+    const two = { keys: ['k2', 'k3'], policies: [] };
+    const ops = [
+      { kind: 'consume', target: one, cost: 1 },
+      { kind: 'reset', target: one },
+      { kind: 'grant', target: two, cost: 1, ask: 10 },
+    ] as const;
+    assert.deepEqual(decodeBatch(reply, ops), [
+      {
+        results: [[{ allowed: true, remaining: 2, resetAt: 1100, retryAfter: 0, resetAfter: 100 }]],
+        granted: 0,
+      },
+      { results: [], granted: 0 },
+      {
+        results: [
+          [
+            { allowed: false, remaining: 0, resetAt: 5000, retryAfter: 4000, resetAfter: 4000 },
+            {
+              allowed: true,
+              remaining: 4,
+              resetAt: 61000,
+              retryAfter: Number.POSITIVE_INFINITY,
+              resetAfter: 60000,
+            },
+          ],
+        ],
+        granted: 7,
+      },
     ]);
   });
 
@@ -92,7 +157,7 @@ describe('Redis codec: decode', () => {
     ];
     for (const [reply, message] of cases) {
       assert.throws(
-        () => decodeBatch(reply, [1]),
+        () => decodeBatch(reply, [{ kind: 'peek', target: { keys: ['k'], policies: [] }, cost: 1 }]),
         (e: unknown) => e instanceof MalformedReplyError && message.test(e.message),
       );
     }

@@ -6,8 +6,8 @@ import { Redis } from 'ioredis';
 import { systemClock } from '../../src/core/clock.js';
 import { type PolicySpec, policySet, resolvePolicies } from '../../src/core/policy.js';
 import { Limiter } from '../../src/limiter/limiter.js';
+import { lifetimeOf } from '../../src/stores/redis/grants.js';
 import { RedisStore } from '../../src/stores/redis/index.js';
-import { lifetimeOf } from '../../src/stores/redis/leases.js';
 import { ManualTimers } from '../helpers/manual-timers.js';
 import { useRedis } from '../helpers/redis.js';
 

@@ -5,7 +5,7 @@ import { Redis } from 'ioredis';
 import { createClient } from 'redis';
 import { Limiter } from '../../src/limiter/limiter.js';
 import { RedisStore, type StoreErrorPolicy } from '../../src/stores/redis/index.js';
-import { BATCH_SHA } from '../../src/stores/redis/script.lua.js';
+import { SCRIPT } from '../../src/stores/redis/script.js';
 import { useFaultyRedis } from '../helpers/redis.js';
 
 // Outages for real: the test's own redis-server is killed, frozen and restarted under a live store.
@@ -193,14 +193,14 @@ describe('RedisStore and the script cache', () => {
     try {
       assert.equal((await limiter.consume('s')).remaining, 4);
       await admin.script('FLUSH');
-      assert.deepEqual(await admin.script('EXISTS', BATCH_SHA), [0]);
+      assert.deepEqual(await admin.script('EXISTS', SCRIPT.sha), [0]);
       const again = await Promise.all([limiter.consume('s'), limiter.consume('s')]);
       assert.deepEqual(
         again.map((d) => d.remaining),
         [3, 2],
       );
       assert.equal(store.stats.failures, 0);
-      assert.deepEqual(await admin.script('EXISTS', BATCH_SHA), [1]);
+      assert.deepEqual(await admin.script('EXISTS', SCRIPT.sha), [1]);
     } finally {
       client.disconnect();
       admin.disconnect();

@@ -1,42 +1,45 @@
 import type { PolicyResult } from '../../core/algorithms/types.js';
-import type { Policy, PolicySet } from '../../core/policy.js';
-import type { StoreMode } from '../store.js';
+import type { PolicySet } from '../../core/policy.js';
+import { MACHINE_CODES } from './script.js';
 
 // The script's arguments and reply, as pure functions: what goes to Redis is built here and what comes
 // back is read here, so both are tested without a server (the client call between them is one line).
 
-/** One decision, as the batch script takes it: its keys, its policy set's arguments, and its own. */
-export interface EncodedOp {
+/** One identifier under one policy set, as the script sees it: its keys and its set's arguments. */
+export interface Target {
   readonly keys: readonly string[];
-  /** `encodePolicies` of its set, made once per set: a batch sends each distinct array once. */
+  /** `encodePolicies` of its set, made once per set: a call sends each distinct array once. */
   readonly policies: readonly string[];
-  readonly args: readonly string[];
 }
 
-const CODES: Record<Policy['algorithm'], string> = {
-  'token-bucket': '1',
-  gcra: '1',
-  'fixed-window': '2',
-  'sliding-window-log': '3',
-  'sliding-window-counter': '4',
-  concurrency: '5',
-};
 /**
- * What a script call can do to an identifier: the store's modes, `reset`, and the two halves of a quota
- * lease: `lease` (consume, plus up to `lease` more units) and `unlease` (give unused units back, unless the
- * Redis time is already at or past `lease`), and `group`: this operation and the `lease` - 1 after it are
- * charged all or none.
+ * What one script operation does to one identifier's policies (a group: to several, all or none):
+ * - `consume`: charge `cost` to every policy if all allow (`lease`: the concurrency lease it takes);
+ * - `peek`: decide as `consume` would, charging nothing;
+ * - `refund`: give `cost` back (`lease`: the concurrency lease to release), then report as a zero-cost peek;
+ * - `grant`: a quota grant, consume `cost` plus up to `ask` more units, answered with the units granted;
+ * - `return`: give `units` of a quota grant back, unless Redis's time is already at or past `until`, the
+ *   end of the earliest window they were charged in (then only a look);
+ * - `group`: each member consumes its cost, all or none;
+ * - `reset`: delete the identifier's state (answered with nothing).
  */
-export type OpMode = StoreMode | 'reset' | 'lease' | 'unlease' | 'group';
-const MODES: Record<OpMode, string> = {
-  consume: 'c',
-  peek: 'p',
-  refund: 'r',
-  reset: 'x',
-  lease: 'l',
-  unlease: 'u',
-  group: 'g',
-};
+export type Operation =
+  | { readonly kind: 'consume'; readonly target: Target; readonly cost: number; readonly lease?: string }
+  | { readonly kind: 'peek'; readonly target: Target; readonly cost: number }
+  | { readonly kind: 'refund'; readonly target: Target; readonly cost: number; readonly lease?: string }
+  | { readonly kind: 'grant'; readonly target: Target; readonly cost: number; readonly ask: number }
+  | { readonly kind: 'return'; readonly target: Target; readonly units: number; readonly until: number }
+  | {
+      readonly kind: 'group';
+      readonly members: readonly { readonly target: Target; readonly cost: number }[];
+    }
+  | { readonly kind: 'reset'; readonly target: Target };
+
+/** What the script answers to one operation: results per target (one for all but a group), units granted. */
+export interface Answer {
+  readonly results: readonly (readonly PolicyResult[])[];
+  readonly granted: number;
+}
 
 /** Keeps an identifier inside its `{hash tag}`: braces would end the tag early, so they are escaped. */
 function tag(key: string): string {
@@ -49,41 +52,76 @@ export function encodeKeys(prefix: string, key: string, set: PolicySet): string[
   return set.policies.map((p) => base + p.id);
 }
 
-/** A policy set: its number of policies, then per policy algorithm code, limit, window, burst. */
+/** A policy set: its number of policies, then per policy machine code, limit, window, burst. */
 export function encodePolicies(set: PolicySet): string[] {
   return [
     String(set.policies.length),
-    ...set.policies.flatMap((p) => [CODES[p.algorithm], String(p.limit), String(p.window), String(p.burst)]),
+    ...set.policies.flatMap((p) => [
+      MACHINE_CODES[p.algorithm],
+      String(p.limit),
+      String(p.window),
+      String(p.burst),
+    ]),
   ];
 }
 
-/** An operation's own ARGV: mode, cost, lease ('' for none; the units asked for or the deadline for a quota lease). */
-export function encodeOp(mode: OpMode, cost: number, lease: string | undefined): string[] {
-  return [MODES[mode], String(cost), lease === undefined ? '' : encodeURIComponent(lease)];
+const lease = (id: string | undefined) => (id === undefined ? '' : encodeURIComponent(id));
+
+/** The targets an operation touches, in the order of its keys. */
+export function targetsOf(op: Operation): readonly Target[] {
+  return op.kind === 'group' ? op.members.map((m) => m.target) : [op.target];
+}
+
+/**
+ * An operation's own ARGV, led by its kind; `set` gives the (1-based) place of a target's policy set in
+ * the call. Each kind has its own fields, so no slot means two things.
+ */
+export function encodeOperation(op: Operation, set: (target: Target) => string): string[] {
+  switch (op.kind) {
+    case 'consume':
+    case 'refund':
+      return [op.kind, set(op.target), String(op.cost), lease(op.lease)];
+    case 'peek':
+      return [op.kind, set(op.target), String(op.cost)];
+    case 'grant':
+      return [op.kind, set(op.target), String(op.cost), String(op.ask)];
+    case 'return':
+      return [op.kind, set(op.target), String(op.units), String(op.until)];
+    case 'reset':
+      return [op.kind, set(op.target)];
+    case 'group':
+      return [
+        op.kind,
+        String(op.members.length),
+        ...op.members.flatMap((m) => [set(m.target), String(m.cost)]),
+      ];
+  }
 }
 
 /**
  * The script's whole call: KEYS, then ARGV led by the time to decide at ('' = the server's TIME), the
- * distinct policy sets, and per operation the number of its set followed by its own arguments.
+ * distinct policy sets, then the operations.
  */
 export function encodeBatch(
-  ops: readonly EncodedOp[],
+  ops: readonly Operation[],
   now: number | undefined,
 ): { keys: string[]; args: string[] } {
   const keys: string[] = [];
   const args: string[] = [now === undefined ? '' : String(now), ''];
   const tail: string[] = [];
   const sets = new Map<readonly string[], string>();
-  for (const op of ops) {
-    for (const k of op.keys) keys.push(k);
-    let index = sets.get(op.policies);
+  const place = (target: Target): string => {
+    let index = sets.get(target.policies);
     if (index === undefined) {
       index = String(sets.size + 1);
-      sets.set(op.policies, index);
-      for (const a of op.policies) args.push(a);
+      sets.set(target.policies, index);
+      for (const a of target.policies) args.push(a);
     }
-    tail.push(index);
-    for (const a of op.args) tail.push(a);
+    return index;
+  };
+  for (const op of ops) {
+    for (const target of targetsOf(op)) for (const k of target.keys) keys.push(k);
+    for (const a of encodeOperation(op, place)) tail.push(a);
   }
   args[1] = String(sets.size);
   for (const a of tail) args.push(a);
@@ -105,47 +143,53 @@ function integer(value: unknown, at: number): number {
   return n;
 }
 
+const policiesOf = (target: Target) => target.keys.length;
+
 /**
- * The results of each operation, from the script's reply: the time decided at, then per operation and
- * policy allowed (1/0), remaining, resetAt and retryAfter (-1: never). An operation marked in `leased`
- * leads with the units granted, written to `grants`. Anything else (another shape, a length that does not
- * match what was asked, a number that is not an integer) throws MalformedReplyError.
+ * The answer to each operation, from the script's reply: the time decided at, then per operation (after
+ * the units granted, for a grant) and policy allowed (1/0), remaining, resetAt and retryAfter (-1: never);
+ * nothing for a reset. Anything else (another shape, a length that does not match what was asked, a number
+ * that is not an integer) throws MalformedReplyError.
  */
-export function decodeBatch(
-  reply: unknown,
-  counts: readonly number[],
-  leased?: readonly boolean[],
-  grants?: number[],
-): PolicyResult[][] {
+export function decodeBatch(reply: unknown, ops: readonly Operation[]): Answer[] {
   if (!Array.isArray(reply)) throw new MalformedReplyError(`${typeof reply}, not an array`);
-  let expected = 1 + 4 * counts.reduce((sum, n) => sum + n, 0);
-  if (leased !== undefined) for (const l of leased) if (l) expected++;
+  let expected = 1;
+  for (const op of ops) {
+    if (op.kind === 'reset') continue;
+    if (op.kind === 'grant') expected++;
+    for (const target of targetsOf(op)) expected += 4 * policiesOf(target);
+  }
   if (reply.length !== expected) {
     throw new MalformedReplyError(`${reply.length} values where ${expected} were expected`);
   }
   const now = integer(reply[0], 0); // Redis's time (or the injected clock's): resetAt is on it
   let at = 1;
-  return counts.map((n, op) => {
-    if (leased?.[op] === true) {
-      const granted = integer(reply[at], at);
+  return ops.map((op): Answer => {
+    if (op.kind === 'reset') return { results: [], granted: 0 };
+    let granted = 0;
+    if (op.kind === 'grant') {
+      granted = integer(reply[at], at);
       if (granted < 0) throw new MalformedReplyError(`${granted} at ${at}, not a number of units`);
-      if (grants !== undefined) grants[op] = granted;
       at++;
     }
-    const results: PolicyResult[] = new Array(n);
-    for (let i = 0; i < n; i++, at += 4) {
-      const allowed = integer(reply[at], at);
-      if (allowed !== 0 && allowed !== 1) throw new MalformedReplyError(`${allowed} at ${at}, not 0 or 1`);
-      const resetAt = integer(reply[at + 2], at + 2);
-      const retry = integer(reply[at + 3], at + 3);
-      results[i] = {
-        allowed: allowed === 1,
-        remaining: integer(reply[at + 1], at + 1),
-        resetAt,
-        retryAfter: retry < 0 ? Number.POSITIVE_INFINITY : retry,
-        resetAfter: resetAt - now,
-      };
-    }
-    return results;
+    const results = targetsOf(op).map((target) => {
+      const n = policiesOf(target);
+      const out: PolicyResult[] = new Array(n);
+      for (let i = 0; i < n; i++, at += 4) {
+        const allowed = integer(reply[at], at);
+        if (allowed !== 0 && allowed !== 1) throw new MalformedReplyError(`${allowed} at ${at}, not 0 or 1`);
+        const resetAt = integer(reply[at + 2], at + 2);
+        const retry = integer(reply[at + 3], at + 3);
+        out[i] = {
+          allowed: allowed === 1,
+          remaining: integer(reply[at + 1], at + 1),
+          resetAt,
+          retryAfter: retry < 0 ? Number.POSITIVE_INFINITY : retry,
+          resetAfter: resetAt - now,
+        };
+      }
+      return out;
+    });
+    return { results, granted };
   });
 }

@@ -1,8 +1,4 @@
 export { type RedisAdapter, redisAdapter } from './adapter.js';
-export {
-  RedisStore,
-  type RedisStoreOptions,
-  type RedisStoreStats,
-  type StoreErrorPolicy,
-} from './redis-store.js';
+export type { QuotaGrantOptions, RedisStoreOptions, StoreErrorPolicy } from './options.js';
+export { RedisStore, type RedisStoreStats } from './redis-store.js';
 export { hashSlot } from './slot.js';
