@@ -402,6 +402,40 @@ describe('quota leases: options', () => {
     assert.ok(new RedisStore({ client, leases: { lifetime: 2 ** 31 - 1 } }));
   });
 
+  it('quotaGrants is the option; leases, its former name, is the same option; both at once are refused', async () => {
+    for (const [name, options] of [
+      ['quotaGrants', { quotaGrants: true }],
+      ['leases', { leases: true }],
+    ] as const) {
+      const store = new RedisStore({ client, prefix: `grant-name-${name}:`, ...options });
+      const limiter = new Limiter({
+        store,
+        policies: { algorithm: 'fixed-window', limit: 100, window: '1m' },
+      });
+      try {
+        for (let wave = 0; wave < 3; wave++) {
+          await Promise.all(Array.from({ length: 20 }, () => limiter.consume('hot')));
+        }
+        assert.ok(store.stats.leases > 0, `${name}: grants were taken`);
+        assert.ok(store.stats.localDecisions > 0, `${name}: decisions were made from them`);
+      } finally {
+        await store.close();
+      }
+    }
+    assert.throws(
+      () => new RedisStore({ client, quotaGrants: true, leases: true }),
+      /"leases" must be absent when "quotaGrants" is given/,
+    );
+    assert.throws(
+      () => new RedisStore({ client, quotaGrants: [] as never }),
+      /"quotaGrants" must be a boolean or/,
+    );
+    assert.throws(
+      () => new RedisStore({ client, quotaGrants: { lifetime: '30d' } }),
+      /"quotaGrants\.lifetime" must be .*2147483647/,
+    );
+  });
+
   it('refuses other durations past the timer limit and lists for object options, naming them', () => {
     const cases: [Record<string, unknown>, RegExp][] = [
       [{ timeout: '30d' }, /"timeout" must be .*2147483647/],

@@ -129,6 +129,41 @@ describe('RedisStore coalescing', () => {
     await new Limiter({ store: one, policies: { limit: 1, window: '1m' } }).consume('a');
     assert.equal(one.stats.scripts, 1, 'one decision, one call');
   });
+
+  it('sends a lone decision at once, with no call outstanding; while one is, the next wait for the end of the turn', async () => {
+    // The real client, watched: each script call is counted as it is handed to the client.
+    const real = redisAdapter(client);
+    let sent = 0;
+    const watched: RedisAdapter = {
+      cluster: false,
+      evalsha: (...args) => {
+        sent++;
+        return real.evalsha(...args);
+      },
+      eval: (...args) => real.eval(...args),
+    };
+    const store = new RedisStore({ client: watched, prefix: 'batch-now:' });
+    const limiter = new Limiter({ store, policies: { limit: 10, window: '1m' } });
+    let turnEnded = false;
+    setImmediate(() => {
+      turnEnded = true;
+    });
+    const first = limiter.consume('a');
+    for (let i = 0; i < 10 && sent === 0; i++) await Promise.resolve();
+    assert.equal(sent, 1, 'the lone decision went out within the task that made it');
+    assert.equal(turnEnded, false, 'before the end of the turn');
+    // One call outstanding: these two wait for the end of the turn, and travel together.
+    const more = [limiter.consume('b'), limiter.consume('c')];
+    for (let i = 0; i < 10; i++) await Promise.resolve();
+    assert.equal(sent, 1, 'not sent while a call is outstanding and the turn goes on');
+    const decisions = await Promise.all([first, ...more]);
+    assert.ok(decisions.every((d) => d.allowed));
+    assert.equal(
+      store.stats.scripts,
+      3,
+      'the two waiting decisions went at the end of the turn, in its two calls',
+    );
+  });
 });
 
 describe('RedisStore options', () => {

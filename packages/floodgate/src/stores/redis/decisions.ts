@@ -1,7 +1,7 @@
 import type { PolicyResult } from '../../core/algorithms/types.js';
 import type { PolicySet } from '../../core/policy.js';
 import type { GroupMember } from '../group.js';
-import type { StoreMode } from '../store.js';
+import type { Store } from '../store.js';
 import type { Operation } from './codec.js';
 import type { DenyCache } from './deny-cache.js';
 import type { OutageAnswers } from './outage.js';
@@ -21,13 +21,8 @@ export class RedisDecisions {
     private readonly denied: DenyCache | undefined,
   ) {}
 
-  decide(
-    key: string,
-    set: PolicySet,
-    cost: number,
-    mode: StoreMode,
-    lease?: string,
-  ): Promise<readonly PolicyResult[]> {
+  /** One decision, asked as `Store.apply` is. */
+  decide(...[key, set, cost, mode, lease]: Parameters<Store['apply']>): Promise<readonly PolicyResult[]> {
     if (!this.runner.available) return Promise.resolve(this.outage.answer(key, set, cost, mode, lease));
     const target = this.targets.of(key, set);
     const op: Operation =

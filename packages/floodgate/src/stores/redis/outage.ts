@@ -2,7 +2,7 @@ import type { OutagePolicy, PolicyResult } from '../../core/algorithms/types.js'
 import type { PolicySet } from '../../core/policy.js';
 import type { GroupMember } from '../group.js';
 import { MemoryStore } from '../memory.js';
-import type { StoreMode } from '../store.js';
+import type { Store } from '../store.js';
 
 /**
  * The outage policy's answers (`onStoreError`), for every decision Redis cannot make: each marked as
@@ -26,13 +26,8 @@ export class OutageAnswers {
     await this.#fallback?.reset(key, set);
   }
 
-  answer(
-    key: string,
-    set: PolicySet,
-    cost: number,
-    mode: StoreMode,
-    lease?: string,
-  ): readonly PolicyResult[] {
+  /** The answer to one decision, asked as `Store.apply` is. */
+  answer(...[key, set, cost, mode, lease]: Parameters<Store['apply']>): readonly PolicyResult[] {
     this.stats.degraded++;
     if (this.policy === 'fallback') {
       return this.#store()
