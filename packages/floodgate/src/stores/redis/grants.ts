@@ -2,18 +2,7 @@ import type { PolicyResult } from '../../core/algorithms/types.js';
 import type { MaybePromise } from '../../core/maybe.js';
 import type { PolicySet } from '../../core/policy.js';
 import type { RedisDecisions } from './decisions.js';
-import type { Timers } from './timers.js';
-
-export interface GrantSettings {
-  /** Longest a grant is held before its unused units go back (ms); shortened per policy set, see `lifetimeOf`. */
-  readonly lifetime: number;
-  /** Most units one grant may ask for. */
-  readonly maxUnits: number;
-  /** Most identifiers followed at once (per policy set); past it, new identifiers take the exact path. */
-  readonly maxKeys: number;
-  /** Local monotonic time, and the timers that end grants. */
-  readonly timers: Timers;
-}
+import type { GrantSettings } from './options.js';
 
 /**
  * Counters for metrics (named as when grants were called leases; the metrics keep those names): grants

@@ -3,7 +3,6 @@ import { systemClock } from '../../core/clock.js';
 import { parseDuration } from '../../core/duration.js';
 import { invalidOption, knownKeys } from '../../core/errors.js';
 import { redisAdapter } from './adapter.js';
-import type { GrantSettings } from './grants.js';
 import type { RunnerOptions } from './runner.js';
 import { monotonicTimers, type Timers, timersOn } from './timers.js';
 
@@ -76,6 +75,18 @@ export interface RedisStoreOptions {
   readonly onError?: (error: Error) => void;
   /** Called when Redis answers again after failures, with how long it was unavailable (ms). */
   readonly onRecover?: (info: { readonly downFor: number }) => void;
+}
+
+/** Quota grants' settings, resolved. */
+export interface GrantSettings {
+  /** Longest a grant is held before its unused units go back (ms); shortened per policy set, see `lifetimeOf`. */
+  readonly lifetime: number;
+  /** Most units one grant may ask for. */
+  readonly maxUnits: number;
+  /** Most identifiers followed at once (per policy set); past it, new identifiers take the exact path. */
+  readonly maxKeys: number;
+  /** Local monotonic time, and the timers that end grants. */
+  readonly timers: Timers;
 }
 
 /** A store's options, validated and resolved once; every part reads them from here. */
