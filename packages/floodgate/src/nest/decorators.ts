@@ -6,7 +6,8 @@ import {
 } from '@nestjs/common';
 import { invalidOption } from '../core/errors.js';
 import { resolveHttpOptions } from '../http/options.js';
-import { type NestRequest, ownsLimiter, type RouteLimitOptions } from './options.js';
+import { decisionOf } from './context.js';
+import { type NestRequest, ownsLimiter, type RouteLimitOptions, scopeOption } from './options.js';
 
 /** Metadata keys of the decorators, read by `FloodgateGuard`. */
 export const RATE_LIMIT = 'floodgate:rate-limit';
@@ -18,7 +19,8 @@ const CHECK_ONLY = { limit: 1, window: 1000 } as const;
 /**
  * A controller's or a route's own limits, on top of the module's: own `policies` (a budget of their own,
  * shared by a controller's routes), or only a `cost`, `key`, `countOnly`... spent from the module's policies.
- * Checked where it is written, so a bad setting fails when the application loads.
+ * `scope: "route"` gives each route its own budget. Checked where it is written, and with the module's
+ * options when the application starts, so a bad setting fails then, never on a request.
  *
  *     @RateLimit({ policies: { limit: 5, window: '15m' }, countOnly: 'failed' })
  */
@@ -35,7 +37,9 @@ export function RateLimit<Req = NestRequest>(options: RouteLimitOptions<Req>): C
     if (name in options)
       throw invalidOption(name, "absent in @RateLimit: routes use the module's", undefined);
   }
-  resolveHttpOptions(ownsLimiter(options) ? options : { ...options, policies: CHECK_ONLY });
+  const { scope, ...http } = options;
+  scopeOption(scope);
+  resolveHttpOptions(ownsLimiter(http) ? http : { ...http, policies: CHECK_ONLY });
   return SetMetadata(RATE_LIMIT, Object.freeze({ ...options }));
 }
 
@@ -46,6 +50,6 @@ export function SkipRateLimit(skip = true): CustomDecorator<string> {
 }
 
 /** The handler's parameter that receives the limiter's decision (undefined when nothing was decided). */
-export const RateLimitDecision = createParamDecorator(
-  (_data: unknown, context: ExecutionContext) => context.switchToHttp().getRequest<NestRequest>().rateLimit,
+export const RateLimitDecision = createParamDecorator((_data: unknown, context: ExecutionContext) =>
+  decisionOf(context),
 );

@@ -6,6 +6,7 @@ import type { HttpLimitOptions } from '../http/options.js';
 /**
  * A request as Nest hands it to guards, on either HTTP platform: Express's request (a node request), or
  * Fastify's (whose node request is `raw`). `ip` is the client by the platform's own trust-proxy setting.
+ * In a WebSocket gateway it stands for the connection: its handshake's `headers` and the client's `ip`.
  */
 export interface NestRequest {
   readonly ip?: string | undefined;
@@ -16,8 +17,21 @@ export interface NestRequest {
   rateLimit?: Decision;
 }
 
+/**
+ * What a budget is shared across: `"app"`, one budget per client for every route it applies to (the
+ * module's policies across the application, a controller's own across its routes); `"route"`, one per
+ * client for each route apart, as @nestjs/throttler counts.
+ */
+export type LimitScope = 'app' | 'route';
+
+/** The options only the Nest module reads, beside those of every HTTP adapter. */
+interface NestOnlyOptions {
+  /** What a budget is shared across. Default `"app"`; `"route"` counts as @nestjs/throttler does. */
+  readonly scope?: LimitScope;
+}
+
 /** `FloodgateModule.forRoot`'s options: those of every HTTP adapter, and where the guard applies. */
-export interface FloodgateModuleOptions<Req = NestRequest> extends HttpLimitOptions<Req> {
+export interface FloodgateModuleOptions<Req = NestRequest> extends HttpLimitOptions<Req>, NestOnlyOptions {
   /**
    * Limit every route of the application (the guard is registered as `APP_GUARD`, the default), or only
    * controllers and routes that ask for it with `@UseGuards(FloodgateGuard)`.
@@ -30,15 +44,29 @@ export interface FloodgateModuleOptions<Req = NestRequest> extends HttpLimitOpti
  * the module's. Own `policies` make a budget of the route's (or the controller's) own; without them the
  * route spends from the module's policies, with its own cost, key or headers.
  */
-export type RouteLimitOptions<Req = NestRequest> = Omit<Partial<HttpLimitOptions<Req>>, 'store' | 'shed'>;
+export type RouteLimitOptions<Req = NestRequest> = Omit<Partial<HttpLimitOptions<Req>>, 'store' | 'shed'> &
+  NestOnlyOptions;
 
-/** Options of `forRootAsync`: a factory of the options, with what it injects. */
+/** What `forRootAsync`'s `useClass` or `useExisting` provides: a factory of the module's options. */
+export interface FloodgateOptionsFactory<Req = NestRequest> {
+  createFloodgateOptions(): FloodgateModuleOptions<Req> | Promise<FloodgateModuleOptions<Req>>;
+}
+
+/** Options of `forRootAsync`: a factory of the options (a function, or a class), with what it injects. */
 export interface FloodgateModuleAsyncOptions<Req = NestRequest> {
-  // biome-ignore lint/suspicious/noExplicitAny: the factory's arguments are whatever `inject` provides
-  readonly useFactory: (...args: any[]) => HttpLimitOptions<Req> | Promise<HttpLimitOptions<Req>>;
+  readonly useFactory?: (
+    // biome-ignore lint/suspicious/noExplicitAny: the factory's arguments are whatever `inject` provides
+    ...args: any[]
+  ) => FloodgateModuleOptions<Req> | Promise<FloodgateModuleOptions<Req>>;
   readonly inject?: readonly unknown[];
+  /** A class implementing `FloodgateOptionsFactory`, made by the module. */
+  readonly useClass?: new (
+    ...args: never[]
+  ) => FloodgateOptionsFactory<Req>;
+  /** A `FloodgateOptionsFactory` provider that another module already provides. */
+  readonly useExisting?: unknown;
   readonly imports?: readonly unknown[];
-  /** As in `forRoot`; known before the factory runs, since it decides whether the guard is global. */
+  /** As in `forRoot`; a `global` the factory returns wins over this one. */
   readonly global?: boolean;
 }
 
@@ -46,6 +74,13 @@ export interface FloodgateModuleAsyncOptions<Req = NestRequest> {
 export function globalOption(value: unknown): boolean {
   if (value === undefined) return true;
   if (typeof value !== 'boolean') throw invalidOption('global', 'a boolean', value, 'type');
+  return value;
+}
+
+/** The option `scope`, checked (undefined when not given). */
+export function scopeOption(value: unknown, option = 'scope'): LimitScope | undefined {
+  if (value !== undefined && value !== 'app' && value !== 'route')
+    throw invalidOption(option, 'one of "app", "route"', value);
   return value;
 }
 

@@ -181,6 +181,12 @@ export interface AppSetup {
   filter?: boolean;
   /** The loopback address to listen on: `127.0.0.1` or `::1`. */
   host?: string;
+  /** The application's controllers (default: every test controller above) and other modules. */
+  controllers?: readonly (new (
+    ...args: never[]
+  ) => unknown)[];
+  imports?: readonly unknown[];
+  providers?: readonly unknown[];
 }
 
 /** A Nest application with the module and every test controller, listening on a free loopback port. */
@@ -190,8 +196,15 @@ export async function startApp({
   trustProxy = false,
   filter = false,
   host = '127.0.0.1',
+  controllers = CONTROLLERS,
+  imports = [],
+  providers = [],
 }: AppSetup): Promise<RunningApp> {
-  @Module({ imports: [floodgate], controllers: CONTROLLERS })
+  @Module({
+    imports: [floodgate, ...(imports as never[])],
+    controllers: [...controllers],
+    providers: [...(providers as never[])],
+  })
   class AppModule {}
   const adapter = platform === 'express' ? new ExpressAdapter() : new FastifyAdapter({ trustProxy });
   const app = await NestFactory.create(AppModule, adapter, { logger: false, abortOnError: false });

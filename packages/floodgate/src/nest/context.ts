@@ -1,0 +1,77 @@
+import type { ExecutionContext } from '@nestjs/common';
+import type { Decision } from '../core/decision.js';
+import type { NodeRequestLike } from '../http/node-common.js';
+import type { NestRequest } from './options.js';
+
+/** The context types the guard limits: HTTP routes, GraphQL resolvers, WebSocket gateways' messages. */
+export type LimitedContext = 'http' | 'graphql' | 'ws';
+
+/** A request and where its answer goes, as the guard's `getRequestResponse` hook finds them. */
+export interface RequestResponse {
+  /** The request (in a gateway, the connection's handshake); undefined when the context carries none. */
+  readonly request: NestRequest | undefined;
+  /** Express's response or Fastify's reply; undefined in a gateway, where no header fields go. */
+  readonly response: unknown;
+}
+
+/** A WebSocket client, as `ws` and socket.io make them: the handshake's headers and the peer's address. */
+interface WsClient {
+  readonly handshake?: { readonly headers?: NodeRequestLike['headers']; readonly address?: string };
+  readonly request?: NodeRequestLike;
+  readonly _socket?: { readonly remoteAddress?: string };
+  readonly user?: unknown;
+  readonly data?: { readonly user?: unknown };
+}
+
+/** Per connection, the request it stands for: made once, on its first message. */
+const connections = new WeakMap<object, NestRequest & NodeRequestLike>();
+
+/**
+ * A connection as a request: socket.io's handshake, or the `ws` socket's peer (`ws` keeps no headers; an
+ * application that wants them sets `client.request` to the upgrade request in `handleConnection`).
+ */
+function connectionRequest(client: WsClient): NestRequest & NodeRequestLike {
+  let request = connections.get(client);
+  if (request === undefined) {
+    const headers = client.handshake?.headers ?? client.request?.headers ?? {};
+    const ip =
+      client.handshake?.address ?? client.request?.socket?.remoteAddress ?? client._socket?.remoteAddress;
+    request = {
+      headers,
+      ip,
+      socket: { remoteAddress: ip },
+      get user() {
+        return client.user ?? client.data?.user;
+      },
+    };
+    connections.set(client, request);
+  }
+  return request;
+}
+
+/** The request and response of a context: HTTP's, GraphQL's context's (`req`/`res`, or `request`/`reply`), a gateway's connection. */
+export function requestResponse(context: ExecutionContext, type: LimitedContext): RequestResponse {
+  if (type === 'http') {
+    const http = context.switchToHttp();
+    return { request: http.getRequest<NestRequest>(), response: http.getResponse() };
+  }
+  if (type === 'graphql') {
+    const gql = context.getArgByIndex<
+      { req?: NestRequest; request?: NestRequest; res?: unknown; reply?: unknown } | undefined
+    >(2);
+    return { request: gql?.req ?? gql?.request, response: gql?.res ?? gql?.reply };
+  }
+  return { request: connectionRequest(context.switchToWs().getClient<WsClient>()), response: undefined };
+}
+
+/**
+ * The decisions of calls that are not HTTP requests (a GraphQL field, a message), by the call's arguments:
+ * one request or connection carries many such calls.
+ */
+export const callDecisions = new WeakMap<object, Decision>();
+
+/** The decision the guard made for a context's call, for `@RateLimitDecision()`. */
+export function decisionOf(context: ExecutionContext): Decision | undefined {
+  if (context.getType() === 'http') return context.switchToHttp().getRequest<NestRequest>().rateLimit;
+  return callDecisions.get(context.getArgs());
+}
