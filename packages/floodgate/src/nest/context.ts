@@ -65,13 +65,28 @@ export function requestResponse(context: ExecutionContext, type: LimitedContext)
 }
 
 /**
- * The decisions of calls that are not HTTP requests (a GraphQL field, a message), by the call's arguments:
- * one request or connection carries many such calls.
+ * The decisions of calls that are not HTTP requests, by what is the call's own: a GraphQL field's resolve
+ * info, a message's data (or, for data that is no object, its connection). One request or connection
+ * carries many such calls.
  */
-export const callDecisions = new WeakMap<object, Decision>();
+const callDecisions = new WeakMap<object, Decision>();
+
+function callOf(context: ExecutionContext): object | undefined {
+  const own = context.getArgByIndex<unknown>(context.getType() === 'graphql' ? 3 : 1);
+  if (typeof own === 'object' && own !== null) return own;
+  const client = context.getArgByIndex<unknown>(0);
+  return typeof client === 'object' && client !== null ? client : undefined;
+}
+
+/** Keeps the decision of a GraphQL field's or a message's call, for `@RateLimitDecision()`. */
+export function keepDecision(context: ExecutionContext, decision: Decision): void {
+  const call = callOf(context);
+  if (call !== undefined) callDecisions.set(call, decision);
+}
 
 /** The decision the guard made for a context's call, for `@RateLimitDecision()`. */
 export function decisionOf(context: ExecutionContext): Decision | undefined {
   if (context.getType() === 'http') return context.switchToHttp().getRequest<NestRequest>().rateLimit;
-  return callDecisions.get(context.getArgs());
+  const call = callOf(context);
+  return call === undefined ? undefined : callDecisions.get(call);
 }

@@ -19,7 +19,7 @@ import {
   settleWhenDone,
 } from '../http/node-common.js';
 import type { HttpResponse } from '../http/problem.js';
-import { callDecisions, type LimitedContext, type RequestResponse, requestResponse } from './context.js';
+import { keepDecision, type LimitedContext, type RequestResponse, requestResponse } from './context.js';
 import { RATE_LIMIT, SKIP_RATE_LIMIT } from './decorators.js';
 import { at, FloodgateLimits, type LimitedRoute, mappedKey, type RouteSite } from './limits.js';
 import type { NestRequest, RouteLimitOptions } from './options.js';
@@ -200,7 +200,7 @@ export class FloodgateGuard implements CanActivate, OnModuleInit {
       if (verdict.kind === 'respond') this.throwThrottlingException(context, new FloodgateException(verdict));
       if (verdict.decision !== undefined) {
         if (type === 'http') request.rateLimit = verdict.decision;
-        else callDecisions.set(context.getArgs(), verdict.decision);
+        else keepDecision(context, verdict.decision);
       }
       if (verdict.settle === undefined) return true;
       if (res === undefined)
