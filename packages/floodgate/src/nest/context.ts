@@ -72,7 +72,7 @@ export function requestResponse(context: ExecutionContext, type: LimitedContext)
 const callDecisions = new WeakMap<object, Decision>();
 
 function callOf(context: ExecutionContext): object | undefined {
-  const own = context.getArgByIndex<unknown>(context.getType() === 'graphql' ? 3 : 1);
+  const own = context.getArgByIndex<unknown>(context.getType<string>() === 'graphql' ? 3 : 1);
   if (typeof own === 'object' && own !== null) return own;
   const client = context.getArgByIndex<unknown>(0);
   return typeof client === 'object' && client !== null ? client : undefined;
