@@ -216,3 +216,25 @@ export async function startApp({
   const origin = host.includes(':') ? `[${host}]` : host;
   return { url: `http://${origin}:${port}`, close: () => app.close() };
 }
+
+/** The statuses of replies, sorted. */
+export async function statuses(replies: Promise<Response>[]): Promise<number[]> {
+  return (await Promise.all(replies)).map((r) => r.status).sort((a, b) => a - b);
+}
+
+export function times<T>(n: number, make: (i: number) => T): T[] {
+  return Array.from({ length: n }, (_, i) => make(i));
+}
+
+/** Runs `run` against an application, and closes it however `run` ends. */
+export async function using(
+  app: Promise<RunningApp>,
+  run: (app: RunningApp) => Promise<void>,
+): Promise<void> {
+  const running = await app;
+  try {
+    await run(running);
+  } finally {
+    await running.close();
+  }
+}

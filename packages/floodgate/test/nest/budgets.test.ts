@@ -6,17 +6,9 @@ import { FloodgateModule, RateLimit } from '../../src/nest/index.js';
 import { MemoryStore } from '../../src/stores/memory.js';
 import { RedisStore } from '../../src/stores/redis/index.js';
 import { useRedis } from '../helpers/redis.js';
-import { PLATFORMS, type RunningApp, startApp } from './app.js';
+import { PLATFORMS, type RunningApp, startApp, statuses, times, using } from './app.js';
 
 // Where a budget applies, and when a route's settings are checked: real applications on both platforms.
-
-async function statuses(replies: Promise<Response>[]): Promise<number[]> {
-  return (await Promise.all(replies)).map((r) => r.status).sort((a, b) => a - b);
-}
-
-function times<T>(n: number, make: (i: number) => T): T[] {
-  return Array.from({ length: n }, (_, i) => make(i));
-}
 
 function admitted(got: number[]): number {
   return got.filter((s) => s < 400).length;
@@ -252,15 +244,6 @@ for (const platform of PLATFORMS) {
       );
     });
   });
-}
-
-async function using(app: Promise<RunningApp>, run: (app: RunningApp) => Promise<void>): Promise<void> {
-  const running = await app;
-  try {
-    await run(running);
-  } finally {
-    await running.close();
-  }
 }
 
 describe('floodgate/nest scope option', () => {

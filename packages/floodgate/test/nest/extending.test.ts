@@ -10,26 +10,9 @@ import {
   type LimitedRoute,
   type NestRequest,
 } from '../../src/nest/index.js';
-import { PLATFORMS, type RunningApp, startApp } from './app.js';
+import { PLATFORMS, startApp, statuses, times, using } from './app.js';
 
 // The guard extended through its hooks, forRootAsync's other forms, and the refusal's body.
-
-async function statuses(replies: Promise<Response>[]): Promise<number[]> {
-  return (await Promise.all(replies)).map((r) => r.status).sort((a, b) => a - b);
-}
-
-function times<T>(n: number, make: (i: number) => T): T[] {
-  return Array.from({ length: n }, (_, i) => make(i));
-}
-
-async function using(app: Promise<RunningApp>, run: (app: RunningApp) => Promise<void>): Promise<void> {
-  const running = await app;
-  try {
-    await run(running);
-  } finally {
-    await running.close();
-  }
-}
 
 @Controller('hooks')
 class HooksController {
