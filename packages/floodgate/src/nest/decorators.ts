@@ -4,9 +4,11 @@ import {
   type ExecutionContext,
   SetMetadata,
 } from '@nestjs/common';
-import { invalidOption } from '../core/errors.js';
+import { invalidOption, isInvalidOption } from '../core/errors.js';
+import type { PolicySpec } from '../core/policy.js';
 import { resolveHttpOptions } from '../http/options.js';
 import { decisionOf } from './context.js';
+import { relocated } from './option-errors.js';
 import { type NestRequest, ownsLimiter, type RouteLimitOptions, scopeOption } from './options.js';
 
 /** Metadata keys of the decorators, read by `FloodgateGuard`. */
@@ -37,9 +39,19 @@ export function RateLimit<Req = NestRequest>(options: RouteLimitOptions<Req>): C
     if (name in options)
       throw invalidOption(name, "absent in @RateLimit: routes use the module's", undefined);
   }
-  const { scope, ...http } = options;
+  const { scope, tiers, tier, ...http } = options;
   scopeOption(scope);
-  resolveHttpOptions(ownsLimiter(http) ? http : { ...http, policies: CHECK_ONLY });
+  if (tiers === undefined && tier === undefined) {
+    resolveHttpOptions(ownsLimiter(http) ? http : { ...http, policies: CHECK_ONLY });
+  } else {
+    for (const [name, policies] of tierEntries(tiers, tier, http)) {
+      try {
+        resolveHttpOptions({ ...http, policies });
+      } catch (error) {
+        throw inTier(name, error);
+      }
+    }
+  }
   return SetMetadata(RATE_LIMIT, Object.freeze({ ...options }));
 }
 
@@ -53,3 +65,35 @@ export function SkipRateLimit(skip = true): CustomDecorator<string> {
 export const RateLimitDecision = createParamDecorator((_data: unknown, context: ExecutionContext) =>
   decisionOf(context),
 );
+
+/** `tiers` and `tier`, checked: both or neither, a non-empty record, and no `policies` or `limiter` beside. */
+export function tierEntries(
+  tiers: unknown,
+  tier: unknown,
+  beside: { readonly policies?: unknown; readonly limiter?: unknown },
+): [string, PolicySpec | readonly PolicySpec[]][] {
+  if (typeof tier !== 'function')
+    throw invalidOption('tier', 'a function of the request that names a tier', tier, 'type');
+  if (
+    typeof tiers !== 'object' ||
+    tiers === null ||
+    Array.isArray(tiers) ||
+    Object.keys(tiers).length === 0
+  ) {
+    throw invalidOption(
+      'tiers',
+      'policy sets by name, such as { free: { limit: 10, window: "1m" } }',
+      tiers,
+      'type',
+    );
+  }
+  if (beside.policies !== undefined || beside.limiter !== undefined)
+    throw invalidOption('policies', 'absent when tiers are given', beside.policies ?? beside.limiter);
+  return Object.entries(tiers as Record<string, PolicySpec | readonly PolicySpec[]>);
+}
+
+/** An option error of one tier's policies, named by the tier. */
+export function inTier(name: string, error: unknown): unknown {
+  if (!isInvalidOption(error) || !error.option.startsWith('policies')) return error;
+  return relocated(error, { option: `tiers.${name}${error.option.slice('policies'.length)}` });
+}

@@ -8,7 +8,7 @@ import {
   Optional,
 } from '@nestjs/common';
 import { ModulesContainer, Reflector } from '@nestjs/core';
-import { FloodgateError } from '../core/errors.js';
+import { describe, FloodgateError } from '../core/errors.js';
 import { andThen, type MaybePromise } from '../core/maybe.js';
 import { HttpGuard, type Verdict } from '../http/guard.js';
 import {
@@ -18,10 +18,17 @@ import {
   nodeView,
   settleWhenDone,
 } from '../http/node-common.js';
-import type { HttpResponse } from '../http/problem.js';
+import { type HttpResponse, problem } from '../http/problem.js';
 import { keepDecision, type LimitedContext, type RequestResponse, requestResponse } from './context.js';
 import { RATE_LIMIT, SKIP_RATE_LIMIT } from './decorators.js';
-import { at, FloodgateLimits, type LimitedRoute, mappedKey, type RouteSite } from './limits.js';
+import {
+  at,
+  FloodgateLimits,
+  type LimitedRoute,
+  mappedKey,
+  type RoutePlan,
+  type RouteSite,
+} from './limits.js';
 import type { NestRequest, RouteLimitOptions } from './options.js';
 import { type RouteClass, type RouteKind, routeClasses } from './routes.js';
 
@@ -62,7 +69,16 @@ function body(response: HttpResponse): string | object {
 }
 
 /** A route's guard, and the route as the `generateKey` hook sees it; null when the route is skipped. */
-type RouteGuard = { readonly http: HttpGuard<NestRequest>; readonly route: LimitedRoute } | null;
+type RouteGuard = {
+  readonly http: HttpGuard<NestRequest>;
+  readonly route: LimitedRoute;
+  /** With `tiers`: each tier's guard, and the function that names a call's tier. */
+  readonly tiers?: {
+    readonly pick: NonNullable<RouteLimitOptions['tier']>;
+    readonly guards: ReadonlyMap<string, HttpGuard<NestRequest>>;
+    readonly onError: ((error: unknown, request: NestRequest) => void) | undefined;
+  };
+} | null;
 
 /** Calls a Floodgate guard has decided (by their arguments): a guard both global and a route's decides once. */
 const decided = new WeakSet<object>();
@@ -194,7 +210,36 @@ export class FloodgateGuard implements CanActivate, OnModuleInit {
     const view = this.limits.ownTrust
       ? nodeView(raw)
       : nodeView(raw, request.ip ?? raw.socket?.remoteAddress);
-    return andThen(guard.http.decide(request, view), (verdict) => {
+    const tiers = guard.tiers;
+    if (tiers === undefined)
+      return this.#verdict(context, type, request, response, guard.http.decide(request, view));
+    return andThen(tiers.pick(request, context), (name) => {
+      const http = typeof name === 'string' ? tiers.guards.get(name) : undefined;
+      if (http !== undefined)
+        return this.#verdict(context, type, request, response, http.decide(request, view));
+      // A tier nobody configured is the application's bug: loud, and never admitted.
+      tiers.onError?.(
+        new FloodgateError(
+          'ERR_FLOODGATE_INVALID_REQUEST_VALUE',
+          `floodgate: the request's tier must be one of ${[...tiers.guards.keys()].join(', ')}; got ${describe(name)}`,
+        ),
+        request,
+      );
+      this.throwThrottlingException(
+        context,
+        new FloodgateException(problem(400, 'Bad Request', "This request's rate-limit tier is not valid.")),
+      );
+    });
+  }
+
+  #verdict(
+    context: ExecutionContext,
+    type: string,
+    request: NestRequest,
+    response: unknown,
+    decided: MaybePromise<Verdict>,
+  ): MaybePromise<boolean> {
+    return andThen(decided, (verdict) => {
       const res = typeof response === 'object' && response !== null ? (response as NestResponse) : undefined;
       if (res !== undefined) writeHeaders(res, verdict);
       if (verdict.kind === 'respond') this.throwThrottlingException(context, new FloodgateException(verdict));
@@ -243,14 +288,22 @@ export class FloodgateGuard implements CanActivate, OnModuleInit {
     );
     const { route } = plan;
     if (plan.plain && !this.#hooks.tracker && !this.#hooks.key) return { http: this.limits.base, route };
+    if (plan.tiers === undefined) return { http: this.#http(plan), route };
+    const guards = new Map<string, HttpGuard<NestRequest>>();
+    for (const [name, tier] of plan.tiers.plans) guards.set(name, this.#http(tier));
+    const onError = plan.options.onError;
+    return { http: this.limits.base, route, tiers: { pick: plan.tiers.pick, guards, onError } };
+  }
+
+  /** A route's (or a tier's) own `HttpGuard`, its keys made by the hooks a subclass overrides. */
+  #http({ options, route }: Pick<RoutePlan, 'options' | 'route'>): HttpGuard<NestRequest> {
     const key = this.#hooks.tracker
       ? (request: NestRequest) => this.getTracker(request, tracked.get(request)!)
-      : plan.options.key;
+      : options.key;
     const mapped =
       route.budget === '' && !this.#hooks.key ? key : mappedKey(key, (k) => this.generateKey(route, k));
-    const options = mapped === undefined ? plan.options : { ...plan.options, key: mapped };
     try {
-      return { http: new HttpGuard<NestRequest>(options), route };
+      return new HttpGuard<NestRequest>(mapped === undefined ? options : { ...options, key: mapped });
     } catch (error) {
       throw at(route.id, error);
     }

@@ -1,11 +1,12 @@
 import { systemClock } from '../core/clock.js';
-import { invalidOption, isInvalidOption } from '../core/errors.js';
+import { invalidOption } from '../core/errors.js';
 import { andThen } from '../core/maybe.js';
 import { HttpGuard } from '../http/guard.js';
 import { byIp, type KeyExtractor } from '../http/keys.js';
 import type { HttpLimitOptions } from '../http/options.js';
 import { Limiter } from '../limiter/limiter.js';
 import { Shedder } from '../limiter/shedder.js';
+import { relocated } from './option-errors.js';
 import {
   type FloodgateModuleOptions,
   globalOption,
@@ -38,6 +39,11 @@ export interface RoutePlan {
   readonly route: LimitedRoute;
   /** True when the route is limited exactly as the module's own guard limits (which it can then share). */
   readonly plain: boolean;
+  /** With `tiers`: the function that names a call's tier, and each tier's options and budget. */
+  readonly tiers?: {
+    readonly pick: NonNullable<RouteLimitOptions['tier']>;
+    readonly plans: ReadonlyMap<string, Pick<RoutePlan, 'options' | 'route'>>;
+  };
 }
 
 /** Where a route is, for `plan`: its class and handler, their ids, and how its requests arrive. */
@@ -67,8 +73,8 @@ export class FloodgateLimits {
   readonly base: HttpGuard<NestRequest>;
   readonly #shared: HttpLimitOptions<NestRequest>;
   readonly #clock: HttpLimitOptions<NestRequest>['clock'];
-  /** The limiter of each `@RateLimit` that brings its own policies: one per settings object. */
-  readonly #limiters = new WeakMap<object, Limiter>();
+  /** The limiters of each `@RateLimit` that brings its own policies: one per settings object (and tier). */
+  readonly #limiters = new WeakMap<object, Map<string, Limiter>>();
   /** Which class each budget belongs to, so that two classes never count under one name. */
   readonly #budgets = new Map<string, unknown>();
   readonly #opened: { close(): unknown }[] = [];
@@ -138,8 +144,15 @@ export class FloodgateLimits {
     const plain = controller === undefined && handler === undefined;
     if (plain && budget === '' && site.kind === 'controller')
       return { options: { ...this.#shared, limiter: this.limiter }, route, plain };
-    const { policies: _cp, limiter: _cl, scope: _cs, ...fromController } = controller ?? {};
-    const { policies: _hp, limiter: _hl, scope: _hs, ...fromHandler } = handler ?? {};
+    const {
+      policies: _cp,
+      limiter: _cl,
+      scope: _cs,
+      tiers: _ct,
+      tier: _ck,
+      ...fromController
+    } = controller ?? {};
+    const { policies: _hp, limiter: _hl, scope: _hs, tiers: _ht, tier: _hk, ...fromHandler } = handler ?? {};
     const options = { ...this.#shared, ...fromController, ...fromHandler };
     if (options.countOnly !== undefined && site.kind !== 'controller') {
       // A message or a GraphQL field has no status of its own to tell a failure by.
@@ -149,6 +162,19 @@ export class FloodgateLimits {
         `absent on ${what}: its answers have no HTTP status`,
         options.countOnly,
       );
+    }
+    if (owner?.tiers !== undefined) {
+      const plans = new Map<string, Pick<RoutePlan, 'options' | 'route'>>();
+      for (const name of Object.keys(owner.tiers)) {
+        const tier = { ...route, budget: `${budget}/${name}` };
+        plans.set(name, { options: { ...options, limiter: this.#limiterOf(owner, name) }, route: tier });
+      }
+      return {
+        options: { ...options, limiter: this.limiter },
+        route,
+        plain: false,
+        tiers: { pick: owner.tier!, plans },
+      };
     }
     return {
       options: { ...options, limiter: owner === undefined ? this.limiter : this.#limiterOf(owner) },
@@ -174,17 +200,22 @@ export class FloodgateLimits {
    * The limiter of a `@RateLimit` that brings its own policies: one per settings object, on the module's
    * store. Classes that inherit the settings share the limiter, never the budget: their keys are apart.
    */
-  #limiterOf(owner: RouteLimitOptions): Limiter {
+  #limiterOf(owner: RouteLimitOptions, tier?: string): Limiter {
     if (owner.limiter !== undefined) return owner.limiter;
-    let limiter = this.#limiters.get(owner);
+    let limiters = this.#limiters.get(owner);
+    if (limiters === undefined) {
+      limiters = new Map();
+      this.#limiters.set(owner, limiters);
+    }
+    let limiter = limiters.get(tier ?? '');
     if (limiter === undefined) {
       const clock = this.#clock;
       limiter = new Limiter({
-        policies: owner.policies!,
+        policies: tier === undefined ? owner.policies! : owner.tiers![tier]!,
         store: this.limiter.store,
         ...(clock === undefined ? {} : { clock: { ...systemClock, now: () => clock.now() } }),
       });
-      this.#limiters.set(owner, limiter);
+      limiters.set(tier ?? '', limiter);
     }
     return limiter;
   }
@@ -198,12 +229,7 @@ export class FloodgateLimits {
 
 /** An option error from a route's settings, saying which route. */
 export function at(route: string, error: unknown): unknown {
-  if (!isInvalidOption(error)) return error;
-  const message = `floodgate: @RateLimit on ${route}: option "${error.option}" must be ${error.expected}; got ${error.got}`;
-  const located = error instanceof TypeError ? new TypeError(message) : new RangeError(message);
-  for (const name of ['code', 'option', 'expected', 'got'] as const)
-    Object.defineProperty(located, name, { value: error[name], enumerable: true });
-  return located;
+  return relocated(error, { route });
 }
 
 /** `key`, with what it extracts passed through `map` (nothing stays nothing, for `onMissingKey`). */

@@ -1,5 +1,7 @@
+import type { ExecutionContext } from '@nestjs/common';
 import type { Decision } from '../core/decision.js';
 import { invalidOption } from '../core/errors.js';
+import type { PolicySpec } from '../core/policy.js';
 import type { NodeRequestLike } from '../http/node-common.js';
 import type { HttpLimitOptions } from '../http/options.js';
 
@@ -45,7 +47,15 @@ export interface FloodgateModuleOptions<Req = NestRequest> extends HttpLimitOpti
  * route spends from the module's policies, with its own cost, key or headers.
  */
 export type RouteLimitOptions<Req = NestRequest> = Omit<Partial<HttpLimitOptions<Req>>, 'store' | 'shed'> &
-  NestOnlyOptions;
+  NestOnlyOptions & {
+    /**
+     * Policy sets by name, instead of `policies`, one of which `tier` picks for each call: limits that depend
+     * on the caller (a user's plan), each set checked at start and counted in a budget of its own.
+     */
+    readonly tiers?: Readonly<Record<string, PolicySpec | readonly PolicySpec[]>>;
+    /** The name of a call's tier, from its request and context; a name `tiers` lacks refuses the call (400). */
+    readonly tier?: (request: Req, context: ExecutionContext) => string | Promise<string>;
+  };
 
 /** What `forRootAsync`'s `useClass` or `useExisting` provides: a factory of the module's options. */
 export interface FloodgateOptionsFactory<Req = NestRequest> {
@@ -84,9 +94,12 @@ export function scopeOption(value: unknown, option = 'scope'): LimitScope | unde
   return value;
 }
 
-/** The limiter a route's settings bring, if they bring one (their own `policies` or `limiter`). */
-export function ownsLimiter<T extends { readonly policies?: unknown; readonly limiter?: unknown }>(
-  options: T | undefined,
-): boolean {
-  return options !== undefined && (options.policies !== undefined || options.limiter !== undefined);
+/** Whether a route's settings bring limits of their own (`policies`, a `limiter`, or `tiers`). */
+export function ownsLimiter<
+  T extends { readonly policies?: unknown; readonly limiter?: unknown; readonly tiers?: unknown },
+>(options: T | undefined): boolean {
+  return (
+    options !== undefined &&
+    (options.policies !== undefined || options.limiter !== undefined || options.tiers !== undefined)
+  );
 }

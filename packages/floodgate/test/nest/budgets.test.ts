@@ -97,6 +97,25 @@ class BController {
   }
 }
 
+/** Limits that depend on the caller: a plan's tier, named per request. */
+@Controller('plans')
+@RateLimit({
+  tiers: {
+    free: { algorithm: 'fixed-window', limit: 1, window: '1m' },
+    pro: { algorithm: 'fixed-window', limit: 3, window: '1m' },
+  },
+  tier: (request) => {
+    const plan = request.headers['x-plan'];
+    return plan === 'pro' ? 'pro' : plan === 'bad' ? 'gold' : 'free';
+  },
+})
+class PlansController {
+  @Get()
+  get(): string {
+    return 'plan';
+  }
+}
+
 async function both(
   setup: () => Promise<RunningApp>,
   run: (a: RunningApp, b: RunningApp) => Promise<void>,
@@ -246,7 +265,51 @@ for (const platform of PLATFORMS) {
   });
 }
 
+for (const platform of PLATFORMS) {
+  describe(`floodgate/nest tiers on ${platform}`, () => {
+    it('limits each call by the policies of the tier it names, and refuses a tier nobody configured', async () => {
+      const errors: unknown[] = [];
+      const floodgate = FloodgateModule.forRoot({
+        policies: { limit: 100, window: '1m' },
+        onError: (e) => errors.push(e),
+      });
+      await using(startApp({ platform, floodgate, controllers: [PlansController] }), async ({ url }) => {
+        const as = (plan?: string) =>
+          fetch(`${url}/plans`, { headers: plan === undefined ? {} : { 'x-plan': plan } });
+        assert.deepEqual(await statuses(times(3, () => as())), [200, 429, 429]);
+        assert.deepEqual(await statuses(times(5, () => as('pro'))), [200, 200, 200, 429, 429]);
+        const bad = await as('bad');
+        assert.equal(bad.status, 400);
+        assert.match(((await bad.json()) as { detail: string }).detail, /tier is not valid/);
+        assert.match(String(errors[0]), /tier must be one of free, pro; got "gold"/);
+      });
+    });
+  });
+}
+
 describe('floodgate/nest scope option', () => {
+  it('checks tiers where they are written', () => {
+    const tier = () => 'free';
+    assert.throws(
+      () => RateLimit({ tiers: { free: { limit: 0, window: '1m' } }, tier }),
+      /"tiers\.free\.limit" must be a positive integer/,
+    );
+    assert.throws(
+      () => RateLimit({ tiers: { free: { limit: 1, window: '1m' } } }),
+      /"tier" must be a function/,
+    );
+    assert.throws(() => RateLimit({ tiers: {}, tier }), /"tiers" must be policy sets by name/);
+    assert.throws(
+      () =>
+        RateLimit({
+          tiers: { free: { limit: 1, window: '1m' } },
+          tier,
+          policies: { limit: 1, window: '1m' },
+        }),
+      /"policies" must be absent when tiers are given/,
+    );
+  });
+
   it('is checked where it is written', () => {
     assert.throws(
       () => FloodgateModule.forRoot({ policies: THREE, scope: 'handler' as never }),
