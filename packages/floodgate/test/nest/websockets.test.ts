@@ -5,11 +5,19 @@ import { describe, it } from 'node:test';
 import { type ArgumentsHost, Catch, Module, UseFilters } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ExpressAdapter } from '@nestjs/platform-express';
+import { IoAdapter } from '@nestjs/platform-socket.io';
 import { WsAdapter } from '@nestjs/platform-ws';
 import { BaseWsExceptionFilter, SubscribeMessage, WebSocketGateway, WsException } from '@nestjs/websockets';
+import { io, type Socket } from 'socket.io-client';
 import { WebSocket } from 'ws';
 import type { Decision } from '../../src/core/decision.js';
-import { FloodgateModule, RateLimit, RateLimitDecision, SkipRateLimit } from '../../src/nest/index.js';
+import {
+  byApiKey,
+  FloodgateModule,
+  RateLimit,
+  RateLimitDecision,
+  SkipRateLimit,
+} from '../../src/nest/index.js';
 
 // A real WebSocket gateway (@nestjs/platform-ws): messages limited through the same decorators.
 
@@ -57,14 +65,23 @@ class CountingGateway {
   }
 }
 
-async function start(gateway: new () => unknown = ChatGateway) {
+@WebSocketGateway()
+class EchoGateway {
+  @SubscribeMessage('echo')
+  echo(): string {
+    return 'echoed';
+  }
+}
+
+async function start(gateway: new () => unknown = ChatGateway, library: 'ws' | 'socket.io' = 'ws') {
+  const policies = { algorithm: 'fixed-window', limit: 3, window: '1m' } as const;
   @Module({
-    imports: [FloodgateModule.forRoot({ policies: { algorithm: 'fixed-window', limit: 3, window: '1m' } })],
+    imports: [FloodgateModule.forRoot(library === 'ws' ? { policies } : { policies, key: byApiKey() })],
     providers: [gateway],
   })
   class WsApp {}
   const app = await NestFactory.create(WsApp, new ExpressAdapter(), { logger: false, abortOnError: false });
-  app.useWebSocketAdapter(new WsAdapter(app));
+  app.useWebSocketAdapter(library === 'ws' ? new WsAdapter(app) : new IoAdapter(app));
   await app.listen(0, '127.0.0.1');
   const url = `ws://127.0.0.1:${(app.getHttpServer().address() as AddressInfo).port}`;
   return { app, url };
@@ -133,5 +150,38 @@ describe('floodgate/nest on a WebSocket gateway', () => {
       start(CountingGateway),
       /CountingGateway\.login: option "countOnly" must be absent on a WebSocket gateway/,
     );
+  });
+});
+
+describe('floodgate/nest on a socket.io gateway', () => {
+  it("keys messages by the handshake's headers and sends refusals as exception events", async () => {
+    const { app, url } = await start(EchoGateway, 'socket.io');
+    const clients: Socket[] = [];
+    const connect = async (key: string) => {
+      const socket = io(url.replace('ws:', 'http:'), {
+        transports: ['websocket'],
+        extraHeaders: { 'x-api-key': key },
+      });
+      clients.push(socket);
+      await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+      return socket;
+    };
+    try {
+      const [a, b] = [await connect('key-a'), await connect('key-b')];
+      const refusals: Record<string, unknown>[] = [];
+      a.on('exception', (error: Record<string, unknown>) => refusals.push(error));
+      const answers: unknown[] = [];
+      for (let i = 0; i < 5; i++) a.emit('echo', {}, (answer: unknown) => answers.push(answer));
+      // Each message is either answered or refused: wait until all five are one or the other.
+      await until(() => answers.length + refusals.length === 5);
+      assert.deepEqual(answers, ['echoed', 'echoed', 'echoed']);
+      assert.equal(refusals.length, 2);
+      assert.equal(refusals[0]!.statusCode, 429);
+      // Another API key, another budget.
+      assert.equal(await b.emitWithAck('echo', {}), 'echoed');
+    } finally {
+      for (const socket of clients) socket.disconnect();
+      await app.close();
+    }
   });
 });
