@@ -113,7 +113,12 @@ export class FloodgateGuard implements CanActivate, OnModuleInit {
   readonly #routes = new WeakMap<object, WeakMap<object, RouteGuard>>();
   readonly #classes = new WeakMap<object, RouteClass>();
   /** Which hooks a subclass overrides: those that are not run nothing on the request path. */
-  readonly #hooks: { readonly skip: boolean; readonly tracker: boolean; readonly key: boolean };
+  readonly #hooks: {
+    readonly skip: boolean;
+    readonly tracker: boolean;
+    readonly key: boolean;
+    readonly io: boolean;
+  };
   /** `WsException`, loaded when the application has a gateway (a refusal in a gateway must be one). */
   #wsException: (new (error: object) => Error) | undefined;
 
@@ -125,6 +130,7 @@ export class FloodgateGuard implements CanActivate, OnModuleInit {
       skip: this.shouldSkip !== base.shouldSkip,
       tracker: this.getTracker !== base.getTracker,
       key: this.generateKey !== base.generateKey,
+      io: this.getRequestResponse !== base.getRequestResponse,
     };
   }
 
@@ -202,7 +208,10 @@ export class FloodgateGuard implements CanActivate, OnModuleInit {
   }
 
   #decide(context: ExecutionContext, type: string, guard: NonNullable<RouteGuard>): MaybePromise<boolean> {
-    const { request, response } = this.getRequestResponse(context);
+    // An HTTP call's request and response are its first two arguments: read without building an object.
+    const own = this.#hooks.io || type !== 'http' ? this.getRequestResponse(context) : undefined;
+    const request = own === undefined ? context.getArgByIndex<NestRequest>(0) : own.request;
+    const response = own === undefined ? context.getArgByIndex<unknown>(1) : own.response;
     if (request === undefined) throw noRequest();
     if (this.#hooks.tracker) tracked.set(request, context);
     const raw = request.raw ?? (request as NestRequest & NodeRequestLike);

@@ -9,6 +9,7 @@ import {
   type FloodgateOptionsFactory,
   type LimitedRoute,
   type NestRequest,
+  type RequestResponse,
 } from '../../src/nest/index.js';
 import { PLATFORMS, startApp, statuses, times, using } from './app.js';
 
@@ -55,6 +56,16 @@ class TenantGuard extends FloodgateGuard {
   }
 }
 
+/** Finds the request itself: here the platform's, seen through the hook. */
+let found = 0;
+@Injectable()
+class FindingGuard extends FloodgateGuard {
+  protected override getRequestResponse(context: ExecutionContext): RequestResponse {
+    found++;
+    return super.getRequestResponse(context);
+  }
+}
+
 class OptionsFactory implements FloodgateOptionsFactory {
   createFloodgateOptions() {
     return { policies: { algorithm: 'fixed-window', limit: 2, window: '1m' } } as const;
@@ -97,6 +108,21 @@ for (const platform of PLATFORMS) {
         // No tenant: onMissingKey limits by IP.
         assert.deepEqual(await statuses(times(3, () => fetch(`${url}/hooks`))), [200, 200, 418]);
       });
+    });
+
+    it('finds the request and response through getRequestResponse when a subclass overrides it', async () => {
+      found = 0;
+      const floodgate = FloodgateModule.forRoot({ policies: { limit: 2, window: '1m' }, global: false });
+      const providers = [{ provide: APP_GUARD, useClass: FindingGuard }];
+      await using(
+        startApp({ platform, floodgate, controllers: [HooksController], providers }),
+        async ({ url }) => {
+          const replies = await Promise.all(times(3, () => fetch(`${url}/hooks`)));
+          assert.deepEqual(replies.map((r) => r.status).sort(), [200, 200, 429]);
+          assert.match(replies.find((r) => r.ok)!.headers.get('ratelimit') ?? '', /;r=\d;/);
+          assert.equal(found, 3);
+        },
+      );
     });
 
     it("honours global: false returned by forRootAsync's factory", async () => {
