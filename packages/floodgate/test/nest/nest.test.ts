@@ -312,7 +312,7 @@ describe('floodgate/nest options', () => {
     assert.throws(() => FloodgateModule.forRootAsync({} as never), /useFactory/);
   });
 
-  it('passes what is not an HTTP request (RPC, WebSocket) through', () => {
+  it('passes RPC (microservice) calls through', () => {
     const guard = new FloodgateGuard(new FloodgateLimits({ policies: { limit: 1, window: '1m' } }));
     const context = { getType: () => 'rpc' } as unknown as ExecutionContext;
     assert.equal(guard.canActivate(context), true);
