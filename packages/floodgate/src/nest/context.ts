@@ -1,6 +1,8 @@
 import type { ExecutionContext } from '@nestjs/common';
 import type { Decision } from '../core/decision.js';
-import type { NodeRequestLike } from '../http/node-common.js';
+import { FloodgateError } from '../core/errors.js';
+import type { Verdict } from '../http/guard.js';
+import { mergedValue, type NodeRequestLike, type NodeResponseLike } from '../http/node-common.js';
 import type { NestRequest } from './options.js';
 
 /** The context types the guard limits: HTTP routes, GraphQL resolvers, WebSocket gateways' messages. */
@@ -89,4 +91,34 @@ export function decisionOf(context: ExecutionContext): Decision | undefined {
   if (context.getType() === 'http') return context.switchToHttp().getRequest<NestRequest>().rateLimit;
   const call = callOf(context);
   return call === undefined ? undefined : callDecisions.get(call);
+}
+
+/** What the guard writes headers to: Express's response, or Fastify's reply. */
+export interface NestResponse {
+  readonly raw?: NodeResponseLike;
+  header?(name: string, value: string): unknown;
+  setHeader?(name: string, value: string): unknown;
+  getHeader(name: string): unknown;
+}
+
+/** The verdict's header fields, on either platform: Express's response, or Fastify's reply. */
+export function writeHeaders(response: NestResponse, verdict: Verdict): void {
+  const fastify = response.raw !== undefined && typeof response.header === 'function';
+  for (const [name, value] of verdict.headers) {
+    // Nest answers an exception with JSON, and Nest 11's Express adapter logs a warning for each answer whose
+    // type is any other (problem+json included) before replacing it: the body's type is left to Nest.
+    if (name === 'Content-Type') continue;
+    const merged = mergedValue(name, value, response.getHeader(name));
+    if (fastify) response.header!(name, merged);
+    else response.setHeader!(name, merged);
+  }
+}
+
+/** A GraphQL context without the request: the guard cannot tell clients apart, and says how to fix it. */
+export function noRequest(): FloodgateError {
+  return new FloodgateError(
+    'ERR_FLOODGATE_NO_CLIENT_ADDRESS',
+    "floodgate: this GraphQL context carries no request, so the limit cannot tell clients apart; give GraphQL's " +
+      'module a context with it: context: ({ req, res }) => ({ req, res })',
+  );
 }

@@ -1,7 +1,6 @@
 import {
   type CanActivate,
   type ExecutionContext,
-  HttpException,
   Inject,
   Injectable,
   type OnModuleInit,
@@ -12,15 +11,23 @@ import { describe, FloodgateError } from '../core/errors.js';
 import { andThen, type MaybePromise } from '../core/maybe.js';
 import { HttpGuard, type Verdict } from '../http/guard.js';
 import {
-  mergedValue,
   type NodeRequestLike,
   type NodeResponseLike,
   nodeView,
   settleWhenDone,
 } from '../http/node-common.js';
-import { type HttpResponse, problem } from '../http/problem.js';
-import { keepDecision, type LimitedContext, type RequestResponse, requestResponse } from './context.js';
+import { problem } from '../http/problem.js';
+import {
+  keepDecision,
+  type LimitedContext,
+  type NestResponse,
+  noRequest,
+  type RequestResponse,
+  requestResponse,
+  writeHeaders,
+} from './context.js';
 import { RATE_LIMIT, SKIP_RATE_LIMIT } from './decorators.js';
+import { FloodgateException } from './exception.js';
 import {
   at,
   FloodgateLimits,
@@ -30,43 +37,7 @@ import {
   type RouteSite,
 } from './limits.js';
 import type { NestRequest, RouteLimitOptions } from './options.js';
-import { type RouteClass, type RouteKind, routeClasses } from './routes.js';
-
-/** What the guard writes headers to: Express's response, or Fastify's reply. */
-interface NestResponse {
-  readonly raw?: NodeResponseLike;
-  header?(name: string, value: string): unknown;
-  setHeader?(name: string, value: string): unknown;
-  getHeader(name: string): unknown;
-}
-
-/**
- * A refusal (429, or 503 when shedding, 403 for a denied client, 400 for a missing key) as Nest's own
- * exception, so that exception filters see it. Its response is the problem body (RFC 9457) the other
- * adapters send, with Nest's own `statusCode` and `message` members beside (as Nest's exceptions and e2e
- * tests expect); Nest serves it as `application/json`.
- */
-export class FloodgateException extends HttpException {
-  constructor(response: HttpResponse) {
-    // A refusal is not a fault: no stack is captured, which is most of what throwing through Nest costs.
-    const depth = Error.stackTraceLimit;
-    Error.stackTraceLimit = 0;
-    try {
-      super(body(response), response.status);
-    } finally {
-      Error.stackTraceLimit = depth;
-    }
-  }
-}
-
-function body(response: HttpResponse): string | object {
-  try {
-    const problem = JSON.parse(response.body) as { detail?: unknown; title?: unknown };
-    return { ...problem, statusCode: response.status, message: problem.detail ?? problem.title };
-  } catch {
-    return response.body;
-  }
-}
+import { kindOf, type RouteClass, type RouteKind, routeClasses } from './routes.js';
 
 /** A route's guard, and the route as the `generateKey` hook sees it; null when the route is skipped. */
 type RouteGuard = {
@@ -316,31 +287,6 @@ export class FloodgateGuard implements CanActivate, OnModuleInit {
     } catch (error) {
       throw at(route.id, error);
     }
-  }
-}
-
-function kindOf(type: 'http' | 'graphql' | 'ws'): RouteKind {
-  return type === 'http' ? 'controller' : type === 'ws' ? 'gateway' : 'resolver';
-}
-
-function noRequest(): FloodgateError {
-  return new FloodgateError(
-    'ERR_FLOODGATE_NO_CLIENT_ADDRESS',
-    "floodgate: this GraphQL context carries no request, so the limit cannot tell clients apart; give GraphQL's " +
-      'module a context with it: context: ({ req, res }) => ({ req, res })',
-  );
-}
-
-/** The verdict's header fields, on either platform: Express's response, or Fastify's reply. */
-function writeHeaders(response: NestResponse, verdict: Verdict): void {
-  const fastify = response.raw !== undefined && typeof response.header === 'function';
-  for (const [name, value] of verdict.headers) {
-    // Nest answers an exception with JSON, and Nest 11's Express adapter logs a warning for each answer whose
-    // type is any other (problem+json included) before replacing it: the body's type is left to Nest.
-    if (name === 'Content-Type') continue;
-    const merged = mergedValue(name, value, response.getHeader(name));
-    if (fastify) response.header!(name, merged);
-    else response.setHeader!(name, merged);
   }
 }
 

@@ -7,7 +7,8 @@
 export { byApiKey, byHeader, byIp } from '../http/keys.js';
 export type { LimitedContext, RequestResponse } from './context.js';
 export { RATE_LIMIT, RateLimit, RateLimitDecision, SKIP_RATE_LIMIT, SkipRateLimit } from './decorators.js';
-export { FloodgateException, FloodgateGuard } from './guard.js';
+export { FloodgateException } from './exception.js';
+export { FloodgateGuard } from './guard.js';
 export { byUser } from './keys.js';
 export { FloodgateLimits, type LimitedRoute } from './limits.js';
 export { FLOODGATE_OPTIONS, FloodgateModule } from './module.js';

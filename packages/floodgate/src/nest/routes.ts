@@ -64,3 +64,8 @@ export function routeClasses(modules: ModulesContainer): RouteClass[] {
   }
   return found;
 }
+
+/** The kind of class a context type's handlers belong to. */
+export function kindOf(type: 'http' | 'graphql' | 'ws'): RouteKind {
+  return type === 'http' ? 'controller' : type === 'ws' ? 'gateway' : 'resolver';
+}
