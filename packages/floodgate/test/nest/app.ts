@@ -181,6 +181,12 @@ export interface AppSetup {
   filter?: boolean;
   /** The loopback address to listen on: `127.0.0.1` or `::1`. */
   host?: string;
+  /** The application's controllers (default: every test controller above) and other modules. */
+  controllers?: readonly (new (
+    ...args: never[]
+  ) => unknown)[];
+  imports?: readonly unknown[];
+  providers?: readonly unknown[];
 }
 
 /** A Nest application with the module and every test controller, listening on a free loopback port. */
@@ -190,8 +196,15 @@ export async function startApp({
   trustProxy = false,
   filter = false,
   host = '127.0.0.1',
+  controllers = CONTROLLERS,
+  imports = [],
+  providers = [],
 }: AppSetup): Promise<RunningApp> {
-  @Module({ imports: [floodgate], controllers: CONTROLLERS })
+  @Module({
+    imports: [floodgate, ...(imports as never[])],
+    controllers: [...controllers],
+    providers: [...(providers as never[])],
+  })
   class AppModule {}
   const adapter = platform === 'express' ? new ExpressAdapter() : new FastifyAdapter({ trustProxy });
   const app = await NestFactory.create(AppModule, adapter, { logger: false, abortOnError: false });
@@ -202,4 +215,26 @@ export async function startApp({
   const { port } = app.getHttpServer().address() as AddressInfo;
   const origin = host.includes(':') ? `[${host}]` : host;
   return { url: `http://${origin}:${port}`, close: () => app.close() };
+}
+
+/** The statuses of replies, sorted. */
+export async function statuses(replies: Promise<Response>[]): Promise<number[]> {
+  return (await Promise.all(replies)).map((r) => r.status).sort((a, b) => a - b);
+}
+
+export function times<T>(n: number, make: (i: number) => T): T[] {
+  return Array.from({ length: n }, (_, i) => make(i));
+}
+
+/** Runs `run` against an application, and closes it however `run` ends. */
+export async function using(
+  app: Promise<RunningApp>,
+  run: (app: RunningApp) => Promise<void>,
+): Promise<void> {
+  const running = await app;
+  try {
+    await run(running);
+  } finally {
+    await running.close();
+  }
 }

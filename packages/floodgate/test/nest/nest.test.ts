@@ -15,26 +15,9 @@ import {
 } from '../../src/nest/index.js';
 import { RedisStore } from '../../src/stores/redis/index.js';
 import { useRedis } from '../helpers/redis.js';
-import { PLATFORMS, type RunningApp, SHARED, startApp } from './app.js';
+import { PLATFORMS, SHARED, startApp, statuses, times, using } from './app.js';
 
 // Real Nest applications on Express and Fastify, spoken to over HTTP.
-
-async function statuses(replies: Promise<Response>[]): Promise<number[]> {
-  return (await Promise.all(replies)).map((r) => r.status).sort((a, b) => a - b);
-}
-
-function times<T>(n: number, make: (i: number) => T): T[] {
-  return Array.from({ length: n }, (_, i) => make(i));
-}
-
-async function using(app: Promise<RunningApp>, run: (app: RunningApp) => Promise<void>): Promise<void> {
-  const running = await app;
-  try {
-    await run(running);
-  } finally {
-    await running.close();
-  }
-}
 
 let redis: Redis;
 useRedis((client) => {
@@ -329,7 +312,7 @@ describe('floodgate/nest options', () => {
     assert.throws(() => FloodgateModule.forRootAsync({} as never), /useFactory/);
   });
 
-  it('passes what is not an HTTP request (RPC, WebSocket) through', () => {
+  it('passes RPC (microservice) calls through', () => {
     const guard = new FloodgateGuard(new FloodgateLimits({ policies: { limit: 1, window: '1m' } }));
     const context = { getType: () => 'rpc' } as unknown as ExecutionContext;
     assert.equal(guard.canActivate(context), true);
