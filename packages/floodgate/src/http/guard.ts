@@ -183,6 +183,7 @@ export class HttpGuard<Req> {
    * never admits) and `onError` hears of it, so an application's own bug is loud.
    */
   #invalid(request: Req, what: 'cost' | 'key', expected: string, got: unknown): Verdict {
+    this.limiter.traffic?.refused('rejected');
     this.#o.onError?.(
       new FloodgateError(
         'ERR_FLOODGATE_INVALID_REQUEST_VALUE',
@@ -195,6 +196,7 @@ export class HttpGuard<Req> {
 
   /** 503: the server is at capacity (the RateLimit header draft's problem type for it). */
   #shed(shedder: Shedder): Verdict {
+    this.limiter.traffic?.refused('shed');
     const seconds = Math.max(1, Math.ceil(shedder.retryAfter / 1000));
     return {
       kind: 'respond',
@@ -229,6 +231,7 @@ export class HttpGuard<Req> {
       if (missing === 'reject') {
         const extractor = this.#o.key;
         const what = typeof extractor === 'function' ? 'rate-limit key' : extractor.describes;
+        this.limiter.traffic?.refused('rejected');
         return respond(problem(400, 'Bad Request', `This request carries no ${what}.`));
       }
       if (ip === '' && view.peer === undefined) throw noClientAddress();
