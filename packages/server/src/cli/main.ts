@@ -121,11 +121,21 @@ function program(): Command {
       '--grace <duration>',
       'without --config: at a stop, the longest wait for requests in flight (default 10s)',
     )
-    .option('--admin-port <n>', 'port of GET /metrics and /health (default 9464)')
+    .option(
+      '--admin-port <n>',
+      'port of GET /metrics, /health, the admin API and the dashboard (default 9464)',
+    )
     .option('--no-admin', 'no admin listener')
-    .action(async (flags: ProxyFlags) => {
+    .option(
+      '--admin-token <token>',
+      'the token the admin API needs for actions, and for anything not from loopback (FLOODGATE_ADMIN_TOKEN)',
+    )
+    .action(async (flags: ProxyFlags & { adminToken?: string }) => {
       const { config, file } = proxyConfigFromFlags(flags);
-      const running = await startProxy(config, file === undefined ? {} : { file, watch: true });
+      const running = await startProxy(config, {
+        ...(file === undefined ? {} : { file, watch: true }),
+        ...(flags.adminToken === undefined ? {} : { adminToken: flags.adminToken }),
+      });
       await untilSignalled(running.stop, () => void running.reload());
     });
 
