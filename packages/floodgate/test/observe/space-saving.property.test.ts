@@ -10,7 +10,10 @@ function zipf(clients: number, s: number, length: number, random: () => number):
   const total = weights.reduce((a, b) => a + b, 0);
   const cumulative: number[] = [];
   let sum = 0;
-  for (const w of weights) cumulative.push((sum += w / total));
+  for (const w of weights) {
+    sum += w / total;
+    cumulative.push(sum);
+  }
   const out: string[] = [];
   for (let n = 0; n < length; n++) {
     const u = random();
@@ -95,7 +98,9 @@ describe('Space-Saving on Zipf streams, against exact counts', () => {
       fc.property(streams, ({ clients, s, length, capacity, seed, parts }) => {
         const stream = zipf(clients, s, length, seeded(seed));
         const summaries = Array.from({ length: parts }, () => new SpaceSaving(capacity));
-        stream.forEach((key, i) => summaries[Math.floor((i * parts) / length)]!.add(key, 1));
+        stream.forEach((key, i) => {
+          summaries[Math.floor((i * parts) / length)]!.add(key, 1);
+        });
         const merged = mergeHeavyHitters(summaries.map((p) => ({ entries: p.entries(), floor: p.floor })));
         const bound = summaries.reduce((sum, p) => sum + p.floor, 0);
         assertBounds(merged, exact(stream), bound, length, capacity);
