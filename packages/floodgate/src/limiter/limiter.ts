@@ -213,7 +213,13 @@ export class Limiter {
       members.push({ key, set, cost });
       owners.push(limiter);
     });
-    const inOrder = (decisions: readonly Decision[]) => index.map((m) => decisions[m]!);
+    const inOrder = (decisions: readonly Decision[]) => {
+      const out = index.map((m) => decisions[m]!);
+      // Each member's limiter counts its own identifier's decision, as a single consume would.
+      for (let i = 0; i < out.length; i++)
+        owners[index[i]!]!.traffic?.decided(members[index[i]!]!.key, out[i]!);
+      return out;
+    };
     const grouped = members.length > 1 ? store!.applyGroup?.(members) : undefined;
     if (grouped !== undefined) {
       return andThen(grouped, (results) =>

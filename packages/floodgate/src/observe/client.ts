@@ -19,13 +19,15 @@ function short(digest: string): string {
 /**
  * An identifier as an operator can read it. Floodgate's key extractors make `ip:ADDRESS` (IPv6 grouped:
  * `ip:2001:db8:1:2::/64`), `key:DIGEST` (an API key), `user:DIGEST` (a Basic user), `h:NAME:DIGEST` (a
- * header); credentials reach the limiter only as digests, so a digest is shown by its start, or by the
+ * header), and LoginGuard's `login-ip:ADDRESS` and `login:DIGEST`; credentials reach the limiter only as digests, so a digest is shown by its start, or by the
  * label `labels` gives it (e.g. the API key's name in the application's table). Anything else is the
  * application's own identifier, shown as it is (cut at 80 characters).
  */
 export function displayClient(key: string, labels?: (key: string) => string | undefined): ClientDisplay {
   const labelled = labels?.(key);
   if (key.startsWith('ip:')) return { kind: 'ip', label: key.slice(3) };
+  // LoginGuard's keys: per address, and a digest of the user with the address.
+  if (key.startsWith('login-ip:')) return { kind: 'ip', label: key.slice(9) };
   const colon = key.indexOf(':');
   const rest = key.slice(colon + 1);
   if (key.startsWith('key:') && DIGEST.test(rest))
