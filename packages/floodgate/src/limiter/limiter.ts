@@ -83,13 +83,16 @@ export class RateLimitedError extends FloodgateError {
   }
 }
 
-function trafficOf(option: TrafficOptions | false | undefined, clock: Clock): Traffic | undefined {
+function trafficOf(option: TrafficOptions | false | undefined): Traffic | undefined {
   if (option === false) return undefined;
   if (option !== undefined && (typeof option !== 'object' || option === null))
     throw invalidOption('traffic', 'false, or an object such as { clients: 64 }', option, 'type');
   const clients = option?.clients;
   if (clients !== undefined && (!Number.isSafeInteger(clients) || clients < 1 || clients > 10_000))
     throw invalidOption('traffic.clients', 'an integer from 1 to 10000', clients);
+  const clock = option?.clock ?? systemClock;
+  if (typeof clock?.now !== 'function')
+    throw invalidOption('traffic.clock', 'an object with a now() method', clock, 'type');
   return new Traffic(() => clock.now(), clients === undefined ? {} : { clients });
 }
 
@@ -145,7 +148,7 @@ export class Limiter {
       throw invalidOption('store', 'a Store (an object with apply() and reset() methods)', store, 'type');
     }
     this.#clock = clock;
-    this.traffic = trafficOf(options.traffic, clock);
+    this.traffic = trafficOf(options.traffic);
     this.#cost = checkCost(cost, 'cost');
     this.#maxKeyLength = maxKeyLength;
     this.store = store;

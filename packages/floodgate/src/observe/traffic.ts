@@ -14,6 +14,11 @@ import { type HeavyHitter, mergeHeavyHitters, SpaceSaving } from './space-saving
 export interface TrafficOptions {
   /** Counters per heavy-hitter summary (per 10-second bucket); the error bound is N / clients. Default 64. */
   readonly clients?: number;
+  /**
+   * The time the series and buckets are on: the wall clock by default, whatever clock the limiter decides
+   * on (the counts are for an operator's reading, and reading them never moves a decision's clock).
+   */
+  readonly clock?: { now(): number };
 }
 
 /** The intervals the heavy hitters are kept for. */

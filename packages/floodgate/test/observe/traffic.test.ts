@@ -12,7 +12,7 @@ const T0 = 1_700_000_000_000;
 describe('a limiter keeps its traffic', () => {
   it('counts allowed and limited per second, and who sent and who was refused most', async () => {
     const clock = new ManualClock(T0);
-    const limiter = new Limiter({ policies: { limit: 3, window: '1m' }, clock });
+    const limiter = new Limiter({ policies: { limit: 3, window: '1m' }, clock, traffic: { clock } });
     for (let i = 0; i < 5; i++) await limiter.consume('ip:203.0.113.9');
     await limiter.consume('ip:198.51.100.1');
     clock.advance(1000);
