@@ -29,7 +29,12 @@ export type Verdict =
        */
       readonly switched?: () => void;
     }
-  | ({ readonly kind: 'respond'; readonly reason?: 'shed' } & HttpResponse);
+  | ({
+      readonly kind: 'respond';
+      readonly reason?: 'shed';
+      /** A refusal by the limits: the identifier refused, and by which policy and why (for logs). */
+      readonly refused?: { readonly key: string; readonly policy: string; readonly reason: string };
+    } & HttpResponse);
 
 const PASS: Verdict = { kind: 'pass', headers: [] };
 
@@ -263,15 +268,17 @@ export class HttpGuard<Req> {
       const retryAfter = Number.isFinite(decision.retryAfter)
         ? Math.max(1, Math.ceil(decision.retryAfter / 1000))
         : null;
-      return respond(
-        problem(
+      return {
+        kind: 'respond',
+        ...problem(
           429,
           'Too Many Requests',
           waitMessage(decision),
           { retryAfter, policy: decision.policy },
           headers,
         ),
-      );
+        refused: { key, policy: decision.policy, reason: decision.reason ?? 'limit' },
+      };
     }
     const settle = this.#settler(request, key, decision, cost);
     return settle === undefined
