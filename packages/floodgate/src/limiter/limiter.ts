@@ -462,13 +462,7 @@ export class Limiter {
     const decided = this.#path.decide(bounded, this.#setFor(id), n, mode, lease);
     const traffic = this.traffic;
     if (traffic === undefined || mode !== 'consume') return decided;
-    if (decided instanceof Promise)
-      return decided.then((d) => {
-        traffic.decided(bounded, d);
-        return d;
-      });
-    traffic.decided(bounded, decided);
-    return decided;
+    return counted(decided, (d) => traffic.decided(bounded, d));
   }
 
   #allow(key: Key, cost: number | undefined): MaybePromise<boolean> {
@@ -478,12 +472,17 @@ export class Limiter {
     const allowed = this.#path.allow(bounded, this.#setFor(id), n);
     const traffic = this.traffic;
     if (traffic === undefined) return allowed;
-    if (allowed instanceof Promise)
-      return allowed.then((a) => {
-        traffic.allowed(bounded, a);
-        return a;
-      });
-    traffic.allowed(bounded, allowed);
-    return allowed;
+    return counted(allowed, (a) => traffic.allowed(bounded, a));
   }
+}
+
+/** `value`, once `count` has seen it: at once when it is there, else when the promise settles. */
+function counted<T>(value: MaybePromise<T>, count: (value: T) => void): MaybePromise<T> {
+  if (value instanceof Promise)
+    return value.then((v) => {
+      count(v);
+      return v;
+    });
+  count(value);
+  return value;
 }
