@@ -71,8 +71,9 @@ console.log('pack-check: CommonJS require');
 process.stdout.write(run(process.execPath, ['check.cjs'], consumer));
 
 // Types resolve through the "types" conditions for both module systems. Nest's own declarations need
-// Node's types, as every Nest application has them; the other subpaths are checked without them.
-const NEEDS_NODE_TYPES = new Set(['floodgate/nest']);
+// Node's types, as every Nest application has them, and so does floodgate/admin, a node:http handler; the
+// other subpaths are checked without them.
+const NEEDS_NODE_TYPES = new Set(['floodgate/nest', 'floodgate/admin']);
 const typed = specifiers
   .filter((s) => !NEEDS_NODE_TYPES.has(s))
   .map((s, i) => `import * as t${i} from '${s}';\nexport const n${i} = Object.keys(t${i}).length;`)

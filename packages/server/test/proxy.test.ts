@@ -581,6 +581,29 @@ describe('proxy: logs', () => {
     assert.equal(refused().length, 2);
     assert.equal(refused()[1]!.refused, 4);
   });
+
+  it('a refusal names the client the limit was keyed on, its policy and reason, not only the socket peer', async () => {
+    const { proxy, logs } = await proxyFor({
+      upstream: up.url,
+      trustProxy: ['loopback'],
+      rules: [{ name: 'tight', policies: [{ name: 'one', limit: 1, window: '1h' }] }],
+    });
+    const from = (ip: string) => send(`${proxy.url}/x`, { headers: { 'x-forwarded-for': ip } });
+    for (let i = 0; i < 3; i++) await from('2001:db8:1:2::99');
+    const refused = () => logs.filter((l) => l.msg === 'refused');
+    assert.equal(refused()[0]!.client, '2001:db8:1:2:0:0:0:0/64');
+    assert.equal(refused()[0]!.policy, 'one');
+    assert.equal(refused()[0]!.reason, 'limit');
+    assert.equal(refused()[0]!.peer, '127.0.0.1');
+    await proxy.stop();
+    assert.deepEqual(
+      refused().map((l) => [l.decision, l.client, l.refused]),
+      [
+        ['limited', '2001:db8:1:2:0:0:0:0/64', 1],
+        ['limited', '2001:db8:1:2:0:0:0:0/64', 1],
+      ],
+    );
+  });
 });
 
 describe('proxy: shadow mode', () => {

@@ -130,6 +130,40 @@ describe('floodgate rls', () => {
     });
   });
 
+  it("the admin API shows each limit's busiest descriptors, and an unblocked one is allowed again", async () => {
+    const token = 'rls-admin-token-0123456789';
+    process.env.FLOODGATE_ADMIN_TOKEN = token;
+    try {
+      await withRls(file('admin.yaml', CONFIG), async (client, rls) => {
+        for (let i = 0; i < 5; i++) await ask(client, req([[['remote_address', '10.0.0.9']]]));
+        await ask(client, req([[['remote_address', '10.0.0.1']]]));
+        const list = (await (await fetch(`${rls.adminUrl}/api`)).json()) as { limiters: { name: string }[] };
+        const name = 'remote_address: 3 per minute';
+        assert.ok(
+          list.limiters.some((l: { name: string }) => l.name === name),
+          JSON.stringify(list),
+        );
+        const api = `${rls.adminUrl}/api/limiters/${encodeURIComponent(name)}`;
+        const top = (await (await fetch(`${api}/top`)).json()) as {
+          requests: { clients: { count: number }[] };
+          refusals: { clients: { count: number; key: string }[] };
+        };
+        assert.equal(top.requests.clients[0]!.count, 5);
+        assert.equal(top.refusals.clients[0]!.count, 2);
+        const key = encodeURIComponent(top.refusals.clients[0]!.key);
+        assert.equal((await fetch(`${api}/clients/${key}/reset`, { method: 'POST' })).status, 401);
+        const reset = await fetch(`${api}/clients/${key}/reset`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}` },
+        });
+        assert.equal(reset.status, 200);
+        assert.equal((await ask(client, req([[['remote_address', '10.0.0.9']]]))).overall_code, 'OK');
+      });
+    } finally {
+      delete process.env.FLOODGATE_ADMIN_TOKEN;
+    }
+  });
+
   it('decides nested descriptors by the deepest node, each value its own counter (wildcard)', async () => {
     await withRls(file('edge.yaml', CONFIG), async (client, rls) => {
       const nested = (c: string) =>

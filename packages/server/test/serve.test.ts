@@ -129,6 +129,21 @@ describe('floodgate serve, embedded defaults (SQLite file, memory store)', () =>
     );
   });
 
+  it('the admin listener shows the API and login limiters and who hit them; without a token, no action', async () => {
+    const list = JSON.parse((await get(`${adminOf(s)}/api`)).text) as { limiters: { name: string }[] };
+    assert.deepEqual(
+      list.limiters.map((l) => l.name),
+      ['api', 'login perUserAndIp', 'login perIp'],
+    );
+    const top = JSON.parse((await get(`${adminOf(s)}/api/limiters/login%20perIp/top?window=15m`)).text) as {
+      requests: { clients: { kind: string; label: string; count: number }[] };
+    };
+    assert.equal(top.requests.clients[0]?.kind, 'ip');
+    assert.ok((top.requests.clients[0]?.count ?? 0) >= 5);
+    const reset = await fetch(`${adminOf(s)}/api/limiters/api/clients/x/reset`, { method: 'POST' });
+    assert.equal(reset.status, 403);
+  });
+
   it('60 parallel guesses: at most 5 reach the password check, and a right one inside the burst waits', async () => {
     const add = run(['users', 'add', 'burst-target'], { cwd, input: 'the right password\n' });
     assert.equal(add.status, 0, add.stderr);

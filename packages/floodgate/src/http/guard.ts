@@ -29,7 +29,12 @@ export type Verdict =
        */
       readonly switched?: () => void;
     }
-  | ({ readonly kind: 'respond'; readonly reason?: 'shed' } & HttpResponse);
+  | ({
+      readonly kind: 'respond';
+      readonly reason?: 'shed';
+      /** A refusal by the limits: the identifier refused, and by which policy and why (for logs). */
+      readonly refused?: { readonly key: string; readonly policy: string; readonly reason: string };
+    } & HttpResponse);
 
 const PASS: Verdict = { kind: 'pass', headers: [] };
 
@@ -183,6 +188,7 @@ export class HttpGuard<Req> {
    * never admits) and `onError` hears of it, so an application's own bug is loud.
    */
   #invalid(request: Req, what: 'cost' | 'key', expected: string, got: unknown): Verdict {
+    this.limiter.traffic?.refused('rejected');
     this.#o.onError?.(
       new FloodgateError(
         'ERR_FLOODGATE_INVALID_REQUEST_VALUE',
@@ -195,6 +201,7 @@ export class HttpGuard<Req> {
 
   /** 503: the server is at capacity (the RateLimit header draft's problem type for it). */
   #shed(shedder: Shedder): Verdict {
+    this.limiter.traffic?.refused('shed');
     const seconds = Math.max(1, Math.ceil(shedder.retryAfter / 1000));
     return {
       kind: 'respond',
@@ -229,6 +236,7 @@ export class HttpGuard<Req> {
       if (missing === 'reject') {
         const extractor = this.#o.key;
         const what = typeof extractor === 'function' ? 'rate-limit key' : extractor.describes;
+        this.limiter.traffic?.refused('rejected');
         return respond(problem(400, 'Bad Request', `This request carries no ${what}.`));
       }
       if (ip === '' && view.peer === undefined) throw noClientAddress();
@@ -260,15 +268,17 @@ export class HttpGuard<Req> {
       const retryAfter = Number.isFinite(decision.retryAfter)
         ? Math.max(1, Math.ceil(decision.retryAfter / 1000))
         : null;
-      return respond(
-        problem(
+      return {
+        kind: 'respond',
+        ...problem(
           429,
           'Too Many Requests',
           waitMessage(decision),
           { retryAfter, policy: decision.policy },
           headers,
         ),
-      );
+        refused: { key, policy: decision.policy, reason: decision.reason ?? 'limit' },
+      };
     }
     const settle = this.#settler(request, key, decision, cost);
     return settle === undefined

@@ -4,6 +4,7 @@ import { FloodgateError, invalidOption, knownKeys } from '../core/errors.js';
 import { boundKey } from '../core/keys.js';
 import { allOf, andThen, type MaybePromise, promised } from '../core/maybe.js';
 import { type Policy, type PolicySet, type PolicySpec, policySet, resolvePolicies } from '../core/policy.js';
+import { Traffic, type TrafficOptions } from '../observe/traffic.js';
 import type { GroupMember } from '../stores/group.js';
 import { MemoryStore } from '../stores/memory.js';
 import type { Store, StoreMode } from '../stores/store.js';
@@ -28,6 +29,11 @@ export interface LimiterOptions {
   readonly cost?: number;
   /** Identifiers longer than this are replaced by their SHA-256 digest. Default: 256. */
   readonly maxKeyLength?: number;
+  /**
+   * Who is limited: per-second counts and the heavy hitters of the last 15 minutes, in fixed memory, read
+   * by `floodgate/admin` (`limiter.traffic`). Default on; `false` turns it off.
+   */
+  readonly traffic?: TrafficOptions | false;
 }
 
 /** The plain-data form of a limiter's configuration, as a JSON or YAML file would hold it. */
@@ -77,6 +83,19 @@ export class RateLimitedError extends FloodgateError {
   }
 }
 
+function trafficOf(option: TrafficOptions | false | undefined): Traffic | undefined {
+  if (option === false) return undefined;
+  if (option !== undefined && (typeof option !== 'object' || option === null))
+    throw invalidOption('traffic', 'false, or an object such as { clients: 64 }', option, 'type');
+  const clients = option?.clients;
+  if (clients !== undefined && (!Number.isSafeInteger(clients) || clients < 1 || clients > 10_000))
+    throw invalidOption('traffic.clients', 'an integer from 1 to 10000', clients);
+  const clock = option?.clock ?? systemClock;
+  if (typeof clock?.now !== 'function')
+    throw invalidOption('traffic.clock', 'an object with a now() method', clock, 'type');
+  return new Traffic(() => clock.now(), clients === undefined ? {} : { clients });
+}
+
 function checkCost(cost: unknown, option: string): number {
   if (typeof cost !== 'number') throw invalidOption(option, 'a non-negative integer', cost, 'type');
   if (!Number.isSafeInteger(cost) || cost < 0) throw invalidOption(option, 'a non-negative integer', cost);
@@ -96,6 +115,8 @@ function checkCost(cost: unknown, option: string): number {
  */
 export class Limiter {
   readonly store: Store;
+  /** What this limiter decided, per second and per client (see `LimiterOptions.traffic`); undefined when off. */
+  readonly traffic: Traffic | undefined;
   readonly #path: StorePath;
   readonly #clock: Clock;
   readonly #cost: number;
@@ -114,7 +135,7 @@ export class Limiter {
         'type',
       );
     }
-    knownKeys(options, ['policies', 'overrides', 'store', 'clock', 'cost', 'maxKeyLength']);
+    knownKeys(options, ['policies', 'overrides', 'store', 'clock', 'cost', 'maxKeyLength', 'traffic']);
     const { clock = systemClock, cost = 1, maxKeyLength = 256 } = options;
     if (typeof clock?.now !== 'function' || typeof clock.sleep !== 'function') {
       throw invalidOption('clock', 'an object with now() and sleep(ms) methods', clock, 'type');
@@ -127,6 +148,7 @@ export class Limiter {
       throw invalidOption('store', 'a Store (an object with apply() and reset() methods)', store, 'type');
     }
     this.#clock = clock;
+    this.traffic = trafficOf(options.traffic);
     this.#cost = checkCost(cost, 'cost');
     this.#maxKeyLength = maxKeyLength;
     this.store = store;
@@ -194,7 +216,13 @@ export class Limiter {
       members.push({ key, set, cost });
       owners.push(limiter);
     });
-    const inOrder = (decisions: readonly Decision[]) => index.map((m) => decisions[m]!);
+    const inOrder = (decisions: readonly Decision[]) => {
+      const out = index.map((m) => decisions[m]!);
+      // Each member's limiter counts its own identifier's decision, as a single consume would.
+      for (let i = 0; i < out.length; i++)
+        owners[index[i]!]!.traffic?.decided(members[index[i]!]!.key, out[i]!);
+      return out;
+    };
     const grouped = members.length > 1 ? store!.applyGroup?.(members) : undefined;
     if (grouped !== undefined) {
       return andThen(grouped, (results) =>
@@ -430,12 +458,31 @@ export class Limiter {
   #decide(key: Key, cost: number | undefined, mode: StoreMode, lease?: string): MaybePromise<Decision> {
     const n = this.#prepare(key, cost);
     const id = typeof key === 'string' ? key : String(key);
-    return this.#path.decide(boundKey(id, this.#maxKeyLength), this.#setFor(id), n, mode, lease);
+    const bounded = boundKey(id, this.#maxKeyLength);
+    const decided = this.#path.decide(bounded, this.#setFor(id), n, mode, lease);
+    const traffic = this.traffic;
+    if (traffic === undefined || mode !== 'consume') return decided;
+    return counted(decided, (d) => traffic.decided(bounded, d));
   }
 
   #allow(key: Key, cost: number | undefined): MaybePromise<boolean> {
     const n = this.#prepare(key, cost);
     const id = typeof key === 'string' ? key : String(key);
-    return this.#path.allow(boundKey(id, this.#maxKeyLength), this.#setFor(id), n);
+    const bounded = boundKey(id, this.#maxKeyLength);
+    const allowed = this.#path.allow(bounded, this.#setFor(id), n);
+    const traffic = this.traffic;
+    if (traffic === undefined) return allowed;
+    return counted(allowed, (a) => traffic.allowed(bounded, a));
   }
+}
+
+/** `value`, once `count` has seen it: at once when it is there, else when the promise settles. */
+function counted<T>(value: MaybePromise<T>, count: (value: T) => void): MaybePromise<T> {
+  if (value instanceof Promise)
+    return value.then((v) => {
+      count(v);
+      return v;
+    });
+  count(value);
+  return value;
 }

@@ -48,6 +48,11 @@ export class LoginGuard {
   readonly #ip: Limiter;
   readonly #prefix: number;
 
+  /** The two limiters, for the admin API: per user and address, and per address. */
+  get limiters(): { readonly perUserAndIp: Limiter; readonly perIp: Limiter } {
+    return { perUserAndIp: this.#user, perIp: this.#ip };
+  }
+
   constructor(options: LoginGuardOptions = {}) {
     if (typeof options !== 'object' || options === null) {
       throw invalidOption('LoginGuard options', 'an object', options, 'type');

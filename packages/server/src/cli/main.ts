@@ -87,6 +87,10 @@ function program(): Command {
       'port of GET /metrics and /health, on 127.0.0.1 (FLOODGATE_ADMIN_PORT; default 9463)',
     )
     .option('--no-admin', 'no admin listener')
+    .option(
+      '--admin-token <token>',
+      'the token the admin API needs for actions, and for anything not from loopback (FLOODGATE_ADMIN_TOKEN)',
+    )
     .option('--config <file>', 'a YAML file with the same settings (FLOODGATE_CONFIG)')
     .addHelpText('after', '\nFlags beat environment variables, which beat the config file.')
     .action(async (flags: Record<string, string> & { admin?: boolean }) => {
@@ -121,11 +125,21 @@ function program(): Command {
       '--grace <duration>',
       'without --config: at a stop, the longest wait for requests in flight (default 10s)',
     )
-    .option('--admin-port <n>', 'port of GET /metrics and /health (default 9464)')
+    .option(
+      '--admin-port <n>',
+      'port of GET /metrics, /health, the admin API and the dashboard (default 9464)',
+    )
     .option('--no-admin', 'no admin listener')
-    .action(async (flags: ProxyFlags) => {
+    .option(
+      '--admin-token <token>',
+      'the token the admin API needs for actions, and for anything not from loopback (FLOODGATE_ADMIN_TOKEN)',
+    )
+    .action(async (flags: ProxyFlags & { adminToken?: string }) => {
       const { config, file } = proxyConfigFromFlags(flags);
-      const running = await startProxy(config, file === undefined ? {} : { file, watch: true });
+      const running = await startProxy(config, {
+        ...(file === undefined ? {} : { file, watch: true }),
+        ...(flags.adminToken === undefined ? {} : { adminToken: flags.adminToken }),
+      });
       await untilSignalled(running.stop, () => void running.reload());
     });
 
@@ -144,11 +158,22 @@ function program(): Command {
       '--on-store-error <policy>',
       "with --redis: while Redis is down, open (OK), closed (UNAVAILABLE: Envoy's failure_mode_deny decides) or fallback (in memory; the default)",
     )
-    .option('--admin-port <n>', 'port of GET /metrics and /health (default 9465)')
+    .option(
+      '--admin-port <n>',
+      'port of GET /metrics, /health, the admin API and the dashboard (default 9465)',
+    )
     .option('--no-admin', 'no admin listener')
-    .action(async (flags: RlsFlags) => {
+    .option(
+      '--admin-token <token>',
+      'the token the admin API needs for actions, and for anything not from loopback (FLOODGATE_ADMIN_TOKEN)',
+    )
+    .action(async (flags: RlsFlags & { adminToken?: string }) => {
       const { path, settings } = rlsSettingsFromFlags(flags);
-      const running = await startRls(path, settings);
+      const running = await startRls(
+        path,
+        settings,
+        flags.adminToken === undefined ? {} : { adminToken: flags.adminToken },
+      );
       await untilSignalled(running.stop, () => void running.reload());
     });
 

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Shedder, Store } from 'floodgate';
+import { displayClient } from 'floodgate/admin';
 import { andThen, attempt, type MaybePromise, type Verdict } from 'floodgate/http';
 import type { Logger } from 'pino';
 import type { ProxyConfig } from './config.js';
@@ -297,14 +298,25 @@ export class Gateway {
       method: req.method,
       path: target.matchPath,
       peer: req.socket.remoteAddress,
+      // Who the limit was keyed on (the client behind a load balancer, a user, an API key's digest), not
+      // only the socket's peer; never a secret.
+      ...(verdict.refused === undefined
+        ? {}
+        : {
+            client: displayClient(verdict.refused.key).label,
+            policy: verdict.refused.policy,
+            reason: verdict.refused.reason,
+          }),
     };
+    // Rolled up per rule and decision: a count of 429s is not mixed with one of 400s.
+    const group = `${rule.name}\n${decision}`;
     if (rule.shadow) {
       count(rule.name, `shadow_${decision}`);
-      this.#shadowRefusals.note(rule.name, { ...fields, shadow: true });
+      this.#shadowRefusals.note(group, { ...fields, shadow: true });
       return { rule, verdict: undefined };
     }
     count(rule.name, decision);
-    this.#refusals.note(rule.name, fields);
+    this.#refusals.note(group, fields);
     refuse(sink, verdict);
     return undefined;
   }

@@ -4,6 +4,7 @@ import type { Store } from 'floodgate';
 import type { Cluster, Redis } from 'ioredis';
 import { type Logger, pino } from 'pino';
 import { startAdmin } from '../shared/admin.js';
+import { adminToken, dashboardRoute } from '../shared/dashboard.js';
 import { drain } from '../shared/drain.js';
 import { listen } from '../shared/listen.js';
 import { redact } from '../shared/redact.js';
@@ -35,6 +36,8 @@ export interface ProxyOptions {
   readonly watch?: boolean;
   readonly log?: Logger;
   readonly env?: NodeJS.ProcessEnv;
+  /** The admin API's token (`--admin-token`); else `FLOODGATE_ADMIN_TOKEN`. */
+  readonly adminToken?: string;
 }
 
 /** Starts `floodgate proxy`: the store, the gateway and its listeners, reloads; resolves once it listens. */
@@ -87,7 +90,19 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
       host: '--host or "listen"',
     });
     if (initial.admin !== false) {
-      admin = await startAdmin(initial.admin, metrics, () => ({ rules: gateway.active.rules.length }));
+      const dashboard = dashboardRoute({
+        limiters: () => gateway.active.rules.map((r) => [r.name, r.guard.limiter] as const),
+        ...(shedder === undefined ? {} : { shedder }),
+        token: adminToken(options.adminToken, options.env ?? process.env),
+        log,
+      });
+      admin = await startAdmin(
+        initial.admin,
+        metrics,
+        () => ({ rules: gateway.active.rules.length }),
+        undefined,
+        dashboard,
+      );
     }
   } catch (error) {
     server.close();

@@ -4,8 +4,8 @@ import type { Logger } from 'pino';
 const REFUSAL_LOG_EVERY = 10_000;
 
 /**
- * Refusals in the log, real or shadow (`message` says which): the first of each rule at once, then one
- * line per rule every 10 s with the count and the last one's details. A line per refused request would let
+ * Refusals in the log, real or shadow (`message` says which): the first of each group (a rule and a
+ * decision) at once, then one line per group every 10 s with the count and the last one's details. A line per refused request would let
  * a flood fill the disk and slow the proxy down exactly when it is needed; the exact counts are in the
  * metrics.
  */
@@ -15,17 +15,17 @@ export function refusalLog(log: Logger, message: string) {
   const flush = () => {
     clearTimeout(timer);
     timer = undefined;
-    for (const [rule, { count, last }] of pending) {
-      if (count > 0) log.info({ ...last, rule, refused: count, seconds: REFUSAL_LOG_EVERY / 1000 }, message);
+    for (const { count, last } of pending.values()) {
+      if (count > 0) log.info({ ...last, refused: count, seconds: REFUSAL_LOG_EVERY / 1000 }, message);
     }
     pending.clear();
   };
   return {
-    note(rule: string, fields: Record<string, unknown>) {
-      const entry = pending.get(rule);
+    note(group: string, fields: Record<string, unknown>) {
+      const entry = pending.get(group);
       if (entry === undefined) {
         log.info({ ...fields, refused: 1 }, message);
-        pending.set(rule, { count: 0, last: fields });
+        pending.set(group, { count: 0, last: fields });
         timer ??= setTimeout(flush, REFUSAL_LOG_EVERY).unref();
         return;
       }

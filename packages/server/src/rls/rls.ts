@@ -6,6 +6,7 @@ import { deliver } from 'floodgate/http';
 import type { Cluster, Redis } from 'ioredis';
 import { type Logger, pino } from 'pino';
 import { startAdmin } from '../shared/admin.js';
+import { adminToken, dashboardRoute } from '../shared/dashboard.js';
 import { environmentError } from '../shared/errors.js';
 import { redact } from '../shared/redact.js';
 import { connectRedis, type OutagePolicy, sharedStore } from '../shared/redis.js';
@@ -43,6 +44,9 @@ export interface RlsOptions {
   readonly log?: Logger;
   /** Reload when the configuration changes on disk (default true). */
   readonly watch?: boolean;
+  /** The admin API's token (`--admin-token`); else `FLOODGATE_ADMIN_TOKEN`. */
+  readonly adminToken?: string;
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 /** Starts `floodgate rls`: the store, the gRPC service, the admin listener, reloads; resolves once it listens. */
@@ -118,10 +122,17 @@ export async function startRls(
     );
     address = `${settings.listen.host}:${port}`;
     if (settings.admin !== false) {
-      admin = await startAdmin(settings.admin, metrics, () => ({ domains: [...service.config.keys()] }), {
-        port: '--admin-port',
-        host: '--admin-port',
-      });
+      admin = await startAdmin(
+        settings.admin,
+        metrics,
+        () => ({ domains: [...service.config.keys()] }),
+        { port: '--admin-port', host: '--admin-port' },
+        dashboardRoute({
+          limiters: () => service.limiters(),
+          token: adminToken(options.adminToken, options.env ?? process.env),
+          log,
+        }),
+      );
     }
   } catch (error) {
     server.forceShutdown();

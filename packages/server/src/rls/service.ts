@@ -269,6 +269,14 @@ export class RateLimitService {
     };
   }
 
+  /** The limiters made so far, each named by its limit (`name: N per unit`), for the admin API. */
+  *limiters(): Iterable<readonly [string, Limiter]> {
+    for (const [id, limiter] of this.#limiters) {
+      const [name, , requests, unit] = JSON.parse(id) as [string, string, number, string];
+      yield [`${name}: ${requests} per ${unit.toLowerCase()}`, limiter];
+    }
+  }
+
   #limiter(limit: Limited): Limiter {
     // Limits sent with requests are chosen by clients: the id is an encoding no part can forge.
     const id = JSON.stringify([limit.name, limit.algorithm, limit.requestsPerUnit, limit.unit]);

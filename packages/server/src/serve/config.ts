@@ -29,6 +29,8 @@ export interface ServeConfig {
   adminPort: number;
   /** False with `--no-admin`: no admin listener. */
   admin: boolean;
+  /** The token the admin API needs for actions (and anything not from loopback). */
+  adminToken: string | undefined;
   /** Whether the database was chosen (a flag, a variable, the file) rather than the embedded default. */
   dbGiven: boolean;
 }
@@ -85,6 +87,10 @@ const FIELDS = {
   trustProxy: trustProxy.default(false),
   ipv6Prefix: integer(1, 128).default(64),
   adminPort: integer(0, 65535).default(9463),
+  adminToken: z
+    .string({ error: 'must be a string' })
+    .min(16, { error: 'must be at least 16 characters' })
+    .optional(),
 };
 type Key = keyof typeof FIELDS;
 const KEYS = Object.keys(FIELDS) as Key[];

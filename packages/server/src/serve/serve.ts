@@ -4,6 +4,7 @@ import { Limiter, LoginGuard, MemoryStore, type Store } from 'floodgate';
 import type { Cluster, Redis } from 'ioredis';
 import { type Logger, pino } from 'pino';
 import { startAdmin } from '../shared/admin.js';
+import { dashboardRoute } from '../shared/dashboard.js';
 import { drain } from '../shared/drain.js';
 import { listen } from '../shared/listen.js';
 import { redact } from '../shared/redact.js';
@@ -113,10 +114,20 @@ export async function serve(config: ServeConfig): Promise<Running> {
   if (config.admin) {
     try {
       // On loopback whatever --host says: the metrics are for the operator, not for the API's clients.
-      admin = await startAdmin({ host: '127.0.0.1', port: config.adminPort }, metrics, () => ({}), {
-        port: '--admin-port',
-        host: '--admin-port',
-      });
+      admin = await startAdmin(
+        { host: '127.0.0.1', port: config.adminPort },
+        metrics,
+        () => ({}),
+        { port: '--admin-port', host: '--admin-port' },
+        dashboardRoute({
+          limiters: () => [
+            ['api', limiter],
+            ...Object.entries(logins.limiters).map(([n, l]) => [`login ${n}`, l] as const),
+          ],
+          token: config.adminToken,
+          log,
+        }),
+      );
     } catch (error) {
       server.close();
       redis?.disconnect();

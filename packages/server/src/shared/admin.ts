@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
 import { listen } from './listen.js';
 
@@ -9,6 +9,8 @@ export async function startAdmin(
   health: () => object,
   /** How the command's flags and settings name the admin port and host, for a port in use. */
   names: { port: string; host: string } = { port: '--admin-port or "admin"', host: '"admin"' },
+  /** Everything else the listener answers (the admin API and the dashboard); it calls `next` for a 404. */
+  more?: (req: IncomingMessage, res: ServerResponse, next: () => void) => void,
 ): Promise<{ server: Server; url: string }> {
   const server = createServer((req, res) => {
     if (req.url === '/metrics') {
@@ -29,8 +31,12 @@ export async function startAdmin(
       res.end(JSON.stringify({ status: 'ok', ...health() }));
       return;
     }
-    res.writeHead(404);
-    res.end();
+    const notFound = () => {
+      res.writeHead(404);
+      res.end();
+    };
+    if (more === undefined) notFound();
+    else more(req, res, notFound);
   });
   const url = await listen(server, address.host, address.port, names);
   return { server, url };

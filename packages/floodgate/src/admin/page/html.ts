@@ -1,0 +1,28 @@
+/** The dashboard's page: everything it loads comes from the same handler (no CDN, works offline). */
+export const DASHBOARD_HTML = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Floodgate</title>
+<link rel="stylesheet" href="uplot.css">
+<link rel="stylesheet" href="dashboard.css">
+</head>
+<body>
+<header>
+  <h1>Floodgate</h1>
+  <span id="status">connecting…</span>
+  <label>Admin token <input id="token" type="password" autocomplete="off" placeholder="needed to act"></label>
+</header>
+<section id="shedder" hidden>
+  <h2>Server capacity (shedder)</h2>
+  <p id="shedder-numbers"></p>
+  <div id="shedder-chart"></div>
+</section>
+<main id="limiters"></main>
+<footer>Charts by <a href="uplot-license.txt">uPlot</a> (MIT), shipped with Floodgate.</footer>
+<script src="uplot.js"></script>
+<script src="dashboard.js"></script>
+</body>
+</html>
+`;

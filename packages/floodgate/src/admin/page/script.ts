@@ -1,0 +1,145 @@
+/**
+ * The dashboard's script: polls `api/dashboard` every second and draws each limiter's per-second outcomes
+ * (uPlot), its busiest clients with an unblock button, and the limit traffic suggests. Plain browser
+ * JavaScript, no build step; every text from the server goes in with textContent, never as HTML.
+ */
+export const DASHBOARD_JS = `(function () {
+  'use strict';
+  var root = location.pathname.endsWith('/') ? location.pathname : location.pathname + '/';
+  var SERIES = [
+    ['allowed', '#2e7d32'], ['limited', '#c62828'], ['shed', '#ef6c00'], ['rejected', '#6a1b9a'], ['degraded', '#546e7a']
+  ];
+  var views = {};
+  var tokenInput = document.getElementById('token');
+  tokenInput.value = sessionStorage.getItem('floodgate-token') || '';
+  tokenInput.addEventListener('change', function () { sessionStorage.setItem('floodgate-token', tokenInput.value); });
+
+  function el(tag, attrs, text) {
+    var node = document.createElement(tag);
+    for (var k in attrs || {}) node.setAttribute(k, attrs[k]);
+    if (text !== undefined) node.textContent = String(text);
+    return node;
+  }
+  function headers() {
+    var h = { 'Content-Type': 'application/json' };
+    if (tokenInput.value) h.Authorization = 'Bearer ' + tokenInput.value;
+    return h;
+  }
+  function api(path, init) {
+    return fetch(root + 'api/' + path, Object.assign({ headers: headers() }, init || {})).then(function (r) {
+      return r.json().then(function (body) { if (!r.ok) throw new Error(body.error || r.statusText); return body; });
+    });
+  }
+  function status(text) { document.getElementById('status').textContent = text; }
+
+  function viewOf(limiter) {
+    var view = views[limiter.name];
+    if (view) return view;
+    var box = el('section', { 'class': 'limiter', 'data-limiter': limiter.name });
+    box.appendChild(el('h2', {}, limiter.name));
+    var policies = el('p', { 'class': 'policies' });
+    var suggestion = el('p', { 'class': 'suggestion' });
+    var row = el('div', { 'class': 'row' });
+    var chartBox = el('div', { 'class': 'chart' });
+    var tableBox = el('div');
+    tableBox.appendChild(el('h3', {}, 'Busiest clients, last minute'));
+    var table = el('table', { 'class': 'top' });
+    var head = el('tr');
+    ['client', 'requests', 'refused', ''].forEach(function (t) { head.appendChild(el('th', {}, t)); });
+    table.appendChild(head);
+    var body = el('tbody');
+    table.appendChild(body);
+    tableBox.appendChild(table);
+    var note = el('p', { 'class': 'note' });
+    tableBox.appendChild(note);
+    row.appendChild(chartBox);
+    row.appendChild(tableBox);
+    box.appendChild(policies);
+    box.appendChild(row);
+    box.appendChild(suggestion);
+    document.getElementById('limiters').appendChild(box);
+    var chart = null;
+    if (limiter.series) {
+      chart = new uPlot({
+        width: Math.max(320, Math.min(640, chartBox.clientWidth || 560)), height: 220,
+        series: [{}].concat(SERIES.map(function (s) { return { label: s[0], stroke: s[1], width: 1.5 }; })),
+        axes: [{}, { label: 'requests / s' }]
+      }, [[]].concat(SERIES.map(function () { return []; })), chartBox);
+    }
+    view = { policies: policies, suggestion: suggestion, body: body, note: note, chart: chart };
+    views[limiter.name] = view;
+    return view;
+  }
+
+  function unblock(limiter, client, button) {
+    button.disabled = true;
+    api('limiters/' + encodeURIComponent(limiter) + '/clients/' + encodeURIComponent(client.key) + '/reset', { method: 'POST' })
+      .then(function () { button.textContent = 'unblocked'; status('unblocked ' + client.label + ' on ' + limiter); })
+      .catch(function (e) { button.disabled = false; status('unblock refused: ' + e.message); });
+  }
+
+  function draw(limiter) {
+    var view = viewOf(limiter);
+    view.policies.textContent = limiter.rates.map(function (p) {
+      return p.name + ': ' + p.limit + (p.perMinute === null ? ' at once' : ' per ' + (p.window / 1000) + ' s (' + p.perMinute + '/min)');
+    }).join(' · ');
+    if (!limiter.series) { view.note.textContent = 'traffic is off for this limiter'; return; }
+    var points = limiter.series;
+    view.chart.setData([points.map(function (p) { return p.at / 1000; })].concat(SERIES.map(function (s) {
+      return points.map(function (p) { return p[s[0]]; });
+    })));
+    var refused = {};
+    limiter.top.refusals.clients.forEach(function (c) { refused[c.key] = c.count; });
+    var rows = limiter.top.requests.clients.slice();
+    limiter.top.refusals.clients.forEach(function (c) {
+      if (!rows.some(function (r) { return r.key === c.key; })) rows.push(Object.assign({}, c, { count: null }));
+    });
+    view.body.replaceChildren();
+    rows.forEach(function (c) {
+      var tr = el('tr', { 'data-key': c.key });
+      tr.appendChild(el('td', { 'class': 'client' }, c.label));
+      tr.appendChild(el('td', { 'class': 'n' }, c.count === null ? '' : c.count));
+      tr.appendChild(el('td', { 'class': 'n' + (refused[c.key] ? ' refused' : '') }, refused[c.key] || 0));
+      var td = el('td');
+      var button = el('button', { type: 'button', 'class': 'unblock' }, 'unblock');
+      button.addEventListener('click', function () { unblock(limiter.name, c, button); });
+      td.appendChild(button);
+      tr.appendChild(td);
+      view.body.appendChild(tr);
+    });
+    view.note.textContent = limiter.top.distinct + ' clients; counts are at most ' + limiter.top.requests.bound + ' too high.';
+    var s = limiter.suggestion;
+    view.suggestion.textContent = 'Observed over ' + Math.round(s.seconds) + ' s, ' + s.clients + ' clients, busiest ' + s.busiestPerMinute + '/min. ' +
+      s.limits.map(function (l) {
+        return 'To refuse the top ' + (l.share * 100) + '% (' + l.clients + '): ' + (l.atMost ? 'at most ' : '') + l.perMinute + '/min';
+      }).join('; ') + '.';
+  }
+
+  var shedder = { at: [], limit: [], inflight: [], chart: null };
+  function drawShedder(s) {
+    var box = document.getElementById('shedder');
+    if (!s) { box.hidden = true; return; }
+    box.hidden = false;
+    document.getElementById('shedder-numbers').textContent =
+      'limit ' + Math.round(s.limit) + ', in flight ' + s.inflight + (s.overloaded ? ' (overloaded)' : '') + ', admitted ' + s.admitted;
+    shedder.at.push(Date.now() / 1000); shedder.limit.push(s.limit); shedder.inflight.push(s.inflight);
+    if (shedder.at.length > 300) { shedder.at.shift(); shedder.limit.shift(); shedder.inflight.shift(); }
+    if (!shedder.chart) {
+      shedder.chart = new uPlot({ width: 560, height: 160, series: [{}, { label: 'limit', stroke: '#1565c0' }, { label: 'in flight', stroke: '#ef6c00' }] },
+        [[], [], []], document.getElementById('shedder-chart'));
+    }
+    shedder.chart.setData([shedder.at, shedder.limit, shedder.inflight]);
+  }
+
+  function poll() {
+    api('dashboard?seconds=300').then(function (d) {
+      d.limiters.forEach(draw);
+      drawShedder(d.shedder);
+      document.body.setAttribute('data-updated', String(d.now));
+      if (!/^unblock/.test(document.getElementById('status').textContent)) status('live · ' + new Date(d.now).toLocaleTimeString());
+    }).catch(function (e) { status('cannot read the admin API: ' + e.message); })
+      .finally(function () { setTimeout(poll, 1000); });
+  }
+  poll();
+})();
+`;
