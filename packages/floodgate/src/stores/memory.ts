@@ -30,9 +30,8 @@ function resultOf(out: PolicyNumbers, now: number): PolicyResult {
 }
 
 /**
- * The memory store's shortcuts, for the Limiter alone (it picks them once, when it is made over a memory
- * store): a set of one policy answered in the store's reused result slot (read it at once), and a consume
- * that answers only whether it was allowed.
+ * The memory store's shortcuts, for the Limiter alone: a set of one policy answered in the store's reused
+ * result slot (read it at once), and a consume that answers only whether it was allowed.
  */
 export interface MemoryFastPath {
   applySync: NonNullable<Store['applySync']>;
@@ -56,10 +55,7 @@ export class MemoryStore implements Store {
   readonly #loader: StateLoader<Entry>;
   readonly #out = newResultSlot();
   readonly #clock: { now(): number };
-  /**
-   * The shortcuts a Limiter over this store takes (see `MemoryFastPath`); only `limiter/store-path.ts`
-   * reads them. The same decisions as `applySync`, answered without allocating a result.
-   */
+  /** The shortcuts a Limiter over this store takes, picked once in `limiter/store-path.ts`. */
   readonly [fastPath]: MemoryFastPath = {
     applySync: (key, set, cost, mode, lease) => this.applySync(key, set, cost, mode, lease),
     one: (key, set, cost, mode) => this.#one(key, set, cost, mode),
