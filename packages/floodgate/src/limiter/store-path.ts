@@ -1,7 +1,7 @@
 import { type Decision, decide, decideOne } from '../core/decision.js';
 import { andThen, type MaybePromise } from '../core/maybe.js';
 import type { PolicySet } from '../core/policy.js';
-import { memoryFastPath } from '../stores/memory.js';
+import { fastPath, MemoryStore } from '../stores/memory.js';
 import type { Store, StoreMode } from '../stores/store.js';
 
 /**
@@ -30,7 +30,7 @@ function localLeaseId(): string {
 }
 
 export function storePath(store: Store): StorePath {
-  const fast = memoryFastPath(store);
+  const fast = store instanceof MemoryStore ? store[fastPath] : undefined;
   const apply = fast?.applySync ?? store.applySync?.bind(store) ?? store.apply.bind(store);
   const makeLease = fast === undefined ? sharedLeaseId : localLeaseId;
   // The one way every decision is made: a lease id if a concurrency policy needs one, the store, the decision.

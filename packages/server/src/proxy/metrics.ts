@@ -61,11 +61,6 @@ export function createProxyMetrics() {
       labelNames: ['result'] as const,
       registers: [registry],
     }),
-    storeErrors: new Counter({
-      name: 'floodgate_store_errors_total',
-      help: 'Failed calls to the rate-limit store',
-      registers: [registry],
-    }),
   };
 }
 export type ProxyMetrics = ReturnType<typeof createProxyMetrics>;

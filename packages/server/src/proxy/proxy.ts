@@ -1,16 +1,10 @@
-import type { FSWatcher } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import type { Store } from 'floodgate';
-import type { Cluster, Redis } from 'ioredis';
 import { type Logger, pino } from 'pino';
-import { startAdmin } from '../shared/admin.js';
 import { adminToken, dashboardRoute } from '../shared/dashboard.js';
 import { drain } from '../shared/drain.js';
 import { listen } from '../shared/listen.js';
 import { redact } from '../shared/redact.js';
-import { connectRedis, sharedStore } from '../shared/redis.js';
-import { registerStoreMetrics } from '../shared/store-metrics.js';
-import { watchConfig } from '../shared/watch.js';
+import { ServiceRuntime } from '../shared/runtime.js';
 import { type ProxyConfig, shedderOf } from './config.js';
 import { newDispatcher } from './forward.js';
 import { type Active, activate, Gateway, type Resources } from './gateway.js';
@@ -44,20 +38,19 @@ export interface ProxyOptions {
 export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {}): Promise<RunningProxy> {
   const log = options.log ?? pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime });
   const metrics = createProxyMetrics();
-  let redis: Redis | Cluster | undefined;
-  let shared: Store | undefined;
-  if (initial.store !== 'memory') {
-    redis = await connectRedis(initial.store);
-    const store = sharedStore(redis, log, metrics.storeErrors, {
+  const runtime = await ServiceRuntime.open({
+    log,
+    registry: metrics.registry,
+    store: {
+      url: initial.store,
       leases: initial.leases,
       ...(initial.onStoreError === undefined ? {} : { onStoreError: initial.onStoreError }),
-    });
-    registerStoreMetrics(metrics.registry, store.stats);
-    shared = store;
-  }
+    },
+  });
   // Made again when a reload changes the connect timeout, which undici applies per connection attempt.
   let resources: Resources = {
-    storeFor: ruleStores(shared),
+    // With memory, each rule keeps its own store (the runtime's is not used).
+    storeFor: ruleStores(runtime.stores.redis),
     log,
     metrics,
     dispatcher: newDispatcher(initial.maxSockets, initial.timeouts.connect),
@@ -74,7 +67,7 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
     gateway = new Gateway(activate(initial, resources), log, metrics);
   } catch (error) {
     void resources.dispatcher.destroy();
-    redis?.disconnect();
+    runtime.abandon();
     throw error;
   }
   resources.timeouts.every(sweepEvery(initial.timeouts));
@@ -82,104 +75,91 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
   const server = createServer(gateway.handle);
   server.on('upgrade', (req, socket, head) => void gateway.handleUpgrade(req, socket, head));
   server.on('clientError', gateway.clientError);
-  let admin: { server: Server; url: string } | undefined;
   let url: string;
   try {
     url = await listen(server, initial.listen.host, initial.listen.port, {
       port: '--port or "listen"',
       host: '--host or "listen"',
     });
-    if (initial.admin !== false) {
-      const dashboard = dashboardRoute({
-        limiters: () => gateway.active.rules.map((r) => [r.name, r.guard.limiter] as const),
-        ...(shedder === undefined ? {} : { shedder }),
-        token: adminToken(options.adminToken, options.env ?? process.env),
-        log,
-      });
-      admin = await startAdmin(
-        initial.admin,
-        metrics,
-        () => ({ rules: gateway.active.rules.length }),
-        undefined,
-        dashboard,
-      );
-    }
+    await runtime.startAdmin(
+      initial.admin !== false && {
+        address: initial.admin,
+        health: () => ({ rules: gateway.active.rules.length }),
+        names: { port: '--admin-port or "admin"', host: '"admin"' },
+        more: dashboardRoute({
+          limiters: () => gateway.active.rules.map((r) => [r.name, r.guard.limiter] as const),
+          ...(shedder === undefined ? {} : { shedder }),
+          token: adminToken(options.adminToken, options.env ?? process.env),
+          log,
+        }),
+      },
+    );
   } catch (error) {
     server.close();
     resources.timeouts.stop();
     void resources.dispatcher.destroy();
-    redis?.disconnect();
+    runtime.abandon();
     throw error;
   }
 
-  const reload = (): boolean => {
-    if (options.file === undefined) return false;
-    const current = gateway.active.config;
-    let next: Active;
-    let nextResources = resources;
-    try {
-      const config = reloadedConfig(options.file, current, log);
-      if (config.timeouts.connect !== current.timeouts.connect)
-        nextResources = {
-          ...resources,
-          dispatcher: newDispatcher(config.maxSockets, config.timeouts.connect),
-        };
-      next = activate(config, nextResources);
-    } catch (error) {
-      if (nextResources !== resources) void nextResources.dispatcher.destroy();
-      metrics.reloads.inc({ result: 'rejected' });
-      log.error(
-        { file: options.file, reason: redact((error as Error).message) },
-        'configuration rejected; still serving the previous one',
-      );
-      return false;
-    }
-    gateway.swap(next);
-    if (nextResources !== resources) {
-      // Requests already on the old pools finish there.
-      void resources.dispatcher.close();
-      resources = nextResources;
-    }
-    resources.timeouts.every(sweepEvery(next.config.timeouts));
-    metrics.reloads.inc({ result: 'applied' });
-    log.info({ file: options.file, rules: next.rules.map((r) => r.name) }, 'configuration reloaded');
-    return true;
-  };
-  let watcher: FSWatcher | undefined;
-  if (options.file !== undefined && options.watch !== false) watcher = watchConfig(options.file, reload, log);
+  const reloadFile = (file: string) =>
+    runtime.reloader({
+      counter: metrics.reloads,
+      source: { file },
+      apply: () => {
+        const current = gateway.active.config;
+        let next: Active;
+        let nextResources = resources;
+        try {
+          const config = reloadedConfig(file, current, log);
+          if (config.timeouts.connect !== current.timeouts.connect)
+            nextResources = {
+              ...resources,
+              dispatcher: newDispatcher(config.maxSockets, config.timeouts.connect),
+            };
+          next = activate(config, nextResources);
+        } catch (error) {
+          if (nextResources !== resources) void nextResources.dispatcher.destroy();
+          throw error;
+        }
+        gateway.swap(next);
+        if (nextResources !== resources) {
+          // Requests already on the old pools finish there.
+          void resources.dispatcher.close();
+          resources = nextResources;
+        }
+        resources.timeouts.every(sweepEvery(next.config.timeouts));
+        return { rules: next.rules.map((r) => r.name) };
+      },
+    });
+  const reload = options.file === undefined ? () => false : reloadFile(options.file);
+  if (options.file !== undefined && options.watch !== false) runtime.watch(options.file, reload);
 
   log.info(
     {
       url,
-      admin: admin?.url,
+      admin: runtime.adminUrl,
       upstream: initial.upstream.map(redact),
-      store: redis === undefined ? 'memory' : 'redis',
+      store: runtime.stores.kind,
       rules: gateway.active.rules.map((r) => r.name),
     },
     `proxying ${url} to ${redact(initial.upstream.join(', '))}`,
   );
 
-  let stopping: Promise<void> | undefined;
-  const stop = () => {
-    stopping ??= (async () => {
-      watcher?.close();
-      gateway.flushLogs();
-      const grace = gateway.active.config.grace;
-      log.info({ grace }, 'shutting down: finishing requests in flight');
-      for (const socket of gateway.upgraded) socket.destroy();
-      await Promise.all([
-        drain(server, grace, log),
-        new Promise<void>((resolve) =>
-          admin === undefined ? resolve() : admin.server.close(() => resolve()),
-        ),
-      ]);
-      resources.timeouts.stop();
-      shedder?.close();
-      await resources.dispatcher.destroy();
-      if (redis !== undefined) await redis.quit().catch(() => redis?.disconnect());
-      log.info('stopped');
-    })();
-    return stopping;
-  };
-  return { server, url, adminUrl: admin?.url, metrics, reload, stop };
+  const stop = () =>
+    runtime.stop({
+      drain: () => {
+        gateway.flushLogs();
+        const grace = gateway.active.config.grace;
+        log.info({ grace }, 'shutting down: finishing requests in flight');
+        for (const socket of gateway.upgraded) socket.destroy();
+        return drain(server, grace, log);
+      },
+      release: async () => {
+        resources.timeouts.stop();
+        shedder?.close();
+        await resources.dispatcher.destroy();
+      },
+    });
+  return { server, url, adminUrl: runtime.adminUrl, metrics, reload, stop };
 }

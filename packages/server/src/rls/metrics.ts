@@ -15,7 +15,6 @@ export interface RlsMetrics {
   readonly descriptors: Counter<'domain' | 'descriptor' | 'code' | 'shadow'>;
   readonly invalid: Counter;
   readonly reloads: Counter<'result'>;
-  readonly storeErrors: Counter;
   /** Counts a descriptor's outcome; a domain the configuration does not have is labelled "unknown". */
   outcome(config: RlsConfig, outcome: Outcome): void;
 }
@@ -46,11 +45,6 @@ export function createRlsMetrics(): RlsMetrics {
     labelNames: ['result'] as const,
     registers: [registry],
   });
-  const storeErrors = new Counter({
-    name: 'floodgate_store_errors_total',
-    help: 'Failed calls to the rate-limit store (decided in memory meanwhile)',
-    registers: [registry],
-  });
   const detailed = detailedLabels();
   return {
     registry,
@@ -58,7 +52,6 @@ export function createRlsMetrics(): RlsMetrics {
     descriptors,
     invalid,
     reloads,
-    storeErrors,
     outcome(config, { domain, descriptor, detailedOf, code, shadow }) {
       const known = config.has(domain);
       descriptors.inc({

@@ -1,18 +1,12 @@
-import type { FSWatcher } from 'node:fs';
-import type { Server as HttpServer } from 'node:http';
 import { Server, ServerCredentials, type ServerUnaryCall, type sendUnaryData, status } from '@grpc/grpc-js';
-import { MemoryStore, type Store } from 'floodgate';
 import { deliver } from 'floodgate/http';
-import type { Cluster, Redis } from 'ioredis';
 import { type Logger, pino } from 'pino';
-import { startAdmin } from '../shared/admin.js';
 import { adminToken, dashboardRoute } from '../shared/dashboard.js';
 import { environmentError } from '../shared/errors.js';
 import { redact } from '../shared/redact.js';
-import { connectRedis, type OutagePolicy, sharedStore } from '../shared/redis.js';
-import { registerStoreMetrics } from '../shared/store-metrics.js';
-import { watchConfig } from '../shared/watch.js';
-import { loadRlsConfig, type RlsConfig } from './config.js';
+import type { OutagePolicy } from '../shared/redis.js';
+import { ServiceRuntime } from '../shared/runtime.js';
+import { loadRlsConfig } from './config.js';
 import { createRlsMetrics, type RlsMetrics } from './metrics.js';
 import { fromWire, rateLimitService, toWire, type WireRequest } from './protocol.js';
 import { InvalidRequest, RateLimitService, StoreClosed } from './service.js';
@@ -58,19 +52,16 @@ export async function startRls(
   const log = options.log ?? pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime });
   const config = loadRlsConfig(path);
   const metrics = createRlsMetrics();
-  let redis: Redis | Cluster | undefined;
-  let store: Store;
-  if (settings.store === 'memory') store = new MemoryStore();
-  else {
-    redis = await connectRedis(settings.store);
-    const shared = sharedStore(redis, log, metrics.storeErrors, {
+  const runtime = await ServiceRuntime.open({
+    log,
+    registry: metrics.registry,
+    store: {
+      url: settings.store,
       leases: settings.leases ?? false,
       ...(settings.onStoreError === undefined ? {} : { onStoreError: settings.onStoreError }),
-    });
-    registerStoreMetrics(metrics.registry, shared.stats);
-    store = shared;
-  }
-  const service = new RateLimitService(config, store);
+    },
+  });
+  const service = new RateLimitService(config, runtime.stores.store);
 
   const shouldRateLimit = (call: ServerUnaryCall<WireRequest, object>, callback: sendUnaryData<object>) => {
     const invalid = (error: unknown) => {
@@ -110,7 +101,6 @@ export async function startRls(
 
   const server = new Server();
   server.addService(rateLimitService().service, { shouldRateLimit });
-  let admin: { server: HttpServer; url: string } | undefined;
   let address: string;
   try {
     const port = await new Promise<number>((resolve, reject) =>
@@ -121,22 +111,21 @@ export async function startRls(
       ),
     );
     address = `${settings.listen.host}:${port}`;
-    if (settings.admin !== false) {
-      admin = await startAdmin(
-        settings.admin,
-        metrics,
-        () => ({ domains: [...service.config.keys()] }),
-        { port: '--admin-port', host: '--admin-port' },
-        dashboardRoute({
+    await runtime.startAdmin(
+      settings.admin !== false && {
+        address: settings.admin,
+        health: () => ({ domains: [...service.config.keys()] }),
+        names: { port: '--admin-port', host: '--admin-port' },
+        more: dashboardRoute({
           limiters: () => service.limiters(),
           token: adminToken(options.adminToken, options.env ?? process.env),
           log,
         }),
-      );
-    }
+      },
+    );
   } catch (error) {
     server.forceShutdown();
-    redis?.disconnect();
+    runtime.abandon();
     if ((error as Error).message?.includes('No address added')) {
       throw environmentError(
         `cannot listen on ${settings.listen.host}:${settings.listen.port}: the port is in use or the address is not this machine's; choose another with --port or --host`,
@@ -145,41 +134,30 @@ export async function startRls(
     throw error;
   }
 
-  const reload = (): boolean => {
-    let next: RlsConfig;
-    try {
-      next = loadRlsConfig(path);
-    } catch (error) {
-      metrics.reloads.inc({ result: 'rejected' });
-      log.error(
-        { path, reason: (error as Error).message },
-        'configuration rejected; still serving the previous one',
-      );
-      return false;
-    }
-    service.swap(next);
-    metrics.reloads.inc({ result: 'applied' });
-    log.info({ path, domains: [...next.keys()] }, 'configuration reloaded');
-    return true;
-  };
-  let watcher: FSWatcher | undefined;
-  if (options.watch !== false) watcher = watchConfig(path, reload, log);
+  const reload = runtime.reloader({
+    counter: metrics.reloads,
+    source: { path },
+    apply: () => {
+      const next = loadRlsConfig(path);
+      service.swap(next);
+      return { domains: [...next.keys()] };
+    },
+  });
+  if (options.watch !== false) runtime.watch(path, reload);
 
   log.info(
     {
       url: `grpc://${address}`,
-      admin: admin?.url,
-      store: redis === undefined ? 'memory' : 'redis',
+      admin: runtime.adminUrl,
+      store: runtime.stores.kind,
       domains: [...config.keys()],
     },
     `rate-limit service (Envoy RLS v3) on ${address}`,
   );
 
-  let stopping: Promise<void> | undefined;
-  const stop = () => {
-    stopping ??= (async () => {
-      watcher?.close();
-      await Promise.all([
+  const stop = () =>
+    runtime.stop({
+      drain: () =>
         new Promise<void>((resolve) => {
           // Calls in flight finish; a client that holds its stream open is cut after a grace of 5 s.
           const force = setTimeout(() => server.forceShutdown(), 5000).unref();
@@ -188,14 +166,6 @@ export async function startRls(
             resolve();
           });
         }),
-        new Promise<void>((resolve) =>
-          admin === undefined ? resolve() : admin.server.close(() => resolve()),
-        ),
-      ]);
-      if (redis !== undefined) await redis.quit().catch(() => redis?.disconnect());
-      log.info('stopped');
-    })();
-    return stopping;
-  };
-  return { address, adminUrl: admin?.url, metrics, service, reload, stop };
+    });
+  return { address, adminUrl: runtime.adminUrl, metrics, service, reload, stop };
 }

@@ -11,11 +11,6 @@ export function createMetrics() {
       labelNames: ['policy', 'outcome'] as const,
       registers: [registry],
     }),
-    storeErrors: new Counter({
-      name: 'floodgate_store_errors_total',
-      help: 'Failed calls to the rate-limit store',
-      registers: [registry],
-    }),
     storeLatency: new Histogram({
       name: 'floodgate_store_latency_seconds',
       help: 'Time to decide a request (store round trip included)',

@@ -1,14 +1,12 @@
 import { createServer, type Server } from 'node:http';
 import { isIP } from 'node:net';
-import { Limiter, LoginGuard, MemoryStore, type Store } from 'floodgate';
-import type { Cluster, Redis } from 'ioredis';
+import { Limiter, LoginGuard } from 'floodgate';
 import { type Logger, pino } from 'pino';
-import { startAdmin } from '../shared/admin.js';
 import { dashboardRoute } from '../shared/dashboard.js';
 import { drain } from '../shared/drain.js';
 import { listen } from '../shared/listen.js';
 import { redact } from '../shared/redact.js';
-import { connectRedis, sharedStore } from '../shared/redis.js';
+import { ServiceRuntime } from '../shared/runtime.js';
 import { createApp } from './app.js';
 import { clientResolver } from './client.js';
 import { policyOf, type ServeConfig } from './config.js';
@@ -74,30 +72,25 @@ export async function serve(config: ServeConfig): Promise<Running> {
     );
   }
 
-  let redis: Redis | Cluster | undefined;
-  let store: Store = new MemoryStore();
-  let loginStore: Store = store;
-  if (config.redis !== undefined) {
-    try {
-      redis = await connectRedis(config.redis);
-    } catch (error) {
-      await db.close();
-      throw error;
-    }
-    store = sharedStore(
-      redis,
+  let runtime: ServiceRuntime;
+  try {
+    runtime = await ServiceRuntime.open({
       log,
-      metrics.storeErrors,
-      config.onStoreError === undefined ? {} : { onStoreError: config.onStoreError },
-    );
-    // "open" lets the API's requests through while Redis is away; it must not switch off brute-force
-    // protection with them: failed logins are then counted in memory, in each process.
-    loginStore =
-      config.onStoreError === 'open'
-        ? sharedStore(redis, log, metrics.storeErrors, { onStoreError: 'fallback' })
-        : store;
+      registry: metrics.registry,
+      store: {
+        url: config.redis ?? 'memory',
+        ...(config.onStoreError === undefined ? {} : { onStoreError: config.onStoreError }),
+      },
+    });
+  } catch (error) {
+    await db.close();
+    throw error;
   }
-  const limiter = new Limiter({ store, policies: policyOf(config) });
+  const { stores } = runtime;
+  // "open" lets the API's requests through while Redis is away; it must not switch off brute-force
+  // protection with them: failed logins are then counted in memory, in each process.
+  const loginStore = config.onStoreError === 'open' ? stores.withOutagePolicy('fallback') : stores.store;
+  const limiter = new Limiter({ store: stores.store, policies: policyOf(config) });
   const logins = new LoginGuard({ store: loginStore, ipv6Prefix: config.ipv6Prefix });
   const clientOf = clientResolver(config.trustProxy, config.ipv6Prefix);
   const handle = createApp({ db, limiter, logins, metrics, log, clientOf });
@@ -105,21 +98,13 @@ export async function serve(config: ServeConfig): Promise<Running> {
   let url: string;
   try {
     url = await listen(server, config.host, config.port);
-  } catch (error) {
-    redis?.disconnect();
-    await db.close();
-    throw error;
-  }
-  let admin: { server: Server; url: string } | undefined;
-  if (config.admin) {
-    try {
-      // On loopback whatever --host says: the metrics are for the operator, not for the API's clients.
-      admin = await startAdmin(
-        { host: '127.0.0.1', port: config.adminPort },
-        metrics,
-        () => ({}),
-        { port: '--admin-port', host: '--admin-port' },
-        dashboardRoute({
+    // On loopback whatever --host says: the metrics are for the operator, not for the API's clients.
+    await runtime.startAdmin(
+      config.admin && {
+        address: { host: '127.0.0.1', port: config.adminPort },
+        health: () => ({}),
+        names: { port: '--admin-port', host: '--admin-port' },
+        more: dashboardRoute({
           limiters: () => [
             ['api', limiter],
             ...Object.entries(logins.limiters).map(([n, l]) => [`login ${n}`, l] as const),
@@ -127,36 +112,32 @@ export async function serve(config: ServeConfig): Promise<Running> {
           token: config.adminToken,
           log,
         }),
-      );
-    } catch (error) {
-      server.close();
-      redis?.disconnect();
-      await db.close();
-      throw error;
-    }
+      },
+    );
+  } catch (error) {
+    server.close();
+    runtime.abandon();
+    await db.close();
+    throw error;
   }
   log.info(
     {
       url,
-      admin: admin?.url,
+      admin: runtime.adminUrl,
       db: db.kind,
-      store: redis === undefined ? 'memory' : 'redis',
+      store: stores.kind,
       policy: policyOf(config),
     },
     `listening on ${url}`,
   );
 
-  let stopping: Promise<void> | undefined;
-  const stop = () => {
-    stopping ??= (async () => {
-      log.info({ grace: config.grace }, 'shutting down: finishing requests in flight');
-      await drain(server, config.grace, log);
-      if (admin !== undefined) await new Promise<void>((resolve) => admin.server.close(() => resolve()));
-      await db.close();
-      if (redis !== undefined) await redis.quit().catch(() => redis?.disconnect());
-      log.info('stopped');
-    })();
-    return stopping;
-  };
-  return { server, url, adminUrl: admin?.url, stop };
+  const stop = () =>
+    runtime.stop({
+      drain: () => {
+        log.info({ grace: config.grace }, 'shutting down: finishing requests in flight');
+        return drain(server, config.grace, log);
+      },
+      release: () => db.close(),
+    });
+  return { server, url, adminUrl: runtime.adminUrl, stop };
 }

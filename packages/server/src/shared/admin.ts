@@ -2,35 +2,50 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Registry } from 'prom-client';
 import { listen } from './listen.js';
 
-/** The admin listener: `GET /metrics` (Prometheus) and `GET /health`, apart from the traffic it serves. */
+/** Answers one path of the admin listener. */
+export type AdminHandler = (req: IncomingMessage, res: ServerResponse) => void;
+
+/** The admin listener's routes, by exact path; a command or a later feature adds its own. */
+export type AdminRoutes = ReadonlyMap<string, AdminHandler>;
+
+/** `GET /metrics`: the registry in Prometheus's text format. */
+export function metricsRoute(registry: Registry): AdminHandler {
+  return (_req, res) => {
+    registry.metrics().then(
+      (text) => {
+        res.writeHead(200, { 'Content-Type': registry.contentType });
+        res.end(text);
+      },
+      () => {
+        res.writeHead(500);
+        res.end();
+      },
+    );
+  };
+}
+
+/** `GET /health`: `{ "status": "ok" }` and what the command adds. */
+export function healthRoute(health: () => object): AdminHandler {
+  return (_req, res) => {
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.end(JSON.stringify({ status: 'ok', ...health() }));
+  };
+}
+
+/** The admin listener, apart from the traffic the command serves: its routes, and 404 for the rest. */
 export async function startAdmin(
   address: { host: string; port: number },
-  metrics: { readonly registry: Registry },
-  health: () => object,
+  routes: AdminRoutes,
   /** How the command's flags and settings name the admin port and host, for a port in use. */
-  names: { port: string; host: string } = { port: '--admin-port or "admin"', host: '"admin"' },
-  /** Everything else the listener answers (the admin API and the dashboard); it calls `next` for a 404. */
+  names: { port: string; host: string },
+  /** Everything the route table does not name (the admin API and the dashboard); it calls `next` for a 404. */
   more?: (req: IncomingMessage, res: ServerResponse, next: () => void) => void,
 ): Promise<{ server: Server; url: string }> {
   const server = createServer((req, res) => {
-    if (req.url === '/metrics') {
-      metrics.registry.metrics().then(
-        (text) => {
-          res.writeHead(200, { 'Content-Type': metrics.registry.contentType });
-          res.end(text);
-        },
-        () => {
-          res.writeHead(500);
-          res.end();
-        },
-      );
-      return;
-    }
-    if (req.url === '/health') {
-      res.writeHead(200, { 'Content-Type': 'application/json' });
-      res.end(JSON.stringify({ status: 'ok', ...health() }));
-      return;
-    }
+    const url = req.url ?? '';
+    const query = url.indexOf('?');
+    const route = routes.get(query === -1 ? url : url.slice(0, query));
+    if (route !== undefined) return route(req, res);
     const notFound = () => {
       res.writeHead(404);
       res.end();

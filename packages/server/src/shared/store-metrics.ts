@@ -25,6 +25,18 @@ function totals(
 }
 
 /**
+ * Failed calls to the rate-limit store, whatever the command: the one declaration of
+ * `floodgate_store_errors_total` (the runtime counts into it from every store it makes).
+ */
+export function registerStoreErrors(registry: Registry): Counter {
+  return new Counter({
+    name: 'floodgate_store_errors_total',
+    help: 'Failed calls to the rate-limit store',
+    registers: [registry],
+  });
+}
+
+/**
  * The Redis store's own counts: how decisions were made (in a script call, from a quota lease, from the deny
  * cache), script calls, and what became of leased units.
  */

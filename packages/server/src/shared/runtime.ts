@@ -1,0 +1,145 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { FSWatcher } from 'node:fs';
+import type { Server } from 'node:http';
+import type { Logger } from 'pino';
+import type { Counter, Registry } from 'prom-client';
+import { type AdminHandler, healthRoute, metricsRoute, startAdmin } from './admin.js';
+import { redact } from './redact.js';
+import { openStores, type StoreSettings, type Stores } from './stores.js';
+import { watchConfig } from './watch.js';
+
+/** What a command tells the runtime about itself. */
+export interface RuntimeSettings {
+  readonly log: Logger;
+  /** The command's metrics: the store's counts and failures are registered there too. */
+  readonly registry: Registry;
+  readonly store: StoreSettings;
+}
+
+/** The admin listener a command asks for. */
+export interface AdminSettings {
+  readonly address: { readonly host: string; readonly port: number };
+  /** What `/health` adds to `{ "status": "ok" }`. */
+  readonly health: () => object;
+  /** How the command's flags and settings name the admin port and host, for a port in use. */
+  readonly names: { readonly port: string; readonly host: string };
+  /** What the listener answers beyond its route table (the admin API and the dashboard). */
+  readonly more?: (req: IncomingMessage, res: ServerResponse, next: () => void) => void;
+}
+
+/** How a command reloads its configuration, for `reloader`. */
+export interface ReloadSettings {
+  /** Counts reloads by `result` (applied, rejected). */
+  readonly counter: Counter<'result'>;
+  /** Where the configuration comes from, as the log names it (`{ file }`, `{ path }`). */
+  readonly source: Record<string, string>;
+  /** Reads and applies the configuration, or throws (the previous one kept); returns what to log of it. */
+  apply(): Record<string, unknown>;
+}
+
+/** How a command stops, in the runtime's order. */
+export interface StopSteps {
+  /** Stop accepting and let what is in flight finish (bounded by the command's grace). */
+  drain(): Promise<void>;
+  /** Ends what the command made over the store (pools, timers, a database), before the store closes. */
+  release?(): Promise<void> | void;
+}
+
+/**
+ * One service runtime for every command (`serve`, `proxy`, `rls`): it owns the rate-limit store made from
+ * its URL (memory or Redis, its failures counted in `floodgate_store_errors_total`), the admin listener
+ * (`/metrics`, `/health`, and any route added to `adminRoutes` before it starts), the configuration's
+ * watch and reload, and the ordered stop: stop watching, stop accepting and drain (with the admin
+ * listener), the command's own resources, then the stores (awaited: what they give back is written),
+ * then the Redis client quits.
+ */
+export class ServiceRuntime {
+  readonly log: Logger;
+  readonly registry: Registry;
+  readonly stores: Stores;
+  /** The admin listener's routes; add to it before `startAdmin`. */
+  readonly adminRoutes: Map<string, AdminHandler>;
+  #admin: { server: Server; url: string } | undefined;
+  #watcher: FSWatcher | undefined;
+  #stopping: Promise<void> | undefined;
+
+  private constructor(settings: RuntimeSettings, stores: Stores) {
+    this.log = settings.log;
+    this.registry = settings.registry;
+    this.stores = stores;
+    this.adminRoutes = new Map([['/metrics', metricsRoute(settings.registry)]]);
+  }
+
+  /** Connects the store (within 5 s for Redis, or an environment error that hides any password). */
+  static async open(settings: RuntimeSettings): Promise<ServiceRuntime> {
+    return new ServiceRuntime(settings, await openStores(settings.store, settings.log, settings.registry));
+  }
+
+  /** The admin listener's URL, once started. */
+  get adminUrl(): string | undefined {
+    return this.#admin?.url;
+  }
+
+  /** Starts the admin listener (unless `false`); resolves with its URL. */
+  async startAdmin(settings: AdminSettings | false): Promise<string | undefined> {
+    if (settings === false) return undefined;
+    this.adminRoutes.set('/health', healthRoute(settings.health));
+    this.#admin = await startAdmin(settings.address, this.adminRoutes, settings.names, settings.more);
+    return this.#admin.url;
+  }
+
+  /**
+   * The command's reload: applied and counted, or rejected (the previous configuration kept), counted and
+   * logged with its reason (passwords in URLs hidden). Returns whether it was applied.
+   */
+  reloader({ counter, source, apply }: ReloadSettings): () => boolean {
+    return () => {
+      let applied: Record<string, unknown>;
+      try {
+        applied = apply();
+      } catch (error) {
+        counter.inc({ result: 'rejected' });
+        this.log.error(
+          { ...source, reason: redact((error as Error).message) },
+          'configuration rejected; still serving the previous one',
+        );
+        return false;
+      }
+      counter.inc({ result: 'applied' });
+      this.log.info({ ...source, ...applied }, 'configuration reloaded');
+      return true;
+    };
+  }
+
+  /** Reloads when `file` (or a file in the folder `file`) changes; the watch ends at the stop. */
+  watch(file: string, reload: () => void): void {
+    this.#watcher = watchConfig(file, reload, this.log);
+  }
+
+  /** For a start that failed: closes the admin listener and drops the store's connection at once. */
+  abandon(): void {
+    this.#watcher?.close();
+    this.#admin?.server.close();
+    this.stores.abandon();
+  }
+
+  /** The ordered stop; the same promise for every call. */
+  stop(steps: StopSteps): Promise<void> {
+    this.#stopping ??= (async () => {
+      this.#watcher?.close();
+      const admin = this.#admin?.server;
+      await Promise.all([
+        steps.drain(),
+        new Promise<void>((resolve) => {
+          if (admin === undefined) return resolve();
+          admin.close(() => resolve());
+          admin.closeIdleConnections();
+        }),
+      ]);
+      await steps.release?.();
+      await this.stores.close();
+      this.log.info('stopped');
+    })();
+    return this.#stopping;
+  }
+}
