@@ -1,6 +1,5 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FSWatcher } from 'node:fs';
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Counter, Registry } from 'prom-client';
 import { type AdminHandler, healthRoute, metricsRoute, startAdmin } from './admin.js';
