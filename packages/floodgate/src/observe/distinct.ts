@@ -17,24 +17,33 @@ function hash(key: string): number {
   return h >>> 0;
 }
 
+const NONE = new Uint8Array(REGISTERS);
+
 /**
  * Counts distinct identifiers in fixed memory (Flajolet et al., HyperLogLog, 2007): each register keeps
  * the longest run of leading zeros seen among the hashes it is given. Sketches of parts of a stream merge
  * by taking the larger register, with no added error.
  */
 export class DistinctCount {
-  readonly registers = new Uint8Array(REGISTERS);
+  // Made at the first identifier: most buckets of most limiters never see one.
+  #registers: Uint8Array | undefined;
+
+  /** The registers, all 0 before the first identifier (that array is shared and never written). */
+  get registers(): Uint8Array {
+    return this.#registers ?? NONE;
+  }
 
   add(key: string): void {
     const h = hash(key);
     const register = h >>> (32 - BITS);
     const rest = (h << BITS) | (1 << (BITS - 1));
     const rank = Math.clz32(rest) + 1;
-    if (rank > this.registers[register]!) this.registers[register] = rank;
+    const registers = (this.#registers ??= new Uint8Array(REGISTERS));
+    if (rank > registers[register]!) registers[register] = rank;
   }
 
   clear(): void {
-    this.registers.fill(0);
+    this.#registers?.fill(0);
   }
 }
 

@@ -24,7 +24,7 @@ export interface HeavyHitter {
  * - every reported count is an overestimate by at most its `error`, and `error` <= min count <= N / capacity;
  * - every identifier whose true count exceeds N / capacity is monitored.
  * The counters sit in a min-heap, so a count goes up in O(log capacity) and the smallest is found at once;
- * the counters are allocated once and reused by `clear`, so the memory is fixed.
+ * the counters are allocated as identifiers first arrive and reused by `clear`, so the memory is bounded.
  */
 export class SpaceSaving {
   readonly capacity: number;
@@ -35,7 +35,10 @@ export class SpaceSaving {
 
   constructor(capacity: number) {
     this.capacity = capacity;
-    this.#heap = Array.from({ length: capacity }, (_, at) => ({ key: '', count: 0, error: 0, at }));
+    // Counters are made as identifiers arrive, up to `capacity`, and kept for reuse: a limiter few clients
+    // use (or none, as most of a process's limiters at a given moment) costs a few hundred bytes, not
+    // `capacity` counters in each of its buckets.
+    this.#heap = [];
   }
 
   /** The weight counted since the last `clear`. */
@@ -59,6 +62,7 @@ export class SpaceSaving {
     }
     let counter: Counter;
     if (this.#size < this.capacity) {
+      if (this.#heap.length === this.#size) this.#heap.push({ key: '', count: 0, error: 0, at: this.#size });
       counter = this.#heap[this.#size++]!;
       counter.count = weight;
       counter.error = 0;
