@@ -157,6 +157,25 @@ const jwtSchema = z
     { error: 'give exactly one of secret, secretEnv, publicKey, publicKeyFile' },
   );
 
+/** Passive ejection and optional active health checks of the upstreams (see upstreams.ts). */
+const failoverSchema = z
+  .strictObject({
+    failures: z.number().int().min(1).default(3),
+    ejectFor: duration.default(10_000),
+    maxEjectFor: duration.default(300_000),
+    healthCheck: z
+      .strictObject({
+        path: z.string().startsWith('/', 'must start with "/"'),
+        interval: duration.default(5_000),
+        timeout: duration.default(2_000),
+      })
+      .optional(),
+  })
+  .refine((f) => f.maxEjectFor >= f.ejectFor, {
+    error: 'maxEjectFor must be at least ejectFor',
+    path: ['maxEjectFor'],
+  });
+
 const schema = z.strictObject({
   listen: address('127.0.0.1').default({ host: '127.0.0.1', port: DEFAULT_PORT }),
   upstream: z
@@ -167,6 +186,7 @@ const schema = z.strictObject({
       },
     )
     .transform((v) => (Array.isArray(v) ? v : [v])),
+  failover: failoverSchema.default({ failures: 3, ejectFor: 10_000, maxEjectFor: 300_000 }),
   store: z
     .string({ error: 'must be "memory" or a Redis URL' })
     .refine((v) => v === 'memory' || /^(rediss?|redis-cluster):\/\/[^\s]+$/.test(v), {

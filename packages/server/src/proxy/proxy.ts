@@ -13,7 +13,12 @@ import { watchConfig } from '../shared/watch.js';
 import { type ProxyConfig, shedderOf } from './config.js';
 import { newDispatcher } from './forward.js';
 import { type Active, activate, Gateway, type Resources } from './gateway.js';
-import { createProxyMetrics, type ProxyMetrics, registerShedMetrics } from './metrics.js';
+import {
+  createProxyMetrics,
+  type ProxyMetrics,
+  registerShedMetrics,
+  registerUpstreamMetrics,
+} from './metrics.js';
 import { reloadedConfig } from './reload.js';
 import { ruleStores } from './rules.js';
 import { sweepEvery, Timeouts } from './timeouts.js';
@@ -35,6 +40,8 @@ export interface ProxyOptions {
   readonly watch?: boolean;
   readonly log?: Logger;
   readonly env?: NodeJS.ProcessEnv;
+  /** The clock upstream ejections are timed on (tests). Default: Date.now. */
+  readonly now?: () => number;
 }
 
 /** Starts `floodgate proxy`: the store, the gateway and its listeners, reloads; resolves once it listens. */
@@ -60,6 +67,7 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
     dispatcher: newDispatcher(initial.maxSockets, initial.timeouts.connect),
     timeouts: new Timeouts(),
     env: options.env ?? process.env,
+    ...(options.now === undefined ? {} : { now: options.now }),
   };
   const shedder = shedderOf(initial);
   if (shedder !== undefined) {
@@ -75,6 +83,7 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
     throw error;
   }
   resources.timeouts.every(sweepEvery(initial.timeouts));
+  registerUpstreamMetrics(metrics.registry, () => gateway.active.pool.states());
 
   const server = createServer(gateway.handle);
   server.on('upgrade', (req, socket, head) => void gateway.handleUpgrade(req, socket, head));
@@ -87,7 +96,10 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
       host: '--host or "listen"',
     });
     if (initial.admin !== false) {
-      admin = await startAdmin(initial.admin, metrics, () => ({ rules: gateway.active.rules.length }));
+      admin = await startAdmin(initial.admin, metrics, () => ({
+        rules: gateway.active.rules.length,
+        upstreams: gateway.active.pool.states(),
+      }));
     }
   } catch (error) {
     server.close();
@@ -148,6 +160,7 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
   const stop = () => {
     stopping ??= (async () => {
       watcher?.close();
+      gateway.close();
       gateway.flushLogs();
       const grace = gateway.active.config.grace;
       log.info({ grace }, 'shutting down: finishing requests in flight');

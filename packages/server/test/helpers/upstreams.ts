@@ -277,3 +277,36 @@ export async function startDarkListener(): Promise<PythonUpstream & { fill(): Pr
     },
   };
 }
+
+/** An upstream answering every request with the status it is set to (and its port in the body). */
+export interface StatusUpstream {
+  readonly url: string;
+  /** Requests it answered. */
+  served(): number;
+  set(status: number): void;
+  close(): Promise<void>;
+}
+
+export async function startStatusUpstream(status = 200, port = 0): Promise<StatusUpstream> {
+  let current = status;
+  let served = 0;
+  const server = createServer((req, res) => {
+    served++;
+    req.resume();
+    req.on('end', () => res.writeHead(current, { 'Content-Type': 'text/plain' }).end(String(port)));
+  });
+  server.listen(port, '127.0.0.1');
+  await once(server, 'listening');
+  port = (server.address() as { port: number }).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    served: () => served,
+    set: (s) => {
+      current = s;
+    },
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
