@@ -97,6 +97,22 @@ const ruleSchema = z.strictObject({
   onMissingKey: z.enum(['ip', 'skip', 'reject']).default('ip'),
   policies: policies.optional(),
   cost: z.number().int().min(0).default(1),
+  /** Count only the requests the upstream failed (or only those it served), from its answer's status. */
+  countOnly: z.enum(['failed', 'successful']).optional(),
+  /** What a failed answer is, for countOnly: codes and classes ("4xx"). Default: every status from 400. */
+  failedStatuses: z
+    .array(
+      z.union([
+        z
+          .number()
+          .int()
+          .min(100, 'must be a status from 100 to 599')
+          .max(599, 'must be a status from 100 to 599'),
+        z.string().regex(/^[1-5]xx$/, 'must be a status class such as "4xx"'),
+      ]),
+    )
+    .min(1)
+    .optional(),
   priority: z.enum(['critical', 'default', 'sheddable']).default('default'),
   shadow: z.boolean().optional(),
   allow: lists.optional(),
@@ -234,6 +250,11 @@ function isCidr(entry: string): boolean {
   );
 }
 
+/** A rule's policies as a list (the configuration accepts one policy or a list). */
+function policyList(policies: unknown): { algorithm?: string }[] {
+  return (Array.isArray(policies) ? policies : [policies]) as { algorithm?: string }[];
+}
+
 /** The proxy's shedder, as its `shed` section describes it (none without one). */
 export function shedderOf(config: ProxyConfig): Shedder | undefined {
   return config.shed === undefined ? undefined : new Shedder(config.shed as ShedderOptions);
@@ -277,6 +298,19 @@ export function validateProxyConfig(data: unknown, source = 'config'): ProxyConf
     names.add(rule.name);
     if (rule.policies === undefined) {
       throw usageError(`${source}: ${at}.policies: required, e.g. [{ limit: 100, window: 1m }]`);
+    }
+    if (rule.failedStatuses !== undefined && rule.countOnly === undefined) {
+      throw usageError(
+        `${source}: ${at}.failedStatuses: says which answers count for countOnly; set countOnly: failed (or successful), or remove failedStatuses`,
+      );
+    }
+    if (
+      rule.countOnly !== undefined &&
+      policyList(rule.policies).some((p) => p.algorithm === 'concurrency')
+    ) {
+      throw usageError(
+        `${source}: ${at}.countOnly: a concurrency policy holds a slot for the request's duration, so it cannot count by outcome; remove countOnly or the concurrency policy`,
+      );
     }
     if (typeof rule.key === 'object' && 'jwt' in rule.key && config.jwt === undefined) {
       throw usageError(

@@ -98,6 +98,21 @@ function keyOf(rule: RuleConfig, jwt: JwtVerifier | undefined) {
   };
 }
 
+/**
+ * A rule's `failedStatuses` as the guard's `isFailure`; undefined for the library's default (from 400). A
+ * 502 or 504 is always a failure: the proxy writes them when the upstream gave no answer, and an attempt
+ * whose answer never arrived counts (a login guess the upstream was too slow for is still a guess).
+ */
+export function failureOf(statuses: RuleConfig['failedStatuses']): ((status: number) => boolean) | undefined {
+  if (statuses === undefined) return undefined;
+  const failed = new Set<number>([502, 504]);
+  for (const s of statuses) {
+    if (typeof s === 'number') failed.add(s);
+    else for (let code = Number(s[0]) * 100; code < Number(s[0]) * 100 + 100; code++) failed.add(code);
+  }
+  return (status) => failed.has(status);
+}
+
 export interface RuleHooks {
   onError(error: unknown, rule: string): void;
 }
@@ -114,6 +129,7 @@ export function compileRules(
     const methods = rule.match?.method?.map((m) => m.toUpperCase());
     const hosts = rule.match?.host === undefined ? undefined : hostMatcher(rule.match.host);
     const path = pathMatcherOf(rule.match, config.caseSensitive);
+    const isFailure = failureOf(rule.failedStatuses);
     const guard = new HttpGuard<IncomingMessage>({
       policies: rule.policies as never,
       store: storeFor(rule.name),
@@ -122,6 +138,8 @@ export function compileRules(
       trustProxy: config.trustProxy,
       ipv6Prefix: config.ipv6Prefix,
       cost: rule.cost,
+      ...(rule.countOnly === undefined ? {} : { countOnly: rule.countOnly }),
+      ...(isFailure === undefined ? {} : { isFailure }),
       allow: [...config.allow, ...(rule.allow ?? [])],
       deny: [...config.deny, ...(rule.deny ?? [])],
       headers: config.headers,

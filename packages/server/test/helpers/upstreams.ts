@@ -310,3 +310,64 @@ export async function startStatusUpstream(status = 200, port = 0): Promise<Statu
     },
   };
 }
+
+/** A login endpoint: `POST /login` with the password "right" answers 200, any other 401; `hold()` holds answers. */
+export interface LoginUpstream {
+  readonly url: string;
+  /** Login attempts it received. */
+  received(): number;
+  /** Holds every answer until `release()`. */
+  hold(): void;
+  /** Resolves when the proxy next gives up on a held attempt (its connection closes unanswered). */
+  nextAbandoned(): Promise<void>;
+  release(): void;
+  close(): Promise<void>;
+}
+
+export async function startLoginUpstream(): Promise<LoginUpstream> {
+  let received = 0;
+  let held: (() => void)[] | undefined;
+  const abandoned: (() => void)[] = [];
+  const server = createServer((req, res) => {
+    res.once('close', () => {
+      if (!res.writableFinished) abandoned.shift()?.();
+    });
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk: string) => {
+      body += chunk;
+    });
+    req.on('end', () => {
+      if (req.url !== '/login') return void res.writeHead(404).end();
+      received++;
+      const answer = () => {
+        const ok = body === 'password=right';
+        res
+          .writeHead(ok ? 200 : 401, { 'Content-Type': 'text/plain' })
+          .end(ok ? 'welcome' : 'wrong password');
+      };
+      if (held === undefined) answer();
+      else held.push(answer);
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    received: () => received,
+    hold: () => {
+      held ??= [];
+    },
+    nextAbandoned: () => new Promise<void>((r) => abandoned.push(r)),
+    release: () => {
+      const answers = held ?? [];
+      held = undefined;
+      for (const answer of answers) answer();
+    },
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
