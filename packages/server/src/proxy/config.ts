@@ -76,6 +76,15 @@ const keySpec = z.union(
   },
 );
 
+/** One of a rule's several limits: its own key and policies, decided together with the others. */
+const limitSchema = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 letters, digits, "_", "." or "-"'),
+  key: keySpec.default('ip'),
+  onMissingKey: z.enum(['ip', 'skip', 'reject']).default('ip'),
+  policies,
+  cost: z.number().int().min(0).default(1),
+});
+
 const ruleSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 letters, digits, "_", "." or "-"'),
   match: z
@@ -93,10 +102,15 @@ const ruleSchema = z.strictObject({
       error: 'give "path" (a prefix) or "pattern", not both',
     })
     .optional(),
-  key: keySpec.default('ip'),
-  onMissingKey: z.enum(['ip', 'skip', 'reject']).default('ip'),
+  /** Default: 'ip'. */
+  key: keySpec.optional(),
+  /** Default: 'ip'. */
+  onMissingKey: z.enum(['ip', 'skip', 'reject']).optional(),
   policies: policies.optional(),
-  cost: z.number().int().min(0).default(1),
+  /** Default: 1. */
+  cost: z.number().int().min(0).optional(),
+  /** Several limits, each with its own key, instead of `key` and `policies`: all are charged, or none. */
+  limits: z.array(limitSchema).min(1).optional(),
   /** Count only the requests the upstream failed (or only those it served), from its answer's status. */
   countOnly: z.enum(['failed', 'successful']).optional(),
   /** What a failed answer is, for countOnly: codes and classes ("4xx"). Default: every status from 400. */
@@ -252,7 +266,52 @@ function isCidr(entry: string): boolean {
 
 /** A rule's policies as a list (the configuration accepts one policy or a list). */
 function policyList(policies: unknown): { algorithm?: string }[] {
+  if (policies === undefined) return [];
   return (Array.isArray(policies) ? policies : [policies]) as { algorithm?: string }[];
+}
+
+function checkKey(key: RuleConfig['key'], at: string, source: string, hasJwt: boolean): void {
+  if (typeof key === 'object' && 'jwt' in key && !hasJwt) {
+    throw usageError(
+      `${source}: ${at}.key.jwt: needs a top-level "jwt" section (secret or public key) to verify tokens`,
+    );
+  }
+}
+
+/** A rule has either one limit (`policies`, with `key`, `onMissingKey`, `cost`) or a list (`limits`). */
+function checkLimits(rule: RuleConfig, at: string, source: string, hasJwt: boolean): void {
+  if (rule.limits === undefined) {
+    if (rule.policies === undefined) {
+      throw usageError(`${source}: ${at}.policies: required, e.g. [{ limit: 100, window: 1m }]`);
+    }
+    checkKey(rule.key, at, source, hasJwt);
+    // The single limit's defaults, as a limit of a list has them.
+    Object.assign(rule, {
+      key: rule.key ?? 'ip',
+      onMissingKey: rule.onMissingKey ?? 'ip',
+      cost: rule.cost ?? 1,
+    });
+    return;
+  }
+  for (const field of ['policies', 'key', 'onMissingKey', 'cost'] as const) {
+    if (rule[field] !== undefined) {
+      throw usageError(
+        `${source}: ${at}.${field}: give it in each of "limits", which replaces the rule's own ${field}`,
+      );
+    }
+  }
+  const names = new Set<string>();
+  for (const [j, limit] of rule.limits.entries()) {
+    if (names.has(limit.name))
+      throw usageError(`${source}: ${at}.limits[${j}].name: "${limit.name}" is used by an earlier limit`);
+    names.add(limit.name);
+    checkKey(limit.key, `${at}.limits[${j}]`, source, hasJwt);
+    if (policyList(limit.policies).some((p) => p.algorithm === 'concurrency')) {
+      throw usageError(
+        `${source}: ${at}.limits[${j}].policies: several limits are decided together, at once, and a concurrency policy holds a slot for the request's duration; give it a rule of its own`,
+      );
+    }
+  }
 }
 
 /** The proxy's shedder, as its `shed` section describes it (none without one). */
@@ -296,9 +355,7 @@ export function validateProxyConfig(data: unknown, source = 'config'): ProxyConf
     if (names.has(rule.name))
       throw usageError(`${source}: ${at}.name: "${rule.name}" is used by an earlier rule`);
     names.add(rule.name);
-    if (rule.policies === undefined) {
-      throw usageError(`${source}: ${at}.policies: required, e.g. [{ limit: 100, window: 1m }]`);
-    }
+    checkLimits(rule, at, source, config.jwt !== undefined);
     if (rule.failedStatuses !== undefined && rule.countOnly === undefined) {
       throw usageError(
         `${source}: ${at}.failedStatuses: says which answers count for countOnly; set countOnly: failed (or successful), or remove failedStatuses`,
