@@ -9,7 +9,7 @@ import { serve } from '../serve/serve.js';
 import { CliError } from '../shared/errors.js';
 import { redact } from '../shared/redact.js';
 import { demoCommand } from './demo.js';
-import { type ProxyFlags, proxyConfigFromFlags } from './proxy.js';
+import { checkProxyFile, type ProxyFlags, proxyConfigFromFlags } from './proxy.js';
 import { type RlsFlags, rlsSettingsFromFlags } from './rls.js';
 import { type UserAction, users } from './users.js';
 
@@ -119,13 +119,24 @@ function program(): Command {
     .option('--shadow', 'without --config: log and count what would be refused, refuse nothing')
     .option(
       '--grace <duration>',
-      'without --config: at a stop, the longest wait for requests in flight (default 10s)',
+      'at a stop, the longest wait for requests in flight (default 10s, or the file\'s "grace")',
     )
     .option('--admin-port <n>', 'port of GET /metrics and /health (default 9464)')
     .option('--no-admin', 'no admin listener')
+    .option(
+      '--check <file>',
+      'validate a configuration file and exit: 0 when valid, 1 when not (as nginx -t)',
+    )
     .action(async (flags: ProxyFlags) => {
-      const { config, file } = proxyConfigFromFlags(flags);
-      const running = await startProxy(config, file === undefined ? {} : { file, watch: true });
+      if (flags.check !== undefined) {
+        for (const line of checkProxyFile(flags.check)) process.stdout.write(`${line}\n`);
+        return;
+      }
+      const { config, file, grace } = proxyConfigFromFlags(flags);
+      const running = await startProxy(config, {
+        ...(file === undefined ? {} : { file, watch: true }),
+        ...(grace === undefined ? {} : { grace }),
+      });
       await untilSignalled(running.stop, () => void running.reload());
     });
 

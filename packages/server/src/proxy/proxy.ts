@@ -22,6 +22,7 @@ import {
 import { reloadedConfig } from './reload.js';
 import { ruleStores } from './rules.js';
 import { sweepEvery, Timeouts } from './timeouts.js';
+import { configWarnings } from './warnings.js';
 
 export interface RunningProxy {
   readonly server: Server;
@@ -40,6 +41,8 @@ export interface ProxyOptions {
   readonly watch?: boolean;
   readonly log?: Logger;
   readonly env?: NodeJS.ProcessEnv;
+  /** The longest wait for requests in flight at a stop (`--grace`), over the configuration's `grace`. */
+  readonly grace?: number;
   /** The clock upstream ejections are timed on (tests). Default: Date.now. */
   readonly now?: () => number;
 }
@@ -156,13 +159,15 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
     `proxying ${url} to ${redact(initial.upstream.join(', '))}`,
   );
 
+  for (const warning of configWarnings(initial)) log.warn(warning);
+
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
       watcher?.close();
       gateway.close();
       gateway.flushLogs();
-      const grace = gateway.active.config.grace;
+      const grace = options.grace ?? gateway.active.config.grace;
       log.info({ grace }, 'shutting down: finishing requests in flight');
       for (const socket of gateway.upgraded) socket.destroy();
       await Promise.all([

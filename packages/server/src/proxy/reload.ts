@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { loadProxyConfig, type ProxyConfig } from './config.js';
+import { configWarnings } from './warnings.js';
 
 /** Settings that belong to resources made once at start; a reload that changes them is applied without them. */
 const RESTART_ONLY = ['listen', 'admin', 'store', 'leases', 'onStoreError', 'shed', 'maxSockets'] as const;
@@ -10,6 +11,7 @@ const RESTART_ONLY = ['listen', 'admin', 'store', 'leases', 'onStoreError', 'she
  */
 export function reloadedConfig(file: string, current: ProxyConfig, log: Logger): ProxyConfig {
   const loaded = loadProxyConfig(file);
+  for (const warning of configWarnings(loaded)) log.warn({ file }, warning);
   const kept = { ...loaded };
   for (const field of RESTART_ONLY) {
     if (JSON.stringify(loaded[field]) !== JSON.stringify(current[field])) {
