@@ -236,6 +236,8 @@ const schema = z.strictObject({
   caseSensitive: z.boolean().default(false),
   preserveHost: z.boolean().default(true),
   forwarded: z.enum(['x-forwarded', 'forwarded', 'both', 'none']).default('x-forwarded'),
+  /** Tell the upstream of the decision: the rule's name and its RateLimit fields, on the forwarded request. */
+  forwardDecision: z.boolean().default(false),
   timeouts: z
     .strictObject({
       connect: duration.default(5_000),

@@ -23,6 +23,8 @@ export interface ForwardOptions {
   readonly dispatcher: Dispatcher;
   readonly preserveHost: boolean;
   readonly forwarded: 'x-forwarded' | 'forwarded' | 'both' | 'none';
+  /** The decision is told to the upstream (`Forwarding.decision`): the client's fields of those names dropped. */
+  readonly forwardDecision: boolean;
   readonly limits: TimeoutLimits;
   /** The proxy's sweep for every exchange's timeouts. */
   readonly timeouts: Timeouts;
@@ -43,6 +45,8 @@ export interface Forwarding {
   readonly authority: string | undefined;
   /** Header fields added to the response (the rate-limit fields). */
   readonly extra: readonly (readonly [string, string])[];
+  /** Header fields added to the request, with `forwardDecision`: the rule and its rate-limit fields. */
+  readonly decision: readonly (readonly [string, string])[];
   readonly options: ForwardOptions;
 }
 
@@ -118,6 +122,23 @@ const REPLACED: Record<ForwardOptions['forwarded'], ReadonlySet<string>> = {
   none: new Set(['host']),
 };
 
+/** The fields `forwardDecision` writes (every draft's names): a client's own would pass for the proxy's. */
+const DECISION_FIELDS = [
+  'floodgate-rule',
+  'ratelimit',
+  'ratelimit-policy',
+  'ratelimit-limit',
+  'ratelimit-remaining',
+  'ratelimit-reset',
+];
+const withDecision = (fields: ReadonlySet<string>) => new Set([...fields, ...DECISION_FIELDS]);
+const REPLACED_WITH_DECISION: Record<ForwardOptions['forwarded'], ReadonlySet<string>> = {
+  'x-forwarded': withDecision(REPLACED['x-forwarded']),
+  forwarded: withDecision(REPLACED.forwarded),
+  both: withDecision(REPLACED.both),
+  none: withDecision(REPLACED.none),
+};
+
 function forwardedFor(ip: string): string {
   return ip.includes(':') ? `"[${ip}]"` : ip;
 }
@@ -128,10 +149,13 @@ export function upstreamHeaders(
   authority: string | undefined,
   target: Upstream,
   options: ForwardOptions,
+  decision: readonly (readonly [string, string])[],
   upgrade = false,
 ): string[] {
   const mode = options.forwarded;
-  const headers = endToEnd(req.rawHeaders, req.headers.connection, REPLACED[mode]);
+  const replaced = options.forwardDecision ? REPLACED_WITH_DECISION : REPLACED;
+  const headers = endToEnd(req.rawHeaders, req.headers.connection, replaced[mode]);
+  for (const [name, value] of decision) headers.push(name, value);
   const clientHost = authority ?? target.authority;
   headers.push('Host', options.preserveHost ? clientHost : target.authority);
   const peer = (req.socket.remoteAddress ?? '').replace(/^::ffff:(?=\d+\.)/, '');
@@ -244,7 +268,7 @@ class Relay implements Dispatcher.DispatchHandler {
       origin: upstream.origin,
       path: upstream.base + path,
       method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
-      headers: upstreamHeaders(req, this.forwarding.authority, upstream, options),
+      headers: upstreamHeaders(req, this.forwarding.authority, upstream, options, this.forwarding.decision),
       body: bodyless ? null : req,
     };
   }
@@ -420,7 +444,7 @@ export function forwardUpgrade(
       port: target.port,
       method: req.method,
       path: target.base + path,
-      headers: upstreamHeaders(req, forwarding.authority, target, options, true),
+      headers: upstreamHeaders(req, forwarding.authority, target, options, forwarding.decision, true),
       agent: false,
       setHost: false,
     });

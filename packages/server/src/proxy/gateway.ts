@@ -69,6 +69,7 @@ export function activate(config: ProxyConfig, r: Resources): Active {
       dispatcher: r.dispatcher,
       preserveHost: config.preserveHost,
       forwarded: config.forwarded,
+      forwardDecision: config.forwardDecision,
       limits: config.timeouts,
       timeouts: r.timeouts,
       onUpstreamError: (error, upstream) => {
@@ -105,6 +106,7 @@ interface Outcome {
 }
 
 const UNMATCHED: Outcome = { rule: undefined, verdict: undefined };
+const NO_FIELDS: readonly (readonly [string, string])[] = [];
 
 function refuseResponse(res: ServerResponse, verdict: Refusal): void {
   // Already answered while the rule was decided (a malformed body, see Gateway.clientError).
@@ -210,14 +212,14 @@ export class Gateway {
     }
     const decided = await this.#decide(req, socket, state, target, refuseUpgrade);
     if (decided === undefined) return;
-    const { verdict } = decided;
+    const { rule, verdict } = decided;
     this.upgraded.add(socket);
     socket.once('close', () => this.upgraded.delete(socket));
     this.#metrics.websockets.inc();
     // The shed slot is the handshake's: an open WebSocket is no work in flight for the upstream.
     const switched = verdict?.kind === 'pass' ? verdict.switched : undefined;
     const status = await forwardUpgrade(
-      this.#forwarding(req, state, target, verdict),
+      this.#forwarding(req, state, target, rule, verdict),
       socket,
       head,
       switched,
@@ -344,20 +346,31 @@ export class Gateway {
       return;
     }
     const started = performance.now();
-    forward(this.#forwarding(req, state, target, verdict), res, (result) => {
+    forward(this.#forwarding(req, state, target, rule, verdict), res, (result) => {
       if (verdict?.kind === 'pass') verdict.settle?.(result.status);
       this.#timing(rule?.name ?? '').observe((performance.now() - started) / 1000);
     });
   }
 
   /** What to send, and where it may go. */
-  #forwarding(req: IncomingMessage, state: Active, target: Target, verdict: Verdict | undefined) {
+  #forwarding(
+    req: IncomingMessage,
+    state: Active,
+    target: Target,
+    rule: Rule | undefined,
+    verdict: Verdict | undefined,
+  ) {
+    const extra = verdict?.kind === 'pass' ? verdict.headers : NO_FIELDS;
     return {
       req,
       pool: state.pool,
       path: target.forwardPath,
       authority: target.authority,
-      extra: verdict?.kind === 'pass' ? verdict.headers : [],
+      extra,
+      decision:
+        state.forward.forwardDecision && rule !== undefined
+          ? [['Floodgate-Rule', rule.name] as const, ...extra]
+          : NO_FIELDS,
       options: state.forward,
     };
   }

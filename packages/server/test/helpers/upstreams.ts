@@ -209,11 +209,18 @@ export interface PythonUpstream {
 }
 
 /** Runs a Python script that prints the port it listens on, then serves until killed. */
-async function runPython(name: string, script: string): Promise<PythonUpstream> {
+export async function runPython(
+  name: string,
+  script: string,
+  env: NodeJS.ProcessEnv = {},
+): Promise<PythonUpstream> {
   const dir = mkdtempSync(join(tmpdir(), 'floodgate-py-'));
   const file = join(dir, name);
   writeFileSync(file, script);
-  const child = spawn('python3', [file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('python3', [file], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
   const port = await new Promise<number>((resolve, reject) => {
     child.once('error', (error) =>
       reject(new Error(`cannot start python3 (${error.message}); install it with: apt-get install python3`)),
