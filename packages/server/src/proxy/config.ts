@@ -210,12 +210,19 @@ const schema = z.strictObject({
   listen: address('127.0.0.1').default({ host: '127.0.0.1', port: DEFAULT_PORT }),
   upstream: z
     .union(
-      [url(['http:'], '"http://127.0.0.1:8000"'), z.array(url(['http:'], '"http://127.0.0.1:8000"')).min(1)],
+      [
+        url(['http:', 'https:'], '"http://127.0.0.1:8000"'),
+        z.array(url(['http:', 'https:'], '"http://127.0.0.1:8000"')).min(1),
+      ],
       {
         error: 'must be a URL like "http://127.0.0.1:8000", or a list of them',
       },
     )
     .transform((v) => (Array.isArray(v) ? v : [v])),
+  /** Trusted for https:// upstreams instead of Node's bundled CAs: a PEM file (a private CA, a self-signed cert). */
+  upstreamCa: z.string().min(1).optional(),
+  /** Listen with TLS: PEM files, read again when they change. */
+  tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
   failover: failoverSchema.default({ failures: 3, ejectFor: 10_000, maxEjectFor: 300_000 }),
   store: z
     .string({ error: 'must be "memory" or a Redis URL' })

@@ -1,5 +1,7 @@
 import { type IncomingMessage, request, type ServerResponse } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
+import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Agent, type Dispatcher } from 'undici';
 import { type Exchange, POOL_IDLE, type TimeoutKind, type TimeoutLimits, type Timeouts } from './timeouts.js';
@@ -23,6 +25,8 @@ export interface ForwardOptions {
   readonly dispatcher: Dispatcher;
   readonly preserveHost: boolean;
   readonly forwarded: 'x-forwarded' | 'forwarded' | 'both' | 'none';
+  /** Trusted for https:// upstreams instead of Node's bundled CAs (upgrades; the dispatcher has its own). */
+  readonly ca: Buffer | undefined;
   /** The decision is told to the upstream (`Forwarding.decision`): the client's fields of those names dropped. */
   readonly forwardDecision: boolean;
   readonly limits: TimeoutLimits;
@@ -61,8 +65,8 @@ export class UpstreamError extends Error {
   }
 }
 
-/** Keep-alive pools to the upstreams, at most `maxSockets` connections to each. */
-export function newDispatcher(maxSockets: number, connectTimeout: number): Agent {
+/** Keep-alive pools to the upstreams, at most `maxSockets` connections to each; `ca` for https:// ones. */
+export function newDispatcher(maxSockets: number, connectTimeout: number, ca?: Buffer): Agent {
   return new Agent({
     connections: maxSockets,
     keepAliveTimeout: POOL_IDLE,
@@ -70,7 +74,7 @@ export function newDispatcher(maxSockets: number, connectTimeout: number): Agent
     // attempt whose request the sweep already answered.
     headersTimeout: 0,
     bodyTimeout: 0,
-    connect: { timeout: connectTimeout, noDelay: true },
+    connect: { timeout: connectTimeout, noDelay: true, ...(ca === undefined ? {} : { ca }) },
   });
 }
 
@@ -159,15 +163,16 @@ export function upstreamHeaders(
   const clientHost = authority ?? target.authority;
   headers.push('Host', options.preserveHost ? clientHost : target.authority);
   const peer = (req.socket.remoteAddress ?? '').replace(/^::ffff:(?=\d+\.)/, '');
+  const proto = (req.socket as { encrypted?: boolean }).encrypted === true ? 'https' : 'http';
   if (mode === 'x-forwarded' || mode === 'both') {
     const prior = req.headers['x-forwarded-for'];
     headers.push('X-Forwarded-For', prior === undefined || prior === '' ? peer : `${prior}, ${peer}`);
-    headers.push('X-Forwarded-Proto', 'http');
+    headers.push('X-Forwarded-Proto', proto);
     headers.push('X-Forwarded-Host', clientHost);
   }
   if (mode === 'forwarded' || mode === 'both') {
     const prior = req.headers.forwarded;
-    const hop = `for=${forwardedFor(peer)};host="${clientHost.replace(/["\\]/g, '')}";proto=http`;
+    const hop = `for=${forwardedFor(peer)};host="${clientHost.replace(/["\\]/g, '')}";proto=${proto}`;
     headers.push('Forwarded', prior === undefined || prior === '' ? hop : `${prior}, ${hop}`);
   }
   if (upgrade) headers.push('Connection', 'Upgrade', 'Upgrade', req.headers.upgrade ?? '');
@@ -439,7 +444,10 @@ export function forwardUpgrade(
   const { req, pool, path, extra, options } = forwarding;
   const target = pool.pick()!;
   return new Promise((resolve) => {
-    const upstream = request({
+    const upstream = (target.tls ? httpsRequest : request)({
+      ...(target.tls
+        ? { ca: options.ca, servername: isIP(target.host) === 0 ? target.host : undefined }
+        : {}),
       host: target.host,
       port: target.port,
       method: req.method,

@@ -29,6 +29,8 @@ export interface Resources {
   readonly log: Logger;
   readonly metrics: ProxyMetrics;
   readonly dispatcher: ForwardOptions['dispatcher'];
+  /** `upstreamCa`, read at start. */
+  readonly ca: Buffer | undefined;
   readonly timeouts: Timeouts;
   readonly env: NodeJS.ProcessEnv;
   /** The upstream's own protection (`shed:`), shared by every rule; kept across reloads. */
@@ -70,6 +72,7 @@ export function activate(config: ProxyConfig, r: Resources): Active {
       preserveHost: config.preserveHost,
       forwarded: config.forwarded,
       forwardDecision: config.forwardDecision,
+      ca: r.ca,
       limits: config.timeouts,
       timeouts: r.timeouts,
       onUpstreamError: (error, upstream) => {

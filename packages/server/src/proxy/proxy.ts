@@ -1,5 +1,5 @@
 import type { FSWatcher } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import type { Store } from 'floodgate';
 import type { Cluster, Redis } from 'ioredis';
 import { type Logger, pino } from 'pino';
@@ -22,6 +22,7 @@ import {
 import { reloadedConfig } from './reload.js';
 import { ruleStores } from './rules.js';
 import { sweepEvery, Timeouts } from './timeouts.js';
+import { proxyServer, upstreamCaOf } from './tls.js';
 import { configWarnings } from './warnings.js';
 
 export interface RunningProxy {
@@ -62,12 +63,14 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
     registerStoreMetrics(metrics.registry, store.stats);
     shared = store;
   }
+  const ca = upstreamCaOf(initial);
   // Made again when a reload changes the connect timeout, which undici applies per connection attempt.
   let resources: Resources = {
     storeFor: ruleStores(shared),
     log,
     metrics,
-    dispatcher: newDispatcher(initial.maxSockets, initial.timeouts.connect),
+    ca,
+    dispatcher: newDispatcher(initial.maxSockets, initial.timeouts.connect, ca),
     timeouts: new Timeouts(),
     env: options.env ?? process.env,
     ...(options.now === undefined ? {} : { now: options.now }),
@@ -88,16 +91,18 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
   resources.timeouts.every(sweepEvery(initial.timeouts));
   registerUpstreamMetrics(metrics.registry, () => gateway.active.pool.states());
 
-  const server = createServer(gateway.handle);
-  server.on('upgrade', (req, socket, head) => void gateway.handleUpgrade(req, socket, head));
-  server.on('clientError', gateway.clientError);
+  let server: Server | undefined;
   let admin: { server: Server; url: string } | undefined;
   let url: string;
   try {
+    server = proxyServer(initial, gateway.handle, log);
+    server.on('upgrade', (req, socket, head) => void gateway.handleUpgrade(req, socket, head));
+    server.on('clientError', gateway.clientError);
     url = await listen(server, initial.listen.host, initial.listen.port, {
       port: '--port or "listen"',
       host: '--host or "listen"',
     });
+    if (initial.tls !== undefined) url = url.replace(/^http:/, 'https:');
     if (initial.admin !== false) {
       admin = await startAdmin(initial.admin, metrics, () => ({
         rules: gateway.active.rules.length,
@@ -105,7 +110,8 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
       }));
     }
   } catch (error) {
-    server.close();
+    server?.close();
+    gateway.close();
     resources.timeouts.stop();
     void resources.dispatcher.destroy();
     redis?.disconnect();
@@ -122,7 +128,7 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
       if (config.timeouts.connect !== current.timeouts.connect)
         nextResources = {
           ...resources,
-          dispatcher: newDispatcher(config.maxSockets, config.timeouts.connect),
+          dispatcher: newDispatcher(config.maxSockets, config.timeouts.connect, ca),
         };
       next = activate(config, nextResources);
     } catch (error) {

@@ -3,7 +3,17 @@ import { loadProxyConfig, type ProxyConfig } from './config.js';
 import { configWarnings } from './warnings.js';
 
 /** Settings that belong to resources made once at start; a reload that changes them is applied without them. */
-const RESTART_ONLY = ['listen', 'admin', 'store', 'leases', 'onStoreError', 'shed', 'maxSockets'] as const;
+const RESTART_ONLY = [
+  'listen',
+  'admin',
+  'store',
+  'leases',
+  'onStoreError',
+  'shed',
+  'maxSockets',
+  'tls',
+  'upstreamCa',
+] as const;
 
 /**
  * The configuration a reload of `file` gives, over `current`: validated (it throws when it is not), with
