@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { RedisServer } from '@floodgate/test-support';
 import { stringify } from 'yaml';
 import { assertUsageErrors, bin, halfSentRequest, startCommand } from './helpers/command.js';
+import { statuses as codes } from './helpers/requests.js';
 import { type NodeUpstream, startNodeUpstream } from './helpers/upstreams.js';
 
 // The real `floodgate proxy` command, spawned as a child process.
@@ -28,16 +29,6 @@ const floodgate = (...args: string[]) =>
 const startProxy = (args: string[]) => startCommand(['proxy', ...args]);
 /** Flags every test's proxy needs: the test upstream, and free ports. */
 const onFreePorts = () => ['--upstream', up.url, '--port', '0', '--admin-port', '0'];
-
-async function codes(url: string, n: number): Promise<number[]> {
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const res = await fetch(url);
-    await res.arrayBuffer();
-    out.push(res.status);
-  }
-  return out;
-}
 
 describe('floodgate proxy (command)', () => {
   it('a stop waits for requests in flight at most --grace, then closes what is left', {

@@ -5,6 +5,7 @@ import { freePort } from '@floodgate/test-support';
 import { pino } from 'pino';
 import { validateProxyConfig } from '../src/proxy/config.js';
 import { type RunningProxy, startProxy } from '../src/proxy/proxy.js';
+import { metric, statuses } from './helpers/requests.js';
 import { pattern, startNodeUpstream, startPythonUpstream, startStatusUpstream } from './helpers/upstreams.js';
 
 // Failover: upstreams that fail are taken out of the rotation (with backoff), checked actively if asked,
@@ -37,22 +38,6 @@ async function health(proxy: RunningProxy): Promise<UpstreamState[]> {
   return body.upstreams;
 }
 
-async function metric(proxy: RunningProxy, line: string): Promise<number> {
-  const text = await (await fetch(`${proxy.adminUrl}/metrics`)).text();
-  const found = text.split('\n').find((l) => l.startsWith(`${line} `));
-  return found === undefined ? 0 : Number(found.split(' ').pop());
-}
-
-async function statuses(url: string, n: number): Promise<number[]> {
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const res = await fetch(url);
-    await res.arrayBuffer();
-    out.push(res.status);
-  }
-  return out;
-}
-
 /** Waits for `check` to hold (a health check's verdict arriving), asking again every few milliseconds. */
 async function until(check: () => Promise<boolean>): Promise<void> {
   while (!(await check())) await new Promise((r) => setTimeout(r, 10));
@@ -73,15 +58,21 @@ describe('proxy failover: one upstream down', () => {
     assert.equal(down!.state, 'ejected');
     assert.equal(down!.ejections, 1);
     assert.equal(upState!.state, 'up');
-    assert.equal(await metric(proxy, `floodgate_proxy_upstream_up{upstream="${authority(dead)}"}`), 0);
-    assert.equal(await metric(proxy, `floodgate_proxy_upstream_up{upstream="${authority(a.url)}"}`), 1);
-    assert.equal(await metric(proxy, 'floodgate_proxy_upstream_retries_total{kind="connect"}'), 2);
     assert.equal(
-      await metric(proxy, `floodgate_proxy_upstream_ejections_total{upstream="${authority(dead)}"}`),
+      await metric(proxy.adminUrl, `floodgate_proxy_upstream_up{upstream="${authority(dead)}"}`),
+      0,
+    );
+    assert.equal(
+      await metric(proxy.adminUrl, `floodgate_proxy_upstream_up{upstream="${authority(a.url)}"}`),
+      1,
+    );
+    assert.equal(await metric(proxy.adminUrl, 'floodgate_proxy_upstream_retries_total{kind="connect"}'), 2);
+    assert.equal(
+      await metric(proxy.adminUrl, `floodgate_proxy_upstream_ejections_total{upstream="${authority(dead)}"}`),
       1,
     );
     // Nothing reached the client as an error.
-    assert.equal(await metric(proxy, 'floodgate_proxy_upstream_errors_total{kind="connect"}'), 0);
+    assert.equal(await metric(proxy.adminUrl, 'floodgate_proxy_upstream_errors_total{kind="connect"}'), 0);
   });
 
   it('a POST whose connection was refused is sent to the next upstream with its whole body', async () => {
@@ -103,7 +94,7 @@ describe('proxy failover: one upstream down', () => {
     const res = await fetch(`${proxy.url}/x`);
     assert.equal(res.status, 502);
     await res.arrayBuffer();
-    assert.equal(await metric(proxy, 'floodgate_proxy_upstream_retries_total{kind="connect"}'), 1);
+    assert.equal(await metric(proxy.adminUrl, 'floodgate_proxy_upstream_retries_total{kind="connect"}'), 1);
   });
 });
 
@@ -176,7 +167,10 @@ describe('proxy failover: active health checks', () => {
     // b answers 200 again; its next check brings it back.
     await until(async () => (await health(proxy))[1]!.state === 'up');
     assert.ok(b.served() > before);
-    assert.equal(await metric(proxy, `floodgate_proxy_upstream_up{upstream="${authority(b.url)}"}`), 1);
+    assert.equal(
+      await metric(proxy.adminUrl, `floodgate_proxy_upstream_up{upstream="${authority(b.url)}"}`),
+      1,
+    );
   });
 
   it('refuses a bad failover section, naming the field', () => {

@@ -14,14 +14,15 @@ import {
   groupIp,
   HttpGuard,
   type HttpLimitOptions,
+  limited,
   type MaybePromise,
   problem,
   type RequestView,
   type ResolvedHttpOptions,
   rateLimitHeaders,
   resolveHttpOptions,
+  unavailable,
   type Verdict,
-  waitMessage,
 } from 'floodgate/http';
 import { describeKey, type RequestKey } from './keys.js';
 
@@ -163,26 +164,10 @@ export class LimitGroup {
     const refused = decisions.findIndex((d) => !d.allowed);
     if (refused !== -1) {
       const decision = decisions[refused]!;
-      if (decision.reason === 'store-closed') {
-        const seconds = String(Math.max(1, Math.ceil(decision.retryAfter / 1000)));
-        return respond(
-          problem(503, 'Service Unavailable', 'Rate limiting is unavailable; try again shortly.', {}, [
-            ['Retry-After', seconds],
-          ]),
-        );
-      }
-      const retryAfter = Number.isFinite(decision.retryAfter)
-        ? Math.max(1, Math.ceil(decision.retryAfter / 1000))
-        : null;
-      return respond(
-        problem(
-          429,
-          'Too Many Requests',
-          waitMessage(decision),
-          { retryAfter, policy: decision.policy, limit: names[refused] },
-          rateLimitHeaders(decision, now, o.headers, o.legacyHeaders),
-        ),
-      );
+      if (decision.reason === 'store-closed')
+        return respond(unavailable(Math.max(1, Math.ceil(decision.retryAfter / 1000))));
+      const headers = rateLimitHeaders(decision, now, o.headers, o.legacyHeaders);
+      return respond(limited(decision, headers, { limit: names[refused] }));
     }
     // The fields tell of the limit nearest to refusing.
     let nearest = decisions[0]!;
