@@ -4,6 +4,7 @@ import { RedisServer } from '@floodgate/test-support';
 import { pino } from 'pino';
 import { validateProxyConfig } from '../src/proxy/config.js';
 import { type RunningProxy, startProxy } from '../src/proxy/proxy.js';
+import { metric } from './helpers/requests.js';
 import {
   type LoginUpstream,
   type NodeUpstream,
@@ -186,6 +187,24 @@ describe('proxy limits: several per request', () => {
     statuses.push(await attempt('bob', 'wrong'), await attempt('bob', 'wrong'));
     // Ann's right passwords never count; her third failure meets her limit; Bob's second, the IP's third.
     assert.deepEqual(statuses, [200, 200, 200, 200, 200, 401, 401, 429, 401, 429]);
+  });
+
+  it('with shed, the upstream is protected before the limits are looked at, and slots come back', async () => {
+    const proxy = await proxyFor({
+      admin: 0,
+      // Three slots: two for default, and the last one kept for critical.
+      shed: { limit: { algorithm: 'aimd', initialLimit: 3 } },
+      ...keyAndIp(100, 100),
+    });
+    const replies = await Promise.all(
+      Array.from({ length: 6 }, () => fetch(`${proxy.url}/slow`, { headers: { 'X-API-Key': 'k' } })),
+    );
+    const codes = await Promise.all(replies.map(async (r) => (await r.arrayBuffer(), r.status)));
+    assert.deepEqual(codes.sort(), [200, 200, 503, 503, 503, 503]);
+    assert.equal(await metric(proxy.adminUrl, 'floodgate_proxy_shed_inflight'), 0);
+    // The four shed were charged to no limit: the two served and this one leave 97 of the key's 100.
+    const after = await call(proxy, '127.0.0.1', 'k');
+    assert.match(after.headers.get('ratelimit') ?? '', /r=97\b/);
   });
 
   it('refuses a rule with both limits and its own policies, two limits of one name, and a concurrency limit', () => {
