@@ -262,6 +262,7 @@ describe('floodgate proxy --check and start-up warnings', () => {
       rules: [rule('all'), rule('api', { path: '/api' })],
     });
     const proxy = await startProxy(['--config', file]);
+    assert.deepEqual(await codes(`${proxy.url}/echo`, 1), [200]);
     assert.equal(await proxy.stop(), 0);
     assert.ok(
       proxy.logs().some((l) => l.level === 40 && /rules\[1\] \("api"\) never applies/.test(String(l.msg))),

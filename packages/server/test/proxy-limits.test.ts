@@ -199,7 +199,12 @@ describe('proxy limits: several per request', () => {
     const replies = await Promise.all(
       Array.from({ length: 6 }, () => fetch(`${proxy.url}/slow`, { headers: { 'X-API-Key': 'k' } })),
     );
-    const codes = await Promise.all(replies.map(async (r) => (await r.arrayBuffer(), r.status)));
+    const codes = await Promise.all(
+      replies.map(async (r) => {
+        await r.arrayBuffer();
+        return r.status;
+      }),
+    );
     assert.deepEqual(codes.sort(), [200, 200, 503, 503, 503, 503]);
     assert.equal(await metric(proxy.adminUrl, 'floodgate_proxy_shed_inflight'), 0);
     // The four shed were charged to no limit: the two served and this one leave 97 of the key's 100.

@@ -154,6 +154,7 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
   let watcher: FSWatcher | undefined;
   if (options.file !== undefined && options.watch !== false) watcher = watchConfig(options.file, reload, log);
 
+  for (const warning of configWarnings(initial)) log.warn(warning);
   log.info(
     {
       url,
@@ -164,8 +165,6 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
     },
     `proxying ${url} to ${redact(initial.upstream.join(', '))}`,
   );
-
-  for (const warning of configWarnings(initial)) log.warn(warning);
 
   let stopping: Promise<void> | undefined;
   const stop = () => {
