@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { RedisServer } from '@floodgate/test-support';
 import { stringify } from 'yaml';
 import { assertUsageErrors, bin, halfSentRequest, startCommand } from './helpers/command.js';
+import { statuses as codes } from './helpers/requests.js';
 import { type NodeUpstream, startNodeUpstream } from './helpers/upstreams.js';
 
 // The real `floodgate proxy` command, spawned as a child process.
@@ -28,16 +29,6 @@ const floodgate = (...args: string[]) =>
 const startProxy = (args: string[]) => startCommand(['proxy', ...args]);
 /** Flags every test's proxy needs: the test upstream, and free ports. */
 const onFreePorts = () => ['--upstream', up.url, '--port', '0', '--admin-port', '0'];
-
-async function codes(url: string, n: number): Promise<number[]> {
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const res = await fetch(url);
-    await res.arrayBuffer();
-    out.push(res.status);
-  }
-  return out;
-}
 
 describe('floodgate proxy (command)', () => {
   it('a stop waits for requests in flight at most --grace, then closes what is left', {
@@ -211,5 +202,89 @@ describe('floodgate proxy --on-store-error', () => {
       await proxy.stop();
       await redis.stop();
     }
+  });
+});
+
+describe('floodgate proxy --check and start-up warnings', () => {
+  const write = (name: string, data: unknown) => {
+    const file = join(dir, name);
+    writeFileSync(file, stringify(data));
+    return file;
+  };
+  const rule = (name: string, match?: unknown) => ({
+    name,
+    ...(match === undefined ? {} : { match }),
+    policies: { limit: 5, window: '1m' },
+  });
+
+  it('--check FILE: exit 0 for a valid file, saying what it never limits; 1 for an invalid one, naming the field', () => {
+    const good = write('good.yaml', {
+      upstream: up.url,
+      rules: [rule('login', { path: '/login' }), rule('all')],
+    });
+    const ok = floodgate('--check', good);
+    assert.equal(ok.status, 0, ok.stderr);
+    assert.match(ok.stdout, /good\.yaml: the configuration is valid \(2 rules\)/);
+    assert.doesNotMatch(ok.stdout, /warning/);
+    const shadowed = write('shadowed.yaml', {
+      upstream: up.url,
+      rules: [rule('all'), rule('login', { path: '/login' })],
+    });
+    const warned = floodgate('--check', shadowed);
+    assert.equal(warned.status, 0);
+    assert.match(
+      warned.stdout,
+      /warning: rules\[1\] \("login"\) never applies: rule "all" before it matches all of its requests/,
+    );
+    const none = floodgate('--check', write('none.yaml', { upstream: up.url }));
+    assert.equal(none.status, 0);
+    assert.match(none.stdout, /warning: no rules: every request is forwarded without a limit/);
+    const bad = floodgate(
+      '--check',
+      write('bad.yaml', { upstream: up.url, rules: [{ name: 'r', policies: { limit: 0, window: '1m' } }] }),
+    );
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr, /bad\.yaml: rules\[0\]\.policies\.limit/);
+    const key = floodgate(
+      '--check',
+      write('jwt.yaml', { upstream: up.url, jwt: { secretEnv: 'NO_SUCH_VARIABLE_HERE' } }),
+    );
+    assert.equal(key.status, 1, 'what is read only at start is checked too');
+    assert.match(key.stderr, /jwt\.secretEnv/);
+    assert.equal(floodgate('--check', join(dir, 'missing.yaml')).status, 1);
+  });
+
+  it('warns at start when the configuration limits nothing', async () => {
+    const file = write('start.yaml', {
+      upstream: up.url,
+      listen: 0,
+      admin: false,
+      rules: [rule('all'), rule('api', { path: '/api' })],
+    });
+    const proxy = await startProxy(['--config', file]);
+    assert.deepEqual(await codes(`${proxy.url}/echo`, 1), [200]);
+    assert.equal(await proxy.stop(), 0);
+    assert.ok(
+      proxy.logs().some((l) => l.level === 40 && /rules\[1\] \("api"\) never applies/.test(String(l.msg))),
+    );
+  });
+
+  it("--grace works with --config, over the file's grace", { timeout: 60_000 }, async () => {
+    const file = write('grace.yaml', {
+      upstream: up.url,
+      listen: 0,
+      admin: false,
+      grace: '1h',
+      rules: [rule('all')],
+    });
+    const proxy = await startProxy(['--config', file, '--grace', '300ms']);
+    const socket = await halfSentRequest(proxy.url);
+    const closed = once(socket, 'close');
+    assert.equal(await proxy.stop(), 0);
+    await closed;
+    assert.ok(proxy.logs().some((l) => l.msg === 'grace period over: closing the connections still open'));
+    const bad = floodgate('--config', file, '--grace', 'soon');
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /--grace: must be a duration/);
   });
 });

@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { validateProxyConfig } from '../src/proxy/config.js';
 import { type RunningProxy, startProxy } from '../src/proxy/proxy.js';
+import { statuses } from './helpers/requests.js';
 import { type NodeUpstream, startNodeUpstream } from './helpers/upstreams.js';
 
 // The proxy's front door against the identity attacks: IPv6 clients against deny and allow lists, and
@@ -26,16 +27,6 @@ async function proxyFor(data: Record<string, unknown>): Promise<RunningProxy> {
 }
 
 const policies = [{ limit: 1, window: '1m', algorithm: 'fixed-window' }];
-
-async function statuses(url: string, n: number, headers: Record<string, string> = {}): Promise<number[]> {
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const res = await fetch(url, { headers });
-    await res.arrayBuffer();
-    out.push(res.status);
-  }
-  return out;
-}
 
 describe('proxy: identity at the edges', () => {
   it('deny lists refuse an IPv6 client by its address, at the top level and in a rule', async () => {

@@ -16,6 +16,7 @@ import { WebSocket } from 'ws';
 import { parse, stringify } from 'yaml';
 import { loadProxyConfig, validateProxyConfig } from '../src/proxy/config.js';
 import { type RunningProxy, startProxy } from '../src/proxy/proxy.js';
+import { configWarnings } from '../src/proxy/warnings.js';
 import { CliError } from '../src/shared/errors.js';
 import {
   type NodeUpstream,
@@ -1299,5 +1300,45 @@ describe('proxy: onStoreError, when Redis dies or stalls', () => {
         ),
       /p\.yaml: onStoreError: .*"open".*"closed".*"fallback"|p\.yaml: onStoreError/,
     );
+  });
+});
+
+describe('proxy: configuration that limits nothing', () => {
+  const warnings = (rules: unknown[], extra: Record<string, unknown> = {}) =>
+    configWarnings(validateProxyConfig({ upstream: 'http://127.0.0.1:1', rules, ...extra }));
+  const rule = (name: string, match?: unknown) => ({
+    name,
+    ...(match === undefined ? {} : { match }),
+    policies: limit(1),
+  });
+
+  it('says when there are no rules, or a rule can never apply behind an earlier one', () => {
+    assert.match(warnings([])[0]!, /^no rules/);
+    assert.deepEqual(warnings([rule('login', { path: '/login' }), rule('all')]), []);
+    assert.match(
+      warnings([rule('all'), rule('login', { path: '/login' })])[0]!,
+      /rules\[1\] \("login"\) never applies: rule "all"/,
+    );
+    assert.equal(warnings([rule('api', { path: '/api/' }), rule('users', { path: '/API/users' })]).length, 1);
+    assert.deepEqual(
+      warnings([rule('api', { path: '/api' }), rule('users', { path: '/API/users' })], {
+        caseSensitive: true,
+      }),
+      [],
+    );
+    assert.deepEqual(warnings([rule('api', { path: '/api' }), rule('apiary', { path: '/apiary' })]), []);
+    assert.equal(
+      warnings([rule('get', { method: 'GET' }), rule('get-x', { method: ['get'], path: '/x' })]).length,
+      1,
+    );
+    assert.deepEqual(warnings([rule('get', { method: 'GET' }), rule('any-x', { path: '/x' })]), []);
+    assert.equal(
+      warnings([rule('h', { host: 'API.example.com' }), rule('h2', { host: 'api.example.com.', path: '/x' })])
+        .length,
+      1,
+    );
+    assert.deepEqual(warnings([rule('h', { host: 'a.example.com' }), rule('any', {})]), []);
+    assert.deepEqual(warnings([rule('p', { pattern: '/users/:id' }), rule('q', { path: '/users/1' })]), []);
+    assert.equal(warnings([rule('root', { path: '/' }), rule('q', { pattern: '/users/:id' })]).length, 1);
   });
 });

@@ -7,7 +7,7 @@ import type { Permit, Priority, Shedder } from '../limiter/shedder.js';
 import { type HeaderList, rateLimitHeaders } from './headers.js';
 import { byIp } from './keys.js';
 import { type HttpLimitOptions, type ResolvedHttpOptions, resolveHttpOptions } from './options.js';
-import { type HttpResponse, problem, waitMessage } from './problem.js';
+import { type HttpResponse, limited, problem, unavailable } from './problem.js';
 import type { RequestView } from './request.js';
 import { ResolvedCache } from './resolved-cache.js';
 
@@ -67,13 +67,6 @@ function holding(verdict: Verdict, permit: Permit): Verdict {
     },
     switched: () => release('ok'),
   };
-}
-
-/** 503: rate limiting cannot decide now (a store that rejects, or one whose outage policy is "closed"). */
-function unavailable(seconds: number): HttpResponse {
-  return problem(503, 'Service Unavailable', 'Rate limiting is unavailable; try again shortly.', {}, [
-    ['Retry-After', String(seconds)],
-  ]);
 }
 
 /**
@@ -265,18 +258,9 @@ export class HttpGuard<Req> {
       const custom = o.onLimited?.(request, decision);
       if (custom !== undefined)
         return { kind: 'respond', ...custom, headers: [...headers, ...custom.headers] };
-      const retryAfter = Number.isFinite(decision.retryAfter)
-        ? Math.max(1, Math.ceil(decision.retryAfter / 1000))
-        : null;
       return {
         kind: 'respond',
-        ...problem(
-          429,
-          'Too Many Requests',
-          waitMessage(decision),
-          { retryAfter, policy: decision.policy },
-          headers,
-        ),
+        ...limited(decision, headers),
         refused: { key, policy: decision.policy, reason: decision.reason ?? 'limit' },
       };
     }

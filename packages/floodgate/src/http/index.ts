@@ -15,5 +15,5 @@ export {
   type ResolvedHttpOptions,
   resolveHttpOptions,
 } from './options.js';
-export { type HttpResponse, problem, waitMessage } from './problem.js';
+export { type HttpResponse, limited, problem, unavailable, waitMessage } from './problem.js';
 export type { RequestView } from './request.js';

@@ -32,3 +32,24 @@ export function waitMessage(decision: Decision): string {
   const s = Math.max(1, Math.ceil(decision.retryAfter / 1000));
   return `Wait ${s} second${s === 1 ? '' : 's'} before trying again.`;
 }
+
+/** 503: rate limiting cannot decide now (a store that rejects, or one whose outage policy is "closed"). */
+export function unavailable(seconds: number): HttpResponse {
+  return problem(503, 'Service Unavailable', 'Rate limiting is unavailable; try again shortly.', {}, [
+    ['Retry-After', String(seconds)],
+  ]);
+}
+
+/** The default 429 for a refused decision: the wait in words, `retryAfter` and the policy in the body. */
+export function limited(decision: Decision, headers: HeaderList, extra: object = {}): HttpResponse {
+  const retryAfter = Number.isFinite(decision.retryAfter)
+    ? Math.max(1, Math.ceil(decision.retryAfter / 1000))
+    : null;
+  return problem(
+    429,
+    'Too Many Requests',
+    waitMessage(decision),
+    { retryAfter, policy: decision.policy, ...extra },
+    headers,
+  );
+}

@@ -38,7 +38,8 @@ export class DistinctCount {
     const register = h >>> (32 - BITS);
     const rest = (h << BITS) | (1 << (BITS - 1));
     const rank = Math.clz32(rest) + 1;
-    const registers = (this.#registers ??= new Uint8Array(REGISTERS));
+    this.#registers ??= new Uint8Array(REGISTERS);
+    const registers = this.#registers;
     if (rank > registers[register]!) registers[register] = rank;
   }
 

@@ -9,7 +9,7 @@ import { serve } from '../serve/serve.js';
 import { CliError } from '../shared/errors.js';
 import { redact } from '../shared/redact.js';
 import { demoCommand } from './demo.js';
-import { type ProxyFlags, proxyConfigFromFlags } from './proxy.js';
+import { checkProxyFile, type ProxyFlags, proxyConfigFromFlags } from './proxy.js';
 import { type RlsFlags, rlsSettingsFromFlags } from './rls.js';
 import { type UserAction, users } from './users.js';
 
@@ -123,7 +123,7 @@ function program(): Command {
     .option('--shadow', 'without --config: log and count what would be refused, refuse nothing')
     .option(
       '--grace <duration>',
-      'without --config: at a stop, the longest wait for requests in flight (default 10s)',
+      'at a stop, the longest wait for requests in flight (default 10s, or the file\'s "grace")',
     )
     .option(
       '--admin-port <n>',
@@ -134,10 +134,19 @@ function program(): Command {
       '--admin-token <token>',
       'the token the admin API needs for actions, and for anything not from loopback (FLOODGATE_ADMIN_TOKEN)',
     )
+    .option(
+      '--check <file>',
+      'validate a configuration file and exit: 0 when valid, 1 when not (as nginx -t)',
+    )
     .action(async (flags: ProxyFlags & { adminToken?: string }) => {
-      const { config, file } = proxyConfigFromFlags(flags);
+      if (flags.check !== undefined) {
+        for (const line of checkProxyFile(flags.check)) process.stdout.write(`${line}\n`);
+        return;
+      }
+      const { config, file, grace } = proxyConfigFromFlags(flags);
       const running = await startProxy(config, {
         ...(file === undefined ? {} : { file, watch: true }),
+        ...(grace === undefined ? {} : { grace }),
         ...(flags.adminToken === undefined ? {} : { adminToken: flags.adminToken }),
       });
       await untilSignalled(running.stop, () => void running.reload());

@@ -1,5 +1,8 @@
+import { parseDuration } from 'floodgate';
 import { loadProxyConfig, type ProxyConfig, validateProxyConfig } from '../proxy/config.js';
-import { usageError } from '../shared/errors.js';
+import { jwtVerifier } from '../proxy/jwt.js';
+import { configWarnings } from '../proxy/warnings.js';
+import { CliError, ENVIRONMENT, usageError } from '../shared/errors.js';
 import { policyFromFlags } from '../shared/policy-flags.js';
 
 /** `floodgate proxy`'s flags as parsed; `admin` is false for `--no-admin`. */
@@ -16,6 +19,7 @@ export interface ProxyFlags {
   readonly algorithm?: string;
   readonly shadow?: boolean;
   readonly grace?: string;
+  readonly check?: string;
   readonly adminPort?: string;
   readonly admin?: boolean;
 }
@@ -30,8 +34,35 @@ const SIMPLE = [
   'window',
   'algorithm',
   'shadow',
-  'grace',
 ] as const;
+
+function graceOf(value: string): number {
+  try {
+    return parseDuration(value, 'grace');
+  } catch {
+    throw usageError(`--grace: must be a duration such as "500ms", "10s" or "1m"; got "${value}"`);
+  }
+}
+
+/**
+ * `floodgate proxy --check FILE`, as `nginx -t`: the file validated, and what it would never limit said;
+ * exit 0 when it would start, 1 when it would not (a CI step's answer, whatever the reason).
+ */
+export function checkProxyFile(file: string): string[] {
+  let config: ProxyConfig;
+  try {
+    config = loadProxyConfig(file);
+    // What is read only at start (a key file, a secret's variable) is checked too.
+    if (config.jwt !== undefined) jwtVerifier(config.jwt);
+  } catch (error) {
+    if (error instanceof CliError) throw new CliError(ENVIRONMENT, error.message);
+    throw error;
+  }
+  return [
+    ...configWarnings(config).map((w) => `warning: ${w}`),
+    `${file}: the configuration is valid (${config.rules.length} rules)`,
+  ];
+}
 
 function port(value: string, flag: string): number {
   if (!/^\d{1,5}$/.test(value) || Number(value) > 65535) {
@@ -57,7 +88,12 @@ function adminOf(flags: ProxyFlags, base: ProxyConfig['admin'] | undefined) {
  * The proxy's configuration from the command line: a file (`--config`, where `--port`/`--host` and the admin
  * flags may still override the file), or flags for the simple case: one upstream, one limit per client IP.
  */
-export function proxyConfigFromFlags(flags: ProxyFlags): { config: ProxyConfig; file: string | undefined } {
+export function proxyConfigFromFlags(flags: ProxyFlags): {
+  config: ProxyConfig;
+  file: string | undefined;
+  /** `--grace` over the file's (it also holds after a reload). */
+  grace?: number;
+} {
   const listen = (base: { host: string; port: number }) => ({
     host: flags.host ?? base.host,
     port: flags.port === undefined ? base.port : port(flags.port, 'port'),
@@ -70,7 +106,12 @@ export function proxyConfigFromFlags(flags: ProxyFlags): { config: ProxyConfig; 
     }
     const config = loadProxyConfig(flags.config);
     const admin = adminOf(flags, config.admin)!;
-    return { config: { ...config, listen: listen(config.listen), admin }, file: flags.config };
+    const grace = flags.grace === undefined ? undefined : graceOf(flags.grace);
+    return {
+      config: { ...config, listen: listen(config.listen), admin, ...(grace === undefined ? {} : { grace }) },
+      file: flags.config,
+      ...(grace === undefined ? {} : { grace }),
+    };
   }
   if (flags.upstream === undefined) {
     throw usageError('give --config FILE.yaml, or --upstream URL (with --port, --limit, --window...)');

@@ -76,6 +76,15 @@ const keySpec = z.union(
   },
 );
 
+/** One of a rule's several limits: its own key and policies, decided together with the others. */
+const limitSchema = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 letters, digits, "_", "." or "-"'),
+  key: keySpec.default('ip'),
+  onMissingKey: z.enum(['ip', 'skip', 'reject']).default('ip'),
+  policies,
+  cost: z.number().int().min(0).default(1),
+});
+
 const ruleSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 letters, digits, "_", "." or "-"'),
   match: z
@@ -93,10 +102,31 @@ const ruleSchema = z.strictObject({
       error: 'give "path" (a prefix) or "pattern", not both',
     })
     .optional(),
-  key: keySpec.default('ip'),
-  onMissingKey: z.enum(['ip', 'skip', 'reject']).default('ip'),
+  /** Default: 'ip'. */
+  key: keySpec.optional(),
+  /** Default: 'ip'. */
+  onMissingKey: z.enum(['ip', 'skip', 'reject']).optional(),
   policies: policies.optional(),
-  cost: z.number().int().min(0).default(1),
+  /** Default: 1. */
+  cost: z.number().int().min(0).optional(),
+  /** Several limits, each with its own key, instead of `key` and `policies`: all are charged, or none. */
+  limits: z.array(limitSchema).min(1).optional(),
+  /** Count only the requests the upstream failed (or only those it served), from its answer's status. */
+  countOnly: z.enum(['failed', 'successful']).optional(),
+  /** What a failed answer is, for countOnly: codes and classes ("4xx"). Default: every status from 400. */
+  failedStatuses: z
+    .array(
+      z.union([
+        z
+          .number()
+          .int()
+          .min(100, 'must be a status from 100 to 599')
+          .max(599, 'must be a status from 100 to 599'),
+        z.string().regex(/^[1-5]xx$/, 'must be a status class such as "4xx"'),
+      ]),
+    )
+    .min(1)
+    .optional(),
   priority: z.enum(['critical', 'default', 'sheddable']).default('default'),
   shadow: z.boolean().optional(),
   allow: lists.optional(),
@@ -157,16 +187,43 @@ const jwtSchema = z
     { error: 'give exactly one of secret, secretEnv, publicKey, publicKeyFile' },
   );
 
+/** Passive ejection and optional active health checks of the upstreams (see upstreams.ts). */
+const failoverSchema = z
+  .strictObject({
+    failures: z.number().int().min(1).default(3),
+    ejectFor: duration.default(10_000),
+    maxEjectFor: duration.default(300_000),
+    healthCheck: z
+      .strictObject({
+        path: z.string().startsWith('/', 'must start with "/"'),
+        interval: duration.default(5_000),
+        timeout: duration.default(2_000),
+      })
+      .optional(),
+  })
+  .refine((f) => f.maxEjectFor >= f.ejectFor, {
+    error: 'maxEjectFor must be at least ejectFor',
+    path: ['maxEjectFor'],
+  });
+
 const schema = z.strictObject({
   listen: address('127.0.0.1').default({ host: '127.0.0.1', port: DEFAULT_PORT }),
   upstream: z
     .union(
-      [url(['http:'], '"http://127.0.0.1:8000"'), z.array(url(['http:'], '"http://127.0.0.1:8000"')).min(1)],
+      [
+        url(['http:', 'https:'], '"http://127.0.0.1:8000"'),
+        z.array(url(['http:', 'https:'], '"http://127.0.0.1:8000"')).min(1),
+      ],
       {
         error: 'must be a URL like "http://127.0.0.1:8000", or a list of them',
       },
     )
     .transform((v) => (Array.isArray(v) ? v : [v])),
+  /** Trusted for https:// upstreams instead of Node's bundled CAs: a PEM file (a private CA, a self-signed cert). */
+  upstreamCa: z.string().min(1).optional(),
+  /** Listen with TLS: PEM files, read again when they change. */
+  tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
+  failover: failoverSchema.default({ failures: 3, ejectFor: 10_000, maxEjectFor: 300_000 }),
   store: z
     .string({ error: 'must be "memory" or a Redis URL' })
     .refine((v) => v === 'memory' || /^(rediss?|redis-cluster):\/\/[^\s]+$/.test(v), {
@@ -186,6 +243,8 @@ const schema = z.strictObject({
   caseSensitive: z.boolean().default(false),
   preserveHost: z.boolean().default(true),
   forwarded: z.enum(['x-forwarded', 'forwarded', 'both', 'none']).default('x-forwarded'),
+  /** Tell the upstream of the decision: the rule's name and its RateLimit fields, on the forwarded request. */
+  forwardDecision: z.boolean().default(false),
   timeouts: z
     .strictObject({
       connect: duration.default(5_000),
@@ -212,6 +271,56 @@ function isCidr(entry: string): boolean {
   return (
     family !== 0 && extra === undefined && /^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128)
   );
+}
+
+/** A rule's policies as a list (the configuration accepts one policy or a list). */
+function policyList(policies: unknown): { algorithm?: string }[] {
+  if (policies === undefined) return [];
+  return (Array.isArray(policies) ? policies : [policies]) as { algorithm?: string }[];
+}
+
+function checkKey(key: RuleConfig['key'], at: string, source: string, hasJwt: boolean): void {
+  if (typeof key === 'object' && 'jwt' in key && !hasJwt) {
+    throw usageError(
+      `${source}: ${at}.key.jwt: needs a top-level "jwt" section (secret or public key) to verify tokens`,
+    );
+  }
+}
+
+/** A rule has either one limit (`policies`, with `key`, `onMissingKey`, `cost`) or a list (`limits`). */
+function checkLimits(rule: RuleConfig, at: string, source: string, hasJwt: boolean): void {
+  if (rule.limits === undefined) {
+    if (rule.policies === undefined) {
+      throw usageError(`${source}: ${at}.policies: required, e.g. [{ limit: 100, window: 1m }]`);
+    }
+    checkKey(rule.key, at, source, hasJwt);
+    // The single limit's defaults, as a limit of a list has them.
+    Object.assign(rule, {
+      key: rule.key ?? 'ip',
+      onMissingKey: rule.onMissingKey ?? 'ip',
+      cost: rule.cost ?? 1,
+    });
+    return;
+  }
+  for (const field of ['policies', 'key', 'onMissingKey', 'cost'] as const) {
+    if (rule[field] !== undefined) {
+      throw usageError(
+        `${source}: ${at}.${field}: give it in each of "limits", which replaces the rule's own ${field}`,
+      );
+    }
+  }
+  const names = new Set<string>();
+  for (const [j, limit] of rule.limits.entries()) {
+    if (names.has(limit.name))
+      throw usageError(`${source}: ${at}.limits[${j}].name: "${limit.name}" is used by an earlier limit`);
+    names.add(limit.name);
+    checkKey(limit.key, `${at}.limits[${j}]`, source, hasJwt);
+    if (policyList(limit.policies).some((p) => p.algorithm === 'concurrency')) {
+      throw usageError(
+        `${source}: ${at}.limits[${j}].policies: several limits are decided together, at once, and a concurrency policy holds a slot for the request's duration; give it a rule of its own`,
+      );
+    }
+  }
 }
 
 /** The proxy's shedder, as its `shed` section describes it (none without one). */
@@ -255,8 +364,19 @@ export function validateProxyConfig(data: unknown, source = 'config'): ProxyConf
     if (names.has(rule.name))
       throw usageError(`${source}: ${at}.name: "${rule.name}" is used by an earlier rule`);
     names.add(rule.name);
-    if (rule.policies === undefined) {
-      throw usageError(`${source}: ${at}.policies: required, e.g. [{ limit: 100, window: 1m }]`);
+    checkLimits(rule, at, source, config.jwt !== undefined);
+    if (rule.failedStatuses !== undefined && rule.countOnly === undefined) {
+      throw usageError(
+        `${source}: ${at}.failedStatuses: says which answers count for countOnly; set countOnly: failed (or successful), or remove failedStatuses`,
+      );
+    }
+    if (
+      rule.countOnly !== undefined &&
+      policyList(rule.policies).some((p) => p.algorithm === 'concurrency')
+    ) {
+      throw usageError(
+        `${source}: ${at}.countOnly: a concurrency policy holds a slot for the request's duration, so it cannot count by outcome; remove countOnly or the concurrency policy`,
+      );
     }
     if (typeof rule.key === 'object' && 'jwt' in rule.key && config.jwt === undefined) {
       throw usageError(

@@ -1,8 +1,11 @@
 import { type IncomingMessage, request, type ServerResponse } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
+import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Agent, type Dispatcher } from 'undici';
 import { type Exchange, POOL_IDLE, type TimeoutKind, type TimeoutLimits, type Timeouts } from './timeouts.js';
+import type { Upstream, UpstreamPool } from './upstreams.js';
 
 /** Header fields that describe one connection, never forwarded (RFC 9110, section 7.6.1). */
 const HOP_BY_HOP = new Set([
@@ -17,50 +20,37 @@ const HOP_BY_HOP = new Set([
   'expect',
 ]);
 
-export interface Upstream {
-  readonly host: string;
-  readonly port: number;
-  /** The upstream URL's path, prepended to every request's path ('' for none). */
-  readonly base: string;
-  /** `host:port`, for the Host header when the client's is not kept. */
-  readonly authority: string;
-  /** `http://host:port`: the connection pool it is served from. */
-  readonly origin: string;
-}
-
-export function upstreamOf(url: string): Upstream {
-  const u = new URL(url);
-  return {
-    host: u.hostname.replace(/^\[|\]$/g, ''),
-    port: Number(u.port || 80),
-    base: u.pathname.replace(/\/+$/, ''),
-    authority: u.host,
-    origin: u.origin,
-  };
-}
-
 export interface ForwardOptions {
   /** The upstream connection pools (undici's: a Node `ClientRequest` costs half a proxied request). */
   readonly dispatcher: Dispatcher;
   readonly preserveHost: boolean;
   readonly forwarded: 'x-forwarded' | 'forwarded' | 'both' | 'none';
+  /** Trusted for https:// upstreams instead of Node's bundled CAs (upgrades; the dispatcher has its own). */
+  readonly ca: Buffer | undefined;
+  /** The decision is told to the upstream (`Forwarding.decision`): the client's fields of those names dropped. */
+  readonly forwardDecision: boolean;
   readonly limits: TimeoutLimits;
   /** The proxy's sweep for every exchange's timeouts. */
   readonly timeouts: Timeouts;
   /** Told of every exchange the upstream could not complete (metrics, logs). */
-  readonly onUpstreamError: (error: UpstreamError) => void;
+  readonly onUpstreamError: (error: UpstreamError, upstream: Upstream) => void;
+  /** Told of a request sent again, to `to`, after `error` (metrics). */
+  readonly onRetry: (error: UpstreamError, to: Upstream) => void;
 }
 
 /** One request to relay: where to, with which extra response fields, under which options. */
 export interface Forwarding {
   readonly req: IncomingMessage;
-  readonly upstream: Upstream;
+  /** Where it may go: the next upstream in turn, then, when it fails before anything was sent, another. */
+  readonly pool: UpstreamPool;
   /** Path and query, after the upstream's own base path. */
   readonly path: string;
   /** The client's Host (or its absolute-form target's authority; see target.ts), undefined when none. */
   readonly authority: string | undefined;
   /** Header fields added to the response (the rate-limit fields). */
   readonly extra: readonly (readonly [string, string])[];
+  /** Header fields added to the request, with `forwardDecision`: the rule and its rate-limit fields. */
+  readonly decision: readonly (readonly [string, string])[];
   readonly options: ForwardOptions;
 }
 
@@ -75,8 +65,8 @@ export class UpstreamError extends Error {
   }
 }
 
-/** Keep-alive pools to the upstreams, at most `maxSockets` connections to each. */
-export function newDispatcher(maxSockets: number, connectTimeout: number): Agent {
+/** Keep-alive pools to the upstreams, at most `maxSockets` connections to each; `ca` for https:// ones. */
+export function newDispatcher(maxSockets: number, connectTimeout: number, ca?: Buffer): Agent {
   return new Agent({
     connections: maxSockets,
     keepAliveTimeout: POOL_IDLE,
@@ -84,7 +74,7 @@ export function newDispatcher(maxSockets: number, connectTimeout: number): Agent
     // attempt whose request the sweep already answered.
     headersTimeout: 0,
     bodyTimeout: 0,
-    connect: { timeout: connectTimeout, noDelay: true },
+    connect: { timeout: connectTimeout, noDelay: true, ...(ca === undefined ? {} : { ca }) },
   });
 }
 
@@ -136,6 +126,23 @@ const REPLACED: Record<ForwardOptions['forwarded'], ReadonlySet<string>> = {
   none: new Set(['host']),
 };
 
+/** The fields `forwardDecision` writes (every draft's names): a client's own would pass for the proxy's. */
+const DECISION_FIELDS = [
+  'floodgate-rule',
+  'ratelimit',
+  'ratelimit-policy',
+  'ratelimit-limit',
+  'ratelimit-remaining',
+  'ratelimit-reset',
+];
+const withDecision = (fields: ReadonlySet<string>) => new Set([...fields, ...DECISION_FIELDS]);
+const REPLACED_WITH_DECISION: Record<ForwardOptions['forwarded'], ReadonlySet<string>> = {
+  'x-forwarded': withDecision(REPLACED['x-forwarded']),
+  forwarded: withDecision(REPLACED.forwarded),
+  both: withDecision(REPLACED.both),
+  none: withDecision(REPLACED.none),
+};
+
 function forwardedFor(ip: string): string {
   return ip.includes(':') ? `"[${ip}]"` : ip;
 }
@@ -146,22 +153,26 @@ export function upstreamHeaders(
   authority: string | undefined,
   target: Upstream,
   options: ForwardOptions,
+  decision: readonly (readonly [string, string])[],
   upgrade = false,
 ): string[] {
   const mode = options.forwarded;
-  const headers = endToEnd(req.rawHeaders, req.headers.connection, REPLACED[mode]);
+  const replaced = options.forwardDecision ? REPLACED_WITH_DECISION : REPLACED;
+  const headers = endToEnd(req.rawHeaders, req.headers.connection, replaced[mode]);
+  for (const [name, value] of decision) headers.push(name, value);
   const clientHost = authority ?? target.authority;
   headers.push('Host', options.preserveHost ? clientHost : target.authority);
   const peer = (req.socket.remoteAddress ?? '').replace(/^::ffff:(?=\d+\.)/, '');
+  const proto = (req.socket as { encrypted?: boolean }).encrypted === true ? 'https' : 'http';
   if (mode === 'x-forwarded' || mode === 'both') {
     const prior = req.headers['x-forwarded-for'];
     headers.push('X-Forwarded-For', prior === undefined || prior === '' ? peer : `${prior}, ${peer}`);
-    headers.push('X-Forwarded-Proto', 'http');
+    headers.push('X-Forwarded-Proto', proto);
     headers.push('X-Forwarded-Host', clientHost);
   }
   if (mode === 'forwarded' || mode === 'both') {
     const prior = req.headers.forwarded;
-    const hop = `for=${forwardedFor(peer)};host="${clientHost.replace(/["\\]/g, '')}";proto=http`;
+    const hop = `for=${forwardedFor(peer)};host="${clientHost.replace(/["\\]/g, '')}";proto=${proto}`;
     headers.push('Forwarded', prior === undefined || prior === '' ? hop : `${prior}, ${hop}`);
   }
   if (upgrade) headers.push('Connection', 'Upgrade', 'Upgrade', req.headers.upgrade ?? '');
@@ -187,12 +198,12 @@ function classify(error: NodeJS.ErrnoException, limits: TimeoutLimits): Upstream
 /** A pooled connection the upstream closed as it was reused: the request may be sent again, once. */
 const STALE = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
 
-/** Methods a request can be sent twice with: the only ones retried after a stale pooled connection. */
+/** Methods a request can be sent twice with: the only ones retried once a request may have been sent. */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 export interface ForwardResult {
-  /** The status sent to the client (the upstream's, or 502/504). */
-  status: number;
+  /** The status sent to the client (the upstream's, or 502/504); undefined when the client went first. */
+  status: number | undefined;
   error?: UpstreamError;
 }
 
@@ -216,32 +227,34 @@ class Relay implements Dispatcher.DispatchHandler {
   #abort: ((error?: Error) => void) | undefined;
   #resume: (() => void) | undefined;
   #over = false;
-  #retry: boolean;
-  readonly #dispatch: Dispatcher.DispatchOptions;
+  /** Bodyless and idempotent: may be sent again after a connection closed under it. */
+  readonly #resendable: boolean;
+  #upstream: Upstream;
+  /** The upstreams this request was sent to, once it is sent again; undefined on the first attempt. */
+  #tried: Upstream[] | undefined;
+  #dispatch: Dispatcher.DispatchOptions;
 
   readonly req: IncomingMessage;
   readonly extra: readonly (readonly [string, string])[];
   readonly options: ForwardOptions;
+  readonly forwarding: Forwarding;
 
   constructor(
     forwarding: Forwarding,
     readonly res: ServerResponse,
     readonly done: (result: ForwardResult) => void,
   ) {
-    const { req, upstream: target, path, options } = forwarding;
+    const { req, pool, options } = forwarding;
+    this.forwarding = forwarding;
     this.req = req;
     this.extra = forwarding.extra;
     this.options = options;
     const bodyless =
       req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined;
-    this.#retry = bodyless && IDEMPOTENT.has(req.method ?? '');
-    this.#dispatch = {
-      origin: target.origin,
-      path: target.base + path,
-      method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
-      headers: upstreamHeaders(req, forwarding.authority, target, options),
-      body: bodyless ? null : req,
-    };
+    this.#resendable = bodyless && IDEMPOTENT.has(req.method ?? '');
+    // A pool always has an upstream for a request that has tried none.
+    this.#upstream = pool.pick()!;
+    this.#dispatch = this.#dispatchTo(this.#upstream, bodyless);
     this.#exchange = this.#watch();
     // The client went away, or the proxy answered it itself (a malformed body): stop the upstream exchange too.
     res.on('close', () => {
@@ -249,9 +262,20 @@ class Relay implements Dispatcher.DispatchHandler {
       this.#over = true;
       this.options.timeouts.unwatch(this.#exchange);
       this.#abort?.();
-      this.done({ status: this.res.statusCode });
+      this.done({ status: this.res.writableFinished ? this.res.statusCode : undefined });
     });
     options.dispatcher.dispatch(this.#dispatch, this);
+  }
+
+  #dispatchTo(upstream: Upstream, bodyless: boolean): Dispatcher.DispatchOptions {
+    const { req, path, options } = this.forwarding;
+    return {
+      origin: upstream.origin,
+      path: upstream.base + path,
+      method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
+      headers: upstreamHeaders(req, this.forwarding.authority, upstream, options, this.forwarding.decision),
+      body: bodyless ? null : req,
+    };
   }
 
   #watch(): Exchange {
@@ -297,6 +321,7 @@ class Relay implements Dispatcher.DispatchHandler {
       this.#abort?.();
       return false;
     }
+    this.forwarding.pool.record(this.#upstream, status >= 500);
     this.#exchange.responded = true;
     this.#resume = resume;
     const out: string[] = [];
@@ -338,27 +363,47 @@ class Relay implements Dispatcher.DispatchHandler {
       this.#finish({ status: res.statusCode });
       return;
     }
-    const code = (err as NodeJS.ErrnoException).code ?? '';
-    if (this.#retry && !this.#exchange.responded && STALE.has(code) && !res.headersSent) {
-      this.#retry = false;
-      this.options.timeouts.unwatch(this.#exchange);
-      this.#exchange = this.#watch();
-      this.#abort = undefined;
-      // Once undici is done with the closed connection: dispatched from inside its error, the new request
-      // would meet the pool mid-teardown.
-      setImmediate(() => {
-        if (!this.#over) this.options.dispatcher.dispatch(this.#dispatch, this);
-      });
-      return;
-    }
     const error = classify(err, this.options.limits);
-    this.options.onUpstreamError(error);
+    const stale = STALE.has((err as NodeJS.ErrnoException).code ?? '');
+    // A connection closed as it was reused is the pool's race with the upstream's idle timeout, no failure.
+    if (!(stale && this.#tried === undefined)) this.forwarding.pool.record(this.#upstream, true);
+    if (!this.#exchange.responded && !res.headersSent && this.#sendAgain(error, stale)) return;
+    this.options.onUpstreamError(error, this.#upstream);
     if (!res.headersSent) {
       problem(res, error.status, error.status === 504 ? 'Gateway Timeout' : 'Bad Gateway', error.message);
     } else {
       res.destroy(error);
     }
     this.#finish({ status: res.headersSent ? res.statusCode : error.status, error });
+  }
+
+  /**
+   * Sends the request again after `error`, if nothing of it can have reached an upstream (the connection
+   * was refused: any method, its body still unread), or if it may be sent twice (a bodyless GET, HEAD or
+   * OPTIONS whose connection closed before an answer). Each upstream is tried once, the next in turn;
+   * after a closed reused connection, the same upstream again when it is the only one.
+   */
+  #sendAgain(error: UpstreamError, stale: boolean): boolean {
+    const refused = error.kind === 'connect';
+    if (!refused && !(this.#resendable && (stale || error.kind === 'reset'))) return false;
+    const tried = this.#tried ?? [];
+    this.#tried = tried;
+    tried.push(this.#upstream);
+    let next = this.forwarding.pool.pick(tried);
+    if (next === undefined && stale && tried.length === 1) next = this.#upstream;
+    if (next === undefined) return false;
+    this.options.onRetry(error, next);
+    this.#upstream = next;
+    this.#dispatch = this.#dispatchTo(next, this.#dispatch.body === null);
+    this.options.timeouts.unwatch(this.#exchange);
+    this.#exchange = this.#watch();
+    this.#abort = undefined;
+    // Once undici is done with the failed connection: dispatched from inside its error, the new request
+    // would meet the pool mid-teardown.
+    setImmediate(() => {
+      if (!this.#over) this.options.dispatcher.dispatch(this.#dispatch, this);
+    });
+    return true;
   }
 }
 
@@ -396,14 +441,18 @@ export function forwardUpgrade(
   head: Buffer,
   switched: () => void = () => {},
 ): Promise<number> {
-  const { req, upstream: target, path, extra, options } = forwarding;
+  const { req, pool, path, extra, options } = forwarding;
+  const target = pool.pick()!;
   return new Promise((resolve) => {
-    const upstream = request({
+    const upstream = (target.tls ? httpsRequest : request)({
+      ...(target.tls
+        ? { ca: options.ca, servername: isIP(target.host) === 0 ? target.host : undefined }
+        : {}),
       host: target.host,
       port: target.port,
       method: req.method,
       path: target.base + path,
-      headers: upstreamHeaders(req, forwarding.authority, target, options, true),
+      headers: upstreamHeaders(req, forwarding.authority, target, options, forwarding.decision, true),
       agent: false,
       setHost: false,
     });
@@ -428,7 +477,8 @@ export function forwardUpgrade(
     socket.on('error', () => upstream.destroy());
     upstream.on('error', (err: NodeJS.ErrnoException) => {
       const error = classify(err, options.limits);
-      options.onUpstreamError(error);
+      pool.record(target, true);
+      options.onUpstreamError(error, target);
       if (socket.writable)
         socket.end(
           rawResponse(
@@ -443,6 +493,7 @@ export function forwardUpgrade(
     upstream.on('response', (up: IncomingMessage) => {
       // The upstream refused the upgrade: relay its answer as is.
       exchange.responded = true;
+      pool.record(target, (up.statusCode ?? 502) >= 500);
       let text = `HTTP/1.1 ${up.statusCode} ${up.statusMessage}\r\n`;
       const out = endToEnd(up.rawHeaders, up.headers.connection, new Set(['content-length']));
       for (let i = 0; i < out.length; i += 2) text += `${out[i]}: ${out[i + 1]}\r\n`;
@@ -465,6 +516,7 @@ export function forwardUpgrade(
     upstream.on('upgrade', (up: IncomingMessage, upSocket: Socket, upHead: Buffer) => {
       // An upgraded connection may stay quiet as long as both ends like.
       options.timeouts.unwatch(exchange);
+      pool.record(target, false);
       let text = `HTTP/1.1 101 ${up.statusMessage || 'Switching Protocols'}\r\n`;
       const raw = up.rawHeaders;
       for (let i = 0; i < raw.length; i += 2) {

@@ -5,27 +5,21 @@ import { displayClient } from 'floodgate/admin';
 import { andThen, attempt, type MaybePromise, type Verdict } from 'floodgate/http';
 import type { Logger } from 'pino';
 import type { ProxyConfig } from './config.js';
-import {
-  type ForwardOptions,
-  forward,
-  forwardUpgrade,
-  problem,
-  rawResponse,
-  type Upstream,
-  upstreamOf,
-} from './forward.js';
+import { type ForwardOptions, forward, forwardUpgrade, problem, rawResponse } from './forward.js';
 import { jwtVerifier } from './jwt.js';
 import type { ProxyMetrics } from './metrics.js';
 import { refusalLog } from './refusal-log.js';
 import { compileRules, type Rule } from './rules.js';
 import { type Target, targetOf, viewOf } from './target.js';
 import type { Timeouts } from './timeouts.js';
+import { UpstreamPool, upstreamOf } from './upstreams.js';
 
 /** Everything a configuration decides per request; swapped whole on reload, so a request sees one version. */
 export interface Active {
   readonly config: ProxyConfig;
   readonly rules: readonly Rule[];
-  readonly upstreams: readonly Upstream[];
+  /** The upstreams and their health; the health carries over a reload (see Gateway.swap). */
+  readonly pool: UpstreamPool;
   readonly forward: ForwardOptions;
 }
 
@@ -36,10 +30,14 @@ export interface Resources {
   readonly log: Logger;
   readonly metrics: ProxyMetrics;
   readonly dispatcher: ForwardOptions['dispatcher'];
+  /** `upstreamCa`, read at start. */
+  readonly ca: Buffer | undefined;
   readonly timeouts: Timeouts;
   readonly env: NodeJS.ProcessEnv;
   /** The upstream's own protection (`shed:`), shared by every rule; kept across reloads. */
   readonly shedder?: Shedder;
+  /** The clock upstream ejections are timed on (ms). Default: Date.now. */
+  readonly now?: () => number;
 }
 
 /** A validated configuration made ready to serve: rules compiled, upstreams parsed, forwarding set up. */
@@ -55,19 +53,36 @@ export function activate(config: ProxyConfig, r: Resources): Active {
     },
     r.shedder,
   );
+  const pool = new UpstreamPool(config.upstream.map(upstreamOf), config.failover, r.now ?? Date.now, {
+    ejected: (upstream, ms) => {
+      r.metrics.upstreamEjections.inc({ upstream: upstream.authority });
+      r.log.warn({ upstream: upstream.authority, for: ms }, 'upstream taken out of the rotation');
+    },
+    healthChanged: (upstream, up) =>
+      r.log[up ? 'info' : 'warn'](
+        { upstream: upstream.authority },
+        up ? 'upstream health check passes; back in the rotation' : 'upstream health check fails',
+      ),
+  });
   return {
     config,
     rules,
-    upstreams: config.upstream.map(upstreamOf),
+    pool,
     forward: {
       dispatcher: r.dispatcher,
       preserveHost: config.preserveHost,
       forwarded: config.forwarded,
+      forwardDecision: config.forwardDecision,
+      ca: r.ca,
       limits: config.timeouts,
       timeouts: r.timeouts,
-      onUpstreamError: (error) => {
+      onUpstreamError: (error, upstream) => {
         r.metrics.upstreamErrors.inc({ kind: error.kind });
-        r.log.warn({ kind: error.kind, err: error.message }, 'upstream failed');
+        r.log.warn({ kind: error.kind, upstream: upstream.authority, err: error.message }, 'upstream failed');
+      },
+      onRetry: (error, to) => {
+        r.metrics.upstreamRetries.inc({ kind: error.kind });
+        r.log.info({ kind: error.kind, to: to.authority, err: error.message }, 'request sent again');
       },
     },
   };
@@ -95,6 +110,7 @@ interface Outcome {
 }
 
 const UNMATCHED: Outcome = { rule: undefined, verdict: undefined };
+const NO_FIELDS: readonly (readonly [string, string])[] = [];
 
 function refuseResponse(res: ServerResponse, verdict: Refusal): void {
   // Already answered while the rule was decided (a malformed body, see Gateway.clientError).
@@ -134,7 +150,6 @@ function memo<T>(make: (key: string) => T): (key: string) => T {
  */
 export class Gateway {
   #active: Active;
-  #turn = 0;
   readonly #log: Logger;
   readonly #metrics: ProxyMetrics;
   readonly #timing: (rule: string) => { observe(seconds: number): void };
@@ -145,6 +160,7 @@ export class Gateway {
 
   constructor(active: Active, log: Logger, metrics: ProxyMetrics) {
     this.#active = active;
+    active.pool.startChecks(active.forward.dispatcher);
     this.#log = log;
     this.#metrics = metrics;
     this.#timing = memo((rule) => metrics.upstreamDuration.labels(rule));
@@ -158,7 +174,16 @@ export class Gateway {
 
   /** Serves `next` from the next request on; requests in flight finish under the configuration they began with. */
   swap(next: Active): void {
+    const previous = this.#active;
+    next.pool.inherit(previous.pool);
+    previous.pool.stopChecks();
     this.#active = next;
+    next.pool.startChecks(next.forward.dispatcher);
+  }
+
+  /** Stops what runs on its own (the upstreams' health checks), at a stop. */
+  close(): void {
+    this.#active.pool.stopChecks();
   }
 
   /** Writes the refusal counts still pending to the log (at a stop). */
@@ -191,14 +216,14 @@ export class Gateway {
     }
     const decided = await this.#decide(req, socket, state, target, refuseUpgrade);
     if (decided === undefined) return;
-    const { verdict } = decided;
+    const { rule, verdict } = decided;
     this.upgraded.add(socket);
     socket.once('close', () => this.upgraded.delete(socket));
     this.#metrics.websockets.inc();
     // The shed slot is the handshake's: an open WebSocket is no work in flight for the upstream.
     const switched = verdict?.kind === 'pass' ? verdict.switched : undefined;
     const status = await forwardUpgrade(
-      this.#forwarding(req, state, target, verdict),
+      this.#forwarding(req, state, target, rule, verdict),
       socket,
       head,
       switched,
@@ -336,20 +361,31 @@ export class Gateway {
       return;
     }
     const started = performance.now();
-    forward(this.#forwarding(req, state, target, verdict), res, (result) => {
+    forward(this.#forwarding(req, state, target, rule, verdict), res, (result) => {
       if (verdict?.kind === 'pass') verdict.settle?.(result.status);
       this.#timing(rule?.name ?? '').observe((performance.now() - started) / 1000);
     });
   }
 
-  /** The next upstream in turn, and what to send it. */
-  #forwarding(req: IncomingMessage, state: Active, target: Target, verdict: Verdict | undefined) {
+  /** What to send, and where it may go. */
+  #forwarding(
+    req: IncomingMessage,
+    state: Active,
+    target: Target,
+    rule: Rule | undefined,
+    verdict: Verdict | undefined,
+  ) {
+    const extra = verdict?.kind === 'pass' ? verdict.headers : NO_FIELDS;
     return {
       req,
-      upstream: state.upstreams[this.#turn++ % state.upstreams.length]!,
+      pool: state.pool,
       path: target.forwardPath,
       authority: target.authority,
-      extra: verdict?.kind === 'pass' ? verdict.headers : [],
+      extra,
+      decision:
+        state.forward.forwardDecision && rule !== undefined
+          ? [['Floodgate-Rule', rule.name] as const, ...extra]
+          : NO_FIELDS,
       options: state.forward,
     };
   }

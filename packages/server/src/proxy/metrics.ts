@@ -1,5 +1,6 @@
 import { PRIORITIES, type Shedder } from 'floodgate';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { UpstreamReport } from './upstreams.js';
 
 /** A count kept in a plain number on the request path, handed to prom-client when scraped. */
 interface Tally {
@@ -43,6 +44,18 @@ export function createProxyMetrics() {
       labelNames: ['kind'] as const,
       registers: [registry],
     }),
+    upstreamRetries: new Counter({
+      name: 'floodgate_proxy_upstream_retries_total',
+      help: 'Requests sent again (to the next upstream) after a failure before anything could have been processed, by kind',
+      labelNames: ['kind'] as const,
+      registers: [registry],
+    }),
+    upstreamEjections: new Counter({
+      name: 'floodgate_proxy_upstream_ejections_total',
+      help: 'Times an upstream was taken out of the rotation after consecutive failures, by upstream',
+      labelNames: ['upstream'] as const,
+      registers: [registry],
+    }),
     upstreamDuration: new Histogram({
       name: 'floodgate_proxy_upstream_duration_seconds',
       help: 'Time from the decision to the end of the upstream response, by rule',
@@ -64,6 +77,20 @@ export function createProxyMetrics() {
   };
 }
 export type ProxyMetrics = ReturnType<typeof createProxyMetrics>;
+
+/** Each upstream's state, read when scraped: 1 when in the rotation, 0 when ejected or failing its health check. */
+export function registerUpstreamMetrics(registry: Registry, states: () => readonly UpstreamReport[]): void {
+  new Gauge({
+    name: 'floodgate_proxy_upstream_up',
+    help: 'Whether an upstream is in the rotation (1) or out of it, ejected or failing its health check (0)',
+    labelNames: ['upstream'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const s of states()) this.set({ upstream: s.upstream }, s.state === 'up' ? 1 : 0);
+    },
+  });
+}
 
 /** The shedder's state, read when scraped: its limit, requests in flight, and requests shed by class. */
 export function registerShedMetrics(registry: Registry, shedder: Shedder): void {

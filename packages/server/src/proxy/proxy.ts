@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { type Logger, pino } from 'pino';
 import { adminToken, dashboardRoute } from '../shared/dashboard.js';
 import { drain } from '../shared/drain.js';
@@ -8,10 +8,17 @@ import { ServiceRuntime } from '../shared/runtime.js';
 import { type ProxyConfig, shedderOf } from './config.js';
 import { newDispatcher } from './forward.js';
 import { type Active, activate, Gateway, type Resources } from './gateway.js';
-import { createProxyMetrics, type ProxyMetrics, registerShedMetrics } from './metrics.js';
+import {
+  createProxyMetrics,
+  type ProxyMetrics,
+  registerShedMetrics,
+  registerUpstreamMetrics,
+} from './metrics.js';
 import { reloadedConfig } from './reload.js';
 import { ruleStores } from './rules.js';
 import { sweepEvery, Timeouts } from './timeouts.js';
+import { proxyServer, upstreamCaOf } from './tls.js';
+import { configWarnings } from './warnings.js';
 
 export interface RunningProxy {
   readonly server: Server;
@@ -32,6 +39,10 @@ export interface ProxyOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** The admin API's token (`--admin-token`); else `FLOODGATE_ADMIN_TOKEN`. */
   readonly adminToken?: string;
+  /** The longest wait for requests in flight at a stop (`--grace`), over the configuration's `grace`. */
+  readonly grace?: number;
+  /** The clock upstream ejections are timed on (tests). Default: Date.now. */
+  readonly now?: () => number;
 }
 
 /** Starts `floodgate proxy`: the store, the gateway and its listeners, reloads; resolves once it listens. */
@@ -47,15 +58,18 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
       ...(initial.onStoreError === undefined ? {} : { onStoreError: initial.onStoreError }),
     },
   });
+  const ca = upstreamCaOf(initial);
   // Made again when a reload changes the connect timeout, which undici applies per connection attempt.
   let resources: Resources = {
     // With memory, each rule keeps its own store (the runtime's is not used).
     storeFor: ruleStores(runtime.stores.redis),
     log,
     metrics,
-    dispatcher: newDispatcher(initial.maxSockets, initial.timeouts.connect),
+    ca,
+    dispatcher: newDispatcher(initial.maxSockets, initial.timeouts.connect, ca),
     timeouts: new Timeouts(),
     env: options.env ?? process.env,
+    ...(options.now === undefined ? {} : { now: options.now }),
   };
   const shedder = shedderOf(initial);
   if (shedder !== undefined) {
@@ -71,23 +85,26 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
     throw error;
   }
   resources.timeouts.every(sweepEvery(initial.timeouts));
+  registerUpstreamMetrics(metrics.registry, () => gateway.active.pool.states());
 
-  const server = createServer(gateway.handle);
-  server.on('upgrade', (req, socket, head) => void gateway.handleUpgrade(req, socket, head));
-  server.on('clientError', gateway.clientError);
+  let server: Server | undefined;
   let url: string;
   try {
+    server = proxyServer(initial, gateway.handle, log);
+    server.on('upgrade', (req, socket, head) => void gateway.handleUpgrade(req, socket, head));
+    server.on('clientError', gateway.clientError);
     url = await listen(server, initial.listen.host, initial.listen.port, {
       port: '--port or "listen"',
       host: '--host or "listen"',
     });
+    if (initial.tls !== undefined) url = url.replace(/^http:/, 'https:');
     await runtime.startAdmin(
       initial.admin !== false && {
         address: initial.admin,
-        health: () => ({ rules: gateway.active.rules.length }),
+        health: () => ({ rules: gateway.active.rules.length, upstreams: gateway.active.pool.states() }),
         names: { port: '--admin-port or "admin"', host: '"admin"' },
         more: dashboardRoute({
-          limiters: () => gateway.active.rules.map((r) => [r.name, r.guard.limiter] as const),
+          limiters: () => gateway.active.rules.flatMap((r) => r.limiters),
           ...(shedder === undefined ? {} : { shedder }),
           token: adminToken(options.adminToken, options.env ?? process.env),
           log,
@@ -95,7 +112,8 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
       },
     );
   } catch (error) {
-    server.close();
+    server?.close();
+    gateway.close();
     resources.timeouts.stop();
     void resources.dispatcher.destroy();
     runtime.abandon();
@@ -115,7 +133,7 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
           if (config.timeouts.connect !== current.timeouts.connect)
             nextResources = {
               ...resources,
-              dispatcher: newDispatcher(config.maxSockets, config.timeouts.connect),
+              dispatcher: newDispatcher(config.maxSockets, config.timeouts.connect, ca),
             };
           next = activate(config, nextResources);
         } catch (error) {
@@ -135,6 +153,7 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
   const reload = options.file === undefined ? () => false : reloadFile(options.file);
   if (options.file !== undefined && options.watch !== false) runtime.watch(options.file, reload);
 
+  for (const warning of configWarnings(initial)) log.warn(warning);
   log.info(
     {
       url,
@@ -146,14 +165,16 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
     `proxying ${url} to ${redact(initial.upstream.join(', '))}`,
   );
 
+  const listening = server;
   const stop = () =>
     runtime.stop({
       drain: () => {
+        gateway.close();
         gateway.flushLogs();
-        const grace = gateway.active.config.grace;
+        const grace = options.grace ?? gateway.active.config.grace;
         log.info({ grace }, 'shutting down: finishing requests in flight');
         for (const socket of gateway.upgraded) socket.destroy();
-        return drain(server, grace, log);
+        return drain(listening, grace, log);
       },
       release: async () => {
         resources.timeouts.stop();
@@ -161,5 +182,5 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
         await resources.dispatcher.destroy();
       },
     });
-  return { server, url, adminUrl: runtime.adminUrl, metrics, reload, stop };
+  return { server: listening, url, adminUrl: runtime.adminUrl, metrics, reload, stop };
 }

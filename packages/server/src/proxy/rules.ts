@@ -1,25 +1,45 @@
 import type { IncomingMessage } from 'node:http';
 import type { Shedder } from 'floodgate';
-import { MemoryStore, type Store } from 'floodgate';
-import { byApiKey, byBasicUser, byHeader, byIp, HttpGuard, type KeyExtractor } from 'floodgate/http';
+import { type Limiter, MemoryStore, type Store } from 'floodgate';
+import {
+  HttpGuard,
+  type KeyExtractor,
+  type MaybePromise,
+  type RequestView,
+  type Verdict,
+} from 'floodgate/http';
 import { match as pathMatcher } from 'path-to-regexp';
 import type { ProxyConfig, RuleConfig } from './config.js';
 import { ruleHostName } from './host.js';
-import { claimOf, type JwtVerifier } from './jwt.js';
+import type { JwtVerifier } from './jwt.js';
+import { keyOf } from './keys.js';
+import { LimitGroup } from './limits.js';
+
+/** What decides a rule's requests: the library's guard for one limit, a `LimitGroup` for several. */
+export interface Decider {
+  decide(req: IncomingMessage, view: RequestView): MaybePromise<Verdict>;
+}
 
 /** One rule, ready to decide: the first rule whose `match` fits a request applies to it. */
 export interface Rule {
   readonly name: string;
   readonly shadow: boolean;
   matches(method: string, host: string, path: string): boolean;
-  readonly guard: HttpGuard<IncomingMessage>;
+  readonly guard: Decider;
+  /** The rule's limiters by name (one, or one per limit of its list), for the admin API. */
+  readonly limiters: readonly (readonly [string, Limiter])[];
 }
 
 /** A view of a shared store under a prefix: each rule counts in its own key space, whatever its key. */
 export function namespaced(inner: Store, prefix: string): Store {
+  const group = inner.applyGroup?.bind(inner);
   return {
     apply: (key, set, cost, mode, lease) => inner.apply(prefix + key, set, cost, mode, lease),
     reset: (key, set) => inner.reset(prefix + key, set),
+    // A rule's several limits decided in one step, as the store decides them (see LimitGroup).
+    ...(group === undefined
+      ? {}
+      : { applyGroup: (members) => group(members.map((m) => ({ ...m, key: prefix + m.key }))) }),
   };
 }
 
@@ -82,20 +102,19 @@ function pathMatcherOf(
   return undefined;
 }
 
-function keyOf(rule: RuleConfig, jwt: JwtVerifier | undefined) {
-  const key = rule.key;
-  if (key === 'ip') return byIp();
-  if (key === 'basic-user') return byBasicUser();
-  if (key === 'api-key') return byApiKey();
-  if ('header' in key) return byHeader(key.header);
-  if ('apiKey' in key) return byApiKey({ header: key.apiKey });
-  const claim = key.jwt;
-  const verify = jwt!;
-  return async (req: IncomingMessage): Promise<string | undefined> => {
-    const claims = await verify(req.headers.authorization);
-    const value = claims === undefined ? undefined : claimOf(claims, claim);
-    return value === undefined ? undefined : `jwt:${claim}:${value}`;
-  };
+/**
+ * A rule's `failedStatuses` as the guard's `isFailure`; undefined for the library's default (from 400). A
+ * 502 or 504 is always a failure: the proxy writes them when the upstream gave no answer, and an attempt
+ * whose answer never arrived counts (a login guess the upstream was too slow for is still a guess).
+ */
+export function failureOf(statuses: RuleConfig['failedStatuses']): ((status: number) => boolean) | undefined {
+  if (statuses === undefined) return undefined;
+  const failed = new Set<number>([502, 504]);
+  for (const s of statuses) {
+    if (typeof s === 'number') failed.add(s);
+    else for (let code = Number(s[0]) * 100; code < Number(s[0]) * 100 + 100; code++) failed.add(code);
+  }
+  return (status) => failed.has(status);
 }
 
 export interface RuleHooks {
@@ -114,24 +133,44 @@ export function compileRules(
     const methods = rule.match?.method?.map((m) => m.toUpperCase());
     const hosts = rule.match?.host === undefined ? undefined : hostMatcher(rule.match.host);
     const path = pathMatcherOf(rule.match, config.caseSensitive);
-    const guard = new HttpGuard<IncomingMessage>({
-      policies: rule.policies as never,
-      store: storeFor(rule.name),
-      key: keyOf(rule, jwt) as KeyExtractor,
-      onMissingKey: rule.onMissingKey,
+    const isFailure = failureOf(rule.failedStatuses);
+    const common = {
       trustProxy: config.trustProxy,
       ipv6Prefix: config.ipv6Prefix,
-      cost: rule.cost,
+      ...(rule.countOnly === undefined ? {} : { countOnly: rule.countOnly }),
+      ...(isFailure === undefined ? {} : { isFailure }),
       allow: [...config.allow, ...(rule.allow ?? [])],
       deny: [...config.deny, ...(rule.deny ?? [])],
       headers: config.headers,
-      onError: (error) => hooks.onError(error, rule.name),
+      onError: (error: unknown) => hooks.onError(error, rule.name),
       ...(shedder === undefined ? {} : { shed: shedder, priority: () => rule.priority }),
-    });
+    };
+    const group =
+      rule.limits === undefined
+        ? undefined
+        : new LimitGroup(
+            rule.limits.map((limit) => ({ ...limit, key: keyOf(limit.key, jwt) })),
+            storeFor(rule.name),
+            common,
+          );
+    const guard: HttpGuard<IncomingMessage> | LimitGroup =
+      group ??
+      new HttpGuard<IncomingMessage>({
+        ...common,
+        policies: rule.policies as never,
+        store: storeFor(rule.name),
+        key: keyOf(rule.key ?? 'ip', jwt) as KeyExtractor,
+        onMissingKey: rule.onMissingKey ?? 'ip',
+        cost: rule.cost ?? 1,
+      });
     return {
       name: rule.name,
       shadow: rule.shadow ?? config.shadow,
       guard,
+      limiters:
+        guard instanceof LimitGroup
+          ? guard.limiters.map(([name, limiter]) => [`${rule.name} ${name}`, limiter] as const)
+          : [[rule.name, guard.limiter]],
       matches: (method, host, p) =>
         (methods === undefined || methods.includes(method)) &&
         (hosts === undefined || hosts(host)) &&

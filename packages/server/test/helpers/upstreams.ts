@@ -209,11 +209,18 @@ export interface PythonUpstream {
 }
 
 /** Runs a Python script that prints the port it listens on, then serves until killed. */
-async function runPython(name: string, script: string): Promise<PythonUpstream> {
+export async function runPython(
+  name: string,
+  script: string,
+  env: NodeJS.ProcessEnv = {},
+): Promise<PythonUpstream> {
   const dir = mkdtempSync(join(tmpdir(), 'floodgate-py-'));
   const file = join(dir, name);
   writeFileSync(file, script);
-  const child = spawn('python3', [file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('python3', [file], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
   const port = await new Promise<number>((resolve, reject) => {
     child.once('error', (error) =>
       reject(new Error(`cannot start python3 (${error.message}); install it with: apt-get install python3`)),
@@ -274,6 +281,100 @@ export async function startDarkListener(): Promise<PythonUpstream & { fill(): Pr
         first.destroy();
         second.destroy();
       };
+    },
+  };
+}
+
+/** An upstream answering every request with the status it is set to (and its port in the body). */
+export interface StatusUpstream {
+  readonly url: string;
+  /** Requests it answered. */
+  served(): number;
+  set(status: number): void;
+  close(): Promise<void>;
+}
+
+export async function startStatusUpstream(status = 200, port = 0): Promise<StatusUpstream> {
+  let current = status;
+  let served = 0;
+  const server = createServer((req, res) => {
+    served++;
+    req.resume();
+    req.on('end', () => res.writeHead(current, { 'Content-Type': 'text/plain' }).end(String(port)));
+  });
+  server.listen(port, '127.0.0.1');
+  await once(server, 'listening');
+  port = (server.address() as { port: number }).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    served: () => served,
+    set: (s) => {
+      current = s;
+    },
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+/** A login endpoint: `POST /login` with the password "right" answers 200, any other 401; `hold()` holds answers. */
+export interface LoginUpstream {
+  readonly url: string;
+  /** Login attempts it received. */
+  received(): number;
+  /** Holds every answer until `release()`. */
+  hold(): void;
+  /** Resolves when the proxy next gives up on a held attempt (its connection closes unanswered). */
+  nextAbandoned(): Promise<void>;
+  release(): void;
+  close(): Promise<void>;
+}
+
+export async function startLoginUpstream(): Promise<LoginUpstream> {
+  let received = 0;
+  let held: (() => void)[] | undefined;
+  const abandoned: (() => void)[] = [];
+  const server = createServer((req, res) => {
+    res.once('close', () => {
+      if (!res.writableFinished) abandoned.shift()?.();
+    });
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk: string) => {
+      body += chunk;
+    });
+    req.on('end', () => {
+      if (req.url !== '/login') return void res.writeHead(404).end();
+      received++;
+      const answer = () => {
+        const ok = body === 'password=right';
+        res
+          .writeHead(ok ? 200 : 401, { 'Content-Type': 'text/plain' })
+          .end(ok ? 'welcome' : 'wrong password');
+      };
+      if (held === undefined) answer();
+      else held.push(answer);
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    received: () => received,
+    hold: () => {
+      held ??= [];
+    },
+    nextAbandoned: () => new Promise<void>((r) => abandoned.push(r)),
+    release: () => {
+      const answers = held ?? [];
+      held = undefined;
+      for (const answer of answers) answer();
+    },
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
     },
   };
 }

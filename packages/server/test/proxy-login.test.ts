@@ -1,0 +1,196 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { RedisServer } from '@floodgate/test-support';
+import { pino } from 'pino';
+import { parse } from 'yaml';
+import { validateProxyConfig } from '../src/proxy/config.js';
+import { type RunningProxy, startProxy } from '../src/proxy/proxy.js';
+import { failureOf } from '../src/proxy/rules.js';
+import { type LoginUpstream, startLoginUpstream, startStatusUpstream } from './helpers/upstreams.js';
+
+// Outcome-based counting: a login rule that counts only the attempts the upstream failed, charged before the
+// answer (so parallel guesses cannot overrun it) and given back when the answer is a success.
+
+const running: RunningProxy[] = [];
+let login: LoginUpstream;
+let redis: RedisServer;
+before(async () => {
+  login = await startLoginUpstream();
+  redis = await RedisServer.start();
+});
+after(async () => {
+  await Promise.all(running.map((p) => p.stop()));
+  await login.close();
+  await redis.stop();
+});
+
+async function proxyFor(data: Record<string, unknown>): Promise<RunningProxy> {
+  const config = validateProxyConfig({ listen: 0, admin: false, upstream: login.url, ...data });
+  const proxy = await startProxy(config, { log: pino({ level: 'silent' }) });
+  running.push(proxy);
+  return proxy;
+}
+
+const failedLogins = (limit: number, extra: Record<string, unknown> = {}) => ({
+  rules: [
+    {
+      name: 'login',
+      match: { method: 'POST', path: '/login' },
+      countOnly: 'failed',
+      policies: [{ limit, window: '15m', algorithm: 'fixed-window' }],
+      ...extra,
+    },
+  ],
+});
+
+async function attempt(proxy: RunningProxy, password: string, signal?: AbortSignal): Promise<number> {
+  const res = await fetch(`${proxy.url}/login`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: `password=${password}`,
+    ...(signal === undefined ? {} : { signal }),
+  });
+  await res.arrayBuffer();
+  return res.status;
+}
+
+async function attempts(proxy: RunningProxy, password: string, n: number): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) out.push(await attempt(proxy, password));
+  return out;
+}
+
+describe('proxy countOnly: failed logins', () => {
+  it('right passwords are never locked out; wrong ones are, at the limit', async () => {
+    const proxy = await proxyFor(failedLogins(3));
+    assert.deepEqual(await attempts(proxy, 'right', 4), [200, 200, 200, 200]);
+    assert.deepEqual(await attempts(proxy, 'wrong', 4), [401, 401, 401, 429]);
+    // Locked out now, whatever the password: the guesser learns nothing more.
+    assert.deepEqual(await attempts(proxy, 'right', 1), [429]);
+  });
+
+  for (const store of ['memory', 'redis'] as const) {
+    it(`40 parallel guesses on ${store}: exactly the limit reaches the upstream, and only successes are given back`, async () => {
+      const proxy = await proxyFor({
+        ...failedLogins(5),
+        ...(store === 'redis' ? { store: redis.url } : {}),
+      });
+      // Connected, and the script loaded: a first call slower than the store's timeout would be decided by
+      // the outage policy instead (in memory, on this proxy alone).
+      assert.deepEqual(await attempts(proxy, 'right', 1), [200]);
+      login.hold();
+      const before = login.received();
+      const settled: number[] = [];
+      const all = Array.from({ length: 40 }, (_, i) =>
+        attempt(proxy, i % 2 === 0 ? 'right' : 'wrong').then((status) => {
+          settled.push(status);
+          return status;
+        }),
+      );
+      // The five admitted wait at the upstream; every other guess was refused meanwhile, charged or not.
+      while (settled.length < 35 || login.received() - before < 5) await new Promise((r) => setTimeout(r, 5));
+      assert.deepEqual(settled, Array(35).fill(429));
+      login.release();
+      const statuses = await Promise.all(all);
+      assert.equal(login.received() - before, 5);
+      const succeeded = statuses.filter((s) => s === 200).length;
+      assert.equal(statuses.filter((s) => s === 401).length, 5 - succeeded);
+      // What the successes gave back, and nothing more, is left for wrong guesses.
+      const later = await attempts(proxy, 'wrong', succeeded + 1);
+      assert.deepEqual(later, [...Array(succeeded).fill(401), 429]);
+    });
+  }
+
+  it('an attempt whose answer never reached the client counts, even with the right password', async () => {
+    const proxy = await proxyFor(failedLogins(1));
+    login.hold();
+    const before = login.received();
+    const abort = new AbortController();
+    const gone = attempt(proxy, 'right', abort.signal).catch((error: Error) => error.name);
+    while (login.received() === before) await new Promise((r) => setTimeout(r, 5));
+    const abandoned = login.nextAbandoned();
+    abort.abort();
+    assert.equal(await gone, 'AbortError');
+    // The proxy saw the client go and gave up on the upstream exchange, before any answer.
+    await abandoned;
+    login.release();
+    assert.deepEqual(await attempts(proxy, 'right', 1), [429]);
+  });
+
+  it('failedStatuses says which answers count; a 502 or 504 (no answer from the upstream) always does', async () => {
+    const up = await startStatusUpstream(403);
+    const proxy = await proxyFor({
+      upstream: up.url,
+      ...failedLogins(3, { failedStatuses: [401] }),
+    });
+    assert.deepEqual(await attempts(proxy, 'x', 5), [403, 403, 403, 403, 403]);
+    up.set(401);
+    assert.deepEqual(await attempts(proxy, 'x', 1), [401]);
+    await up.close();
+    assert.deepEqual(await attempts(proxy, 'x', 3), [502, 502, 429]);
+  });
+
+  it('status classes: "4xx" is every status from 400 to 499', () => {
+    const isFailure = failureOf(['4xx', 500])!;
+    assert.deepEqual([399, 400, 403, 499, 500, 501, 502, 503, 504].map(isFailure), [
+      false,
+      true,
+      true,
+      true,
+      true,
+      false,
+      true,
+      false,
+      true,
+    ]);
+    assert.equal(failureOf(undefined), undefined, "the library's default: every status from 400");
+  });
+
+  it('countOnly: successful counts only what the upstream served', async () => {
+    const proxy = await proxyFor(failedLogins(2, { countOnly: 'successful' }));
+    assert.deepEqual(await attempts(proxy, 'wrong', 3), [401, 401, 401]);
+    assert.deepEqual(await attempts(proxy, 'right', 3), [200, 200, 429]);
+  });
+
+  it('refuses failedStatuses without countOnly, countOnly over a concurrency policy, and statuses that are none', () => {
+    const rule = { name: 'login', policies: { limit: 5, window: '1m' } };
+    const check = (extra: Record<string, unknown>) =>
+      validateProxyConfig({ upstream: 'http://127.0.0.1:1', rules: [{ ...rule, ...extra }] });
+    assert.throws(
+      () => check({ failedStatuses: [401] }),
+      /rules\[0\]\.failedStatuses: says which answers count/,
+    );
+    assert.throws(
+      () =>
+        check({ countOnly: 'failed', policies: { algorithm: 'concurrency', limit: 2, leaseTimeout: '1m' } }),
+      /rules\[0\]\.countOnly: a concurrency policy/,
+    );
+    assert.throws(
+      () => check({ countOnly: 'failed', failedStatuses: [600] }),
+      /rules\[0\]\.failedStatuses\[0\]: must be a status from 100 to 599/,
+    );
+    assert.throws(
+      () => check({ countOnly: 'failed', failedStatuses: ['4XX'] }),
+      /rules\[0\]\.failedStatuses\[0\]/,
+    );
+    assert.throws(() => check({ countOnly: 'all' }), /rules\[0\]\.countOnly/);
+  });
+});
+
+describe('proxy countOnly: the README recipe', () => {
+  it('"protect a Python login endpoint" validates, and counts only the failed logins', async () => {
+    const readme = readFileSync(join(import.meta.dirname, '../../../README.md'), 'utf8');
+    const block = /### Recipe: protect a Python login endpoint[\s\S]*?```yaml\n([\s\S]*?)```/.exec(
+      readme,
+    )?.[1];
+    assert.ok(block !== undefined, 'the README has the recipe');
+    const proxy = await proxyFor({ ...parse(block), listen: 0, upstream: login.url });
+    assert.deepEqual(await attempts(proxy, 'right', 6), Array(6).fill(200));
+    assert.deepEqual(await attempts(proxy, 'wrong', 6), [401, 401, 401, 401, 401, 429]);
+    const other = await fetch(`${proxy.url}/anything`);
+    await other.arrayBuffer();
+    assert.equal(other.status, 404);
+  });
+});
