@@ -99,7 +99,8 @@ interface ClientAddress {
  * once, when the middleware is created (`resolveHttpOptions`).
  */
 export class HttpGuard<Req> {
-  readonly limiter: Limiter;
+  /** None when the guard only sheds. */
+  readonly limiter: Limiter | undefined;
   readonly #o: ResolvedHttpOptions<Req>;
   readonly #ips = new ResolvedCache<ClientAddress>();
   readonly #fallbackKey = byIp();
@@ -149,6 +150,8 @@ export class HttpGuard<Req> {
   /** The per-client limits: client address and lists, key, cost, the limiter, the verdict. */
   #limit(request: Req, view: RequestView): MaybePromise<Verdict> {
     const o = this.#o;
+    // Shedding alone: past the shedder, only the lists have anything to say.
+    if (o.limiter === undefined && o.allow.empty && o.deny.empty) return PASS;
     const client = this.#clientIp(view);
     // Address lists that cannot be checked would be skipped in silence.
     if (client.address === '' && view.peer === undefined && this.#o.listsAddresses) throw noClientAddress();
@@ -170,9 +173,11 @@ export class HttpGuard<Req> {
   }
 
   #consume(request: Req, key: string, cost: number | undefined): MaybePromise<Verdict> {
+    const limiter = this.limiter;
+    if (limiter === undefined) return PASS;
     return attempt(
       // Without a promise when the store answers at once (memory, or a Redis quota lease).
-      () => this.limiter.decide(key, cost === undefined ? undefined : { cost }),
+      () => limiter.decide(key, cost === undefined ? undefined : { cost }),
       (decision) => this.#verdict(request, key, cost, decision),
       (error) => this.#storeFailed(request, error),
     );
@@ -334,7 +339,8 @@ export class HttpGuard<Req> {
           onError?.(error, request);
         } catch {}
       };
-      if (lease !== undefined) this.limiter.release(key, lease).catch(report);
+      const limiter = this.limiter!; // a decision was made, so there is a limiter
+      if (lease !== undefined) limiter.release(key, lease).catch(report);
       if (countOnly === undefined) return;
       let failed: boolean;
       try {
@@ -344,7 +350,7 @@ export class HttpGuard<Req> {
         report(error);
         failed = true; // kept counted: a broken isFailure never refunds
       }
-      if ((countOnly === 'failed') !== failed) this.limiter.refund(key, cost).catch(report);
+      if ((countOnly === 'failed') !== failed) limiter.refund(key, cost).catch(report);
     };
   }
 }

@@ -3,16 +3,15 @@ import { invalidOption } from '../core/errors.js';
 import { andThen } from '../core/maybe.js';
 import { HttpGuard } from '../http/guard.js';
 import { byIp, type KeyExtractor } from '../http/keys.js';
-import type { HttpLimitOptions } from '../http/options.js';
+import { type HttpLimitOptions, shedderOf } from '../http/options.js';
 import { Limiter } from '../limiter/limiter.js';
-import { Shedder } from '../limiter/shedder.js';
 import { globalOption, type NestRequest, ownsLimiter, type RouteLimitOptions } from './options.js';
 
 type Key = NonNullable<HttpLimitOptions<NestRequest>['key']>;
 
 /** A route's budget of its own: the limiter its `policies` made, and the prefix that keeps its keys apart. */
 interface OwnBudget {
-  readonly limiter: Limiter;
+  readonly limiter: Limiter | undefined;
   readonly prefix: string | undefined;
 }
 
@@ -21,8 +20,8 @@ interface OwnBudget {
  * on a route's first request, the guard of each route that has some. Injectable as `FloodgateLimits`.
  */
 export class FloodgateLimits {
-  /** The module's limiter (also injectable as `Limiter`). */
-  readonly limiter: Limiter;
+  /** The module's limiter (also injectable as `Limiter`); none when the module only sheds. */
+  readonly limiter: Limiter | undefined;
   /** Whether Floodgate's own `trustProxy` is set; otherwise the platform's `request.ip` is the client. */
   readonly ownTrust: boolean;
   readonly #base: HttpGuard<NestRequest>;
@@ -42,7 +41,7 @@ export class FloodgateLimits {
     const { global, shed, ...rest } = options;
     globalOption(global);
     // One shedder for the whole application, however many routes have guards of their own.
-    const shedder = shed === undefined || shed instanceof Shedder ? shed : new Shedder(shed, 'shed.');
+    const shedder = shedderOf(shed);
     const common = shedder === undefined ? rest : { ...rest, shed: shedder };
     this.#base = new HttpGuard(common);
     this.limiter = this.#base.limiter;
@@ -73,7 +72,7 @@ export class FloodgateLimits {
     const key = merged.key ?? byIp();
     return new HttpGuard<NestRequest>({
       ...merged,
-      limiter: budget.limiter,
+      ...(budget.limiter === undefined ? {} : { limiter: budget.limiter }),
       key: budget.prefix === undefined ? key : prefixed(key, budget.prefix),
     });
   }
@@ -93,7 +92,8 @@ export class FloodgateLimits {
           : {
               limiter: new Limiter({
                 policies: owner.policies!,
-                store: this.limiter.store,
+                // The module's store; a module that only sheds has none, and the route's budget its own.
+                ...(this.limiter === undefined ? {} : { store: this.limiter.store }),
                 ...(clock === undefined ? {} : { clock: { ...systemClock, now: () => clock.now() } }),
               }),
               prefix: `${label}:`,

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { describe, it } from 'node:test';
 import { Shedder } from '../../src/limiter/shedder.js';
+import { MemoryStore } from '../../src/stores/memory.js';
 import { FRAMEWORKS, holdRequests } from './servers.js';
 
 // Load shedding through every adapter, on real servers: requests held at a gate fill the server's
@@ -41,6 +42,58 @@ for (const [name, start] of Object.entries(FRAMEWORKS)) {
         open();
         await server.close();
       }
+    });
+
+    it('sheds with no policies and no limiter: no rate limit, no header fields, no store', async () => {
+      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 5 } });
+      const server = await start({ shed: shedder });
+      const open = holdRequests();
+      try {
+        const replies = Array.from({ length: 10 }, () => fetch(`${server.url}/wait`));
+        await until(() => shedder.inflight === 4 && shedder.stats.shed.default === 6);
+        open();
+        const answers = await Promise.all(replies);
+        assert.deepEqual(
+          answers.map((r) => r.status).sort(),
+          [200, 200, 200, 200, 503, 503, 503, 503, 503, 503],
+        );
+        // Past the shedder nothing counts: far more requests than any policy would allow, none refused.
+        const passed = await Promise.all(
+          Array.from({ length: 200 }, () =>
+            fetch(`${server.url}/decision`).then(async (r) => ({
+              status: r.status,
+              fields: [...r.headers.keys()].filter((name) => name.startsWith('ratelimit')),
+              body: await r.text(),
+            })),
+          ),
+        );
+        const shed = passed.filter((r) => r.status === 503).length;
+        assert.equal(shed, shedder.stats.shed.default - 6, 'a refusal is a shed one, never a 429');
+        for (const r of passed.filter((r) => r.status !== 503)) {
+          assert.deepEqual(r, { status: 200, fields: [], body: 'none' });
+        }
+        await until(() => shedder.inflight === 0);
+      } finally {
+        open();
+        await server.close();
+      }
+    });
+
+    it('sheds alone with the deny and allow lists still applied', async () => {
+      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 5 } });
+      const denied = await start({ shed: shedder, deny: ['127.0.0.0/8'] });
+      try {
+        assert.equal((await fetch(`${denied.url}/`)).status, 403);
+      } finally {
+        await denied.close();
+      }
+      const allowed = await start({ shed: shedder, allow: ['127.0.0.1'], deny: ['127.0.0.0/8'] });
+      try {
+        assert.equal((await fetch(`${allowed.url}/`)).status, 403, 'deny wins, as with limits');
+      } finally {
+        await allowed.close();
+      }
+      assert.equal(shedder.inflight, 0);
     });
 
     it('a client that goes away still gives its slot back', async () => {
@@ -205,6 +258,25 @@ describe('load shedding options', () => {
       start({ policies: { limit: 1, window: '1m' }, shed: { limit: 'vegas' } }),
       /"shed\.limit" must be "gradient2", "aimd"/,
     );
+    await assert.rejects(start({}), /"policies" must be given \(or a limiter, or only shed\)/);
+    await assert.rejects(
+      start({ shed: {}, store: new MemoryStore() }),
+      /"policies" must be given \(or a limiter, or only shed\)/,
+    );
+    // Options of per-client limits would do nothing with shedding alone.
+    const limitsOnly: Record<string, unknown> = {
+      cost: 2,
+      countOnly: 'failed',
+      headers: 'draft-7',
+      onLimited: (): undefined => undefined,
+      key: (): string => 'k',
+    };
+    for (const [name, value] of Object.entries(limitsOnly)) {
+      await assert.rejects(
+        start({ shed: {}, [name]: value }),
+        new RegExp(`"${name}" must be absent without policies or a limiter`),
+      );
+    }
     await assert.rejects(
       start({ policies: { limit: 1, window: '1m' }, priority: 'high' }),
       /"priority" must be a function/,

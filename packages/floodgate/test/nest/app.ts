@@ -47,10 +47,27 @@ export const SHARED = new Limiter({
   policies: { name: 'shared', algorithm: 'fixed-window', limit: 2, window: '1m' },
 });
 
+let gate: Promise<void> = Promise.resolve();
+
+/** Holds every `/wait` request until the returned function is called. */
+export function holdRequests(): () => void {
+  let open!: () => void;
+  gate = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return open;
+}
+
 @Controller()
 export class RootController {
   @Get()
   root(): string {
+    return 'ok';
+  }
+
+  @Get('wait')
+  async wait(): Promise<string> {
+    await gate;
     return 'ok';
   }
 

@@ -255,8 +255,10 @@ export function validateProxyConfig(data: unknown, source = 'config'): ProxyConf
     if (names.has(rule.name))
       throw usageError(`${source}: ${at}.name: "${rule.name}" is used by an earlier rule`);
     names.add(rule.name);
-    if (rule.policies === undefined) {
-      throw usageError(`${source}: ${at}.policies: required, e.g. [{ limit: 100, window: 1m }]`);
+    if (rule.policies === undefined && config.shed === undefined) {
+      throw usageError(
+        `${source}: ${at}.policies: required, e.g. [{ limit: 100, window: 1m }] (only with a top-level "shed" may a rule have none: it then only sheds)`,
+      );
     }
     if (typeof rule.key === 'object' && 'jwt' in rule.key && config.jwt === undefined) {
       throw usageError(

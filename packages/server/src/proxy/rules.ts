@@ -114,17 +114,25 @@ export function compileRules(
     const methods = rule.match?.method?.map((m) => m.toUpperCase());
     const hosts = rule.match?.host === undefined ? undefined : hostMatcher(rule.match.host);
     const path = pathMatcherOf(rule.match, config.caseSensitive);
+    // A rule without policies only sheds (the configuration allows it only with a shedder): no store, no
+    // per-client fields.
+    const limits =
+      rule.policies === undefined
+        ? {}
+        : {
+            policies: rule.policies as never,
+            store: storeFor(rule.name),
+            cost: rule.cost,
+            headers: config.headers,
+          };
     const guard = new HttpGuard<IncomingMessage>({
-      policies: rule.policies as never,
-      store: storeFor(rule.name),
+      ...limits,
       key: keyOf(rule, jwt) as KeyExtractor,
       onMissingKey: rule.onMissingKey,
       trustProxy: config.trustProxy,
       ipv6Prefix: config.ipv6Prefix,
-      cost: rule.cost,
       allow: [...config.allow, ...(rule.allow ?? [])],
       deny: [...config.deny, ...(rule.deny ?? [])],
-      headers: config.headers,
       onError: (error) => hooks.onError(error, rule.name),
       ...(shedder === undefined ? {} : { shed: shedder, priority: () => rule.priority }),
     });
