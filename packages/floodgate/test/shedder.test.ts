@@ -145,14 +145,24 @@ describe('adaptive concurrency: Gradient2 before a database of fixed parallelism
 });
 
 describe('adaptive concurrency: AIMD', () => {
-  it('grows by one while busy, backs off on a drop, once per overload', () => {
+  it('grows by one per round trip while busy, backs off on a drop, once per overload', () => {
     const a = new Aimd({ initialLimit: 10 });
+    for (let i = 0; i < 10; i++) a.sample(5, 10, false);
+    assert.equal(a.limit, 10, 'nine tenths of a slot after nine tenths of a round trip');
     a.sample(5, 10, false);
-    assert.equal(a.limit, 11);
+    assert.equal(a.limit, 11, 'one slot after a round trip');
     a.sample(5, 11, true);
     assert.equal(a.limit, 9);
     a.sample(5, 11, true, false);
     assert.equal(a.limit, 9, 'a drop admitted before the cut does not cut again');
+  });
+
+  it('a request far past the objective cuts by how far past it was, in one step', () => {
+    const a = new Aimd({ initialLimit: 100 }, '', 250);
+    a.sample(1000, 100, true);
+    assert.equal(a.limit, 25, '4x over the objective: a quarter of the limit');
+    a.sample(260, 25, true);
+    assert.equal(a.limit, 22, 'just over: the backoff (0.9)');
   });
 
   it('with a latency objective, settles where latency meets it', () => {
@@ -160,6 +170,56 @@ describe('adaptive concurrency: AIMD', () => {
     // 25 ms is reached at 50 in flight; the default class fills 80% of the limit.
     const inflight = median(sim.run(4000).slice(-40)) * 0.8;
     assert.ok(inflight >= 35 && inflight <= 75, `settled at ${inflight} in flight`);
+  });
+
+  /** A database of fixed parallelism offered `load` times its capacity, behind AIMD with a 250 ms objective. */
+  const database = (parallel: number, service: number, load: number) => {
+    const db = new QueueServer(parallel, service, 0);
+    db.rate = db.capacity * load;
+    db.shedder = new Shedder({ limit: 'aimd', latencyObjective: 250, clock: db.clock });
+    return db;
+  };
+
+  for (const [parallel, service] of [
+    [8, 20],
+    [40, 100],
+  ] as const) {
+    for (const load of [2, 4]) {
+      it(`${parallel} at once x ${service} ms at ${load}x: goodput within the objective, p99 under it`, () => {
+        const db = database(parallel, service, load);
+        db.run(10_000);
+        const settled = db.run(10_000, 250);
+        assert.ok(settled.goodput >= db.capacity * 0.9, `goodput ${settled.goodput}/s of ${db.capacity}/s`);
+        assert.ok(settled.p99 <= 250, `p99 ${settled.p99} ms`);
+      });
+    }
+  }
+
+  it('the database 10x slower: within 5 s it serves what it can; never stuck at nothing; back after', () => {
+    const db = database(8, 20, 2);
+    db.run(5000);
+    const fast = db.capacity;
+    db.service = 200;
+    const slowed = [1, 2, 3, 4, 5].map(() => db.run(1000, 250));
+    assert.ok(
+      slowed.at(-1)!.goodput >= db.capacity * 0.8,
+      `${slowed.at(-1)!.goodput}/s in the 5th second of ${db.capacity}/s`,
+    );
+    db.service = 20;
+    db.run(1000, 250);
+    const back = db.run(1000, 250);
+    assert.ok(back.goodput >= fast * 0.9, `${back.goodput}/s in the 2nd second after of ${fast}/s`);
+  });
+
+  it('cut to its floor, an idle server still admits a request of any class, and grows back on it', () => {
+    const s = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 2, minLimit: 1 } });
+    s.acquire('default')!.release('dropped');
+    assert.equal(s.limit, 1);
+    const one = s.acquire('default');
+    assert.ok(one, "nothing in flight: admitted, though the last slot is critical's");
+    assert.equal(s.acquire('default'), undefined);
+    one.release();
+    assert.ok(s.limit >= 1);
   });
 });
 
@@ -180,7 +240,7 @@ describe('load shedding by priority', () => {
     assert.ok(take('critical'), 'a released slot is free again');
   });
 
-  for (const limit of [1, 2, 3, 4]) {
+  for (const limit of [2, 3, 4]) {
     it(`at a limit of ${limit}, the last slot stays for critical`, () => {
       const s = new Shedder({ limit: { algorithm: 'aimd', initialLimit: limit, minLimit: 1 } });
       const held = [];
@@ -258,8 +318,11 @@ describe('the event loop as a signal', () => {
     assert.equal(s.overloaded, true, 'two calm intervals are not enough');
     s.observeLoopDelay(20, 100);
     assert.equal(s.overloaded, false);
-    const again = Array.from({ length: 30 }, () => s.acquire('critical')!);
-    for (const p of again) p.release();
+    // One slot per round trip: three round trips of a busy limit.
+    for (let round = 0; round < 3; round++) {
+      const again = Array.from({ length: 45 }, () => s.acquire('critical')!);
+      for (const p of again) p.release();
+    }
     assert.ok(s.limit > 45, `grows again: ${s.limit}`);
   });
 });

@@ -95,11 +95,11 @@ export class Shedder {
       throw invalidOption(path === '' ? 'shedder options' : path.slice(0, -1), 'an object', options, 'type');
     }
     knownKeys(options, ['limit', 'latencyObjective', 'shares', 'eventLoop', 'retryAfter', 'clock'], path);
-    this.#estimator = estimatorOf(options.limit ?? 'gradient2', path);
     this.#objective =
       options.latencyObjective === undefined
         ? Number.POSITIVE_INFINITY
         : parseDuration(options.latencyObjective, `${path}latencyObjective`);
+    this.#estimator = estimatorOf(options.limit ?? 'gradient2', path, this.#objective);
     const shares = options.shares ?? {};
     if (typeof shares !== 'object' || shares === null)
       throw invalidOption(`${path}shares`, 'an object', shares, 'type');
@@ -156,7 +156,9 @@ export class Shedder {
     // A class short of the whole limit never takes its last slot: at a limit of 4 or less, its share rounded
     // up would be all of it, and a critical health check would be shed exactly when overload cut that low.
     const room = share < 1 ? Math.min(Math.ceil(limit * share), limit - 1) : limit;
-    if (this.#inflight >= room) {
+    // Nothing in flight: one request of any class is let in, as it cannot queue behind anything; else a limit
+    // cut to its floor, with its last slot kept for critical, would never see a request again to grow on.
+    if (this.#inflight >= room && this.#inflight > 0) {
       this.stats.shed[cls]++;
       return undefined;
     }
@@ -208,7 +210,8 @@ export class Shedder {
   observeLoopDelay(delay: number, maxDelay: number): void {
     if (delay > maxDelay) {
       this.#calmIntervals = 0;
-      this.#estimator.sample(delay, this.#inflight, true);
+      // A drop of no latency: the loop's delay is no request's, to be held against the latency objective.
+      this.#estimator.sample(0, this.#inflight, true);
     } else if (this.#calmIntervals < RECOVERY_INTERVALS) {
       this.#calmIntervals++;
     }
@@ -233,15 +236,19 @@ export class Shedder {
   }
 }
 
-function estimatorOf(spec: NonNullable<ShedderOptions['limit']>, path: string): CapacityEstimator {
+function estimatorOf(
+  spec: NonNullable<ShedderOptions['limit']>,
+  path: string,
+  objective: number,
+): CapacityEstimator {
   const limit = `${path}limit`;
   if (spec === 'gradient2') return new Gradient2({}, `${limit}.`);
-  if (spec === 'aimd') return new Aimd({}, `${limit}.`);
+  if (spec === 'aimd') return new Aimd({}, `${limit}.`, objective);
   if (typeof spec !== 'object' || spec === null) {
     throw invalidOption(limit, '"gradient2", "aimd" or { algorithm, ... }', spec, 'type');
   }
   const { algorithm, ...rest } = spec;
   if (algorithm === 'gradient2') return new Gradient2(rest, `${limit}.`);
-  if (algorithm === 'aimd') return new Aimd(rest, `${limit}.`);
+  if (algorithm === 'aimd') return new Aimd(rest, `${limit}.`, objective);
   throw invalidOption(`${limit}.algorithm`, 'one of "gradient2", "aimd"', algorithm);
 }
