@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { Aimd, Gradient2 } from '../src/core/capacity.js';
+import { LoopQueue } from '../src/core/loop-queue.js';
 import { type Priority, Shedder, type ShedderOptions } from '../src/limiter/shedder.js';
+import { ManualTimers } from './helpers/manual-timers.js';
 import { QueueServer } from './helpers/queue-server.js';
 
 // A simulated server on a controlled clock: `capacity` requests run at once at their base latency; past
@@ -303,27 +305,109 @@ describe('load shedding by priority', () => {
   });
 });
 
-describe('the event loop as a signal', () => {
-  it('a late loop cuts the limit at once; it may grow again after three calm intervals', () => {
-    const clock = { t: 0, now: () => clock.t };
-    const s = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 50 }, clock });
-    s.observeLoopDelay(250, 100);
-    assert.equal(s.limit, 45);
-    assert.equal(s.overloaded, true);
-    const busy = Array.from({ length: 30 }, () => s.acquire('critical')!);
-    for (const p of busy) p.release();
-    assert.equal(s.limit, 45, 'no growth while the loop is late');
-    s.observeLoopDelay(20, 100);
-    s.observeLoopDelay(20, 100);
-    assert.equal(s.overloaded, true, 'two calm intervals are not enough');
-    s.observeLoopDelay(20, 100);
-    assert.equal(s.overloaded, false);
-    // One slot per round trip: three round trips of a busy limit.
-    for (let round = 0; round < 3; round++) {
-      const again = Array.from({ length: 45 }, () => s.acquire('critical')!);
-      for (const p of again) p.release();
+describe('the event loop as a signal (a CPU-bound server)', () => {
+  it('a wait past the target is a burst until it has lasted the interval; then those that waited past it are refused', () => {
+    const q = new LoopQueue(10, 100, 0); // a tick due every 5 ms
+    assert.equal(q.tick, 5);
+    assert.equal(q.wait(3), 0, 'before the tick is due, nobody has waited');
+    assert.equal(q.wait(40), 35);
+    assert.ok(q.admits(40, 'default'), 'a 35 ms wait: a burst so far');
+    assert.ok(q.admits(300, 'default'), 'one long stretch of work, with no tick run late, is no queue');
+    // The loop works in batches, the tick late after each: late since 15 (10 past the tick due at 5).
+    q.ticked(40);
+    q.ticked(80);
+    assert.equal(q.standing(114), false);
+    assert.equal(q.standing(115), true);
+    assert.ok(q.admits(95, 'default'), 'waited 10 ms (the tick was due at 85)');
+    assert.equal(q.admits(115, 'default'), false, 'waited 30 ms');
+    assert.ok(q.admits(115, 'critical'), 'critical is never refused for the loop');
+    q.ticked(120);
+    assert.ok(q.admits(121, 'default'), 'just after a tick: waited under the target');
+    assert.equal(q.admits(121, 'sheddable'), false, 'sheddable goes first, whatever it waited');
+    // A tick on time: the queue has drained.
+    q.ticked(126);
+    assert.equal(q.standing(127), false);
+    assert.ok(q.admits(127, 'sheddable'));
+  });
+
+  it('bursts shorter than the interval, however often, never refuse', () => {
+    const q = new LoopQueue(10, 100, 0);
+    let t = 0;
+    for (let i = 0; i < 100; i++) {
+      t += 5 + 90; // a 90 ms pause (a GC, a flurry), then the tick, late
+      assert.ok(q.admits(t, 'sheddable'), `burst ${i}`);
+      q.ticked(t);
+      t += 5;
+      q.ticked(t); // and one on time
     }
-    assert.ok(s.limit > 45, `grows again: ${s.limit}`);
+  });
+
+  /**
+   * A CPU-bound server on timers moved by hand: requests arrive every `gap` ms; the loop takes every one that
+   * has arrived, 5 ms of work each (a refusal costs nothing), then runs its timers, as Node's loop does.
+   */
+  const cpuBound = (gap: number, ms: number) => {
+    const timers = new ManualTimers(0);
+    const s = new Shedder({ timers });
+    let next = 0;
+    let arrived = 0;
+    const waits: number[] = [];
+    while (timers.t < ms) {
+      const batch: number[] = [];
+      for (; next <= timers.t; next += gap) batch.push(next);
+      if (batch.length === 0) timers.t = next; // idle until the next arrival
+      arrived += batch.length;
+      for (const at of batch) {
+        const permit = s.acquire();
+        if (permit === undefined) continue;
+        waits.push(timers.t - at);
+        timers.t += 5;
+        permit.release();
+      }
+      timers.advance(0);
+    }
+    s.close();
+    return { shedder: s, waits, served: waits.length, arrived };
+  };
+
+  for (const load of [2, 4]) {
+    it(`5 ms of CPU per request at ${load}x: serves at capacity, and what it serves waited little`, () => {
+      const { shedder, waits, served, arrived } = cpuBound(5 / load, 10_000);
+      assert.ok(served >= 0.9 * 2000, `${served} served in 10 s of a capacity of 2000`);
+      assert.equal(shedder.stats.waitedTooLong, arrived - served, 'every refusal is for the wait');
+      const late = waits.slice(100).sort((a, b) => a - b);
+      const p99 = late[Math.floor(late.length * 0.99)]!;
+      assert.ok(p99 <= 25, `p99 wait ${p99} ms (target 10 ms, a tick of 5, and a request's own 5)`);
+    });
+  }
+
+  it('5 ms of CPU per request at 0.5x: nothing refused', () => {
+    const { shedder, served, arrived } = cpuBound(10, 10_000);
+    assert.equal(shedder.stats.waitedTooLong, 0);
+    assert.equal(served, arrived);
+  });
+
+  it('a shedder on timers moved by hand stops its watch on close', () => {
+    const timers = new ManualTimers(0);
+    const s = new Shedder({ timers });
+    assert.equal(timers.pending, 1);
+    timers.advance(100);
+    assert.equal(s.overloaded, false, 'ticks on time: no queue');
+    s.close();
+    assert.equal(timers.pending, 0);
+  });
+
+  it('eventLoop: false does not watch; a clock without timers does not either, unless asked', () => {
+    const timers = new ManualTimers(0);
+    assert.equal(new Shedder({ timers, eventLoop: false }).overloaded, false);
+    assert.equal(timers.pending, 0);
+    const clock = { now: () => 0 };
+    const simulated = new Shedder({ clock });
+    for (let i = 0; i < 100; i++) simulated.acquire()?.release();
+    assert.equal(simulated.stats.waitedTooLong, 0);
+    const watched = new Shedder({ clock, eventLoop: { target: '5ms' } });
+    assert.equal(watched.overloaded, false);
+    watched.close();
   });
 });
 
@@ -344,7 +428,11 @@ describe('Shedder options', () => {
     [{ shares: { default: 0 } }, /"shares\.default" must be a number above 0/],
     [{ shares: { default: 0.4, sheddable: 0.6 } }, /"shares\.sheddable" must be at most shares\.default/],
     [{ shares: { critical: 1 } }, /"shares\.critical" must be absent/],
-    [{ eventLoop: { maxDelay: 'late' } }, /"eventLoop\.maxDelay" must be/],
+    [{ eventLoop: { target: 'late' } }, /"eventLoop\.target" must be/],
+    [{ eventLoop: { target: 0 } }, /"eventLoop\.target" must be a positive integer/],
+    [{ eventLoop: { maxDelay: '100ms' } }, /"eventLoop\.maxDelay" must be absent/],
+    [{ eventLoop: true }, /"eventLoop" must be false or \{ target, interval \}/],
+    [{ timers: { now: () => 0 } }, /"timers" must be an object with now\(\), setTimeout\(\)/],
     [{ retryAfter: -1 }, /"retryAfter" must be/],
     [{ sheddable: true }, /"sheddable" must be absent/],
   ];
@@ -370,8 +458,8 @@ describe('Shedder options', () => {
     );
   });
 
-  it('watches the event loop with real timers only when asked, and stops on close', () => {
-    const s = new Shedder({ eventLoop: { maxDelay: '50ms', interval: '1s' } });
+  it('watches the event loop with real timers by default, and stops on close', () => {
+    const s = new Shedder();
     assert.equal(s.overloaded, false);
     s.close();
   });

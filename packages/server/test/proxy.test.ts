@@ -942,7 +942,7 @@ describe('proxy: WebSocket', () => {
   it("an open WebSocket holds no shed slot: the slot is the handshake's", async () => {
     const { proxy } = await proxyFor({
       upstream: up.url,
-      shed: { limit: { algorithm: 'aimd', initialLimit: 3 } },
+      shed: { limit: { algorithm: 'aimd', initialLimit: 3 }, eventLoop: false },
       rules: [{ name: 'all', policies: limit(1000) }],
     });
     const sockets: WebSocket[] = [];
@@ -1111,7 +1111,7 @@ describe('proxy: shedding load for the upstream', () => {
     const { proxy } = await proxyFor({
       upstream: up.url,
       // Three slots: two for default, and the last one kept for critical.
-      shed: { limit: { algorithm: 'aimd', initialLimit: 3 } },
+      shed: { limit: { algorithm: 'aimd', initialLimit: 3 }, eventLoop: false },
       rules: [{ name: 'all', policies: limit(1000), priority: 'default' }],
     });
     const replies = await Promise.all(Array.from({ length: 6 }, () => send(`${proxy.url}/slow`)));
@@ -1135,7 +1135,7 @@ describe('proxy: shedding load for the upstream', () => {
       const { proxy } = await proxyFor({
         upstream: up.url,
         store: redis.url,
-        shed: { limit: { algorithm: 'aimd', initialLimit: 3 } },
+        shed: { limit: { algorithm: 'aimd', initialLimit: 3 }, eventLoop: false },
         rules: [
           { name: 'limited', match: { path: '/echo' }, policies: limit(1000) },
           { name: 'rest', priority: 'default' },

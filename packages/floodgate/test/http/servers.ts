@@ -22,7 +22,8 @@ export interface Running {
 /**
  * Routes: `/` answers 200, `/fail` 401; `/wait` waits for the gate (`holdRequests`) first; `/stream` sends a
  * first chunk, and the rest once the gate opens; `/decision` answers with what the handler found of the limiter's
- * decision, the framework's own way (`req.rateLimit`, `ctx.state`, `c.get`): `remaining=N`, or `none`.
+ * decision, the framework's own way (`req.rateLimit`, `ctx.state`, `c.get`): `remaining=N`, or `none`; `/cpu`
+ * does what `onCpuRequest` set, synchronously.
  */
 export type Start = (options: object, host?: string) => Promise<Running>;
 
@@ -82,8 +83,16 @@ function crashOn(path: string): void {
   if (path.startsWith('/boom')) throw new Error('boom');
 }
 
-/** `/wait` requests wait at the gate; the others go straight on. */
+let cpuWork: () => void = () => {};
+
+/** What each `/cpu` request does, synchronously, in its handler (a CPU-bound handler's work). */
+export function onCpuRequest(work: () => void): void {
+  cpuWork = work;
+}
+
+/** `/wait` requests wait at the gate; `/cpu` ones do their work; the others go straight on. */
 function until(path: string): Promise<void> | undefined {
+  if (path.startsWith('/cpu')) cpuWork();
   return path.startsWith('/wait') ? gate : undefined;
 }
 

@@ -1,12 +1,17 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { describe, it } from 'node:test';
 import { Shedder } from '../../src/limiter/shedder.js';
 import { MemoryStore } from '../../src/stores/memory.js';
-import { FRAMEWORKS, holdRequests } from './servers.js';
+import { ManualTimers } from '../helpers/manual-timers.js';
+import { FRAMEWORKS, holdRequests, onCpuRequest } from './servers.js';
 
 // Load shedding through every adapter, on real servers: requests held at a gate fill the server's
 // concurrency limit; those past it get 503 at once; every slot comes back, however its request ended.
+// Shedders that count slots exactly do not watch the event loop (a busy machine's late loop would shed
+// too); the CPU-bound test watches it on timers of its own.
 
 const TYPE = 'https://iana.org/assignments/http-problem-types#temporary-reduced-capacity';
 
@@ -20,7 +25,7 @@ for (const [name, start] of Object.entries(FRAMEWORKS)) {
   describe(`load shedding through ${name}`, () => {
     it('admits up to the limit, answers the rest 503 at once, and frees every slot', async () => {
       // The default class fills 80% of the limit: 4 of 5 (the fifth stays for critical).
-      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 5 } });
+      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 5 }, eventLoop: false });
       const server = await start({ policies: { limit: 1000, window: '1m' }, shed: shedder });
       const open = holdRequests();
       try {
@@ -45,7 +50,7 @@ for (const [name, start] of Object.entries(FRAMEWORKS)) {
     });
 
     it('sheds with no policies and no limiter: no rate limit, no header fields, no store', async () => {
-      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 5 } });
+      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 5 }, eventLoop: false });
       const server = await start({ shed: shedder });
       const open = holdRequests();
       try {
@@ -80,7 +85,7 @@ for (const [name, start] of Object.entries(FRAMEWORKS)) {
     });
 
     it('sheds alone with the deny and allow lists still applied', async () => {
-      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 5 } });
+      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 5 }, eventLoop: false });
       const denied = await start({ shed: shedder, deny: ['127.0.0.0/8'] });
       try {
         assert.equal((await fetch(`${denied.url}/`)).status, 403);
@@ -96,8 +101,57 @@ for (const [name, start] of Object.entries(FRAMEWORKS)) {
       assert.equal(shedder.inflight, 0);
     });
 
+    it('a CPU-bound handler: once the event loop has run late for 100 ms, requests that waited are 503, counted', async () => {
+      // Time moved by hand: each /cpu request holds the loop 5 ms; the watch's tick runs only when the test
+      // gives the loop its turn (timers.advance), as Node runs timers between batches of I/O.
+      const timers = new ManualTimers(0);
+      const shedder = new Shedder({ timers, limit: { algorithm: 'aimd', initialLimit: 1000 } });
+      onCpuRequest(() => {
+        timers.t += 5;
+      });
+      const server = await start({ shed: shedder });
+      const { port } = new URL(server.url);
+      /** `n` requests on `n` connections, written at once: the server reads them in one batch. */
+      const batch = async (n: number) => {
+        const sockets = await Promise.all(
+          Array.from({ length: n }, () => {
+            const socket = connect(Number(port), '127.0.0.1');
+            return once(socket, 'connect').then(() => socket);
+          }),
+        );
+        const replies = sockets.map((socket) => {
+          let text = '';
+          socket.on('data', (chunk) => {
+            text += chunk;
+          });
+          return once(socket, 'close').then(() => Number(text.slice(9, 12)));
+        });
+        for (const socket of sockets)
+          socket.write('GET /cpu HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+        return (await Promise.all(replies)).sort();
+      };
+      try {
+        // One long batch (150 ms) is no standing queue: the tick has not run late yet.
+        assert.deepEqual(await batch(30), Array(30).fill(200));
+        timers.advance(0); // the tick, 145 ms late
+        // The loop late since 15 ms, for 135 ms now: 10 ms of work per batch, then 503 to the rest.
+        const second = await batch(30);
+        assert.deepEqual(second, [...Array(3).fill(200), ...Array(27).fill(503)]);
+        assert.equal(shedder.stats.waitedTooLong, 27);
+        assert.equal(shedder.stats.shed.default, 27);
+        timers.advance(0); // late again, by what the batch worked
+        timers.advance(5);
+        timers.advance(5); // on time: drained
+        assert.deepEqual(await batch(5), Array(5).fill(200));
+      } finally {
+        onCpuRequest(() => {});
+        shedder.close();
+        await server.close();
+      }
+    });
+
     it('a client that goes away still gives its slot back', async () => {
-      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 4 } });
+      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 4 }, eventLoop: false });
       const server = await start({ policies: { limit: 1000, window: '1m' }, shed: shedder });
       const open = holdRequests();
       try {
@@ -158,7 +212,7 @@ for (const [name, start] of Object.entries(FRAMEWORKS)) {
     });
 
     it('a handler that never answers holds no slot once its clients have gone', async () => {
-      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 16 } });
+      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 16 }, eventLoop: false });
       const server = await start({ policies: { limit: 1000, window: '1m' }, shed: shedder });
       const open = holdRequests(); // opened only after the test: the handlers never answer
       try {
@@ -176,7 +230,7 @@ for (const [name, start] of Object.entries(FRAMEWORKS)) {
     });
 
     it('a streamed body holds its slot until the stream ends', async () => {
-      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 4 } });
+      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 4 }, eventLoop: false });
       const server = await start({ policies: { limit: 1000, window: '1m' }, shed: shedder });
       const open = holdRequests();
       try {
@@ -202,7 +256,7 @@ for (const [name, start] of Object.entries(FRAMEWORKS)) {
     if (name !== 'node:http') {
       // (A raw node:http handler that throws leaves its response open: nothing ends it but the client.)
       it('a handler that crashes gives its slot back, and tells the shedder of trouble', async () => {
-        const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 10 } });
+        const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 10 }, eventLoop: false });
         const server = await start({ policies: { limit: 1000, window: '1m' }, shed: shedder });
         try {
           const replies = await Promise.all(Array.from({ length: 5 }, () => fetch(`${server.url}/boom`)));
@@ -219,7 +273,7 @@ for (const [name, start] of Object.entries(FRAMEWORKS)) {
     }
 
     it('sheds lower classes first, by a priority function of the request', async () => {
-      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 4 } });
+      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 4 }, eventLoop: false });
       const server = await start({
         policies: { limit: 1000, window: '1m' },
         shed: shedder,

@@ -125,10 +125,7 @@ const shedSchema = z.strictObject({
   latencyObjective: duration.optional(),
   shares: z.strictObject({ default: z.number().optional(), sheddable: z.number().optional() }).optional(),
   eventLoop: z
-    .union([
-      z.literal(false),
-      z.strictObject({ maxDelay: duration.optional(), interval: duration.optional() }),
-    ])
+    .union([z.literal(false), z.strictObject({ target: duration.optional(), interval: duration.optional() })])
     .optional(),
   retryAfter: duration.optional(),
 });

@@ -1,7 +1,7 @@
 import type { PolicyResult } from '../../core/algorithms/types.js';
 import type { MaybePromise } from '../../core/maybe.js';
 import type { PolicySet } from '../../core/policy.js';
-import type { Timers } from './timers.js';
+import type { Timers } from '../../core/timers.js';
 
 /** What the leases need from the store. */
 export interface LeaseStore {

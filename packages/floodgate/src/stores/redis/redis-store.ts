@@ -4,6 +4,7 @@ import { parseDuration } from '../../core/duration.js';
 import { FloodgateError, invalidOption, knownKeys } from '../../core/errors.js';
 import type { MaybePromise } from '../../core/maybe.js';
 import type { PolicySet } from '../../core/policy.js';
+import { monotonicTimers, type Timers, timersOn } from '../../core/timers.js';
 import type { GroupMember } from '../group.js';
 import { MemoryStore } from '../memory.js';
 import type { Store, StoreMode } from '../store.js';
@@ -23,7 +24,6 @@ import { DenyCache } from './deny-cache.js';
 import { type LeaseStats, Leases } from './leases.js';
 import { BATCH_SCRIPT, BATCH_SHA } from './script.lua.js';
 import { hashSlot } from './slot.js';
-import { monotonicTimers, type Timers, timersOn } from './timers.js';
 
 /**
  * What a decision does while Redis cannot answer (error, timeout, or the circuit breaker is open):
