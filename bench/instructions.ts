@@ -46,6 +46,11 @@ import { rateLimit } from ${JSON.stringify(adapter)};
 const variant = process.env.VARIANT;
 const total = Number(process.env.REQUESTS);
 const limiter = rateLimit({ policies: { algorithm: 'fixed-window', limit: 100_000_000, window: 3_600_000 } });
+// The same, with load shedding at its defaults (and a limit no run reaches).
+const shedding = rateLimit({
+  policies: { algorithm: 'fixed-window', limit: 100_000_000, window: 3_600_000 },
+  shed: { limit: { algorithm: 'gradient2', initialLimit: 100, maxLimit: 100 } },
+});
 let served = 0;
 const done = () => { if (++served === total) setImmediate(() => process.exit(0)); };
 const handlers = {
@@ -62,6 +67,11 @@ const handlers = {
     res.end('hello');
     done();
   },
+  shed: async (req, res) => {
+    if (!(await shedding(req, res))) return;
+    res.end('hello');
+    done();
+  },
 };
 const server = createServer(handlers[variant]);
 server.listen(0, '127.0.0.1', () => console.log('ready ' + server.address().port));
@@ -72,6 +82,7 @@ const VARIANTS: [variant: string, label: string][] = [
   ['async', 'bare, async handler awaiting once'],
   ['headers', 'bare + the two RateLimit fields as constants'],
   ['floodgate', 'Floodgate `floodgate/node`, memory store, one fixed window'],
+  ['shed', 'the same, with `shed` (the shedder at its defaults)'],
 ];
 
 const dir = mkdtempSync(join(tmpdir(), 'floodgate-bench-instructions-'));

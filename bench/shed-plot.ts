@@ -14,6 +14,8 @@ export interface Point {
   p99: number;
   shed: number;
   shedFirstSecond: number;
+  /** Of the shed, those refused for the event loop's sake. */
+  waitedTooLong: number;
   failed: number;
 }
 

@@ -2,7 +2,7 @@
 // queries at once, `ms` each (more wait in line), or burns `ms` of CPU synchronously (`cpu`). Unprotected,
 // behind @fastify/under-pressure, or behind Floodgate's shedder (gradient2 or aimd). Reports its port over
 // IPC; takes `{ service: ms }` (the database slower or faster from now on) and `{ limit: true }` (answers
-// with the shedder's limit).
+// with the shedder's limit, and how many it shed, for the event loop's sake or any).
 //   node --import tsx bench/shed-server.ts <none|under-pressure|floodgate|floodgate-aimd> <db|cpu> <parallel> <ms>
 import type { AddressInfo } from 'node:net';
 import underPressure from '@fastify/under-pressure';
@@ -53,7 +53,13 @@ app.get('/', async () => {
 });
 process.on('message', (message: { service?: number; limit?: boolean }) => {
   if (message.service !== undefined) service = message.service;
-  if (message.limit === true) process.send!({ limit: shedder?.limit ?? null });
+  if (message.limit === true) {
+    process.send!({
+      limit: shedder?.limit ?? null,
+      waitedTooLong: shedder?.stats.waitedTooLong ?? 0,
+      shed: shedder === undefined ? 0 : shedder.stats.shed.default,
+    });
+  }
 });
 await app.listen({ port: 0, host: '127.0.0.1' });
 process.send!({ port: (app.server.address() as AddressInfo).port });

@@ -49,10 +49,18 @@ async function stop(child: ChildProcess): Promise<void> {
   await once(child, 'exit');
 }
 
-function limitOf(child: ChildProcess): Promise<number> {
-  child.send({ limit: true });
-  return once(child, 'message').then(([m]) => (m as { limit: number }).limit);
+interface ShedderState {
+  limit: number;
+  waitedTooLong: number;
+  shed: number;
 }
+
+function stateOf(child: ChildProcess): Promise<ShedderState> {
+  child.send({ limit: true });
+  return once(child, 'message').then(([m]) => m as ShedderState);
+}
+
+const limitOf = (child: ChildProcess) => stateOf(child).then((s) => s.limit);
 
 function quantile(sorted: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))] ?? 0;
@@ -63,7 +71,7 @@ function summarise(
   seconds: number,
   capacity: number,
   load: number,
-): Omit<Point, 'server'> {
+): Omit<Point, 'server' | 'waitedTooLong'> {
   const admitted = answers
     .filter((a) => a.status === 200)
     .map((a) => a.latency)
@@ -90,11 +98,16 @@ for (const shape of SHAPES) {
     for (const server of SERVERS) {
       const { child, port } = await start(server, shape.work, shape.parallel, shape.ms);
       const answers = await openLoop({ port, rate: load * capacity, ms: SECONDS * 1000, timeout: TIMEOUT });
+      const state = await stateOf(child);
       await stop(child);
-      const point = { server, ...summarise(answers, SECONDS, capacity, load) };
+      const point = {
+        server,
+        ...summarise(answers, SECONDS, capacity, load),
+        waitedTooLong: state.waitedTooLong,
+      };
       points.push(point);
       console.log(
-        `${shape.name} ${server} ${load}x: goodput ${point.goodput.toFixed(0)}/s (${point.ratio.toFixed(2)}x), p50 ${point.p50.toFixed(0)} ms p99 ${point.p99.toFixed(0)} ms, shed ${(100 * point.shed).toFixed(1)}% (${point.shedFirstSecond} in the first second), failed ${(100 * point.failed).toFixed(1)}%`,
+        `${shape.name} ${server} ${load}x: goodput ${point.goodput.toFixed(0)}/s (${point.ratio.toFixed(2)}x), p50 ${point.p50.toFixed(0)} ms p99 ${point.p99.toFixed(0)} ms, shed ${(100 * point.shed).toFixed(1)}% (${point.shedFirstSecond} in the first second, ${point.waitedTooLong} for the event loop), failed ${(100 * point.failed).toFixed(1)}%`,
       );
     }
   }

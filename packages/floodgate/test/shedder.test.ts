@@ -311,23 +311,28 @@ describe('the event loop as a signal (a CPU-bound server)', () => {
     assert.equal(q.tick, 5);
     assert.equal(q.wait(3), 0, 'before the tick is due, nobody has waited');
     assert.equal(q.wait(40), 35);
-    assert.ok(q.admits(40, 'default'), 'a 35 ms wait: a burst so far');
-    assert.ok(q.admits(300, 'default'), 'one long stretch of work, with no tick run late, is no queue');
+    assert.ok(q.admit(40, 'default'), 'a 35 ms wait: a burst so far');
+    assert.ok(q.admit(300, 'default'), 'one long stretch of work, with no tick run late, is no queue');
     // The loop works in batches, the tick late after each: late since 15 (10 past the tick due at 5).
     q.ticked(40);
     q.ticked(80);
     assert.equal(q.standing(114), false);
     assert.equal(q.standing(115), true);
-    assert.ok(q.admits(95, 'default'), 'waited 10 ms (the tick was due at 85)');
-    assert.equal(q.admits(115, 'default'), false, 'waited 30 ms');
-    assert.ok(q.admits(115, 'critical'), 'critical is never refused for the loop');
+    assert.ok(q.admit(95, 'default'), 'waited 10 ms (the tick was due at 85)');
+    assert.equal(q.admit(115, 'default'), false, 'waited 30 ms');
+    assert.ok(q.admit(115, 'critical'), 'critical is never refused for the loop');
     q.ticked(120);
-    assert.ok(q.admits(121, 'default'), 'just after a tick: waited under the target');
-    assert.equal(q.admits(121, 'sheddable'), false, 'sheddable goes first, whatever it waited');
-    // A tick on time: the queue has drained.
-    q.ticked(126);
-    assert.equal(q.standing(127), false);
-    assert.ok(q.admits(127, 'sheddable'));
+    assert.ok(q.admit(121, 'default'), 'just after a tick: waited under the target');
+    assert.equal(q.admit(121, 'sheddable'), false, 'sheddable goes first, whatever it waited');
+    assert.equal(q.admit(131, 'default'), false, '11 ms into the batch');
+    q.ticked(140); // 15 ms late: still standing
+    assert.ok(q.admit(160, 'default'), 'the first of a batch goes on, however late it comes');
+    assert.equal(q.admit(161, 'default'), false);
+    // A tick on time (within half the target): the queue has drained.
+    q.ticked(165);
+    q.ticked(174);
+    assert.equal(q.standing(175), false);
+    assert.ok(q.admit(175, 'sheddable'));
   });
 
   it('bursts shorter than the interval, however often, never refuse', () => {
@@ -335,7 +340,7 @@ describe('the event loop as a signal (a CPU-bound server)', () => {
     let t = 0;
     for (let i = 0; i < 100; i++) {
       t += 5 + 90; // a 90 ms pause (a GC, a flurry), then the tick, late
-      assert.ok(q.admits(t, 'sheddable'), `burst ${i}`);
+      assert.ok(q.admit(t, 'sheddable'), `burst ${i}`);
       q.ticked(t);
       t += 5;
       q.ticked(t); // and one on time

@@ -27,6 +27,8 @@ export class LoopQueue {
   /** When the pending tick is due, and when the last one ran (the loop's last turn). */
   #due: number;
   #ran: number;
+  /** Whether a request has gone on since the last tick. */
+  #served = false;
   /** Since when every tick has come later than `target` (undefined: the last one came on time). */
   #lateSince: number | undefined;
 
@@ -39,15 +41,20 @@ export class LoopQueue {
     this.#ran = now;
   }
 
-  /** The tick ran at `now`: notes how late it came. Returns in how many ms the next one is due. */
-  ticked(now: number): number {
-    const late = now - this.#due;
+  /**
+   * The tick ran at `now`: notes how late it came. `busy`: whether the loop was at work for most of the
+   * time since the last one (a tick late because the machine gave the process no CPU while its loop sat
+   * idle is no queue of its own). Returns in how many ms the next one is due.
+   */
+  ticked(now: number, busy = true): number {
+    const late = busy ? now - this.#due : 0;
     // A queue is said to stand past `target`, and to have drained only below half of it: the batches cut
     // at `target` keep the tick about that late, and must not pass for a drained queue.
     if (late > this.target) this.#lateSince ??= this.#due + this.target;
     else if (late < this.target / 2) this.#lateSince = undefined;
     this.#due = now + this.tick;
     this.#ran = now;
+    this.#served = false;
     return this.tick;
   }
 
@@ -69,10 +76,16 @@ export class LoopQueue {
    * Whether a request handled at `now` may go on: refused only in a standing queue, and then if the loop has
    * worked for more than `target` since its last turn (`default`: the request waited at least that, plus
    * the batch before), or at all (`sheddable`); `critical` is never refused for the loop's sake. So each
-   * batch of work is cut at `target`, and what is admitted waited at most about two batches.
+   * batch of work is cut at `target`, and what is admitted waited at most about two batches. The first
+   * `default` request of a batch always goes on: a process the machine left without CPU for a while still
+   * serves one request per turn of its loop.
    */
-  admits(now: number, priority: 'critical' | 'default' | 'sheddable'): boolean {
-    if (priority === 'critical' || !this.standing(now)) return true;
-    return priority === 'default' && now - this.#ran <= this.target;
+  admit(now: number, priority: 'critical' | 'default' | 'sheddable'): boolean {
+    if (priority !== 'critical' && this.standing(now)) {
+      if (priority === 'sheddable') return false;
+      if (this.#served && now - this.#ran > this.target) return false;
+    }
+    this.#served = true;
+    return true;
   }
 }

@@ -149,7 +149,7 @@ export class Shedder {
     // A `clock` of its own without `timers` is a simulated time that no timer ticks with: no watch then, unless
     // asked for (on Node's timers and time).
     const watch = options.clock !== undefined && options.timers === undefined ? false : {};
-    this.#loop = this.#watchLoop(options.eventLoop ?? watch, path);
+    this.#loop = this.#watchLoop(options.eventLoop ?? watch, path, options);
   }
 
   /** The current limit on requests in flight. */
@@ -178,10 +178,7 @@ export class Shedder {
     }
     const started = this.#clock.now();
     const loop = this.#loop;
-    if (
-      loop !== undefined &&
-      !loop.admits(this.#clock === this.#timers ? started : this.#timers.now(), cls)
-    ) {
+    if (loop !== undefined && !loop.admit(this.#clock === this.#timers ? started : this.#timers.now(), cls)) {
       this.stats.shed[cls]++;
       this.stats.waitedTooLong++;
       return undefined;
@@ -237,7 +234,11 @@ export class Shedder {
     this.#tick = undefined;
   }
 
-  #watchLoop(option: ShedderOptions['eventLoop'], path: string): LoopQueue | undefined {
+  #watchLoop(
+    option: ShedderOptions['eventLoop'],
+    path: string,
+    options: ShedderOptions,
+  ): LoopQueue | undefined {
     if (option === false) return undefined;
     if (typeof option !== 'object' || option === null) {
       throw invalidOption(`${path}eventLoop`, 'false or { target, interval }', option, 'type');
@@ -246,12 +247,27 @@ export class Shedder {
     const target = parseDuration(option.target ?? 10, `${path}eventLoop.target`);
     const interval = parseDuration(option.interval ?? 100, `${path}eventLoop.interval`);
     const loop = new LoopQueue(target, interval, this.#timers.now());
+    // Whether the loop worked through most of the last stretch, by Node's own accounting of its idle time:
+    // on a machine short of CPU, a loop woken late from idle is late for others' sake. Timers of the
+    // caller's own are a simulation whose stretches are all work.
+    const busy = options.timers === undefined ? loopWorked() : () => true;
     const tick = () => {
-      this.#tick = this.#timers.setTimeout(tick, loop.ticked(this.#timers.now()));
+      this.#tick = this.#timers.setTimeout(tick, loop.ticked(this.#timers.now(), busy()));
     };
     this.#tick = this.#timers.setTimeout(tick, loop.tick);
     return loop;
   }
+}
+
+/** A function that says whether the event loop was at work for at least half the time since its last call. */
+function loopWorked(): () => boolean {
+  let last = performance.eventLoopUtilization();
+  return () => {
+    const now = performance.eventLoopUtilization();
+    const busy = performance.eventLoopUtilization(now, last).utilization >= 0.5;
+    last = now;
+    return busy;
+  };
 }
 
 function estimatorOf(
