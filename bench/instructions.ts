@@ -27,6 +27,9 @@ const proxyConfigModule = resolve(import.meta.dirname, '../packages/server/dist/
 // Which parts to run: `--part=servers`, `--part=frameworks` or `--part=proxy`; all by default.
 const part = process.argv.find((a) => a.startsWith('--part='))?.slice('--part='.length);
 const parts = part === undefined ? ['servers', 'frameworks', 'proxy'] : [part];
+// `--only=floodgate,shed`: only these servers (printed, not written: the table needs them all), e.g. to
+// compare a variant between two builds.
+const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',');
 
 if (spawnSync('valgrind', ['--version']).error !== undefined) {
   console.error('bench/instructions.ts needs valgrind: apt-get install valgrind');
@@ -336,6 +339,7 @@ try {
   if (parts.includes('frameworks')) await measureFrameworks();
   if (parts.includes('servers')) {
     for (const [variant] of VARIANTS) {
+      if (only !== undefined && !only.includes(variant)) continue;
       const few = await instructions(variant, FEW);
       const many = await instructions(variant, MANY);
       perRequest.set(variant, (many - few) / (MANY - FEW));
@@ -347,6 +351,6 @@ try {
   rmSync(dir, { recursive: true, force: true });
 }
 
-if (parts.includes('servers')) writeServers();
+if (parts.includes('servers') && only === undefined) writeServers();
 if (parts.includes('frameworks')) writeFrameworks();
 if (parts.includes('proxy')) writeProxies();

@@ -76,6 +76,19 @@ export interface HttpLimitOptions<Req> {
   readonly priority?: (request: Req) => Priority | string | Promise<Priority | string>;
 }
 
+/** Options of per-client limits: without policies or a limiter (shedding alone) they would do nothing. */
+const LIMITS_ONLY = [
+  'cost',
+  'countOnly',
+  'isFailure',
+  'headers',
+  'legacyHeaders',
+  'onLimited',
+  'onDecision',
+  'passOnStoreError',
+  'clock',
+] as const;
+
 const KNOWN: readonly (keyof HttpLimitOptions<unknown>)[] = [
   'limiter',
   'policies',
@@ -84,21 +97,13 @@ const KNOWN: readonly (keyof HttpLimitOptions<unknown>)[] = [
   'onMissingKey',
   'trustProxy',
   'ipv6Prefix',
-  'cost',
   'skip',
   'allow',
   'deny',
-  'countOnly',
-  'isFailure',
-  'headers',
-  'legacyHeaders',
-  'onLimited',
-  'onDecision',
-  'passOnStoreError',
   'onError',
-  'clock',
   'shed',
   'priority',
+  ...LIMITS_ONLY,
 ];
 
 /** Addresses and CIDR blocks, and keys, of an `allow` or `deny` list. */
@@ -202,19 +207,6 @@ function limiterOf<Req>(options: HttpLimitOptions<Req>): Limiter | undefined {
     ...(options.clock === undefined ? {} : { clock: { ...systemClock, now: () => options.clock!.now() } }),
   });
 }
-
-/** Options of per-client limits: without policies or a limiter (shedding alone) they would do nothing. */
-const LIMITS_ONLY = [
-  'cost',
-  'countOnly',
-  'isFailure',
-  'headers',
-  'legacyHeaders',
-  'onLimited',
-  'onDecision',
-  'passOnStoreError',
-  'clock',
-] as const;
 
 /**
  * Shedding alone: refuses the options only per-client limits read, as they would be ignored in silence.

@@ -13,6 +13,7 @@ import { floodgate as fastifyPlugin } from '../../src/http/fastify.js';
 import { rateLimit as honoLimit, type RateLimitVariables } from '../../src/http/hono.js';
 import { rateLimit as koaLimit, type RateLimitState } from '../../src/http/koa.js';
 import { rateLimit as nodeLimit, type WithRateLimit } from '../../src/http/node.js';
+import { atGate } from '../helpers/gate.js';
 
 export interface Running {
   url: string;
@@ -52,23 +53,14 @@ export function serving(start: Start) {
   };
 }
 
-let gate: Promise<void> = Promise.resolve();
-
-/** Holds every `/wait` request until the returned function is called. */
-export function holdRequests(): () => void {
-  let open!: () => void;
-  gate = new Promise<void>((resolve) => {
-    open = resolve;
-  });
-  return open;
-}
+export { holdRequests } from '../helpers/gate.js';
 
 /**
  * The body of `/stream`: a first chunk at once, the rest once the gate opens (a response that has begun, and
  * whose handler has returned, but that has not ended).
  */
 function streamedBody(): Readable {
-  const held = gate;
+  const held = atGate();
   return Readable.from(
     (async function* () {
       yield 'first ';
@@ -93,7 +85,7 @@ export function onCpuRequest(work: () => void): void {
 /** `/wait` requests wait at the gate; `/cpu` ones do their work; the others go straight on. */
 function until(path: string): Promise<void> | undefined {
   if (path.startsWith('/cpu')) cpuWork();
-  return path.startsWith('/wait') ? gate : undefined;
+  return path.startsWith('/wait') ? atGate() : undefined;
 }
 
 function statusFor(path: string): number {

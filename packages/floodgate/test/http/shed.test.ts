@@ -21,20 +21,32 @@ async function until(check: () => boolean): Promise<void> {
   assert.ok(check(), 'the condition never held');
 }
 
+/**
+ * Ten held requests against a shedder of five slots: four go on (the fifth slot is critical's), six get 503
+ * at once; then the gate opens. Returns the ten answers.
+ */
+async function fillFive(url: string, shedder: Shedder): Promise<Response[]> {
+  const open = holdRequests();
+  try {
+    const replies = Array.from({ length: 10 }, () => fetch(`${url}/wait`));
+    await until(() => shedder.inflight === 4 && shedder.stats.shed.default === 6);
+    open();
+    const answers = await Promise.all(replies);
+    assert.deepEqual(answers.map((r) => r.status).sort(), [200, 200, 200, 200, 503, 503, 503, 503, 503, 503]);
+    return answers;
+  } finally {
+    open();
+  }
+}
+
 for (const [name, start] of Object.entries(FRAMEWORKS)) {
   describe(`load shedding through ${name}`, () => {
     it('admits up to the limit, answers the rest 503 at once, and frees every slot', async () => {
       // The default class fills 80% of the limit: 4 of 5 (the fifth stays for critical).
       const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 5 }, eventLoop: false });
       const server = await start({ policies: { limit: 1000, window: '1m' }, shed: shedder });
-      const open = holdRequests();
       try {
-        const replies = Array.from({ length: 10 }, () => fetch(`${server.url}/wait`));
-        await until(() => shedder.inflight === 4 && shedder.stats.shed.default === 6);
-        open();
-        const answers = await Promise.all(replies);
-        const statuses = answers.map((r) => r.status).sort();
-        assert.deepEqual(statuses, [200, 200, 200, 200, 503, 503, 503, 503, 503, 503]);
+        const answers = await fillFive(server.url, shedder);
         const refused = answers.find((r) => r.status === 503)!;
         assert.equal(refused.headers.get('retry-after'), '1');
         assert.match(refused.headers.get('content-type') ?? '', /application\/problem\+json/);
@@ -44,7 +56,6 @@ for (const [name, start] of Object.entries(FRAMEWORKS)) {
         await until(() => shedder.inflight === 0);
         assert.equal(shedder.stats.admitted, 4);
       } finally {
-        open();
         await server.close();
       }
     });
@@ -52,16 +63,8 @@ for (const [name, start] of Object.entries(FRAMEWORKS)) {
     it('sheds with no policies and no limiter: no rate limit, no header fields, no store', async () => {
       const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 5 }, eventLoop: false });
       const server = await start({ shed: shedder });
-      const open = holdRequests();
       try {
-        const replies = Array.from({ length: 10 }, () => fetch(`${server.url}/wait`));
-        await until(() => shedder.inflight === 4 && shedder.stats.shed.default === 6);
-        open();
-        const answers = await Promise.all(replies);
-        assert.deepEqual(
-          answers.map((r) => r.status).sort(),
-          [200, 200, 200, 200, 503, 503, 503, 503, 503, 503],
-        );
+        await fillFive(server.url, shedder);
         // Past the shedder nothing counts: far more requests than any policy would allow, none refused.
         const passed = await Promise.all(
           Array.from({ length: 200 }, () =>
@@ -79,7 +82,6 @@ for (const [name, start] of Object.entries(FRAMEWORKS)) {
         }
         await until(() => shedder.inflight === 0);
       } finally {
-        open();
         await server.close();
       }
     });

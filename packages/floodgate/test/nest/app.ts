@@ -28,6 +28,7 @@ import {
   RateLimitDecision,
   SkipRateLimit,
 } from '../../src/nest/index.js';
+import { atGate } from '../helpers/gate.js';
 
 export type Platform = 'express' | 'fastify';
 export const PLATFORMS: readonly Platform[] = ['express', 'fastify'];
@@ -47,17 +48,6 @@ export const SHARED = new Limiter({
   policies: { name: 'shared', algorithm: 'fixed-window', limit: 2, window: '1m' },
 });
 
-let gate: Promise<void> = Promise.resolve();
-
-/** Holds every `/wait` request until the returned function is called. */
-export function holdRequests(): () => void {
-  let open!: () => void;
-  gate = new Promise<void>((resolve) => {
-    open = resolve;
-  });
-  return open;
-}
-
 @Controller()
 export class RootController {
   @Get()
@@ -67,7 +57,7 @@ export class RootController {
 
   @Get('wait')
   async wait(): Promise<string> {
-    await gate;
+    await atGate();
     return 'ok';
   }
 

@@ -15,8 +15,9 @@ import {
   SkipRateLimit,
 } from '../../src/nest/index.js';
 import { RedisStore } from '../../src/stores/redis/index.js';
+import { holdRequests } from '../helpers/gate.js';
 import { useRedis } from '../helpers/redis.js';
-import { holdRequests, PLATFORMS, type RunningApp, SHARED, startApp } from './app.js';
+import { PLATFORMS, type RunningApp, SHARED, startApp } from './app.js';
 
 // Real Nest applications on Express and Fastify, spoken to over HTTP.
 
