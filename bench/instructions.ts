@@ -29,7 +29,10 @@ const part = process.argv.find((a) => a.startsWith('--part='))?.slice('--part='.
 const parts = part === undefined ? ['servers', 'frameworks', 'proxy'] : [part];
 // `--only=floodgate,shed`: only these servers (printed, not written: the table needs them all), e.g. to
 // compare a variant between two builds.
-const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',');
+const only = process.argv
+  .find((a) => a.startsWith('--only='))
+  ?.slice('--only='.length)
+  .split(',');
 
 if (spawnSync('valgrind', ['--version']).error !== undefined) {
   console.error('bench/instructions.ts needs valgrind: apt-get install valgrind');
