@@ -67,7 +67,8 @@ describe('adaptive concurrency: Gradient2 on a simulated server', () => {
   const settled = (limits: number[]) => median(limits.slice(-40)) * 0.8;
 
   it('converges to the capacity from above', () => {
-    const sim = simulate(20, 100, { limit: { algorithm: 'gradient2', initialLimit: 300, maxLimit: 500 } });
+    // Enough clients to use over half the limit: a limit nobody reaches is not judged at all.
+    const sim = simulate(20, 400, { limit: { algorithm: 'gradient2', initialLimit: 300, maxLimit: 500 } });
     const inflight = settled(sim.run(4000));
     assert.ok(inflight >= 20 && inflight <= 40, `settled at ${inflight} in flight`);
   });
@@ -82,6 +83,15 @@ describe('adaptive concurrency: Gradient2 on a simulated server', () => {
     const g = new Gradient2({ initialLimit: 100 });
     for (let i = 0; i < 1000; i++) g.sample(10, 10, false);
     assert.equal(g.limit, 100);
+  });
+
+  it('nor shrink it: slow requests while most slots are free are noise (a light load on a busy machine); a drop cuts', () => {
+    const g = new Gradient2({ initialLimit: 20 });
+    for (let i = 0; i < 20; i++) g.sample(20, 4, false);
+    for (let i = 0; i < 200; i++) g.sample(i % 3 === 0 ? 60 : 20, 4, false, true, i);
+    assert.equal(g.limit, 20);
+    g.sample(20, 4, true);
+    assert.ok(g.limit < 20, `a drop cuts: ${g.limit}`);
   });
 });
 
