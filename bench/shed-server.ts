@@ -3,7 +3,7 @@
 // behind @fastify/under-pressure, or behind Floodgate's shedder (gradient2 or aimd). Reports its port over
 // IPC; takes `{ service: ms }` (the database slower or faster from now on) and `{ limit: true }` (answers
 // with the shedder's limit, and how many it shed, for the event loop's sake or any).
-//   node --import tsx bench/shed-server.ts <none|under-pressure|floodgate|floodgate-aimd> <db|cpu> <parallel> <ms>
+//   node --import tsx bench/shed-server.ts <none|under-pressure|floodgate|floodgate-aimd|floodgate-no-loop> <db|cpu> <parallel> <ms>
 import type { AddressInfo } from 'node:net';
 import underPressure from '@fastify/under-pressure';
 import Fastify from 'fastify';
@@ -38,11 +38,13 @@ if (variant === 'under-pressure') {
   // The ecosystem's choice, with its documented thresholds for a service that should answer in 250 ms.
   await app.register(underPressure, { maxEventLoopDelay: 100, retryAfter: 1 });
 }
-if (variant === 'floodgate' || variant === 'floodgate-aimd') {
-  // Shedding alone: no per-client limit, only the server's own; every other option at its default.
+if (variant?.startsWith('floodgate')) {
+  // Shedding alone: no per-client limit, only the server's own; every other option at its default
+  // (`floodgate-no-loop`: without the event loop's watch, to see what it does).
   shedder = new Shedder({
-    limit: variant === 'floodgate' ? 'gradient2' : 'aimd',
+    limit: variant === 'floodgate-aimd' ? 'aimd' : 'gradient2',
     latencyObjective: '250ms',
+    ...(variant === 'floodgate-no-loop' ? { eventLoop: false as const } : {}),
   });
   await app.register(floodgate, { shed: shedder });
 }

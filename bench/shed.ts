@@ -10,6 +10,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { resolve } from 'node:path';
 import { machine, writeSection } from './report.js';
 import { type Answer, abortive, openLoop } from './shed-load.js';
@@ -90,6 +91,9 @@ function summarise(
   };
 }
 
+// A machine busy with other work distorts every number here (the servers and the load share its cores):
+// the load average before and after says how busy it was.
+const loadBefore = loadavg()[0]!;
 const results: Results = { quick, objective: OBJECTIVE, shapes: [], step: [], aborts: undefined };
 for (const shape of SHAPES) {
   const capacity = (shape.parallel * 1000) / shape.ms;
@@ -197,9 +201,12 @@ const stepRows = results.step.map(
 const unloadedNote = results.shapes
   .map((s) => `${s.name} ${s.points.find((p) => p.server === 'none' && p.load === 0.5)!.p99.toFixed(0)} ms`)
   .join(', ');
+const loadAfter = loadavg()[0]!;
 const section = `## Load shedding under overload (\`bench/shed.ts\`)
 
-${machine()}${quick ? ' (--quick: 3 s per point)' : ''}. A Fastify server whose handler waits on a simulated
+${machine()}${quick ? ' (--quick: 3 s per point)' : ''}; load average ${loadBefore.toFixed(1)} before the run,
+${loadAfter.toFixed(1)} after (on ${cpus().length} cores: above that, the servers and the load generator wait for CPU,
+and every latency and goodput here is distorted). A Fastify server whose handler waits on a simulated
 database of fixed parallelism (8 x 20 ms: 400/s, 4 x 50 ms: 80/s, 40 x 100 ms: 400/s), or burns 5 ms of CPU
 (200/s). Open loop from another process: Poisson arrivals at 0.5x, 2x and 4x the capacity, ${SECONDS} s per
 point, a fresh server per point, latency counted from when each request was due, a ${TIMEOUT / 1000} s client
