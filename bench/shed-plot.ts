@@ -33,7 +33,7 @@ export interface Results {
   shapes: { name: string; work: string; capacity: number; points: Point[] }[];
   step: Step[];
   stepTimes?: { slow: number; back: number; end: number };
-  aborts: { before: number; after: number } | undefined;
+  aborts: { before: number; after: number; control: { before: number; after: number } } | undefined;
 }
 
 const COLORS: Record<string, string> = {
