@@ -144,10 +144,11 @@ export class Gradient2 implements CapacityEstimator {
     if (now !== undefined && !dropped) this.#watchBaseline(queueing, now);
     let estimate: number;
     // A server using under half its limit says nothing about how far it could go, nor about where it would
-    // queue: a slow request then is noise (a pause, a neighbour on the machine) or a new normal, which
-    // `relearnAfter` finds; only a drop cuts. (Netflix's "app limited" rule; of the whole slots: at a limit
-    // of 2.5 the default class may hold 1, the other one stays for critical.)
-    if (!dropped && inflight * 2 < this.limit) return this.limit;
+    // queue: a slow request, even one past the objective, is then noise (a pause, a neighbour on the
+    // machine) or a new normal, which `relearnAfter` finds; and cutting a limit nobody reaches sheds
+    // nothing. (Netflix's "app limited" rule; of the whole slots: at a limit of 2.5 the default class may
+    // hold 1, the other one stays for critical.)
+    if (inflight * 2 < this.limit) return this.limit;
     if (!queueing) {
       // Room for a queue of the square root of the limit, per round trip (a limit's worth of samples): enough
       // to follow a server that can do more, not enough to outrun the cuts (one per round trip) into a queue.
