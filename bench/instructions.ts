@@ -27,6 +27,12 @@ const proxyConfigModule = resolve(import.meta.dirname, '../packages/server/dist/
 // Which parts to run: `--part=servers`, `--part=frameworks` or `--part=proxy`; all by default.
 const part = process.argv.find((a) => a.startsWith('--part='))?.slice('--part='.length);
 const parts = part === undefined ? ['servers', 'frameworks', 'proxy'] : [part];
+// `--only=floodgate,shed`: only these servers (printed, not written: the table needs them all), e.g. to
+// compare a variant between two builds.
+const only = process.argv
+  .find((a) => a.startsWith('--only='))
+  ?.slice('--only='.length)
+  .split(',');
 
 if (spawnSync('valgrind', ['--version']).error !== undefined) {
   console.error('bench/instructions.ts needs valgrind: apt-get install valgrind');
@@ -46,6 +52,19 @@ import { rateLimit } from ${JSON.stringify(adapter)};
 const variant = process.env.VARIANT;
 const total = Number(process.env.REQUESTS);
 const limiter = rateLimit({ policies: { algorithm: 'fixed-window', limit: 100_000_000, window: 3_600_000 } });
+// The same, with load shedding: a limit of 100 that neither moves nor is reached, and the event loop's watch
+// with a target that callgrind's slowness (and its JIT pauses) never reaches: each request pays the watch's
+// check, not a refusal (its tick, every 30 s here and 5 ms by default, costs by time, not by request). SHED
+// replaces these options (JSON), to count the same with a build whose options differ.
+const shedding = rateLimit({
+  policies: { algorithm: 'fixed-window', limit: 100_000_000, window: 3_600_000 },
+  shed: process.env.SHED
+    ? JSON.parse(process.env.SHED)
+    : {
+        limit: { algorithm: 'gradient2', initialLimit: 100, minLimit: 100, maxLimit: 100 },
+        eventLoop: { target: '60s' },
+      },
+});
 let served = 0;
 const done = () => { if (++served === total) setImmediate(() => process.exit(0)); };
 const handlers = {
@@ -62,6 +81,12 @@ const handlers = {
     res.end('hello');
     done();
   },
+  shed: async (req, res) => {
+    // A refusal counts too, so that a run that sheds ends (and shows in the count) rather than hangs.
+    if (!(await shedding(req, res))) return done();
+    res.end('hello');
+    done();
+  },
 };
 const server = createServer(handlers[variant]);
 server.listen(0, '127.0.0.1', () => console.log('ready ' + server.address().port));
@@ -72,6 +97,7 @@ const VARIANTS: [variant: string, label: string][] = [
   ['async', 'bare, async handler awaiting once'],
   ['headers', 'bare + the two RateLimit fields as constants'],
   ['floodgate', 'Floodgate `floodgate/node`, memory store, one fixed window'],
+  ['shed', 'the same, with `shed` (a fixed limit of 100, the event loop watched)'],
 ];
 
 const dir = mkdtempSync(join(tmpdir(), 'floodgate-bench-instructions-'));
@@ -325,6 +351,7 @@ try {
   if (parts.includes('frameworks')) await measureFrameworks();
   if (parts.includes('servers')) {
     for (const [variant] of VARIANTS) {
+      if (only !== undefined && !only.includes(variant)) continue;
       const few = await instructions(variant, FEW);
       const many = await instructions(variant, MANY);
       perRequest.set(variant, (many - few) / (MANY - FEW));
@@ -336,6 +363,6 @@ try {
   rmSync(dir, { recursive: true, force: true });
 }
 
-if (parts.includes('servers')) writeServers();
+if (parts.includes('servers') && only === undefined) writeServers();
 if (parts.includes('frameworks')) writeFrameworks();
 if (parts.includes('proxy')) writeProxies();

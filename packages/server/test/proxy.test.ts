@@ -966,7 +966,7 @@ describe('proxy: WebSocket', () => {
   it("an open WebSocket holds no shed slot: the slot is the handshake's", async () => {
     const { proxy } = await proxyFor({
       upstream: up.url,
-      shed: { limit: { algorithm: 'aimd', initialLimit: 3 } },
+      shed: { limit: { algorithm: 'aimd', initialLimit: 3 }, eventLoop: false },
       rules: [{ name: 'all', policies: limit(1000) }],
     });
     const sockets: WebSocket[] = [];
@@ -1135,7 +1135,7 @@ describe('proxy: shedding load for the upstream', () => {
     const { proxy } = await proxyFor({
       upstream: up.url,
       // Three slots: two for default, and the last one kept for critical.
-      shed: { limit: { algorithm: 'aimd', initialLimit: 3 } },
+      shed: { limit: { algorithm: 'aimd', initialLimit: 3 }, eventLoop: false },
       rules: [{ name: 'all', policies: limit(1000), priority: 'default' }],
     });
     const replies = await Promise.all(Array.from({ length: 6 }, () => send(`${proxy.url}/slow`)));
@@ -1151,6 +1151,41 @@ describe('proxy: shedding load for the upstream', () => {
     assert.equal(await metric(proxy, 'floodgate_proxy_requests_total{rule="all",decision="shed"}'), 4);
     assert.equal(await metric(proxy, 'floodgate_proxy_shed_inflight'), 0);
     assert.ok((await metric(proxy, 'floodgate_proxy_shed_limit')) >= 3);
+  });
+
+  it('a rule without policies only sheds: no store call, no rate-limit fields', async () => {
+    const redis = await RedisServer.start();
+    try {
+      const { proxy } = await proxyFor({
+        upstream: up.url,
+        store: redis.url,
+        shed: { limit: { algorithm: 'aimd', initialLimit: 3 }, eventLoop: false },
+        rules: [
+          { name: 'limited', match: { path: '/echo' }, policies: limit(1000) },
+          { name: 'rest', priority: 'default' },
+        ],
+      });
+      const replies = await Promise.all(Array.from({ length: 6 }, () => send(`${proxy.url}/slow`)));
+      assert.deepEqual(replies.map((r) => r.status).sort(), [200, 200, 503, 503, 503, 503]);
+      const passed = await statuses(`${proxy.url}/`, 20);
+      assert.deepEqual(passed, Array(20).fill(200));
+      const plain = await send(`${proxy.url}/`);
+      assert.equal(plain.headers.ratelimit, undefined);
+      assert.equal(await metric(proxy, 'floodgate_proxy_requests_total{rule="rest",decision="shed"}'), 4);
+      assert.equal(await metric(proxy, 'floodgate_store_script_calls_total'), 0, 'no store call');
+      // The rule with policies next to it does ask the store.
+      assert.equal((await send(`${proxy.url}/echo`)).status, 200);
+      assert.ok((await metric(proxy, 'floodgate_store_script_calls_total')) > 0);
+    } finally {
+      await redis.stop();
+    }
+  });
+
+  it('refuses a rule without policies unless there is a shedder', () => {
+    assert.throws(
+      () => validateProxyConfig({ upstream: up.url, rules: [{ name: 'r' }] }, 'proxy.yaml'),
+      /proxy\.yaml: rules\[0\]\.policies: required, .*only with a top-level "shed" may a rule have none/,
+    );
   });
 
   it('refuses a bad shed section with the path of the field', () => {

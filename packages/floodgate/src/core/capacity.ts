@@ -20,7 +20,7 @@ export interface CapacityEstimator {
 export interface CapacityBounds {
   /** Where the limit starts. Default 20. */
   readonly initialLimit?: number;
-  /** Never below. Default 1. */
+  /** Never below. Default 2 (the lowest limit that keeps a slot for critical requests and one for the rest). */
   readonly minLimit?: number;
   /** Never above. Default 1000. */
   readonly maxLimit?: number;
@@ -51,8 +51,8 @@ function bounds(options: CapacityBounds, prefix: string): { initial: number; min
     }
     return value;
   };
-  const min = int('minLimit', 1);
   const max = int('maxLimit', 1000);
+  const min = int('minLimit', Math.min(2, max));
   const initial = int('initialLimit', Math.min(max, Math.max(min, 20)));
   if (min > max) throw invalidOption(`${prefix}minLimit`, `at most maxLimit (${max})`, min);
   if (initial < min || initial > max) {
@@ -143,10 +143,13 @@ export class Gradient2 implements CapacityEstimator {
     const queueing = dropped || observed > this.#tolerance * this.#baseline;
     if (now !== undefined && !dropped) this.#watchBaseline(queueing, now);
     let estimate: number;
+    // A server using under half its limit says nothing about how far it could go, nor about where it would
+    // queue: a slow request, even one past the objective, is then noise (a pause, a neighbour on the
+    // machine) or a new normal, which `relearnAfter` finds; and cutting a limit nobody reaches sheds
+    // nothing. (Netflix's "app limited" rule; of the whole slots: at a limit of 2.5 the default class may
+    // hold 1, the other one stays for critical.)
+    if (inflight * 2 < this.limit) return this.limit;
     if (!queueing) {
-      // A server using under half its limit says nothing about how far it could go: no growth on that. (Of
-      // the whole slots: at a limit of 2.5 the default class may hold 1, the other one stays for critical.)
-      if (inflight * 2 < this.limit) return this.limit;
       // Room for a queue of the square root of the limit, per round trip (a limit's worth of samples): enough
       // to follow a server that can do more, not enough to outrun the cuts (one per round trip) into a queue.
       // Until the first sign of queueing, per sample: the limit finds the server's size fast.
@@ -195,14 +198,23 @@ export class Gradient2 implements CapacityEstimator {
   }
 }
 
-/** Additive increase, multiplicative decrease: one more per sample while busy, times `backoff` on a drop. */
+/**
+ * Additive increase, multiplicative decrease, as TCP's congestion control: while the server is busy the
+ * limit grows by one per round trip (a limit's worth of samples), and a drop (an error, or a request past
+ * the latency objective) multiplies it by `backoff`, or by objective ÷ latency when that is lower (a
+ * request four times over the objective says the limit was four times too high: one cut, not a dozen).
+ * It reads no baseline, so requests of very different costs behind one limit do not confuse it; it lets a
+ * queue form up to the objective, no further.
+ */
 export class Aimd implements CapacityEstimator {
   #limit: number;
   readonly #min: number;
   readonly #max: number;
   readonly #backoff: number;
+  readonly #objective: number;
 
-  constructor(options: AimdOptions = {}, prefix = '') {
+  /** `objective`: the latency past which a request counts as dropped (the shedder's `latencyObjective`). */
+  constructor(options: AimdOptions = {}, prefix = '', objective = Number.POSITIVE_INFINITY) {
     knownKeys(options, ['initialLimit', 'minLimit', 'maxLimit', 'backoff'], prefix);
     const { initial, min, max } = bounds(options, prefix);
     this.#limit = initial;
@@ -211,16 +223,21 @@ export class Aimd implements CapacityEstimator {
     this.#backoff = fraction(options.backoff, 0.9, `${prefix}backoff`);
     if (this.#backoff >= 1)
       throw invalidOption(`${prefix}backoff`, 'a number above 0 and below 1', this.#backoff);
+    this.#objective = objective;
   }
 
   get limit(): number {
     return Math.floor(this.#limit);
   }
 
-  sample(_latency: number, inflight: number, dropped: boolean, mayShrink = true): number {
+  sample(latency: number, inflight: number, dropped: boolean, mayShrink = true): number {
     if (dropped) {
-      if (mayShrink) this.#limit = Math.max(this.#min, this.#limit * this.#backoff);
-    } else if (inflight * 2 >= this.#limit) this.#limit = Math.min(this.#max, this.#limit + 1);
+      if (!mayShrink) return this.limit;
+      const over = latency > this.#objective ? this.#objective / latency : 1;
+      this.#limit = Math.max(this.#min, this.#limit * Math.min(this.#backoff, over));
+    } else if (inflight * 2 >= this.limit) {
+      this.#limit = Math.min(this.#max, this.#limit + 1 / Math.max(1, this.#limit));
+    }
     return this.limit;
   }
 }

@@ -3,7 +3,7 @@ import { invalidOption } from '../core/errors.js';
 import { deliver } from '../core/maybe.js';
 import { HttpGuard, type Verdict } from './guard.js';
 import { mergedValue, type NodeRequestLike, nodeView, settleWhenDone } from './node-common.js';
-import type { HttpLimitOptions } from './options.js';
+import { type HttpLimitOptions, shedderOf } from './options.js';
 
 export type { WithRateLimit } from './node-common.js';
 
@@ -68,10 +68,16 @@ export function floodgate(
   try {
     const { global = true, ...common } = options;
     if (typeof global !== 'boolean') throw invalidOption('global', 'a boolean', global, 'type');
-    const base = new HttpGuard<FastifyRequestLike>(common);
+    // One shedder for the whole server, however many routes have guards of their own.
+    const shedder = shedderOf(common.shed);
+    const base = new HttpGuard<FastifyRequestLike>(
+      shedder === undefined ? common : { ...common, shed: shedder },
+    );
     // Declared up front, as Fastify asks of request properties, so every request keeps one shape.
     if (fastify.hasRequestDecorator?.('rateLimit') === false) fastify.decorateRequest?.('rateLimit', null);
-    const { policies: _p, store: _s, ...shared } = common;
+    const { policies: _p, store: _s, shed: _shed, ...rest } = common;
+    const shared = shedder === undefined ? rest : { ...rest, shed: shedder };
+    const inherited = base.limiter === undefined ? shared : { ...shared, limiter: base.limiter };
     // Each route's guard is made once, when the route is declared (so a bad route setting fails at start),
     // and its hook added to that route alone: a request does not look its route's settings up.
     // One guard per route setting: the HEAD route Fastify adds for a GET route carries the GET's setting,
@@ -85,7 +91,7 @@ export function floodgate(
         const made = guards.get(limit);
         // The route's own policies make its own limiter; otherwise it shares the plugin's.
         const own = limit.policies !== undefined || limit.limiter !== undefined;
-        guard = made ?? new HttpGuard({ ...(own ? shared : { ...shared, limiter: base.limiter }), ...limit });
+        guard = made ?? new HttpGuard({ ...(own ? shared : inherited), ...limit });
         guards.set(limit, guard);
       }
       const hook = limitWith(guard);

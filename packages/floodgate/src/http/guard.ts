@@ -97,7 +97,8 @@ interface ClientAddress {
  * once, when the middleware is created (`resolveHttpOptions`).
  */
 export class HttpGuard<Req> {
-  readonly limiter: Limiter;
+  /** None when the guard only sheds. */
+  readonly limiter: Limiter | undefined;
   readonly #o: ResolvedHttpOptions<Req>;
   readonly #ips = new ResolvedCache<ClientAddress>();
   readonly #fallbackKey = byIp();
@@ -147,6 +148,8 @@ export class HttpGuard<Req> {
   /** The per-client limits: client address and lists, key, cost, the limiter, the verdict. */
   #limit(request: Req, view: RequestView): MaybePromise<Verdict> {
     const o = this.#o;
+    // Shedding alone: past the shedder, only the lists have anything to say.
+    if (o.limiter === undefined && o.allow.empty && o.deny.empty) return PASS;
     const client = this.#clientIp(view);
     // Address lists that cannot be checked would be skipped in silence.
     if (client.address === '' && view.peer === undefined && this.#o.listsAddresses) throw noClientAddress();
@@ -168,9 +171,11 @@ export class HttpGuard<Req> {
   }
 
   #consume(request: Req, key: string, cost: number | undefined): MaybePromise<Verdict> {
+    const limiter = this.limiter;
+    if (limiter === undefined) return PASS;
     return attempt(
       // Without a promise when the store answers at once (memory, or a Redis quota lease).
-      () => this.limiter.decide(key, cost === undefined ? undefined : { cost }),
+      () => limiter.decide(key, cost === undefined ? undefined : { cost }),
       (decision) => this.#verdict(request, key, cost, decision),
       (error) => this.#storeFailed(request, error),
     );
@@ -181,7 +186,7 @@ export class HttpGuard<Req> {
    * never admits) and `onError` hears of it, so an application's own bug is loud.
    */
   #invalid(request: Req, what: 'cost' | 'key', expected: string, got: unknown): Verdict {
-    this.limiter.traffic?.refused('rejected');
+    this.limiter?.traffic?.refused('rejected');
     this.#o.onError?.(
       new FloodgateError(
         'ERR_FLOODGATE_INVALID_REQUEST_VALUE',
@@ -194,7 +199,7 @@ export class HttpGuard<Req> {
 
   /** 503: the server is at capacity (the RateLimit header draft's problem type for it). */
   #shed(shedder: Shedder): Verdict {
-    this.limiter.traffic?.refused('shed');
+    this.limiter?.traffic?.refused('shed');
     const seconds = Math.max(1, Math.ceil(shedder.retryAfter / 1000));
     return {
       kind: 'respond',
@@ -229,7 +234,7 @@ export class HttpGuard<Req> {
       if (missing === 'reject') {
         const extractor = this.#o.key;
         const what = typeof extractor === 'function' ? 'rate-limit key' : extractor.describes;
-        this.limiter.traffic?.refused('rejected');
+        this.limiter?.traffic?.refused('rejected');
         return respond(problem(400, 'Bad Request', `This request carries no ${what}.`));
       }
       if (ip === '' && view.peer === undefined) throw noClientAddress();
@@ -328,7 +333,8 @@ export class HttpGuard<Req> {
           onError?.(error, request);
         } catch {}
       };
-      if (lease !== undefined) this.limiter.release(key, lease).catch(report);
+      const limiter = this.limiter!; // a decision was made, so there is a limiter
+      if (lease !== undefined) limiter.release(key, lease).catch(report);
       if (countOnly === undefined) return;
       let failed: boolean;
       try {
@@ -338,7 +344,7 @@ export class HttpGuard<Req> {
         report(error);
         failed = true; // kept counted: a broken isFailure never refunds
       }
-      if ((countOnly === 'failed') !== failed) this.limiter.refund(key, cost).catch(report);
+      if ((countOnly === 'failed') !== failed) limiter.refund(key, cost).catch(report);
     };
   }
 }

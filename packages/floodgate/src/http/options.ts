@@ -18,7 +18,10 @@ export interface DecisionEvent<Req> {
 
 /** Options shared by every framework adapter; `Req` is the framework's request (or context). */
 export interface HttpLimitOptions<Req> {
-  /** The limiter to use; or give `policies` (and optionally `store`) to have one made. */
+  /**
+   * The limiter to use; or give `policies` (and optionally `store`) to have one made. Neither, with `shed`:
+   * the middleware only sheds (no per-client limits, no store call).
+   */
   readonly limiter?: Limiter;
   readonly policies?: PolicySpec | readonly PolicySpec[];
   readonly store?: Store;
@@ -73,6 +76,19 @@ export interface HttpLimitOptions<Req> {
   readonly priority?: (request: Req) => Priority | string | Promise<Priority | string>;
 }
 
+/** Options of per-client limits: without policies or a limiter (shedding alone) they would do nothing. */
+const LIMITS_ONLY = [
+  'cost',
+  'countOnly',
+  'isFailure',
+  'headers',
+  'legacyHeaders',
+  'onLimited',
+  'onDecision',
+  'passOnStoreError',
+  'clock',
+] as const;
+
 const KNOWN: readonly (keyof HttpLimitOptions<unknown>)[] = [
   'limiter',
   'policies',
@@ -81,21 +97,13 @@ const KNOWN: readonly (keyof HttpLimitOptions<unknown>)[] = [
   'onMissingKey',
   'trustProxy',
   'ipv6Prefix',
-  'cost',
   'skip',
   'allow',
   'deny',
-  'countOnly',
-  'isFailure',
-  'headers',
-  'legacyHeaders',
-  'onLimited',
-  'onDecision',
-  'passOnStoreError',
   'onError',
-  'clock',
   'shed',
   'priority',
+  ...LIMITS_ONLY,
 ];
 
 /** Addresses and CIDR blocks, and keys, of an `allow` or `deny` list. */
@@ -108,7 +116,8 @@ export interface Lists {
 
 /** The options, checked and with their defaults, made once when the middleware is: the request path only reads them. */
 export interface ResolvedHttpOptions<Req> {
-  readonly limiter: Limiter;
+  /** None when the middleware only sheds. */
+  readonly limiter: Limiter | undefined;
   readonly key: KeyExtractor | ((request: Req) => string | undefined | Promise<string | undefined>);
   readonly onMissingKey: 'ip' | 'skip' | 'reject';
   /** The client's address from the socket's peer and X-Forwarded-For, by `trustProxy`. */
@@ -160,6 +169,63 @@ function fn(option: string, value: unknown): void {
 }
 
 /**
+ * The `shed` option as a `Shedder`: the one given, or one made of its options. Made once per middleware
+ * (or per application, by the adapters whose routes have guards of their own), so every route shares it.
+ */
+export function shedderOf(shed: Shedder | ShedderOptions | undefined): Shedder | undefined {
+  if (shed !== undefined && (typeof shed !== 'object' || shed === null)) {
+    throw invalidOption('shed', 'a Shedder or its options', shed, 'type');
+  }
+  return shed === undefined || shed instanceof Shedder ? shed : new Shedder(shed, 'shed.');
+}
+
+/** The limiter given, or made of `policies`; none when the middleware only sheds. */
+function limiterOf<Req>(options: HttpLimitOptions<Req>): Limiter | undefined {
+  if (options.limiter !== undefined) {
+    if (!(options.limiter instanceof Limiter))
+      throw invalidOption('limiter', 'a Limiter', options.limiter, 'type');
+    if (options.policies !== undefined || options.store !== undefined) {
+      throw invalidOption(
+        'policies',
+        'absent when a limiter is given (configure the limiter)',
+        options.policies,
+      );
+    }
+    return options.limiter;
+  }
+  if (options.policies === undefined) {
+    if (options.shed !== undefined && options.store === undefined) return undefined;
+    throw invalidOption(
+      'policies',
+      'given (or a limiter, or only shed), e.g. { limit: 100, window: "1m" }',
+      undefined,
+    );
+  }
+  return new Limiter({
+    policies: options.policies,
+    ...(options.store === undefined ? {} : { store: options.store }),
+    ...(options.clock === undefined ? {} : { clock: { ...systemClock, now: () => options.clock!.now() } }),
+  });
+}
+
+/**
+ * Shedding alone: refuses the options only per-client limits read, as they would be ignored in silence.
+ * `key` and `onMissingKey` stay for `allow` and `deny` lists of keys.
+ */
+function onlyShedding<Req>(options: HttpLimitOptions<Req>): void {
+  const lists = options.allow !== undefined || options.deny !== undefined;
+  for (const name of [...LIMITS_ONLY, ...(lists ? [] : (['key', 'onMissingKey'] as const))]) {
+    if (options[name] !== undefined) {
+      throw invalidOption(
+        name,
+        'absent without policies or a limiter (it belongs to per-client limits; this middleware only sheds)',
+        options[name],
+      );
+    }
+  }
+}
+
+/**
  * Checks every option, naming the bad one, and fills in the defaults: once, when the middleware is made,
  * so a misconfiguration fails at start and a request never validates anything. Keys nothing reads are
  * refused too (an adapter takes its own, such as Hono's `address`, out first).
@@ -184,28 +250,8 @@ export function resolveHttpOptions<Req>(options: HttpLimitOptions<Req>): Resolve
     );
   }
   knownKeys(options, KNOWN);
-  let limiter: Limiter;
-  if (options.limiter !== undefined) {
-    if (!(options.limiter instanceof Limiter))
-      throw invalidOption('limiter', 'a Limiter', options.limiter, 'type');
-    if (options.policies !== undefined || options.store !== undefined) {
-      throw invalidOption(
-        'policies',
-        'absent when a limiter is given (configure the limiter)',
-        options.policies,
-      );
-    }
-    limiter = options.limiter;
-  } else {
-    if (options.policies === undefined) {
-      throw invalidOption('policies', 'given (or a limiter), e.g. { limit: 100, window: "1m" }', undefined);
-    }
-    limiter = new Limiter({
-      policies: options.policies,
-      ...(options.store === undefined ? {} : { store: options.store }),
-      ...(options.clock === undefined ? {} : { clock: { ...systemClock, now: () => options.clock!.now() } }),
-    });
-  }
+  const limiter = limiterOf(options);
+  if (limiter === undefined) onlyShedding(options);
   const prefix = options.ipv6Prefix ?? 64;
   if (!Number.isInteger(prefix) || prefix < 1 || prefix > 128) {
     throw invalidOption('ipv6Prefix', 'an integer from 1 to 128', prefix);
@@ -228,7 +274,10 @@ export function resolveHttpOptions<Req>(options: HttpLimitOptions<Req>): Resolve
   if (options.countOnly !== undefined && !['failed', 'successful'].includes(options.countOnly)) {
     throw invalidOption('countOnly', 'one of "failed", "successful"', options.countOnly);
   }
-  if (options.countOnly !== undefined && limiter.policiesFor('').some((p) => p.algorithm === 'concurrency')) {
+  if (
+    options.countOnly !== undefined &&
+    limiter?.policiesFor('').some((p) => p.algorithm === 'concurrency')
+  ) {
     // Giving back a charge would also free a concurrency slot that the response's own release frees.
     throw invalidOption('countOnly', 'absent when a policy is a concurrency limit', options.countOnly);
   }
@@ -244,11 +293,7 @@ export function resolveHttpOptions<Req>(options: HttpLimitOptions<Req>): Resolve
   }
   for (const name of ['skip', 'isFailure', 'onLimited', 'onDecision', 'onError', 'priority'] as const)
     fn(name, options[name]);
-  const shed = options.shed;
-  if (shed !== undefined && (typeof shed !== 'object' || shed === null)) {
-    throw invalidOption('shed', 'a Shedder or its options', shed, 'type');
-  }
-  const shedder = shed === undefined || shed instanceof Shedder ? shed : new Shedder(shed, 'shed.');
+  const shedder = shedderOf(options.shed);
   if (options.clock !== undefined && typeof options.clock?.now !== 'function') {
     throw invalidOption('clock', 'an object with a now() method', options.clock, 'type');
   }

@@ -1,4 +1,3 @@
-import { type IntervalHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
 import {
   Aimd,
   type AimdOptions,
@@ -9,6 +8,8 @@ import {
 import { systemClock } from '../core/clock.js';
 import { parseDuration } from '../core/duration.js';
 import { invalidOption, knownKeys } from '../core/errors.js';
+import { LoopQueue } from '../core/loop-queue.js';
+import { monotonicTimers, type Timers } from '../core/timers.js';
 
 /** How much a request matters when the server is short of capacity: the lower classes are shed first. */
 export type Priority = 'critical' | 'default' | 'sheddable';
@@ -33,15 +34,19 @@ export interface ShedderOptions {
    */
   readonly shares?: { readonly default?: number; readonly sheddable?: number };
   /**
-   * Watch the event loop: while its delay (p99 over each `interval`) is above `maxDelay`, the limit is cut
-   * at every interval and may not grow; it may grow again after three intervals in a row below. `false`
-   * (default) to not watch.
+   * Admission by the event loop's queue, for work that is CPU (a synchronous handler never has two requests
+   * in flight, so the limit alone sees nothing): while requests have waited for the loop longer than
+   * `target` for `interval` without a break, those that waited past `target` are refused (sheddable ones
+   * whatever they waited; critical ones never). Default `{ target: "10ms", interval: "100ms" }` (`false`
+   * with a `clock` but no `timers`: a simulated time nothing ticks); `false` to not watch.
    */
-  readonly eventLoop?: false | { readonly maxDelay?: number | string; readonly interval?: number | string };
+  readonly eventLoop?: false | { readonly target?: number | string; readonly interval?: number | string };
   /** `Retry-After` of a shed request. Default `"1s"`. */
   readonly retryAfter?: number | string;
   /** Time source for latencies. Default `performance.now`-like system time. */
   readonly clock?: { now(): number };
+  /** Time and timers for the event loop's watch (and latencies, without `clock`). Default Node's, unref'd. */
+  readonly timers?: Timers;
 }
 
 /** Counts for metrics. */
@@ -50,6 +55,8 @@ export interface ShedderStats {
   shed: Record<Priority, number>;
   /** Requests whose class function returned something else, admitted as `default`. */
   unknownPriority: number;
+  /** Of the shed, those refused for having waited for a late event loop (`eventLoop`). */
+  waitedTooLong: number;
 }
 
 /** A request let through: release it once, when it ends (however it ends). */
@@ -58,8 +65,6 @@ export interface Permit {
   /** `ok` (default) feeds its latency to the limit; `dropped` counts as overload; `ignore` frees the slot only. */
   release(outcome?: 'ok' | 'dropped' | 'ignore'): void;
 }
-
-const RECOVERY_INTERVALS = 3;
 
 /**
  * An adaptive concurrency limit with priorities: protects the server itself when per-client limits do not
@@ -74,6 +79,7 @@ export class Shedder {
     admitted: 0,
     shed: { critical: 0, default: 0, sheddable: 0 },
     unknownPriority: 0,
+    waitedTooLong: 0,
   };
   readonly retryAfter: number;
   #inflight = 0;
@@ -81,8 +87,9 @@ export class Shedder {
   readonly #objective: number;
   readonly #shares: Record<Priority, number>;
   readonly #clock: { now(): number };
-  readonly #loop: { histogram: IntervalHistogram; timer: NodeJS.Timeout; maxDelay: number } | undefined;
-  #calmIntervals = RECOVERY_INTERVALS;
+  readonly #timers: Timers;
+  readonly #loop: LoopQueue | undefined;
+  #tick: unknown;
   /** When the limit last went down: a drop of a request admitted before then is old news. */
   #cutAt = Number.NEGATIVE_INFINITY;
 
@@ -94,12 +101,16 @@ export class Shedder {
     if (typeof options !== 'object' || options === null) {
       throw invalidOption(path === '' ? 'shedder options' : path.slice(0, -1), 'an object', options, 'type');
     }
-    knownKeys(options, ['limit', 'latencyObjective', 'shares', 'eventLoop', 'retryAfter', 'clock'], path);
-    this.#estimator = estimatorOf(options.limit ?? 'gradient2', path);
+    knownKeys(
+      options,
+      ['limit', 'latencyObjective', 'shares', 'eventLoop', 'retryAfter', 'clock', 'timers'],
+      path,
+    );
     this.#objective =
       options.latencyObjective === undefined
         ? Number.POSITIVE_INFINITY
         : parseDuration(options.latencyObjective, `${path}latencyObjective`);
+    this.#estimator = estimatorOf(options.limit ?? 'gradient2', path, this.#objective);
     const shares = options.shares ?? {};
     if (typeof shares !== 'object' || shares === null)
       throw invalidOption(`${path}shares`, 'an object', shares, 'type');
@@ -120,11 +131,25 @@ export class Shedder {
       );
     }
     this.retryAfter = parseDuration(options.retryAfter ?? 1000, `${path}retryAfter`);
-    const clock = options.clock ?? { now: () => performance.now() };
+    const timers = options.timers ?? monotonicTimers;
+    for (const method of ['now', 'setTimeout', 'clearTimeout'] as const) {
+      if (typeof timers?.[method] !== 'function')
+        throw invalidOption(
+          `${path}timers`,
+          'an object with now(), setTimeout() and clearTimeout()',
+          timers,
+          'type',
+        );
+    }
+    this.#timers = timers;
+    const clock = options.clock ?? timers;
     if (typeof clock?.now !== 'function')
       throw invalidOption(`${path}clock`, 'an object with a now() method', clock, 'type');
-    this.#clock = clock === systemClock ? { now: () => performance.now() } : clock;
-    this.#loop = this.#watchLoop(options.eventLoop ?? false, path);
+    this.#clock = clock === systemClock ? monotonicTimers : clock;
+    // A `clock` of its own without `timers` is a simulated time that no timer ticks with: no watch then, unless
+    // asked for (on Node's timers and time).
+    const watch = options.clock !== undefined && options.timers === undefined ? false : {};
+    this.#loop = this.#watchLoop(options.eventLoop ?? watch, path, options);
   }
 
   /** The current limit on requests in flight. */
@@ -136,9 +161,9 @@ export class Shedder {
     return this.#inflight;
   }
 
-  /** Whether the event loop is late now (and the limit held from growing). */
+  /** Whether requests are waiting for a late event loop now (a standing queue: see `eventLoop`). */
   get overloaded(): boolean {
-    return this.#calmIntervals < RECOVERY_INTERVALS;
+    return this.#loop?.standing(this.#timers.now()) ?? false;
   }
 
   /**
@@ -151,18 +176,26 @@ export class Shedder {
       this.stats.unknownPriority++;
       cls = 'default';
     }
+    const started = this.#clock.now();
+    const loop = this.#loop;
+    if (loop !== undefined && !loop.admit(this.#clock === this.#timers ? started : this.#timers.now(), cls)) {
+      this.stats.shed[cls]++;
+      this.stats.waitedTooLong++;
+      return undefined;
+    }
     const limit = this.limit;
     const share = this.#shares[cls];
     // A class short of the whole limit never takes its last slot: at a limit of 4 or less, its share rounded
     // up would be all of it, and a critical health check would be shed exactly when overload cut that low.
     const room = share < 1 ? Math.min(Math.ceil(limit * share), limit - 1) : limit;
-    if (this.#inflight >= room) {
+    // Nothing in flight: one request of any class is let in, as it cannot queue behind anything; else a limit
+    // cut to its floor, with its last slot kept for critical, would never see a request again to grow on.
+    if (this.#inflight >= room && this.#inflight > 0) {
       this.stats.shed[cls]++;
       return undefined;
     }
     this.#inflight++;
     this.stats.admitted++;
-    const started = this.#clock.now();
     const inflight = this.#inflight;
     let released = false;
     return {
@@ -175,9 +208,8 @@ export class Shedder {
         const now = this.#clock.now();
         const latency = now - started;
         const dropped = outcome === 'dropped' || latency > this.#objective;
-        // While the event loop is late, a good sample may not grow the limit; and one overload cuts the
-        // limit once, not once per request it slowed (those admitted before the cut say nothing new).
-        if (!dropped && this.overloaded) return;
+        // One overload cuts the limit once, not once per request it slowed (those admitted before the cut
+        // say nothing new).
         const before = this.#estimator.limit;
         if (this.#estimator.sample(latency, inflight, dropped, started >= this.#cutAt, now) < before) {
           this.#cutAt = now;
@@ -198,50 +230,59 @@ export class Shedder {
 
   /** Stops watching the event loop. */
   close(): void {
-    if (this.#loop !== undefined) {
-      clearInterval(this.#loop.timer);
-      this.#loop.histogram.disable();
-    }
+    if (this.#tick !== undefined) this.#timers.clearTimeout(this.#tick);
+    this.#tick = undefined;
   }
 
-  /** One reading of the event loop's delay (ms, p99 over the interval): cuts fast, recovers slowly. */
-  observeLoopDelay(delay: number, maxDelay: number): void {
-    if (delay > maxDelay) {
-      this.#calmIntervals = 0;
-      this.#estimator.sample(delay, this.#inflight, true);
-    } else if (this.#calmIntervals < RECOVERY_INTERVALS) {
-      this.#calmIntervals++;
-    }
-  }
-
-  #watchLoop(option: ShedderOptions['eventLoop'], path: string) {
+  #watchLoop(
+    option: ShedderOptions['eventLoop'],
+    path: string,
+    options: ShedderOptions,
+  ): LoopQueue | undefined {
     if (option === false) return undefined;
     if (typeof option !== 'object' || option === null) {
-      throw invalidOption(`${path}eventLoop`, 'false or { maxDelay, interval }', option, 'type');
+      throw invalidOption(`${path}eventLoop`, 'false or { target, interval }', option, 'type');
     }
-    knownKeys(option, ['maxDelay', 'interval'], `${path}eventLoop.`);
-    const maxDelay = parseDuration(option.maxDelay ?? 100, `${path}eventLoop.maxDelay`);
-    const interval = parseDuration(option.interval ?? 500, `${path}eventLoop.interval`);
-    const histogram = monitorEventLoopDelay({ resolution: 10 });
-    histogram.enable();
-    const timer = setInterval(() => {
-      this.observeLoopDelay(histogram.percentile(99) / 1e6, maxDelay);
-      histogram.reset();
-    }, interval);
-    timer.unref();
-    return { histogram, timer, maxDelay };
+    knownKeys(option, ['target', 'interval'], `${path}eventLoop.`);
+    const target = parseDuration(option.target ?? 10, `${path}eventLoop.target`);
+    const interval = parseDuration(option.interval ?? 100, `${path}eventLoop.interval`);
+    const loop = new LoopQueue(target, interval, this.#timers.now());
+    // Whether the loop worked through most of the last stretch, by Node's own accounting of its idle time:
+    // on a machine short of CPU, a loop woken late from idle is late for others' sake. Timers of the
+    // caller's own are a simulation whose stretches are all work.
+    const busy = options.timers === undefined ? loopWorked() : () => true;
+    const tick = () => {
+      this.#tick = this.#timers.setTimeout(tick, loop.ticked(this.#timers.now(), busy()));
+    };
+    this.#tick = this.#timers.setTimeout(tick, loop.tick);
+    return loop;
   }
 }
 
-function estimatorOf(spec: NonNullable<ShedderOptions['limit']>, path: string): CapacityEstimator {
+/** A function that says whether the event loop was at work for at least half the time since its last call. */
+function loopWorked(): () => boolean {
+  let last = performance.eventLoopUtilization();
+  return () => {
+    const now = performance.eventLoopUtilization();
+    const busy = performance.eventLoopUtilization(now, last).utilization >= 0.5;
+    last = now;
+    return busy;
+  };
+}
+
+function estimatorOf(
+  spec: NonNullable<ShedderOptions['limit']>,
+  path: string,
+  objective: number,
+): CapacityEstimator {
   const limit = `${path}limit`;
   if (spec === 'gradient2') return new Gradient2({}, `${limit}.`);
-  if (spec === 'aimd') return new Aimd({}, `${limit}.`);
+  if (spec === 'aimd') return new Aimd({}, `${limit}.`, objective);
   if (typeof spec !== 'object' || spec === null) {
     throw invalidOption(limit, '"gradient2", "aimd" or { algorithm, ... }', spec, 'type');
   }
   const { algorithm, ...rest } = spec;
   if (algorithm === 'gradient2') return new Gradient2(rest, `${limit}.`);
-  if (algorithm === 'aimd') return new Aimd(rest, `${limit}.`);
+  if (algorithm === 'aimd') return new Aimd(rest, `${limit}.`, objective);
   throw invalidOption(`${limit}.algorithm`, 'one of "gradient2", "aimd"', algorithm);
 }

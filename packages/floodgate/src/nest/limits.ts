@@ -3,7 +3,7 @@ import { invalidOption } from '../core/errors.js';
 import { andThen } from '../core/maybe.js';
 import { HttpGuard } from '../http/guard.js';
 import { byIp, type KeyExtractor } from '../http/keys.js';
-import type { HttpLimitOptions } from '../http/options.js';
+import { type HttpLimitOptions, shedderOf } from '../http/options.js';
 import { Limiter } from '../limiter/limiter.js';
 import { Shedder } from '../limiter/shedder.js';
 import { relocated } from './option-errors.js';
@@ -61,8 +61,8 @@ export interface RouteSite {
  * `FloodgateLimits`. On application shutdown it closes what the module opened.
  */
 export class FloodgateLimits {
-  /** The module's limiter (also injectable as `Limiter`). */
-  readonly limiter: Limiter;
+  /** The module's limiter (also injectable as `Limiter`); none when the module only sheds. */
+  readonly limiter: Limiter | undefined;
   /** Whether Floodgate's own `trustProxy` is set; otherwise the platform's `request.ip` is the client. */
   readonly ownTrust: boolean;
   /** Whether the guard limits every route (`APP_GUARD`), as the options say; true by default. */
@@ -92,7 +92,7 @@ export class FloodgateLimits {
     this.global = globalOption(global);
     this.scope = scopeOption(scope) ?? 'app';
     // One shedder for the whole application, however many routes have guards of their own.
-    const shedder = shed === undefined || shed instanceof Shedder ? shed : new Shedder(shed, 'shed.');
+    const shedder = shedderOf(shed);
     const common = shedder === undefined ? rest : { ...rest, shed: shedder };
     this.base = new HttpGuard(common);
     this.limiter = this.base.limiter;
@@ -143,7 +143,7 @@ export class FloodgateLimits {
     const route: LimitedRoute = { controller: site.controller, handler: site.handler, id, budget };
     const plain = controller === undefined && handler === undefined;
     if (plain && budget === '' && site.kind === 'controller')
-      return { options: { ...this.#shared, limiter: this.limiter }, route, plain };
+      return { options: { ...this.#shared, ...this.#moduleLimiter() }, route, plain };
     const {
       policies: _cp,
       limiter: _cl,
@@ -170,14 +170,17 @@ export class FloodgateLimits {
         plans.set(name, { options: { ...options, limiter: this.#limiterOf(owner, name) }, route: tier });
       }
       return {
-        options: { ...options, limiter: this.limiter },
+        options: { ...options, ...this.#moduleLimiter() },
         route,
         plain: false,
         tiers: { pick: owner.tier!, plans },
       };
     }
     return {
-      options: { ...options, limiter: owner === undefined ? this.limiter : this.#limiterOf(owner) },
+      options: {
+        ...options,
+        ...(owner === undefined ? this.#moduleLimiter() : { limiter: this.#limiterOf(owner) }),
+      },
       route,
       plain: false,
     };
@@ -200,6 +203,11 @@ export class FloodgateLimits {
    * The limiter of a `@RateLimit` that brings its own policies: one per settings object, on the module's
    * store. Classes that inherit the settings share the limiter, never the budget: their keys are apart.
    */
+  /** The module's limiter as route options: none when the module only sheds. */
+  #moduleLimiter(): { limiter?: Limiter } {
+    return this.limiter === undefined ? {} : { limiter: this.limiter };
+  }
+
   #limiterOf(owner: RouteLimitOptions, tier?: string): Limiter {
     if (owner.limiter !== undefined) return owner.limiter;
     let limiters = this.#limiters.get(owner);
@@ -212,7 +220,8 @@ export class FloodgateLimits {
       const clock = this.#clock;
       limiter = new Limiter({
         policies: tier === undefined ? owner.policies! : owner.tiers![tier]!,
-        store: this.limiter.store,
+        // The module's store; a module that only sheds has none, and the route's budget its own.
+        ...(this.limiter === undefined ? {} : { store: this.limiter.store }),
         ...(clock === undefined ? {} : { clock: { ...systemClock, now: () => clock.now() } }),
       });
       limiters.set(tier ?? '', limiter);

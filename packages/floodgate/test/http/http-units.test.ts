@@ -170,7 +170,7 @@ describe('middleware options', () => {
   const ok = { policies: { limit: 1, window: '1s' } };
   const cases: [string, unknown, RegExp][] = [
     ['options', null, /"options" must be an object/],
-    ['policies missing', {}, /"policies" must be given \(or a limiter\)/],
+    ['policies missing', {}, /"policies" must be given \(or a limiter, or only shed\)/],
     ['policies invalid', { policies: { limit: -1, window: '1s' } }, /"policies.limit"/],
     ['limiter', { limiter: {} }, /"limiter" must be a Limiter/],
     ['key', { ...ok, key: 'ip' }, /"key" must be a key extractor/],

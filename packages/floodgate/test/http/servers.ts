@@ -13,6 +13,7 @@ import { floodgate as fastifyPlugin } from '../../src/http/fastify.js';
 import { rateLimit as honoLimit, type RateLimitVariables } from '../../src/http/hono.js';
 import { rateLimit as koaLimit, type RateLimitState } from '../../src/http/koa.js';
 import { rateLimit as nodeLimit, type WithRateLimit } from '../../src/http/node.js';
+import { atGate } from '../helpers/gate.js';
 
 export interface Running {
   url: string;
@@ -22,7 +23,8 @@ export interface Running {
 /**
  * Routes: `/` answers 200, `/fail` 401; `/wait` waits for the gate (`holdRequests`) first; `/stream` sends a
  * first chunk, and the rest once the gate opens; `/decision` answers with what the handler found of the limiter's
- * decision, the framework's own way (`req.rateLimit`, `ctx.state`, `c.get`): `remaining=N`, or `none`.
+ * decision, the framework's own way (`req.rateLimit`, `ctx.state`, `c.get`): `remaining=N`, or `none`; `/cpu`
+ * does what `onCpuRequest` set, synchronously.
  */
 export type Start = (options: object, host?: string) => Promise<Running>;
 
@@ -51,23 +53,14 @@ export function serving(start: Start) {
   };
 }
 
-let gate: Promise<void> = Promise.resolve();
-
-/** Holds every `/wait` request until the returned function is called. */
-export function holdRequests(): () => void {
-  let open!: () => void;
-  gate = new Promise<void>((resolve) => {
-    open = resolve;
-  });
-  return open;
-}
+export { holdRequests } from '../helpers/gate.js';
 
 /**
  * The body of `/stream`: a first chunk at once, the rest once the gate opens (a response that has begun, and
  * whose handler has returned, but that has not ended).
  */
 function streamedBody(): Readable {
-  const held = gate;
+  const held = atGate();
   return Readable.from(
     (async function* () {
       yield 'first ';
@@ -82,9 +75,17 @@ function crashOn(path: string): void {
   if (path.startsWith('/boom')) throw new Error('boom');
 }
 
-/** `/wait` requests wait at the gate; the others go straight on. */
+let cpuWork: () => void = () => {};
+
+/** What each `/cpu` request does, synchronously, in its handler (a CPU-bound handler's work). */
+export function onCpuRequest(work: () => void): void {
+  cpuWork = work;
+}
+
+/** `/wait` requests wait at the gate; `/cpu` ones do their work; the others go straight on. */
 function until(path: string): Promise<void> | undefined {
-  return path.startsWith('/wait') ? gate : undefined;
+  if (path.startsWith('/cpu')) cpuWork();
+  return path.startsWith('/wait') ? atGate() : undefined;
 }
 
 function statusFor(path: string): number {

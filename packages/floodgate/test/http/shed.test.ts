@@ -1,11 +1,17 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { describe, it } from 'node:test';
 import { Shedder } from '../../src/limiter/shedder.js';
-import { FRAMEWORKS, holdRequests } from './servers.js';
+import { MemoryStore } from '../../src/stores/memory.js';
+import { ManualTimers } from '../helpers/manual-timers.js';
+import { FRAMEWORKS, holdRequests, onCpuRequest } from './servers.js';
 
 // Load shedding through every adapter, on real servers: requests held at a gate fill the server's
 // concurrency limit; those past it get 503 at once; every slot comes back, however its request ended.
+// Shedders that count slots exactly do not watch the event loop (a busy machine's late loop would shed
+// too); the CPU-bound test watches it on timers of its own.
 
 const TYPE = 'https://iana.org/assignments/http-problem-types#temporary-reduced-capacity';
 
@@ -15,20 +21,32 @@ async function until(check: () => boolean): Promise<void> {
   assert.ok(check(), 'the condition never held');
 }
 
+/**
+ * Ten held requests against a shedder of five slots: four go on (the fifth slot is critical's), six get 503
+ * at once; then the gate opens. Returns the ten answers.
+ */
+async function fillFive(url: string, shedder: Shedder): Promise<Response[]> {
+  const open = holdRequests();
+  try {
+    const replies = Array.from({ length: 10 }, () => fetch(`${url}/wait`));
+    await until(() => shedder.inflight === 4 && shedder.stats.shed.default === 6);
+    open();
+    const answers = await Promise.all(replies);
+    assert.deepEqual(answers.map((r) => r.status).sort(), [200, 200, 200, 200, 503, 503, 503, 503, 503, 503]);
+    return answers;
+  } finally {
+    open();
+  }
+}
+
 for (const [name, start] of Object.entries(FRAMEWORKS)) {
   describe(`load shedding through ${name}`, () => {
     it('admits up to the limit, answers the rest 503 at once, and frees every slot', async () => {
       // The default class fills 80% of the limit: 4 of 5 (the fifth stays for critical).
-      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 5 } });
+      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 5 }, eventLoop: false });
       const server = await start({ policies: { limit: 1000, window: '1m' }, shed: shedder });
-      const open = holdRequests();
       try {
-        const replies = Array.from({ length: 10 }, () => fetch(`${server.url}/wait`));
-        await until(() => shedder.inflight === 4 && shedder.stats.shed.default === 6);
-        open();
-        const answers = await Promise.all(replies);
-        const statuses = answers.map((r) => r.status).sort();
-        assert.deepEqual(statuses, [200, 200, 200, 200, 503, 503, 503, 503, 503, 503]);
+        const answers = await fillFive(server.url, shedder);
         const refused = answers.find((r) => r.status === 503)!;
         assert.equal(refused.headers.get('retry-after'), '1');
         assert.match(refused.headers.get('content-type') ?? '', /application\/problem\+json/);
@@ -38,13 +56,104 @@ for (const [name, start] of Object.entries(FRAMEWORKS)) {
         await until(() => shedder.inflight === 0);
         assert.equal(shedder.stats.admitted, 4);
       } finally {
-        open();
+        await server.close();
+      }
+    });
+
+    it('sheds with no policies and no limiter: no rate limit, no header fields, no store', async () => {
+      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 5 }, eventLoop: false });
+      const server = await start({ shed: shedder });
+      try {
+        await fillFive(server.url, shedder);
+        // Past the shedder nothing counts: far more requests than any policy would allow, none refused.
+        const passed = await Promise.all(
+          Array.from({ length: 200 }, () =>
+            fetch(`${server.url}/decision`).then(async (r) => ({
+              status: r.status,
+              fields: [...r.headers.keys()].filter((name) => name.startsWith('ratelimit')),
+              body: await r.text(),
+            })),
+          ),
+        );
+        const shed = passed.filter((r) => r.status === 503).length;
+        assert.equal(shed, shedder.stats.shed.default - 6, 'a refusal is a shed one, never a 429');
+        for (const r of passed.filter((r) => r.status !== 503)) {
+          assert.deepEqual(r, { status: 200, fields: [], body: 'none' });
+        }
+        await until(() => shedder.inflight === 0);
+      } finally {
+        await server.close();
+      }
+    });
+
+    it('sheds alone with the deny and allow lists still applied', async () => {
+      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 5 }, eventLoop: false });
+      const denied = await start({ shed: shedder, deny: ['127.0.0.0/8'] });
+      try {
+        assert.equal((await fetch(`${denied.url}/`)).status, 403);
+      } finally {
+        await denied.close();
+      }
+      const allowed = await start({ shed: shedder, allow: ['127.0.0.1'], deny: ['127.0.0.0/8'] });
+      try {
+        assert.equal((await fetch(`${allowed.url}/`)).status, 403, 'deny wins, as with limits');
+      } finally {
+        await allowed.close();
+      }
+      assert.equal(shedder.inflight, 0);
+    });
+
+    it('a CPU-bound handler: once the event loop has run late for 100 ms, requests that waited are 503, counted', async () => {
+      // Time moved by hand: each /cpu request holds the loop 5 ms; the watch's tick runs only when the test
+      // gives the loop its turn (timers.advance), as Node runs timers between batches of I/O.
+      const timers = new ManualTimers(0);
+      const shedder = new Shedder({ timers, limit: { algorithm: 'aimd', initialLimit: 1000 } });
+      onCpuRequest(() => {
+        timers.t += 5;
+      });
+      const server = await start({ shed: shedder });
+      const { port } = new URL(server.url);
+      /** `n` requests on `n` connections, written at once: the server reads them in one batch. */
+      const batch = async (n: number) => {
+        const sockets = await Promise.all(
+          Array.from({ length: n }, () => {
+            const socket = connect(Number(port), '127.0.0.1');
+            return once(socket, 'connect').then(() => socket);
+          }),
+        );
+        const replies = sockets.map((socket) => {
+          let text = '';
+          socket.on('data', (chunk) => {
+            text += chunk;
+          });
+          return once(socket, 'close').then(() => Number(text.slice(9, 12)));
+        });
+        for (const socket of sockets)
+          socket.write('GET /cpu HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+        return (await Promise.all(replies)).sort();
+      };
+      try {
+        // One long batch (150 ms) is no standing queue: the tick has not run late yet.
+        assert.deepEqual(await batch(30), Array(30).fill(200));
+        timers.advance(0); // the tick, 145 ms late
+        // The loop late since 15 ms, for 135 ms now: 10 ms of work per batch, then 503 to the rest.
+        const second = await batch(30);
+        assert.deepEqual(second, [...Array(3).fill(200), ...Array(27).fill(503)]);
+        assert.equal(shedder.stats.waitedTooLong, 27);
+        assert.equal(shedder.stats.shed.default, 27);
+        timers.advance(0); // late again, by what the batch worked
+        timers.advance(5);
+        timers.advance(5); // on time: drained
+        assert.deepEqual(await batch(5), Array(5).fill(200));
+      } finally {
+        onCpuRequest(() => {});
+        shedder.close();
         await server.close();
       }
     });
 
     it('a client that goes away still gives its slot back', async () => {
-      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 4 } });
+      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 4 }, eventLoop: false });
       const server = await start({ policies: { limit: 1000, window: '1m' }, shed: shedder });
       const open = holdRequests();
       try {
@@ -105,7 +214,7 @@ for (const [name, start] of Object.entries(FRAMEWORKS)) {
     });
 
     it('a handler that never answers holds no slot once its clients have gone', async () => {
-      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 16 } });
+      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 16 }, eventLoop: false });
       const server = await start({ policies: { limit: 1000, window: '1m' }, shed: shedder });
       const open = holdRequests(); // opened only after the test: the handlers never answer
       try {
@@ -123,7 +232,7 @@ for (const [name, start] of Object.entries(FRAMEWORKS)) {
     });
 
     it('a streamed body holds its slot until the stream ends', async () => {
-      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 4 } });
+      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 4 }, eventLoop: false });
       const server = await start({ policies: { limit: 1000, window: '1m' }, shed: shedder });
       const open = holdRequests();
       try {
@@ -149,7 +258,7 @@ for (const [name, start] of Object.entries(FRAMEWORKS)) {
     if (name !== 'node:http') {
       // (A raw node:http handler that throws leaves its response open: nothing ends it but the client.)
       it('a handler that crashes gives its slot back, and tells the shedder of trouble', async () => {
-        const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 10 } });
+        const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 10 }, eventLoop: false });
         const server = await start({ policies: { limit: 1000, window: '1m' }, shed: shedder });
         try {
           const replies = await Promise.all(Array.from({ length: 5 }, () => fetch(`${server.url}/boom`)));
@@ -166,7 +275,7 @@ for (const [name, start] of Object.entries(FRAMEWORKS)) {
     }
 
     it('sheds lower classes first, by a priority function of the request', async () => {
-      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 4 } });
+      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 4 }, eventLoop: false });
       const server = await start({
         policies: { limit: 1000, window: '1m' },
         shed: shedder,
@@ -205,6 +314,25 @@ describe('load shedding options', () => {
       start({ policies: { limit: 1, window: '1m' }, shed: { limit: 'vegas' } }),
       /"shed\.limit" must be "gradient2", "aimd"/,
     );
+    await assert.rejects(start({}), /"policies" must be given \(or a limiter, or only shed\)/);
+    await assert.rejects(
+      start({ shed: {}, store: new MemoryStore() }),
+      /"policies" must be given \(or a limiter, or only shed\)/,
+    );
+    // Options of per-client limits would do nothing with shedding alone.
+    const limitsOnly: Record<string, unknown> = {
+      cost: 2,
+      countOnly: 'failed',
+      headers: 'draft-7',
+      onLimited: (): undefined => undefined,
+      key: (): string => 'k',
+    };
+    for (const [name, value] of Object.entries(limitsOnly)) {
+      await assert.rejects(
+        start({ shed: {}, [name]: value }),
+        new RegExp(`"${name}" must be absent without policies or a limiter`),
+      );
+    }
     await assert.rejects(
       start({ policies: { limit: 1, window: '1m' }, priority: 'high' }),
       /"priority" must be a function/,

@@ -28,6 +28,7 @@ import {
   RateLimitDecision,
   SkipRateLimit,
 } from '../../src/nest/index.js';
+import { atGate } from '../helpers/gate.js';
 
 export type Platform = 'express' | 'fastify';
 export const PLATFORMS: readonly Platform[] = ['express', 'fastify'];
@@ -51,6 +52,12 @@ export const SHARED = new Limiter({
 export class RootController {
   @Get()
   root(): string {
+    return 'ok';
+  }
+
+  @Get('wait')
+  async wait(): Promise<string> {
+    await atGate();
     return 'ok';
   }
 

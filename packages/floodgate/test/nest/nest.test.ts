@@ -4,6 +4,7 @@ import type { ExecutionContext } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import { ManualClock } from '../../src/core/clock.js';
 import { Limiter } from '../../src/limiter/limiter.js';
+import { Shedder } from '../../src/limiter/shedder.js';
 import {
   byApiKey,
   byUser,
@@ -14,10 +15,17 @@ import {
   SkipRateLimit,
 } from '../../src/nest/index.js';
 import { RedisStore } from '../../src/stores/redis/index.js';
+import { holdRequests } from '../helpers/gate.js';
 import { useRedis } from '../helpers/redis.js';
 import { PLATFORMS, SHARED, startApp, statuses, times, using } from './app.js';
 
 // Real Nest applications on Express and Fastify, spoken to over HTTP.
+
+/** Resolves once `check` holds, polling each turn of the event loop (no timer, no sleep). */
+async function until(check: () => boolean): Promise<void> {
+  for (let i = 0; i < 10_000 && !check(); i++) await new Promise((r) => setImmediate(r));
+  assert.ok(check(), 'the condition never held');
+}
 
 let redis: Redis;
 useRedis((client) => {
@@ -44,6 +52,36 @@ for (const platform of PLATFORMS) {
         assert.equal(body.status, 429);
         assert.equal(body.title, 'Too Many Requests');
         assert.equal(body.policy, 'fixed-window-5-per-1m');
+      });
+    });
+
+    it('sheds with forRoot({ shed }) alone: no per-client limit, no header fields, routes with their own limits kept', async () => {
+      const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 5 }, eventLoop: false });
+      const floodgate = FloodgateModule.forRoot({ shed: shedder });
+      await using(startApp({ platform, floodgate }), async ({ url }) => {
+        const open = holdRequests();
+        try {
+          const held = times(10, () => fetch(`${url}/wait`));
+          await until(() => shedder.inflight === 4 && shedder.stats.shed.default === 6);
+          open();
+          assert.deepEqual(await statuses(held), [200, 200, 200, 200, 503, 503, 503, 503, 503, 503]);
+        } finally {
+          open();
+        }
+        await until(() => shedder.inflight === 0);
+        // One after another: the shedder's four default slots are the only limit.
+        for (let i = 0; i < 30; i++) {
+          const reply = await fetch(`${url}/decision`);
+          assert.equal(reply.status, 200);
+          assert.equal(reply.headers.get('ratelimit'), null);
+          assert.equal(await reply.text(), 'none');
+        }
+        // A controller's own policies still count (in a store of its own), behind the same shedder.
+        const logins = await statuses(
+          times(5, () => fetch(`${url}/auth/login`, { method: 'POST', headers: { 'x-password': 'wrong' } })),
+        );
+        assert.deepEqual(logins, [401, 401, 401, 429, 429]);
+        await until(() => shedder.inflight === 0);
       });
     });
 

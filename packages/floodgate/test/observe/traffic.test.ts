@@ -106,7 +106,7 @@ describe('a limiter keeps its traffic', () => {
     const res = { statusCode: 200, headersSent: false, setHeader() {}, writeHead() {}, end() {}, on() {} };
     const req = { headers: {}, socket: { remoteAddress: '127.0.0.1' }, method: 'GET', url: '/' };
     assert.equal(await limit(req as never, res as never), false);
-    const total = limit.limiter.traffic!.points(5).reduce((sum, p) => sum + p.rejected, 0);
+    const total = limit.limiter!.traffic!.points(5).reduce((sum, p) => sum + p.rejected, 0);
     assert.equal(total, 1);
   });
 });

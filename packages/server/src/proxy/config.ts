@@ -155,10 +155,7 @@ const shedSchema = z.strictObject({
   latencyObjective: duration.optional(),
   shares: z.strictObject({ default: z.number().optional(), sheddable: z.number().optional() }).optional(),
   eventLoop: z
-    .union([
-      z.literal(false),
-      z.strictObject({ maxDelay: duration.optional(), interval: duration.optional() }),
-    ])
+    .union([z.literal(false), z.strictObject({ target: duration.optional(), interval: duration.optional() })])
     .optional(),
   retryAfter: duration.optional(),
 });
@@ -288,10 +285,24 @@ function checkKey(key: RuleConfig['key'], at: string, source: string, hasJwt: bo
 }
 
 /** A rule has either one limit (`policies`, with `key`, `onMissingKey`, `cost`) or a list (`limits`). */
-function checkLimits(rule: RuleConfig, at: string, source: string, hasJwt: boolean): void {
+function checkLimits(rule: RuleConfig, at: string, source: string, config: ProxyConfig): void {
+  const hasJwt = config.jwt !== undefined;
   if (rule.limits === undefined) {
     if (rule.policies === undefined) {
-      throw usageError(`${source}: ${at}.policies: required, e.g. [{ limit: 100, window: 1m }]`);
+      if (config.shed === undefined) {
+        throw usageError(
+          `${source}: ${at}.policies: required, e.g. [{ limit: 100, window: 1m }] (only with a top-level "shed" may a rule have none: it then only sheds)`,
+        );
+      }
+      // A rule that only sheds: nothing of a per-client limit applies to it.
+      for (const field of ['key', 'onMissingKey', 'cost', 'countOnly', 'failedStatuses'] as const) {
+        if (rule[field] !== undefined) {
+          throw usageError(
+            `${source}: ${at}.${field}: applies to a rule's limits, and this rule has none (it only sheds); give it policies, or remove ${field}`,
+          );
+        }
+      }
+      return;
     }
     checkKey(rule.key, at, source, hasJwt);
     // The single limit's defaults, as a limit of a list has them.
@@ -364,7 +375,7 @@ export function validateProxyConfig(data: unknown, source = 'config'): ProxyConf
     if (names.has(rule.name))
       throw usageError(`${source}: ${at}.name: "${rule.name}" is used by an earlier rule`);
     names.add(rule.name);
-    checkLimits(rule, at, source, config.jwt !== undefined);
+    checkLimits(rule, at, source, config);
     if (rule.failedStatuses !== undefined && rule.countOnly === undefined) {
       throw usageError(
         `${source}: ${at}.failedStatuses: says which answers count for countOnly; set countOnly: failed (or successful), or remove failedStatuses`,

@@ -137,13 +137,17 @@ export function compileRules(
     const common = {
       trustProxy: config.trustProxy,
       ipv6Prefix: config.ipv6Prefix,
-      ...(rule.countOnly === undefined ? {} : { countOnly: rule.countOnly }),
-      ...(isFailure === undefined ? {} : { isFailure }),
       allow: [...config.allow, ...(rule.allow ?? [])],
       deny: [...config.deny, ...(rule.deny ?? [])],
-      headers: config.headers,
       onError: (error: unknown) => hooks.onError(error, rule.name),
       ...(shedder === undefined ? {} : { shed: shedder, priority: () => rule.priority }),
+    };
+    // What only a rule with limits takes: a rule without policies only sheds (the configuration allows it
+    // only with a shedder), with no store and no per-client fields.
+    const perClient = {
+      ...(rule.countOnly === undefined ? {} : { countOnly: rule.countOnly }),
+      ...(isFailure === undefined ? {} : { isFailure }),
+      headers: config.headers,
     };
     const group =
       rule.limits === undefined
@@ -151,18 +155,23 @@ export function compileRules(
         : new LimitGroup(
             rule.limits.map((limit) => ({ ...limit, key: keyOf(limit.key, jwt) })),
             storeFor(rule.name),
-            common,
+            { ...common, ...perClient },
           );
     const guard: HttpGuard<IncomingMessage> | LimitGroup =
       group ??
-      new HttpGuard<IncomingMessage>({
-        ...common,
-        policies: rule.policies as never,
-        store: storeFor(rule.name),
-        key: keyOf(rule.key ?? 'ip', jwt) as KeyExtractor,
-        onMissingKey: rule.onMissingKey ?? 'ip',
-        cost: rule.cost ?? 1,
-      });
+      new HttpGuard<IncomingMessage>(
+        rule.policies === undefined
+          ? common
+          : {
+              ...common,
+              ...perClient,
+              policies: rule.policies as never,
+              store: storeFor(rule.name),
+              key: keyOf(rule.key ?? 'ip', jwt) as KeyExtractor,
+              onMissingKey: rule.onMissingKey ?? 'ip',
+              cost: rule.cost ?? 1,
+            },
+      );
     return {
       name: rule.name,
       shadow: rule.shadow ?? config.shadow,
@@ -170,7 +179,9 @@ export function compileRules(
       limiters:
         guard instanceof LimitGroup
           ? guard.limiters.map(([name, limiter]) => [`${rule.name} ${name}`, limiter] as const)
-          : [[rule.name, guard.limiter]],
+          : guard.limiter === undefined
+            ? []
+            : [[rule.name, guard.limiter]],
       matches: (method, host, p) =>
         (methods === undefined || methods.includes(method)) &&
         (hosts === undefined || hosts(host)) &&

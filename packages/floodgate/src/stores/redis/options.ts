@@ -2,9 +2,9 @@ import type { OutagePolicy } from '../../core/algorithms/types.js';
 import { systemClock } from '../../core/clock.js';
 import { parseDuration } from '../../core/duration.js';
 import { invalidOption, knownKeys } from '../../core/errors.js';
+import { monotonicTimers, type Timers, timersOn } from '../../core/timers.js';
 import { redisAdapter } from './adapter.js';
 import type { RunnerOptions } from './runner.js';
-import { monotonicTimers, type Timers, timersOn } from './timers.js';
 
 /**
  * What a decision does while Redis cannot answer (error, timeout, or the circuit breaker is open):

@@ -1,11 +1,11 @@
 import { FloodgateError } from '../../core/errors.js';
+import type { Timers } from '../../core/timers.js';
 import type { RedisAdapter } from './adapter.js';
 import { Batcher } from './batcher.js';
 import { Breaker } from './breaker.js';
 import { type Answer, decodeBatch, encodeBatch, type Operation, targetsOf } from './codec.js';
 import { SCRIPT } from './script.js';
 import { hashSlot } from './slot.js';
-import type { Timers } from './timers.js';
 
 /** What a runner is built from, resolved and validated once (see `resolveRedisOptions`). */
 export interface RunnerOptions {

@@ -1,6 +1,6 @@
 /**
  * A process's own time, for what it times locally (how long a quota lease lives, how long a refusal is
- * remembered) and the timers that end those: monotonic, so a wall clock stepped back or forward (NTP, a
+ * remembered, how late the event loop runs) and the timers that end those: monotonic, so a wall clock stepped back or forward (NTP, a
  * VM resumed) cannot stretch a lease past the window Redis charged it in. Tests pass one they move by hand.
  */
 export interface Timers {
