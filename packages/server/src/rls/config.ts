@@ -16,6 +16,7 @@ export const UNITS = {
   minute: 60_000,
   hour: 3_600_000,
   day: 86_400_000,
+  week: 7 * 86_400_000,
   month: 30 * 86_400_000,
   year: 365 * 86_400_000,
 } as const;
@@ -68,7 +69,7 @@ interface RawDescriptor {
   key: string;
   value?: string | undefined;
   rate_limit?: z.infer<typeof rateLimit> | undefined;
-  descriptors?: RawDescriptor[] | undefined;
+  descriptors?: RawDescriptor[] | null | undefined;
   shadow_mode?: boolean | undefined;
   detailed_metric?: boolean | undefined;
 }
@@ -78,7 +79,7 @@ const descriptor: z.ZodType<RawDescriptor> = z.lazy(() =>
     key: z.string().min(1, 'must not be empty'),
     value: z.string().min(1, 'must not be empty').optional(),
     rate_limit: rateLimit.optional(),
-    descriptors: z.array(descriptor).optional(),
+    descriptors: z.array(descriptor).nullish(),
     shadow_mode: z.boolean().optional(),
     detailed_metric: z.boolean().optional(),
   }),
@@ -86,10 +87,14 @@ const descriptor: z.ZodType<RawDescriptor> = z.lazy(() =>
 
 const domainFile = z.strictObject({
   domain: z.string().min(1, 'must not be empty'),
-  descriptors: z.array(descriptor).optional(),
+  // `descriptors:` with nothing under it is YAML's null: a domain without limits, as upstream loads it.
+  descriptors: z.array(descriptor).nullish(),
 });
 
-/** A node's limit: the Floodgate policy it is, or none at all (`unlimited`). */
+/**
+ * A node's limit: the Floodgate policy it is, or none at all (`unlimited`). A `requestsPerUnit` of 0 refuses
+ * every request that costs anything (envoyproxy/ratelimit's way to block a descriptor), without a store.
+ */
 export type Limit =
   | { readonly unlimited: true; readonly name: string }
   | {
@@ -151,15 +156,16 @@ function limitOf(raw: RawDescriptor['rate_limit'], path: string, where: string):
     name,
     unit: u,
     requestsPerUnit: limit,
-    // Checked by the library now (a bad name fails with its path), so that requests never meet it.
+    // Checked by the library now (a bad name fails with its path), so that requests never meet it; a limit
+    // of 0 needs no policy, but its name and algorithm are checked all the same.
     algorithm: resolvePolicy(
-      { name, algorithm: raw.algorithm ?? 'fixed-window', limit, window: UNITS[u] },
+      { name, algorithm: raw.algorithm ?? 'fixed-window', limit: Math.max(1, limit), window: UNITS[u] },
       where,
     ).algorithm as Algorithm,
   };
 }
 
-function level(raws: readonly RawDescriptor[] | undefined, parent: string, where: string): Level {
+function level(raws: readonly RawDescriptor[] | null | undefined, parent: string, where: string): Level {
   const out = new Map<
     string,
     {

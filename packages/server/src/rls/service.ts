@@ -1,47 +1,33 @@
 import { type Decision, isInvalidOption, Limiter, resolvePolicy, type Store } from 'floodgate';
-import { allOf, andThen, type HeaderList, type MaybePromise, rateLimitHeaders } from 'floodgate/http';
-import { type DescriptorNode, type Level, type Limit, type RlsConfig, UNITS, type Unit } from './config.js';
+import { allOf, andThen, type MaybePromise } from 'floodgate/http';
+import {
+  answer,
+  type Code,
+  counted,
+  type DescriptorStatus,
+  type Limited,
+  type Matched,
+  OK_NO_LIMIT,
+  type Outcome,
+  type RlsResponse,
+  refusesAll,
+} from './answer.js';
+import { type DescriptorNode, type Level, type Limit, type RlsConfig, UNITS } from './config.js';
 import { counterKey, digest } from './keys.js';
+import { checkRequest, costOf, InvalidRequest, type RequestDescriptor, type RlsRequest } from './request.js';
 
 // The decision of a ShouldRateLimit call, apart from gRPC: which node of the domain's tree each descriptor
 // ends on, then every limited descriptor charged together, all or nothing.
 
-export interface Entry {
-  readonly key: string;
-  readonly value: string;
-}
-
-export interface RequestDescriptor {
-  readonly entries: readonly Entry[];
-  /** A limit the proxy sends with the descriptor, which replaces the configured one (envoyproxy/ratelimit's). */
-  readonly limit?: { readonly requests_per_unit: number; readonly unit: Unit } | undefined;
-}
-
-export interface RlsRequest {
-  readonly domain: string;
-  readonly descriptors: readonly RequestDescriptor[];
-  /** The cost; 0 means 1, as in Envoy. */
-  readonly hitsAddend: number;
-}
-
-export type Code = 'OK' | 'OVER_LIMIT';
-
-export interface DescriptorStatus {
-  readonly code: Code;
-  readonly currentLimit?: { readonly name: string; readonly requestsPerUnit: number; readonly unit: Unit };
-  readonly limitRemaining: number;
-  /** ms until the limit is whole again. */
-  readonly durationUntilReset?: number;
-}
-
-export interface RlsResponse {
-  readonly overallCode: Code;
-  readonly statuses: readonly DescriptorStatus[];
-  readonly responseHeadersToAdd: HeaderList;
-}
-
-/** A request that cannot be decided as sent: gRPC's INVALID_ARGUMENT, with this message. */
-export class InvalidRequest extends Error {}
+export {
+  BOUNDS,
+  type Entry,
+  InvalidRequest,
+  MAX_COST,
+  type RequestDescriptor,
+  type RlsRequest,
+} from './request.js';
+export type { Code, DescriptorStatus, Outcome, RlsResponse };
 
 /** The store is down and its outage policy (`onStoreError: closed`) refuses: gRPC's UNAVAILABLE. */
 export class StoreClosed extends Error {
@@ -50,47 +36,14 @@ export class StoreClosed extends Error {
   }
 }
 
-/** Bounds on what one request may carry: far past any real proxy's, short of what could hurt the server. */
-export const BOUNDS = { domain: 256, descriptors: 64, entries: 32, key: 256, value: 4096 } as const;
-
-/**
- * The largest cost charged: above every limit (a uint32), so a larger `hits_addend` is refused just the
- * same, and a safe integer, which the library requires of a cost.
- */
-export const MAX_COST = 2 ** 32;
-
 /** Limiters kept, one per distinct limit (configured, or sent with requests). */
 const MAX_LIMITERS = 10_000;
-
-/** What became of one descriptor, for metrics. */
-export interface Outcome {
-  readonly domain: string;
-  /** The node's path, or with `detailed_metric` the descriptor's own values (wildcard values digested). */
-  readonly descriptor: string;
-  /** With `detailed_metric`, the node's path: its distinct values are bounded under it. */
-  readonly detailedOf?: string;
-  readonly code: Code;
-  readonly shadow: boolean;
-}
-
-type Limited = Extract<Limit, { unlimited: false }>;
-
-interface Matched {
-  readonly node: DescriptorNode | undefined;
-  readonly limit: Limit | undefined;
-  readonly key: string;
-  readonly metric: string;
-  readonly detailedOf: string | undefined;
-}
-
-const OK_UNLIMITED: DescriptorStatus = { code: 'OK', limitRemaining: 2 ** 32 - 1 };
-const OK_NO_LIMIT: DescriptorStatus = { code: 'OK', limitRemaining: 0 };
 
 /**
  * The nodes a descriptor's entries walk through, the last the one it ends on: at each level an exact value
  * first, then a prefix, then any value (envoyproxy/ratelimit's order). Undefined when it leaves the tree.
  */
-function walk(root: Level, entries: readonly Entry[]): DescriptorNode[] | undefined {
+function walk(root: Level, entries: RequestDescriptor['entries']): DescriptorNode[] | undefined {
   let level = root;
   const chain: DescriptorNode[] = [];
   for (const { key, value } of entries) {
@@ -102,45 +55,6 @@ function walk(root: Level, entries: readonly Entry[]): DescriptorNode[] | undefi
     level = node.children;
   }
   return chain;
-}
-
-function check(request: RlsRequest): void {
-  if (request.domain === '') throw new InvalidRequest('domain must not be empty');
-  // Digested once per descriptor: unbounded, one request could cost as much hashing as it likes.
-  if (request.domain.length > BOUNDS.domain)
-    throw new InvalidRequest(`domain is longer than ${BOUNDS.domain} characters`);
-  if (!Number.isInteger(request.hitsAddend) || request.hitsAddend < 0)
-    throw new InvalidRequest(`hits_addend must be a non-negative integer; got ${request.hitsAddend}`);
-  if (request.descriptors.length === 0) throw new InvalidRequest('descriptors must not be empty');
-  if (request.descriptors.length > BOUNDS.descriptors)
-    throw new InvalidRequest(`at most ${BOUNDS.descriptors} descriptors per request`);
-  request.descriptors.forEach((d, i) => {
-    if (d.entries.length === 0) throw new InvalidRequest(`descriptors[${i}]: entries must not be empty`);
-    if (d.entries.length > BOUNDS.entries)
-      throw new InvalidRequest(`descriptors[${i}]: at most ${BOUNDS.entries} entries`);
-    d.entries.forEach((e, j) => {
-      const at = `descriptors[${i}].entries[${j}]`;
-      if (e.key === '') throw new InvalidRequest(`${at}.key must not be empty`);
-      if (e.key.length > BOUNDS.key)
-        throw new InvalidRequest(`${at}.key is longer than ${BOUNDS.key} characters`);
-      if (e.value.length > BOUNDS.value)
-        throw new InvalidRequest(`${at}.value is longer than ${BOUNDS.value} characters`);
-    });
-    const limit = d.limit;
-    if (limit !== undefined) {
-      try {
-        resolvePolicy(
-          { algorithm: 'fixed-window', limit: limit.requests_per_unit, window: UNITS[limit.unit] },
-          'limit',
-        );
-      } catch (error) {
-        if (!isInvalidOption(error)) throw error;
-        throw new InvalidRequest(
-          `descriptors[${i}].limit.requests_per_unit must be ${error.expected}; got ${error.got}`,
-        );
-      }
-    }
-  });
 }
 
 /**
@@ -170,27 +84,45 @@ export class RateLimitService {
 
   /** Decides a request; throws `InvalidRequest` for one that cannot be. `outcomes` hears of each descriptor. */
   decide(request: RlsRequest, outcomes?: (outcome: Outcome) => void): MaybePromise<RlsResponse> {
-    check(request);
+    checkRequest(request);
     const domain = this.#config.get(request.domain);
-    const matched = request.descriptors.map((d) => this.#match(request.domain, domain?.root, d));
-    const cost = request.hitsAddend === 0 ? 1 : Math.min(request.hitsAddend, MAX_COST);
+    if (domain === undefined) {
+      // A domain the configuration lacks is answered OK, as upstream answers it, limits sent with it included.
+      for (const _ of request.descriptors)
+        outcomes?.({ domain: request.domain, descriptor: 'unmatched', code: 'OK', shadow: false });
+      const statuses = request.descriptors.map(() => OK_NO_LIMIT);
+      return { overallCode: 'OK', statuses, responseHeadersToAdd: [] };
+    }
+    const matched = request.descriptors.map((d, i) =>
+      this.#match(request.domain, domain.root, d, costOf(request, d), i),
+    );
     // Enforced descriptors are decided together, all or nothing; shadow-mode ones are counted on their own,
-    // since what they would refuse must not refuse the request.
+    // since what they would refuse must not refuse the request. A limit of 0 refuses the request without
+    // asking the store: the others are only looked at, so that none is charged.
     const enforced: number[] = [];
     const shadowed: number[] = [];
     matched.forEach((m, i) => {
-      if (m.limit !== undefined && !m.limit.unlimited)
-        (m.node?.shadow === true ? shadowed : enforced).push(i);
+      if (counted(m)) (m.shadow ? shadowed : enforced).push(i);
     });
+    const blocked = matched.some((m) => !m.shadow && refusesAll(m));
+    const limited = (i: number) => matched[i] as Matched & { limit: Limited };
     const asked = (i: number) => ({
-      limiter: this.#limiter(matched[i]!.limit as Limited),
-      key: matched[i]!.key,
-      cost,
+      limiter: this.#limiter(limited(i).limit),
+      key: limited(i).key,
+      cost: limited(i).cost,
     });
     const decided = allOf<Decision[]>([
-      Limiter.consumeAll(enforced.map(asked)),
+      blocked
+        ? allOf(
+            enforced.map((i) =>
+              this.#limiter(limited(i).limit).peek(limited(i).key, { cost: limited(i).cost }),
+            ),
+          )
+        : Limiter.consumeAll(enforced.map(asked)),
       allOf(
-        shadowed.map((i) => this.#limiter(matched[i]!.limit as Limited).decide(matched[i]!.key, { cost })),
+        shadowed.map((i) =>
+          this.#limiter(limited(i).limit).decide(limited(i).key, { cost: limited(i).cost }),
+        ),
       ),
     ]);
     return andThen(decided, ([group, shadows]) => {
@@ -202,47 +134,16 @@ export class RateLimitService {
         decisions[i] = shadows![j];
       });
       if (group!.some((d) => d.reason === 'store-closed')) throw new StoreClosed();
-      const refused = group!.some((d) => !d.allowed);
-      const now = this.#now();
-      const headers: HeaderList = [];
-      let retryAfter = 0;
-      const about = (m: Matched) => ({
-        domain: request.domain,
-        descriptor: m.metric,
-        ...(m.detailedOf === undefined ? {} : { detailedOf: m.detailedOf }),
-      });
-      const statuses = matched.map((m, i): DescriptorStatus => {
-        const d = decisions[i];
-        const shadow = m.node?.shadow === true;
-        if (m.limit === undefined) {
-          outcomes?.({ ...about(m), code: 'OK', shadow });
-          return OK_NO_LIMIT;
-        }
-        if (m.limit.unlimited || d === undefined) {
-          outcomes?.({ ...about(m), code: 'OK', shadow });
-          return OK_UNLIMITED;
-        }
-        const over = !d.allowed;
-        outcomes?.({ ...about(m), code: over ? 'OVER_LIMIT' : 'OK', shadow });
-        for (const header of rateLimitHeaders(d, now, 'draft-10', false)) merge(headers, header);
-        if (over && !shadow && Number.isFinite(d.retryAfter)) retryAfter = Math.max(retryAfter, d.retryAfter);
-        return {
-          code: over && !shadow ? 'OVER_LIMIT' : 'OK',
-          currentLimit: { name: m.limit.name, requestsPerUnit: m.limit.requestsPerUnit, unit: m.limit.unit },
-          limitRemaining: d.remaining,
-          durationUntilReset: d.resetAfter,
-        };
-      });
-      if (refused) headers.push(['Retry-After', String(Math.max(1, Math.ceil(retryAfter / 1000)))]);
-      return { overallCode: refused ? 'OVER_LIMIT' : 'OK', statuses, responseHeadersToAdd: headers };
+      return answer(request.domain, matched, decisions, blocked, this.#now(), outcomes);
     });
   }
 
-  #match(domain: string, root: Level | undefined, descriptor: RequestDescriptor): Matched {
-    const chain = root === undefined ? undefined : walk(root, descriptor.entries);
+  #match(domain: string, root: Level, descriptor: RequestDescriptor, cost: number, at: number): Matched {
+    const chain = walk(root, descriptor.entries);
     const node = chain?.at(-1);
     const override = descriptor.limit;
-    const limit: Limit | undefined = override !== undefined ? this.#override(node, override) : node?.limit;
+    const limit: Limit | undefined =
+      override !== undefined ? this.#override(node, override, at) : node?.limit;
     const metric =
       node === undefined
         ? 'unmatched'
@@ -255,18 +156,44 @@ export class RateLimitService {
       limit === undefined || limit.unlimited
         ? ''
         : counterKey({ domain, entries: descriptor.entries }, limit);
-    return { node, limit, key, metric, detailedOf: node?.detailed === true ? node.path : undefined };
+    return {
+      node,
+      limit,
+      shadow: override === undefined && node?.shadow === true,
+      cost,
+      key,
+      metric,
+      detailedOf: node?.detailed === true ? node.path : undefined,
+    };
   }
 
-  #override(node: DescriptorNode | undefined, override: NonNullable<RequestDescriptor['limit']>): Limit {
+  /** A limit sent with a descriptor, over the algorithm its node has; one that cannot be is `InvalidRequest`. */
+  #override(
+    node: DescriptorNode | undefined,
+    override: NonNullable<RequestDescriptor['limit']>,
+    at: number,
+  ): Limit {
     const configured = node?.limit;
-    return {
+    const limit: Limited = {
       unlimited: false,
       name: configured?.name ?? 'override',
       unit: override.unit,
       requestsPerUnit: override.requests_per_unit,
       algorithm: configured?.unlimited === false ? configured.algorithm : 'fixed-window',
     };
+    if (limit.requestsPerUnit === 0) return limit;
+    try {
+      resolvePolicy(
+        { algorithm: limit.algorithm, limit: limit.requestsPerUnit, window: UNITS[limit.unit] },
+        'limit',
+      );
+    } catch (error) {
+      if (!isInvalidOption(error)) throw error;
+      throw new InvalidRequest(
+        `descriptors[${at}].limit.requests_per_unit must be ${error.expected} for the "${limit.algorithm}" algorithm of ${node?.path ?? 'no descriptor'}; got ${error.got}`,
+      );
+    }
+    return limit;
   }
 
   #limiter(limit: Limited): Limiter {
@@ -289,11 +216,4 @@ export class RateLimitService {
     }
     return limiter;
   }
-}
-
-/** Adds a header field, the RateLimit lists of several descriptors joined into one field each. */
-function merge(headers: HeaderList, [name, value]: [string, string]): void {
-  const at = headers.findIndex(([n]) => n === name);
-  if (at === -1) headers.push([name, value]);
-  else headers[at] = [name, `${headers[at]![1]}, ${value}`];
 }
