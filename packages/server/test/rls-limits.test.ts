@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { RedisServer } from '@floodgate/test-support';
+import { type ServiceError, status } from '@grpc/grpc-js';
 import { loadRlsConfig } from '../src/rls/config.js';
 import { ask, type Entry, headersOf, withRls } from './helpers/rls.js';
 
@@ -109,6 +111,21 @@ describe('floodgate rls: limits sent with a request', () => {
         ['OK', 'OK', 'OK'],
       );
       assert.equal(replies[2]!.statuses[0]!.current_limit, null);
+    });
+  });
+
+  it('a limit sent for a shadow-mode node is enforced, as upstream enforces it', async () => {
+    await withRls(file('edge.yaml', CONFIG), async (client) => {
+      const sent = {
+        domain: 'edge',
+        descriptors: [
+          { entries: [{ key: 'path', value: '/shadowed' }], limit: { requests_per_unit: 1, unit: 'HOUR' } },
+        ],
+      };
+      assert.equal((await ask(client, sent)).overall_code, 'OK');
+      const over = await ask(client, sent);
+      assert.equal(over.overall_code, 'OVER_LIMIT');
+      assert.equal(headersOf(over).get('Retry-After')?.length, 1);
     });
   });
 
@@ -295,5 +312,63 @@ describe('floodgate rls: configurations upstream loads', () => {
       () => loadRlsConfig(path),
       /tb\.yaml: descriptors\[0\]\.rate_limit\.requests_per_unit: must be small enough that limit × window in ms .* stays below 2\^51/,
     );
+  });
+});
+
+describe('floodgate rls: the README', () => {
+  it("the README's configuration loads and answers as its comments say", async () => {
+    const readme = readFileSync(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8');
+    const yaml = /```yaml\n(# ratelimit\.yaml[^`]*)```/.exec(readme)?.[1];
+    assert.ok(yaml !== undefined, 'the README has the ratelimit.yaml example');
+    await withRls(file('readme.yaml', yaml), async (client) => {
+      const edge = (entries: Entry[][]) => ({ ...req(entries), domain: 'edge' });
+      const login = await ask(client, edge([[['path', '/login']]]));
+      assert.deepEqual(login.statuses[0]!.current_limit, {
+        name: 'login',
+        requests_per_unit: 20,
+        unit: 'HOUR',
+      });
+      const health = await ask(client, edge([[['path', '/health']]]));
+      assert.equal(health.statuses[0]!.limit_remaining, 2 ** 32 - 1);
+      for (let i = 0; i < 10; i++) await ask(client, edge([[['path', '/beta']]]));
+      const beta = await ask(client, edge([[['path', '/beta']]]));
+      assert.deepEqual([beta.overall_code, beta.response_headers_to_add], ['OK', []]);
+      const nested = await ask(
+        client,
+        edge([
+          [
+            ['database', 'users'],
+            ['client', 'c1'],
+          ],
+        ]),
+      );
+      assert.equal(nested.statuses[0]!.current_limit!.requests_per_unit, 500);
+      const address = await ask(client, edge([[['remote_address', '10.9.0.1']]]));
+      assert.equal(address.statuses[0]!.limit_remaining, 59);
+    });
+  });
+});
+
+describe('floodgate rls: a sent limit its node cannot count', () => {
+  it('is INVALID_ARGUMENT naming the field and the algorithm, and the server keeps serving', async () => {
+    const path = file(
+      'tb-node.yaml',
+      'domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unit: second, requests_per_unit: 5, algorithm: token-bucket }\n',
+    );
+    await withRls(path, async (client) => {
+      const sent = {
+        domain: 'd',
+        descriptors: [
+          { entries: [{ key: 'k', value: 'v' }], limit: { requests_per_unit: 4_000_000_000, unit: 'YEAR' } },
+        ],
+      };
+      await assert.rejects(ask(client, sent), (error: ServiceError) => {
+        assert.equal(error.code, status.INVALID_ARGUMENT);
+        assert.match(error.details, /descriptors\[0\]\.limit\.requests_per_unit must be .* "token-bucket"/);
+        return true;
+      });
+      const fine = { domain: 'd', descriptors: [{ entries: [{ key: 'k', value: 'v' }] }] };
+      assert.equal((await ask(client, fine)).overall_code, 'OK');
+    });
   });
 });
