@@ -7,6 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { RedisServer } from '@floodgate/test-support';
 import { type ServiceError, status } from '@grpc/grpc-js';
 import { loadRlsConfig } from '../src/rls/config.js';
+import { fromWire, type WireRequest } from '../src/rls/protocol.js';
+import { InvalidRequest, MAX_COST } from '../src/rls/request.js';
 import { ask, type Entry, headersOf, withRls } from './helpers/rls.js';
 
 // What Envoy users' configurations and requests carry, answered as envoyproxy/ratelimit answers them:
@@ -262,6 +264,18 @@ for (const [kind, store] of stores) {
       );
     });
 
+    it('150 parallel calls of hits_addend 1,000,000 against 100,000,000 a day: exactly 100 admitted', async () => {
+      await withRls(
+        file(`par-${kind}.yaml`, UPSTREAM_ONLY),
+        async (client) => {
+          const call = { ...req([[['daily', `par-${kind}`]]]), hits_addend: 1_000_000 };
+          const replies = await Promise.all(Array.from({ length: 150 }, () => ask(client, call)));
+          assert.equal(replies.filter((r) => r.overall_code === 'OK').length, 100);
+        },
+        store(),
+      );
+    });
+
     it('unit: week, reported as WEEK', async () => {
       await withRls(
         file(`week-${kind}.yaml`, UPSTREAM_ONLY),
@@ -369,6 +383,54 @@ describe('floodgate rls: a sent limit its node cannot count', () => {
       });
       const fine = { domain: 'd', descriptors: [{ entries: [{ key: 'k', value: 'v' }] }] };
       assert.equal((await ask(client, fine)).overall_code, 'OK');
+    });
+  });
+});
+
+describe('floodgate rls: per-descriptor hits_addend values', () => {
+  const wire = (value: unknown) =>
+    fromWire({
+      domain: 'd',
+      descriptors: [{ entries: [{ key: 'k', value: 'v' }], hits_addend: { value } }],
+    } as unknown as WireRequest).descriptors[0]!.hitsAddend;
+
+  it('reads a uint64 as loaded, as a string, a bigint; one past 2^32 is over every limit', () => {
+    assert.equal(wire(0), 0);
+    assert.equal(wire(7), 7);
+    assert.equal(wire('18446744073709551615'), MAX_COST);
+    assert.equal(wire(2n ** 64n - 1n), MAX_COST);
+    const unset = fromWire({ domain: 'd', descriptors: [{ entries: [], hits_addend: null }] });
+    assert.equal(unset.descriptors[0]!.hitsAddend, undefined);
+  });
+
+  it('refuses one that is not a whole number, naming the descriptor', () => {
+    for (const bad of ['-1', '1.5', 'x']) {
+      assert.throws(
+        () => wire(bad),
+        (error: Error) => {
+          assert.ok(error instanceof InvalidRequest);
+          assert.match(error.message, /^descriptors\[0\]\.hits_addend must be a non-negative integer/);
+          return true;
+        },
+      );
+    }
+  });
+
+  it('uint64 max on the wire is over the limit, never an error', async () => {
+    await withRls(file('edge.yaml', CONFIG), async (client) => {
+      const reply = await ask(client, {
+        domain: 'edge',
+        descriptors: [
+          { entries: [{ key: 'tokens', value: 'max' }], hits_addend: { value: '18446744073709551615' } },
+        ],
+      });
+      assert.equal(reply.overall_code, 'OVER_LIMIT');
+      assert.equal(headersOf(reply).get('Retry-After'), undefined);
+      const next = await ask(client, {
+        domain: 'edge',
+        descriptors: [{ entries: [{ key: 'tokens', value: 'max' }] }],
+      });
+      assert.equal(next.statuses[0]!.limit_remaining, 9);
     });
   });
 });
