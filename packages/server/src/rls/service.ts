@@ -105,25 +105,15 @@ export class RateLimitService {
       if (counted(m)) (m.shadow ? shadowed : enforced).push(i);
     });
     const blocked = matched.some((m) => !m.shadow && refusesAll(m));
-    const limited = (i: number) => matched[i] as Matched & { limit: Limited };
-    const asked = (i: number) => ({
-      limiter: this.#limiter(limited(i).limit),
-      key: limited(i).key,
-      cost: limited(i).cost,
-    });
+    const asked = (i: number) => {
+      const m = matched[i] as Matched & { limit: Limited };
+      return { limiter: this.#limiter(m.limit), key: m.key, cost: m.cost };
+    };
     const decided = allOf<Decision[]>([
       blocked
-        ? allOf(
-            enforced.map((i) =>
-              this.#limiter(limited(i).limit).peek(limited(i).key, { cost: limited(i).cost }),
-            ),
-          )
+        ? allOf(enforced.map(asked).map((a) => a.limiter.peek(a.key, { cost: a.cost })))
         : Limiter.consumeAll(enforced.map(asked)),
-      allOf(
-        shadowed.map((i) =>
-          this.#limiter(limited(i).limit).decide(limited(i).key, { cost: limited(i).cost }),
-        ),
-      ),
+      allOf(shadowed.map(asked).map((a) => a.limiter.decide(a.key, { cost: a.cost }))),
     ]);
     return andThen(decided, ([group, shadows]) => {
       const decisions: (Decision | undefined)[] = new Array(matched.length);
