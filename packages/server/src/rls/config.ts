@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { CliError, usageError } from '../shared/errors.js';
 import { issueText, pathOf } from '../shared/schema.js';
 import { readSettingsFile } from '../shared/yaml.js';
+import { isWildcard, type Wildcard, wildcardOf } from './wildcard.js';
 
 // envoyproxy/ratelimit's configuration format, so that a file written for it works here unchanged: one
 // domain per file, a tree of descriptors, a rate limit per node. Fields it does not know are refused.
@@ -117,12 +118,15 @@ export interface DescriptorNode {
   readonly children: Level;
 }
 
-/** One level of the tree: by key, then by exact value, by value prefix (`value: "abc*"`), or any value. */
+/**
+ * One level of the tree: by key, then by exact value, by a value with `*`s (`"abc*"`, `"bar*b"`: the first
+ * in the file's order that matches, as upstream), or any value.
+ */
 export type Level = ReadonlyMap<
   string,
   {
     readonly exact: ReadonlyMap<string, DescriptorNode>;
-    readonly prefixes: readonly { readonly prefix: string; readonly node: DescriptorNode }[];
+    readonly wildcards: readonly { readonly parts: Wildcard; readonly node: DescriptorNode }[];
     readonly any: DescriptorNode | undefined;
   }
 >;
@@ -170,7 +174,7 @@ function level(raws: readonly RawDescriptor[] | null | undefined, parent: string
     string,
     {
       exact: Map<string, DescriptorNode>;
-      prefixes: { prefix: string; node: DescriptorNode }[];
+      wildcards: { parts: Wildcard; node: DescriptorNode }[];
       any?: DescriptorNode;
     }
   >();
@@ -183,20 +187,20 @@ function level(raws: readonly RawDescriptor[] | null | undefined, parent: string
       limit: limitOf(raw.rate_limit, path, `${at}.rate_limit`),
       shadow: raw.shadow_mode ?? false,
       detailed: raw.detailed_metric ?? false,
-      literal: raw.value !== undefined && !raw.value.endsWith('*'),
+      literal: raw.value !== undefined && !isWildcard(raw.value),
       children: level(raw.descriptors, path, `${at}.descriptors`),
     };
     let slot = out.get(raw.key);
     if (slot === undefined) {
-      slot = { exact: new Map(), prefixes: [] };
+      slot = { exact: new Map(), wildcards: [] };
       out.set(raw.key, slot);
     }
     const duplicate = () => usageError(`${where}: a second descriptor "${own}" at the same level (${at})`);
     if (raw.value === undefined) {
       if (slot.any !== undefined) throw duplicate();
       slot.any = node;
-    } else if (raw.value.endsWith('*')) {
-      slot.prefixes.push({ prefix: raw.value.slice(0, -1), node });
+    } else if (isWildcard(raw.value)) {
+      slot.wildcards.push({ parts: wildcardOf(raw.value), node });
     } else {
       if (slot.exact.has(raw.value)) throw duplicate();
       slot.exact.set(raw.value, node);

@@ -15,6 +15,7 @@ import {
 import { type DescriptorNode, type Level, type Limit, type RlsConfig, UNITS } from './config.js';
 import { counterKey, digest } from './keys.js';
 import { checkRequest, costOf, InvalidRequest, type RequestDescriptor, type RlsRequest } from './request.js';
+import { matchesWildcard } from './wildcard.js';
 
 // The decision of a ShouldRateLimit call, apart from gRPC: which node of the domain's tree each descriptor
 // ends on, then every limited descriptor charged together, all or nothing.
@@ -41,7 +42,7 @@ const MAX_LIMITERS = 10_000;
 
 /**
  * The nodes a descriptor's entries walk through, the last the one it ends on: at each level an exact value
- * first, then a prefix, then any value (envoyproxy/ratelimit's order). Undefined when it leaves the tree.
+ * first, then a value with `*`s, then any value (envoyproxy/ratelimit's order). Undefined when it leaves the tree.
  */
 function walk(root: Level, entries: RequestDescriptor['entries']): DescriptorNode[] | undefined {
   let level = root;
@@ -49,7 +50,9 @@ function walk(root: Level, entries: RequestDescriptor['entries']): DescriptorNod
   for (const { key, value } of entries) {
     const slot = level.get(key);
     const node =
-      slot?.exact.get(value) ?? slot?.prefixes.find((p) => value.startsWith(p.prefix))?.node ?? slot?.any;
+      slot?.exact.get(value) ??
+      slot?.wildcards.find((w) => matchesWildcard(w.parts, value))?.node ??
+      slot?.any;
     if (node === undefined) return undefined;
     chain.push(node);
     level = node.children;
