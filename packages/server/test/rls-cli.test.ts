@@ -105,6 +105,9 @@ describe('floodgate rls (the command)', () => {
       const busy = floodgate('--config', good, '--port', String(port), '--admin-port', '0');
       assert.equal(busy.status, 1, busy.stderr);
       assert.match(busy.stderr, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}: the port is in use`));
+      // floodgate's message, and nothing of grpc-js's before it.
+      assert.match(busy.stderr, /^floodgate: /, busy.stderr);
+      assert.doesNotMatch(busy.stderr, /No address added/);
       const admin = floodgate('--config', good, '--port', '0', '--admin-port', String(port));
       assert.equal(admin.status, 1);
       assert.match(admin.stderr, /already in use; choose another with --admin-port/);

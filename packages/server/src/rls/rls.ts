@@ -12,6 +12,7 @@ import { connectRedis, type OutagePolicy, sharedStore } from '../shared/redis.js
 import { registerStoreMetrics } from '../shared/store-metrics.js';
 import { watchConfig } from '../shared/watch.js';
 import { loadRlsConfig, type RlsConfig } from './config.js';
+import { routeGrpcLog } from './grpc-log.js';
 import { createRlsMetrics, type RlsMetrics } from './metrics.js';
 import { fromWire, rateLimitService, toWire, type WireRequest } from './protocol.js';
 import { InvalidRequest, RateLimitService, StoreClosed } from './service.js';
@@ -52,6 +53,7 @@ export async function startRls(
   options: RlsOptions = {},
 ): Promise<RunningRls> {
   const log = options.log ?? pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime });
+  routeGrpcLog(log);
   const config = loadRlsConfig(path);
   const metrics = createRlsMetrics();
   let redis: Redis | Cluster | undefined;
