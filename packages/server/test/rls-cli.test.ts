@@ -6,6 +6,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { RedisServer } from '@floodgate/test-support';
 import { type Client, credentials, type ServiceError } from '@grpc/grpc-js';
 import { rateLimitService } from '../src/rls/protocol.js';
@@ -165,5 +166,27 @@ describe('floodgate rls --on-store-error', () => {
       await rls.stop();
       await redis.stop();
     }
+  });
+});
+
+describe('floodgate rls --check', () => {
+  it('validates a file or a folder and exits 0 saying what it holds; an invalid one exits 1 naming the file and field', () => {
+    const peer = fileURLToPath(new URL('./peer/envoyproxy-ratelimit/', import.meta.url));
+    const good = floodgate('--check', join(peer, 'config/basic_config.yaml'));
+    assert.equal(good.status, 0, good.stderr);
+    assert.match(good.stdout, /basic_config\.yaml: valid: test-domain \(12 descriptors\)/);
+    const folder = floodgate('--check', join(peer, 'integration'));
+    assert.equal(folder.status, 0, folder.stderr);
+    assert.match(folder.stdout, /valid: another \(\d+ descriptors\), basic \(\d+ descriptors\)/);
+    const bad = floodgate('--check', join(peer, 'config/bad_limit_unit.yaml'));
+    assert.equal(bad.status, 1);
+    assert.match(
+      bad.stderr,
+      /^floodgate: .*bad_limit_unit\.yaml: descriptors\[0\]\.rate_limit\.unit: must be one of/,
+    );
+    assert.equal(bad.stdout, '');
+    const missing = floodgate('--check', join(dir, 'none.yaml'));
+    assert.equal(missing.status, 1);
+    assert.match(missing.stderr, /cannot read .*none\.yaml/);
   });
 });

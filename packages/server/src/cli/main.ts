@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { isInvalidOption } from 'floodgate';
 import { startProxy } from '../proxy/proxy.js';
+import { checkRlsConfig } from '../rls/check.js';
 import { startRls } from '../rls/rls.js';
 import { resolveConfig } from '../serve/config.js';
 import { serve } from '../serve/serve.js';
@@ -146,7 +147,15 @@ function program(): Command {
     )
     .option('--admin-port <n>', 'port of GET /metrics and /health (default 9465)')
     .option('--no-admin', 'no admin listener')
-    .action(async (flags: RlsFlags) => {
+    .option(
+      '--check <path>',
+      'validate a configuration file or folder, print what it holds and exit (1 if invalid)',
+    )
+    .action(async (flags: RlsFlags & { check?: string }) => {
+      if (flags.check !== undefined) {
+        process.stdout.write(`${checkRlsConfig(flags.check)}\n`);
+        return;
+      }
       const { path, settings } = rlsSettingsFromFlags(flags);
       const running = await startRls(path, settings);
       await untilSignalled(running.stop, () => void running.reload());

@@ -13,6 +13,7 @@ import { registerStoreMetrics } from '../shared/store-metrics.js';
 import { watchConfig } from '../shared/watch.js';
 import { loadRlsConfig, type RlsConfig } from './config.js';
 import { routeGrpcLog } from './grpc-log.js';
+import { serveHealth } from './health.js';
 import { createRlsMetrics, type RlsMetrics } from './metrics.js';
 import { fromWire, rateLimitService, toWire, type WireRequest } from './protocol.js';
 import { InvalidRequest, RateLimitService, StoreClosed } from './service.js';
@@ -56,6 +57,8 @@ export async function startRls(
   routeGrpcLog(log);
   const config = loadRlsConfig(path);
   const metrics = createRlsMetrics();
+  const server = new Server();
+  const health = serveHealth(server);
   let redis: Redis | Cluster | undefined;
   let store: Store;
   if (settings.store === 'memory') store = new MemoryStore();
@@ -64,6 +67,8 @@ export async function startRls(
     const shared = sharedStore(redis, log, metrics.storeErrors, {
       leases: settings.leases ?? false,
       ...(settings.onStoreError === undefined ? {} : { onStoreError: settings.onStoreError }),
+      // Only `closed` leaves calls unanswered while the store is down.
+      ...(settings.onStoreError === 'closed' ? { onAvailability: (up: boolean) => health.set(up) } : {}),
     });
     registerStoreMetrics(metrics.registry, shared.stats);
     store = shared;
@@ -106,7 +111,6 @@ export async function startRls(
     );
   };
 
-  const server = new Server();
   server.addService(rateLimitService().service, { shouldRateLimit });
   let admin: { server: HttpServer; url: string } | undefined;
   let address: string;
@@ -169,6 +173,7 @@ export async function startRls(
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
+      health.stop();
       watcher?.close();
       await Promise.all([
         new Promise<void>((resolve) => {
