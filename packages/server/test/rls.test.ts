@@ -355,10 +355,20 @@ describe('floodgate rls configuration', () => {
       bad('domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unit: second }\n'),
       /rate_limit\.requests_per_unit: is required/,
     );
-    assert.throws(
-      bad('domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unit: second, requests_per_unit: -1 }\n'),
-      /descriptors\[0\]\.rate_limit\.requests_per_unit: .*>=0/,
-    );
+    for (const [value, got] of [
+      ['-1', '-1'],
+      ['1.5', '1.5'],
+      ['"10"', '"10"'],
+      ['4294967296', '4294967296'],
+    ])
+      assert.throws(
+        bad(
+          `domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unit: second, requests_per_unit: ${value} }\n`,
+        ),
+        new RegExp(
+          `descriptors\\[0\\]\\.rate_limit\\.requests_per_unit: must be an integer from 0 to 4294967295; got ${got.replace('.', '\\.')}$`,
+        ),
+      );
     assert.throws(bad('domain: d\ndescriptors:\n  - key: ""\n'), /descriptors\[0\]\.key: must not be empty/);
     assert.throws(
       bad('domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unlimited: true, unit: second }\n'),

@@ -32,6 +32,10 @@ const unit = z
     }),
   );
 
+/** requests_per_unit's complaint, in the project's words: what it must be, then what it was. */
+const uint32 = (issue: { input?: unknown }) =>
+  `must be an integer from 0 to ${2 ** 32 - 1}; got ${JSON.stringify(issue.input)}`;
+
 const ALGORITHMS = [
   'fixed-window',
   'sliding-window-counter',
@@ -45,10 +49,10 @@ const rateLimit = z
   .strictObject({
     unit: unit.optional(),
     requests_per_unit: z
-      .number()
-      .int()
-      .min(0)
-      .max(2 ** 32 - 1)
+      .number({ error: uint32 })
+      .int({ error: uint32 })
+      .min(0, { error: uint32 })
+      .max(2 ** 32 - 1, { error: uint32 })
       .optional(),
     unlimited: z.boolean().optional(),
     name: z.string().min(1).optional(),
@@ -213,7 +217,9 @@ function level(raws: readonly RawDescriptor[] | null | undefined, parent: string
 export function parseDomain(data: unknown, file: string): RlsDomain {
   const parsed = domainFile.safeParse(data);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
+    // An unknown field first: a misspelt or non-string key (`0.25: test-domain`) also leaves a required one missing.
+    const issues = parsed.error.issues;
+    const issue = issues.find((i) => i.code === 'unrecognized_keys') ?? issues[0]!;
     throw usageError(`${file}: ${pathOf(issue.path)}: ${issueText(issue)}`);
   }
   try {
