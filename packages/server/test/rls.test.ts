@@ -360,7 +360,7 @@ describe('floodgate rls configuration', () => {
       ['1.5', '1.5'],
       ['"10"', '"10"'],
       ['4294967296', '4294967296'],
-    ])
+    ] as const)
       assert.throws(
         bad(
           `domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unit: second, requests_per_unit: ${value} }\n`,

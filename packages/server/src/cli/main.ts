@@ -148,6 +148,10 @@ function program(): Command {
     .option('--admin-port <n>', 'port of GET /metrics and /health (default 9465)')
     .option('--no-admin', 'no admin listener')
     .option(
+      '--shadow',
+      'every descriptor in shadow mode: counted, never refused (also SHADOW_MODE=true, as envoyproxy/ratelimit)',
+    )
+    .option(
       '--check <path>',
       'validate a configuration file or folder, print what it holds and exit (1 if invalid)',
     )

@@ -29,6 +29,8 @@ export interface Outcome {
   readonly detailedOf?: string;
   readonly code: Code;
   readonly shadow: boolean;
+  /** For a descriptor with a limit: its cost, the limit, and how much of it is used after this call. */
+  readonly hits?: { readonly cost: number; readonly limit: number; readonly used: number };
 }
 
 export type Limited = Extract<Limit, { unlimited: false }>;
@@ -84,7 +86,12 @@ export function answer(
       return m.limit === undefined ? OK_NO_LIMIT : OK_UNLIMITED;
     }
     const over = d === undefined ? refusesAll(m) : !d.allowed;
-    outcomes?.({ ...about, code: over ? 'OVER_LIMIT' : 'OK' });
+    const limit = m.limit.requestsPerUnit;
+    outcomes?.({
+      ...about,
+      code: over ? 'OVER_LIMIT' : 'OK',
+      hits: { cost: m.cost, limit, used: d === undefined ? 0 : limit - d.remaining },
+    });
     if (over && !m.shadow) {
       refused = true;
       wait = Math.max(wait, d === undefined ? Number.POSITIVE_INFINITY : d.retryAfter);

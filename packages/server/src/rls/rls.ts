@@ -28,6 +28,8 @@ export interface RlsSettings {
   readonly leases?: boolean;
   /** The Redis store's outage policy (`fallback` by default); only with a Redis store. */
   readonly onStoreError?: OutagePolicy;
+  /** Every descriptor in shadow mode (envoyproxy/ratelimit's SHADOW_MODE): counted, never refusing. */
+  readonly shadow?: boolean;
 }
 
 export interface RunningRls {
@@ -57,6 +59,7 @@ export async function startRls(
   routeGrpcLog(log);
   const config = loadRlsConfig(path);
   const metrics = createRlsMetrics();
+  metrics.configLoads.success.inc();
   const server = new Server();
   const health = serveHealth(server);
   let redis: Redis | Cluster | undefined;
@@ -73,7 +76,7 @@ export async function startRls(
     registerStoreMetrics(metrics.registry, shared.stats);
     store = shared;
   }
-  const service = new RateLimitService(config, store);
+  const service = new RateLimitService(config, store, Date.now, { shadow: settings.shadow ?? false });
 
   const shouldRateLimit = (call: ServerUnaryCall<WireRequest, object>, callback: sendUnaryData<object>) => {
     const invalid = (error: unknown) => {
@@ -146,6 +149,7 @@ export async function startRls(
       next = loadRlsConfig(path);
     } catch (error) {
       metrics.reloads.inc({ result: 'rejected' });
+      metrics.configLoads.error.inc();
       log.error(
         { path, reason: (error as Error).message },
         'configuration rejected; still serving the previous one',
@@ -154,6 +158,7 @@ export async function startRls(
     }
     service.swap(next);
     metrics.reloads.inc({ result: 'applied' });
+    metrics.configLoads.success.inc();
     log.info({ path, domains: [...next.keys()] }, 'configuration reloaded');
     return true;
   };
@@ -165,6 +170,7 @@ export async function startRls(
       url: `grpc://${address}`,
       admin: admin?.url,
       store: redis === undefined ? 'memory' : 'redis',
+      ...(settings.shadow === true ? { shadow: true } : {}),
       domains: [...config.keys()],
     },
     `rate-limit service (Envoy RLS v3) on ${address}`,

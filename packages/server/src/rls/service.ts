@@ -70,10 +70,19 @@ export class RateLimitService {
   readonly #limiters = new Map<string, Limiter>();
   readonly #now: () => number;
 
-  constructor(config: RlsConfig, store: Store, now: () => number = Date.now) {
+  /** Every descriptor in shadow mode, sent limits included (upstream's SHADOW_MODE): counted, never refusing. */
+  readonly #shadow: boolean;
+
+  constructor(
+    config: RlsConfig,
+    store: Store,
+    now: () => number = Date.now,
+    { shadow = false }: { readonly shadow?: boolean } = {},
+  ) {
     this.#config = config;
     this.#store = store;
     this.#now = now;
+    this.#shadow = shadow;
   }
 
   get config(): RlsConfig {
@@ -152,7 +161,7 @@ export class RateLimitService {
     return {
       node,
       limit,
-      shadow: override === undefined && node?.shadow === true,
+      shadow: this.#shadow || (override === undefined && node?.shadow === true),
       cost,
       key,
       metric,
