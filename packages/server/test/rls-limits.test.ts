@@ -65,6 +65,9 @@ describe('floodgate rls: Retry-After and shadow mode', () => {
   it('one Retry-After, the longest wait of the refusing descriptors, as whole seconds', async () => {
     await withRls(file('edge.yaml', CONFIG), async (client) => {
       const both = req([[['remote_address', '10.1.0.1']], [['path', '/login']]]);
+      // Windows are aligned to the unit: the hour's wait is what is left of this hour.
+      const hourLeft = () => Math.ceil((3_600_000 - (Date.now() % 3_600_000)) / 1000);
+      const before = hourLeft();
       assert.equal((await ask(client, both)).overall_code, 'OK');
       const refused = await ask(client, both);
       assert.equal(refused.overall_code, 'OVER_LIMIT');
@@ -73,7 +76,8 @@ describe('floodgate rls: Retry-After and shadow mode', () => {
       assert.match(retry[0]!, /^\d+$/);
       // The hour's wait, not the minute's: retrying after the minute would be refused again.
       const seconds = Number(retry[0]);
-      assert.ok(seconds > 3500 && seconds <= 3600, `${seconds}`);
+      const later = hourLeft();
+      assert.ok(seconds <= before && seconds >= later, `${seconds} between ${later} and ${before}`);
       // One refusing descriptor: its own wait.
       const alone = await ask(client, req([[['remote_address', '10.1.0.1']]]));
       const wait = Number(headersOf(alone).get('Retry-After')![0]);
@@ -281,13 +285,19 @@ for (const [kind, store] of stores) {
         file(`week-${kind}.yaml`, UPSTREAM_ONLY),
         async (client) => {
           const weekly = req([[['weekly', kind]]]);
+          const WEEK = 7 * 86_400_000;
+          const weekLeft = () => Math.floor((WEEK - (Date.now() % WEEK)) / 1000);
+          const before = weekLeft();
           const first = await ask(client, weekly);
+          const later = weekLeft();
           assert.deepEqual(first.statuses[0]!.current_limit, {
             name: 'weekly',
             requests_per_unit: 2,
             unit: 'WEEK',
           });
-          assert.equal(first.statuses[0]!.duration_until_reset!.seconds, 7 * 86_400);
+          // What is left of the week (aligned to the epoch's, as upstream divides time).
+          const left = first.statuses[0]!.duration_until_reset!.seconds;
+          assert.ok(left <= before && left >= later, `${left} between ${later} and ${before}`);
           await ask(client, weekly);
           const over = await ask(client, weekly);
           assert.equal(over.overall_code, 'OVER_LIMIT');

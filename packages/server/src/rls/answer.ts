@@ -1,5 +1,6 @@
 import type { Decision } from 'floodgate';
 import { type HeaderList, rateLimitHeaders } from 'floodgate/http';
+import type { AlignedWindow } from './aligned.js';
 import { type DescriptorNode, type Limit, UNITS, type Unit } from './config.js';
 
 // The answer to a ShouldRateLimit call, from what each descriptor matched and what its limit decided.
@@ -44,6 +45,8 @@ export interface Matched {
   readonly key: string;
   readonly metric: string;
   readonly detailedOf: string | undefined;
+  /** A fixed window's, aligned to its unit's boundaries. */
+  readonly aligned?: AlignedWindow | undefined;
 }
 
 /** A limit that takes the store: one of 0 refuses without it. */
@@ -103,7 +106,7 @@ export function answer(
       code: over && !m.shadow ? 'OVER_LIMIT' : 'OK',
       currentLimit: { name: m.limit.name, requestsPerUnit: m.limit.requestsPerUnit, unit: m.limit.unit },
       limitRemaining: d === undefined ? 0 : d.remaining,
-      durationUntilReset: d === undefined ? UNITS[m.limit.unit] : d.resetAfter,
+      durationUntilReset: d === undefined ? (m.aligned?.until ?? UNITS[m.limit.unit]) : d.resetAfter,
     };
   });
   if (refused && Number.isFinite(wait))

@@ -1,5 +1,6 @@
 import { type Decision, isInvalidOption, Limiter, resolvePolicy, type Store } from 'floodgate';
 import { allOf, andThen, type MaybePromise } from 'floodgate/http';
+import { alignDecision, alignedWindow } from './aligned.js';
 import {
   answer,
   type Code,
@@ -105,8 +106,9 @@ export class RateLimitService {
       const statuses = request.descriptors.map(() => OK_NO_LIMIT);
       return { overallCode: 'OK', statuses, responseHeadersToAdd: [] };
     }
+    const now = this.#now();
     const matched = request.descriptors.map((d, i) =>
-      this.#match(request.domain, domain.root, d, costOf(request, d), i),
+      this.#match(request.domain, domain.root, d, costOf(request, d), i, now),
     );
     // Enforced descriptors are decided together, all or nothing; shadow-mode ones are counted on their own,
     // since what they would refuse must not refuse the request. A limit of 0 refuses the request without
@@ -135,12 +137,23 @@ export class RateLimitService {
       shadowed.forEach((i, j) => {
         decisions[i] = shadows![j];
       });
+      decisions.forEach((d, i) => {
+        const window = matched[i]!.aligned;
+        if (d !== undefined && window !== undefined) decisions[i] = alignDecision(d, window, now);
+      });
       if (group!.some((d) => d.reason === 'store-closed')) throw new StoreClosed();
-      return answer(request.domain, matched, decisions, blocked, this.#now(), outcomes);
+      return answer(request.domain, matched, decisions, blocked, now, outcomes);
     });
   }
 
-  #match(domain: string, root: Level, descriptor: RequestDescriptor, cost: number, at: number): Matched {
+  #match(
+    domain: string,
+    root: Level,
+    descriptor: RequestDescriptor,
+    cost: number,
+    at: number,
+    now: number,
+  ): Matched {
     const chain = walk(root, descriptor.entries);
     const node = chain?.at(-1);
     const override = descriptor.limit;
@@ -154,10 +167,14 @@ export class RateLimitService {
               .map((e, i) => `${e.key}_${chain![i]!.literal ? e.value : `#${digest(e.value).slice(0, 8)}`}`)
               .join('.')
           : node.path;
+    const aligned =
+      limit !== undefined && !limit.unlimited && limit.algorithm === 'fixed-window'
+        ? alignedWindow(now, UNITS[limit.unit])
+        : undefined;
     const key =
       limit === undefined || limit.unlimited
         ? ''
-        : counterKey({ domain, entries: descriptor.entries }, limit);
+        : `${counterKey({ domain, entries: descriptor.entries }, limit)}${aligned === undefined ? '' : `@${aligned.index}`}`;
     return {
       node,
       limit,
@@ -166,6 +183,7 @@ export class RateLimitService {
       key,
       metric,
       detailedOf: node?.detailed === true ? node.path : undefined,
+      aligned,
     };
   }
 
