@@ -69,6 +69,28 @@ describe('floodgate rls (the command)', () => {
     assert.equal(await rls.stop(), 0);
   });
 
+  it("--shadow and SHADOW_MODE=true (upstream's variable) refuse nothing; without them the limit holds", async () => {
+    const file = config('shadow.yaml', 1);
+    for (const [args, env, expected] of [
+      [['--shadow'], {}, ['OK', 'OK', 'OK']],
+      [[], { SHADOW_MODE: 'true' }, ['OK', 'OK', 'OK']],
+      [[], { SHADOW_MODE: 'false' }, ['OK', 'OVER_LIMIT', 'OVER_LIMIT']],
+    ] as const) {
+      const rls = await startCommand(['rls', '--config', file, '--port', '0', '--no-admin', ...args], {
+        env,
+      });
+      try {
+        assert.deepEqual(
+          await codes(rls.url.slice('grpc://'.length), 3),
+          expected,
+          JSON.stringify([args, env]),
+        );
+      } finally {
+        assert.equal(await rls.stop(), 0);
+      }
+    }
+  });
+
   it('fails at start with a message naming the bad flag or field', () => {
     const good = config('good.yaml', 1);
     const cases: [string[], RegExp][] = [
