@@ -381,15 +381,27 @@ describe('Limiter: invalid input fails naming the option', () => {
       RangeError,
     ],
     [
-      'a limit whose product with the window overflows',
-      () => new Limiter({ policies: { algorithm: 'fixed-window', limit: 2 ** 40, window: '1h' } }),
+      'a limit whose product with the window overflows, on an algorithm that scales by the window',
+      () => new Limiter({ policies: { algorithm: 'sliding-window-counter', limit: 2 ** 40, window: '1h' } }),
       /option "policies.limit" must be small enough that limit × window in ms/,
       RangeError,
     ],
     [
-      'a concurrency limit whose product with the lease timeout overflows',
-      () => new Limiter({ policies: { algorithm: 'concurrency', limit: 2 ** 40, leaseTimeout: '1d' } }),
-      /"policies.limit" must be small enough that limit × leaseTimeout in ms/,
+      'a fixed-window limit past 2^51 (it only adds, so each factor alone is bounded)',
+      () => new Limiter({ policies: { algorithm: 'fixed-window', limit: 2 ** 52, window: '1s' } }),
+      /option "policies.limit" must be a positive integer below 2\^51; got 4503599627370496/,
+      RangeError,
+    ],
+    [
+      'a fixed window past 2^51 ms',
+      () => new Limiter({ policies: { algorithm: 'fixed-window', limit: 1, window: 2 ** 52 } }),
+      /option "policies.window" must be a duration below 2\^51 ms; got 4503599627370496/,
+      RangeError,
+    ],
+    [
+      'a lease timeout past 2^51 ms',
+      () => new Limiter({ policies: { algorithm: 'concurrency', limit: 1, leaseTimeout: 2 ** 52 } }),
+      /"policies.leaseTimeout" must be a duration below 2\^51 ms/,
       RangeError,
     ],
     [

@@ -6,6 +6,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { RedisServer } from '@floodgate/test-support';
 import { type Client, credentials, type ServiceError } from '@grpc/grpc-js';
 import { rateLimitService } from '../src/rls/protocol.js';
@@ -68,6 +69,28 @@ describe('floodgate rls (the command)', () => {
     assert.equal(await rls.stop(), 0);
   });
 
+  it("--shadow and SHADOW_MODE=true (upstream's variable) refuse nothing; without them the limit holds", async () => {
+    const file = config('shadow.yaml', 1);
+    for (const [args, env, expected] of [
+      [['--shadow'], {}, ['OK', 'OK', 'OK']],
+      [[], { SHADOW_MODE: 'true' }, ['OK', 'OK', 'OK']],
+      [[], { SHADOW_MODE: 'false' }, ['OK', 'OVER_LIMIT', 'OVER_LIMIT']],
+    ] as const) {
+      const rls = await startCommand(['rls', '--config', file, '--port', '0', '--no-admin', ...args], {
+        env,
+      });
+      try {
+        assert.deepEqual(
+          await codes(rls.url.slice('grpc://'.length), 3),
+          expected,
+          JSON.stringify([args, env]),
+        );
+      } finally {
+        assert.equal(await rls.stop(), 0);
+      }
+    }
+  });
+
   it('fails at start with a message naming the bad flag or field', () => {
     const good = config('good.yaml', 1);
     const cases: [string[], RegExp][] = [
@@ -105,6 +128,9 @@ describe('floodgate rls (the command)', () => {
       const busy = floodgate('--config', good, '--port', String(port), '--admin-port', '0');
       assert.equal(busy.status, 1, busy.stderr);
       assert.match(busy.stderr, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}: the port is in use`));
+      // floodgate's message, and nothing of grpc-js's before it.
+      assert.match(busy.stderr, /^floodgate: /, busy.stderr);
+      assert.doesNotMatch(busy.stderr, /No address added/);
       const admin = floodgate('--config', good, '--port', '0', '--admin-port', String(port));
       assert.equal(admin.status, 1);
       assert.match(admin.stderr, /already in use; choose another with --admin-port/);
@@ -162,5 +188,27 @@ describe('floodgate rls --on-store-error', () => {
       await rls.stop();
       await redis.stop();
     }
+  });
+});
+
+describe('floodgate rls --check', () => {
+  it('validates a file or a folder and exits 0 saying what it holds; an invalid one exits 1 naming the file and field', () => {
+    const peer = fileURLToPath(new URL('./peer/envoyproxy-ratelimit/', import.meta.url));
+    const good = floodgate('--check', join(peer, 'config/basic_config.yaml'));
+    assert.equal(good.status, 0, good.stderr);
+    assert.match(good.stdout, /basic_config\.yaml: valid: test-domain \(12 descriptors\)/);
+    const folder = floodgate('--check', join(peer, 'integration'));
+    assert.equal(folder.status, 0, folder.stderr);
+    assert.match(folder.stdout, /valid: another \(\d+ descriptors\), basic \(\d+ descriptors\)/);
+    const bad = floodgate('--check', join(peer, 'config/bad_limit_unit.yaml'));
+    assert.equal(bad.status, 1);
+    assert.match(
+      bad.stderr,
+      /^floodgate: .*bad_limit_unit\.yaml: descriptors\[0\]\.rate_limit\.unit: must be one of/,
+    );
+    assert.equal(bad.stdout, '');
+    const missing = floodgate('--check', join(dir, 'none.yaml'));
+    assert.equal(missing.status, 1);
+    assert.match(missing.stderr, /cannot read .*none\.yaml/);
   });
 });

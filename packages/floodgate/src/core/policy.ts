@@ -50,8 +50,13 @@ export interface PolicySet {
   readonly concurrent: boolean;
 }
 
-/** The largest `max(limit, burst) × window (ms)`: 2^51, a quarter of the integers a double holds exactly. */
-const MAX_PRODUCT = Number.MAX_SAFE_INTEGER / 4;
+/**
+ * 2^51, a quarter of the integers a double holds exactly. The algorithms that scale a count by the window
+ * (token bucket, GCRA, sliding window counter) keep `max(limit, burst) × window (ms)` below it; the others
+ * only add counts and times, and keep each of limit and window below it, so sums stay exact.
+ */
+const MAX_EXACT = Number.MAX_SAFE_INTEGER / 4;
+const SCALED: ReadonlySet<AlgorithmName> = new Set(['token-bucket', 'gcra', 'sliding-window-counter']);
 const RATE_KEYS = new Set(['name', 'algorithm', 'limit', 'window', 'burst']);
 const CONCURRENCY_KEYS = new Set(['name', 'algorithm', 'limit', 'leaseTimeout']);
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
@@ -99,17 +104,20 @@ export function resolvePolicy(spec: unknown, path: string): Policy {
       ? parseDuration(raw.leaseTimeout, `${path}.leaseTimeout`)
       : parseDuration(raw.window, `${path}.window`);
   const burst = raw.burst === undefined ? limit : positiveInteger(raw.burst, `${path}.burst`);
-  // Scaled integer arithmetic in the algorithms must stay exact: the larger of limit and burst, times the
-  // window in ms, below 2^51. The option blamed is the one that is larger.
-  if (Math.max(limit, burst) * window > MAX_PRODUCT) {
+  const windowOption = name === 'concurrency' ? 'leaseTimeout' : 'window';
+  // Scaled integer arithmetic must stay exact: the larger of limit and burst, times the window in ms, below
+  // 2^51 (the option blamed is the one that is larger). Unscaled, each factor alone.
+  if (SCALED.has(name) && Math.max(limit, burst) * window > MAX_EXACT) {
     const [option, value] = burst > limit ? ['burst', burst] : ['limit', limit];
-    const windowOption = name === 'concurrency' ? 'leaseTimeout' : 'window';
     throw invalidOption(
       `${path}.${option}`,
       `small enough that ${option} × ${windowOption} in ms (${value} × ${window}) stays below 2^51`,
       value,
     );
   }
+  if (limit > MAX_EXACT) throw invalidOption(`${path}.limit`, 'a positive integer below 2^51', limit);
+  if (window > MAX_EXACT)
+    throw invalidOption(`${path}.${windowOption}`, 'a duration below 2^51 ms', raw[windowOption]);
   const label = name === 'concurrency' ? `${limit}` : `${limit}-per-${formatDuration(window)}`;
   const policyName = raw.name ?? `${name}-${label}`;
   if (typeof policyName !== 'string' || !NAME.test(policyName)) {

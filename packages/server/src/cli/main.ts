@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { isInvalidOption } from 'floodgate';
 import { startProxy } from '../proxy/proxy.js';
+import { checkRlsConfig } from '../rls/check.js';
 import { startRls } from '../rls/rls.js';
 import { resolveConfig } from '../serve/config.js';
 import { serve } from '../serve/serve.js';
@@ -176,7 +177,19 @@ function program(): Command {
       '--admin-token <token>',
       'the token the admin API needs for actions, and for anything not from loopback (FLOODGATE_ADMIN_TOKEN)',
     )
-    .action(async (flags: RlsFlags & { adminToken?: string }) => {
+    .option(
+      '--shadow',
+      'every descriptor in shadow mode: counted, never refused (also SHADOW_MODE=true, as envoyproxy/ratelimit)',
+    )
+    .option(
+      '--check <path>',
+      'validate a configuration file or folder, print what it holds and exit (1 if invalid)',
+    )
+    .action(async (flags: RlsFlags & { check?: string; adminToken?: string }) => {
+      if (flags.check !== undefined) {
+        process.stdout.write(`${checkRlsConfig(flags.check)}\n`);
+        return;
+      }
       const { path, settings } = rlsSettingsFromFlags(flags);
       const running = await startRls(
         path,

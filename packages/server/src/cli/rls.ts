@@ -12,6 +12,7 @@ export interface RlsFlags {
   readonly onStoreError?: string;
   readonly adminPort?: string;
   readonly admin?: boolean;
+  readonly shadow?: boolean;
 }
 
 function port(value: string, flag: string): number {
@@ -55,6 +56,8 @@ export function rlsSettingsFromFlags(flags: RlsFlags): { path: string; settings:
       store: flags.redis ?? 'memory',
       leases: flags.leases ?? false,
       ...(onStoreError === undefined ? {} : { onStoreError: onStoreError as OutagePolicy }),
+      // envoyproxy/ratelimit's variable, so that a deployment that sets it keeps its meaning.
+      shadow: flags.shadow === true || process.env.SHADOW_MODE === 'true',
     },
   };
 }

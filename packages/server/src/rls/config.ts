@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { CliError, usageError } from '../shared/errors.js';
 import { issueText, pathOf } from '../shared/schema.js';
 import { readSettingsFile } from '../shared/yaml.js';
+import { isWildcard, type Wildcard, wildcardOf } from './wildcard.js';
 
 // envoyproxy/ratelimit's configuration format, so that a file written for it works here unchanged: one
 // domain per file, a tree of descriptors, a rate limit per node. Fields it does not know are refused.
@@ -16,6 +17,7 @@ export const UNITS = {
   minute: 60_000,
   hour: 3_600_000,
   day: 86_400_000,
+  week: 7 * 86_400_000,
   month: 30 * 86_400_000,
   year: 365 * 86_400_000,
 } as const;
@@ -30,6 +32,10 @@ const unit = z
     }),
   );
 
+/** requests_per_unit's complaint, in the project's words: what it must be, then what it was. */
+const uint32 = (issue: { input?: unknown }) =>
+  `must be an integer from 0 to ${2 ** 32 - 1}; got ${JSON.stringify(issue.input)}`;
+
 const ALGORITHMS = [
   'fixed-window',
   'sliding-window-counter',
@@ -43,10 +49,10 @@ const rateLimit = z
   .strictObject({
     unit: unit.optional(),
     requests_per_unit: z
-      .number()
-      .int()
-      .min(0)
-      .max(2 ** 32 - 1)
+      .number({ error: uint32 })
+      .int({ error: uint32 })
+      .min(0, { error: uint32 })
+      .max(2 ** 32 - 1, { error: uint32 })
       .optional(),
     unlimited: z.boolean().optional(),
     name: z.string().min(1).optional(),
@@ -68,7 +74,7 @@ interface RawDescriptor {
   key: string;
   value?: string | undefined;
   rate_limit?: z.infer<typeof rateLimit> | undefined;
-  descriptors?: RawDescriptor[] | undefined;
+  descriptors?: RawDescriptor[] | null | undefined;
   shadow_mode?: boolean | undefined;
   detailed_metric?: boolean | undefined;
 }
@@ -78,7 +84,7 @@ const descriptor: z.ZodType<RawDescriptor> = z.lazy(() =>
     key: z.string().min(1, 'must not be empty'),
     value: z.string().min(1, 'must not be empty').optional(),
     rate_limit: rateLimit.optional(),
-    descriptors: z.array(descriptor).optional(),
+    descriptors: z.array(descriptor).nullish(),
     shadow_mode: z.boolean().optional(),
     detailed_metric: z.boolean().optional(),
   }),
@@ -86,10 +92,14 @@ const descriptor: z.ZodType<RawDescriptor> = z.lazy(() =>
 
 const domainFile = z.strictObject({
   domain: z.string().min(1, 'must not be empty'),
-  descriptors: z.array(descriptor).optional(),
+  // `descriptors:` with nothing under it is YAML's null: a domain without limits, as upstream loads it.
+  descriptors: z.array(descriptor).nullish(),
 });
 
-/** A node's limit: the Floodgate policy it is, or none at all (`unlimited`). */
+/**
+ * A node's limit: the Floodgate policy it is, or none at all (`unlimited`). A `requestsPerUnit` of 0 refuses
+ * every request that costs anything (envoyproxy/ratelimit's way to block a descriptor), without a store.
+ */
 export type Limit =
   | { readonly unlimited: true; readonly name: string }
   | {
@@ -112,12 +122,15 @@ export interface DescriptorNode {
   readonly children: Level;
 }
 
-/** One level of the tree: by key, then by exact value, by value prefix (`value: "abc*"`), or any value. */
+/**
+ * One level of the tree: by key, then by exact value, by a value with `*`s (`"abc*"`, `"bar*b"`: the first
+ * in the file's order that matches, as upstream), or any value.
+ */
 export type Level = ReadonlyMap<
   string,
   {
     readonly exact: ReadonlyMap<string, DescriptorNode>;
-    readonly prefixes: readonly { readonly prefix: string; readonly node: DescriptorNode }[];
+    readonly wildcards: readonly { readonly parts: Wildcard; readonly node: DescriptorNode }[];
     readonly any: DescriptorNode | undefined;
   }
 >;
@@ -151,20 +164,21 @@ function limitOf(raw: RawDescriptor['rate_limit'], path: string, where: string):
     name,
     unit: u,
     requestsPerUnit: limit,
-    // Checked by the library now (a bad name fails with its path), so that requests never meet it.
+    // Checked by the library now (a bad name fails with its path), so that requests never meet it; a limit
+    // of 0 needs no policy, but its name and algorithm are checked all the same.
     algorithm: resolvePolicy(
-      { name, algorithm: raw.algorithm ?? 'fixed-window', limit, window: UNITS[u] },
+      { name, algorithm: raw.algorithm ?? 'fixed-window', limit: Math.max(1, limit), window: UNITS[u] },
       where,
     ).algorithm as Algorithm,
   };
 }
 
-function level(raws: readonly RawDescriptor[] | undefined, parent: string, where: string): Level {
+function level(raws: readonly RawDescriptor[] | null | undefined, parent: string, where: string): Level {
   const out = new Map<
     string,
     {
       exact: Map<string, DescriptorNode>;
-      prefixes: { prefix: string; node: DescriptorNode }[];
+      wildcards: { parts: Wildcard; node: DescriptorNode }[];
       any?: DescriptorNode;
     }
   >();
@@ -177,20 +191,20 @@ function level(raws: readonly RawDescriptor[] | undefined, parent: string, where
       limit: limitOf(raw.rate_limit, path, `${at}.rate_limit`),
       shadow: raw.shadow_mode ?? false,
       detailed: raw.detailed_metric ?? false,
-      literal: raw.value !== undefined && !raw.value.endsWith('*'),
+      literal: raw.value !== undefined && !isWildcard(raw.value),
       children: level(raw.descriptors, path, `${at}.descriptors`),
     };
     let slot = out.get(raw.key);
     if (slot === undefined) {
-      slot = { exact: new Map(), prefixes: [] };
+      slot = { exact: new Map(), wildcards: [] };
       out.set(raw.key, slot);
     }
     const duplicate = () => usageError(`${where}: a second descriptor "${own}" at the same level (${at})`);
     if (raw.value === undefined) {
       if (slot.any !== undefined) throw duplicate();
       slot.any = node;
-    } else if (raw.value.endsWith('*')) {
-      slot.prefixes.push({ prefix: raw.value.slice(0, -1), node });
+    } else if (isWildcard(raw.value)) {
+      slot.wildcards.push({ parts: wildcardOf(raw.value), node });
     } else {
       if (slot.exact.has(raw.value)) throw duplicate();
       slot.exact.set(raw.value, node);
@@ -203,7 +217,9 @@ function level(raws: readonly RawDescriptor[] | undefined, parent: string, where
 export function parseDomain(data: unknown, file: string): RlsDomain {
   const parsed = domainFile.safeParse(data);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
+    // An unknown field first: a misspelt or non-string key (`0.25: test-domain`) also leaves a required one missing.
+    const issues = parsed.error.issues;
+    const issue = issues.find((i) => i.code === 'unrecognized_keys') ?? issues[0]!;
     throw usageError(`${file}: ${pathOf(issue.path)}: ${issueText(issue)}`);
   }
   try {

@@ -15,6 +15,8 @@ export interface RlsMetrics {
   readonly descriptors: Counter<'domain' | 'descriptor' | 'code' | 'shadow'>;
   readonly invalid: Counter;
   readonly reloads: Counter<'result'>;
+  /** envoyproxy/ratelimit's `config_load_success` and `config_load_error`, beside `reloads`. */
+  readonly configLoads: { readonly success: Counter; readonly error: Counter };
   /** Counts a descriptor's outcome; a domain the configuration does not have is labelled "unknown". */
   outcome(config: RlsConfig, outcome: Outcome): void;
 }
@@ -45,6 +47,19 @@ export function createRlsMetrics(): RlsMetrics {
     labelNames: ['result'] as const,
     registers: [registry],
   });
+  const upstream = upstreamStats(registry);
+  const configLoads = {
+    success: new Counter({
+      name: 'ratelimit_service_config_load_success',
+      help: "Configurations loaded, at start and by reloads (envoyproxy/ratelimit's stat)",
+      registers: [registry],
+    }),
+    error: new Counter({
+      name: 'ratelimit_service_config_load_error',
+      help: "Configurations refused by a reload (envoyproxy/ratelimit's stat)",
+      registers: [registry],
+    }),
+  };
   const detailed = detailedLabels();
   return {
     registry,
@@ -52,19 +67,61 @@ export function createRlsMetrics(): RlsMetrics {
     descriptors,
     invalid,
     reloads,
-    outcome(config, { domain, descriptor, detailedOf, code, shadow }) {
+    configLoads,
+    outcome(config, { domain, descriptor, detailedOf, code, shadow, hits }) {
       const known = config.has(domain);
-      descriptors.inc({
+      const labels = {
         domain: known ? domain : 'unknown',
         descriptor: !known
           ? 'unmatched'
           : detailedOf === undefined
             ? descriptor
             : detailed.label(domain, detailedOf, descriptor),
-        code,
-        shadow: String(shadow && code === 'OVER_LIMIT'),
-      });
+      };
+      descriptors.inc({ ...labels, code, shadow: String(shadow && code === 'OVER_LIMIT') });
+      if (hits !== undefined) upstream(labels, code === 'OVER_LIMIT', shadow, hits);
     },
+  };
+}
+
+/** upstream's near_limit threshold: 80% of the limit (its NEAR_LIMIT_RATIO default). */
+const NEAR_LIMIT_RATIO = 0.8;
+
+/**
+ * envoyproxy/ratelimit's per-descriptor stats, counted in hits as it counts them, as Prometheus counters
+ * labelled by domain and descriptor: `total_hits`; `over_limit` (and `shadow_mode` when a shadow-mode
+ * descriptor let them through); `within_limit`, and of those `near_limit`, the hits past 80% of the limit.
+ */
+function upstreamStats(
+  registry: Registry,
+): (
+  labels: { domain: string; descriptor: string },
+  over: boolean,
+  shadow: boolean,
+  hits: NonNullable<Outcome['hits']>,
+) => void {
+  const counter = (stat: string, help: string) =>
+    new Counter({
+      name: `ratelimit_service_rate_limit_${stat}`,
+      help: `${help}, in hits (envoyproxy/ratelimit's stat)`,
+      labelNames: ['domain', 'descriptor'] as const,
+      registers: [registry],
+    });
+  const total = counter('total_hits', 'Hits asked of each descriptor');
+  const overLimit = counter('over_limit', 'Hits over the limit');
+  const shadowMode = counter('shadow_mode', 'Hits over the limit that shadow mode let through');
+  const within = counter('within_limit', 'Hits within the limit');
+  const near = counter('near_limit', 'Hits within the limit past 80% of it');
+  return (labels, over, shadow, { cost, limit, used }) => {
+    total.inc(labels, cost);
+    if (over) {
+      overLimit.inc(labels, cost);
+      if (shadow) shadowMode.inc(labels, cost);
+      return;
+    }
+    within.inc(labels, cost);
+    const past = Math.min(cost, used - Math.floor(limit * NEAR_LIMIT_RATIO));
+    if (past > 0) near.inc(labels, past);
   };
 }
 

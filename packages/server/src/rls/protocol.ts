@@ -2,7 +2,8 @@ import { fileURLToPath } from 'node:url';
 import { type GrpcObject, loadPackageDefinition, type ServiceClientConstructor } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { UNITS, type Unit } from './config.js';
-import { InvalidRequest, MAX_COST, type RlsRequest, type RlsResponse } from './service.js';
+import { InvalidRequest, MAX_COST, type RlsRequest } from './request.js';
+import type { RlsResponse } from './service.js';
 
 // Envoy's RLS v3 on the wire: the official protos (vendored under proto/, with where they came from), and
 // the conversion between their messages, as proto-loader gives them, and the service's plain objects.
@@ -33,15 +34,19 @@ interface WireEntry {
   key?: string;
   value?: string;
 }
+/** A uint64 as loaded, or as another loader or client gives it (see `hitsOf`). */
+type WireUint64 = number | string | bigint | object | null;
 interface WireDescriptor {
   entries?: WireEntry[];
   limit?: { requests_per_unit?: number; unit?: string } | null;
+  /** A `google.protobuf.UInt64Value`: null when unset, so that a set 0 is told from no value. */
+  hits_addend?: { value?: WireUint64 } | null;
 }
 export interface WireRequest {
   domain?: string;
   descriptors?: WireDescriptor[];
   /** A number as loaded (`longs: Number`); a string, bigint or Long when given by other means. */
-  hits_addend?: number | string | bigint | object | null;
+  hits_addend?: WireUint64;
 }
 
 const UNIT_NAMES = new Set(Object.keys(UNITS));
@@ -51,12 +56,12 @@ const UNIT_NAMES = new Set(Object.keys(UNITS));
  * or client other than ours, a decimal string, a bigint or a Long. One past every limit is `MAX_COST`
  * (the number would lose its exactness past 2^53 and the library refuses such a cost).
  */
-function hitsOf(raw: WireRequest['hits_addend']): number {
+function hitsOf(raw: WireUint64 | undefined, field = 'hits_addend'): number {
   if (raw === undefined || raw === null) return 0;
   if (typeof raw === 'number') return raw;
   const text = String(raw);
   if (!/^\d+$/.test(text))
-    throw new InvalidRequest(`hits_addend must be a non-negative integer; got ${text.slice(0, 32)}`);
+    throw new InvalidRequest(`${field} must be a non-negative integer; got ${text.slice(0, 32)}`);
   const big = BigInt(text);
   return big > BigInt(MAX_COST) ? MAX_COST : Number(big);
 }
@@ -68,11 +73,19 @@ export function fromWire(wire: WireRequest): RlsRequest {
     hitsAddend: hitsOf(wire.hits_addend),
     descriptors: (wire.descriptors ?? []).map((d, i) => {
       const entries = (d.entries ?? []).map((e) => ({ key: e.key ?? '', value: e.value ?? '' }));
-      if (d.limit === null || d.limit === undefined) return { entries };
+      const own =
+        d.hits_addend === null || d.hits_addend === undefined
+          ? {}
+          : { hitsAddend: hitsOf(d.hits_addend.value, `descriptors[${i}].hits_addend`) };
+      if (d.limit === null || d.limit === undefined) return { entries, ...own };
       const unit = String(d.limit.unit ?? '').toLowerCase();
       if (!UNIT_NAMES.has(unit))
         throw new InvalidRequest(`descriptors[${i}].limit.unit must be a unit; got ${d.limit.unit}`);
-      return { entries, limit: { requests_per_unit: d.limit.requests_per_unit ?? 0, unit: unit as Unit } };
+      return {
+        entries,
+        ...own,
+        limit: { requests_per_unit: d.limit.requests_per_unit ?? 0, unit: unit as Unit },
+      };
     }),
   };
 }

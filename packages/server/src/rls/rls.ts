@@ -6,7 +6,9 @@ import { environmentError } from '../shared/errors.js';
 import { redact } from '../shared/redact.js';
 import type { OutagePolicy } from '../shared/redis.js';
 import { ServiceRuntime } from '../shared/runtime.js';
-import { loadRlsConfig } from './config.js';
+import { loadRlsConfig, type RlsConfig } from './config.js';
+import { routeGrpcLog } from './grpc-log.js';
+import { serveHealth } from './health.js';
 import { createRlsMetrics, type RlsMetrics } from './metrics.js';
 import { fromWire, rateLimitService, toWire, type WireRequest } from './protocol.js';
 import { InvalidRequest, RateLimitService, StoreClosed } from './service.js';
@@ -21,6 +23,8 @@ export interface RlsSettings {
   readonly leases?: boolean;
   /** The Redis store's outage policy (`fallback` by default); only with a Redis store. */
   readonly onStoreError?: OutagePolicy;
+  /** Every descriptor in shadow mode (envoyproxy/ratelimit's SHADOW_MODE): counted, never refusing. */
+  readonly shadow?: boolean;
 }
 
 export interface RunningRls {
@@ -50,8 +54,12 @@ export async function startRls(
   options: RlsOptions = {},
 ): Promise<RunningRls> {
   const log = options.log ?? pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime });
+  routeGrpcLog(log);
   const config = loadRlsConfig(path);
   const metrics = createRlsMetrics();
+  metrics.configLoads.success.inc();
+  const server = new Server();
+  const health = serveHealth(server);
   const runtime = await ServiceRuntime.open({
     log,
     registry: metrics.registry,
@@ -59,9 +67,13 @@ export async function startRls(
       url: settings.store,
       leases: settings.leases ?? false,
       ...(settings.onStoreError === undefined ? {} : { onStoreError: settings.onStoreError }),
+      // Only `closed` leaves calls unanswered while the store is down.
+      ...(settings.onStoreError === 'closed' ? { onAvailability: (up: boolean) => health.set(up) } : {}),
     },
   });
-  const service = new RateLimitService(config, runtime.stores.store);
+  const service = new RateLimitService(config, runtime.stores.store, Date.now, {
+    shadow: settings.shadow ?? false,
+  });
 
   const shouldRateLimit = (call: ServerUnaryCall<WireRequest, object>, callback: sendUnaryData<object>) => {
     const invalid = (error: unknown) => {
@@ -99,7 +111,6 @@ export async function startRls(
     );
   };
 
-  const server = new Server();
   server.addService(rateLimitService().service, { shouldRateLimit });
   let address: string;
   try {
@@ -138,8 +149,15 @@ export async function startRls(
     counter: metrics.reloads,
     source: { path },
     apply: () => {
-      const next = loadRlsConfig(path);
+      let next: RlsConfig;
+      try {
+        next = loadRlsConfig(path);
+      } catch (error) {
+        metrics.configLoads.error.inc();
+        throw error;
+      }
       service.swap(next);
+      metrics.configLoads.success.inc();
       return { domains: [...next.keys()] };
     },
   });
@@ -150,6 +168,7 @@ export async function startRls(
       url: `grpc://${address}`,
       admin: runtime.adminUrl,
       store: runtime.stores.kind,
+      ...(settings.shadow === true ? { shadow: true } : {}),
       domains: [...config.keys()],
     },
     `rate-limit service (Envoy RLS v3) on ${address}`,
@@ -157,15 +176,18 @@ export async function startRls(
 
   const stop = () =>
     runtime.stop({
-      drain: () =>
-        new Promise<void>((resolve) => {
+      drain: () => {
+        // Health watchers hear NOT_SERVING first, and their streams do not hold the stop.
+        health.stop();
+        return new Promise<void>((resolve) => {
           // Calls in flight finish; a client that holds its stream open is cut after a grace of 5 s.
           const force = setTimeout(() => server.forceShutdown(), 5000).unref();
           server.tryShutdown(() => {
             clearTimeout(force);
             resolve();
           });
-        }),
+        });
+      },
     });
   return { address, adminUrl: runtime.adminUrl, metrics, service, reload, stop };
 }

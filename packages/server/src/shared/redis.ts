@@ -78,6 +78,8 @@ export interface SharedStoreOptions {
   readonly leases?: boolean;
   /** How decisions are made while Redis cannot answer; `fallback` (each process in memory) by default. */
   readonly onStoreError?: OutagePolicy;
+  /** Hears the store go down (each failure) and come back: a health service's status follows it. */
+  readonly onAvailability?: (available: boolean) => void;
 }
 
 /**
@@ -88,7 +90,7 @@ export function sharedStore(
   client: Redis | Cluster,
   log: Logger,
   failures: { inc(): void },
-  { leases = false, onStoreError = 'fallback' }: SharedStoreOptions = {},
+  { leases = false, onStoreError = 'fallback', onAvailability }: SharedStoreOptions = {},
 ): RedisStore {
   return new RedisStore({
     client,
@@ -96,11 +98,15 @@ export function sharedStore(
     onStoreError,
     onError: (error) => {
       failures.inc();
+      onAvailability?.(false);
       log.warn(
         { err: redact(error.message), onStoreError },
         `rate-limit store failed; ${WHILE_DOWN[onStoreError]}`,
       );
     },
-    onRecover: ({ downFor }) => log.info({ downFor }, 'rate-limit store recovered'),
+    onRecover: ({ downFor }) => {
+      onAvailability?.(true);
+      log.info({ downFor }, 'rate-limit store recovered');
+    },
   });
 }

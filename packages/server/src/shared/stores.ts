@@ -13,6 +13,8 @@ export interface StoreSettings {
   readonly leases?: boolean;
   /** The Redis store's outage policy (`fallback` by default); only with Redis. */
   readonly onStoreError?: OutagePolicy;
+  /** Hears the store go down and come back (the decisions' store only): a health service follows it. */
+  readonly onAvailability?: (available: boolean) => void;
 }
 
 /**
@@ -56,15 +58,20 @@ export async function openStores(settings: StoreSettings, log: Logger, registry:
   }
   const client: Redis | Cluster = await connectRedis(settings.url);
   const made: RedisStore[] = [];
-  const make = (onStoreError: OutagePolicy | undefined, leases: boolean) => {
+  const make = (
+    onStoreError: OutagePolicy | undefined,
+    leases: boolean,
+    onAvailability?: (available: boolean) => void,
+  ) => {
     const store = sharedStore(client, log, errors, {
       leases,
       ...(onStoreError === undefined ? {} : { onStoreError }),
+      ...(onAvailability === undefined ? {} : { onAvailability }),
     });
     made.push(store);
     return store;
   };
-  const redis = make(settings.onStoreError, settings.leases ?? false);
+  const redis = make(settings.onStoreError, settings.leases ?? false, settings.onAvailability);
   registerStoreMetrics(registry, redis.stats);
   let closing: Promise<void> | undefined;
   return {
