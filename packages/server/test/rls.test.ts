@@ -15,7 +15,20 @@ import { fromWire, rateLimitService, type WireRequest } from '../src/rls/protoco
 import { startRls } from '../src/rls/rls.js';
 import { InvalidRequest, MAX_COST, RateLimitService } from '../src/rls/service.js';
 
-import { ask, clientOf, type Entry, type Reply, type RlsClient, withRls } from './helpers/rls.js';
+import {
+  ask,
+  clientOf,
+  type Entry,
+  type Reply,
+  type RlsClient,
+  withRls as withRlsAt,
+} from './helpers/rls.js';
+
+// Windows are aligned to their unit, so a wall clock crossing a second (or a minute) between two calls of
+// a test would start a new one: the service's time is held in the middle of an hour.
+const HELD = Math.floor(Date.now() / 3_600_000) * 3_600_000 + 1_800_500;
+const withRls: typeof withRlsAt = (config, run, store = 'memory', options = {}) =>
+  withRlsAt(config, run, store, { now: () => HELD, ...options });
 
 // `floodgate rls` spoken to by a real gRPC client over Envoy's own protos.
 

@@ -203,6 +203,9 @@ function limiterOf<Req>(options: HttpLimitOptions<Req>): Limiter | undefined {
   }
   return new Limiter({
     policies: options.policies,
+    // Who is limited, for floodgate/admin: a request's handling hides its cost (a limiter given whole
+    // keeps what its own options say).
+    traffic: true,
     ...(options.store === undefined ? {} : { store: options.store }),
     ...(options.clock === undefined ? {} : { clock: { ...systemClock, now: () => options.clock!.now() } }),
   });

@@ -30,10 +30,13 @@ export interface LimiterOptions {
   /** Identifiers longer than this are replaced by their SHA-256 digest. Default: 256. */
   readonly maxKeyLength?: number;
   /**
-   * Who is limited: per-second counts and the heavy hitters of the last 15 minutes, in fixed memory, read
-   * by `floodgate/admin` (`limiter.traffic`). Default on; `false` turns it off.
+   * Who is limited: per-second counts and the heavy hitters of the last 15 minutes, in bounded memory, read
+   * by `floodgate/admin` (`limiter.traffic`). `true` or options turn it on. Off by default on a limiter of
+   * your own: it costs about a tenth of a bare decision and up to a megabyte per busy limiter, which a
+   * request's handling hides but a loop of decisions or thousands of limiters would not. The HTTP
+   * middleware, Nest, `LoginGuard` and the commands turn it on for the limiters they make.
    */
-  readonly traffic?: TrafficOptions | false;
+  readonly traffic?: TrafficOptions | boolean;
 }
 
 /** The plain-data form of a limiter's configuration, as a JSON or YAML file would hold it. */
@@ -83,14 +86,15 @@ export class RateLimitedError extends FloodgateError {
   }
 }
 
-function trafficOf(option: TrafficOptions | false | undefined): Traffic | undefined {
-  if (option === false) return undefined;
-  if (option !== undefined && (typeof option !== 'object' || option === null))
-    throw invalidOption('traffic', 'false, or an object such as { clients: 64 }', option, 'type');
-  const clients = option?.clients;
+function trafficOf(option: TrafficOptions | boolean | undefined): Traffic | undefined {
+  if (option === false || option === undefined) return undefined;
+  if (option !== true && (typeof option !== 'object' || option === null))
+    throw invalidOption('traffic', 'true, false, or an object such as { clients: 64 }', option, 'type');
+  const settings: TrafficOptions = option === true ? {} : option;
+  const clients = settings.clients;
   if (clients !== undefined && (!Number.isSafeInteger(clients) || clients < 1 || clients > 10_000))
     throw invalidOption('traffic.clients', 'an integer from 1 to 10000', clients);
-  const clock = option?.clock ?? systemClock;
+  const clock = settings.clock ?? systemClock;
   if (typeof clock?.now !== 'function')
     throw invalidOption('traffic.clock', 'an object with a now() method', clock, 'type');
   return new Traffic(() => clock.now(), clients === undefined ? {} : { clients });

@@ -77,8 +77,8 @@ export class LoginGuard {
     // Validated here first, so an error names this guard's option rather than the Limiter's "policies".
     resolvePolicies(perUserAndIp, 'perUserAndIp');
     resolvePolicies(perIp, 'perIp');
-    this.#user = new Limiter({ ...store, policies: perUserAndIp });
-    this.#ip = new Limiter({ ...store, policies: perIp });
+    this.#user = new Limiter({ ...store, policies: perUserAndIp, traffic: true });
+    this.#ip = new Limiter({ ...store, policies: perIp, traffic: true });
   }
 
   /**

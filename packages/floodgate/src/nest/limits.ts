@@ -220,6 +220,7 @@ export class FloodgateLimits {
       const clock = this.#clock;
       limiter = new Limiter({
         policies: tier === undefined ? owner.policies! : owner.tiers![tier]!,
+        traffic: true,
         // The module's store; a module that only sheds has none, and the route's budget its own.
         ...(this.limiter === undefined ? {} : { store: this.limiter.store }),
         ...(clock === undefined ? {} : { clock: { ...systemClock, now: () => clock.now() } }),

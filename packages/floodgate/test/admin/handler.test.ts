@@ -185,7 +185,8 @@ function suite(name: string, makeLimiter: () => Limiter) {
   });
 }
 
-suite('memory store', () => new Limiter({ policies: { name: 'minute', limit: 3, window: '1m' } }));
+suite('memory store', () =>
+  new Limiter({ policies: { name: 'minute', limit: 3, window: '1m' }, traffic: true }));
 
 let redis: Redis;
 useRedis((client) => {
@@ -195,6 +196,7 @@ suite('Redis store', () =>
   new Limiter({
     policies: { name: 'minute', limit: 3, window: '1m' },
     store: new RedisStore({ client: redis }),
+    traffic: true,
   }));
 
 describe('admin access', () => {

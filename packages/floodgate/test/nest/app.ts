@@ -91,6 +91,21 @@ function assertSame(a: unknown, b: unknown): void {
 }
 
 /** Its own policies: one budget for both routes, apart from the module's. */
+/** Routes with no limit settings of their own: what an application that only sheds can have. */
+@Controller('plain')
+export class PlainController {
+  @Get('wait')
+  async wait(): Promise<string> {
+    await atGate();
+    return 'ok';
+  }
+
+  @Get('decision')
+  decision(@RateLimitDecision() decision: Decision | undefined): string {
+    return decision === undefined ? 'none' : `remaining=${decision.remaining}`;
+  }
+}
+
 @Controller('auth')
 @RateLimit({ policies: { limit: 3, window: '1m' }, countOnly: 'failed' })
 export class AuthController {

@@ -17,7 +17,16 @@ import {
 import { RedisStore } from '../../src/stores/redis/index.js';
 import { holdRequests } from '../helpers/gate.js';
 import { useRedis } from '../helpers/redis.js';
-import { PLATFORMS, SHARED, startApp, statuses, times, using } from './app.js';
+import {
+  AuthController,
+  PLATFORMS,
+  PlainController,
+  SHARED,
+  startApp,
+  statuses,
+  times,
+  using,
+} from './app.js';
 
 // Real Nest applications on Express and Fastify, spoken to over HTTP.
 
@@ -58,10 +67,13 @@ for (const platform of PLATFORMS) {
     it('sheds with forRoot({ shed }) alone: no per-client limit, no header fields, routes with their own limits kept', async () => {
       const shedder = new Shedder({ limit: { algorithm: 'aimd', initialLimit: 5 }, eventLoop: false });
       const floodgate = FloodgateModule.forRoot({ shed: shedder });
-      await using(startApp({ platform, floodgate }), async ({ url }) => {
+      // A route spending from the module's budget (`cost: 2`) has none to spend from: refused at start.
+      await assert.rejects(startApp({ platform, floodgate }), /RootController\.expensive: option "cost"/);
+      const controllers = [PlainController, AuthController];
+      await using(startApp({ platform, floodgate, controllers }), async ({ url }) => {
         const open = holdRequests();
         try {
-          const held = times(10, () => fetch(`${url}/wait`));
+          const held = times(10, () => fetch(`${url}/plain/wait`));
           await until(() => shedder.inflight === 4 && shedder.stats.shed.default === 6);
           open();
           assert.deepEqual(await statuses(held), [200, 200, 200, 200, 503, 503, 503, 503, 503, 503]);
@@ -71,7 +83,7 @@ for (const platform of PLATFORMS) {
         await until(() => shedder.inflight === 0);
         // One after another: the shedder's four default slots are the only limit.
         for (let i = 0; i < 30; i++) {
-          const reply = await fetch(`${url}/decision`);
+          const reply = await fetch(`${url}/plain/decision`);
           assert.equal(reply.status, 200);
           assert.equal(reply.headers.get('ratelimit'), null);
           assert.equal(await reply.text(), 'none');

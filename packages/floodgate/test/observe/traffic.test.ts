@@ -26,12 +26,13 @@ describe('a limiter keeps its traffic', () => {
     assert.equal(top.distinct, 2);
   });
 
-  it('peek, refund and reset are not traffic; traffic: false keeps none', async () => {
-    const limiter = new Limiter({ policies: { limit: 3, window: '1m' } });
+  it('peek, refund and reset are not traffic; a limiter of your own keeps none unless asked', async () => {
+    const limiter = new Limiter({ policies: { limit: 3, window: '1m' }, traffic: true });
     await limiter.peek('a');
     await limiter.refund('a');
     assert.equal(limiter.traffic!.top('15m').requests.total, 0);
     assert.equal(new Limiter({ policies: { limit: 3, window: '1m' }, traffic: false }).traffic, undefined);
+    assert.equal(new Limiter({ policies: { limit: 3, window: '1m' } }).traffic, undefined);
   });
 
   it('refuses a traffic option that is not one, naming it', () => {

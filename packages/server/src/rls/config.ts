@@ -108,6 +108,8 @@ export type Limit =
       readonly unit: Unit;
       readonly requestsPerUnit: number;
       readonly algorithm: Algorithm;
+      /** Sent with a request rather than configured: chosen by clients, so it keeps no traffic of its own. */
+      readonly sent?: true;
     };
 
 /** A node of the descriptor tree: what a descriptor that ends here is limited by, and what may follow. */

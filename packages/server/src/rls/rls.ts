@@ -45,6 +45,8 @@ export interface RlsOptions {
   /** The admin API's token (`--admin-token`); else `FLOODGATE_ADMIN_TOKEN`. */
   readonly adminToken?: string;
   readonly env?: NodeJS.ProcessEnv;
+  /** The time aligned windows are cut on (tests hold it still); default `Date.now`. */
+  readonly now?: () => number;
 }
 
 /** Starts `floodgate rls`: the store, the gRPC service, the admin listener, reloads; resolves once it listens. */
@@ -71,7 +73,7 @@ export async function startRls(
       ...(settings.onStoreError === 'closed' ? { onAvailability: (up: boolean) => health.set(up) } : {}),
     },
   });
-  const service = new RateLimitService(config, runtime.stores.store, Date.now, {
+  const service = new RateLimitService(config, runtime.stores.store, options.now ?? Date.now, {
     shadow: settings.shadow ?? false,
   });
 

@@ -200,6 +200,7 @@ export class RateLimitService {
       unit: override.unit,
       requestsPerUnit: override.requests_per_unit,
       algorithm: configured?.unlimited === false ? configured.algorithm : 'fixed-window',
+      sent: true,
     };
     if (limit.requestsPerUnit === 0) return limit;
     try {
@@ -219,6 +220,7 @@ export class RateLimitService {
   /** The limiters made so far, each named by its limit (`name: N per unit`), for the admin API. */
   *limiters(): Iterable<readonly [string, Limiter]> {
     for (const [id, limiter] of this.#limiters) {
+      if (limiter.traffic === undefined) continue;
       const [name, , requests, unit] = JSON.parse(id) as [string, string, number, string];
       yield [`${name}: ${requests} per ${unit.toLowerCase()}`, limiter];
     }
@@ -226,7 +228,13 @@ export class RateLimitService {
 
   #limiter(limit: Limited): Limiter {
     // Limits sent with requests are chosen by clients: the id is an encoding no part can forge.
-    const id = JSON.stringify([limit.name, limit.algorithm, limit.requestsPerUnit, limit.unit]);
+    const id = JSON.stringify([
+      limit.name,
+      limit.algorithm,
+      limit.requestsPerUnit,
+      limit.unit,
+      limit.sent === true,
+    ]);
     let limiter = this.#limiters.get(id);
     if (limiter === undefined) {
       // Limits sent with requests make limiters too: bounded, and cheap to make again (the counts are in the store).
@@ -239,6 +247,9 @@ export class RateLimitService {
           window: UNITS[limit.unit],
         },
         store: this.#store,
+        // Who is limited, for the admin API: by the configured limits only. Sent limits are as many as
+        // clients choose (up to MAX_LIMITERS), and each limiter that keeps traffic costs tens of kilobytes.
+        traffic: limit.sent !== true,
       });
       this.#limiters.set(id, limiter);
     }

@@ -90,7 +90,7 @@ export async function serve(config: ServeConfig): Promise<Running> {
   // "open" lets the API's requests through while Redis is away; it must not switch off brute-force
   // protection with them: failed logins are then counted in memory, in each process.
   const loginStore = config.onStoreError === 'open' ? stores.withOutagePolicy('fallback') : stores.store;
-  const limiter = new Limiter({ store: stores.store, policies: policyOf(config) });
+  const limiter = new Limiter({ store: stores.store, policies: policyOf(config), traffic: true });
   const logins = new LoginGuard({ store: loginStore, ipv6Prefix: config.ipv6Prefix });
   const clientOf = clientResolver(config.trustProxy, config.ipv6Prefix);
   const handle = createApp({ db, limiter, logins, metrics, log, clientOf });

@@ -1,7 +1,7 @@
 import { type Client, credentials, type ServiceError } from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { rateLimitService } from '../../src/rls/protocol.js';
-import { type RunningRls, startRls } from '../../src/rls/rls.js';
+import { type RlsOptions, type RunningRls, startRls } from '../../src/rls/rls.js';
 
 // A real gRPC client of `floodgate rls`, over Envoy's own protos, and a server started for one test.
 
@@ -44,11 +44,12 @@ export async function withRls(
   config: string,
   run: (client: RlsClient, rls: RunningRls) => Promise<void>,
   store = 'memory',
+  options: RlsOptions = {},
 ): Promise<void> {
   const rls = await startRls(
     config,
     { listen: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 }, store },
-    { log: pino({ level: 'silent' }), watch: false },
+    { log: pino({ level: 'silent' }), watch: false, ...options },
   );
   const client = clientOf(rls.address);
   try {
