@@ -4,7 +4,8 @@ import type { PolicySpec } from '../core/policy.js';
 import { Limiter } from '../limiter/limiter.js';
 import type { Shedder } from '../limiter/shedder.js';
 import { displayClient } from '../observe/client.js';
-import { isLoopback, tokenChecker } from './access.js';
+import { isLoopback, isLoopbackHost, tokenChecker } from './access.js';
+import { BODY_LIMIT, isJson, readBody } from './body.js';
 import { PAGE } from './page/index.js';
 import { routeOf } from './routes.js';
 import { dashboardView, isWindow, limiterView, shedderView, stateView, topView } from './views.js';
@@ -56,8 +57,6 @@ export interface AdminOptions {
  */
 export type AdminHandler = (req: IncomingMessage, res: ServerResponse, next?: () => void) => void;
 
-const BODY_LIMIT = 64 * 1024;
-
 interface Answer {
   readonly status: number;
   readonly body: unknown;
@@ -76,24 +75,6 @@ function limitersOf(source: LimiterSource): Map<string, Limiter> {
 function unbound(key: string): string | undefined {
   if (key.startsWith('~~')) return key.slice(1);
   return key.startsWith('~#') ? undefined : key;
-}
-
-function readBody(req: IncomingMessage): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    let size = 0;
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > BODY_LIMIT) {
-        resolve(undefined);
-        req.destroy();
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', () => resolve(undefined));
-  });
 }
 
 export function adminHandler(options: AdminOptions): AdminHandler {
@@ -214,6 +195,9 @@ export function adminHandler(options: AdminOptions): AdminHandler {
     if (segments[2] !== 'overrides' || segments.length !== 4) return notFound('such endpoint');
     if (req.method === 'DELETE') return done('remove-override', { removed: limiter.removeOverride(key) });
     if (req.method !== 'PUT') return { status: 405, body: { error: 'PUT or DELETE an override' } };
+    // A body only as JSON, so that no form of another site (text/plain, urlencoded) could be one.
+    if (!isJson(req.headers['content-type']))
+      return { status: 415, body: { error: 'the body must be sent as Content-Type: application/json' } };
     const text = await readBody(req);
     if (text === undefined)
       return { status: 413, body: { error: `the body must be at most ${BODY_LIMIT} bytes` } };
@@ -245,13 +229,14 @@ export function adminHandler(options: AdminOptions): AdminHandler {
       res.end();
       return;
     }
-    const local = isLoopback(req.socket.remoteAddress);
+    // Reads are open to this machine, asked for by a loopback name (a rebound DNS name is not one);
+    // actions, and anything else, need the token.
+    const local = isLoopback(req.socket.remoteAddress) && isLoopbackHost(req.headers.host);
     const read = route.method === 'GET' || route.method === 'HEAD';
-    // Reads are open to this machine; actions, and anything from elsewhere, need the token.
     if ((!read || !local) && !authorized(req.headers.authorization)) {
       const error =
         token === undefined
-          ? 'this handler has no admin token configured: it answers only reads from loopback'
+          ? 'this handler has no admin token configured: it answers only reads from loopback, addressed to localhost, 127.0.0.1 or [::1]'
           : 'a valid admin token is needed (Authorization: Bearer TOKEN)';
       return send(
         res,

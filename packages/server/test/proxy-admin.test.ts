@@ -1,0 +1,94 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { send } from '@floodgate/test-support';
+import { pino } from 'pino';
+import { validateProxyConfig } from '../src/proxy/config.js';
+import { type RunningProxy, startProxy } from '../src/proxy/proxy.js';
+import { type NodeUpstream, startNodeUpstream } from './helpers/upstreams.js';
+
+// The proxy's admin listener as a page of another site would reach it: through a DNS name rebound to
+// 127.0.0.1, or by a form posted from the operator's browser.
+
+const TOKEN = 'proxy-admin-token-0123456789';
+const FLOODER = '203.0.113.66';
+
+describe('floodgate proxy: the admin listener refuses rebound names and cross-site forms', () => {
+  let upstream: NodeUpstream;
+  let proxy: RunningProxy;
+  let open: RunningProxy;
+  const logs: Record<string, unknown>[] = [];
+  let admin: string;
+  let port: string;
+
+  before(async () => {
+    upstream = await startNodeUpstream();
+    const log = pino({ base: null }, { write: (line: string) => void logs.push(JSON.parse(line)) });
+    const config = validateProxyConfig({
+      upstream: upstream.url,
+      listen: 0,
+      admin: 0,
+      trustProxy: ['loopback'],
+      rules: [{ name: 'api', policies: [{ limit: 2, window: '1h' }] }],
+    });
+    proxy = await startProxy(config, { log, adminToken: TOKEN });
+    open = await startProxy(config, { log: pino({ level: 'silent' }), env: {} });
+    admin = proxy.adminUrl ?? assert.fail('the admin listener is on');
+    port = new URL(admin).port;
+    for (let i = 0; i < 4; i++) await send(proxy.url, { headers: { 'x-forwarded-for': FLOODER } });
+  });
+  after(async () => {
+    await proxy?.stop();
+    await open?.stop();
+    await upstream?.close();
+  });
+
+  const flooderStatus = async () =>
+    (await send(proxy.url, { headers: { 'x-forwarded-for': FLOODER } })).status;
+
+  it('reads are open to a loopback Host, refused to a rebound name unless it carries the token', async () => {
+    const top = `${admin}/api/limiters/api/top`;
+    const local = await send(top, { headers: { host: `localhost:${port}` } });
+    assert.equal(local.status, 200);
+    assert.match(local.body, /203\.0\.113\.66/);
+    for (const path of ['/api/limiters/api/top', '/api/dashboard', '/']) {
+      const rebound = await send(`${admin}${path}`, { headers: { host: `attacker.example:${port}` } });
+      assert.equal(rebound.status, 401, path);
+      assert.ok(!rebound.body.includes(FLOODER), path);
+    }
+    const named = await send(top, {
+      headers: { host: `proxy.internal:${port}`, authorization: `Bearer ${TOKEN}` },
+    });
+    assert.equal(named.status, 200);
+    const openAdmin = open.adminUrl ?? assert.fail('the admin listener is on');
+    const noToken = await send(`${openAdmin}/api`, {
+      headers: { host: `attacker.example:${new URL(openAdmin).port}` },
+    });
+    assert.equal(noToken.status, 403, 'without a token configured, a rebound name reads nothing');
+  });
+
+  it('no unblock or override by a form: the token only counts in the header, bodies only as JSON', async () => {
+    const key = encodeURIComponent(`ip:${FLOODER}`);
+    const reset = `${admin}/api/limiters/api/clients/${key}/reset`;
+    assert.equal((await send(`${reset}?token=${TOKEN}`, { method: 'POST' })).status, 401);
+    assert.equal((await send(reset, { method: 'POST', headers: { cookie: `token=${TOKEN}` } })).status, 401);
+    const posted = await send(reset, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: `token=${TOKEN}`,
+    });
+    assert.equal(posted.status, 401);
+    const plain = await send(`${admin}/api/limiters/api/overrides/${key}`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'text/plain' },
+      body: '{"limit":1000,"window":"1h"}',
+    });
+    assert.equal(plain.status, 415);
+    assert.equal(await flooderStatus(), 429, 'still limited');
+    assert.equal(logs.filter((l) => typeof l.action === 'string').length, 0, 'no action was taken');
+
+    const done = await send(reset, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } });
+    assert.equal(done.status, 200);
+    assert.equal(await flooderStatus(), 200);
+    assert.ok(!JSON.stringify(logs).includes(TOKEN), 'the token is never logged');
+  });
+});
