@@ -13,7 +13,7 @@ import { registerStoreMetrics } from '../shared/store-metrics.js';
 import { watchConfig } from '../shared/watch.js';
 import { type ProxyConfig, shedderOf } from './config.js';
 import { newDispatcher } from './forward.js';
-import { type Active, activate, Gateway, type Resources } from './gateway.js';
+import { type Active, activate, Gateway, jwtFailureLog, type Resources } from './gateway.js';
 import { createProxyMetrics, type ProxyMetrics, registerShedMetrics } from './metrics.js';
 import { reloadedConfig } from './reload.js';
 import { ruleStores } from './rules.js';
@@ -63,6 +63,7 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
     dispatcher: newDispatcher(initial.maxSockets, initial.timeouts.connect),
     timeouts: new Timeouts(),
     env: options.env ?? process.env,
+    keyFailures: jwtFailureLog(log),
   };
   const shedder = shedderOf(initial);
   if (shedder !== undefined) {
@@ -164,6 +165,7 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
     stopping ??= (async () => {
       watcher?.close();
       gateway.flushLogs();
+      resources.keyFailures.flush();
       const grace = gateway.active.config.grace;
       log.info({ grace }, 'shutting down: finishing requests in flight');
       for (const socket of gateway.upgraded) socket.destroy();

@@ -5,7 +5,7 @@ import { byApiKey, byBasicUser, byHeader, byIp, HttpGuard, type KeyExtractor } f
 import { match as pathMatcher } from 'path-to-regexp';
 import type { ProxyConfig, RuleConfig } from './config.js';
 import { ruleHostName } from './host.js';
-import { claimOf, type JwtVerifier } from './jwt.js';
+import { claimOf, type JwtFailure, type JwtVerifier } from './jwt.js';
 
 /** One rule, ready to decide: the first rule whose `match` fits a request applies to it. */
 export interface Rule {
@@ -82,7 +82,7 @@ function pathMatcherOf(
   return undefined;
 }
 
-function keyOf(rule: RuleConfig, jwt: JwtVerifier | undefined) {
+function keyOf(rule: RuleConfig, jwt: JwtVerifier | undefined, hooks: RuleHooks) {
   const key = rule.key;
   if (key === 'ip') return byIp();
   if (key === 'basic-user') return byBasicUser();
@@ -92,14 +92,18 @@ function keyOf(rule: RuleConfig, jwt: JwtVerifier | undefined) {
   const claim = key.jwt;
   const verify = jwt!;
   return async (req: IncomingMessage): Promise<string | undefined> => {
-    const claims = await verify(req.headers.authorization);
-    const value = claims === undefined ? undefined : claimOf(claims, claim);
-    return value === undefined ? undefined : `jwt:${claim}:${value}`;
+    const result = await verify(req.headers.authorization);
+    const value = 'claims' in result ? claimOf(result.claims, claim) : undefined;
+    if (value !== undefined) return `jwt:${claim}:${value}`;
+    hooks.onKeyFailure(rule.name, 'failure' in result ? result.failure : 'claim', req);
+    return undefined;
   };
 }
 
 export interface RuleHooks {
   onError(error: unknown, rule: string): void;
+  /** A `{ jwt }` key found no claim in the request: why (never the token). */
+  onKeyFailure(rule: string, failure: JwtFailure, req: IncomingMessage): void;
 }
 
 /** Builds the rules of a validated configuration, each counting in the store `storeFor` gives it. */
@@ -117,7 +121,7 @@ export function compileRules(
     const guard = new HttpGuard<IncomingMessage>({
       policies: rule.policies as never,
       store: storeFor(rule.name),
-      key: keyOf(rule, jwt) as KeyExtractor,
+      key: keyOf(rule, jwt, hooks) as KeyExtractor,
       onMissingKey: rule.onMissingKey,
       trustProxy: config.trustProxy,
       ipv6Prefix: config.ipv6Prefix,
