@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { send } from '@floodgate/test-support';
+import { RedisServer, send } from '@floodgate/test-support';
 import { pino } from 'pino';
 import { validateProxyConfig } from '../src/proxy/config.js';
 import { type RunningProxy, startProxy } from '../src/proxy/proxy.js';
@@ -90,5 +90,48 @@ describe('floodgate proxy: the admin listener refuses rebound names and cross-si
     assert.equal(done.status, 200);
     assert.equal(await flooderStatus(), 200);
     assert.ok(!JSON.stringify(logs).includes(TOKEN), 'the token is never logged');
+  });
+});
+
+describe('floodgate proxy: the dashboard shows the shedder and the shared store', () => {
+  let upstream: NodeUpstream;
+  let redis: RedisServer;
+  let proxy: RunningProxy;
+  before(async () => {
+    upstream = await startNodeUpstream();
+    redis = await RedisServer.start();
+    proxy = await startProxy(
+      validateProxyConfig({
+        upstream: upstream.url,
+        listen: 0,
+        admin: 0,
+        store: redis.url,
+        shed: {},
+        rules: [
+          { name: 'login', match: { path: '/login' }, policies: [{ limit: 5, window: '1m' }] },
+          { name: 'api', policies: [{ limit: 50, window: '1m' }] },
+        ],
+      }),
+      { log: pino({ level: 'silent' }), env: {} },
+    );
+  });
+  after(async () => {
+    await proxy?.stop();
+    await redis?.stop();
+    await upstream?.close();
+  });
+
+  it("answers the shedder's limit, in flight and baseline as a series, and the store's script calls once", async () => {
+    for (const path of ['/login', '/x', '/y']) assert.equal((await send(`${proxy.url}${path}`)).status, 200);
+    const d = JSON.parse((await send(`${proxy.adminUrl}/api/dashboard?seconds=30`)).body);
+    assert.equal(d.shedder.series.length, 30);
+    const last = d.shedder.series.at(-1);
+    assert.equal(last.limit, d.shedder.limit);
+    assert.equal(last.inflight, 0);
+    assert.equal(typeof last.baseline, 'number', 'three requests came back');
+    assert.equal(d.stores.length, 1, 'the rules share one store');
+    assert.deepEqual(d.stores[0].limiters, ['login', 'api']);
+    assert.ok(d.stores[0].totals.scripts >= 1);
+    assert.equal(d.stores[0].totals.decisions, 3);
   });
 });

@@ -8,6 +8,7 @@ import { isLoopback, isLoopbackHost, tokenChecker } from './access.js';
 import { BODY_LIMIT, isJson, readBody } from './body.js';
 import { PAGE } from './page/index.js';
 import { routeOf } from './routes.js';
+import { Sampler } from './sampler.js';
 import { dashboardView, isWindow, limiterView, shedderView, stateView, topView } from './views.js';
 
 /** The limiters an admin handler shows, by name: fixed, or asked for on each request (a reloaded configuration). */
@@ -110,6 +111,10 @@ export function adminHandler(options: AdminOptions): AdminHandler {
   const authorized = tokenChecker(token);
   const shedderOf =
     typeof options.shedder === 'function' ? options.shedder : () => options.shedder as Shedder | undefined;
+  // What no request shows by itself, sampled each second whether or not the page is open.
+  const sampler = new Sampler();
+  const sample = () => sampler.sample(clock.now(), shedderOf(), limitersOf(limiters));
+  setInterval(sample, 1000).unref();
 
   const reads = (
     segments: readonly string[],
@@ -124,12 +129,15 @@ export function adminHandler(options: AdminOptions): AdminHandler {
       };
     if (segments[0] === 'dashboard' && segments.length === 1) {
       const seconds = Math.min(900, Math.max(10, Number(query.get('seconds') ?? 300) || 300));
+      sampler.sample(now, shedderOf(), found);
+      const shedder = shedderView(shedderOf());
       return {
         status: 200,
         body: {
           now,
           limiters: [...found].map(([n, l]) => dashboardView(n, l, seconds, labels, now)),
-          shedder: shedderView(shedderOf()),
+          shedder: shedder && { ...shedder, series: sampler.shedderSeries(now, seconds) },
+          stores: sampler.storesView(now, seconds, found),
         },
       };
     }

@@ -100,6 +100,7 @@ export function shedderView(shedder: Shedder | undefined) {
   return {
     limit: shedder.limit,
     inflight: shedder.inflight,
+    baseline: shedder.baseline ?? null,
     overloaded: shedder.overloaded,
     ...shedder.stats,
   };

@@ -20,7 +20,11 @@ export function namespaced(inner: Store, prefix: string): Store {
   return {
     apply: (key, set, cost, mode, lease) => inner.apply(prefix + key, set, cost, mode, lease),
     reset: (key, set) => inner.reset(prefix + key, set),
-  };
+    // The shared store's counters (RedisStore's script calls and grants), for the dashboard.
+    get stats() {
+      return (inner as { stats?: unknown }).stats;
+    },
+  } as Store;
 }
 
 /**
