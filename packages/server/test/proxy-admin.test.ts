@@ -135,3 +135,61 @@ describe('floodgate proxy: the dashboard shows the shedder and the shared store'
     assert.equal(d.stores[0].totals.decisions, 3);
   });
 });
+
+describe('floodgate proxy: the fleet, two proxies on one Redis', () => {
+  let upstream: NodeUpstream;
+  let redis: RedisServer;
+  const proxies: RunningProxy[] = [];
+  before(async () => {
+    upstream = await startNodeUpstream();
+    redis = await RedisServer.start();
+    const config = validateProxyConfig({
+      upstream: upstream.url,
+      listen: 0,
+      admin: 0,
+      store: redis.url,
+      trustProxy: ['loopback'],
+      rules: [{ name: 'api', policies: [{ limit: 6, window: '1h' }] }],
+    });
+    for (let i = 0; i < 2; i++)
+      proxies.push(await startProxy(config, { log: pino({ level: 'silent' }), env: {} }));
+  });
+  after(async () => {
+    await Promise.all(proxies.map((p) => p.stop()));
+    await redis?.stop();
+    await upstream?.close();
+  });
+
+  it("sums both proxies' traffic: who sent most and who was refused most, fleet-wide", async () => {
+    const [a, b] = proxies as [RunningProxy, RunningProxy];
+    const from = (p: RunningProxy, ip: string, n: number) =>
+      Promise.all(Array.from({ length: n }, () => send(p.url, { headers: { 'x-forwarded-for': ip } })));
+    await from(a, '203.0.113.1', 5);
+    await from(b, '203.0.113.1', 4);
+    await from(b, '198.51.100.2', 2);
+    await Promise.all(proxies.map((p) => p.fleet!.publish()));
+    for (const p of proxies) {
+      const fleet = JSON.parse((await send(`${p.adminUrl}/api/fleet?window=1m`)).body);
+      assert.equal(fleet.processes.length, 2);
+      const api = fleet.limiters.find((l: { name: string }) => l.name === 'api');
+      assert.equal(api.processes, 2);
+      const counts = api.top.requests.clients.map((c: { label: string; count: number }) => [
+        c.label,
+        c.count,
+      ]);
+      assert.deepEqual(counts, [
+        ['203.0.113.1', 9],
+        ['198.51.100.2', 2],
+      ]);
+      assert.equal(api.top.requests.total, 11);
+      assert.equal(api.top.requests.bound, 0, 'no summary was full: the counts are exact');
+      assert.deepEqual(
+        api.top.refusals.clients.map((c: { label: string; count: number }) => [c.label, c.count]),
+        [['203.0.113.1', 3]],
+        'the limit of 6 is shared through Redis: 3 of the 9 refused',
+      );
+    }
+    const one = JSON.parse((await send(`${a.adminUrl}/api/limiters/api/top?window=1m`)).body);
+    assert.equal(one.requests.clients[0].count, 5, 'a process alone sees only its own');
+  });
+});

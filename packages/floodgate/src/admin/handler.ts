@@ -6,6 +6,7 @@ import type { Shedder } from '../limiter/shedder.js';
 import { displayClient } from '../observe/client.js';
 import { isLoopback, isLoopbackHost, tokenChecker } from './access.js';
 import { BODY_LIMIT, isJson, readBody } from './body.js';
+import type { Fleet } from './fleet.js';
 import { PAGE } from './page/index.js';
 import { routeOf } from './routes.js';
 import { Sampler } from './sampler.js';
@@ -44,6 +45,8 @@ export interface AdminOptions {
   readonly labels?: (key: string) => string | undefined;
   /** Called after each action that changed something, with who and what. */
   readonly onAction?: (action: AdminAction) => void;
+  /** The processes sharing a Redis store (`new Fleet(...).start()`): `GET /api/fleet` merges their traffic. */
+  readonly fleet?: Fleet;
   /** Time for the views. Default: `Date.now`. */
   readonly clock?: { now(): number };
 }
@@ -81,7 +84,7 @@ function unbound(key: string): string | undefined {
 export function adminHandler(options: AdminOptions): AdminHandler {
   if (typeof options !== 'object' || options === null)
     throw invalidOption('options', 'an object such as { limiters: { api: limiter } }', options, 'type');
-  knownKeys(options, ['limiters', 'shedder', 'token', 'base', 'labels', 'onAction', 'clock']);
+  knownKeys(options, ['limiters', 'shedder', 'token', 'base', 'labels', 'onAction', 'fleet', 'clock']);
   const { limiters, token, base = '', labels, onAction, clock = { now: Date.now } } = options;
   if (typeof limiters !== 'function' && (typeof limiters !== 'object' || limiters === null))
     throw invalidOption(
@@ -140,6 +143,23 @@ export function adminHandler(options: AdminOptions): AdminHandler {
           stores: sampler.storesView(now, seconds, found),
         },
       };
+    }
+    if (segments[0] === 'fleet' && segments.length === 1) {
+      const window = query.get('window') ?? '1m';
+      if (!isWindow(window)) return badRequest('window must be 1m or 15m');
+      if (options.fleet === undefined) return notFound('fleet: this handler was given none');
+      const n = Math.min(1000, Math.max(1, Number(query.get('n') ?? 10) || 10));
+      return options.fleet.view(window, n).then((v) => ({
+        status: 200,
+        body: {
+          processes: v.processes,
+          limiters: v.limiters.map((l) => ({
+            name: l.name,
+            processes: l.processes,
+            top: topView(l.top, n, labels),
+          })),
+        },
+      }));
     }
     if (segments[0] !== 'limiters' || segments.length < 2) return notFound('such endpoint');
     const name = segments[1]!;

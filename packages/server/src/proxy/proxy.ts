@@ -1,6 +1,9 @@
 import type { FSWatcher } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
 import type { Store } from 'floodgate';
+import { Fleet, type FleetClient } from 'floodgate/admin';
 import type { Cluster, Redis } from 'ioredis';
 import { type Logger, pino } from 'pino';
 import { startAdmin } from '../shared/admin.js';
@@ -25,6 +28,8 @@ export interface RunningProxy {
   /** The admin listener's URL (`/metrics`, `/health`), unless disabled. */
   readonly adminUrl: string | undefined;
   readonly metrics: ProxyMetrics;
+  /** With a Redis store: this process in the fleet sharing it (publishes every 5 s). */
+  readonly fleet: Fleet | undefined;
   /** Re-reads the configuration file; false (and the old configuration kept) when it is invalid. */
   reload(): boolean;
   stop(): Promise<void>;
@@ -84,14 +89,22 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
   server.on('upgrade', (req, socket, head) => void gateway.handleUpgrade(req, socket, head));
   server.on('clientError', gateway.clientError);
   let admin: { server: Server; url: string } | undefined;
+  let fleet: Fleet | undefined;
   let url: string;
   try {
     url = await listen(server, initial.listen.host, initial.listen.port, {
       port: '--port or "listen"',
       host: '--host or "listen"',
     });
+    if (redis !== undefined)
+      fleet = new Fleet({
+        client: redis as unknown as FleetClient,
+        id: `${hostname()}:${process.pid}:${(server.address() as AddressInfo).port}`,
+        limiters: () => gateway.active.rules.map((r) => [r.name, r.guard.limiter] as const),
+      }).start();
     if (initial.admin !== false) {
       const dashboard = dashboardRoute({
+        ...(fleet === undefined ? {} : { fleet }),
         limiters: () => gateway.active.rules.map((r) => [r.name, r.guard.limiter] as const),
         ...(shedder === undefined ? {} : { shedder }),
         token: adminToken(options.adminToken, options.env ?? process.env),
@@ -164,6 +177,7 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
   const stop = () => {
     stopping ??= (async () => {
       watcher?.close();
+      fleet?.stop();
       gateway.flushLogs();
       resources.keyFailures.flush();
       const grace = gateway.active.config.grace;
@@ -183,5 +197,5 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
     })();
     return stopping;
   };
-  return { server, url, adminUrl: admin?.url, metrics, reload, stop };
+  return { server, url, adminUrl: admin?.url, metrics, fleet, reload, stop };
 }
