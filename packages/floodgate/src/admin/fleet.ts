@@ -51,7 +51,8 @@ export function compact(buckets: readonly BucketSnapshot[]): BucketSnapshot {
     };
   };
   const distinct = new Array<number>(buckets[0]?.distinct.length ?? 0).fill(0);
-  for (const b of buckets) b.distinct.forEach((r, i) => (distinct[i] = Math.max(distinct[i]!, r)));
+  for (const b of buckets)
+    for (let i = 0; i < b.distinct.length; i++) distinct[i] = Math.max(distinct[i] ?? 0, b.distinct[i]!);
   return {
     start: buckets.reduce((min, b) => Math.min(min, b.start), Number.POSITIVE_INFINITY),
     requests: side((b) => b.requests),

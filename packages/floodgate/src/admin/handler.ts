@@ -10,7 +10,7 @@ import type { Fleet } from './fleet.js';
 import { PAGE } from './page/index.js';
 import { routeOf } from './routes.js';
 import { Sampler } from './sampler.js';
-import { dashboardView, isWindow, limiterView, shedderView, stateView, topView } from './views.js';
+import { dashboardView, fleetView, isWindow, limiterView, shedderView, stateView, topView } from './views.js';
 
 /** The limiters an admin handler shows, by name: fixed, or asked for on each request (a reloaded configuration). */
 export type LimiterSource =
@@ -149,17 +149,7 @@ export function adminHandler(options: AdminOptions): AdminHandler {
       if (!isWindow(window)) return badRequest('window must be 1m or 15m');
       if (options.fleet === undefined) return notFound('fleet: this handler was given none');
       const n = Math.min(1000, Math.max(1, Number(query.get('n') ?? 10) || 10));
-      return options.fleet.view(window, n).then((v) => ({
-        status: 200,
-        body: {
-          processes: v.processes,
-          limiters: v.limiters.map((l) => ({
-            name: l.name,
-            processes: l.processes,
-            top: topView(l.top, n, labels),
-          })),
-        },
-      }));
+      return fleetView(options.fleet, window, n, labels).then((body) => ({ status: 200, body }));
     }
     if (segments[0] !== 'limiters' || segments.length < 2) return notFound('such endpoint');
     const name = segments[1]!;
