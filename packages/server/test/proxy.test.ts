@@ -2,13 +2,13 @@ import assert from 'node:assert/strict';
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { type IncomingHttpHeaders, request } from 'node:http';
+import { request } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { RedisServer } from '@floodgate/test-support';
+import { RedisServer, type Reply, send } from '@floodgate/test-support';
 import { Redis } from 'ioredis';
 import { SignJWT } from 'jose';
 import { pino } from 'pino';
@@ -27,35 +27,6 @@ import {
 } from './helpers/upstreams.js';
 
 // `floodgate proxy` in this process, in front of real upstreams, spoken to over real sockets.
-
-interface Reply {
-  status: number;
-  headers: IncomingHttpHeaders;
-  body: string;
-}
-
-function send(
-  url: string,
-  {
-    method = 'GET',
-    headers = {},
-    body,
-  }: { method?: string; headers?: Record<string, string | string[]>; body?: Buffer | string | Readable } = {},
-): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { method, headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () =>
-        resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString() }),
-      );
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    if (body instanceof Readable) body.pipe(req);
-    else req.end(body);
-  });
-}
 
 // biome-ignore lint/suspicious/noExplicitAny: test bodies are read field by field
 const json = (reply: Reply) => JSON.parse(reply.body) as Record<string, any>;

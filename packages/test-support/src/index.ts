@@ -1,2 +1,4 @@
 // Test helpers both packages (and the benchmarks) use. Private: never published.
+
+export { type Reply, send } from './http.js';
 export { freePort, RedisCluster, RedisServer, requireBinary } from './redis-server.js';

@@ -4,10 +4,13 @@ import type { PolicySpec } from '../core/policy.js';
 import { Limiter } from '../limiter/limiter.js';
 import type { Shedder } from '../limiter/shedder.js';
 import { displayClient } from '../observe/client.js';
-import { isLoopback, tokenChecker } from './access.js';
+import { isLoopback, isLoopbackHost, tokenChecker } from './access.js';
+import { BODY_LIMIT, isJson, readBody } from './body.js';
+import type { Fleet } from './fleet.js';
 import { PAGE } from './page/index.js';
 import { routeOf } from './routes.js';
-import { dashboardView, isWindow, limiterView, shedderView, stateView, topView } from './views.js';
+import { Sampler } from './sampler.js';
+import { dashboardView, fleetView, isWindow, limiterView, shedderView, stateView, topView } from './views.js';
 
 /** The limiters an admin handler shows, by name: fixed, or asked for on each request (a reloaded configuration). */
 export type LimiterSource =
@@ -42,6 +45,8 @@ export interface AdminOptions {
   readonly labels?: (key: string) => string | undefined;
   /** Called after each action that changed something, with who and what. */
   readonly onAction?: (action: AdminAction) => void;
+  /** The processes sharing a Redis store (`new Fleet(...).start()`): `GET /api/fleet` merges their traffic. */
+  readonly fleet?: Fleet;
   /** Time for the views. Default: `Date.now`. */
   readonly clock?: { now(): number };
 }
@@ -55,8 +60,6 @@ export interface AdminOptions {
  *       .listen(9090, '127.0.0.1');
  */
 export type AdminHandler = (req: IncomingMessage, res: ServerResponse, next?: () => void) => void;
-
-const BODY_LIMIT = 64 * 1024;
 
 interface Answer {
   readonly status: number;
@@ -78,28 +81,10 @@ function unbound(key: string): string | undefined {
   return key.startsWith('~#') ? undefined : key;
 }
 
-function readBody(req: IncomingMessage): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    let size = 0;
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > BODY_LIMIT) {
-        resolve(undefined);
-        req.destroy();
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', () => resolve(undefined));
-  });
-}
-
 export function adminHandler(options: AdminOptions): AdminHandler {
   if (typeof options !== 'object' || options === null)
     throw invalidOption('options', 'an object such as { limiters: { api: limiter } }', options, 'type');
-  knownKeys(options, ['limiters', 'shedder', 'token', 'base', 'labels', 'onAction', 'clock']);
+  knownKeys(options, ['limiters', 'shedder', 'token', 'base', 'labels', 'onAction', 'fleet', 'clock']);
   const { limiters, token, base = '', labels, onAction, clock = { now: Date.now } } = options;
   if (typeof limiters !== 'function' && (typeof limiters !== 'object' || limiters === null))
     throw invalidOption(
@@ -129,6 +114,10 @@ export function adminHandler(options: AdminOptions): AdminHandler {
   const authorized = tokenChecker(token);
   const shedderOf =
     typeof options.shedder === 'function' ? options.shedder : () => options.shedder as Shedder | undefined;
+  // What no request shows by itself, sampled each second whether or not the page is open.
+  const sampler = new Sampler();
+  const sample = () => sampler.sample(clock.now(), shedderOf(), limitersOf(limiters));
+  setInterval(sample, 1000).unref();
 
   const reads = (
     segments: readonly string[],
@@ -143,14 +132,24 @@ export function adminHandler(options: AdminOptions): AdminHandler {
       };
     if (segments[0] === 'dashboard' && segments.length === 1) {
       const seconds = Math.min(900, Math.max(10, Number(query.get('seconds') ?? 300) || 300));
+      sampler.sample(now, shedderOf(), found);
+      const shedder = shedderView(shedderOf());
       return {
         status: 200,
         body: {
           now,
           limiters: [...found].map(([n, l]) => dashboardView(n, l, seconds, labels, now)),
-          shedder: shedderView(shedderOf()),
+          shedder: shedder && { ...shedder, series: sampler.shedderSeries(now, seconds) },
+          stores: sampler.storesView(now, seconds, found),
         },
       };
+    }
+    if (segments[0] === 'fleet' && segments.length === 1) {
+      const window = query.get('window') ?? '1m';
+      if (!isWindow(window)) return badRequest('window must be 1m or 15m');
+      if (options.fleet === undefined) return notFound('fleet: this handler was given none');
+      const n = Math.min(1000, Math.max(1, Number(query.get('n') ?? 10) || 10));
+      return fleetView(options.fleet, window, n, labels).then((body) => ({ status: 200, body }));
     }
     if (segments[0] !== 'limiters' || segments.length < 2) return notFound('such endpoint');
     const name = segments[1]!;
@@ -214,6 +213,9 @@ export function adminHandler(options: AdminOptions): AdminHandler {
     if (segments[2] !== 'overrides' || segments.length !== 4) return notFound('such endpoint');
     if (req.method === 'DELETE') return done('remove-override', { removed: limiter.removeOverride(key) });
     if (req.method !== 'PUT') return { status: 405, body: { error: 'PUT or DELETE an override' } };
+    // A body only as JSON, so that no form of another site (text/plain, urlencoded) could be one.
+    if (!isJson(req.headers['content-type']))
+      return { status: 415, body: { error: 'the body must be sent as Content-Type: application/json' } };
     const text = await readBody(req);
     if (text === undefined)
       return { status: 413, body: { error: `the body must be at most ${BODY_LIMIT} bytes` } };
@@ -245,13 +247,14 @@ export function adminHandler(options: AdminOptions): AdminHandler {
       res.end();
       return;
     }
-    const local = isLoopback(req.socket.remoteAddress);
+    // Reads are open to this machine, asked for by a loopback name (a rebound DNS name is not one);
+    // actions, and anything else, need the token.
+    const local = isLoopback(req.socket.remoteAddress) && isLoopbackHost(req.headers.host);
     const read = route.method === 'GET' || route.method === 'HEAD';
-    // Reads are open to this machine; actions, and anything from elsewhere, need the token.
     if ((!read || !local) && !authorized(req.headers.authorization)) {
       const error =
         token === undefined
-          ? 'this handler has no admin token configured: it answers only reads from loopback'
+          ? 'this handler has no admin token configured: it answers only reads from loopback, addressed to localhost, 127.0.0.1 or [::1]'
           : 'a valid admin token is needed (Authorization: Bearer TOKEN)';
       return send(
         res,

@@ -15,6 +15,7 @@ export {
   type TrafficWindow,
   topOf,
 } from '../observe/traffic.js';
+export { compact, Fleet, type FleetClient, type FleetOptions } from './fleet.js';
 export {
   type AdminAction,
   type AdminHandler,

@@ -5,6 +5,7 @@ import { displayClient } from '../observe/client.js';
 import type { HeavyHitter } from '../observe/space-saving.js';
 import { suggestLimits } from '../observe/suggest.js';
 import type { TopClients, TrafficWindow } from '../observe/traffic.js';
+import type { Fleet } from './fleet.js';
 
 /** Turns an identifier into what an operator reads: its display, and the identifier to act on. */
 export type Labels = ((key: string) => string | undefined) | undefined;
@@ -100,6 +101,7 @@ export function shedderView(shedder: Shedder | undefined) {
   return {
     limit: shedder.limit,
     inflight: shedder.inflight,
+    baseline: shedder.baseline ?? null,
     overloaded: shedder.overloaded,
     ...shedder.stats,
   };
@@ -107,4 +109,17 @@ export function shedderView(shedder: Shedder | undefined) {
 
 export function isWindow(value: string | null): value is TrafficWindow {
   return value === '1m' || value === '15m';
+}
+
+/** The fleet's merged heavy hitters per limiter, with each client's display. */
+export async function fleetView(fleet: Fleet, window: TrafficWindow, n: number, labels: Labels) {
+  const v = await fleet.view(window, n);
+  return {
+    processes: v.processes,
+    limiters: v.limiters.map((l) => ({
+      name: l.name,
+      processes: l.processes,
+      top: topView(l.top, n, labels),
+    })),
+  };
 }

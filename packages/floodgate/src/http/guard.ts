@@ -113,6 +113,11 @@ export class HttpGuard<Req> {
     this.#warnForwarded = !o.trustsProxies;
   }
 
+  /** The shedder of `shed`, for the admin handler's dashboard (`adminHandler({ shedder: guard.shedder })`). */
+  get shedder(): Shedder | undefined {
+    return this.#o.shedder;
+  }
+
   /** Decides what to do with a request. Never rejects for a malformed request; rejects only if a callback throws. */
   check(request: Req, view: RequestView): Promise<Verdict> {
     return promised(() => this.decide(request, view));

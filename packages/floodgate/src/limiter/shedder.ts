@@ -157,6 +157,13 @@ export class Shedder {
     return this.#estimator.limit;
   }
 
+  /** The latency (ms) the limit is judged against, under Gradient2 once measured; AIMD keeps none. */
+  get baseline(): number | undefined {
+    if (!(this.#estimator instanceof Gradient2)) return undefined;
+    const baseline = this.#estimator.baseline;
+    return Number.isFinite(baseline) ? baseline : undefined;
+  }
+
   get inflight(): number {
     return this.#inflight;
   }

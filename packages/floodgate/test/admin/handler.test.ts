@@ -43,6 +43,7 @@ type Json = any;
 const get = (url: string, init?: RequestInit): Promise<Json> => fetch(url, init).then((r) => r.json());
 
 const auth = { Authorization: `Bearer ${TOKEN}` };
+const authJson = { ...auth, 'Content-Type': 'application/json' };
 
 function suite(name: string, makeLimiter: () => Limiter) {
   describe(`admin API (${name})`, () => {
@@ -135,15 +136,15 @@ function suite(name: string, makeLimiter: () => Limiter) {
       const url = `${s.adminUrl}/api/limiters/api/overrides/${key}`;
       const bad = await fetch(url, {
         method: 'PUT',
-        headers: auth,
+        headers: authJson,
         body: '{"name":"minute","limit":0,"window":"1m"}',
       });
       assert.equal(bad.status, 400);
       assert.match(((await bad.json()) as Json).error, /limit/);
-      assert.equal((await fetch(url, { method: 'PUT', headers: auth, body: '{nope' })).status, 400);
+      assert.equal((await fetch(url, { method: 'PUT', headers: authJson, body: '{nope' })).status, 400);
       const set = await fetch(url, {
         method: 'PUT',
-        headers: auth,
+        headers: authJson,
         body: '{"name":"minute","limit":100,"window":"1m"}',
       });
       assert.equal(set.status, 200);
@@ -177,7 +178,7 @@ function suite(name: string, makeLimiter: () => Limiter) {
       assert.equal((await fetch(`${s.adminUrl}/elsewhere`)).status, 404);
       const big = await fetch(`${s.adminUrl}/api/limiters/api/overrides/x`, {
         method: 'PUT',
-        headers: auth,
+        headers: authJson,
         body: 'x'.repeat(100_000),
       }).catch(() => undefined);
       assert.ok(big === undefined || big.status === 413);

@@ -8,7 +8,7 @@ import type { ProxyConfig } from './config.js';
 import { type ForwardOptions, forward, forwardUpgrade, problem, rawResponse } from './forward.js';
 import { jwtVerifier } from './jwt.js';
 import type { ProxyMetrics } from './metrics.js';
-import { refusalLog } from './refusal-log.js';
+import { type RefusalLog, refusalLog } from './refusal-log.js';
 import { compileRules, type Rule } from './rules.js';
 import { type Target, targetOf, viewOf } from './target.js';
 import type { Timeouts } from './timeouts.js';
@@ -38,11 +38,19 @@ export interface Resources {
   readonly shedder?: Shedder;
   /** The clock upstream ejections are timed on (ms). Default: Date.now. */
   readonly now?: () => number;
+  /** Why `{ jwt }` keys failed, rolled up per rule and reason (see `jwtFailureLog`). */
+  readonly keyFailures: RefusalLog;
+}
+
+/** The log of JWT key failures: kept across reloads, flushed at a stop. */
+export function jwtFailureLog(log: Logger): RefusalLog {
+  return refusalLog(log, 'JWT key failed: the request has no key from its token', 'failed');
 }
 
 /** A validated configuration made ready to serve: rules compiled, upstreams parsed, forwarding set up. */
 export function activate(config: ProxyConfig, r: Resources): Active {
   const jwt = config.jwt === undefined ? undefined : jwtVerifier(config.jwt, r.env);
+  const onMissingKey = new Map(config.rules.map((rule) => [rule.name, rule.onMissingKey]));
   const rules = compileRules(
     config,
     r.storeFor,
@@ -50,6 +58,13 @@ export function activate(config: ProxyConfig, r: Resources): Active {
     {
       onError: (error, rule) =>
         r.log.warn({ rule, err: (error as Error).message }, 'rate-limit store failed'),
+      onKeyFailure: (rule, reason, req) =>
+        r.keyFailures.note(`${rule}\n${reason}`, {
+          rule,
+          reason,
+          onMissingKey: onMissingKey.get(rule),
+          peer: req.socket.remoteAddress,
+        }),
     },
     r.shedder,
   );

@@ -6,8 +6,38 @@ import type { ProxyConfig } from './config.js';
 
 type JwtConfig = NonNullable<ProxyConfig['jwt']>;
 
-/** Verified claims of a bearer token, or undefined when there is no token or it does not verify. */
-export type JwtVerifier = (authorization: string | undefined) => Promise<Record<string, unknown> | undefined>;
+/**
+ * Why a request's JWT gave no key, as the log says it: never the token, nor a claim's value. `claim`: the
+ * token verified but lacks the claim the rule keys on.
+ */
+export type JwtFailure =
+  | 'missing'
+  | 'malformed'
+  | 'algorithm'
+  | 'signature'
+  | 'expired'
+  | 'not-yet-valid'
+  | 'issuer'
+  | 'audience'
+  | 'claims'
+  | 'claim';
+
+/** Verified claims of a bearer token, or why there are none. */
+export type JwtResult = { readonly claims: Record<string, unknown> } | { readonly failure: JwtFailure };
+
+export type JwtVerifier = (authorization: string | undefined) => Promise<JwtResult>;
+
+const BY_CLAIM: Record<string, JwtFailure> = { iss: 'issuer', aud: 'audience', nbf: 'not-yet-valid' };
+
+/** The failure a jose error stands for; undefined for an error that is not about the token. */
+function failureOf(error: unknown): JwtFailure | undefined {
+  if (!(error instanceof errors.JOSEError)) return undefined;
+  if (error instanceof errors.JWTExpired) return 'expired';
+  if (error instanceof errors.JWSSignatureVerificationFailed) return 'signature';
+  if (error instanceof errors.JOSEAlgNotAllowed) return 'algorithm';
+  if (error instanceof errors.JWTClaimValidationFailed) return BY_CLAIM[error.claim] ?? 'claims';
+  return 'malformed';
+}
 
 /** Verified tokens kept, so a client sending the same token does not pay a signature check per request. */
 const CACHE_MAX = 10_000;
@@ -66,12 +96,13 @@ export function jwtVerifier(config: JwtConfig, env: NodeJS.ProcessEnv = process.
   };
   const cache = new Map<string, { claims: Record<string, unknown>; until: number }>();
   return async (authorization) => {
-    const match = /^bearer\s+([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)\s*$/i.exec(authorization ?? '');
-    if (match === null) return undefined;
+    if (authorization === undefined || !/^bearer\s/i.test(authorization)) return { failure: 'missing' };
+    const match = /^bearer\s+([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)\s*$/i.exec(authorization);
+    if (match === null) return { failure: 'malformed' };
     const token = match[1]!;
     const now = Date.now();
     const hit = cache.get(token);
-    if (hit !== undefined && hit.until > now) return hit.claims;
+    if (hit !== undefined && hit.until > now) return { claims: hit.claims };
     try {
       const { payload } = await jwtVerify(token, key, options);
       // Kept until the token expires (at most a minute, so a changed key is picked up soon).
@@ -81,10 +112,11 @@ export function jwtVerifier(config: JwtConfig, env: NodeJS.ProcessEnv = process.
       );
       if (cache.size >= CACHE_MAX) cache.delete(cache.keys().next().value!);
       cache.set(token, { claims: payload as Record<string, unknown>, until });
-      return payload as Record<string, unknown>;
+      return { claims: payload as Record<string, unknown> };
     } catch (error) {
-      if (error instanceof errors.JOSEError) return undefined;
-      throw error;
+      const failure = failureOf(error);
+      if (failure === undefined) throw error;
+      return { failure };
     }
   };
 }

@@ -1,15 +1,22 @@
 import type { IncomingMessage } from 'node:http';
 import { byApiKey, byBasicUser, byHeader, byIp, type KeyExtractor } from 'floodgate/http';
 import type { RuleConfig } from './config.js';
-import { claimOf, type JwtVerifier } from './jwt.js';
+import { claimOf, type JwtFailure, type JwtVerifier } from './jwt.js';
 
 export type KeySpec = NonNullable<RuleConfig['key']>;
 
 /** What a request counts under, for a key of the configuration: a library extractor, or a JWT claim's. */
 export type RequestKey = KeyExtractor | ((req: IncomingMessage) => Promise<string | undefined>);
 
-/** The key a configured `key` describes; a `{ jwt: CLAIM }` key needs the configuration's verifier. */
-export function keyOf(key: KeySpec, jwt: JwtVerifier | undefined): RequestKey {
+/**
+ * The key a configured `key` describes; a `{ jwt: CLAIM }` key needs the configuration's verifier, and
+ * tells `failed` why a request has no key from its token (never the token).
+ */
+export function keyOf(
+  key: KeySpec,
+  jwt: JwtVerifier | undefined,
+  failed?: (req: IncomingMessage, failure: JwtFailure) => void,
+): RequestKey {
   if (key === 'ip') return byIp();
   if (key === 'basic-user') return byBasicUser();
   if (key === 'api-key') return byApiKey();
@@ -18,9 +25,11 @@ export function keyOf(key: KeySpec, jwt: JwtVerifier | undefined): RequestKey {
   const claim = key.jwt;
   const verify = jwt!;
   return async (req: IncomingMessage): Promise<string | undefined> => {
-    const claims = await verify(req.headers.authorization);
-    const value = claims === undefined ? undefined : claimOf(claims, claim);
-    return value === undefined ? undefined : `jwt:${claim}:${value}`;
+    const result = await verify(req.headers.authorization);
+    const value = 'claims' in result ? claimOf(result.claims, claim) : undefined;
+    if (value !== undefined) return `jwt:${claim}:${value}`;
+    failed?.(req, 'failure' in result ? result.failure : 'claim');
+    return undefined;
   };
 }
 

@@ -1,4 +1,7 @@
 import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
+import { Fleet, type FleetClient } from 'floodgate/admin';
 import { type Logger, pino } from 'pino';
 import { adminToken, dashboardRoute } from '../shared/dashboard.js';
 import { drain } from '../shared/drain.js';
@@ -7,7 +10,7 @@ import { redact } from '../shared/redact.js';
 import { ServiceRuntime } from '../shared/runtime.js';
 import { type ProxyConfig, shedderOf } from './config.js';
 import { newDispatcher } from './forward.js';
-import { type Active, activate, Gateway, type Resources } from './gateway.js';
+import { type Active, activate, Gateway, jwtFailureLog, type Resources } from './gateway.js';
 import {
   createProxyMetrics,
   type ProxyMetrics,
@@ -26,6 +29,8 @@ export interface RunningProxy {
   /** The admin listener's URL (`/metrics`, `/health`), unless disabled. */
   readonly adminUrl: string | undefined;
   readonly metrics: ProxyMetrics;
+  /** With a Redis store: this process in the fleet sharing it (publishes every 5 s). */
+  readonly fleet: Fleet | undefined;
   /** Re-reads the configuration file; false (and the old configuration kept) when it is invalid. */
   reload(): boolean;
   stop(): Promise<void>;
@@ -70,6 +75,7 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
     timeouts: new Timeouts(),
     env: options.env ?? process.env,
     ...(options.now === undefined ? {} : { now: options.now }),
+    keyFailures: jwtFailureLog(log),
   };
   const shedder = shedderOf(initial);
   if (shedder !== undefined) {
@@ -88,6 +94,7 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
   registerUpstreamMetrics(metrics.registry, () => gateway.active.pool.states());
 
   let server: Server | undefined;
+  let fleet: Fleet | undefined;
   let url: string;
   try {
     server = proxyServer(initial, gateway.handle, log);
@@ -98,12 +105,20 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
       host: '--host or "listen"',
     });
     if (initial.tls !== undefined) url = url.replace(/^http:/, 'https:');
+    const client = runtime.stores.client;
+    if (client !== undefined)
+      fleet = new Fleet({
+        client: client as unknown as FleetClient,
+        id: `${hostname()}:${process.pid}:${(server.address() as AddressInfo).port}`,
+        limiters: () => gateway.active.rules.flatMap((r) => r.limiters),
+      }).start();
     await runtime.startAdmin(
       initial.admin !== false && {
         address: initial.admin,
         health: () => ({ rules: gateway.active.rules.length, upstreams: gateway.active.pool.states() }),
         names: { port: '--admin-port or "admin"', host: '"admin"' },
         more: dashboardRoute({
+          ...(fleet === undefined ? {} : { fleet }),
           limiters: () => gateway.active.rules.flatMap((r) => r.limiters),
           ...(shedder === undefined ? {} : { shedder }),
           token: adminToken(options.adminToken, options.env ?? process.env),
@@ -169,8 +184,10 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
   const stop = () =>
     runtime.stop({
       drain: () => {
+        fleet?.stop();
         gateway.close();
         gateway.flushLogs();
+        resources.keyFailures.flush();
         const grace = options.grace ?? gateway.active.config.grace;
         log.info({ grace }, 'shutting down: finishing requests in flight');
         for (const socket of gateway.upgraded) socket.destroy();
@@ -182,5 +199,5 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
         await resources.dispatcher.destroy();
       },
     });
-  return { server: listening, url, adminUrl: runtime.adminUrl, metrics, reload, stop };
+  return { server: listening, url, adminUrl: runtime.adminUrl, metrics, fleet, reload, stop };
 }

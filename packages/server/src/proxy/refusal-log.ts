@@ -4,19 +4,19 @@ import type { Logger } from 'pino';
 const REFUSAL_LOG_EVERY = 10_000;
 
 /**
- * Refusals in the log, real or shadow (`message` says which): the first of each group (a rule and a
- * decision) at once, then one line per group every 10 s with the count and the last one's details. A line per refused request would let
- * a flood fill the disk and slow the proxy down exactly when it is needed; the exact counts are in the
- * metrics.
+ * Refusals in the log, real or shadow (`message` says which), or JWT key failures: the first of each group
+ * (a rule and a decision, or a rule and a reason) at once, then one line per group every 10 s with the
+ * count (the field `counted`) and the last one's details. A line per refused request would let a flood
+ * fill the disk and slow the proxy down exactly when it is needed; the exact counts are in the metrics.
  */
-export function refusalLog(log: Logger, message: string) {
+export function refusalLog(log: Logger, message: string, counted = 'refused') {
   const pending = new Map<string, { count: number; last: Record<string, unknown> }>();
   let timer: NodeJS.Timeout | undefined;
   const flush = () => {
     clearTimeout(timer);
     timer = undefined;
     for (const { count, last } of pending.values()) {
-      if (count > 0) log.info({ ...last, refused: count, seconds: REFUSAL_LOG_EVERY / 1000 }, message);
+      if (count > 0) log.info({ ...last, [counted]: count, seconds: REFUSAL_LOG_EVERY / 1000 }, message);
     }
     pending.clear();
   };
@@ -24,7 +24,7 @@ export function refusalLog(log: Logger, message: string) {
     note(group: string, fields: Record<string, unknown>) {
       const entry = pending.get(group);
       if (entry === undefined) {
-        log.info({ ...fields, refused: 1 }, message);
+        log.info({ ...fields, [counted]: 1 }, message);
         pending.set(group, { count: 0, last: fields });
         timer ??= setTimeout(flush, REFUSAL_LOG_EVERY).unref();
         return;
@@ -35,3 +35,5 @@ export function refusalLog(log: Logger, message: string) {
     flush,
   };
 }
+
+export type RefusalLog = ReturnType<typeof refusalLog>;

@@ -11,7 +11,7 @@ import {
 import { match as pathMatcher } from 'path-to-regexp';
 import type { ProxyConfig, RuleConfig } from './config.js';
 import { ruleHostName } from './host.js';
-import type { JwtVerifier } from './jwt.js';
+import type { JwtFailure, JwtVerifier } from './jwt.js';
 import { keyOf } from './keys.js';
 import { LimitGroup } from './limits.js';
 
@@ -40,7 +40,11 @@ export function namespaced(inner: Store, prefix: string): Store {
     ...(group === undefined
       ? {}
       : { applyGroup: (members) => group(members.map((m) => ({ ...m, key: prefix + m.key }))) }),
-  };
+    // The shared store's counters (RedisStore's script calls and grants), for the dashboard.
+    get stats() {
+      return (inner as { stats?: unknown }).stats;
+    },
+  } as Store;
 }
 
 /**
@@ -119,6 +123,8 @@ export function failureOf(statuses: RuleConfig['failedStatuses']): ((status: num
 
 export interface RuleHooks {
   onError(error: unknown, rule: string): void;
+  /** A `{ jwt }` key found no claim in the request: why (never the token). */
+  onKeyFailure(rule: string, failure: JwtFailure, req: IncomingMessage): void;
 }
 
 /** Builds the rules of a validated configuration, each counting in the store `storeFor` gives it. */
@@ -134,6 +140,7 @@ export function compileRules(
     const hosts = rule.match?.host === undefined ? undefined : hostMatcher(rule.match.host);
     const path = pathMatcherOf(rule.match, config.caseSensitive);
     const isFailure = failureOf(rule.failedStatuses);
+    const failed = (req: IncomingMessage, failure: JwtFailure) => hooks.onKeyFailure(rule.name, failure, req);
     const common = {
       trustProxy: config.trustProxy,
       ipv6Prefix: config.ipv6Prefix,
@@ -153,7 +160,7 @@ export function compileRules(
       rule.limits === undefined
         ? undefined
         : new LimitGroup(
-            rule.limits.map((limit) => ({ ...limit, key: keyOf(limit.key, jwt) })),
+            rule.limits.map((limit) => ({ ...limit, key: keyOf(limit.key, jwt, failed) })),
             storeFor(rule.name),
             { ...common, ...perClient },
           );
@@ -167,7 +174,7 @@ export function compileRules(
               ...perClient,
               policies: rule.policies as never,
               store: storeFor(rule.name),
-              key: keyOf(rule.key ?? 'ip', jwt) as KeyExtractor,
+              key: keyOf(rule.key ?? 'ip', jwt, failed) as KeyExtractor,
               onMissingKey: rule.onMissingKey ?? 'ip',
               cost: rule.cost ?? 1,
             },

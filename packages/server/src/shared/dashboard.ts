@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Limiter, Shedder } from 'floodgate';
-import { adminHandler } from 'floodgate/admin';
+import { adminHandler, type Fleet } from 'floodgate/admin';
 import type { Logger } from 'pino';
 import { usageError } from './errors.js';
 
@@ -11,6 +11,8 @@ export interface DashboardOptions {
   /** The command's limiters by name (a proxy rule, an RLS descriptor, a serve policy), read per request. */
   readonly limiters: () => Iterable<readonly [string, Limiter]>;
   readonly shedder?: Shedder;
+  /** With a Redis store: the processes sharing it. */
+  readonly fleet?: Fleet;
   /** `--admin-token`, else `FLOODGATE_ADMIN_TOKEN`. */
   readonly token: string | undefined;
   readonly log: Logger;
@@ -33,6 +35,7 @@ export function dashboardRoute(options: DashboardOptions): AdminRoute {
   return adminHandler({
     limiters: options.limiters,
     ...(options.shedder === undefined ? {} : { shedder: options.shedder }),
+    ...(options.fleet === undefined ? {} : { fleet: options.fleet }),
     ...(options.token === undefined ? {} : { token: options.token }),
     onAction: (action) =>
       log.info(

@@ -28,6 +28,8 @@ export interface Stores {
   readonly store: MemoryStore | RedisStore;
   /** The Redis store, when there is one. */
   readonly redis: RedisStore | undefined;
+  /** Its client, for what else a command keeps in Redis (the admin fleet view). */
+  readonly client: Redis | Cluster | undefined;
   /**
    * Another Redis store over the same client with another outage policy (`floodgate serve` counts failed
    * logins in memory during an outage whatever the API does); closed with the others.
@@ -49,6 +51,7 @@ export async function openStores(settings: StoreSettings, log: Logger, registry:
       kind: 'memory',
       store,
       redis: undefined,
+      client: undefined,
       withOutagePolicy: () => {
         throw new Error('the memory store has no outage policy');
       },
@@ -78,6 +81,7 @@ export async function openStores(settings: StoreSettings, log: Logger, registry:
     kind: 'redis',
     store: redis,
     redis,
+    client,
     withOutagePolicy: (onStoreError) => make(onStoreError, false),
     close() {
       closing ??= (async () => {

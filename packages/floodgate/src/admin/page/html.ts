@@ -19,6 +19,10 @@ export const DASHBOARD_HTML = `<!doctype html>
   <p id="shedder-numbers"></p>
   <div id="shedder-chart"></div>
 </section>
+<section id="stores" hidden>
+  <h2>Shared store (Redis)</h2>
+  <ul id="stores-list"></ul>
+</section>
 <main id="limiters"></main>
 <footer>Charts by <a href="uplot-license.txt">uPlot</a> (MIT), shipped with Floodgate.</footer>
 <script src="uplot.js"></script>

@@ -115,26 +115,42 @@ export const DASHBOARD_JS = `(function () {
       }).join('; ') + '.';
   }
 
-  var shedder = { at: [], limit: [], inflight: [], chart: null };
+  var shedderChart = null;
+  function column(points, name) { return points.map(function (p) { return p[name]; }); }
   function drawShedder(s) {
     var box = document.getElementById('shedder');
     if (!s) { box.hidden = true; return; }
     box.hidden = false;
     document.getElementById('shedder-numbers').textContent =
-      'limit ' + Math.round(s.limit) + ', in flight ' + s.inflight + (s.overloaded ? ' (overloaded)' : '') + ', admitted ' + s.admitted;
-    shedder.at.push(Date.now() / 1000); shedder.limit.push(s.limit); shedder.inflight.push(s.inflight);
-    if (shedder.at.length > 300) { shedder.at.shift(); shedder.limit.shift(); shedder.inflight.shift(); }
-    if (!shedder.chart) {
-      shedder.chart = new uPlot({ width: 560, height: 160, series: [{}, { label: 'limit', stroke: '#1565c0' }, { label: 'in flight', stroke: '#ef6c00' }] },
-        [[], [], []], document.getElementById('shedder-chart'));
-    }
-    shedder.chart.setData([shedder.at, shedder.limit, shedder.inflight]);
+      'limit ' + Math.round(s.limit) + ', in flight ' + s.inflight + (s.overloaded ? ' (overloaded)' : '') +
+      (s.baseline === null ? '' : ', baseline ' + s.baseline.toFixed(1) + ' ms') + ', admitted ' + s.admitted;
+    var data = [column(s.series, 'at').map(function (t) { return t / 1000; }), column(s.series, 'limit'), column(s.series, 'inflight'), column(s.series, 'baseline')];
+    if (!shedderChart) {
+      shedderChart = new uPlot({ width: 560, height: 160, scales: { ms: { auto: true } },
+        series: [{}, { label: 'limit', stroke: '#1565c0' }, { label: 'in flight', stroke: '#ef6c00' }, { label: 'baseline ms', stroke: '#546e7a', scale: 'ms' }],
+        axes: [{}, {}, { scale: 'ms', side: 1, grid: { show: false } }] },
+        data, document.getElementById('shedder-chart'));
+    } else shedderChart.setData(data);
+  }
+  function drawStores(stores) {
+    var box = document.getElementById('stores');
+    box.hidden = stores.length === 0;
+    var list = document.getElementById('stores-list');
+    list.textContent = '';
+    stores.forEach(function (store) {
+      var last = store.series.slice(-60);
+      var sum = function (k) { return last.reduce(function (n, p) { return n + (p[k] || 0); }, 0); };
+      list.appendChild(el('li', {}, store.limiters.join(', ') + ': ' + store.totals.scripts + ' script calls (' + sum('scripts') +
+        ' in the last minute), ' + store.totals.leases + ' quota grants (' + sum('leases') + '), ' + store.totals.localDecisions +
+        ' decided from grants, ' + store.totals.failures + ' failed calls'));
+    });
   }
 
   function poll() {
     api('dashboard?seconds=300').then(function (d) {
       d.limiters.forEach(draw);
       drawShedder(d.shedder);
+      drawStores(d.stores || []);
       document.body.setAttribute('data-updated', String(d.now));
       if (!/^unblock/.test(document.getElementById('status').textContent)) status('live · ' + new Date(d.now).toLocaleTimeString());
     }).catch(function (e) { status('cannot read the admin API: ' + e.message); })
