@@ -59,7 +59,7 @@ describe('admin access: DNS rebinding', () => {
   after(() => Promise.all(servers.map((s) => new Promise((r) => s.close(r)))));
 
   async function start(token?: string) {
-    const limiter = new Limiter({ policies: { limit: 3, window: '1m' } });
+    const limiter = new Limiter({ policies: { limit: 3, window: '1m' }, traffic: true });
     for (let i = 0; i < 5; i++) await limiter.consume(CLIENT);
     const server = createServer(
       adminHandler({ limiters: { api: limiter }, ...(token === undefined ? {} : { token }) }),
@@ -102,7 +102,7 @@ describe('admin access: no action from a cross-site form', () => {
   const actions: AdminAction[] = [];
   let server: Server;
   before(async () => {
-    limiter = new Limiter({ policies: { limit: 3, window: '1m' } });
+    limiter = new Limiter({ policies: { limit: 3, window: '1m' }, traffic: true });
     for (let i = 0; i < 5; i++) await limiter.consume(CLIENT);
     server = createServer(
       adminHandler({ limiters: { api: limiter }, token: TOKEN, onAction: (a) => actions.push(a) }),

@@ -89,8 +89,8 @@ describe('Sampler and dashboard on Redis: script calls and quota grants', () => 
 
   it("counts each second's script calls exactly; two limiters on one store show as one", async () => {
     const store = new RedisStore({ client: redis, prefix: `sampler-${process.pid}:` });
-    const a = new Limiter({ policies: { limit: 100, window: '1m' }, store });
-    const b = new Limiter({ policies: { limit: 100, window: '1m' }, store });
+    const a = new Limiter({ policies: { limit: 100, window: '1m' }, store, traffic: true });
+    const b = new Limiter({ policies: { limit: 100, window: '1m' }, store, traffic: true });
     const limiters = [
       ['a', a],
       ['b', b],
@@ -112,8 +112,8 @@ describe('Sampler and dashboard on Redis: script calls and quota grants', () => 
 
   it('the dashboard answers the shedder series and the store counters; a memory store shows none', async () => {
     const store = new RedisStore({ client: redis, prefix: `dashboard-${process.pid}:` });
-    const onRedis = new Limiter({ policies: { limit: 100, window: '1m' }, store });
-    const inMemory = new Limiter({ policies: { limit: 100, window: '1m' } });
+    const onRedis = new Limiter({ policies: { limit: 100, window: '1m' }, store, traffic: true });
+    const inMemory = new Limiter({ policies: { limit: 100, window: '1m' }, traffic: true });
     const shedder = new Shedder();
     await onRedis.consume('x');
     const server = createServer(adminHandler({ limiters: { redis: onRedis, memory: inMemory }, shedder }));
