@@ -104,6 +104,21 @@ describe('proxy limits: several per request', () => {
     ]);
   });
 
+  it("the admin API names who a list's limit refused: each limit keeps its traffic", async () => {
+    const proxy = await proxyFor({ ...keyAndIp(3, 5), admin: 0 });
+    await calls(
+      proxy,
+      '203.0.113.9',
+      Array.from({ length: 8 }, (_, i) => `made-up-${i}`),
+    );
+    const api = `${proxy.adminUrl}/api/limiters/${encodeURIComponent('api per-ip')}/top?window=1m`;
+    const top = (await (await fetch(api)).json()) as { refusals: { clients: { count: number }[] } };
+    assert.deepEqual(
+      top.refusals.clients.map((c) => c.count),
+      [3],
+    );
+  });
+
   it("a request refused by its key's limit spends nothing of its IP's, and one without a key meets the IP's only", async () => {
     const proxy = await proxyFor(keyAndIp(2, 4));
     assert.deepEqual(await calls(proxy, '198.51.100.1', ['k', 'k', 'k', 'k', 'k']), [

@@ -91,7 +91,7 @@ export class LimitGroup {
     };
     this.#limits = limits.map((l) => ({
       name: l.name,
-      limiter: new Limiter({ policies: l.policies as never, store }),
+      limiter: new Limiter({ policies: l.policies as never, store, traffic: true }),
       key: l.key,
       onMissingKey: l.onMissingKey,
       cost: l.cost,
