@@ -8,7 +8,7 @@ import { MemoryStore } from '../src/stores/memory.js';
 import { RedisStore } from '../src/stores/redis/index.js';
 import type { Store } from '../src/stores/store.js';
 
-/** A login in the README's shape; `verified` counts the password checks that were reached. */
+/** A login in the shape of docs/middleware.md's; `verified` counts the password checks that were reached. */
 function loginWith(guard: LoginGuard, password: string) {
   const counts = { verified: 0, welcomed: 0 };
   async function login(user: string, guess: string, ip: string): Promise<number> {

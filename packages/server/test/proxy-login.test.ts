@@ -1,8 +1,6 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { RedisServer } from '@floodgate/test-support';
+import { codeBlocks, docSection, RedisServer } from '@floodgate/test-support';
 import { pino } from 'pino';
 import { parse } from 'yaml';
 import { validateProxyConfig } from '../src/proxy/config.js';
@@ -179,13 +177,13 @@ describe('proxy countOnly: failed logins', () => {
   });
 });
 
-describe('proxy countOnly: the README recipe', () => {
+describe('proxy countOnly: the recipe of docs/proxy.md', () => {
   it('"protect a Python login endpoint" validates, and counts only the failed logins', async () => {
-    const readme = readFileSync(join(import.meta.dirname, '../../../README.md'), 'utf8');
-    const block = /### Recipe: protect a Python login endpoint[\s\S]*?```yaml\n([\s\S]*?)```/.exec(
-      readme,
-    )?.[1];
-    assert.ok(block !== undefined, 'the README has the recipe');
+    const block = codeBlocks(
+      docSection('docs/proxy.md', 'Recipe: protect a Python login endpoint'),
+      'yaml',
+    )[0];
+    assert.ok(block !== undefined, 'docs/proxy.md has the recipe');
     const proxy = await proxyFor({ ...parse(block), listen: 0, upstream: login.url });
     assert.deepEqual(await attempts(proxy, 'right', 6), Array(6).fill(200));
     assert.deepEqual(await attempts(proxy, 'wrong', 6), [401, 401, 401, 401, 401, 429]);

@@ -1,29 +1,27 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { codeBlocks, docSection } from '@floodgate/test-support';
 import { pino } from 'pino';
 import { parse } from 'yaml';
 import { validateProxyConfig } from '../src/proxy/config.js';
 import { type RunningProxy, startProxy } from '../src/proxy/proxy.js';
 import { type PythonUpstream, runPython } from './helpers/upstreams.js';
 
-// The README's Python recipe, run as written: its app.py under Debian's python3 (standard library only),
-// behind the proxy its YAML configures.
+// The Python recipe of docs/proxy.md, run as written: its app.py under Debian's python3 (standard library
+// only), behind the proxy its YAML configures.
 
-const readme = readFileSync(join(import.meta.dirname, '../../../README.md'), 'utf8');
-const section = /### Recipe: a Python service behind the proxy([\s\S]*?)\n## /.exec(readme)?.[1] ?? '';
-const yaml = /```yaml\n([\s\S]*?)```/.exec(section)?.[1];
-const app = /```python\n([\s\S]*?)```/.exec(section)?.[1];
+const section = docSection('docs/proxy.md', 'Recipe: a Python service behind the proxy');
+const yaml = codeBlocks(section, 'yaml')[0];
+const app = codeBlocks(section, 'python')[0];
 
 let python: PythonUpstream;
 let proxy: RunningProxy;
 before(async () => {
-  assert.ok(yaml !== undefined && app !== undefined, 'the README has the recipe: its YAML and app.py');
+  assert.ok(yaml !== undefined && app !== undefined, 'docs/proxy.md has the recipe: its YAML and app.py');
   python = await runPython('app.py', app, { PORT: '0' });
   const config = validateProxyConfig(
     { ...parse(yaml), listen: 0, admin: false, upstream: python.url },
-    'README',
+    'docs/proxy.md',
   );
   proxy = await startProxy(config, { log: pino({ level: 'silent' }) });
 });
@@ -44,7 +42,7 @@ async function login(password: string): Promise<number> {
   return res.status;
 }
 
-describe('README: a Python service behind the proxy', () => {
+describe('docs/proxy.md: a Python service behind the proxy', () => {
   it('the app listens on loopback only', () => {
     assert.equal(new URL(python.url).hostname, '127.0.0.1');
   });

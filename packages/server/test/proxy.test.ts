@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { RedisServer, type Reply, send } from '@floodgate/test-support';
+import { codeBlocks, docSection, RedisServer, type Reply, send } from '@floodgate/test-support';
 import { Redis } from 'ioredis';
 import { SignJWT } from 'jose';
 import { pino } from 'pino';
@@ -171,14 +171,13 @@ describe('proxy: configuration', () => {
   });
 });
 
-describe('proxy: the README example', () => {
+describe('proxy: the example of docs/proxy.md', () => {
   it('validates, starts, and limits as it says', async () => {
-    const readme = readFileSync(join(import.meta.dirname, '../../../README.md'), 'utf8');
-    const block = /## `floodgate proxy`[\s\S]*?```yaml\n([\s\S]*?)```/.exec(readme)?.[1];
-    assert.ok(block !== undefined, 'the README has the proxy configuration example');
+    const block = codeBlocks(docSection('docs/proxy.md', '`floodgate proxy`'), 'yaml')[0];
+    assert.ok(block !== undefined, 'docs/proxy.md has the proxy configuration example');
     const data = { ...parse(block), listen: 0, admin: 0, upstream: up.url };
     const { logs, log } = capture();
-    const proxy = await startProxy(validateProxyConfig(data, 'README'), {
+    const proxy = await startProxy(validateProxyConfig(data, 'docs/proxy.md'), {
       log,
       env: { JWT_SECRET: 'x'.repeat(32) },
     });

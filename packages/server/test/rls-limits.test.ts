@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { RedisServer } from '@floodgate/test-support';
+import { codeBlocks, RedisServer, readDoc } from '@floodgate/test-support';
 import { type ServiceError, status } from '@grpc/grpc-js';
 import { loadRlsConfig } from '../src/rls/config.js';
 import { fromWire, type WireRequest } from '../src/rls/protocol.js';
@@ -339,11 +338,12 @@ describe('floodgate rls: configurations upstream loads', () => {
   });
 });
 
-describe('floodgate rls: the README', () => {
-  it("the README's configuration loads and answers as its comments say", async () => {
-    const readme = readFileSync(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8');
-    const yaml = /```yaml\n(# ratelimit\.yaml[^`]*)```/.exec(readme)?.[1];
-    assert.ok(yaml !== undefined, 'the README has the ratelimit.yaml example');
+describe('floodgate rls: docs/rls.md', () => {
+  it("the page's configuration loads and answers as its comments say", async () => {
+    const yaml = codeBlocks(readDoc('docs/rls.md'), 'yaml').find((block) =>
+      block.startsWith('# ratelimit.yaml'),
+    );
+    assert.ok(yaml !== undefined, 'docs/rls.md has the ratelimit.yaml example');
     await withRls(file('readme.yaml', yaml), async (client) => {
       const edge = (entries: Entry[][]) => ({ ...req(entries), domain: 'edge' });
       const login = await ask(client, edge([[['path', '/login']]]));

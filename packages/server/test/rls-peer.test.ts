@@ -12,7 +12,7 @@ import { ask, type Entry, type RlsClient, withRls } from './helpers/rls.js';
 
 // envoyproxy/ratelimit's own expectations, from its config and integration tests, as data
 // (peer/envoyproxy-ratelimit/cases.json, over its YAML files vendored beside it), asked of `floodgate rls`
-// over gRPC. Where Floodgate answers otherwise on purpose, the case says so (`differs`) and the README lists it.
+// over gRPC. Where Floodgate answers otherwise on purpose, the case says so (`differs`) and docs/rls.md lists it.
 
 const PEER = fileURLToPath(new URL('./peer/envoyproxy-ratelimit/', import.meta.url));
 

@@ -12,7 +12,7 @@ import { ManualTimers } from '../helpers/manual-timers.js';
 import { useRedis } from '../helpers/redis.js';
 
 // Quota leases against a real Redis: simulated processes (one store each) on one controlled clock, which
-// the script also decides by, so the bounds stated in the README can be checked at exact times.
+// the script also decides by, so the bounds stated in docs/stores.md can be checked at exact times.
 
 let client: Redis;
 useRedis((c) => {

@@ -116,7 +116,10 @@ function program(): Command {
     )
     .option('--algorithm <name>', 'without --config: the algorithm (default token-bucket)')
     .option('--redis <url>', 'without --config: share limits through Redis')
-    .option('--leases', 'without --config, with --redis: quota leases for busy clients (see the README)')
+    .option(
+      '--leases',
+      'without --config, with --redis: quota leases for busy clients (see "Quota grants" in docs/stores.md)',
+    )
     .option(
       '--on-store-error <policy>',
       'without --config, with --redis: while Redis is down, open (let through), closed (503) or fallback (in memory; the default)',
@@ -163,7 +166,10 @@ function program(): Command {
     .option('--port <n>', 'gRPC port to listen on (default 8081)')
     .option('--host <host>', 'address to listen on (default 127.0.0.1)')
     .option('--redis <url>', 'share limits through Redis (default: in memory)')
-    .option('--leases', 'with --redis: quota leases for busy descriptors (see the README)')
+    .option(
+      '--leases',
+      'with --redis: quota leases for busy descriptors (see "Quota grants" in docs/stores.md)',
+    )
     .option(
       '--on-store-error <policy>',
       "with --redis: while Redis is down, open (OK), closed (UNAVAILABLE: Envoy's failure_mode_deny decides) or fallback (in memory; the default)",

@@ -41,9 +41,7 @@ function covers(earlier: Match | undefined, later: Match | undefined, sensitive:
 export function configWarnings(config: ProxyConfig): string[] {
   const rules = config.rules;
   if (rules.length === 0) {
-    return [
-      'no rules: every request is forwarded without a limit; add rules (see "floodgate proxy" in the README)',
-    ];
+    return ['no rules: every request is forwarded without a limit; add rules (see docs/proxy.md)'];
   }
   const warnings: string[] = [];
   for (const [i, later] of rules.entries()) {

@@ -63,7 +63,7 @@ export async function connectRedis(url: string): Promise<Redis | Cluster> {
   return redis;
 }
 
-/** The Redis store's outage policies (README, "RedisStore options"), as every command's setting names them. */
+/** The Redis store's outage policies (docs/stores.md, the options of `new RedisStore`), as every command's setting names them. */
 export const OUTAGE_POLICIES = ['open', 'closed', 'fallback'] as const;
 export type OutagePolicy = (typeof OUTAGE_POLICIES)[number];
 
