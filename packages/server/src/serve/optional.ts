@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isSea } from 'node:sea';
 import { fileURLToPath } from 'node:url';
 import { environmentError } from '../shared/errors.js';
 
@@ -26,14 +27,22 @@ function declaredRange(name: string): string | undefined {
 function isMissing(error: unknown, name: string): boolean {
   const { code, message } = error as { code?: unknown; message?: unknown };
   return (
-    (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') &&
+    // The single executable's require knows Node's built-in modules only.
+    (code === 'ERR_MODULE_NOT_FOUND' ||
+      code === 'MODULE_NOT_FOUND' ||
+      code === 'ERR_UNKNOWN_BUILTIN_MODULE') &&
     typeof message === 'string' &&
-    (message.includes(`'${name}'`) || message.includes(`"${name}"`))
+    (message.includes(`'${name}'`) || message.includes(`"${name}"`) || message.endsWith(`: ${name}`))
   );
 }
 
 /** The sentence that says `name` is missing, what needs it, and how to install it. */
 export function missingDriver(name: string, needs: string): string {
+  if (isSea())
+    return (
+      `${needs} needs the package ${name}, which the single executable file does not carry; ` +
+      `install the command with npm for it (see the README)`
+    );
   const range = declaredRange(name);
   const spec = range === undefined ? name : `${name}@${range}`;
   return (
