@@ -265,6 +265,9 @@ function endQuietlyWhenOutputCloses(stream: NodeJS.WriteStream): void {
   });
 }
 
-endQuietlyWhenOutputCloses(process.stdout);
-endQuietlyWhenOutputCloses(process.stderr);
-process.exitCode = await main(process.argv.slice(2));
+/** Runs the command line of this process: what bin/floodgate.js and the single executable start. */
+export async function run(): Promise<void> {
+  endQuietlyWhenOutputCloses(process.stdout);
+  endQuietlyWhenOutputCloses(process.stderr);
+  process.exitCode = await main(process.argv.slice(2));
+}

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { environmentError, usageError } from '../shared/errors.js';
+import { importDriver } from './optional.js';
 import { hashPassword } from './passwords.js';
 
 export interface Continent {
@@ -86,7 +87,6 @@ async function seed(
 }
 
 async function openSqlite(path: string, exampleUser: boolean): Promise<Opened> {
-  const { default: Sqlite } = await import('better-sqlite3');
   if (path === '')
     throw usageError('--db sqlite: needs a path, e.g. sqlite:./floodgate.db or sqlite::memory:');
   // A directory that is missing is more likely a typo than a wish: refuse it rather than create it.
@@ -95,6 +95,11 @@ async function openSqlite(path: string, exampleUser: boolean): Promise<Opened> {
       `cannot open SQLite database "${path}": the directory ${dirname(resolve(path))} does not exist`,
     );
   }
+  const { default: Sqlite } = await importDriver(
+    'better-sqlite3',
+    'a sqlite: database (--db)',
+    () => import('better-sqlite3'),
+  );
   let sqlite: import('better-sqlite3').Database;
   try {
     sqlite = new Sqlite(path);
@@ -166,7 +171,7 @@ async function createDatabase(
 }
 
 async function openMysql(url: string, exampleUser: boolean): Promise<Opened> {
-  const mysql = await import('mysql2/promise');
+  const mysql = await importDriver('mysql2', 'a mysql:// database (--db)', () => import('mysql2/promise'));
   let pool: import('mysql2/promise').Pool;
   try {
     new URL(url);

@@ -16,12 +16,16 @@ export interface RunningCommand {
   stop(): Promise<number | null>;
 }
 
-/** Spawns `floodgate ...args` and resolves once it logs the URL it listens on; rejects if it exits first. */
+/**
+ * Spawns `floodgate ...args` and resolves once it logs the URL it listens on; rejects if it exits first.
+ * `command` is the program and its first arguments (default: this Node running the workspace's `bin`).
+ */
 export function startCommand(
   args: string[],
-  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+  options: { cwd?: string; env?: NodeJS.ProcessEnv; command?: readonly [string, ...string[]] } = {},
 ): Promise<RunningCommand> {
-  const child = spawn(process.execPath, [bin, ...args], {
+  const [program, ...before] = options.command ?? [process.execPath, bin];
+  const child = spawn(program, [...before, ...args], {
     ...(options.cwd ? { cwd: options.cwd } : {}),
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
