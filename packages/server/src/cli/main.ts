@@ -191,7 +191,7 @@ function program(): Command {
     )
     .option(
       '--merge-domains',
-      "one domain in several files: their descriptors together, instead of refused (also MERGE_DOMAIN_CONFIG=true)",
+      'one domain in several files: their descriptors together, instead of refused (also MERGE_DOMAIN_CONFIG=true)',
     )
     .option(
       '--check <path>',

@@ -71,7 +71,10 @@ export const isOver = (m: Matched, d: Decision | undefined): boolean =>
   m.limit !== undefined && !m.limit.unlimited && (d === undefined ? refusesAll(m) : !d.allowed);
 
 /** Whether the request's quota-mode descriptors refuse it: there are some, and each is over its limit. */
-export function quotaRefuses(matched: readonly Matched[], decisions: readonly (Decision | undefined)[]): boolean {
+export function quotaRefuses(
+  matched: readonly Matched[],
+  decisions: readonly (Decision | undefined)[],
+): boolean {
   const quota = matched.flatMap((m, i) => (m.quota ? [i] : []));
   return quota.length > 0 && quota.every((i) => isOver(matched[i]!, decisions[i]));
 }

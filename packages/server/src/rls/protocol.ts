@@ -96,14 +96,14 @@ function duration(ms: number): { seconds: number; nanos: number } {
   return { seconds: whole, nanos: Math.max(0, Math.round(ms - whole * 1000)) * 1_000_000 };
 }
 
-/** A value as google.protobuf.Value, in proto-loader's snake_case form. */
+/** A value as google.protobuf.Value: camelCase, as protobufjs defines the well-known types whatever `keepCase`. */
 function valueOf(value: MetadataValue): object {
-  if (value === null) return { null_value: 'NULL_VALUE' };
-  if (typeof value === 'string') return { string_value: value };
-  if (typeof value === 'number') return { number_value: value };
-  if (typeof value === 'boolean') return { bool_value: value };
-  if (Array.isArray(value)) return { list_value: { values: value.map(valueOf) } };
-  return { struct_value: structOf(value as Metadata) };
+  if (value === null) return { nullValue: 'NULL_VALUE' };
+  if (typeof value === 'string') return { stringValue: value };
+  if (typeof value === 'number') return { numberValue: value };
+  if (typeof value === 'boolean') return { boolValue: value };
+  if (Array.isArray(value)) return { listValue: { values: value.map(valueOf) } };
+  return { structValue: structOf(value as Metadata) };
 }
 
 /** A mapping as google.protobuf.Struct. */
@@ -130,6 +130,8 @@ export function toWire(response: RlsResponse): object {
       ...(s.durationUntilReset === undefined ? {} : { duration_until_reset: duration(s.durationUntilReset) }),
     })),
     response_headers_to_add: response.responseHeadersToAdd.map(([key, value]) => ({ key, value })),
-    ...(response.dynamicMetadata === undefined ? {} : { dynamic_metadata: structOf(response.dynamicMetadata) }),
+    ...(response.dynamicMetadata === undefined
+      ? {}
+      : { dynamic_metadata: structOf(response.dynamicMetadata) }),
   };
 }

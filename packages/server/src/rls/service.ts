@@ -164,11 +164,15 @@ export class RateLimitService {
         outcomes?.({ domain: request.domain, descriptor: 'unmatched', code: 'OK', shadow: false });
       const statuses = request.descriptors.map(() => OK_NO_LIMIT);
       const response: RlsResponse = { overallCode: 'OK', statuses, responseHeadersToAdd: [] };
-      return this.#metadata ? { ...response, dynamicMetadata: dynamicMetadata(request, [], statuses) } : response;
+      return this.#metadata
+        ? { ...response, dynamicMetadata: dynamicMetadata(request, [], statuses) }
+        : response;
     }
     const now = this.#now();
     const matched = replace(
-      request.descriptors.map((d, i) => this.#match(request.domain, domain.root, d, costOf(request, d), i, now)),
+      request.descriptors.map((d, i) =>
+        this.#match(request.domain, domain.root, d, costOf(request, d), i, now),
+      ),
     );
     // Enforced descriptors are decided together, all or nothing; shadow-mode ones are counted on their own,
     // since what they would refuse must not refuse the request; quota-mode ones on their own too, first:
