@@ -97,18 +97,18 @@ function duration(ms: number): { seconds: number; nanos: number } {
 }
 
 /** A value as google.protobuf.Value: camelCase, as protobufjs defines the well-known types whatever `keepCase`. */
-function valueOf(value: MetadataValue): object {
+function protoValue(value: MetadataValue): object {
   if (value === null) return { nullValue: 'NULL_VALUE' };
   if (typeof value === 'string') return { stringValue: value };
   if (typeof value === 'number') return { numberValue: value };
   if (typeof value === 'boolean') return { boolValue: value };
-  if (Array.isArray(value)) return { listValue: { values: value.map(valueOf) } };
+  if (Array.isArray(value)) return { listValue: { values: value.map(protoValue) } };
   return { structValue: structOf(value as Metadata) };
 }
 
 /** A mapping as google.protobuf.Struct. */
 export function structOf(mapping: Metadata): object {
-  return { fields: Object.fromEntries(Object.entries(mapping).map(([k, v]) => [k, valueOf(v)])) };
+  return { fields: Object.fromEntries(Object.entries(mapping).map(([k, v]) => [k, protoValue(v)])) };
 }
 
 /** The service's answer as a RateLimitResponse. */
