@@ -46,6 +46,8 @@ descriptors:
     metadata: { route: { to: spare, zone: b } }
   - key: user
     rate_limit: { unit: minute, requests_per_unit: 5 }
+  - key: blocked
+    rate_limit: { unit: minute, requests_per_unit: 0 }
   - key: files
     value: files/*
     share_threshold: true
@@ -197,6 +199,19 @@ for (const store of ['memory', 'redis'] as const) {
         url(),
         held(),
         { dynamicMetadata: true },
+      );
+    });
+
+    it('a request that a limit of 0 refuses charges no quota', async () => {
+      await withRls(
+        CONFIG,
+        async (client) => {
+          const refused = await ask(client, req([[['blocked', 'x']], [['backend', 'primary']]]));
+          assert.equal(refused.overall_code, 'OVER_LIMIT');
+          assert.deepEqual(statuses(await ask(client, req([[['backend', 'primary']]]))), [['OK', 1, 0]]);
+        },
+        url(),
+        held(),
       );
     });
 

@@ -196,8 +196,15 @@ export class RateLimitService {
       });
       return decisions;
     };
+    // A request a limit of 0 refuses charges no quota either.
     const byQuota = andThen(
-      allOf(quotas.map(asked).map((a) => a.limiter.decide(a.key, { cost: a.cost }))),
+      allOf(
+        quotas
+          .map(asked)
+          .map((a) =>
+            blocked ? a.limiter.peek(a.key, { cost: a.cost }) : a.limiter.decide(a.key, { cost: a.cost }),
+          ),
+      ),
       (got) => spread(new Array(matched.length), quotas, got),
     );
     const decided = allOf<unknown>([
