@@ -347,3 +347,60 @@ describe('floodgate rls --merge-domains (MERGE_DOMAIN_CONFIG)', () => {
     );
   });
 });
+
+describe('floodgate rls: the upstream fields, refused when they cannot mean anything', () => {
+  const bad = (text: string) => () => loadRlsConfig(file('bad.yaml', `domain: d\ndescriptors:\n${text}`));
+  it('share_threshold without a *, replaces of its own name or empty, metadata that no Struct can carry: each names the file and field', () => {
+    assert.throws(
+      bad('  - key: k\n    value: plain\n    share_threshold: true\n'),
+      /bad\.yaml: descriptors\[0\]\.share_threshold: needs a value with "\*"; "k_plain" has none/,
+    );
+    assert.throws(
+      bad(
+        '  - key: k\n    rate_limit: { name: a, unit: second, requests_per_unit: 1, replaces: [{ name: b }, { name: a }] }\n',
+      ),
+      /bad\.yaml: descriptors\[0\]\.rate_limit\.replaces\[1\]\.name: must not be this limit's own name \("a"\)/,
+    );
+    assert.throws(
+      bad('  - key: k\n    rate_limit: { unit: second, requests_per_unit: 1, replaces: [{ name: "" }] }\n'),
+      /bad\.yaml: descriptors\[0\]\.rate_limit\.replaces\[0\]\.name: must not be empty/,
+    );
+    assert.throws(
+      bad('  - key: k\n    rate_limit: { unit: second, requests_per_unit: 1, replaces: [{ nme: x }] }\n'),
+      /bad\.yaml: descriptors\[0\]\.rate_limit\.replaces\[0\]: unknown field "nme"/,
+    );
+    assert.throws(
+      bad('  - key: k\n    metadata: [a, b]\n'),
+      /bad\.yaml: descriptors\[0\]\.metadata: must be a mapping/,
+    );
+    assert.throws(
+      bad('  - key: k\n    metadata: { x: .nan }\n'),
+      /bad\.yaml: descriptors\[0\]\.metadata\.x: must be a string, a finite number/,
+    );
+    // A limit without a name replacing others is fine, as upstream.
+    assert.ok(
+      loadRlsConfig(
+        file(
+          'ok.yaml',
+          'domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unit: second, requests_per_unit: 1, replaces: [{ name: a }] }\n',
+        ),
+      ),
+    );
+  });
+
+  it('--quota-mode and --dynamic-metadata, or QUOTA_MODE and RESPONSE_DYNAMIC_METADATA, off by default', () => {
+    const off = rlsSettingsFromFlags({ config: CONFIG }).settings;
+    assert.deepEqual([off.quota, off.dynamicMetadata], [false, false]);
+    const on = rlsSettingsFromFlags({ config: CONFIG, quotaMode: true, dynamicMetadata: true }).settings;
+    assert.deepEqual([on.quota, on.dynamicMetadata], [true, true]);
+    process.env.QUOTA_MODE = 'true';
+    process.env.RESPONSE_DYNAMIC_METADATA = 'true';
+    try {
+      const env = rlsSettingsFromFlags({ config: CONFIG }).settings;
+      assert.deepEqual([env.quota, env.dynamicMetadata], [true, true]);
+    } finally {
+      delete process.env.QUOTA_MODE;
+      delete process.env.RESPONSE_DYNAMIC_METADATA;
+    }
+  });
+});

@@ -105,9 +105,13 @@ export interface Metadata {
   readonly [key: string]: MetadataValue;
 }
 const metadataValue: z.ZodType<MetadataValue> = z.lazy(() =>
-  z.union([z.string(), z.number(), z.boolean(), z.null(), z.array(metadataValue), metadata]),
+  z.union([z.string(), z.number(), z.boolean(), z.null(), z.array(metadataValue), metadata], {
+    error: 'must be a string, a finite number, a boolean, null, a list or a mapping',
+  }),
 );
-const metadata: z.ZodType<Metadata> = z.lazy(() => z.record(z.string(), metadataValue));
+const metadata: z.ZodType<Metadata> = z.lazy(() =>
+  z.record(z.string(), metadataValue, { error: 'must be a mapping' }),
+);
 
 const descriptor: z.ZodType<RawDescriptor> = z.lazy(() =>
   z.strictObject({
@@ -172,6 +176,11 @@ export interface DescriptorNode {
   readonly metadata: Metadata | undefined;
   /** The configured `value`, a wildcard's pattern included. */
   readonly value: string | undefined;
+  /**
+   * Known at load, so that a request that needs neither pays for neither: whether a `value_to_metric` node
+   * without a configured value is on the way here (the label is then not the path), and a sharing one.
+   */
+  readonly above: { readonly valueToMetric: boolean; readonly sharing: boolean };
   /** Whether this node's value came from the configuration (false: a wildcard, any value). */
   readonly literal: boolean;
   readonly children: Level;
@@ -250,6 +259,7 @@ function level(
   where: string,
   into: MutableLevel = new Map(),
   merging?: string,
+  above: DescriptorNode['above'] = { valueToMetric: false, sharing: false },
 ): Level {
   const out = into;
   (raws ?? []).forEach((raw, i) => {
@@ -260,8 +270,14 @@ function level(
     // As upstream: sharing a counter only means something for the values a wildcard matches.
     if (raw.share_threshold === true && !wildcard)
       throw usageError(`${at}.share_threshold: needs a value with "*"; "${own}" has none`);
+    const literal = raw.value !== undefined && !wildcard;
+    const here = {
+      valueToMetric: above.valueToMetric || (raw.value_to_metric === true && !literal),
+      sharing: above.sharing || raw.share_threshold === true,
+    };
     const node: DescriptorNode = {
       path,
+      above: here,
       limit: limitOf(raw.rate_limit, path, `${at}.rate_limit`),
       shadow: raw.shadow_mode ?? false,
       detailed: raw.detailed_metric ?? false,
@@ -273,8 +289,8 @@ function level(
           ? undefined
           : raw.metadata,
       value: raw.value,
-      literal: raw.value !== undefined && !wildcard,
-      children: level(raw.descriptors, path, `${at}.descriptors`),
+      literal,
+      children: level(raw.descriptors, path, `${at}.descriptors`, new Map(), undefined, here),
     };
     let slot = out.get(raw.key);
     if (slot === undefined) {

@@ -85,6 +85,7 @@ function metricOf(
   chain: readonly DescriptorNode[],
 ): { metric: string; bounded: boolean } {
   const node = chain.at(-1)!;
+  if (!node.detailed && !node.above.valueToMetric) return { metric: node.path, bounded: false };
   let bounded = false;
   const sent = (value: string) => {
     bounded = true;
@@ -250,10 +251,13 @@ export class RateLimitService {
         ? alignedWindow(now, UNITS[limit.unit])
         : undefined;
     // share_threshold: each entry a sharing wildcard matched is counted as the wildcard, whatever its value.
-    const entries = descriptor.entries.map((e, i) => {
-      const shared = chain?.[i]?.shared;
-      return shared === undefined ? e : { ...e, shared };
-    });
+    const entries =
+      node?.above.sharing === true
+        ? descriptor.entries.map((e, i) => {
+            const shared = chain![i]!.shared;
+            return shared === undefined ? e : { ...e, shared };
+          })
+        : descriptor.entries;
     const key =
       limit === undefined || limit.unlimited
         ? ''
