@@ -106,8 +106,8 @@ function metricOf(
  * decides anything in this request (its descriptor is answered as if it had no limit, and is not charged).
  */
 function replace(matched: Matched[]): Matched[] {
+  if (!matched.some((m) => m.limit?.replaces !== undefined)) return matched;
   const replaced = new Set(matched.flatMap((m) => m.limit?.replaces ?? []));
-  if (replaced.size === 0) return matched;
   return matched.map((m) =>
     m.limit?.named === true && !m.limit.unlimited && replaced.has(m.limit.name)
       ? { ...m, limit: undefined, key: '', aligned: undefined, quota: false, metadata: undefined }
@@ -198,16 +198,21 @@ export class RateLimitService {
       return decisions;
     };
     // A request a limit of 0 refuses charges no quota either.
-    const byQuota = andThen(
-      allOf(
-        quotas
-          .map(asked)
-          .map((a) =>
-            blocked ? a.limiter.peek(a.key, { cost: a.cost }) : a.limiter.decide(a.key, { cost: a.cost }),
-          ),
-      ),
-      (got) => spread(new Array(matched.length), quotas, got),
-    );
+    const byQuota: MaybePromise<(Decision | undefined)[]> =
+      quotas.length === 0
+        ? new Array(matched.length)
+        : andThen(
+            allOf(
+              quotas
+                .map(asked)
+                .map((a) =>
+                  blocked
+                    ? a.limiter.peek(a.key, { cost: a.cost })
+                    : a.limiter.decide(a.key, { cost: a.cost }),
+                ),
+            ),
+            (got) => spread(new Array(matched.length), quotas, got),
+          );
     const decided = allOf<unknown>([
       andThen(byQuota, (quota) =>
         blocked || quotaRefuses(matched, quota)
@@ -223,7 +228,8 @@ export class RateLimitService {
         const window = matched[i]!.aligned;
         if (d !== undefined && window !== undefined) decisions[i] = alignDecision(d, window, now);
       });
-      if ([...group, ...quota].some((d) => d?.reason === 'store-closed')) throw new StoreClosed();
+      const closed = (d: Decision | undefined) => d?.reason === 'store-closed';
+      if (group.some(closed) || quota.some(closed)) throw new StoreClosed();
       const response = answer(request.domain, matched, decisions, blocked, now, outcomes);
       return this.#metadata
         ? { ...response, dynamicMetadata: dynamicMetadata(request, matched, response.statuses) }
