@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -210,5 +210,18 @@ describe('floodgate rls --check', () => {
     const missing = floodgate('--check', join(dir, 'none.yaml'));
     assert.equal(missing.status, 1);
     assert.match(missing.stderr, /cannot read .*none\.yaml/);
+  });
+
+  it('--merge-domains checks a domain spread over files as one; without it, the second file is refused', () => {
+    const merged = mkdtempSync(join(dir, 'merged-'));
+    const peer = fileURLToPath(new URL('./peer/envoyproxy-ratelimit/config/', import.meta.url));
+    for (const f of ['merge_domain_key1.yaml', 'merge_domain_key2.yaml'])
+      writeFileSync(join(merged, f), readFileSync(join(peer, f)));
+    const joined = floodgate('--check', merged, '--merge-domains');
+    assert.equal(joined.status, 0, joined.stderr);
+    assert.match(joined.stdout, /valid: test-domain \(2 descriptors\)/);
+    const refused = floodgate('--check', merged);
+    assert.equal(refused.status, 1);
+    assert.match(refused.stderr, /merge_domain_key2\.yaml: domain "test-domain" is also in/);
   });
 });

@@ -11,7 +11,7 @@ import { CliError } from '../shared/errors.js';
 import { redact } from '../shared/redact.js';
 import { demoCommand } from './demo.js';
 import { checkProxyFile, type ProxyFlags, proxyConfigFromFlags } from './proxy.js';
-import { type RlsFlags, rlsSettingsFromFlags } from './rls.js';
+import { type RlsFlags, rlsSettingsFromFlags, switched } from './rls.js';
 import { type UserAction, users } from './users.js';
 
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
@@ -188,12 +188,26 @@ function program(): Command {
       'every descriptor in shadow mode: counted, never refused (also SHADOW_MODE=true, as envoyproxy/ratelimit)',
     )
     .option(
+      '--quota-mode',
+      'every descriptor in quota mode: over its limit it says so, and refuses only when all quota ones are over (also QUOTA_MODE=true)',
+    )
+    .option(
+      '--dynamic-metadata',
+      "answers carry dynamic_metadata: the request and the passing descriptors' metadata (also RESPONSE_DYNAMIC_METADATA=true)",
+    )
+    .option(
+      '--merge-domains',
+      'one domain in several files: their descriptors together, instead of refused (also MERGE_DOMAIN_CONFIG=true)',
+    )
+    .option(
       '--check <path>',
       'validate a configuration file or folder, print what it holds and exit (1 if invalid)',
     )
     .action(async (flags: RlsFlags & { check?: string; adminToken?: string }) => {
       if (flags.check !== undefined) {
-        process.stdout.write(`${checkRlsConfig(flags.check)}\n`);
+        process.stdout.write(
+          `${checkRlsConfig(flags.check, { merge: switched(flags.mergeDomains, 'MERGE_DOMAIN_CONFIG') })}\n`,
+        );
         return;
       }
       const { path, settings } = rlsSettingsFromFlags(flags);

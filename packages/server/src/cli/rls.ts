@@ -13,7 +13,14 @@ export interface RlsFlags {
   readonly adminPort?: string;
   readonly admin?: boolean;
   readonly shadow?: boolean;
+  readonly quotaMode?: boolean;
+  readonly dynamicMetadata?: boolean;
+  readonly mergeDomains?: boolean;
 }
+
+/** A switch, or envoyproxy/ratelimit's variable of the same meaning, so that a deployment that sets it keeps it. */
+export const switched = (flag: boolean | undefined, variable: string, env = process.env): boolean =>
+  flag === true || env[variable] === 'true';
 
 function port(value: string, flag: string): number {
   if (!/^\d{1,5}$/.test(value) || Number(value) > 65535) {
@@ -56,8 +63,10 @@ export function rlsSettingsFromFlags(flags: RlsFlags): { path: string; settings:
       store: flags.redis ?? 'memory',
       leases: flags.leases ?? false,
       ...(onStoreError === undefined ? {} : { onStoreError: onStoreError as OutagePolicy }),
-      // envoyproxy/ratelimit's variable, so that a deployment that sets it keeps its meaning.
-      shadow: flags.shadow === true || process.env.SHADOW_MODE === 'true',
+      shadow: switched(flags.shadow, 'SHADOW_MODE'),
+      quota: switched(flags.quotaMode, 'QUOTA_MODE'),
+      dynamicMetadata: switched(flags.dynamicMetadata, 'RESPONSE_DYNAMIC_METADATA'),
+      mergeDomains: switched(flags.mergeDomains, 'MERGE_DOMAIN_CONFIG'),
     },
   };
 }

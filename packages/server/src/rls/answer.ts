@@ -1,7 +1,7 @@
 import type { Decision } from 'floodgate';
 import { type HeaderList, rateLimitHeaders } from 'floodgate/http';
 import type { AlignedWindow } from './aligned.js';
-import { type DescriptorNode, type Limit, UNITS, type Unit } from './config.js';
+import { type DescriptorNode, type Limit, type Metadata, UNITS, type Unit } from './config.js';
 
 // The answer to a ShouldRateLimit call, from what each descriptor matched and what its limit decided.
 
@@ -19,6 +19,8 @@ export interface RlsResponse {
   readonly overallCode: Code;
   readonly statuses: readonly DescriptorStatus[];
   readonly responseHeadersToAdd: HeaderList;
+  /** With `dynamicMetadata` on: the response's dynamic_metadata, as upstream's RESPONSE_DYNAMIC_METADATA. */
+  readonly dynamicMetadata?: Metadata;
 }
 
 /** What became of one descriptor, for metrics. */
@@ -41,6 +43,13 @@ export interface Matched {
   readonly limit: Limit | undefined;
   /** Counted but never refusing: a shadow-mode node's own limit (a limit sent with it is enforced, as upstream). */
   readonly shadow: boolean;
+  /**
+   * Quota mode: over its limit, it is `OVER_LIMIT` in its status but refuses the request only when every
+   * quota-mode descriptor of the request is over (upstream's rule), so that Envoy can route elsewhere.
+   */
+  readonly quota: boolean;
+  /** The node's `metadata`, for the response's dynamic_metadata. */
+  readonly metadata: Metadata | undefined;
   readonly cost: number;
   readonly key: string;
   readonly metric: string;
@@ -56,6 +65,19 @@ export const counted = (m: Matched): m is Matched & { limit: Limited } =>
 /** A limit of 0 refuses whatever costs anything; a check (cost 0) passes, as a full window's does. */
 export const refusesAll = (m: Matched): boolean =>
   m.limit !== undefined && !m.limit.unlimited && m.limit.requestsPerUnit === 0 && m.cost > 0;
+
+/** Whether a descriptor is over its limit, by its decision (none: a limit of 0, or no limit). */
+export const isOver = (m: Matched, d: Decision | undefined): boolean =>
+  m.limit !== undefined && !m.limit.unlimited && (d === undefined ? refusesAll(m) : !d.allowed);
+
+/** Whether the request's quota-mode descriptors refuse it: there are some, and each is over its limit. */
+export function quotaRefuses(
+  matched: readonly Matched[],
+  decisions: readonly (Decision | undefined)[],
+): boolean {
+  const quota = matched.flatMap((m, i) => (m.quota ? [i] : []));
+  return quota.length > 0 && quota.every((i) => isOver(matched[i]!, decisions[i]));
+}
 
 const OK_UNLIMITED: DescriptorStatus = { code: 'OK', limitRemaining: 2 ** 32 - 1 };
 export const OK_NO_LIMIT: DescriptorStatus = { code: 'OK', limitRemaining: 0 };
@@ -74,7 +96,8 @@ export function answer(
   outcomes: ((outcome: Outcome) => void) | undefined,
 ): RlsResponse {
   const headers: HeaderList = [];
-  let refused = blocked;
+  const quotaRefused = quotaRefuses(matched, decisions);
+  let refused = blocked || quotaRefused;
   let wait = 0;
   const statuses = matched.map((m, i): DescriptorStatus => {
     const d = decisions[i];
@@ -88,14 +111,14 @@ export function answer(
       outcomes?.({ ...about, code: 'OK' });
       return m.limit === undefined ? OK_NO_LIMIT : OK_UNLIMITED;
     }
-    const over = d === undefined ? refusesAll(m) : !d.allowed;
+    const over = isOver(m, d);
     const limit = m.limit.requestsPerUnit;
     outcomes?.({
       ...about,
       code: over ? 'OVER_LIMIT' : 'OK',
       hits: { cost: m.cost, limit, used: d === undefined ? 0 : limit - d.remaining },
     });
-    if (over && !m.shadow) {
+    if (over && !m.shadow && (!m.quota || quotaRefused)) {
       refused = true;
       wait = Math.max(wait, d === undefined ? Number.POSITIVE_INFINITY : d.retryAfter);
     }

@@ -1,5 +1,5 @@
 import { CliError, ENVIRONMENT } from '../shared/errors.js';
-import { type Level, loadRlsConfig } from './config.js';
+import { type Level, type LoadOptions, loadRlsConfig } from './config.js';
 
 // `floodgate rls --check PATH`: the configuration validated as a start would, without serving it, for CI.
 
@@ -19,10 +19,10 @@ function nodes(level: Level): number {
  * What the file or folder at `path` holds, one line; an invalid one throws the message a start would print,
  * exiting 1 (the check failed) rather than 2, which stays for a command line that is itself wrong.
  */
-export function checkRlsConfig(path: string): string {
+export function checkRlsConfig(path: string, options: LoadOptions = {}): string {
   let domains: ReturnType<typeof loadRlsConfig>;
   try {
-    domains = loadRlsConfig(path);
+    domains = loadRlsConfig(path, options);
   } catch (error) {
     if (error instanceof CliError) throw new CliError(ENVIRONMENT, error.message);
     throw error;

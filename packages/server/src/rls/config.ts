@@ -56,10 +56,26 @@ const rateLimit = z
       .optional(),
     unlimited: z.boolean().optional(),
     name: z.string().min(1).optional(),
+    /** Other limits, by `name`, that this one drops from a request's decision when both match (upstream's). */
+    replaces: z
+      .array(
+        z.strictObject({
+          name: z.string({ error: 'must not be empty' }).min(1, { error: 'must not be empty' }),
+        }),
+      )
+      .optional(),
     /** Floodgate's own: any of its algorithms over the unit (default, as envoyproxy/ratelimit: a fixed window). */
     algorithm: z.enum(ALGORITHMS).optional(),
   })
   .superRefine((value, ctx) => {
+    value.replaces?.forEach((r, i) => {
+      if (r.name === value.name)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['replaces', i, 'name'],
+          message: `must not be this limit's own name ("${r.name}")`,
+        });
+    });
     if (value.unlimited === true) {
       if (value.unit !== undefined || value.requests_per_unit !== undefined)
         ctx.addIssue({ code: 'custom', message: 'unlimited takes no unit or requests_per_unit' });
@@ -76,8 +92,26 @@ interface RawDescriptor {
   rate_limit?: z.infer<typeof rateLimit> | undefined;
   descriptors?: RawDescriptor[] | null | undefined;
   shadow_mode?: boolean | undefined;
+  quota_mode?: boolean | undefined;
   detailed_metric?: boolean | undefined;
+  value_to_metric?: boolean | undefined;
+  share_threshold?: boolean | undefined;
+  metadata?: Metadata | null | undefined;
 }
+
+/** What `metadata` may hold: what a google.protobuf.Struct can carry. */
+export type MetadataValue = string | number | boolean | null | MetadataValue[] | Metadata;
+export interface Metadata {
+  readonly [key: string]: MetadataValue;
+}
+const metadataValue: z.ZodType<MetadataValue> = z.lazy(() =>
+  z.union([z.string(), z.number(), z.boolean(), z.null(), z.array(metadataValue), metadata], {
+    error: 'must be a string, a finite number, a boolean, null, a list or a mapping',
+  }),
+);
+const metadata: z.ZodType<Metadata> = z.lazy(() =>
+  z.record(z.string(), metadataValue, { error: 'must be a mapping' }),
+);
 
 const descriptor: z.ZodType<RawDescriptor> = z.lazy(() =>
   z.strictObject({
@@ -86,7 +120,15 @@ const descriptor: z.ZodType<RawDescriptor> = z.lazy(() =>
     rate_limit: rateLimit.optional(),
     descriptors: z.array(descriptor).nullish(),
     shadow_mode: z.boolean().optional(),
+    /** Over its limit, the descriptor says so but refuses the request only when every quota one is over. */
+    quota_mode: z.boolean().optional(),
     detailed_metric: z.boolean().optional(),
+    /** The descriptor's value in its stats label (as detailed_metric shows it), at this level. */
+    value_to_metric: z.boolean().optional(),
+    /** On a wildcard value: every value it matches counts against one counter. */
+    share_threshold: z.boolean().optional(),
+    /** Returned in the response's dynamic_metadata when the descriptor is within its limit. */
+    metadata: metadata.nullish(),
   }),
 );
 
@@ -100,7 +142,7 @@ const domainFile = z.strictObject({
  * A node's limit: the Floodgate policy it is, or none at all (`unlimited`). A `requestsPerUnit` of 0 refuses
  * every request that costs anything (envoyproxy/ratelimit's way to block a descriptor), without a store.
  */
-export type Limit =
+export type Limit = (
   | { readonly unlimited: true; readonly name: string }
   | {
       readonly unlimited: false;
@@ -110,7 +152,13 @@ export type Limit =
       readonly algorithm: Algorithm;
       /** Sent with a request rather than configured: chosen by clients, so it keeps no traffic of its own. */
       readonly sent?: true;
-    };
+    }
+) & {
+  /** The names of the limits this one drops from a request's decision (`replaces`). */
+  readonly replaces?: readonly string[];
+  /** Whether `name` was given in the file: only such a name can be replaced, as upstream. */
+  readonly named?: boolean;
+};
 
 /** A node of the descriptor tree: what a descriptor that ends here is limited by, and what may follow. */
 export interface DescriptorNode {
@@ -119,6 +167,20 @@ export interface DescriptorNode {
   readonly limit: Limit | undefined;
   readonly shadow: boolean;
   readonly detailed: boolean;
+  /** `quota_mode`: over its limit, the request is refused only when every quota descriptor is over. */
+  readonly quota: boolean;
+  /** `value_to_metric`: the value sent at this level shows in the stats label. */
+  readonly valueToMetric: boolean;
+  /** `share_threshold`: the wildcard value that every value it matches is counted as. */
+  readonly shared: string | undefined;
+  readonly metadata: Metadata | undefined;
+  /** The configured `value`, a wildcard's pattern included. */
+  readonly value: string | undefined;
+  /**
+   * Known at load, so that a request that needs neither pays for neither: whether a `value_to_metric` node
+   * without a configured value is on the way here (the label is then not the path), and a sharing one.
+   */
+  readonly above: { readonly valueToMetric: boolean; readonly sharing: boolean };
   /** Whether this node's value came from the configuration (false: a wildcard, any value). */
   readonly literal: boolean;
   readonly children: Level;
@@ -139,6 +201,7 @@ export type Level = ReadonlyMap<
 
 export interface RlsDomain {
   readonly domain: string;
+  /** The file it came from; with `merge`, the first of its files. */
   readonly file: string;
   readonly root: Level;
 }
@@ -158,10 +221,15 @@ function nameOf(path: string): string {
 function limitOf(raw: RawDescriptor['rate_limit'], path: string, where: string): Limit | undefined {
   if (raw === undefined) return undefined;
   const name = raw.name ?? nameOf(path);
-  if (raw.unlimited === true) return { unlimited: true, name };
+  const replacing = {
+    ...(raw.replaces === undefined ? {} : { replaces: raw.replaces.map((r) => r.name) }),
+    ...(raw.name === undefined ? {} : { named: true }),
+  };
+  if (raw.unlimited === true) return { unlimited: true, name, ...replacing };
   const u = raw.unit!;
   const limit = raw.requests_per_unit!;
   return {
+    ...replacing,
     unlimited: false,
     name,
     unit: u,
@@ -175,37 +243,69 @@ function limitOf(raw: RawDescriptor['rate_limit'], path: string, where: string):
   };
 }
 
-function level(raws: readonly RawDescriptor[] | null | undefined, parent: string, where: string): Level {
-  const out = new Map<
-    string,
-    {
-      exact: Map<string, DescriptorNode>;
-      wildcards: { parts: Wildcard; node: DescriptorNode }[];
-      any?: DescriptorNode;
-    }
-  >();
+type MutableLevel = Map<
+  string,
+  {
+    exact: Map<string, DescriptorNode>;
+    wildcards: { parts: Wildcard; node: DescriptorNode }[];
+    any?: DescriptorNode;
+  }
+>;
+
+/** A level of the tree from the file's list; `into`, a level loaded from another file, is added to (merge). */
+function level(
+  raws: readonly RawDescriptor[] | null | undefined,
+  parent: string,
+  where: string,
+  into: MutableLevel = new Map(),
+  merging?: string,
+  above: DescriptorNode['above'] = { valueToMetric: false, sharing: false },
+): Level {
+  const out = into;
   (raws ?? []).forEach((raw, i) => {
     const at = `${where}[${i}]`;
     const own = raw.value === undefined ? raw.key : `${raw.key}_${raw.value}`;
     const path = parent === '' ? own : `${parent}.${own}`;
+    const wildcard = raw.value !== undefined && isWildcard(raw.value);
+    // As upstream: sharing a counter only means something for the values a wildcard matches.
+    if (raw.share_threshold === true && !wildcard)
+      throw usageError(`${at}.share_threshold: needs a value with "*"; "${own}" has none`);
+    const literal = raw.value !== undefined && !wildcard;
+    const here = {
+      valueToMetric: above.valueToMetric || (raw.value_to_metric === true && !literal),
+      sharing: above.sharing || raw.share_threshold === true,
+    };
     const node: DescriptorNode = {
       path,
+      above: here,
       limit: limitOf(raw.rate_limit, path, `${at}.rate_limit`),
       shadow: raw.shadow_mode ?? false,
       detailed: raw.detailed_metric ?? false,
-      literal: raw.value !== undefined && !isWildcard(raw.value),
-      children: level(raw.descriptors, path, `${at}.descriptors`),
+      quota: raw.quota_mode ?? false,
+      valueToMetric: raw.value_to_metric ?? false,
+      shared: raw.share_threshold === true ? raw.value : undefined,
+      metadata:
+        raw.metadata === null || raw.metadata === undefined || Object.keys(raw.metadata).length === 0
+          ? undefined
+          : raw.metadata,
+      value: raw.value,
+      literal,
+      children: level(raw.descriptors, path, `${at}.descriptors`, new Map(), undefined, here),
     };
     let slot = out.get(raw.key);
     if (slot === undefined) {
       slot = { exact: new Map(), wildcards: [] };
       out.set(raw.key, slot);
     }
-    const duplicate = () => usageError(`${where}: a second descriptor "${own}" at the same level (${at})`);
+    const duplicate = () =>
+      usageError(
+        `${where}: a second descriptor "${own}" at the same level (${at})${merging === undefined ? '' : `: the domain's files are merged, and ${merging} has it`}`,
+      );
     if (raw.value === undefined) {
       if (slot.any !== undefined) throw duplicate();
       slot.any = node;
-    } else if (isWildcard(raw.value)) {
+    } else if (wildcard) {
+      if (merging !== undefined && slot.wildcards.some((w) => w.node.path === path)) throw duplicate();
       slot.wildcards.push({ parts: wildcardOf(raw.value), node });
     } else {
       if (slot.exact.has(raw.value)) throw duplicate();
@@ -215,8 +315,11 @@ function level(raws: readonly RawDescriptor[] | null | undefined, parent: string
   return out as unknown as Level;
 }
 
-/** One domain's file, validated: errors name the file and the path of the field. */
-export function parseDomain(data: unknown, file: string): RlsDomain {
+/**
+ * One domain's file, validated: errors name the file and the path of the field. With `onto`, the same
+ * domain loaded from an earlier file, its descriptors are added to that one's (`--merge-domains`).
+ */
+export function parseDomain(data: unknown, file: string, onto?: RlsDomain): RlsDomain {
   const parsed = domainFile.safeParse(data);
   if (!parsed.success) {
     // An unknown field first: a misspelt or non-string key (`0.25: test-domain`) also leaves a required one missing.
@@ -225,6 +328,10 @@ export function parseDomain(data: unknown, file: string): RlsDomain {
     throw usageError(`${file}: ${pathOf(issue.path)}: ${issueText(issue)}`);
   }
   try {
+    if (onto !== undefined) {
+      level(parsed.data.descriptors, '', 'descriptors', onto.root as MutableLevel, onto.file);
+      return onto;
+    }
     return { domain: parsed.data.domain, file, root: level(parsed.data.descriptors, '', 'descriptors') };
   } catch (error) {
     if (error instanceof CliError) throw usageError(`${file}: ${error.message}`);
@@ -235,8 +342,19 @@ export function parseDomain(data: unknown, file: string): RlsDomain {
   }
 }
 
-/** The configuration in `path`: one YAML file, or every `.yaml`/`.yml` file of a directory (one domain each). */
-export function loadRlsConfig(path: string): RlsConfig {
+export interface LoadOptions {
+  /**
+   * A domain in several files is one domain, its files' descriptors together (envoyproxy/ratelimit's
+   * MERGE_DOMAIN_CONFIG); off, as there, a second file of a domain is refused.
+   */
+  readonly merge?: boolean;
+}
+
+/**
+ * The configuration in `path`: one YAML file, or every `.yaml`/`.yml` file of a directory (one domain
+ * each, or with `merge` one domain in as many files as it likes).
+ */
+export function loadRlsConfig(path: string, { merge = false }: LoadOptions = {}): RlsConfig {
   let files: string[];
   try {
     files = statSync(path).isDirectory()
@@ -253,9 +371,10 @@ export function loadRlsConfig(path: string): RlsConfig {
   if (files.length === 0) throw usageError(`${path}: no .yaml or .yml files`);
   const domains = new Map<string, RlsDomain>();
   for (const file of files) {
-    const domain = parseDomain(readSettingsFile(file, 'domain, descriptors'), file);
-    const before = domains.get(domain.domain);
-    if (before !== undefined)
+    const data = readSettingsFile(file, 'domain, descriptors');
+    const before = typeof data.domain === 'string' ? domains.get(data.domain) : undefined;
+    const domain = parseDomain(data, file, merge ? before : undefined);
+    if (before !== undefined && !merge)
       throw usageError(`${file}: domain "${domain.domain}" is also in ${before.file}`);
     domains.set(domain.domain, domain);
   }

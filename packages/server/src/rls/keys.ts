@@ -13,7 +13,8 @@ export function digest(value: string): string {
 /** The parts of a descriptor that make its counter: the domain, then each entry's key and value. */
 export interface CounterParts {
   readonly domain: string;
-  readonly entries: readonly { readonly key: string; readonly value: string }[];
+  /** `shared`: a `share_threshold` wildcard's pattern, which the entry is counted as instead of its value. */
+  readonly entries: readonly { readonly key: string; readonly value: string; readonly shared?: string }[];
 }
 
 /**
@@ -25,6 +26,10 @@ export function counterKey(
   { domain, entries }: CounterParts,
   limit: { readonly name: string; readonly requestsPerUnit: number; readonly unit: string },
 ): string {
-  const parts = JSON.stringify([domain, ...entries.flatMap((e) => [e.key, e.value])]);
+  // A shared pattern is an object in the encoding, so that no value sent (`files/*` itself) can pass for it.
+  const parts = JSON.stringify([
+    domain,
+    ...entries.flatMap((e) => [e.key, e.shared === undefined ? e.value : { shared: e.shared }]),
+  ]);
   return `rls:${digest(parts)}:${limit.name}:${limit.requestsPerUnit}/${limit.unit}`;
 }

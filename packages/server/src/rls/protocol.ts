@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { type GrpcObject, loadPackageDefinition, type ServiceClientConstructor } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
-import { UNITS, type Unit } from './config.js';
+import { type Metadata, type MetadataValue, UNITS, type Unit } from './config.js';
 import { InvalidRequest, MAX_COST, type RlsRequest } from './request.js';
 import type { RlsResponse } from './service.js';
 
@@ -96,6 +96,21 @@ function duration(ms: number): { seconds: number; nanos: number } {
   return { seconds: whole, nanos: Math.max(0, Math.round(ms - whole * 1000)) * 1_000_000 };
 }
 
+/** A value as google.protobuf.Value: camelCase, as protobufjs defines the well-known types whatever `keepCase`. */
+function protoValue(value: MetadataValue): object {
+  if (value === null) return { nullValue: 'NULL_VALUE' };
+  if (typeof value === 'string') return { stringValue: value };
+  if (typeof value === 'number') return { numberValue: value };
+  if (typeof value === 'boolean') return { boolValue: value };
+  if (Array.isArray(value)) return { listValue: { values: value.map(protoValue) } };
+  return { structValue: structOf(value as Metadata) };
+}
+
+/** A mapping as google.protobuf.Struct. */
+export function structOf(mapping: Metadata): object {
+  return { fields: Object.fromEntries(Object.entries(mapping).map(([k, v]) => [k, protoValue(v)])) };
+}
+
 /** The service's answer as a RateLimitResponse. */
 export function toWire(response: RlsResponse): object {
   return {
@@ -115,5 +130,8 @@ export function toWire(response: RlsResponse): object {
       ...(s.durationUntilReset === undefined ? {} : { duration_until_reset: duration(s.durationUntilReset) }),
     })),
     response_headers_to_add: response.responseHeadersToAdd.map(([key, value]) => ({ key, value })),
+    ...(response.dynamicMetadata === undefined
+      ? {}
+      : { dynamic_metadata: structOf(response.dynamicMetadata) }),
   };
 }

@@ -25,6 +25,12 @@ export interface RlsSettings {
   readonly onStoreError?: OutagePolicy;
   /** Every descriptor in shadow mode (envoyproxy/ratelimit's SHADOW_MODE): counted, never refusing. */
   readonly shadow?: boolean;
+  /** Every descriptor in quota mode (envoyproxy/ratelimit's QUOTA_MODE). */
+  readonly quota?: boolean;
+  /** Answers carry dynamic_metadata (envoyproxy/ratelimit's RESPONSE_DYNAMIC_METADATA). */
+  readonly dynamicMetadata?: boolean;
+  /** A domain in several files is merged (envoyproxy/ratelimit's MERGE_DOMAIN_CONFIG), not refused. */
+  readonly mergeDomains?: boolean;
 }
 
 export interface RunningRls {
@@ -57,7 +63,8 @@ export async function startRls(
 ): Promise<RunningRls> {
   const log = options.log ?? pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime });
   routeGrpcLog(log);
-  const config = loadRlsConfig(path);
+  const load = { merge: settings.mergeDomains ?? false };
+  const config = loadRlsConfig(path, load);
   const metrics = createRlsMetrics();
   metrics.configLoads.success.inc();
   const server = new Server();
@@ -75,6 +82,8 @@ export async function startRls(
   });
   const service = new RateLimitService(config, runtime.stores.store, options.now ?? Date.now, {
     shadow: settings.shadow ?? false,
+    quota: settings.quota ?? false,
+    dynamicMetadata: settings.dynamicMetadata ?? false,
   });
 
   const shouldRateLimit = (call: ServerUnaryCall<WireRequest, object>, callback: sendUnaryData<object>) => {
@@ -153,7 +162,7 @@ export async function startRls(
     apply: () => {
       let next: RlsConfig;
       try {
-        next = loadRlsConfig(path);
+        next = loadRlsConfig(path, load);
       } catch (error) {
         metrics.configLoads.error.inc();
         throw error;
@@ -171,6 +180,8 @@ export async function startRls(
       admin: runtime.adminUrl,
       store: runtime.stores.kind,
       ...(settings.shadow === true ? { shadow: true } : {}),
+      ...(settings.quota === true ? { quota: true } : {}),
+      ...(settings.mergeDomains === true ? { mergeDomains: true } : {}),
       domains: [...config.keys()],
     },
     `rate-limit service (Envoy RLS v3) on ${address}`,

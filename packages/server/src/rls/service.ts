@@ -10,10 +10,12 @@ import {
   type Matched,
   OK_NO_LIMIT,
   type Outcome,
+  quotaRefuses,
   type RlsResponse,
   refusesAll,
 } from './answer.js';
 import { type DescriptorNode, type Level, type Limit, type RlsConfig, UNITS } from './config.js';
+import { dynamicMetadata } from './dynamic-metadata.js';
 import { counterKey, digest } from './keys.js';
 import { checkRequest, costOf, InvalidRequest, type RequestDescriptor, type RlsRequest } from './request.js';
 import { matchesWildcard } from './wildcard.js';
@@ -36,6 +38,16 @@ export class StoreClosed extends Error {
   constructor() {
     super('the rate-limit store is unavailable (onStoreError: closed)');
   }
+}
+
+/** The switches that apply to every descriptor, as upstream's environment variables of the same meaning. */
+export interface ServiceModes {
+  /** SHADOW_MODE: every descriptor counted, none refusing. */
+  readonly shadow?: boolean;
+  /** QUOTA_MODE: every descriptor in quota mode. */
+  readonly quota?: boolean;
+  /** RESPONSE_DYNAMIC_METADATA: answers carry dynamic_metadata. */
+  readonly dynamicMetadata?: boolean;
 }
 
 /** Limiters kept, one per distinct limit (configured, or sent with requests). */
@@ -62,6 +74,48 @@ function walk(root: Level, entries: RequestDescriptor['entries']): DescriptorNod
 }
 
 /**
+ * A descriptor's stats label, in upstream's shape: the node's path, or with `detailed_metric` on the node it
+ * ends on, every entry with its value; else each level with `value_to_metric` shows the value sent there.
+ * A `share_threshold` wildcard shows as itself, its values sharing one count. A value that is not the
+ * configuration's is shown as a digest, never itself (it may be a token), and `bounded` says the label is
+ * one of as many as clients send, for the metrics to cap.
+ */
+function metricOf(
+  entries: RequestDescriptor['entries'],
+  chain: readonly DescriptorNode[],
+): { metric: string; bounded: boolean } {
+  const node = chain.at(-1)!;
+  if (!node.detailed && !node.above.valueToMetric) return { metric: node.path, bounded: false };
+  let bounded = false;
+  const sent = (value: string) => {
+    bounded = true;
+    return `#${digest(value).slice(0, 8)}`;
+  };
+  const parts = entries.map((e, i) => {
+    const at = chain[i]!;
+    if (at.shared !== undefined) return `${e.key}_${at.shared}`;
+    if (node.detailed) return `${e.key}_${at.literal ? e.value : sent(e.value)}`;
+    if (at.literal || !at.valueToMetric) return at.value === undefined ? e.key : `${e.key}_${at.value}`;
+    return `${e.key}_${sent(e.value)}`;
+  });
+  return { metric: parts.join('.'), bounded };
+}
+
+/**
+ * `replaces`, as upstream: a limit whose `name` another matched descriptor's limit replaces no longer
+ * decides anything in this request (its descriptor is answered as if it had no limit, and is not charged).
+ */
+function replace(matched: Matched[]): Matched[] {
+  if (!matched.some((m) => m.limit?.replaces !== undefined)) return matched;
+  const replaced = new Set(matched.flatMap((m) => m.limit?.replaces ?? []));
+  return matched.map((m) =>
+    m.limit?.named === true && !m.limit.unlimited && replaced.has(m.limit.name)
+      ? { ...m, limit: undefined, key: '', aligned: undefined, quota: false, metadata: undefined }
+      : m,
+  );
+}
+
+/**
  * The service: the configuration (swapped whole on a reload) and a limiter per limit, over one store.
  * A limit's counters are kept under its name and size, so a reload that keeps a limit keeps its counts.
  */
@@ -73,17 +127,23 @@ export class RateLimitService {
 
   /** Every descriptor in shadow mode, sent limits included (upstream's SHADOW_MODE): counted, never refusing. */
   readonly #shadow: boolean;
+  /** Every descriptor in quota mode, sent limits included (upstream's QUOTA_MODE). */
+  readonly #quota: boolean;
+  /** Answers carry dynamic_metadata (upstream's RESPONSE_DYNAMIC_METADATA). */
+  readonly #metadata: boolean;
 
   constructor(
     config: RlsConfig,
     store: Store,
     now: () => number = Date.now,
-    { shadow = false }: { readonly shadow?: boolean } = {},
+    { shadow = false, quota = false, dynamicMetadata = false }: ServiceModes = {},
   ) {
     this.#config = config;
     this.#store = store;
     this.#now = now;
     this.#shadow = shadow;
+    this.#quota = quota;
+    this.#metadata = dynamicMetadata;
   }
 
   get config(): RlsConfig {
@@ -104,45 +164,76 @@ export class RateLimitService {
       for (const _ of request.descriptors)
         outcomes?.({ domain: request.domain, descriptor: 'unmatched', code: 'OK', shadow: false });
       const statuses = request.descriptors.map(() => OK_NO_LIMIT);
-      return { overallCode: 'OK', statuses, responseHeadersToAdd: [] };
+      const response: RlsResponse = { overallCode: 'OK', statuses, responseHeadersToAdd: [] };
+      return this.#metadata
+        ? { ...response, dynamicMetadata: dynamicMetadata(request, [], statuses) }
+        : response;
     }
     const now = this.#now();
-    const matched = request.descriptors.map((d, i) =>
-      this.#match(request.domain, domain.root, d, costOf(request, d), i, now),
+    const matched = replace(
+      request.descriptors.map((d, i) =>
+        this.#match(request.domain, domain.root, d, costOf(request, d), i, now),
+      ),
     );
     // Enforced descriptors are decided together, all or nothing; shadow-mode ones are counted on their own,
-    // since what they would refuse must not refuse the request. A limit of 0 refuses the request without
-    // asking the store: the others are only looked at, so that none is charged.
+    // since what they would refuse must not refuse the request; quota-mode ones on their own too, first:
+    // when every one of them is over, the request is refused, and the enforced ones are then only looked
+    // at. A limit of 0 refuses the request without asking the store: the others are only looked at, so
+    // that none is charged.
     const enforced: number[] = [];
     const shadowed: number[] = [];
+    const quotas: number[] = [];
     matched.forEach((m, i) => {
-      if (counted(m)) (m.shadow ? shadowed : enforced).push(i);
+      if (counted(m)) (m.shadow ? shadowed : m.quota ? quotas : enforced).push(i);
     });
-    const blocked = matched.some((m) => !m.shadow && refusesAll(m));
+    const blocked = matched.some((m) => !m.shadow && !m.quota && refusesAll(m));
     const asked = (i: number) => {
       const m = matched[i] as Matched & { limit: Limited };
       return { limiter: this.#limiter(m.limit), key: m.key, cost: m.cost };
     };
-    const decided = allOf<Decision[]>([
-      blocked
-        ? allOf(enforced.map(asked).map((a) => a.limiter.peek(a.key, { cost: a.cost })))
-        : Limiter.consumeAll(enforced.map(asked)),
+    const spread = (decisions: (Decision | undefined)[], at: readonly number[], got: readonly Decision[]) => {
+      at.forEach((i, j) => {
+        decisions[i] = got[j];
+      });
+      return decisions;
+    };
+    // A request a limit of 0 refuses charges no quota either.
+    const byQuota: MaybePromise<(Decision | undefined)[]> =
+      quotas.length === 0
+        ? new Array(matched.length)
+        : andThen(
+            allOf(
+              quotas
+                .map(asked)
+                .map((a) =>
+                  blocked
+                    ? a.limiter.peek(a.key, { cost: a.cost })
+                    : a.limiter.decide(a.key, { cost: a.cost }),
+                ),
+            ),
+            (got) => spread(new Array(matched.length), quotas, got),
+          );
+    const decided = allOf<unknown>([
+      andThen(byQuota, (quota) =>
+        blocked || quotaRefuses(matched, quota)
+          ? allOf(enforced.map(asked).map((a) => a.limiter.peek(a.key, { cost: a.cost })))
+          : Limiter.consumeAll(enforced.map(asked)),
+      ),
       allOf(shadowed.map(asked).map((a) => a.limiter.decide(a.key, { cost: a.cost }))),
-    ]);
-    return andThen(decided, ([group, shadows]) => {
-      const decisions: (Decision | undefined)[] = new Array(matched.length);
-      enforced.forEach((i, j) => {
-        decisions[i] = group![j];
-      });
-      shadowed.forEach((i, j) => {
-        decisions[i] = shadows![j];
-      });
+      byQuota,
+    ]) as MaybePromise<[Decision[], Decision[], (Decision | undefined)[]]>;
+    return andThen(decided, ([group, shadows, quota]) => {
+      const decisions = spread(spread([...quota], enforced, group), shadowed, shadows);
       decisions.forEach((d, i) => {
         const window = matched[i]!.aligned;
         if (d !== undefined && window !== undefined) decisions[i] = alignDecision(d, window, now);
       });
-      if (group!.some((d) => d.reason === 'store-closed')) throw new StoreClosed();
-      return answer(request.domain, matched, decisions, blocked, now, outcomes);
+      const closed = (d: Decision | undefined) => d?.reason === 'store-closed';
+      if (group.some(closed) || quota.some(closed)) throw new StoreClosed();
+      const response = answer(request.domain, matched, decisions, blocked, now, outcomes);
+      return this.#metadata
+        ? { ...response, dynamicMetadata: dynamicMetadata(request, matched, response.statuses) }
+        : response;
     });
   }
 
@@ -159,30 +250,39 @@ export class RateLimitService {
     const override = descriptor.limit;
     const limit: Limit | undefined =
       override !== undefined ? this.#override(node, override, at) : node?.limit;
-    const metric =
-      node === undefined
-        ? 'unmatched'
-        : node.detailed
-          ? descriptor.entries
-              .map((e, i) => `${e.key}_${chain![i]!.literal ? e.value : `#${digest(e.value).slice(0, 8)}`}`)
-              .join('.')
-          : node.path;
+    const { metric, bounded } =
+      chain === undefined ? { metric: 'unmatched', bounded: false } : metricOf(descriptor.entries, chain);
     const aligned =
       limit !== undefined && !limit.unlimited && limit.algorithm === 'fixed-window'
         ? alignedWindow(now, UNITS[limit.unit])
         : undefined;
+    // share_threshold: each entry a sharing wildcard matched is counted as the wildcard, whatever its value.
+    const entries =
+      node?.above.sharing === true
+        ? descriptor.entries.map((e, i) => {
+            const shared = chain![i]!.shared;
+            return shared === undefined ? e : { ...e, shared };
+          })
+        : descriptor.entries;
     const key =
       limit === undefined || limit.unlimited
         ? ''
-        : `${counterKey({ domain, entries: descriptor.entries }, limit)}${aligned === undefined ? '' : `@${aligned.index}`}`;
+        : `${counterKey({ domain, entries }, limit)}${aligned === undefined ? '' : `@${aligned.index}`}`;
+    const shadow = this.#shadow || (override === undefined && node?.shadow === true);
     return {
       node,
       limit,
-      shadow: this.#shadow || (override === undefined && node?.shadow === true),
+      shadow,
+      // As upstream: a limit sent with the descriptor is in quota mode only by QUOTA_MODE.
+      quota:
+        !shadow &&
+        limit?.unlimited !== true &&
+        (this.#quota || (override === undefined && node?.quota === true && limit !== undefined)),
+      metadata: override === undefined && limit !== undefined ? node?.metadata : undefined,
       cost,
       key,
       metric,
-      detailedOf: node?.detailed === true ? node.path : undefined,
+      detailedOf: bounded ? node!.path : undefined,
       aligned,
     };
   }
