@@ -1,6 +1,7 @@
 import type { RlsSettings } from '../rls/rls.js';
 import { usageError } from '../shared/errors.js';
 import { OUTAGE_POLICIES, type OutagePolicy } from '../shared/redis.js';
+import type { TlsFiles } from '../shared/tls.js';
 
 /** `floodgate rls`'s flags as parsed; `admin` is false for `--no-admin`. */
 export interface RlsFlags {
@@ -13,6 +14,9 @@ export interface RlsFlags {
   readonly adminPort?: string;
   readonly admin?: boolean;
   readonly shadow?: boolean;
+  readonly tlsCert?: string;
+  readonly tlsKey?: string;
+  readonly tlsClientCa?: string;
 }
 
 function port(value: string, flag: string): number {
@@ -20,6 +24,32 @@ function port(value: string, flag: string): number {
     throw usageError(`--${flag} must be a port number from 0 to 65535; got "${value}"`);
   }
   return Number(value);
+}
+
+/**
+ * The gRPC listener's TLS files: the flags, else envoyproxy/ratelimit's variables (read only with
+ * GRPC_SERVER_USE_TLS=true, as it reads them), so that a deployment that sets them keeps their meaning.
+ * A flag beats its variable; undefined for plain gRPC.
+ */
+export function tlsFromFlags(flags: RlsFlags, env: NodeJS.ProcessEnv = process.env): TlsFiles | undefined {
+  const fromEnv = env.GRPC_SERVER_USE_TLS === 'true';
+  const pick = (flag: string | undefined, variable: string) =>
+    flag ?? (fromEnv && env[variable] !== '' ? env[variable] : undefined);
+  const cert = pick(flags.tlsCert, 'GRPC_SERVER_TLS_CERT');
+  const key = pick(flags.tlsKey, 'GRPC_SERVER_TLS_KEY');
+  const clientCa = pick(flags.tlsClientCa, 'GRPC_CLIENT_TLS_CACERT');
+  const named = (flag: string, variable: string) => (fromEnv ? `${flag} (or ${variable})` : flag);
+  if (cert === undefined && key === undefined) {
+    if (clientCa !== undefined) throw usageError('--tls-client-ca needs --tls-cert and --tls-key');
+    if (fromEnv)
+      throw usageError(
+        'GRPC_SERVER_USE_TLS=true needs GRPC_SERVER_TLS_CERT and GRPC_SERVER_TLS_KEY (or --tls-cert and --tls-key)',
+      );
+    return undefined;
+  }
+  if (cert === undefined) throw usageError(`--tls-key needs ${named('--tls-cert', 'GRPC_SERVER_TLS_CERT')}`);
+  if (key === undefined) throw usageError(`--tls-cert needs ${named('--tls-key', 'GRPC_SERVER_TLS_KEY')}`);
+  return { cert, key, ...(clientCa === undefined ? {} : { clientCa }) };
 }
 
 /** The service's settings from its flags; the limits themselves come from the `--config` file or folder. */
@@ -42,6 +72,7 @@ export function rlsSettingsFromFlags(flags: RlsFlags): { path: string; settings:
     throw usageError('--admin-port cannot be combined with --no-admin');
   }
   const host = flags.host ?? '127.0.0.1';
+  const tls = tlsFromFlags(flags);
   return {
     path: flags.config,
     settings: {
@@ -58,6 +89,7 @@ export function rlsSettingsFromFlags(flags: RlsFlags): { path: string; settings:
       ...(onStoreError === undefined ? {} : { onStoreError: onStoreError as OutagePolicy }),
       // envoyproxy/ratelimit's variable, so that a deployment that sets it keeps its meaning.
       shadow: flags.shadow === true || process.env.SHADOW_MODE === 'true',
+      ...(tls === undefined ? {} : { tls }),
     },
   };
 }
