@@ -1,12 +1,16 @@
-// `floodgate rls` under a Node gRPC load loop: decisions/s and latency percentiles at 1, 16 and 128 calls in
+// `floodgate rls` under a Node gRPC load loop, beside plain @grpc/grpc-js answering OK without deciding (the
+// transport's ceiling): decisions/s, p99 and the server process's CPU per call at 1, 16 and 128 calls in
 // flight, on the memory store and on Redis (a redis-server the script starts), each request two descriptors
-// (a client among 1,000 and a route), all allowed. Writes the "rls" section of docs/BENCHMARKS.md.
+// (a client among 1,000 and a route), all allowed. CPU per call is the number to read: the machine is shared,
+// rates move with its load. Writes the "rls" section of docs/BENCHMARKS.md.
 //
-//   npm run bench:rls          (or: node --import tsx bench/rls.ts [--quick])
+//   npm run bench:rls          (or: node --import tsx bench/rls.ts [--quick] [--profile DIR] [--only memory:16])
+//
+// --profile DIR writes each server's CPU profiles (node --cpu-prof) under DIR/<server>-<depth>/; --only runs one server at one depth.
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RedisServer } from '@floodgate/test-support';
 import { credentials } from '@grpc/grpc-js';
@@ -14,6 +18,12 @@ import { rateLimitService } from '../packages/server/src/rls/protocol.js';
 import { machine, writeSection } from './report.js';
 
 const quick = process.argv.includes('--quick');
+const option = (name: string) => {
+  const at = process.argv.indexOf(name);
+  return at === -1 ? undefined : process.argv[at + 1];
+};
+const profile = option('--profile');
+const only = option('--only');
 const SECONDS = quick ? 1 : 3;
 const INFLIGHT = [1, 16, 128];
 const CLIENTS = 1000;
@@ -48,9 +58,15 @@ interface Result {
 async function measure(store: string, inflight: number): Promise<Result> {
   const child = fork(
     new URL('./rls-server.ts', import.meta.url),
-    [config, store === 'memory' ? 'memory' : redis.url],
+    [config, store === 'redis' ? redis.url : store],
     {
-      execArgv: ['--import', 'tsx'],
+      execArgv: [
+        '--import',
+        'tsx',
+        ...(profile === undefined
+          ? []
+          : ['--cpu-prof', '--cpu-prof-dir', join(profile, `${store}-${inflight}`)]),
+      ],
       stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
     },
   );
@@ -109,28 +125,45 @@ async function measure(store: string, inflight: number): Promise<Result> {
     const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!;
     return { store, inflight, rate: done / elapsed, p50: at(0.5), p99: at(0.99), cpuUs: used / done };
   } finally {
-    child.kill();
+    child.send('exit');
+    await once(child, 'exit');
   }
 }
 
+const load = () =>
+  loadavg()
+    .map((l) => l.toFixed(2))
+    .join(', ');
+const loadBefore = load();
 const results: Result[] = [];
-for (const store of ['memory', 'redis']) {
-  for (const inflight of INFLIGHT) {
+// The echo first at each depth, so that each ratio compares runs seconds apart.
+for (const inflight of INFLIGHT) {
+  for (const store of ['echo', 'memory', 'redis']) {
+    if (only !== undefined && only !== `${store}:${inflight}`) continue;
     const r = await measure(store, inflight);
     results.push(r);
     console.log(
-      `${store} ${inflight} in flight: ${Math.round(r.rate)} decisions/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, ${r.cpuUs.toFixed(0)} µs server CPU/decision`,
+      `${store} ${inflight} in flight: ${Math.round(r.rate)} calls/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, ${r.cpuUs.toFixed(0)} µs server CPU/call`,
     );
   }
 }
+const loadAfter = load();
 await redis.stop();
+// One server at one depth is a look, not a run to record.
+if (only !== undefined) process.exit(0);
 
+const NAMES: Record<string, string> = {
+  echo: 'grpc-js echo (no decision)',
+  memory: 'floodgate rls, memory',
+  redis: 'floodgate rls, Redis',
+};
+const echoOf = (r: Result) => results.find((e) => e.store === 'echo' && e.inflight === r.inflight)!;
 const table = [
-  '| store | in flight | decisions/s | p50 | p99 | server CPU / decision |',
-  '| --- | ---: | ---: | ---: | ---: | ---: |',
+  '| server | in flight | calls/s | p50 | p99 | server CPU / call | vs echo |',
+  '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
   ...results.map(
     (r) =>
-      `| ${r.store} | ${r.inflight} | ${Math.round(r.rate).toLocaleString('en-US')} | ${r.p50.toFixed(2)} ms | ${r.p99.toFixed(2)} ms | ${r.cpuUs.toFixed(0)} µs |`,
+      `| ${NAMES[r.store]} | ${r.inflight} | ${Math.round(r.rate).toLocaleString('en-US')} | ${r.p50.toFixed(2)} ms | ${r.p99.toFixed(2)} ms | ${r.cpuUs.toFixed(0)} µs | ${r.store === 'echo' ? '1' : `${(r.cpuUs / echoOf(r).cpuUs).toFixed(2)}x`} |`,
   ),
 ];
 writeSection(
@@ -140,7 +173,12 @@ writeSection(
 ${machine()}. The service in a process of its own; one Node gRPC client (@grpc/grpc-js, one HTTP/2
 connection) keeps 1, 16 or 128 \`ShouldRateLimit\` calls in flight for ${SECONDS} s after 1 s of warm-up. Each call
 carries two descriptors (a client among ${CLIENTS.toLocaleString('en-US')}, fixed window per hour, and a route, per second), decided together;
-all allowed. Redis: a redis-server the script starts, exact path (no leases). The load loop shares the 2 cores.
+all allowed. Redis: a redis-server the script starts, exact path (no leases). The echo is plain @grpc/grpc-js
+with the same protos, answering \`{ overall_code: OK }\` without deciding: the transport's ceiling (floodgate's
+answer also carries a status per descriptor and the RateLimit header fields). Server CPU / call is the
+server process's own \`process.cpuUsage()\` over the measured seconds, divided by the calls: the number to
+compare, since the rates move with the machine's load. The load loop shares the cores with the server and
+with other work: load average ${loadBefore} before the run, ${loadAfter} after.
 
 ${table.join('\n')}
 `,
