@@ -99,10 +99,7 @@ export async function startRls(
     deliver(
       () => service.decide(request, (outcome) => metrics.outcome(current, outcome)),
       (response) => {
-        metrics.requests.inc({
-          domain: current.has(request.domain) ? request.domain : 'unknown',
-          code: response.overallCode,
-        });
+        metrics.answered(current, request.domain, response.overallCode);
         callback(null, toWire(response));
       },
       (error) => {
