@@ -40,7 +40,10 @@ export function tlsFromFlags(flags: RlsFlags, env: NodeJS.ProcessEnv = process.e
   const clientCa = pick(flags.tlsClientCa, 'GRPC_CLIENT_TLS_CACERT');
   const named = (flag: string, variable: string) => (fromEnv ? `${flag} (or ${variable})` : flag);
   if (cert === undefined && key === undefined) {
-    if (clientCa !== undefined) throw usageError('--tls-client-ca needs --tls-cert and --tls-key');
+    if (clientCa !== undefined)
+      throw usageError(
+        `${named('--tls-client-ca', 'GRPC_CLIENT_TLS_CACERT')} needs --tls-cert and --tls-key`,
+      );
     if (fromEnv)
       throw usageError(
         'GRPC_SERVER_USE_TLS=true needs GRPC_SERVER_TLS_CERT and GRPC_SERVER_TLS_KEY (or --tls-cert and --tls-key)',
