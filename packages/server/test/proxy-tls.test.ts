@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:https';
@@ -11,6 +10,7 @@ import { pino } from 'pino';
 import { Agent, fetch } from 'undici';
 import { validateProxyConfig } from '../src/proxy/config.js';
 import { type RunningProxy, startProxy } from '../src/proxy/proxy.js';
+import { selfSigned as selfSignedIn } from './helpers/certs.js';
 import { type NodeUpstream, startNodeUpstream } from './helpers/upstreams.js';
 
 // TLS both ways: the proxy's own listener (certificate files reloaded on change) and https:// upstreams
@@ -28,35 +28,7 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** A self-signed certificate for 127.0.0.1 and localhost: its files, and the certificate's PEM. */
-function selfSigned(name: string, cn = name): { cert: string; key: string; pem: string } {
-  const cert = join(dir, `${name}.crt`);
-  const key = join(dir, `${name}.key`);
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-days',
-      '1',
-      '-subj',
-      `/CN=${cn}`,
-      '-addext',
-      'subjectAltName=IP:127.0.0.1,DNS:localhost',
-    ],
-    { stdio: 'ignore' },
-  );
-  return { cert, key, pem: readFileSync(cert, 'utf8') };
-}
+const selfSigned = (name: string, cn = name) => selfSignedIn(dir, name, cn);
 
 async function proxyFor(data: Record<string, unknown>, logs?: string[]): Promise<RunningProxy> {
   const config = validateProxyConfig({ listen: 0, admin: false, upstream: up.url, ...data });

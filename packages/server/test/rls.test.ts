@@ -396,7 +396,16 @@ describe('floodgate rls configuration', () => {
       bad(
         'domain: d\ndescriptors:\n  - key: k\n    descriptors:\n      - key: j\n        rate_limit: { unit: fortnight, requests_per_unit: 1 }\n',
       ),
-      /descriptors\[0\]\.descriptors\[0\]\.rate_limit\.unit: must be one of second/,
+      /descriptors\[0\]\.descriptors\[0\]\.rate_limit\.unit: must be one of second, .*, year; got "fortnight"$/,
+    );
+    // As written: the case is folded only to compare.
+    assert.throws(
+      bad('domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unit: Fortnight, requests_per_unit: 1 }\n'),
+      /rate_limit\.unit: must be one of .*; got "Fortnight"$/,
+    );
+    assert.throws(
+      bad('domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unit: 5, requests_per_unit: 1 }\n'),
+      /rate_limit\.unit: must be one of .*; got 5$/,
     );
     assert.throws(
       bad('domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unit: second }\n'),

@@ -11,7 +11,7 @@ import { CliError } from '../shared/errors.js';
 import { redact } from '../shared/redact.js';
 import { demoCommand } from './demo.js';
 import { checkProxyFile, type ProxyFlags, proxyConfigFromFlags } from './proxy.js';
-import { type RlsFlags, rlsSettingsFromFlags, switched } from './rls.js';
+import { type RlsFlags, rlsSettingsFromFlags, switched, tlsFromFlags } from './rls.js';
 import { type UserAction, users } from './users.js';
 
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
@@ -200,13 +200,22 @@ function program(): Command {
       'one domain in several files: their descriptors together, instead of refused (also MERGE_DOMAIN_CONFIG=true)',
     )
     .option(
+      '--tls-cert <file>',
+      'gRPC over TLS: the certificate (PEM), with --tls-key; both read again when they change (also GRPC_SERVER_TLS_CERT with GRPC_SERVER_USE_TLS=true)',
+    )
+    .option('--tls-key <file>', "the certificate's private key (PEM) (also GRPC_SERVER_TLS_KEY)")
+    .option(
+      '--tls-client-ca <file>',
+      'mutual TLS: clients must present a certificate from this CA (PEM) (also GRPC_CLIENT_TLS_CACERT)',
+    )
+    .option(
       '--check <path>',
-      'validate a configuration file or folder, print what it holds and exit (1 if invalid)',
+      'validate a configuration file or folder (and the --tls-* files), print what it holds and exit (1 if invalid)',
     )
     .action(async (flags: RlsFlags & { check?: string; adminToken?: string }) => {
       if (flags.check !== undefined) {
         process.stdout.write(
-          `${checkRlsConfig(flags.check, { merge: switched(flags.mergeDomains, 'MERGE_DOMAIN_CONFIG') })}\n`,
+          `${checkRlsConfig(flags.check, { merge: switched(flags.mergeDomains, 'MERGE_DOMAIN_CONFIG') }, tlsFromFlags(flags))}\n`,
         );
         return;
       }

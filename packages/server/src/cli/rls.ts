@@ -1,6 +1,7 @@
 import type { RlsSettings } from '../rls/rls.js';
 import { usageError } from '../shared/errors.js';
 import { OUTAGE_POLICIES, type OutagePolicy } from '../shared/redis.js';
+import type { TlsFiles } from '../shared/tls.js';
 
 /** `floodgate rls`'s flags as parsed; `admin` is false for `--no-admin`. */
 export interface RlsFlags {
@@ -16,6 +17,9 @@ export interface RlsFlags {
   readonly quotaMode?: boolean;
   readonly dynamicMetadata?: boolean;
   readonly mergeDomains?: boolean;
+  readonly tlsCert?: string;
+  readonly tlsKey?: string;
+  readonly tlsClientCa?: string;
 }
 
 /** A switch, or envoyproxy/ratelimit's variable of the same meaning, so that a deployment that sets it keeps it. */
@@ -27,6 +31,35 @@ function port(value: string, flag: string): number {
     throw usageError(`--${flag} must be a port number from 0 to 65535; got "${value}"`);
   }
   return Number(value);
+}
+
+/**
+ * The gRPC listener's TLS files: the flags, else envoyproxy/ratelimit's variables (read only with
+ * GRPC_SERVER_USE_TLS=true, as it reads them), so that a deployment that sets them keeps their meaning.
+ * A flag beats its variable; undefined for plain gRPC.
+ */
+export function tlsFromFlags(flags: RlsFlags, env: NodeJS.ProcessEnv = process.env): TlsFiles | undefined {
+  const fromEnv = env.GRPC_SERVER_USE_TLS === 'true';
+  const pick = (flag: string | undefined, variable: string) =>
+    flag ?? (fromEnv && env[variable] !== '' ? env[variable] : undefined);
+  const cert = pick(flags.tlsCert, 'GRPC_SERVER_TLS_CERT');
+  const key = pick(flags.tlsKey, 'GRPC_SERVER_TLS_KEY');
+  const clientCa = pick(flags.tlsClientCa, 'GRPC_CLIENT_TLS_CACERT');
+  const named = (flag: string, variable: string) => (fromEnv ? `${flag} (or ${variable})` : flag);
+  if (cert === undefined && key === undefined) {
+    if (clientCa !== undefined)
+      throw usageError(
+        `${named('--tls-client-ca', 'GRPC_CLIENT_TLS_CACERT')} needs --tls-cert and --tls-key`,
+      );
+    if (fromEnv)
+      throw usageError(
+        'GRPC_SERVER_USE_TLS=true needs GRPC_SERVER_TLS_CERT and GRPC_SERVER_TLS_KEY (or --tls-cert and --tls-key)',
+      );
+    return undefined;
+  }
+  if (cert === undefined) throw usageError(`--tls-key needs ${named('--tls-cert', 'GRPC_SERVER_TLS_CERT')}`);
+  if (key === undefined) throw usageError(`--tls-cert needs ${named('--tls-key', 'GRPC_SERVER_TLS_KEY')}`);
+  return { cert, key, ...(clientCa === undefined ? {} : { clientCa }) };
 }
 
 /** The service's settings from its flags; the limits themselves come from the `--config` file or folder. */
@@ -49,6 +82,7 @@ export function rlsSettingsFromFlags(flags: RlsFlags): { path: string; settings:
     throw usageError('--admin-port cannot be combined with --no-admin');
   }
   const host = flags.host ?? '127.0.0.1';
+  const tls = tlsFromFlags(flags);
   return {
     path: flags.config,
     settings: {
@@ -67,6 +101,7 @@ export function rlsSettingsFromFlags(flags: RlsFlags): { path: string; settings:
       quota: switched(flags.quotaMode, 'QUOTA_MODE'),
       dynamicMetadata: switched(flags.dynamicMetadata, 'RESPONSE_DYNAMIC_METADATA'),
       mergeDomains: switched(flags.mergeDomains, 'MERGE_DOMAIN_CONFIG'),
+      ...(tls === undefined ? {} : { tls }),
     },
   };
 }

@@ -2,21 +2,22 @@ import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type RequestListener, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Logger } from 'pino';
-import { environmentError, usageError } from '../shared/errors.js';
-import { watchConfig } from '../shared/watch.js';
+import { environmentError } from '../shared/errors.js';
+import { readTls, type TlsNames, watchTls } from '../shared/tls.js';
 import type { ProxyConfig } from './config.js';
 
-function read(file: string, field: string): Buffer {
-  try {
-    return readFileSync(file);
-  } catch (error) {
-    throw environmentError(`${field}: cannot read ${file}: ${(error as NodeJS.ErrnoException).code}`);
-  }
-}
+const NAMES: TlsNames = { cert: 'tls.cert', key: 'tls.key', pair: 'tls' };
 
 /** The CA `upstreamCa` names, read once (a change takes effect at the next restart). */
 export function upstreamCaOf(config: ProxyConfig): Buffer | undefined {
-  return config.upstreamCa === undefined ? undefined : read(config.upstreamCa, 'upstreamCa');
+  if (config.upstreamCa === undefined) return undefined;
+  try {
+    return readFileSync(config.upstreamCa);
+  } catch (error) {
+    throw environmentError(
+      `upstreamCa: cannot read ${config.upstreamCa}: ${(error as NodeJS.ErrnoException).code}`,
+    );
+  }
 }
 
 /**
@@ -28,29 +29,15 @@ export function upstreamCaOf(config: ProxyConfig): Buffer | undefined {
 export function proxyServer(config: ProxyConfig, handle: RequestListener, log: Logger): Server {
   const tls = config.tls;
   if (tls === undefined) return createHttpServer(handle);
-  const pair = () => ({ cert: read(tls.cert, 'tls.cert'), key: read(tls.key, 'tls.key') });
-  let server: ReturnType<typeof createHttpsServer>;
-  try {
-    server = createHttpsServer({ ...pair(), ALPNProtocols: ['http/1.1'] }, handle);
-  } catch (error) {
-    if ((error as Error).name === 'CliError') throw error;
-    throw usageError(`tls: the certificate and key do not load together: ${(error as Error).message}`);
-  }
-  const reload = () => {
-    try {
-      server.setSecureContext(pair());
-      log.info({ cert: tls.cert }, 'TLS certificate reloaded');
-    } catch (error) {
-      log.error(
-        { cert: tls.cert, err: (error as Error).message },
-        'TLS certificate not reloaded; still serving the previous one',
-      );
-    }
-  };
-  const watchers = [...new Set([tls.cert, tls.key])].map((file) => watchConfig(file, reload, log));
-  server.once('close', () => {
-    for (const watcher of watchers) watcher.close();
-  });
+  const { cert, key } = readTls(tls, NAMES);
+  const server = createHttpsServer({ cert, key, ALPNProtocols: ['http/1.1'] }, handle);
+  const watcher = watchTls(
+    tls,
+    NAMES,
+    (next) => server.setSecureContext({ cert: next.cert, key: next.key }),
+    log,
+  );
+  server.once('close', () => watcher.close());
   // An HTTPS server is an HTTP server over TLS sockets: the same events and methods.
   return server as unknown as Server;
 }

@@ -29,11 +29,11 @@ export interface Outcome {
   /** The node's path, or with `detailed_metric` the descriptor's own values (wildcard values digested). */
   readonly descriptor: string;
   /** With `detailed_metric`, the node's path: its distinct values are bounded under it. */
-  readonly detailedOf?: string;
+  readonly detailedOf?: string | undefined;
   readonly code: Code;
   readonly shadow: boolean;
   /** For a descriptor with a limit: its cost, the limit, and how much of it is used after this call. */
-  readonly hits?: { readonly cost: number; readonly limit: number; readonly used: number };
+  readonly hits?: { readonly cost: number; readonly limit: number; readonly used: number } | undefined;
 }
 
 export type Limited = Extract<Limit, { unlimited: false }>;
@@ -99,25 +99,22 @@ export function answer(
   const quotaRefused = quotaRefuses(matched, decisions);
   let refused = blocked || quotaRefused;
   let wait = 0;
+  // Made for every descriptor of every call: built in one piece each, no object spread into another.
   const statuses = matched.map((m, i): DescriptorStatus => {
     const d = decisions[i];
-    const about = {
-      domain,
-      descriptor: m.metric,
-      ...(m.detailedOf === undefined ? {} : { detailedOf: m.detailedOf }),
-      shadow: m.shadow,
-    };
     if (m.limit === undefined || m.limit.unlimited) {
-      outcomes?.({ ...about, code: 'OK' });
+      outcomes?.(outcomeOf(domain, m, 'OK', undefined));
       return m.limit === undefined ? OK_NO_LIMIT : OK_UNLIMITED;
     }
     const over = isOver(m, d);
     const limit = m.limit.requestsPerUnit;
-    outcomes?.({
-      ...about,
-      code: over ? 'OVER_LIMIT' : 'OK',
-      hits: { cost: m.cost, limit, used: d === undefined ? 0 : limit - d.remaining },
-    });
+    outcomes?.(
+      outcomeOf(domain, m, over ? 'OVER_LIMIT' : 'OK', {
+        cost: m.cost,
+        limit,
+        used: d === undefined ? 0 : limit - d.remaining,
+      }),
+    );
     if (over && !m.shadow && (!m.quota || quotaRefused)) {
       refused = true;
       wait = Math.max(wait, d === undefined ? Number.POSITIVE_INFINITY : d.retryAfter);
@@ -127,7 +124,7 @@ export function answer(
         if (header[0] !== 'Retry-After') merge(headers, header);
     return {
       code: over && !m.shadow ? 'OVER_LIMIT' : 'OK',
-      currentLimit: { name: m.limit.name, requestsPerUnit: m.limit.requestsPerUnit, unit: m.limit.unit },
+      currentLimit: { name: m.limit.name, requestsPerUnit: limit, unit: m.limit.unit },
       limitRemaining: d === undefined ? 0 : d.remaining,
       durationUntilReset: d === undefined ? (m.aligned?.until ?? UNITS[m.limit.unit]) : d.resetAfter,
     };
@@ -135,6 +132,10 @@ export function answer(
   if (refused && Number.isFinite(wait))
     headers.push(['Retry-After', String(Math.max(1, Math.ceil(wait / 1000)))]);
   return { overallCode: refused ? 'OVER_LIMIT' : 'OK', statuses, responseHeadersToAdd: headers };
+}
+
+function outcomeOf(domain: string, m: Matched, code: Code, hits: Outcome['hits']): Outcome {
+  return { domain, descriptor: m.metric, detailedOf: m.detailedOf, code, shadow: m.shadow, hits };
 }
 
 /** Adds a header field, the RateLimit lists of several descriptors joined into one field each. */

@@ -23,14 +23,16 @@ export const UNITS = {
 } as const;
 export type Unit = keyof typeof UNITS;
 
-const unit = z
-  .string()
-  .transform((value) => value.toLowerCase())
-  .pipe(
-    z.enum(Object.keys(UNITS) as [Unit, ...Unit[]], {
-      error: `must be one of ${Object.keys(UNITS).join(', ')}`,
-    }),
-  );
+/** unit's complaint: what it must be, then what it was (as written, before the case is folded). */
+const unitError = (issue: { input?: unknown }) =>
+  `must be one of ${Object.keys(UNITS).join(', ')}; got ${JSON.stringify(issue.input)}`;
+
+const unit = z.string({ error: unitError }).transform((value, ctx) => {
+  const folded = value.toLowerCase();
+  if (Object.hasOwn(UNITS, folded)) return folded as Unit;
+  ctx.addIssue({ code: 'custom', message: unitError({ input: value }) });
+  return z.NEVER;
+});
 
 /** requests_per_unit's complaint, in the project's words: what it must be, then what it was. */
 const uint32 = (issue: { input?: unknown }) =>

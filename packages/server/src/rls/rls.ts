@@ -1,4 +1,4 @@
-import { Server, ServerCredentials, type ServerUnaryCall, type sendUnaryData, status } from '@grpc/grpc-js';
+import { Server, type ServerUnaryCall, type sendUnaryData, status } from '@grpc/grpc-js';
 import { deliver } from 'floodgate/http';
 import { type Logger, pino } from 'pino';
 import { adminToken, dashboardRoute } from '../shared/dashboard.js';
@@ -6,12 +6,14 @@ import { environmentError } from '../shared/errors.js';
 import { redact } from '../shared/redact.js';
 import type { OutagePolicy } from '../shared/redis.js';
 import { ServiceRuntime } from '../shared/runtime.js';
+import type { TlsFiles } from '../shared/tls.js';
 import { loadRlsConfig, type RlsConfig } from './config.js';
 import { routeGrpcLog } from './grpc-log.js';
 import { serveHealth } from './health.js';
 import { createRlsMetrics, type RlsMetrics } from './metrics.js';
 import { fromWire, rateLimitService, toWire, type WireRequest } from './protocol.js';
 import { InvalidRequest, RateLimitService, StoreClosed } from './service.js';
+import { grpcCredentials } from './tls.js';
 
 export interface RlsSettings {
   /** Where the gRPC server listens. */
@@ -31,6 +33,8 @@ export interface RlsSettings {
   readonly dynamicMetadata?: boolean;
   /** A domain in several files is merged (envoyproxy/ratelimit's MERGE_DOMAIN_CONFIG), not refused. */
   readonly mergeDomains?: boolean;
+  /** gRPC over TLS: PEM files, read again when they change; with `clientCa`, mutual TLS. */
+  readonly tls?: TlsFiles | undefined;
 }
 
 export interface RunningRls {
@@ -65,6 +69,8 @@ export async function startRls(
   routeGrpcLog(log);
   const load = { merge: settings.mergeDomains ?? false };
   const config = loadRlsConfig(path, load);
+  // Read before anything opens: a bad file stops the start with nothing to undo.
+  const tls = grpcCredentials(settings.tls);
   const metrics = createRlsMetrics();
   metrics.configLoads.success.inc();
   const server = new Server();
@@ -102,10 +108,7 @@ export async function startRls(
     deliver(
       () => service.decide(request, (outcome) => metrics.outcome(current, outcome)),
       (response) => {
-        metrics.requests.inc({
-          domain: current.has(request.domain) ? request.domain : 'unknown',
-          code: response.overallCode,
-        });
+        metrics.answered(current, request.domain, response.overallCode);
         callback(null, toWire(response));
       },
       (error) => {
@@ -128,7 +131,7 @@ export async function startRls(
     const port = await new Promise<number>((resolve, reject) =>
       server.bindAsync(
         `${settings.listen.host.includes(':') ? `[${settings.listen.host}]` : settings.listen.host}:${settings.listen.port}`,
-        ServerCredentials.createInsecure(),
+        tls.credentials,
         (error, bound) => (error === null ? resolve(bound) : reject(error)),
       ),
     );
@@ -173,6 +176,7 @@ export async function startRls(
     },
   });
   if (options.watch !== false) runtime.watch(path, reload);
+  const certificates = tls.watch(log);
 
   log.info(
     {
@@ -182,6 +186,9 @@ export async function startRls(
       ...(settings.shadow === true ? { shadow: true } : {}),
       ...(settings.quota === true ? { quota: true } : {}),
       ...(settings.mergeDomains === true ? { mergeDomains: true } : {}),
+      ...(settings.tls === undefined
+        ? {}
+        : { tls: settings.tls.clientCa === undefined ? 'server' : 'mutual' }),
       domains: [...config.keys()],
     },
     `rate-limit service (Envoy RLS v3) on ${address}`,
@@ -192,6 +199,7 @@ export async function startRls(
       drain: () => {
         // Health watchers hear NOT_SERVING first, and their streams do not hold the stop.
         health.stop();
+        certificates.close();
         return new Promise<void>((resolve) => {
           // Calls in flight finish; a client that holds its stream open is cut after a grace of 5 s.
           const force = setTimeout(() => server.forceShutdown(), 5000).unref();

@@ -123,6 +123,8 @@ export class RateLimitService {
   #config: RlsConfig;
   readonly #store: Store;
   readonly #limiters = new Map<string, Limiter>();
+  /** The limiter of each configured limit, found without making its id at every call. */
+  #byLimit = new WeakMap<Limited, Limiter>();
   readonly #now: () => number;
 
   /** Every descriptor in shadow mode, sent limits included (upstream's SHADOW_MODE): counted, never refusing. */
@@ -153,6 +155,7 @@ export class RateLimitService {
   swap(config: RlsConfig): void {
     this.#config = config;
     this.#limiters.clear();
+    this.#byLimit = new WeakMap();
   }
 
   /** Decides a request; throws `InvalidRequest` for one that cannot be. `outcomes` hears of each descriptor. */
@@ -327,6 +330,8 @@ export class RateLimitService {
   }
 
   #limiter(limit: Limited): Limiter {
+    const known = this.#byLimit.get(limit);
+    if (known !== undefined) return known;
     // Limits sent with requests are chosen by clients: the id is an encoding no part can forge.
     const id = JSON.stringify([
       limit.name,
@@ -338,7 +343,10 @@ export class RateLimitService {
     let limiter = this.#limiters.get(id);
     if (limiter === undefined) {
       // Limits sent with requests make limiters too: bounded, and cheap to make again (the counts are in the store).
-      if (this.#limiters.size >= MAX_LIMITERS) this.#limiters.clear();
+      if (this.#limiters.size >= MAX_LIMITERS) {
+        this.#limiters.clear();
+        this.#byLimit = new WeakMap();
+      }
       limiter = new Limiter({
         policies: {
           name: limit.name,
@@ -353,6 +361,8 @@ export class RateLimitService {
       });
       this.#limiters.set(id, limiter);
     }
+    // A sent limit is a new object at each call: only the configured ones are worth remembering.
+    if (limit.sent !== true) this.#byLimit.set(limit, limiter);
     return limiter;
   }
 }
