@@ -202,7 +202,12 @@ const STALE = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 export interface ForwardResult {
-  /** The status sent to the client (the upstream's, or 502/504); undefined when the client went first. */
+  /**
+   * The upstream's status, once its whole answer reached the client; undefined when no answer of the
+   * upstream's did: the client went first, the upstream failed or timed out (the client got 502/504, or a
+   * cut connection), or the proxy answered the request itself (a malformed or cut-short body). An outcome
+   * counted from it (`countOnly`) is then a failure, as an attempt never told it succeeded is.
+   */
   status: number | undefined;
   error?: UpstreamError;
 }
@@ -262,7 +267,8 @@ class Relay implements Dispatcher.DispatchHandler {
       this.#over = true;
       this.options.timeouts.unwatch(this.#exchange);
       this.#abort?.();
-      this.done({ status: this.res.writableFinished ? this.res.statusCode : undefined });
+      // Closed before the upstream's answer was relayed whole: whatever the client got is not its answer.
+      this.done({ status: undefined });
     });
     options.dispatcher.dispatch(this.#dispatch, this);
   }
@@ -360,7 +366,7 @@ class Relay implements Dispatcher.DispatchHandler {
     const res = this.res;
     // Answered by the proxy itself (a malformed request body) and aborted here: no upstream failure.
     if (res.headersSent && !this.#exchange.responded) {
-      this.#finish({ status: res.statusCode });
+      this.#finish({ status: undefined });
       return;
     }
     const error = classify(err, this.options.limits);
@@ -374,7 +380,7 @@ class Relay implements Dispatcher.DispatchHandler {
     } else {
       res.destroy(error);
     }
-    this.#finish({ status: res.headersSent ? res.statusCode : error.status, error });
+    this.#finish({ status: undefined, error });
   }
 
   /**
@@ -433,14 +439,15 @@ export function rawResponse(
 
 /**
  * Passes a protocol upgrade (WebSocket) through: the upstream's 101 and then bytes both ways, until either
- * side closes. A refusal by the upstream is relayed as its response.
+ * side closes. A refusal by the upstream is relayed as its response. Resolves with the upstream's status
+ * (101, or its refusal's), undefined when it gave none (the client got 502/504).
  */
 export function forwardUpgrade(
   forwarding: Forwarding,
   socket: Duplex,
   head: Buffer,
   switched: () => void = () => {},
-): Promise<number> {
+): Promise<number | undefined> {
   const { req, pool, path, extra, options } = forwarding;
   const target = pool.pick()!;
   return new Promise((resolve) => {
@@ -467,7 +474,7 @@ export function forwardUpgrade(
         options.timeouts.sent(exchange);
       }),
     );
-    const done = (status: number) => {
+    const done = (status: number | undefined) => {
       if (!settled) {
         settled = true;
         options.timeouts.unwatch(exchange);
@@ -488,7 +495,7 @@ export function forwardUpgrade(
             error.message,
           ),
         );
-      done(error.status);
+      done(undefined);
     });
     upstream.on('response', (up: IncomingMessage) => {
       // The upstream refused the upgrade: relay its answer as is.
