@@ -9,7 +9,7 @@ import {
   type Verdict,
 } from 'floodgate/http';
 import { match as pathMatcher } from 'path-to-regexp';
-import type { ProxyConfig, RuleConfig } from './config.js';
+import { concurrencyRefusal, type ProxyConfig, type RuleConfig } from './config.js';
 import { ruleHostName } from './host.js';
 import type { JwtFailure, JwtVerifier } from './jwt.js';
 import { keyOf } from './keys.js';
@@ -181,16 +181,20 @@ export function compileRules(
               cost: rule.cost ?? 1,
             },
       );
+    const limiters =
+      guard instanceof LimitGroup
+        ? guard.limiters.map(([name, limiter]) => [`${rule.name} ${name}`, limiter] as const)
+        : guard.limiter === undefined
+          ? []
+          : [[rule.name, guard.limiter] as const];
+    // The configuration's own refusal holds for the overrides the admin API sets later.
+    const refusal = concurrencyRefusal(rule);
+    if (refusal !== undefined) for (const [, limiter] of limiters) limiter.refuseConcurrency(refusal);
     return {
       name: rule.name,
       shadow: rule.shadow ?? config.shadow,
       guard,
-      limiters:
-        guard instanceof LimitGroup
-          ? guard.limiters.map(([name, limiter]) => [`${rule.name} ${name}`, limiter] as const)
-          : guard.limiter === undefined
-            ? []
-            : [[rule.name, guard.limiter]],
+      limiters,
       matches: (method, host, p) =>
         (methods === undefined || methods.includes(method)) &&
         (hosts === undefined || hosts(host)) &&
