@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { send } from '@floodgate/test-support';
 import { pino } from 'pino';
@@ -104,5 +105,125 @@ describe('floodgate proxy admin API: overrides are held to the configuration’s
     });
     assert.equal(set.status, 200, set.body);
     assert.deepEqual([await from('203.0.113.9'), await from('203.0.113.9')], [200, 429]);
+  });
+});
+
+describe('floodgate proxy admin API: who may read, by Host', () => {
+  let upstream: NodeUpstream;
+  let proxy: RunningProxy;
+  let admin: string;
+  let port: string;
+  const FLOODER = '203.0.113.66';
+  before(async () => {
+    upstream = await startNodeUpstream();
+    proxy = await startProxy(
+      validateProxyConfig({
+        upstream: upstream.url,
+        listen: 0,
+        admin: 0,
+        trustProxy: ['loopback'],
+        rules: [{ name: 'api', policies: [{ limit: 1, window: '1h' }] }],
+      }),
+      { log: pino({ level: 'silent' }), adminToken: TOKEN },
+    );
+    admin = proxy.adminUrl ?? assert.fail('the admin listener is on');
+    port = new URL(admin).port;
+    for (let i = 0; i < 2; i++) await send(proxy.url, { headers: { 'x-forwarded-for': FLOODER } });
+  });
+  after(async () => {
+    await proxy?.stop();
+    await upstream?.close();
+  });
+
+  it('every notation of a loopback address is a loopback Host; no other name or address is', async () => {
+    const loopback = [
+      'localhost',
+      '127.0.0.1',
+      '127.0.0.2',
+      '127.255.255.254',
+      '[::1]',
+      '[0:0:0:0:0:0:0:1]',
+      '[::ffff:127.0.0.1]',
+      '[::ffff:7f00:1]',
+      '[::ffff:127.0.0.2]',
+    ];
+    for (const host of loopback) {
+      const res = await send(`${admin}/api`, { headers: { host: `${host}:${port}` } });
+      assert.equal(res.status, 200, host);
+      assert.equal((await send(`${admin}/api`, { headers: { host } })).status, 200, `${host}, no port`);
+    }
+    const others = [
+      'attacker.example',
+      '127.0.0.1.nip.io',
+      'localhost.attacker.example',
+      '[::ffff:192.0.2.1]',
+      '[::ffff:c000:201]',
+      '[::2]',
+      '192.0.2.1',
+      '127.1',
+      '2130706433',
+      'localhost.',
+    ];
+    for (const host of others) {
+      const res = await send(`${admin}/api`, { headers: { host: `${host}:${port}` } });
+      assert.equal(res.status, 401, host);
+      assert.ok(!res.body.includes(FLOODER), host);
+    }
+  });
+
+  it('/health and /metrics answer any Host (probes and scrapers), and name no client', async () => {
+    for (const host of ['attacker.example', '10.0.0.7', `localhost:${port}`]) {
+      const health = await send(`${admin}/health`, { headers: { host } });
+      assert.equal(health.status, 200, host);
+      const metrics = await send(`${admin}/metrics`, { headers: { host } });
+      assert.equal(metrics.status, 200, host);
+      assert.match(metrics.body, /floodgate_proxy_requests_total\{rule="api",decision="limited"\} 1/);
+      assert.ok(!metrics.body.includes(FLOODER), 'no client in the metrics');
+      assert.ok(!health.body.includes(FLOODER), 'no client in the health');
+    }
+  });
+});
+
+describe('floodgate proxy admin API: bodies too large', () => {
+  let upstream: NodeUpstream;
+  let proxy: RunningProxy;
+  let admin: string;
+  before(async () => {
+    upstream = await startNodeUpstream();
+    proxy = await startProxy(
+      validateProxyConfig({
+        upstream: upstream.url,
+        listen: 0,
+        admin: 0,
+        rules: [{ name: 'api', policies: [{ limit: 10, window: '1h' }] }],
+      }),
+      { log: pino({ level: 'silent' }), adminToken: TOKEN },
+    );
+    admin = proxy.adminUrl ?? assert.fail('the admin listener is on');
+  });
+  after(async () => {
+    await proxy?.stop();
+    await upstream?.close();
+  });
+
+  const url = () => `${admin}/api/limiters/api/overrides/${encodeURIComponent('ip:203.0.113.5')}`;
+  const big = Buffer.alloc(20 * 1024 * 1024, 0x20);
+
+  it('a 20 MB override is answered 413 as a problem, whole, and the connection closed cleanly', async () => {
+    for (const body of [big, Readable.from([big.subarray(0, 1024 * 1024), big.subarray(1024 * 1024)])]) {
+      const res = await send(url(), { method: 'PUT', headers: json, body });
+      assert.equal(res.status, 413);
+      assert.equal(res.headers['content-type'], 'application/problem+json');
+      assert.equal(res.headers.connection, 'close');
+      const problem = JSON.parse(res.body);
+      assert.equal(problem.status, 413);
+      assert.match(problem.detail, /at most 65536 bytes/);
+    }
+    const viaFetch = await fetch(url(), { method: 'PUT', headers: json, body: big });
+    assert.equal(viaFetch.status, 413);
+    await viaFetch.arrayBuffer();
+    // Nothing was set, and the listener still answers.
+    const config = JSON.parse((await send(`${admin}/api`, { headers: auth })).body);
+    assert.deepEqual(config.limiters[0].overrides, {});
   });
 });
