@@ -10,7 +10,16 @@ import type { Fleet } from './fleet.js';
 import { PAGE } from './page/index.js';
 import { routeOf } from './routes.js';
 import { Sampler } from './sampler.js';
-import { dashboardView, fleetView, isWindow, limiterView, shedderView, stateView, topView } from './views.js';
+import {
+  dashboardView,
+  fleetView,
+  isWindow,
+  limiterView,
+  overrideOf,
+  shedderView,
+  stateView,
+  topView,
+} from './views.js';
 
 /** The limiters an admin handler shows, by name: fixed, or asked for on each request (a reloaded configuration). */
 export type LimiterSource =
@@ -238,7 +247,7 @@ export function adminHandler(options: AdminOptions): AdminHandler {
       if (isInvalidOption(error)) return badRequest((error as Error).message);
       throw error;
     }
-    return done('set-override', { override: stored, policies: limiter.config().overrides?.[key] }, policies);
+    return done('set-override', { override: stored, policies: overrideOf(limiter, key) }, policies);
   };
 
   return (req, res, next) => {

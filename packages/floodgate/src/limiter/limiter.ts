@@ -278,7 +278,14 @@ export class Limiter {
   /** The current configuration as plain data. */
   config(): LimiterConfig {
     const overrides: Record<string, PolicySpec[]> = {};
-    for (const [key, policies] of this.#overrideSpecs) overrides[key] = policies.map((p) => p.spec);
+    // Defined, not assigned: an identifier such as "__proto__" is then a key like any other, listed.
+    for (const [key, policies] of this.#overrideSpecs)
+      Object.defineProperty(overrides, key, {
+        value: policies.map((p) => p.spec),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
     return { policies: this.#defaults.map((p) => p.spec), overrides, cost: this.#cost };
   }
 
