@@ -203,10 +203,11 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 export interface ForwardResult {
   /**
-   * The upstream's status, once its whole answer reached the client; undefined when no answer of the
-   * upstream's did: the client went first, the upstream failed or timed out (the client got 502/504, or a
-   * cut connection), or the proxy answered the request itself (a malformed or cut-short body). An outcome
-   * counted from it (`countOnly`) is then a failure, as an attempt never told it succeeded is.
+   * The status of the whole answer the client got: the upstream's, or the proxy's 502/504 when the upstream
+   * gave none (a failure for `countOnly`, see `failureOf`, and overload for the shedder). Undefined when no
+   * answer of either came whole: the client went first, the upstream cut its answer short, or the proxy
+   * answered the request itself (its 400 for a malformed or cut-short body, no answer of the upstream's).
+   * An outcome counted from it (`countOnly`) is then a failure, as an attempt never told it succeeded is.
    */
   status: number | undefined;
   error?: UpstreamError;
@@ -380,7 +381,7 @@ class Relay implements Dispatcher.DispatchHandler {
     } else {
       res.destroy(error);
     }
-    this.#finish({ status: undefined, error });
+    this.#finish({ status: res.headersSent ? undefined : error.status, error });
   }
 
   /**
@@ -439,15 +440,15 @@ export function rawResponse(
 
 /**
  * Passes a protocol upgrade (WebSocket) through: the upstream's 101 and then bytes both ways, until either
- * side closes. A refusal by the upstream is relayed as its response. Resolves with the upstream's status
- * (101, or its refusal's), undefined when it gave none (the client got 502/504).
+ * side closes. A refusal by the upstream is relayed as its response. Resolves with the status the client
+ * got: 101, the upstream's refusal's, or 502/504 when the upstream gave none.
  */
 export function forwardUpgrade(
   forwarding: Forwarding,
   socket: Duplex,
   head: Buffer,
   switched: () => void = () => {},
-): Promise<number | undefined> {
+): Promise<number> {
   const { req, pool, path, extra, options } = forwarding;
   const target = pool.pick()!;
   return new Promise((resolve) => {
@@ -474,7 +475,7 @@ export function forwardUpgrade(
         options.timeouts.sent(exchange);
       }),
     );
-    const done = (status: number | undefined) => {
+    const done = (status: number) => {
       if (!settled) {
         settled = true;
         options.timeouts.unwatch(exchange);
@@ -495,7 +496,7 @@ export function forwardUpgrade(
             error.message,
           ),
         );
-      done(undefined);
+      done(error.status);
     });
     upstream.on('response', (up: IncomingMessage) => {
       // The upstream refused the upgrade: relay its answer as is.

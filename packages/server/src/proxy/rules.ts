@@ -107,11 +107,11 @@ function pathMatcherOf(
 }
 
 /**
- * A rule's `failedStatuses` as the guard's `isFailure`; undefined for the library's default (from 400). It
- * judges only the upstream's own answers: one that never arrived (the proxy's 502/504, its 400 for a cut
- * body, a client gone first) is settled as no status, a failure (see ForwardResult). A 502 or 504 from the
- * upstream is a failure too: a gateway in front of the application saying it got no answer either, and a
- * login guess the application was too slow for is still a guess.
+ * A rule's `failedStatuses` as the guard's `isFailure`; undefined for the library's default (from 400). A
+ * 502 or 504 is always a failure: the proxy writes them when the upstream gave no answer, and an attempt
+ * whose answer never arrived counts (a login guess the upstream was too slow for is still a guess). An
+ * answer cut short, a client gone first, or the proxy's own 400 for a cut body settles with no status at
+ * all, a failure too (see ForwardResult).
  */
 export function failureOf(statuses: RuleConfig['failedStatuses']): ((status: number) => boolean) | undefined {
   if (statuses === undefined) return undefined;
