@@ -524,7 +524,12 @@ function counted<T>(value: MaybePromise<T>, count: (value: T) => void): MaybePro
 }
 
 /** Throws, naming the policy's `algorithm`, when one of `policies` is a concurrency limit. */
-function refuseConcurrent(policies: readonly Policy[], path: string, reason: string, specs?: unknown): void {
+export function refuseConcurrent(
+  policies: readonly Policy[],
+  path: string,
+  reason: string,
+  specs?: unknown,
+): void {
   const at = policies.findIndex((p) => p.algorithm === 'concurrency');
   if (at === -1) return;
   // As resolvePolicies names a policy: by its index when the specs were a list (stored ones always are).
