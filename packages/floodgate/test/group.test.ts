@@ -115,6 +115,25 @@ describe('Limiter.consumeAll on the memory store', () => {
     assert.throws(() => Limiter.consumeAll('a' as never), /requests/);
   });
 
+  it('refuseConcurrency: no override, configure or addPolicy brings a concurrency policy in afterwards', () => {
+    const clock = new ManualClock(0);
+    const { perUser } = limiters(new MemoryStore({ clock }), clock);
+    perUser.refuseConcurrency('decided in a group');
+    const slot = { name: 'slot', algorithm: 'concurrency', limit: 1, leaseTimeout: '1m' } as const;
+    assert.throws(
+      () => perUser.setOverride('a', [slot]),
+      /"overrides\["a"\]\[0\]\.algorithm" must be another algorithm than "concurrency": decided in a group/,
+    );
+    assert.throws(() => perUser.setOverride('a', slot), /"overrides\["a"\]\.algorithm"/);
+    assert.throws(() => perUser.addPolicy(slot), /"policy\.algorithm"/);
+    assert.throws(() => perUser.configure({ policies: [slot] }), /"policies\[0\]\.algorithm"/);
+    assert.deepEqual(perUser.config().overrides, {}, 'nothing changed');
+    perUser.setOverride('a', { name: 'user', algorithm: 'fixed-window', limit: 1, window: '1m' });
+    const slots = new Limiter({ policies: slot });
+    assert.throws(() => slots.refuseConcurrency('decided in a group'), /"policies\[0\]\.algorithm"/);
+    slots.setOverride('b', slot);
+  });
+
   it('charges each and gives back on a store without group decisions', async () => {
     const clock = new ManualClock(0);
     const memory = new MemoryStore({ clock });

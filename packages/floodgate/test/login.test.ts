@@ -97,6 +97,24 @@ describe('LoginGuard', () => {
       /"perip" must be absent/,
     );
   });
+
+  it('takes no concurrency policy, in its options or in an override set later (the admin API)', () => {
+    const slot = { algorithm: 'concurrency', limit: 1, leaseTimeout: '1m' } as const;
+    assert.throws(
+      () => new LoginGuard({ perIp: slot }),
+      /"perIp\.algorithm" must be another algorithm than "concurrency": an attempt is counted by its outcome/,
+    );
+    assert.throws(
+      () => new LoginGuard({ perUserAndIp: [{ limit: 5, window: '15m' }, slot] }),
+      /"perUserAndIp\[1\]\.algorithm"/,
+    );
+    const { perUserAndIp, perIp } = new LoginGuard().limiters;
+    for (const limiter of [perUserAndIp, perIp])
+      assert.throws(
+        () => limiter.setOverride('ip:203.0.113.1', slot),
+        /\.algorithm" must be another algorithm/,
+      );
+  });
 });
 
 /** 60 wrong guesses at once, one of them right: at most the limit (5) reach the password check. */

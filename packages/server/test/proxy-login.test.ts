@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { codeBlocks, docSection, RedisServer } from '@floodgate/test-support';
 import { pino } from 'pino';
@@ -6,7 +8,12 @@ import { parse } from 'yaml';
 import { validateProxyConfig } from '../src/proxy/config.js';
 import { type RunningProxy, startProxy } from '../src/proxy/proxy.js';
 import { failureOf } from '../src/proxy/rules.js';
-import { type LoginUpstream, startLoginUpstream, startStatusUpstream } from './helpers/upstreams.js';
+import {
+  type LoginUpstream,
+  startLoginUpstream,
+  startNodeUpstream,
+  startStatusUpstream,
+} from './helpers/upstreams.js';
 
 // Outcome-based counting: a login rule that counts only the attempts the upstream failed, charged before the
 // answer (so parallel guesses cannot overrun it) and given back when the answer is a success.
@@ -115,6 +122,67 @@ describe('proxy countOnly: failed logins', () => {
     await abandoned;
     login.release();
     assert.deepEqual(await attempts(proxy, 'right', 1), [429]);
+  });
+
+  /**
+   * Half a login on a connection of its own: the head says 100 bytes, a few come, then the client goes:
+   * `end` (the proxy reads the end of the stream: its parser finds the body cut short and answers 400
+   * itself), `destroy` (the same, without waiting for that answer) or `reset` (a TCP reset). Resolves once
+   * the proxy has given up on the upstream exchange too.
+   */
+  async function abortMidBody(proxy: RunningProxy, how: 'end' | 'destroy' | 'reset'): Promise<void> {
+    const { hostname, port } = new URL(proxy.url);
+    const socket = connect(Number(port), hostname);
+    socket.on('error', () => {});
+    socket.resume();
+    await once(socket, 'connect');
+    const head = login.nextRequest();
+    const abandoned = login.nextAbandoned();
+    socket.write(
+      'POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n' +
+        'Content-Length: 100\r\n\r\npassword=ri',
+    );
+    // Decided, charged and forwarded: the upstream has the head and waits for the rest of the body.
+    await head;
+    if (how === 'end') socket.end();
+    else if (how === 'destroy') socket.destroy();
+    else socket.resetAndDestroy();
+    await abandoned;
+  }
+
+  for (const how of ['end', 'destroy', 'reset'] as const)
+    it(`a client that aborts mid-body (${how}) is charged each time, and locked out at the limit`, async () => {
+      // The login's own failure status only: the proxy's 400 for the cut body is no answer of the upstream.
+      const proxy = await proxyFor(failedLogins(3, { failedStatuses: [401] }));
+      for (let i = 0; i < 3; i++) await abortMidBody(proxy, how);
+      assert.deepEqual(await attempts(proxy, 'right', 1), [429]);
+    });
+
+  it('with countOnly: successful, an aborted attempt is no success: it is given back', async () => {
+    const proxy = await proxyFor(failedLogins(2, { countOnly: 'successful', failedStatuses: [401] }));
+    for (let i = 0; i < 2; i++) await abortMidBody(proxy, 'end');
+    assert.deepEqual(await attempts(proxy, 'right', 3), [200, 200, 429]);
+  });
+
+  it('an answer the upstream cut short (a 200 whose body never came whole) is no success', async () => {
+    const up = await startNodeUpstream();
+    const proxy = await proxyFor({
+      upstream: up.url,
+      rules: [{ name: 'cut', countOnly: 'failed', policies: { limit: 2, window: '15m' } }],
+    });
+    const cut = async () => {
+      const res = await fetch(`${proxy.url}/reset`);
+      if (res.status !== 200) return res.status;
+      return res.arrayBuffer().then(
+        () => 'whole',
+        () => 'cut',
+      );
+    };
+    try {
+      assert.deepEqual([await cut(), await cut(), await cut()], ['cut', 'cut', 429]);
+    } finally {
+      await up.close();
+    }
   });
 
   it('failedStatuses says which answers count; a 502 or 504 (no answer from the upstream) always does', async () => {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:https';
@@ -11,6 +12,7 @@ import { Agent, fetch } from 'undici';
 import { validateProxyConfig } from '../src/proxy/config.js';
 import { type RunningProxy, startProxy } from '../src/proxy/proxy.js';
 import { selfSigned as selfSignedIn } from './helpers/certs.js';
+import { bin } from './helpers/command.js';
 import { type NodeUpstream, startNodeUpstream } from './helpers/upstreams.js';
 
 // TLS both ways: the proxy's own listener (certificate files reloaded on change) and https:// upstreams
@@ -126,10 +128,58 @@ describe('proxy TLS: https:// upstreams', () => {
     assert.match(await refused.text(), /SELF_SIGNED_CERT/);
   });
 
-  it('refuses an upstreamCa it cannot read, naming the field', async () => {
+  it('refuses an upstreamCa it cannot read, or that holds no certificate, naming the field', async () => {
     await assert.rejects(
       proxyFor({ upstream: 'https://127.0.0.1:1', upstreamCa: join(dir, 'none.pem') }),
       /upstreamCa: cannot read .*ENOENT/,
     );
+    const garbage = join(dir, 'garbage.pem');
+    writeFileSync(garbage, 'not a certificate\n');
+    await assert.rejects(
+      proxyFor({ upstream: 'https://127.0.0.1:1', upstreamCa: garbage }),
+      /upstreamCa: .*garbage\.pem is not a PEM certificate file/,
+    );
+  });
+});
+
+describe('proxy TLS: --check reads the files a start would', () => {
+  const check = (data: Record<string, unknown>) => {
+    const file = join(dir, `check-${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(file, JSON.stringify({ upstream: 'https://127.0.0.1:1', ...data }));
+    return spawnSync(process.execPath, [bin, 'proxy', '--check', file], {
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+  };
+
+  it('exit 1 naming the option and the file: unreadable, not PEM, or a key of another certificate', () => {
+    const a = selfSigned('check-a');
+    const b = selfSigned('check-b');
+    const garbage = join(dir, 'check-garbage.pem');
+    writeFileSync(garbage, '-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n');
+    const none = join(dir, 'check-none.pem');
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ tls: { cert: none, key: a.key } }, /tls\.cert: cannot read .*check-none\.pem: ENOENT/],
+      [{ tls: { cert: a.cert, key: none } }, /tls\.key: cannot read .*check-none\.pem: ENOENT/],
+      [
+        { tls: { cert: garbage, key: a.key } },
+        /tls: the certificate and key do not load together \(.*check-garbage\.pem/,
+      ],
+      [
+        { tls: { cert: a.cert, key: b.key } },
+        /tls: the certificate and key do not load together \(.*check-a\.crt, .*check-b\.key\)/,
+      ],
+      [{ upstreamCa: none }, /upstreamCa: cannot read .*check-none\.pem: ENOENT/],
+      [{ upstreamCa: garbage }, /upstreamCa: .*check-garbage\.pem is not a PEM certificate file/],
+      [{ upstreamCa: a.key }, /upstreamCa: .*check-a\.key is not a PEM certificate file/],
+    ];
+    for (const [data, message] of cases) {
+      const run = check(data);
+      assert.equal(run.status, 1, `${JSON.stringify(data)}: ${run.stderr}`);
+      assert.match(run.stderr, message);
+      assert.doesNotMatch(run.stderr, /\n\s+at /, 'no stack trace');
+    }
+    const ok = check({ tls: { cert: a.cert, key: a.key }, upstreamCa: b.cert });
+    assert.equal(ok.status, 0, ok.stderr);
   });
 });

@@ -128,6 +128,17 @@ describe('floodgate rls', () => {
         });
         assert.equal(reset.status, 200);
         assert.equal((await ask(client, req([[['remote_address', '10.0.0.9']]]))).overall_code, 'OK');
+        // No override brings in what the configuration refuses: a request's descriptors are decided together.
+        const slot = await fetch(`${api}/overrides/${key}`, {
+          method: 'PUT',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          body: '{"algorithm":"concurrency","limit":1,"leaseTimeout":"1m"}',
+        });
+        assert.equal(slot.status, 400);
+        assert.match(
+          ((await slot.json()) as { detail: string }).detail,
+          /\.algorithm" must be another algorithm than "concurrency"/,
+        );
       });
     } finally {
       delete process.env.FLOODGATE_ADMIN_TOKEN;

@@ -8,17 +8,28 @@ export function isLoopback(address: string | undefined): boolean {
   return v4.startsWith('127.') || address === '::1';
 }
 
+/** An IPv6 address in its canonical form (`::1`, `::ffff:7f00:1`), as a browser's URL writes it. */
+function canonicalV6(address: string): string {
+  return new URL(`http://[${address}]/`).hostname.slice(1, -1);
+}
+
 /**
- * Whether a request's Host names this machine by a name no DNS answers for: `localhost`, a loopback
- * address (`127.0.0.1`, `[::1]`), with or without a port. A page on another site that rebinds its own
- * name to 127.0.0.1 still sends that name as the Host, so it is refused the open reads.
+ * Whether a request's Host names this machine by a name no DNS answers for, with or without a port:
+ * `localhost`, an address of 127.0.0.0/8 in dotted form (`127.0.0.1`, `127.8.9.10`), `[::1]`, or an
+ * IPv4-mapped loopback address (`[::ffff:127.0.0.1]`, which a browser writes `[::ffff:7f00:1]`); IPv6 in
+ * any of its notations. A page on another site that rebinds its own name to 127.0.0.1 still sends that
+ * name as the Host, so it is refused the open reads.
  */
 export function isLoopbackHost(host: string | undefined): boolean {
   if (host === undefined) return false;
   const match = /^(?:\[([0-9a-f:.]+)\]|([^:[\]]+))(?::(\d{1,5}))?$/i.exec(host);
   if (match === null) return false;
   const [, bracketed, name] = match;
-  if (bracketed !== undefined) return isIP(bracketed) === 6 && isLoopback(bracketed.toLowerCase());
+  if (bracketed !== undefined) {
+    if (isIP(bracketed) !== 6) return false;
+    const v6 = canonicalV6(bracketed);
+    return v6 === '::1' || /^::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}$/.test(v6);
+  }
   if (name!.toLowerCase() === 'localhost') return true;
   return isIP(name!) === 4 && isLoopback(name);
 }

@@ -10,7 +10,16 @@ import type { Fleet } from './fleet.js';
 import { PAGE } from './page/index.js';
 import { routeOf } from './routes.js';
 import { Sampler } from './sampler.js';
-import { dashboardView, fleetView, isWindow, limiterView, shedderView, stateView, topView } from './views.js';
+import {
+  dashboardView,
+  fleetView,
+  isWindow,
+  limiterView,
+  overrideOf,
+  shedderView,
+  stateView,
+  topView,
+} from './views.js';
 
 /** The limiters an admin handler shows, by name: fixed, or asked for on each request (a reloaded configuration). */
 export type LimiterSource =
@@ -64,6 +73,8 @@ export type AdminHandler = (req: IncomingMessage, res: ServerResponse, next?: ()
 interface Answer {
   readonly status: number;
   readonly body: unknown;
+  /** A request whose body is still coming in (and being dropped): the connection closes once it is in. */
+  readonly closeAfter?: IncomingMessage;
 }
 
 const notFound = (what: string): Answer => ({ status: 404, body: { error: `no ${what}` } });
@@ -216,12 +227,17 @@ export function adminHandler(options: AdminOptions): AdminHandler {
     // A body only as JSON, so that no form of another site (text/plain, urlencoded) could be one.
     if (!isJson(req.headers['content-type']))
       return { status: 415, body: { error: 'the body must be sent as Content-Type: application/json' } };
-    const text = await readBody(req);
-    if (text === undefined)
-      return { status: 413, body: { error: `the body must be at most ${BODY_LIMIT} bytes` } };
+    const body = await readBody(req);
+    if (body === 'too-large')
+      return {
+        status: 413,
+        body: { error: `the body must be at most ${BODY_LIMIT} bytes` },
+        closeAfter: req,
+      };
+    if (body === 'failed') return badRequest('the body broke off');
     let policies: PolicySpec | PolicySpec[];
     try {
-      policies = JSON.parse(text);
+      policies = JSON.parse(body.text);
     } catch {
       return badRequest('the body must be JSON: a policy or a list of policies');
     }
@@ -231,7 +247,7 @@ export function adminHandler(options: AdminOptions): AdminHandler {
       if (isInvalidOption(error)) return badRequest((error as Error).message);
       throw error;
     }
-    return done('set-override', { override: stored, policies: limiter.config().overrides?.[key] }, policies);
+    return done('set-override', { override: stored, policies: overrideOf(limiter, key) }, policies);
   };
 
   return (req, res, next) => {
@@ -285,19 +301,61 @@ export function adminHandler(options: AdminOptions): AdminHandler {
       answer = Promise.reject(error);
     }
     Promise.resolve(answer).then(
-      (a) => send(res, a.status, a.body),
+      (a) => send(res, a.status, a.body, [], a.closeAfter),
       (error: unknown) =>
         send(res, 503, { error: `the store failed: ${(error as Error)?.message ?? String(error)}` }),
     );
   };
 }
 
-function send(res: ServerResponse, status: number, body: unknown, headers: [string, string][] = []): void {
+const TITLES: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  413: 'Content Too Large',
+  415: 'Unsupported Media Type',
+  503: 'Service Unavailable',
+};
+
+/**
+ * Writes an answer: JSON, or for an error an RFC 9457 problem (`detail`, and `error` as the page reads it).
+ * With `closeAfter`, a request whose body is still coming: the answer is written at once, and the
+ * connection closed once the body is all in. Closed earlier, with the client still sending, the connection
+ * would be reset under it, which may lose the answer.
+ */
+function send(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: [string, string][] = [],
+  closeAfter?: IncomingMessage,
+): void {
   if (res.headersSent) return;
-  const text = JSON.stringify(body);
-  res.writeHead(
-    status,
-    [['Content-Type', 'application/json'], ['Cache-Control', 'no-store'], ...headers].flat(),
+  const error = status >= 400 ? (body as { error?: unknown } | null)?.error : undefined;
+  const text = JSON.stringify(
+    typeof error === 'string'
+      ? { type: 'about:blank', title: TITLES[status] ?? 'Error', status, detail: error, error }
+      : body,
   );
-  res.end(text);
+  const type = typeof error === 'string' ? 'application/problem+json' : 'application/json';
+  const fields: [string, string][] = [
+    ['Content-Type', type],
+    ['Content-Length', String(Buffer.byteLength(text))],
+    ['Cache-Control', 'no-store'],
+    ...headers,
+  ];
+  if (closeAfter === undefined) {
+    res.writeHead(status, fields.flat());
+    res.end(text);
+    return;
+  }
+  res.writeHead(status, [...fields, ['Connection', 'close']].flat());
+  res.write(text);
+  if (closeAfter.complete) res.end();
+  else {
+    closeAfter.once('end', () => res.end());
+    closeAfter.once('close', () => res.end());
+  }
 }

@@ -42,6 +42,12 @@ export function limiterView(name: string, limiter: Limiter) {
   };
 }
 
+/** The override of one identifier, or null: only its own, never a name of Object's ("constructor"). */
+export function overrideOf(limiter: Limiter, key: string) {
+  const overrides = limiter.config().overrides ?? {};
+  return Object.hasOwn(overrides, key) ? overrides[key]! : null;
+}
+
 /** The per-minute rates of one policy set: what the dashboard compares suggested limits with. */
 export function policyRates(limiter: Limiter) {
   return limiter.policiesFor('').map((p) => ({
@@ -70,7 +76,7 @@ export function stateView(key: string, limiter: Limiter, decision: Decision, lab
       resetAfter: p.resetAfter,
       retryAfter: Number.isFinite(p.retryAfter) ? p.retryAfter : null,
     })),
-    override: limiter.config().overrides?.[key] ?? null,
+    override: overrideOf(limiter, key),
     last15m: {
       requests: find(traffic?.requests)?.count ?? null,
       refusals: find(traffic?.refusals)?.count ?? null,

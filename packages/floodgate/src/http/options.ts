@@ -284,6 +284,11 @@ export function resolveHttpOptions<Req>(options: HttpLimitOptions<Req>): Resolve
     // Giving back a charge would also free a concurrency slot that the response's own release frees.
     throw invalidOption('countOnly', 'absent when a policy is a concurrency limit', options.countOnly);
   }
+  // Nor may an override set later (the admin API's) bring one in.
+  if (options.countOnly !== undefined)
+    limiter?.refuseConcurrency(
+      'with countOnly a charge is given back after the response, which would free the slot a second time',
+    );
   const headers = options.headers ?? 'draft-10';
   if (!['draft-10', 'draft-7', 'draft-6', false].includes(headers)) {
     throw invalidOption('headers', 'one of "draft-10", "draft-7", "draft-6", false', headers);

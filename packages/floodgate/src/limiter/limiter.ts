@@ -129,6 +129,8 @@ export class Limiter {
   #overrideSpecs = new Map<string, Policy[]>();
   #defaultSet!: PolicySet;
   #overrides = new Map<string, PolicySet>();
+  /** Why this limiter takes no concurrency policy (see `refuseConcurrency`); undefined when it may. */
+  #noConcurrency: string | undefined;
 
   constructor(options: LimiterOptions) {
     if (typeof options !== 'object' || options === null) {
@@ -263,10 +265,10 @@ export class Limiter {
    * policies whose name and parameters are unchanged is kept.
    */
   configure(config: Omit<LimiterConfig, 'cost'>): void {
-    const defaults = resolvePolicies(config.policies, 'policies');
+    const defaults = this.#resolve(config.policies, 'policies');
     const overrides = new Map<string, Policy[]>();
     for (const [key, specs] of Object.entries(config.overrides ?? {})) {
-      overrides.set(key, resolvePolicies(specs, `overrides[${JSON.stringify(key)}]`));
+      overrides.set(key, this.#resolve(specs, `overrides[${JSON.stringify(key)}]`));
     }
     this.#defaults = defaults;
     this.#overrideSpecs = overrides;
@@ -276,13 +278,20 @@ export class Limiter {
   /** The current configuration as plain data. */
   config(): LimiterConfig {
     const overrides: Record<string, PolicySpec[]> = {};
-    for (const [key, policies] of this.#overrideSpecs) overrides[key] = policies.map((p) => p.spec);
+    // Defined, not assigned: an identifier such as "__proto__" is then a key like any other, listed.
+    for (const [key, policies] of this.#overrideSpecs)
+      Object.defineProperty(overrides, key, {
+        value: policies.map((p) => p.spec),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
     return { policies: this.#defaults.map((p) => p.spec), overrides, cost: this.#cost };
   }
 
   /** Adds a default policy (or replaces the one with the same name). */
   addPolicy(spec: PolicySpec): void {
-    const [policy] = resolvePolicies(spec, 'policy');
+    const [policy] = this.#resolve(spec, 'policy');
     this.#defaults = [...this.#defaults.filter((p) => p.name !== policy!.name), policy!];
     this.#rebuild();
   }
@@ -301,8 +310,25 @@ export class Limiter {
   /** Sets the policies of one identifier on top of the defaults (see `LimiterOptions.overrides`). */
   setOverride(key: Key, specs: PolicySpec | readonly PolicySpec[]): void {
     const id = String(key);
-    this.#overrideSpecs.set(id, resolvePolicies(specs, `overrides[${JSON.stringify(id)}]`));
+    this.#overrideSpecs.set(id, this.#resolve(specs, `overrides[${JSON.stringify(id)}]`));
     this.#rebuild();
+  }
+
+  /**
+   * From now on, refuses concurrency policies: in the defaults and in every override set later
+   * (`setOverride`, `configure`, `addPolicy`, the admin API's), with `reason` in the error. For a limiter
+   * whose callers cannot hold a slot for a request's duration: one decided in a `consumeAll` group, or by
+   * outcome (`countOnly`), which an override with a concurrency policy would otherwise leave unenforced.
+   * Throws, and changes nothing, when the limiter already has one.
+   */
+  refuseConcurrency(reason: string): void {
+    if (typeof reason !== 'string' || reason === '')
+      throw invalidOption('reason', 'a string saying why', reason, 'type');
+    const sets: [string, readonly Policy[]][] = [['policies', this.#defaults]];
+    for (const [key, policies] of this.#overrideSpecs)
+      sets.push([`overrides[${JSON.stringify(key)}]`, policies]);
+    for (const [path, policies] of sets) refuseConcurrent(policies, path, reason);
+    this.#noConcurrency = reason;
   }
 
   /** Returns the identifier to the default policies; returns whether it had an override. */
@@ -431,6 +457,12 @@ export class Limiter {
     };
   }
 
+  #resolve(specs: unknown, path: string): Policy[] {
+    const policies = resolvePolicies(specs, path);
+    if (this.#noConcurrency !== undefined) refuseConcurrent(policies, path, this.#noConcurrency, specs);
+    return policies;
+  }
+
   #rebuild(): void {
     this.#defaultSet = policySet(this.#defaults);
     const sets = new Map<string, PolicySet>();
@@ -489,4 +521,22 @@ function counted<T>(value: MaybePromise<T>, count: (value: T) => void): MaybePro
     });
   count(value);
   return value;
+}
+
+/** Throws, naming the policy's `algorithm`, when one of `policies` is a concurrency limit. */
+export function refuseConcurrent(
+  policies: readonly Policy[],
+  path: string,
+  reason: string,
+  specs?: unknown,
+): void {
+  const at = policies.findIndex((p) => p.algorithm === 'concurrency');
+  if (at === -1) return;
+  // As resolvePolicies names a policy: by its index when the specs were a list (stored ones always are).
+  const listed = specs === undefined || Array.isArray(specs);
+  throw invalidOption(
+    `${listed ? `${path}[${at}]` : path}.algorithm`,
+    `another algorithm than "concurrency": ${reason}`,
+    'concurrency',
+  );
 }

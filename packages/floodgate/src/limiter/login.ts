@@ -4,7 +4,7 @@ import { clientKeyOf } from '../core/ip.js';
 import { hashKey } from '../core/keys.js';
 import { type PolicySpec, resolvePolicies } from '../core/policy.js';
 import type { Store } from '../stores/store.js';
-import { Limiter } from './limiter.js';
+import { Limiter, refuseConcurrent } from './limiter.js';
 
 export interface LoginGuardOptions {
   /** Failed attempts per user name and IP. Default: 5 per 15 min, then 20 per day (blocks grow longer). */
@@ -43,6 +43,9 @@ export interface LoginAttempt {
  *     if (!attempt.allowed) return reply429(attempt.retryAfter);
  *     if (await verify(user, password)) await attempt.succeeded();
  */
+/** Why a login's limiters take no concurrency policy: nothing would ever give its slot back. */
+const SLOTLESS = 'an attempt is counted by its outcome and never holds a slot, which nothing would give back';
+
 export class LoginGuard {
   readonly #user: Limiter;
   readonly #ip: Limiter;
@@ -75,10 +78,13 @@ export class LoginGuard {
       window: '1d',
     };
     // Validated here first, so an error names this guard's option rather than the Limiter's "policies".
-    resolvePolicies(perUserAndIp, 'perUserAndIp');
-    resolvePolicies(perIp, 'perIp');
+    refuseConcurrent(resolvePolicies(perUserAndIp, 'perUserAndIp'), 'perUserAndIp', SLOTLESS, perUserAndIp);
+    refuseConcurrent(resolvePolicies(perIp, 'perIp'), 'perIp', SLOTLESS, perIp);
     this.#user = new Limiter({ ...store, policies: perUserAndIp, traffic: true });
     this.#ip = new Limiter({ ...store, policies: perIp, traffic: true });
+    // Nor may an override set later (the admin API's) bring one in.
+    this.#user.refuseConcurrency(SLOTLESS);
+    this.#ip.refuseConcurrency(SLOTLESS);
   }
 
   /**

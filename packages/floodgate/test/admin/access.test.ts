@@ -21,6 +21,13 @@ describe('isLoopbackHost', () => {
       '[::1]',
       '[::1]:9464',
       '[::ffff:127.0.0.1]:80',
+      // The other notations of the same addresses: as a browser writes them, uncompressed, upper case.
+      '[::ffff:7f00:1]:9464',
+      '[::ffff:7fff:ffff]',
+      '[0:0:0:0:0:0:0:1]:9464',
+      '[0000:0000:0000:0000:0000:0000:0000:0001]',
+      '[::FFFF:127.255.255.255]',
+      '[0:0:0:0:0:ffff:127.0.0.1]',
     ])
       assert.equal(isLoopbackHost(host), true, host);
   });
@@ -44,6 +51,21 @@ describe('isLoopbackHost', () => {
       'localhost:9464:1',
       'localhost@evil.example',
       '[::1]evil',
+      // Not loopback, or not in a notation a browser sends for one.
+      '[::ffff:192.0.2.1]',
+      '[::ffff:c000:201]',
+      '[::ffff:8000:1]',
+      '[::127.0.0.1]',
+      '[::]',
+      '[fe80::1]',
+      '[::1%25lo]',
+      '128.0.0.1',
+      '127.1',
+      '2130706433',
+      '0x7f000001',
+      '127.0.0.1.',
+      'localhost.',
+      'app.localhost',
     ])
       assert.equal(isLoopbackHost(host), false, String(host));
   });

@@ -215,4 +215,19 @@ describe('middleware options', () => {
       assert.throws(() => new HttpGuard(options as never), message);
     });
   }
+
+  it('with countOnly, no override set later (the admin API) brings a concurrency policy in', () => {
+    const policies = { limit: 1, window: '1s' } as const;
+    const guard = new HttpGuard({ policies, countOnly: 'failed' });
+    assert.throws(
+      () =>
+        guard.limiter!.setOverride('ip:1.2.3.4', { algorithm: 'concurrency', limit: 1, leaseTimeout: '1m' }),
+      /"overrides\["ip:1\.2\.3\.4"\]\.algorithm" must be another algorithm than "concurrency": with countOnly/,
+    );
+    new HttpGuard({ policies }).limiter!.setOverride('ip:1.2.3.4', {
+      algorithm: 'concurrency',
+      limit: 1,
+      leaseTimeout: '1m',
+    });
+  });
 });

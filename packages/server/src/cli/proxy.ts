@@ -1,6 +1,7 @@
 import { parseDuration } from 'floodgate';
 import { loadProxyConfig, type ProxyConfig, validateProxyConfig } from '../proxy/config.js';
 import { jwtVerifier } from '../proxy/jwt.js';
+import { checkTlsFiles } from '../proxy/tls.js';
 import { configWarnings } from '../proxy/warnings.js';
 import { CliError, ENVIRONMENT, usageError } from '../shared/errors.js';
 import { policyFromFlags } from '../shared/policy-flags.js';
@@ -52,8 +53,9 @@ export function checkProxyFile(file: string): string[] {
   let config: ProxyConfig;
   try {
     config = loadProxyConfig(file);
-    // What is read only at start (a key file, a secret's variable) is checked too.
+    // What is read only at start (a key file, a secret's variable, the TLS files) is checked too.
     if (config.jwt !== undefined) jwtVerifier(config.jwt);
+    checkTlsFiles(config);
   } catch (error) {
     if (error instanceof CliError) throw new CliError(ENVIRONMENT, error.message);
     throw error;

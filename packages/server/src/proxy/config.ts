@@ -276,6 +276,23 @@ function policyList(policies: unknown): { algorithm?: string }[] {
   return (Array.isArray(policies) ? policies : [policies]) as { algorithm?: string }[];
 }
 
+/**
+ * Why a rule's limiters take no concurrency policy, in the configuration or in an override the admin API
+ * sets later (see compileRules); undefined when they may. One answer for both, so the two refuse alike.
+ */
+export function concurrencyRefusal(rule: Pick<RuleConfig, 'limits' | 'countOnly'>): string | undefined {
+  if (rule.limits !== undefined)
+    return "several limits are decided together, at once, and a concurrency policy holds a slot for the request's duration; give it a rule of its own";
+  if (rule.countOnly !== undefined)
+    return "a concurrency policy holds a slot for the request's duration, so it cannot count by outcome (countOnly)";
+  return undefined;
+}
+
+/** Whether a rule's policies (one or a list, as configured) hold a concurrency policy. */
+function hasConcurrency(policies: unknown): boolean {
+  return policyList(policies).some((p) => p.algorithm === 'concurrency');
+}
+
 function checkKey(key: RuleConfig['key'], at: string, source: string, hasJwt: boolean): void {
   if (typeof key === 'object' && 'jwt' in key && !hasJwt) {
     throw usageError(
@@ -326,11 +343,8 @@ function checkLimits(rule: RuleConfig, at: string, source: string, config: Proxy
       throw usageError(`${source}: ${at}.limits[${j}].name: "${limit.name}" is used by an earlier limit`);
     names.add(limit.name);
     checkKey(limit.key, `${at}.limits[${j}]`, source, hasJwt);
-    if (policyList(limit.policies).some((p) => p.algorithm === 'concurrency')) {
-      throw usageError(
-        `${source}: ${at}.limits[${j}].policies: several limits are decided together, at once, and a concurrency policy holds a slot for the request's duration; give it a rule of its own`,
-      );
-    }
+    if (hasConcurrency(limit.policies))
+      throw usageError(`${source}: ${at}.limits[${j}].policies: ${concurrencyRefusal(rule)}`);
   }
 }
 
@@ -381,12 +395,9 @@ export function validateProxyConfig(data: unknown, source = 'config'): ProxyConf
         `${source}: ${at}.failedStatuses: says which answers count for countOnly; set countOnly: failed (or successful), or remove failedStatuses`,
       );
     }
-    if (
-      rule.countOnly !== undefined &&
-      policyList(rule.policies).some((p) => p.algorithm === 'concurrency')
-    ) {
+    if (rule.countOnly !== undefined && hasConcurrency(rule.policies)) {
       throw usageError(
-        `${source}: ${at}.countOnly: a concurrency policy holds a slot for the request's duration, so it cannot count by outcome; remove countOnly or the concurrency policy`,
+        `${source}: ${at}.countOnly: ${concurrencyRefusal(rule)}; remove countOnly or the concurrency policy`,
       );
     }
     if (typeof rule.key === 'object' && 'jwt' in rule.key && config.jwt === undefined) {

@@ -202,7 +202,13 @@ const STALE = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 export interface ForwardResult {
-  /** The status sent to the client (the upstream's, or 502/504); undefined when the client went first. */
+  /**
+   * The status of the whole answer the client got: the upstream's, or the proxy's 502/504 when the upstream
+   * gave none (a failure for `countOnly`, see `failureOf`, and overload for the shedder). Undefined when no
+   * answer of either came whole: the client went first, the upstream cut its answer short, or the proxy
+   * answered the request itself (its 400 for a malformed or cut-short body, no answer of the upstream's).
+   * An outcome counted from it (`countOnly`) is then a failure, as an attempt never told it succeeded is.
+   */
   status: number | undefined;
   error?: UpstreamError;
 }
@@ -262,7 +268,8 @@ class Relay implements Dispatcher.DispatchHandler {
       this.#over = true;
       this.options.timeouts.unwatch(this.#exchange);
       this.#abort?.();
-      this.done({ status: this.res.writableFinished ? this.res.statusCode : undefined });
+      // Closed before the upstream's answer was relayed whole: whatever the client got is not its answer.
+      this.done({ status: undefined });
     });
     options.dispatcher.dispatch(this.#dispatch, this);
   }
@@ -360,7 +367,7 @@ class Relay implements Dispatcher.DispatchHandler {
     const res = this.res;
     // Answered by the proxy itself (a malformed request body) and aborted here: no upstream failure.
     if (res.headersSent && !this.#exchange.responded) {
-      this.#finish({ status: res.statusCode });
+      this.#finish({ status: undefined });
       return;
     }
     const error = classify(err, this.options.limits);
@@ -374,7 +381,7 @@ class Relay implements Dispatcher.DispatchHandler {
     } else {
       res.destroy(error);
     }
-    this.#finish({ status: res.headersSent ? res.statusCode : error.status, error });
+    this.#finish({ status: res.headersSent ? undefined : error.status, error });
   }
 
   /**
@@ -433,7 +440,8 @@ export function rawResponse(
 
 /**
  * Passes a protocol upgrade (WebSocket) through: the upstream's 101 and then bytes both ways, until either
- * side closes. A refusal by the upstream is relayed as its response.
+ * side closes. A refusal by the upstream is relayed as its response. Resolves with the status the client
+ * got: 101, the upstream's refusal's, or 502/504 when the upstream gave none.
  */
 export function forwardUpgrade(
   forwarding: Forwarding,

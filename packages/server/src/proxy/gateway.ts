@@ -371,8 +371,9 @@ export class Gateway {
     if (outcome === undefined) return;
     const { rule, verdict } = outcome;
     if (res.headersSent) {
-      // Answered while its rule was decided (a malformed body, see clientError): nothing to forward.
-      if (verdict?.kind === 'pass') verdict.settle?.(res.statusCode);
+      // Answered while its rule was decided (a malformed body, see clientError): nothing to forward, and
+      // no answer of the upstream's to count as a success.
+      if (verdict?.kind === 'pass') verdict.settle?.(undefined);
       return;
     }
     const started = performance.now();

@@ -9,7 +9,7 @@ import {
   type Verdict,
 } from 'floodgate/http';
 import { match as pathMatcher } from 'path-to-regexp';
-import type { ProxyConfig, RuleConfig } from './config.js';
+import { concurrencyRefusal, type ProxyConfig, type RuleConfig } from './config.js';
 import { ruleHostName } from './host.js';
 import type { JwtFailure, JwtVerifier } from './jwt.js';
 import { keyOf } from './keys.js';
@@ -109,7 +109,9 @@ function pathMatcherOf(
 /**
  * A rule's `failedStatuses` as the guard's `isFailure`; undefined for the library's default (from 400). A
  * 502 or 504 is always a failure: the proxy writes them when the upstream gave no answer, and an attempt
- * whose answer never arrived counts (a login guess the upstream was too slow for is still a guess).
+ * whose answer never arrived counts (a login guess the upstream was too slow for is still a guess). An
+ * answer cut short, a client gone first, or the proxy's own 400 for a cut body settles with no status at
+ * all, a failure too (see ForwardResult).
  */
 export function failureOf(statuses: RuleConfig['failedStatuses']): ((status: number) => boolean) | undefined {
   if (statuses === undefined) return undefined;
@@ -179,16 +181,20 @@ export function compileRules(
               cost: rule.cost ?? 1,
             },
       );
+    const limiters =
+      guard instanceof LimitGroup
+        ? guard.limiters.map(([name, limiter]) => [`${rule.name} ${name}`, limiter] as const)
+        : guard.limiter === undefined
+          ? []
+          : [[rule.name, guard.limiter] as const];
+    // The configuration's own refusal holds for the overrides the admin API sets later.
+    const refusal = concurrencyRefusal(rule);
+    if (refusal !== undefined) for (const [, limiter] of limiters) limiter.refuseConcurrency(refusal);
     return {
       name: rule.name,
       shadow: rule.shadow ?? config.shadow,
       guard,
-      limiters:
-        guard instanceof LimitGroup
-          ? guard.limiters.map(([name, limiter]) => [`${rule.name} ${name}`, limiter] as const)
-          : guard.limiter === undefined
-            ? []
-            : [[rule.name, guard.limiter]],
+      limiters,
       matches: (method, host, p) =>
         (methods === undefined || methods.includes(method)) &&
         (hosts === undefined || hosts(host)) &&

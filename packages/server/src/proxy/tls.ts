@@ -1,23 +1,20 @@
-import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type RequestListener, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Logger } from 'pino';
-import { environmentError } from '../shared/errors.js';
-import { readTls, type TlsNames, watchTls } from '../shared/tls.js';
+import { readCertificates, readTls, type TlsNames, watchTls } from '../shared/tls.js';
 import type { ProxyConfig } from './config.js';
 
 const NAMES: TlsNames = { cert: 'tls.cert', key: 'tls.key', pair: 'tls' };
 
-/** The CA `upstreamCa` names, read once (a change takes effect at the next restart). */
+/** The CA `upstreamCa` names, read once and checked (a change takes effect at the next restart). */
 export function upstreamCaOf(config: ProxyConfig): Buffer | undefined {
-  if (config.upstreamCa === undefined) return undefined;
-  try {
-    return readFileSync(config.upstreamCa);
-  } catch (error) {
-    throw environmentError(
-      `upstreamCa: cannot read ${config.upstreamCa}: ${(error as NodeJS.ErrnoException).code}`,
-    );
-  }
+  return config.upstreamCa === undefined ? undefined : readCertificates(config.upstreamCa, 'upstreamCa');
+}
+
+/** What a start reads of the TLS files, read now (for `--check`): the listener's pair and `upstreamCa`. */
+export function checkTlsFiles(config: ProxyConfig): void {
+  if (config.tls !== undefined) readTls(config.tls, NAMES);
+  upstreamCaOf(config);
 }
 
 /**

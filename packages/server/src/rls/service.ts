@@ -359,6 +359,10 @@ export class RateLimitService {
         // clients choose (up to MAX_LIMITERS), and each limiter that keeps traffic costs tens of kilobytes.
         traffic: limit.sent !== true,
       });
+      // As the configuration refuses one (its algorithms), so does an override the admin API sets later.
+      limiter.refuseConcurrency(
+        "a request's descriptors are decided together, at once, and a concurrency policy holds a slot for a request's duration, which the RLS protocol never tells",
+      );
       this.#limiters.set(id, limiter);
     }
     // A sent limit is a new object at each call: only the configured ones are worth remembering.

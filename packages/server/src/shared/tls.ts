@@ -39,6 +39,24 @@ function read(file: string, name: string): Buffer {
   }
 }
 
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
+
+/**
+ * A file of trusted certificates (a CA list), checked: OpenSSL skips what is not a certificate in a CA
+ * list without a word, so a wrong file would trust no one and only fail the first connection.
+ */
+export function readCertificates(file: string, name: string): Buffer {
+  const ca = read(file, name);
+  const pems = ca.toString('latin1').match(PEM_CERTIFICATE) ?? [];
+  try {
+    if (pems.length === 0) throw new Error('no PEM certificate ("-----BEGIN CERTIFICATE-----") in it');
+    for (const pem of pems) new X509Certificate(pem);
+  } catch (error) {
+    throw usageError(`${name}: ${file} is not a PEM certificate file: ${(error as Error).message}`);
+  }
+  return ca;
+}
+
 /** Reads the files and checks they load; throws naming the option (a file it cannot read exits 1, a bad one 2). */
 export function readTls(files: TlsFiles, names: TlsNames): TlsMaterial {
   const cert = read(files.cert, names.cert);
@@ -51,14 +69,7 @@ export function readTls(files: TlsFiles, names: TlsNames): TlsMaterial {
     );
   }
   if (files.clientCa === undefined) return { cert, key };
-  const name = names.clientCa ?? 'clientCa';
-  const clientCa = read(files.clientCa, name);
-  // OpenSSL skips what is not a certificate in a CA list without a word: a wrong file would trust no one.
-  try {
-    new X509Certificate(clientCa);
-  } catch {
-    throw usageError(`${name}: ${files.clientCa} holds no PEM certificate`);
-  }
+  const clientCa = readCertificates(files.clientCa, names.clientCa ?? 'clientCa');
   return { cert, key, clientCa };
 }
 

@@ -325,8 +325,10 @@ export interface LoginUpstream {
   received(): number;
   /** Holds every answer until `release()`. */
   hold(): void;
-  /** Resolves when the proxy next gives up on a held attempt (its connection closes unanswered). */
+  /** Resolves when the proxy next gives up on an attempt (its connection closes unanswered). */
   nextAbandoned(): Promise<void>;
+  /** Resolves when the head of the next request arrives (its body may never). */
+  nextRequest(): Promise<void>;
   release(): void;
   close(): Promise<void>;
 }
@@ -335,7 +337,9 @@ export async function startLoginUpstream(): Promise<LoginUpstream> {
   let received = 0;
   let held: (() => void)[] | undefined;
   const abandoned: (() => void)[] = [];
+  const heads: (() => void)[] = [];
   const server = createServer((req, res) => {
+    heads.shift()?.();
     res.once('close', () => {
       if (!res.writableFinished) abandoned.shift()?.();
     });
@@ -367,6 +371,7 @@ export async function startLoginUpstream(): Promise<LoginUpstream> {
       held ??= [];
     },
     nextAbandoned: () => new Promise<void>((r) => abandoned.push(r)),
+    nextRequest: () => new Promise<void>((r) => heads.push(r)),
     release: () => {
       const answers = held ?? [];
       held = undefined;
