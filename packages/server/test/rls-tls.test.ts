@@ -148,7 +148,7 @@ describe('floodgate rls over TLS', () => {
     );
     await assert.rejects(
       rlsOver({ cert: a.cert, key: a.key, clientCa: notPem }),
-      /--tls-client-ca: .*not\.pem holds no PEM certificate/,
+      /--tls-client-ca: .*not\.pem is not a PEM certificate file/,
     );
   });
 });

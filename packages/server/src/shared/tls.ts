@@ -65,7 +65,7 @@ export function readTls(files: TlsFiles, names: TlsNames): TlsMaterial {
     createSecureContext({ cert, key });
   } catch (error) {
     throw usageError(
-      `${names.pair}: the certificate and key do not load together: ${(error as Error).message}`,
+      `${names.pair}: the certificate and key do not load together (${files.cert}, ${files.key}): ${(error as Error).message}`,
     );
   }
   if (files.clientCa === undefined) return { cert, key };
