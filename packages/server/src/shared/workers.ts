@@ -154,6 +154,8 @@ export async function startPrimary(settings: PrimarySettings): Promise<RunningPr
     return AggregatorRegistry.aggregate(parts).metrics();
   };
 
+  let allReady!: () => void;
+  const everyReady = new Promise<void>((resolve) => (allReady = resolve));
   let started!: (value: string) => void;
   let failed!: (code: number) => void;
   const firstReady = new Promise<string>((resolve, reject) => {
@@ -181,6 +183,7 @@ export async function startPrimary(settings: PrimarySettings): Promise<RunningPr
         started(message.url);
         log.info({ worker: slot.index + 1, pid: worker.process.pid }, 'worker serving');
         tellAll();
+        if (slots.every((s) => s.ready)) allReady();
       } else if (message.floodgate === 'collected') collecting.get(message.id)?.(message.metrics);
       else if (message.floodgate === 'aggregate')
         void aggregate().then(
@@ -233,13 +236,7 @@ export async function startPrimary(settings: PrimarySettings): Promise<RunningPr
     throw error;
   }
   for (const slot of slots.slice(1)) fork(slot);
-  await new Promise<void>((resolve) => {
-    const check = () => {
-      if (slots.every((s) => s.ready) || stopping) return resolve();
-      setTimeout(check, 20).unref();
-    };
-    check();
-  });
+  await everyReady;
   log.info({ url: first, admin: admin?.url, workers }, `proxying ${first} with ${workers} workers`);
 
   let stopped: Promise<number> | undefined;
@@ -261,7 +258,8 @@ export async function startPrimary(settings: PrimarySettings): Promise<RunningPr
             const worker = slot.worker;
             if (worker === undefined) return 0;
             return new Promise<number>((resolve) => {
-              worker.once('exit', (code) => resolve(code ?? 1));
+              // One still starting has no handler for SIGTERM yet, and nothing in flight: ended by it, it is clean.
+              worker.once('exit', (code, signal) => resolve(code ?? (signal === 'SIGTERM' ? 0 : 1)));
               worker.process.kill('SIGTERM');
             });
           }),
