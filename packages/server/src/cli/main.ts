@@ -10,7 +10,7 @@ import { resolveConfig } from '../serve/config.js';
 import { serve } from '../serve/serve.js';
 import { CliError, ENVIRONMENT } from '../shared/errors.js';
 import { redact } from '../shared/redact.js';
-import { isWorker, startPrimary, WorkerLink } from '../shared/workers.js';
+import { createPrimary, isWorker, WorkerLink } from '../shared/workers.js';
 import { demoCommand } from './demo.js';
 import { checkProxyFile, type ProxyFlags, proxyConfigFromFlags, workersOf } from './proxy.js';
 import { type RlsFlags, rlsSettingsFromFlags } from './rls.js';
@@ -163,16 +163,19 @@ function program(): Command {
       const workers = workersOf(flags.workers, config.store);
       if (workers > 1 && !isWorker()) {
         const log = pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime });
-        const primary = await startPrimary({
+        const primary = createPrimary({
           workers,
           log,
           admin: config.admin,
           adminNames: { port: '--admin-port or "admin"', host: '"admin"' },
         });
         let code = 0;
-        await untilSignalled(async () => {
+        // Signals are heard from the start: a stop may come while the workers are starting.
+        const signalled = untilSignalled(async () => {
           code = await primary.stop();
         }, primary.reload);
+        await primary.start();
+        await signalled;
         if (code !== 0) throw new CliError(ENVIRONMENT, 'a worker did not stop cleanly');
         return;
       }

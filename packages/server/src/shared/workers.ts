@@ -60,13 +60,19 @@ export interface PrimarySettings {
   readonly adminNames: { readonly port: string; readonly host: string };
 }
 
-export interface RunningPrimary {
-  /** The address the workers serve. */
-  readonly url: string;
-  readonly adminUrl: string | undefined;
+export interface Primary {
+  /**
+   * The admin listener, then one worker (so a start that cannot work, a port in use or Redis unreachable,
+   * fails once and says why once), then the others; resolves once all serve, or the stop began. Rejects
+   * with the first worker's exit code when it cannot start.
+   */
+  start(): Promise<void>;
   /** Every serving worker reloads its configuration. */
   reload(): void;
-  /** Stops every worker (each drains as a single process does); resolves with 0 when all stopped cleanly. */
+  /**
+   * Stops every worker (each drains as a single process does), at any time, a start under way included;
+   * resolves with 0 when all stopped cleanly.
+   */
   stop(): Promise<number>;
 }
 
@@ -80,12 +86,8 @@ interface Slot {
   timer: NodeJS.Timeout | undefined;
 }
 
-/**
- * Starts the primary: the admin listener, then one worker (so a start that cannot work, a port in use or
- * Redis unreachable, fails once and says why once), then the others. Rejects with the first worker's exit
- * code when it cannot start.
- */
-export async function startPrimary(settings: PrimarySettings): Promise<RunningPrimary> {
+/** The primary of `settings.workers` workers; nothing runs before `start`. */
+export function createPrimary(settings: PrimarySettings): Primary {
   const { log, workers } = settings;
   const registry = new Registry();
   const restarts = new Counter({
@@ -168,6 +170,7 @@ export async function startPrimary(settings: PrimarySettings): Promise<RunningPr
 
   const fork = (slot: Slot) => {
     slot.timer = undefined;
+    if (stopping) return;
     slot.ready = false;
     slot.startedAt = Date.now();
     const worker = cluster.fork({
@@ -210,39 +213,41 @@ export async function startPrimary(settings: PrimarySettings): Promise<RunningPr
     });
   };
 
-  if (settings.admin !== false) {
-    // The connection is handed over before anything is read from it: the worker's HTTP server parses it.
-    const server = createServer({ pauseOnConnect: true }, (socket) => {
-      const slot = slots.find((s) => s.ready && s.worker?.isConnected());
-      if (slot === undefined) return unavailable(socket, state());
-      send(slot.worker!, { floodgate: 'admin' }, socket);
-    });
-    const adminUrl = await listen(
-      server as unknown as Server,
-      settings.admin.host,
-      settings.admin.port,
-      settings.adminNames,
-    );
-    admin = { server, url: adminUrl };
-  }
-
-  cluster.setupPrimary({ silent: false });
-  fork(slots[0]!);
-  let first: string;
-  try {
-    first = await firstReady;
-  } catch (error) {
-    admin?.server.close();
-    throw error;
-  }
-  for (const slot of slots.slice(1)) fork(slot);
-  await everyReady;
-  log.info({ url: first, admin: admin?.url, workers }, `proxying ${first} with ${workers} workers`);
+  const start = async () => {
+    if (settings.admin !== false) {
+      // The connection is handed over before anything is read from it: the worker's HTTP server parses it.
+      const server = createServer({ pauseOnConnect: true }, (socket) => {
+        const slot = slots.find((s) => s.ready && s.worker?.isConnected());
+        if (slot === undefined) return unavailable(socket, state());
+        send(slot.worker!, { floodgate: 'admin' }, socket);
+      });
+      const adminUrl = await listen(
+        server as unknown as Server,
+        settings.admin.host,
+        settings.admin.port,
+        settings.adminNames,
+      );
+      admin = { server, url: adminUrl };
+      if (stopping) return void server.close();
+    }
+    cluster.setupPrimary({ silent: false });
+    fork(slots[0]!);
+    let first: string;
+    try {
+      first = await firstReady;
+    } catch (error) {
+      admin?.server.close();
+      throw error;
+    }
+    for (const slot of slots.slice(1)) fork(slot);
+    await everyReady;
+    if (stopping) return;
+    log.info({ url: first, admin: admin?.url, workers }, `proxying ${first} with ${workers} workers`);
+  };
 
   let stopped: Promise<number> | undefined;
   return {
-    url: first,
-    adminUrl: admin?.url,
+    start,
     reload() {
       // Only to workers serving: one still starting has no SIGHUP handler yet (and reads the file anyway).
       for (const slot of slots) if (slot.ready) slot.worker?.process.kill('SIGHUP');
@@ -250,6 +255,9 @@ export async function startPrimary(settings: PrimarySettings): Promise<RunningPr
     stop() {
       stopped ??= (async () => {
         stopping = true;
+        // A start under way goes no further.
+        started('');
+        allReady();
         admin?.server.close();
         log.info('stopping the workers');
         const codes = await Promise.all(
