@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -179,6 +180,26 @@ describe('floodgate proxy --workers', () => {
     assert.equal(await exited, 0);
     const stopped = proxy.logs().filter((l) => l.msg === 'stopped');
     assert.deepEqual(stopped.map((l) => l.worker ?? 'primary').sort(), [1, 2, 'primary']);
+  });
+
+  it('a stop while the workers start is clean; a start that cannot work fails once, saying why once', async () => {
+    const early = await startCommand(['proxy', '--workers', '2', ...simple(10)]);
+    assert.equal(await early.stop(), 0, 'stopped as soon as the first worker serves');
+    const blocker = createServer();
+    blocker.listen(0, '127.0.0.1');
+    await once(blocker, 'listening');
+    const { port } = blocker.address() as { port: number };
+    try {
+      const busy = floodgate(
+        ...['--upstream', up.url, '--port', String(port), '--admin-port', '0'],
+        ...['--redis', redis.url, '--workers', '2'],
+      );
+      assert.equal(busy.status, 1, busy.stderr);
+      const said = busy.stderr.match(/already in use; choose another with --port or "listen"/g) ?? [];
+      assert.equal(said.length, 1, busy.stderr);
+    } finally {
+      blocker.close();
+    }
   });
 
   it('SIGHUP to the primary reloads the configuration in every worker', async () => {
