@@ -121,8 +121,12 @@ export function createPrimary(settings: PrimarySettings): Primary {
     ready: slots.filter((s) => s.ready).length,
     restarts: restartCount,
   });
+  // A connection that cannot reach its worker (it just died) is closed, not left open here.
   const send = (worker: Worker, message: Message, handle?: Socket) => {
-    if (worker.isConnected()) worker.send(message, handle as never, () => {});
+    if (!worker.isConnected()) return void handle?.destroy();
+    worker.send(message, handle as never, (error: Error | null) => {
+      if (error !== null) handle?.destroy();
+    });
   };
   const tellAll = () => {
     for (const slot of slots)
