@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { RedisServer, requireBinary } from '@floodgate/test-support';
 import autocannon from 'autocannon';
 import { stringify } from 'yaml';
 import { machine, writeSection } from './report.js';
@@ -91,7 +92,14 @@ const SCENARIOS: Scenario[] = [
   { name: 'limited (10 r/s per IP: nearly every request refused)', rate: 10, burst: 10 },
 ];
 
-async function startFloodgate(dir: string, upstreamPort: number, s: Scenario) {
+/** How a floodgate contender runs: one process on the memory store, or workers deciding through Redis. */
+interface Setup {
+  /** With `store`: `--workers`, over a Redis store with quota leases. */
+  readonly workers?: number;
+  readonly store?: string;
+}
+
+async function startFloodgate(dir: string, upstreamPort: number, s: Scenario, setup: Setup = {}) {
   const port = await freePort();
   const file = join(dir, 'floodgate.yaml');
   writeFileSync(
@@ -100,6 +108,7 @@ async function startFloodgate(dir: string, upstreamPort: number, s: Scenario) {
       listen: port,
       admin: false,
       upstream: `http://127.0.0.1:${upstreamPort}`,
+      ...(setup.store === undefined ? {} : { store: setup.store, leases: true }),
       rules: [
         {
           name: 'per-ip',
@@ -108,19 +117,23 @@ async function startFloodgate(dir: string, upstreamPort: number, s: Scenario) {
       ],
     }),
   );
-  const child = spawn(process.execPath, [bin, 'proxy', '--config', file], {
+  const workers = setup.workers ?? 1;
+  const child = spawn(process.execPath, [bin, 'proxy', '--config', file, '--workers', String(workers)], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  await started(child, (t) => t.includes('proxying'));
+  // With workers, the primary says so once every one serves.
+  await started(child, (t) =>
+    workers === 1 ? t.includes('proxying') : t.includes(`with ${workers} workers`),
+  );
   return { port, child };
 }
 
-async function startNginx(dir: string, upstreamPort: number, s: Scenario) {
+async function startNginx(dir: string, upstreamPort: number, s: Scenario, workers = 1) {
   const port = await freePort();
   const conf = join(dir, 'nginx.conf');
   writeFileSync(
     conf,
-    `worker_processes 1;
+    `worker_processes ${workers};
 daemon off;
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
@@ -190,6 +203,13 @@ const upstream = spawn(process.execPath, ['-e', UPSTREAM, String(upstreamPort)],
 });
 await started(upstream, (t) => t.includes('ready'));
 
+// The two-worker rows decide through Redis with quota leases, as a deployment of several cores would.
+const redis = await RedisServer.start();
+const WORKERS = 2;
+const flushRedis = () => {
+  spawnSync(requireBinary('redis-cli'), ['-p', new URL(redis.url).port, 'flushall'], { stdio: 'ignore' });
+};
+
 const rows: string[] = [];
 const ratios: string[] = [];
 try {
@@ -205,6 +225,17 @@ try {
       const ng = await startNginx(dir, upstreamPort, scenario);
       add(`nginx limit_req (${nginxVersion})`, await load(ng.port));
       await stop(ng.child);
+      // A full bucket for each round, as for the fresh processes above.
+      flushRedis();
+      const fgWorkers = await startFloodgate(dir, upstreamPort, scenario, {
+        workers: WORKERS,
+        store: redis.url,
+      });
+      add(`floodgate proxy --workers ${WORKERS} (Redis, leases)`, await load(fgWorkers.port));
+      await stop(fgWorkers.child);
+      const ngWorkers = await startNginx(dir, upstreamPort, scenario, WORKERS);
+      add(`nginx limit_req, worker_processes ${WORKERS}`, await load(ngWorkers.port));
+      await stop(ngWorkers.child);
     }
     const best = new Map<string, Result>();
     for (const [name, list] of runs) {
@@ -215,14 +246,23 @@ try {
       );
       console.log(scenario.name, name, Math.round(top.rps), top.p99);
     }
-    const fg = best.get('floodgate proxy')!;
-    const ng = [...best.entries()].find(([n]) => n.startsWith('nginx'))![1];
-    ratios.push(
-      `| ${scenario.name} | ${(fg.rps / ng.rps).toFixed(2)}x | ${ng.p99 === 0 ? 'n/a' : `${(fg.p99 / ng.p99).toFixed(2)}x`} |`,
+    const ratio = (fgName: string, ngName: string, label: string) => {
+      const fg = best.get(fgName)!;
+      const ng = best.get(ngName)!;
+      ratios.push(
+        `| ${scenario.name} | ${label} | ${(fg.rps / ng.rps).toFixed(2)}x | ${ng.p99 === 0 ? 'n/a' : `${(fg.p99 / ng.p99).toFixed(2)}x`} |`,
+      );
+    };
+    ratio('floodgate proxy', `nginx limit_req (${nginxVersion})`, 'one process / 1 worker');
+    ratio(
+      `floodgate proxy --workers ${WORKERS} (Redis, leases)`,
+      `nginx limit_req, worker_processes ${WORKERS}`,
+      `${WORKERS} workers each`,
     );
   }
 } finally {
   await stop(upstream);
+  await redis.stop();
   rmSync(dir, { recursive: true, force: true });
 }
 
@@ -233,7 +273,9 @@ writeSection(
 ${machine()}. One upstream (a minimal node:http server answering a small JSON body), then in turn: no proxy,
 \`floodgate proxy\` (one process, memory store, one token-bucket rule per client IP), nginx (1 worker,
 \`limit_req\` per \`$binary_remote_addr\` with the same rate and burst, \`nodelay\`, status 429, upstream
-keep-alive). Both proxies append \`X-Forwarded-For\`. autocannon, ${CONNECTIONS} connections, ${WARM_UP_SECONDS} s warm-up then
+keep-alive); then both with ${WORKERS} workers: \`floodgate proxy --workers ${WORKERS}\` deciding through a local
+redis-server with quota leases (each worker its own), nginx with \`worker_processes ${WORKERS}\` (its \`limit_req\`
+zone is shared memory between its workers). Both proxies append \`X-Forwarded-For\`. autocannon, ${CONNECTIONS} connections, ${WARM_UP_SECONDS} s warm-up then
 ${SECONDS} s per row, ${ROUNDS} rounds interleaved; the best round is shown with all rounds in brackets. All processes
 share the machine's cores with the load generator.
 
@@ -241,10 +283,11 @@ share the machine's cores with the load generator.
 | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |
 ${rows.join('\n')}
 
-Targets: at least 0.5x nginx's throughput, p99 within 2x.
+Targets: one process at least 0.5x nginx's throughput, p99 within 2x; ${WORKERS} workers each at least 0.9x,
+p99 no worse than nginx's.
 
-| scenario | floodgate / nginx requests/s | floodgate / nginx p99 |
-| --- | ---: | ---: |
+| scenario | setup | floodgate / nginx requests/s | floodgate / nginx p99 |
+| --- | --- | ---: | ---: |
 ${ratios.join('\n')}
 `,
 );

@@ -2,15 +2,17 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { isInvalidOption } from 'floodgate';
+import { pino } from 'pino';
 import { startProxy } from '../proxy/proxy.js';
 import { checkRlsConfig } from '../rls/check.js';
 import { startRls } from '../rls/rls.js';
 import { resolveConfig } from '../serve/config.js';
 import { serve } from '../serve/serve.js';
-import { CliError } from '../shared/errors.js';
+import { CliError, ENVIRONMENT } from '../shared/errors.js';
 import { redact } from '../shared/redact.js';
+import { createPrimary, isWorker, WorkerLink } from '../shared/workers.js';
 import { demoCommand } from './demo.js';
-import { checkProxyFile, type ProxyFlags, proxyConfigFromFlags } from './proxy.js';
+import { checkProxyFile, type ProxyFlags, proxyConfigFromFlags, workersOf } from './proxy.js';
 import { type RlsFlags, rlsSettingsFromFlags, switched, tlsFromFlags } from './rls.js';
 import { type UserAction, users } from './users.js';
 
@@ -18,13 +20,22 @@ const { version } = JSON.parse(readFileSync(new URL('../../package.json', import
   version: string;
 };
 
-/** Resolves when SIGINT or SIGTERM arrives and `stop` has finished; SIGHUP, if handled, does not stop. */
-async function untilSignalled(stop: () => Promise<void>, onHangup?: () => void): Promise<void> {
+/**
+ * Resolves when SIGINT or SIGTERM arrives and `stop` has finished; SIGHUP, if handled, does not stop. A second
+ * signal kills, unless `stubborn` (a worker of several, which Ctrl-C reaches as well as its primary's SIGTERM).
+ */
+async function untilSignalled(
+  stop: () => Promise<void>,
+  onHangup?: () => void,
+  stubborn = false,
+): Promise<void> {
   await new Promise<void>((resolve) => {
+    const ignore = () => {};
     const end = () => {
       process.off('SIGINT', end);
       process.off('SIGTERM', end);
       if (onHangup !== undefined) process.off('SIGHUP', onHangup);
+      if (stubborn) for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, ignore);
       stop().then(resolve, resolve);
     };
     process.on('SIGINT', end);
@@ -139,6 +150,10 @@ function program(): Command {
       'the token the admin API needs for actions, and for anything not from loopback (FLOODGATE_ADMIN_TOKEN)',
     )
     .option(
+      '--workers <n>',
+      "processes serving the port, as nginx's worker_processes: a number, or auto for one per core (default: auto with a Redis store, 1 with memory, where more are refused)",
+    )
+    .option(
       '--check <file>',
       'validate a configuration file and exit: 0 when valid, 1 when not (as nginx -t)',
     )
@@ -148,12 +163,35 @@ function program(): Command {
         return;
       }
       const { config, file, grace } = proxyConfigFromFlags(flags);
+      const workers = workersOf(flags.workers, config.store);
+      if (workers > 1 && !isWorker()) {
+        const log = pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime });
+        const primary = createPrimary({
+          workers,
+          log,
+          admin: config.admin,
+          adminNames: { port: '--admin-port or "admin"', host: '"admin"' },
+        });
+        let code = 0;
+        // Signals are heard from the start: a stop may come while the workers are starting.
+        const signalled = untilSignalled(async () => {
+          code = await primary.stop();
+        }, primary.reload);
+        await primary.start();
+        await signalled;
+        if (code !== 0) throw new CliError(ENVIRONMENT, 'a worker did not stop cleanly');
+        return;
+      }
+      const worker = isWorker() ? new WorkerLink() : undefined;
       const running = await startProxy(config, {
         ...(file === undefined ? {} : { file, watch: true }),
         ...(grace === undefined ? {} : { grace }),
         ...(flags.adminToken === undefined ? {} : { adminToken: flags.adminToken }),
+        ...(worker === undefined ? {} : { worker }),
       });
-      await untilSignalled(running.stop, () => void running.reload());
+      const signalled = untilSignalled(running.stop, () => void running.reload(), worker !== undefined);
+      worker?.ready(running.url);
+      await signalled;
     });
 
   root
@@ -293,4 +331,7 @@ export async function run(): Promise<void> {
   endQuietlyWhenOutputCloses(process.stdout);
   endQuietlyWhenOutputCloses(process.stderr);
   process.exitCode = await main(process.argv.slice(2));
+  // A worker of several (`proxy --workers`) is done once its command is: the cluster's channel to the primary
+  // would otherwise keep it running.
+  if (isWorker()) process.exit();
 }

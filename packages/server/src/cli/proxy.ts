@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { parseDuration } from 'floodgate';
 import { loadProxyConfig, type ProxyConfig, validateProxyConfig } from '../proxy/config.js';
 import { jwtVerifier } from '../proxy/jwt.js';
@@ -23,6 +24,7 @@ export interface ProxyFlags {
   readonly check?: string;
   readonly adminPort?: string;
   readonly admin?: boolean;
+  readonly workers?: string;
 }
 
 /** Flags that describe the simple case only; with --config the file says these. */
@@ -154,4 +156,22 @@ export function proxyConfigFromFlags(flags: ProxyFlags): {
         .replace(/^flags: grace/, '--grace'),
     );
   }
+}
+
+/**
+ * How many processes serve (`--workers`): a positive integer, or `auto` for one per core. The default is
+ * `auto` with a Redis store and 1 with the memory store, where more are refused: each worker would count in
+ * its own memory, so N workers would admit N times every limit.
+ */
+export function workersOf(value: string | undefined, store: string, cores = availableParallelism()): number {
+  const memory = store === 'memory';
+  if (value === undefined) return memory ? 1 : cores;
+  if (value !== 'auto' && !/^[1-9]\d{0,3}$/.test(value))
+    throw usageError(`--workers must be a whole number from 1 to 9999, or "auto"; got "${value}"`);
+  const n = value === 'auto' ? (memory ? 1 : cores) : Number(value);
+  if (n > 1 && memory)
+    throw usageError(
+      `--workers ${n}: with the memory store each worker would count alone, admitting ${n} times every limit; share the limits through Redis (--redis, or "store" in the file), or run one worker`,
+    );
+  return n;
 }

@@ -38,6 +38,12 @@ export function createProxyMetrics() {
       if (tally !== undefined) tally.n++;
       else tallies.set(id, { rule, decision, n: 1, exported: 0 });
     },
+    /** Requests counted so far, whatever their rule and decision. */
+    decided(): number {
+      let n = 0;
+      for (const t of tallies.values()) n += t.n;
+      return n;
+    },
     upstreamErrors: new Counter({
       name: 'floodgate_proxy_upstream_errors_total',
       help: 'Requests the upstream failed, by kind (connect, connect-timeout, response-timeout, idle-timeout, reset)',
@@ -85,6 +91,8 @@ export function registerUpstreamMetrics(registry: Registry, states: () => readon
     help: 'Whether an upstream is in the rotation (1) or out of it, ejected or failing its health check (0)',
     labelNames: ['upstream'] as const,
     registers: [registry],
+    // Summed over workers (--workers), "up" would count them; an upstream is up where every worker says so.
+    aggregator: 'min',
     collect() {
       this.reset();
       for (const s of states()) this.set({ upstream: s.upstream }, s.state === 'up' ? 1 : 0);
@@ -118,6 +126,20 @@ export function registerShedMetrics(registry: Registry, shedder: Shedder): void 
     collect() {
       this.reset();
       for (const cls of PRIORITIES) this.inc({ class: cls }, shedder.stats.shed[cls]);
+    },
+  });
+}
+
+/** In a worker of several (`--workers`): the requests it decided, labelled with its number, to see the spread. */
+export function registerWorkerMetrics(registry: Registry, worker: number, decided: () => number): void {
+  new Counter({
+    name: 'floodgate_proxy_worker_requests_total',
+    help: 'Requests decided, by worker (with --workers)',
+    labelNames: ['worker'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc({ worker: String(worker) }, decided());
     },
   });
 }

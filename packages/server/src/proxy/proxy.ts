@@ -8,6 +8,7 @@ import { drain } from '../shared/drain.js';
 import { listen } from '../shared/listen.js';
 import { redact } from '../shared/redact.js';
 import { ServiceRuntime } from '../shared/runtime.js';
+import type { WorkerLink } from '../shared/workers.js';
 import { type ProxyConfig, shedderOf } from './config.js';
 import { newDispatcher } from './forward.js';
 import { type Active, activate, Gateway, jwtFailureLog, type Resources } from './gateway.js';
@@ -16,6 +17,7 @@ import {
   type ProxyMetrics,
   registerShedMetrics,
   registerUpstreamMetrics,
+  registerWorkerMetrics,
 } from './metrics.js';
 import { reloadedConfig } from './reload.js';
 import { ruleStores } from './rules.js';
@@ -48,12 +50,24 @@ export interface ProxyOptions {
   readonly grace?: number;
   /** The clock upstream ejections are timed on (tests). Default: Date.now. */
   readonly now?: () => number;
+  /** In a worker of several (`--workers`): its link to the primary, which owns the admin port. */
+  readonly worker?: WorkerLink;
 }
 
 /** Starts `floodgate proxy`: the store, the gateway and its listeners, reloads; resolves once it listens. */
 export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {}): Promise<RunningProxy> {
-  const log = options.log ?? pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime });
+  const { worker } = options;
+  const log =
+    options.log ??
+    pino({
+      base: worker === undefined ? null : { worker: worker.number },
+      timestamp: pino.stdTimeFunctions.isoTime,
+    });
   const metrics = createProxyMetrics();
+  if (worker !== undefined) {
+    worker.collectFrom(metrics.registry);
+    registerWorkerMetrics(metrics.registry, worker.number, metrics.decided);
+  }
   const runtime = await ServiceRuntime.open({
     log,
     registry: metrics.registry,
@@ -112,10 +126,17 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
         id: `${hostname()}:${process.pid}:${(server.address() as AddressInfo).port}`,
         limiters: () => gateway.active.rules.flatMap((r) => r.limiters),
       }).start();
+    // The primary sums every worker's metrics: a scrape answered here must be theirs, not this worker's.
+    if (worker !== undefined) runtime.adminRoutes.set('/metrics', worker.metricsRoute);
     await runtime.startAdmin(
       initial.admin !== false && {
         address: initial.admin,
-        health: () => ({ rules: gateway.active.rules.length, upstreams: gateway.active.pool.states() }),
+        ...(worker === undefined ? {} : { handedOver: worker.serveAdmin }),
+        health: () => ({
+          rules: gateway.active.rules.length,
+          upstreams: gateway.active.pool.states(),
+          ...worker?.health(),
+        }),
         names: { port: '--admin-port or "admin"', host: '"admin"' },
         more: dashboardRoute({
           ...(fleet === undefined ? {} : { fleet }),

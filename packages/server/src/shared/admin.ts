@@ -32,16 +32,13 @@ export function healthRoute(health: () => object): AdminHandler {
   };
 }
 
-/** The admin listener, apart from the traffic the command serves: its routes, and 404 for the rest. */
-export async function startAdmin(
-  address: { host: string; port: number },
+/** The admin listener's server, apart from the traffic the command serves: its routes, and 404 for the rest. */
+export function adminServer(
   routes: AdminRoutes,
-  /** How the command's flags and settings name the admin port and host, for a port in use. */
-  names: { port: string; host: string },
   /** Everything the route table does not name (the admin API and the dashboard); it calls `next` for a 404. */
   more?: (req: IncomingMessage, res: ServerResponse, next: () => void) => void,
-): Promise<{ server: Server; url: string }> {
-  const server = createServer((req, res) => {
+): Server {
+  return createServer((req, res) => {
     const url = req.url ?? '';
     const query = url.indexOf('?');
     const route = routes.get(query === -1 ? url : url.slice(0, query));
@@ -53,6 +50,17 @@ export async function startAdmin(
     if (more === undefined) notFound();
     else more(req, res, notFound);
   });
+}
+
+/** The admin listener, listening on `address`. */
+export async function startAdmin(
+  address: { host: string; port: number },
+  routes: AdminRoutes,
+  /** How the command's flags and settings name the admin port and host, for a port in use. */
+  names: { port: string; host: string },
+  more?: (req: IncomingMessage, res: ServerResponse, next: () => void) => void,
+): Promise<{ server: Server; url: string }> {
+  const server = adminServer(routes, more);
   const url = await listen(server, address.host, address.port, names);
   return { server, url };
 }

@@ -2,7 +2,7 @@ import type { FSWatcher } from 'node:fs';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Counter, Registry } from 'prom-client';
-import { type AdminHandler, healthRoute, metricsRoute, startAdmin } from './admin.js';
+import { type AdminHandler, adminServer, healthRoute, metricsRoute, startAdmin } from './admin.js';
 import { redact } from './redact.js';
 import { openStores, type StoreSettings, type Stores } from './stores.js';
 import { watchConfig } from './watch.js';
@@ -24,6 +24,11 @@ export interface AdminSettings {
   readonly names: { readonly port: string; readonly host: string };
   /** What the listener answers beyond its route table (the admin API and the dashboard). */
   readonly more?: (req: IncomingMessage, res: ServerResponse, next: () => void) => void;
+  /**
+   * In a worker of several: the listener is the primary's, which hands connections over; this is given the
+   * server to feed them to, and returns the listener's URL. Nothing listens here then.
+   */
+  readonly handedOver?: (server: Server) => string;
 }
 
 /** How a command reloads its configuration, for `reloader`. */
@@ -83,7 +88,10 @@ export class ServiceRuntime {
   async startAdmin(settings: AdminSettings | false): Promise<string | undefined> {
     if (settings === false) return undefined;
     this.adminRoutes.set('/health', healthRoute(settings.health));
-    this.#admin = await startAdmin(settings.address, this.adminRoutes, settings.names, settings.more);
+    if (settings.handedOver !== undefined) {
+      const server = adminServer(this.adminRoutes, settings.more);
+      this.#admin = { server, url: settings.handedOver(server) };
+    } else this.#admin = await startAdmin(settings.address, this.adminRoutes, settings.names, settings.more);
     return this.#admin.url;
   }
 
