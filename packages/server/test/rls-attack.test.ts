@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { Client, credentials, type ServiceError } from '@grpc/grpc-js';
+import { switched } from '../src/cli/rls.js';
 import { withRls } from './helpers/rls.js';
 
 // Requests built to break `floodgate rls`, each kept once it did: real gRPC, the bytes as a client sends them.
@@ -66,4 +67,22 @@ describe('floodgate rls: bytes that are not a RateLimitRequest', () => {
       });
     });
   }
+});
+
+describe("floodgate rls: envoyproxy/ratelimit's boolean variables", () => {
+  it('are read as Go reads them: SHADOW_MODE=1 or True is on, 0 or False off, anything else refused by name', () => {
+    for (const value of ['1', 't', 'T', 'TRUE', 'true', 'True']) {
+      assert.equal(switched(undefined, 'SHADOW_MODE', { SHADOW_MODE: value }), true, value);
+    }
+    for (const value of ['0', 'f', 'F', 'FALSE', 'false', 'False', '']) {
+      assert.equal(switched(undefined, 'SHADOW_MODE', { SHADOW_MODE: value }), false, value);
+      assert.equal(switched(true, 'SHADOW_MODE', { SHADOW_MODE: value }), true, `--shadow with ${value}`);
+    }
+    for (const value of ['yes', 'on', ' true', 'bogus']) {
+      assert.throws(
+        () => switched(undefined, 'QUOTA_MODE', { QUOTA_MODE: value }),
+        /QUOTA_MODE must be true or false/,
+      );
+    }
+  });
 });
