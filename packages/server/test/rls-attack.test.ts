@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { Client, credentials, type ServiceError } from '@grpc/grpc-js';
 import { switched } from '../src/cli/rls.js';
-import { withRls } from './helpers/rls.js';
+import { ask, jsonOf, withRls } from './helpers/rls.js';
 
 // Requests built to break `floodgate rls`, each kept once it did: real gRPC, the bytes as a client sends them.
 
@@ -84,5 +84,42 @@ describe("floodgate rls: envoyproxy/ratelimit's boolean variables", () => {
         /QUOTA_MODE must be true or false/,
       );
     }
+  });
+});
+
+describe('floodgate rls: metadata fields named as Object.prototype names its own', () => {
+  it('constructor, toString and hasOwnProperty reach dynamic_metadata, merged as any other field', async () => {
+    const config = join(dir, 'names.yaml');
+    writeFileSync(
+      config,
+      `
+domain: edge
+descriptors:
+  - key: a
+    rate_limit: { unit: minute, requests_per_unit: 3 }
+    metadata: { constructor: { backend: a }, toString: first }
+  - key: b
+    rate_limit: { unit: minute, requests_per_unit: 3 }
+    metadata: { constructor: { zone: b }, toString: second, hasOwnProperty: 1 }
+`,
+    );
+    await withRls(
+      config,
+      async (client) => {
+        const reply = await ask(client, {
+          domain: 'edge',
+          descriptors: [{ entries: [{ key: 'a', value: '1' }] }, { entries: [{ key: 'b', value: '1' }] }],
+        });
+        assert.equal(reply.overall_code, 'OK');
+        assert.deepEqual(jsonOf(reply.dynamic_metadata!).metadata, {
+          constructor: { backend: 'a', zone: 'b' },
+          toString: 'first',
+          hasOwnProperty: 1,
+        });
+      },
+      'memory',
+      {},
+      { dynamicMetadata: true },
+    );
   });
 });
