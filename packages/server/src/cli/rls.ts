@@ -22,9 +22,18 @@ export interface RlsFlags {
   readonly tlsClientCa?: string;
 }
 
+// The spellings Go's strconv.ParseBool accepts, as envoyproxy/ratelimit reads its variables: a deployment's
+// SHADOW_MODE=1 must not silently mean off.
+const TRUE = new Set(['1', 't', 'T', 'TRUE', 'true', 'True']);
+const FALSE = new Set(['0', 'f', 'F', 'FALSE', 'false', 'False']);
+
 /** A switch, or envoyproxy/ratelimit's variable of the same meaning, so that a deployment that sets it keeps it. */
-export const switched = (flag: boolean | undefined, variable: string, env = process.env): boolean =>
-  flag === true || env[variable] === 'true';
+export function switched(flag: boolean | undefined, variable: string, env = process.env): boolean {
+  const value = env[variable];
+  if (value === undefined || value === '' || FALSE.has(value)) return flag === true;
+  if (TRUE.has(value)) return true;
+  throw usageError(`${variable} must be true or false (or 1, 0, t, f); got "${value.slice(0, 32)}"`);
+}
 
 function port(value: string, flag: string): number {
   if (!/^\d{1,5}$/.test(value) || Number(value) > 65535) {

@@ -13,8 +13,16 @@ const isMapping = (value: MetadataValue | undefined): value is Metadata =>
 /** `from` added into `into`: a field already there stays (the earlier descriptor's), mappings are merged. */
 function mergeInto(into: Record<string, MetadataValue>, from: Metadata): void {
   for (const [key, value] of Object.entries(from)) {
-    const there = into[key];
-    if (there === undefined) into[key] = structuredClone(value);
+    // Own fields only: `into.constructor` or `into.toString` would be Object.prototype's, and a field of
+    // that name in the file would be dropped (or, for a mapping, merged into Object.prototype itself).
+    const there = Object.hasOwn(into, key) ? into[key] : undefined;
+    if (there === undefined)
+      Object.defineProperty(into, key, {
+        value: structuredClone(value),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
     else if (isMapping(there) && isMapping(value)) mergeInto(there as Record<string, MetadataValue>, value);
   }
 }

@@ -1,5 +1,10 @@
 import { fileURLToPath } from 'node:url';
-import { type GrpcObject, loadPackageDefinition, type ServiceClientConstructor } from '@grpc/grpc-js';
+import {
+  type GrpcObject,
+  loadPackageDefinition,
+  type ServiceClientConstructor,
+  type ServiceDefinition,
+} from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { type Metadata, type MetadataValue, UNITS, type Unit } from './config.js';
 import { InvalidRequest, MAX_COST, type RlsRequest } from './request.js';
@@ -30,6 +35,31 @@ export function rateLimitService(): ServiceClientConstructor {
   return loaded.envoy.service.ratelimit.v3.RateLimitService;
 }
 
+/** Marks a message that protobuf could not decode (see `serverDefinition`). */
+export const UNREADABLE = Symbol('unreadable');
+
+/**
+ * The service's definition for a server. grpc-js answers a message its deserializer throws on with
+ * INTERNAL; a client's malformed bytes are its own fault, so the decoding error is kept as a marked
+ * request instead, which `fromWire` refuses as INVALID_ARGUMENT.
+ */
+export function serverDefinition(): ServiceDefinition {
+  const definition = rateLimitService().service;
+  return Object.fromEntries(
+    Object.entries(definition).map(([name, method]) => {
+      const decode = method.requestDeserialize;
+      const lenient = (bytes: Buffer) => {
+        try {
+          return decode(bytes);
+        } catch (error) {
+          return { [UNREADABLE]: (error as Error).message };
+        }
+      };
+      return [name, { ...method, requestDeserialize: lenient }];
+    }),
+  );
+}
+
 interface WireEntry {
   key?: string;
   value?: string;
@@ -47,6 +77,8 @@ export interface WireRequest {
   descriptors?: WireDescriptor[];
   /** A number as loaded (`longs: Number`); a string, bigint or Long when given by other means. */
   hits_addend?: WireUint64;
+  /** Set instead of the fields when the bytes were not a RateLimitRequest (see `serverDefinition`). */
+  [UNREADABLE]?: string;
 }
 
 const UNIT_NAMES = new Set(Object.keys(UNITS));
@@ -68,6 +100,9 @@ function hitsOf(raw: WireUint64 | undefined, field = 'hits_addend'): number {
 
 /** A request as the service reads it; what cannot be read is an `InvalidRequest`. */
 export function fromWire(wire: WireRequest): RlsRequest {
+  const unreadable = wire[UNREADABLE];
+  if (unreadable !== undefined)
+    throw new InvalidRequest(`the request is not a RateLimitRequest message: ${unreadable.slice(0, 80)}`);
   return {
     domain: wire.domain ?? '',
     hitsAddend: hitsOf(wire.hits_addend),

@@ -11,7 +11,7 @@ import { loadRlsConfig, type RlsConfig } from './config.js';
 import { routeGrpcLog } from './grpc-log.js';
 import { serveHealth } from './health.js';
 import { createRlsMetrics, type RlsMetrics } from './metrics.js';
-import { fromWire, rateLimitService, toWire, type WireRequest } from './protocol.js';
+import { fromWire, serverDefinition, toWire, type WireRequest } from './protocol.js';
 import { InvalidRequest, RateLimitService, StoreClosed } from './service.js';
 import { grpcCredentials } from './tls.js';
 
@@ -125,7 +125,7 @@ export async function startRls(
     );
   };
 
-  server.addService(rateLimitService().service, { shouldRateLimit });
+  server.addService(serverDefinition(), { shouldRateLimit });
   let address: string;
   try {
     const port = await new Promise<number>((resolve, reject) =>
