@@ -123,3 +123,43 @@ descriptors:
     );
   });
 });
+
+describe('floodgate rls: a limit named as upstream takes any name', () => {
+  it('"Login limit" and a 100-character name load, answer by that name, and count on their own', async () => {
+    const long = 'x'.repeat(100);
+    const config = join(dir, 'named.yaml');
+    writeFileSync(
+      config,
+      `
+domain: edge
+descriptors:
+  - key: login
+    rate_limit: { name: Login limit, unit: minute, requests_per_unit: 2 }
+  - key: long
+    rate_limit: { name: ${long}, unit: minute, requests_per_unit: 1 }
+`,
+    );
+    await withRls(config, async (client) => {
+      const codes: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const reply = await ask(client, {
+          domain: 'edge',
+          descriptors: [{ entries: [{ key: 'login', value: 'u' }] }],
+        });
+        assert.equal(reply.statuses[0]!.current_limit!.name, 'Login limit');
+        codes.push(reply.overall_code);
+      }
+      assert.deepEqual(codes, ['OK', 'OK', 'OVER_LIMIT']);
+      const first = await ask(client, {
+        domain: 'edge',
+        descriptors: [{ entries: [{ key: 'long', value: 'u' }] }],
+      });
+      const second = await ask(client, {
+        domain: 'edge',
+        descriptors: [{ entries: [{ key: 'long', value: 'u' }] }],
+      });
+      assert.equal(first.statuses[0]!.current_limit!.name, long);
+      assert.deepEqual([first.overall_code, second.overall_code], ['OK', 'OVER_LIMIT']);
+    });
+  });
+});

@@ -448,7 +448,7 @@ describe('floodgate rls configuration', () => {
     );
     assert.throws(
       bad(
-        'domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unit: second, requests_per_unit: 1, name: "has space" }\n',
+        'domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unit: second, requests_per_unit: 1, name: "" }\n',
       ),
       /rate_limit\.name/,
     );

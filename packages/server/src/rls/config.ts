@@ -211,13 +211,15 @@ export interface RlsDomain {
 export type RlsConfig = ReadonlyMap<string, RlsDomain>;
 
 /**
- * A policy name from a node's path when its `rate_limit` has none (`database_users`): Floodgate's names are
- * letters, digits and `._:-`, 64 at most, so other characters become `_` and a long path keeps a digest.
+ * A policy name from a node's path when its `rate_limit` has none (`database_users`), or from a `name` as
+ * upstream takes it (any string, `Login limit`): Floodgate's policy names are letters, digits and `._:-`,
+ * 64 at most, so other characters become `_` and a long one keeps a digest. A name already of that form
+ * stays as it is.
  */
-function nameOf(path: string): string {
+export function nameOf(path: string): string {
   const plain = path.replace(/[^A-Za-z0-9._:-]/g, '_').replace(/^[^A-Za-z0-9]+/, '') || 'descriptor';
   if (plain.length <= 64) return plain;
-  return `${plain.slice(0, 52)}~${createHash('sha256').update(path).digest('hex').slice(0, 11)}`;
+  return `${plain.slice(0, 52)}-${createHash('sha256').update(path).digest('hex').slice(0, 11)}`;
 }
 
 function limitOf(raw: RawDescriptor['rate_limit'], path: string, where: string): Limit | undefined {
@@ -239,7 +241,12 @@ function limitOf(raw: RawDescriptor['rate_limit'], path: string, where: string):
     // Checked by the library now (a bad name fails with its path), so that requests never meet it; a limit
     // of 0 needs no policy, but its name and algorithm are checked all the same.
     algorithm: resolvePolicy(
-      { name, algorithm: raw.algorithm ?? 'fixed-window', limit: Math.max(1, limit), window: UNITS[u] },
+      {
+        name: nameOf(name),
+        algorithm: raw.algorithm ?? 'fixed-window',
+        limit: Math.max(1, limit),
+        window: UNITS[u],
+      },
       where,
     ).algorithm as Algorithm,
   };

@@ -14,7 +14,7 @@ import {
   type RlsResponse,
   refusesAll,
 } from './answer.js';
-import { type DescriptorNode, type Level, type Limit, type RlsConfig, UNITS } from './config.js';
+import { type DescriptorNode, type Level, type Limit, nameOf, type RlsConfig, UNITS } from './config.js';
 import { dynamicMetadata } from './dynamic-metadata.js';
 import { counterKey, digest } from './keys.js';
 import { checkRequest, costOf, InvalidRequest, type RequestDescriptor, type RlsRequest } from './request.js';
@@ -349,7 +349,7 @@ export class RateLimitService {
       }
       limiter = new Limiter({
         policies: {
-          name: limit.name,
+          name: nameOf(limit.name),
           algorithm: limit.algorithm,
           limit: limit.requestsPerUnit,
           window: UNITS[limit.unit],
