@@ -23,7 +23,13 @@ interface FleetLimiter {
   };
 }
 
-async function fleetOf(adminUrl: string): Promise<{ processes: unknown[]; limiters: FleetLimiter[] }> {
+interface FleetProcess {
+  id: string;
+  requests: number;
+  refusals: number;
+}
+
+async function fleetOf(adminUrl: string): Promise<{ processes: FleetProcess[]; limiters: FleetLimiter[] }> {
   const res = await send(`${adminUrl}/api/fleet?window=1m`);
   assert.equal(res.status, 200, res.body);
   return JSON.parse(res.body);
@@ -84,6 +90,14 @@ describe('floodgate rls: the fleet, two services on one Redis', () => {
       );
       assert.equal(tenant.top.requests.bound, 0, 'no summary was full: the counts are exact');
       assert.equal(tenant.top.refusals.total, 3, 'the limit of 6 is shared through Redis');
+      assert.deepEqual(
+        fleet.processes.map((p) => [p.requests, p.refusals]).sort((x, y) => y[0]! - x[0]!),
+        [
+          [5, 0],
+          [4, 3],
+        ],
+        "each process's own share: the second came past the limit",
+      );
     }
   });
 
