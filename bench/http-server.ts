@@ -2,6 +2,8 @@
 // a limiter. Reports its port over IPC and answers 'cpu' with process.cpuUsage(). Without IPC (under
 // callgrind, for bench/instructions.ts) it prints `ready PORT` instead, and exits after REQUESTS responses.
 //   node --import tsx bench/http-server.ts <framework> <variant> <allowed|denied> [redisPort]
+// Variants: bare, floodgate, floodgate-untracked (the same limiter with `traffic: false`: what the traffic
+// accounting costs, on its own), floodgate-redis, floodgate-redis-leases, usual, usual-redis.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import fastifyRateLimit from '@fastify/rate-limit';
@@ -19,6 +21,7 @@ import { floodgate } from '../packages/floodgate/src/http/fastify.js';
 import { rateLimit as fgHono } from '../packages/floodgate/src/http/hono.js';
 import { rateLimit as fgKoa } from '../packages/floodgate/src/http/koa.js';
 import { rateLimit as fgNode } from '../packages/floodgate/src/http/node.js';
+import { Limiter } from '../packages/floodgate/src/limiter/limiter.js';
 import { RedisStore } from '../packages/floodgate/src/stores/redis/index.js';
 
 const [framework, variant, path, redisPort] = process.argv.slice(2) as [string, string, string, string?];
@@ -26,14 +29,18 @@ const [framework, variant, path, redisPort] = process.argv.slice(2) as [string, 
 const limit = path === 'allowed' ? 100_000_000 : 1;
 const windowMs = 3_600_000;
 const policies = { algorithm: 'fixed-window' as const, limit, window: windowMs };
-const store = variant.startsWith('floodgate-redis')
+// What Floodgate's middleware is given.
+const limits = variant.startsWith('floodgate-redis')
   ? {
+      policies,
       store: new RedisStore({
         client: new Redis(Number(redisPort), '127.0.0.1'),
         leases: variant === 'floodgate-redis-leases',
       }),
     }
-  : {};
+  : variant === 'floodgate-untracked'
+    ? { limiter: new Limiter({ policies, traffic: false }) }
+    : { policies };
 const fg = variant.startsWith('floodgate');
 const usual = variant === 'usual';
 const usualRedis = variant === 'usual-redis' ? new Redis(Number(redisPort), '127.0.0.1') : undefined;
@@ -46,7 +53,7 @@ async function start(): Promise<Server> {
   switch (framework) {
     case 'express': {
       const app = express();
-      if (fg) app.use(fgExpress({ policies, ...store }));
+      if (fg) app.use(fgExpress(limits));
       if (usual)
         app.use(expressRateLimit({ windowMs, limit, standardHeaders: 'draft-7', legacyHeaders: false }));
       app.get('/', (_req, res) => {
@@ -56,7 +63,7 @@ async function start(): Promise<Server> {
     }
     case 'fastify': {
       const app = Fastify();
-      if (fg) await app.register(floodgate, { policies, ...store });
+      if (fg) await app.register(floodgate, limits);
       if (usual) await app.register(fastifyRateLimit, { max: limit, timeWindow: windowMs });
       if (usualRedis)
         await app.register(fastifyRateLimit, { max: limit, timeWindow: windowMs, redis: usualRedis });
@@ -66,7 +73,7 @@ async function start(): Promise<Server> {
     }
     case 'hono': {
       const app = new Hono();
-      if (fg) app.use(fgHono({ policies, ...store }));
+      if (fg) app.use(fgHono(limits));
       if (usual) {
         app.use(
           honoRateLimiter({
@@ -84,14 +91,14 @@ async function start(): Promise<Server> {
     }
     case 'koa': {
       const app = new Koa();
-      if (fg) app.use(fgKoa({ policies, ...store }));
+      if (fg) app.use(fgKoa(limits));
       app.use((ctx) => {
         ctx.body = 'hello';
       });
       return listen(createServer(app.callback()));
     }
     default: {
-      const guard = fg ? fgNode({ policies, ...store }) : undefined;
+      const guard = fg ? fgNode(limits) : undefined;
       const rlf = usualRedis
         ? new RateLimiterRedis({ storeClient: usualRedis, points: limit, duration: windowMs / 1000 })
         : undefined;

@@ -292,25 +292,40 @@ ${rows.join('\n')}
 }
 
 const perRequest = new Map<string, number>();
-// Each framework bare, behind Floodgate, and behind its usual limiter: bench/http.ts's servers (memory stores,
-// allowed path), under callgrind with one connection like the proxies, so the counts compare closely.
+// Each framework bare, behind Floodgate (with its traffic accounting, and without: `traffic: false`), and
+// behind its usual limiter: bench/http.ts's servers (memory stores, one client), under callgrind with one
+// connection like the proxies, so the counts compare closely. A row is a framework on one path: allowed (a
+// limit never reached) or denied (a limit of one, so every request but the first is refused with a 429).
 const httpServer = resolve(import.meta.dirname, 'http-server.ts');
-const FRAMEWORKS: [framework: string, usual: string][] = [
-  ['express', 'express-rate-limit'],
-  ['fastify', '@fastify/rate-limit'],
-  ['hono', 'hono-rate-limiter'],
-].filter(([f]) => (process.env.FRAMEWORKS ?? f!).split(',').includes(f!)) as [string, string][];
+const USUAL: Record<string, string> = {
+  express: 'express-rate-limit',
+  fastify: '@fastify/rate-limit',
+  hono: 'hono-rate-limiter',
+};
+// `FRAMEWORKS=fastify:allowed,hono:allowed` measures other rows.
+const FRAMEWORKS = (process.env.FRAMEWORKS ?? 'express:allowed,hono:denied')
+  .split(',')
+  .map((row) => row.split(':') as [framework: string, path: string]);
+const FRAMEWORK_VARIANTS: [variant: string, label: string][] = [
+  ['bare', 'bare'],
+  ['floodgate', 'Floodgate'],
+  ['floodgate-untracked', 'Floodgate, `traffic: false`'],
+  ['usual', 'usual limiter'],
+];
 // More requests than the proxies: a framework's JIT warm-up must be over before the first count ends.
 const FRAMEWORK_FEW = Number(process.env.FRAMEWORK_FEW ?? 10_000);
 const FRAMEWORK_MANY = Number(process.env.FRAMEWORK_MANY ?? 30_000);
 const frameworkPerRequest = new Map<string, number>();
 
 async function measureFrameworks(): Promise<void> {
-  for (const [framework] of FRAMEWORKS) {
-    for (const variant of (process.env.FRAMEWORK_VARIANTS ?? 'bare,floodgate,usual').split(',')) {
+  for (const [framework, path] of FRAMEWORKS) {
+    for (const [variant] of FRAMEWORK_VARIANTS) {
+      if (only !== undefined && !only.includes(variant)) continue;
       // One thread for V8's compiler and collector: their work then lands at the same requests every run.
-      const args = ['--single-threaded', '--import', 'tsx', httpServer, framework, variant, 'allowed'];
-      const name = `${framework}-${variant}`;
+      // A bare server refuses nothing: it is measured on the allowed path for either row.
+      const on = variant === 'bare' ? 'allowed' : path;
+      const args = ['--single-threaded', '--import', 'tsx', httpServer, framework, variant, on];
+      const name = `${framework}-${path}-${variant}`;
       const few = await instructions(name, FRAMEWORK_FEW, args, 1, {}, '/');
       const many = await instructions(name, FRAMEWORK_MANY, args, 1, {}, '/');
       frameworkPerRequest.set(name, (many - few) / (FRAMEWORK_MANY - FRAMEWORK_FEW));
@@ -321,25 +336,29 @@ async function measureFrameworks(): Promise<void> {
 
 function writeFrameworks(): void {
   const count = (n: number) => Math.round(n).toLocaleString('en-US');
-  const rows = FRAMEWORKS.map(([framework, usual]) => {
-    const bare = frameworkPerRequest.get(`${framework}-bare`)!;
-    const fg = frameworkPerRequest.get(`${framework}-floodgate`)!;
-    const other = frameworkPerRequest.get(`${framework}-usual`)!;
-    return `| ${framework} | ${count(bare)} | ${count(fg)} (${(bare / fg).toFixed(2)}x) | ${usual}: ${count(other)} (${(bare / other).toFixed(2)}x) | ${(other / fg).toFixed(2)}x |`;
+  const rows = FRAMEWORKS.map(([framework, path]) => {
+    const n = (variant: string) => frameworkPerRequest.get(`${framework}-${path}-${variant}`)!;
+    const bare = n('bare');
+    const cell = (v: number) => `${count(v)} (${(bare / v).toFixed(2)}x)`;
+    const traffic = (n('floodgate') - n('floodgate-untracked')) / n('floodgate-untracked');
+    return `| ${framework}, ${path} | ${count(bare)} | ${cell(n('floodgate'))} | ${cell(n('floodgate-untracked'))} | ${traffic >= 0 ? '+' : '−'}${Math.abs(traffic * 100).toFixed(1)}% | ${USUAL[framework]}: ${cell(n('usual'))} | ${(n('usual') / n('floodgate')).toFixed(2)}x |`;
   });
   writeSection(
     'framework-instructions',
     `## Instructions per request, by framework (\`bench/instructions.ts --part=frameworks\`)
 
-${machine()}; valgrind's callgrind. bench/http.ts's servers (allowed path, memory stores, a fixed window
-per client IP), each under callgrind, one keep-alive connection from autocannon; each served
-${FRAMEWORK_FEW.toLocaleString('en-US')} then ${FRAMEWORK_MANY.toLocaleString('en-US')} requests, and the difference is divided by ${(FRAMEWORK_MANY - FRAMEWORK_FEW).toLocaleString('en-US')}. In brackets: what requests/s would be, as
-a share of bare, if instructions were all that mattered. Each limiter sends its default header fields on
-allowed responses: Floodgate the two \`RateLimit\` fields, @fastify/rate-limit three \`x-ratelimit-*\`,
-hono-rate-limiter four draft-6 fields, express-rate-limit (draft-7 here) two.
+${machine()}; valgrind's callgrind. bench/http.ts's servers (memory stores, a fixed window
+per client IP, one client), each under callgrind, one keep-alive connection from autocannon; each served
+${FRAMEWORK_FEW.toLocaleString('en-US')} then ${FRAMEWORK_MANY.toLocaleString('en-US')} requests, and the difference is divided by ${(FRAMEWORK_MANY - FRAMEWORK_FEW).toLocaleString('en-US')}. Allowed: a limit never reached;
+denied: a limit of one, every request but the first refused with a 429 (bare answers \`hello\` either way).
+In brackets: what requests/s would be, as a share of bare, if instructions were all that mattered. "Traffic"
+is what the accounting for \`floodgate/admin\` adds to the middleware (on by default; \`traffic: false\` in
+the limiter given turns it off). Each limiter sends its default header fields: Floodgate the two
+\`RateLimit\` fields (and \`Retry-After\` on a 429), hono-rate-limiter four draft-6 fields, express-rate-limit
+(draft-7 here) two.
 
-| framework | bare | Floodgate | usual limiter | Floodgate's speed / usual's |
-| --- | ---: | ---: | ---: | ---: |
+| framework, path | bare | Floodgate | Floodgate, \`traffic: false\` | traffic | usual limiter | Floodgate's speed / usual's |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: |
 ${rows.join('\n')}
 `,
   );
@@ -364,5 +383,5 @@ try {
 }
 
 if (parts.includes('servers') && only === undefined) writeServers();
-if (parts.includes('frameworks')) writeFrameworks();
+if (parts.includes('frameworks') && only === undefined) writeFrameworks();
 if (parts.includes('proxy')) writeProxies();

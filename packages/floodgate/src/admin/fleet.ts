@@ -113,7 +113,10 @@ export class Fleet {
     await this.#o.client.zadd(this.#index, at + ttl, this.id);
   }
 
-  /** The live processes and, per limiter, the merged heavy hitters of the window over all of them. */
+  /**
+   * The live processes (each with its requests and refusals in the window, over its limiters) and, per
+   * limiter, the merged heavy hitters of the window over all of them.
+   */
   async view(window: TrafficWindow, n: number) {
     if (!WINDOWS.includes(window)) throw invalidOption('window', '1m or 15m', window);
     const now = this.#now();
@@ -128,6 +131,16 @@ export class Fleet {
       const parts = published.flatMap((p) => (p.limiters[name] ? [p.limiters[name][window]] : []));
       limiters.push({ name, processes: parts.length, top: topOf(window, parts, n) });
     }
-    return { processes: published.map((p) => ({ id: p.id, at: p.at })), limiters };
+    // Each process's own share of the window, over all its limiters: who carries the fleet's traffic.
+    const processes = published.map((p) => {
+      const own = Object.values(p.limiters).map((l) => l[window]);
+      return {
+        id: p.id,
+        at: p.at,
+        requests: own.reduce((sum, b) => sum + b.requests.total, 0),
+        refusals: own.reduce((sum, b) => sum + b.refusals.total, 0),
+      };
+    });
+    return { now, processes, limiters };
   }
 }

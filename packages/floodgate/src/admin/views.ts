@@ -121,6 +121,7 @@ export function isWindow(value: string | null): value is TrafficWindow {
 export async function fleetView(fleet: Fleet, window: TrafficWindow, n: number, labels: Labels) {
   const v = await fleet.view(window, n);
   return {
+    now: v.now,
     processes: v.processes,
     limiters: v.limiters.map((l) => ({
       name: l.name,

@@ -2,8 +2,10 @@ import type { Decision } from '../core/decision.js';
 import { invalidOption } from '../core/errors.js';
 import { normalizeIp } from '../core/ip.js';
 import { HttpGuard } from './guard.js';
+import type { HeaderList } from './headers.js';
 import { type NodeResponseLike, setNodeHeaders, settleWhenDone } from './node-common.js';
 import type { HttpLimitOptions } from './options.js';
+import type { HttpResponse } from './problem.js';
 import type { RequestView } from './request.js';
 
 /** The parts of a Hono context the middleware uses. */
@@ -12,7 +14,7 @@ export interface HonoContextLike {
   readonly env?: unknown;
   readonly res: { readonly status: number; readonly headers: { get(name: string): string | null } };
   header(name: string, value: string): void;
-  body(data: string, status: never, headers: Record<string, string>): Response;
+  body(data: string, status: never, headers?: Record<string, string>): Response;
 }
 
 /** Hono's variables once the limiter let the request on: `new Hono<{ Variables: RateLimitVariables }>()` types `c.get('rateLimit')`. */
@@ -56,6 +58,30 @@ function nodeResponse(c: HonoContextLike): NodeResponseLike | undefined {
 }
 
 /**
+ * A response of the middleware's own (a 429...) under `@hono/node-server`: its fields go on the Node
+ * response, as an allowed request's do, and Hono is given only the body and its Content-Type. Given them
+ * all, Hono builds a Web `Headers` object field by field, which the server then converts back, on every
+ * refused request: the cost of a refusal, where a flood is refused.
+ */
+function refuseOnNode<C extends HonoContextLike>(
+  c: C,
+  outgoing: NodeResponseLike,
+  response: HttpResponse,
+): Response {
+  let type: string | undefined;
+  const fields: HeaderList = [];
+  for (const field of response.headers) {
+    if (field[0].toLowerCase() === 'content-type') type = field[1];
+    else fields.push(field);
+  }
+  setNodeHeaders(outgoing, fields);
+  // Without a type, Hono's own default for a text body (text/plain), as when it was given every field.
+  return type === undefined
+    ? c.body(response.body, response.status as never)
+    : c.body(response.body, response.status as never, { 'Content-Type': type });
+}
+
+/**
  * Hono middleware, on Node and on Web-standard runtimes: `app.use(rateLimit({ policies: ... }))`. Handlers
  * find the decision with `c.get('rateLimit')`.
  */
@@ -76,6 +102,8 @@ export function rateLimit<C extends HonoContextLike = HonoContextLike>(
     };
     const verdict = await guard.decide(c, view);
     if (verdict.kind === 'respond') {
+      const outgoing = nodeResponse(c);
+      if (outgoing !== undefined) return refuseOnNode(c, outgoing, verdict);
       return c.body(verdict.body, verdict.status as never, Object.fromEntries(verdict.headers));
     }
     // On Node, the fields go on the Node response itself: a field set through Hono makes it build a Web

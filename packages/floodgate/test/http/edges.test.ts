@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { RedisServer } from '@floodgate/test-support';
+import { serve } from '@hono/node-server';
 import Fastify from 'fastify';
 import { Hono } from 'hono';
 import { Redis } from 'ioredis';
@@ -304,6 +307,49 @@ describe('Hono: an address function that answers no address', () => {
     app.get('/', (c) => c.text('ok'));
     assert.equal((await app.request('/')).status, 500);
     assert.equal((errors[0] as { code?: string }).code, 'ERR_FLOODGATE_NO_CLIENT_ADDRESS');
+  });
+});
+
+describe('Hono on Node: a refusal written on the Node response', () => {
+  it("keeps the fields other middleware set before it, and the limiter's own, with its body's type", async () => {
+    const app = new Hono();
+    app.use(async (c, next) => {
+      c.header('X-Request-Id', 'r-1');
+      await next();
+    });
+    let custom = false;
+    app.use(
+      honoLimit({
+        policies: { limit: 1, window: '1h' },
+        onLimited: () =>
+          custom ? { status: 429, headers: [['X-Why', 'custom']], body: 'slow down' } : undefined,
+      }),
+    );
+    app.get('/', (c) => c.text('ok'));
+    const server = await new Promise<Server>((resolve) => {
+      const s = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve(s as Server));
+    });
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      assert.equal((await get(url)).status, 200);
+      const refused = await get(url);
+      assert.equal(refused.status, 429);
+      assert.equal(refused.headers.get('x-request-id'), 'r-1');
+      assert.equal(refused.headers.get('content-type'), 'application/problem+json');
+      assert.equal(refused.headers.get('retry-after'), '3600');
+      assert.match(refused.headers.get('ratelimit') ?? '', /;r=0;t=\d+$/);
+      assert.equal(JSON.parse(refused.body).status, 429);
+      custom = true;
+      const own = await get(url);
+      assert.equal(own.status, 429);
+      assert.equal(own.body, 'slow down');
+      assert.equal(own.headers.get('x-why'), 'custom');
+      assert.equal(own.headers.get('x-request-id'), 'r-1');
+      assert.match(own.headers.get('content-type') ?? '', /^text\/plain/, "Hono's default for a text body");
+      assert.match(own.headers.get('ratelimit') ?? '', /;r=0;t=\d+$/);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });
 

@@ -1,9 +1,8 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { hostname } from 'node:os';
-import { Fleet, type FleetClient } from 'floodgate/admin';
+import type { Fleet } from 'floodgate/admin';
 import { type Logger, pino } from 'pino';
-import { adminToken, dashboardRoute } from '../shared/dashboard.js';
+import { adminToken } from '../shared/dashboard.js';
 import { drain } from '../shared/drain.js';
 import { listen } from '../shared/listen.js';
 import { redact } from '../shared/redact.js';
@@ -108,7 +107,6 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
   registerUpstreamMetrics(metrics.registry, () => gateway.active.pool.states());
 
   let server: Server | undefined;
-  let fleet: Fleet | undefined;
   let url: string;
   try {
     server = proxyServer(initial, gateway.handle, log);
@@ -119,13 +117,9 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
       host: '--host or "listen"',
     });
     if (initial.tls !== undefined) url = url.replace(/^http:/, 'https:');
-    const client = runtime.stores.client;
-    if (client !== undefined)
-      fleet = new Fleet({
-        client: client as unknown as FleetClient,
-        id: `${hostname()}:${process.pid}:${(server.address() as AddressInfo).port}`,
-        limiters: () => gateway.active.rules.flatMap((r) => r.limiters),
-      }).start();
+    runtime.joinFleet((server.address() as AddressInfo).port, () =>
+      gateway.active.rules.flatMap((r) => r.limiters),
+    );
     // The primary sums every worker's metrics: a scrape answered here must be theirs, not this worker's.
     if (worker !== undefined) runtime.adminRoutes.set('/metrics', worker.metricsRoute);
     await runtime.startAdmin(
@@ -138,12 +132,10 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
           ...worker?.health(),
         }),
         names: { port: '--admin-port or "admin"', host: '"admin"' },
-        more: dashboardRoute({
-          ...(fleet === undefined ? {} : { fleet }),
+        more: runtime.dashboard({
           limiters: () => gateway.active.rules.flatMap((r) => r.limiters),
           ...(shedder === undefined ? {} : { shedder }),
           token: adminToken(options.adminToken, options.env ?? process.env),
-          log,
         }),
       },
     );
@@ -205,7 +197,6 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
   const stop = () =>
     runtime.stop({
       drain: () => {
-        fleet?.stop();
         gateway.close();
         gateway.flushLogs();
         resources.keyFailures.flush();
@@ -220,5 +211,5 @@ export async function startProxy(initial: ProxyConfig, options: ProxyOptions = {
         await resources.dispatcher.destroy();
       },
     });
-  return { server: listening, url, adminUrl: runtime.adminUrl, metrics, fleet, reload, stop };
+  return { server: listening, url, adminUrl: runtime.adminUrl, metrics, fleet: runtime.fleet, reload, stop };
 }

@@ -1,7 +1,8 @@
 import { Server, type ServerUnaryCall, type sendUnaryData, status } from '@grpc/grpc-js';
+import type { Fleet } from 'floodgate/admin';
 import { deliver } from 'floodgate/http';
 import { type Logger, pino } from 'pino';
-import { adminToken, dashboardRoute } from '../shared/dashboard.js';
+import { adminToken } from '../shared/dashboard.js';
 import { environmentError } from '../shared/errors.js';
 import { redact } from '../shared/redact.js';
 import type { OutagePolicy } from '../shared/redis.js';
@@ -43,6 +44,8 @@ export interface RunningRls {
   readonly adminUrl: string | undefined;
   readonly metrics: RlsMetrics;
   readonly service: RateLimitService;
+  /** With a Redis store: this process in the fleet sharing it (publishes every 5 s). */
+  readonly fleet: Fleet | undefined;
   /** Reads the configuration again; false (the previous one kept) when it is invalid. */
   reload(): boolean;
   stop(): Promise<void>;
@@ -136,15 +139,15 @@ export async function startRls(
       ),
     );
     address = `${settings.listen.host}:${port}`;
+    runtime.joinFleet(port, () => service.limiters());
     await runtime.startAdmin(
       settings.admin !== false && {
         address: settings.admin,
         health: () => ({ domains: [...service.config.keys()] }),
         names: { port: '--admin-port', host: '--admin-port' },
-        more: dashboardRoute({
+        more: runtime.dashboard({
           limiters: () => service.limiters(),
           token: adminToken(options.adminToken, options.env ?? process.env),
-          log,
         }),
       },
     );
@@ -210,5 +213,5 @@ export async function startRls(
         });
       },
     });
-  return { address, adminUrl: runtime.adminUrl, metrics, service, reload, stop };
+  return { address, adminUrl: runtime.adminUrl, fleet: runtime.fleet, metrics, service, reload, stop };
 }

@@ -1,8 +1,8 @@
 import { createServer, type Server } from 'node:http';
-import { isIP } from 'node:net';
+import { type AddressInfo, isIP } from 'node:net';
 import { Limiter, LoginGuard } from 'floodgate';
+import type { Fleet } from 'floodgate/admin';
 import { type Logger, pino } from 'pino';
-import { dashboardRoute } from '../shared/dashboard.js';
 import { drain } from '../shared/drain.js';
 import { listen } from '../shared/listen.js';
 import { redact } from '../shared/redact.js';
@@ -19,7 +19,14 @@ export interface Running {
   url: string;
   /** The admin listener's URL (`/metrics`, `/health`), unless `--no-admin`. */
   adminUrl: string | undefined;
+  /** With Redis: this process in the fleet sharing it (publishes every 5 s). */
+  fleet: Fleet | undefined;
   stop(): Promise<void>;
+}
+
+export interface ServeOptions {
+  /** Where the log goes. Default: JSON lines on stdout. */
+  readonly log?: Logger;
 }
 
 /** Whether `host` is reachable from this machine alone. */
@@ -49,8 +56,8 @@ async function warnOfPublicPassword(db: Database, log: Logger): Promise<void> {
 }
 
 /** Starts the continents API; resolves once it listens. */
-export async function serve(config: ServeConfig): Promise<Running> {
-  const log = pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime });
+export async function serve(config: ServeConfig, options: ServeOptions = {}): Promise<Running> {
+  const log = options.log ?? pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime });
   const metrics = createMetrics();
   const { db, seeded, withoutUsers } = await openDatabase(config.db, {
     exampleUser: wantsExampleUser(config),
@@ -95,23 +102,21 @@ export async function serve(config: ServeConfig): Promise<Running> {
   const clientOf = clientResolver(config.trustProxy, config.ipv6Prefix);
   const handle = createApp({ db, limiter, logins, metrics, log, clientOf });
   const server = createServer((req, res) => void handle(req, res));
+  const limiters = () => [
+    ['api', limiter] as const,
+    ...Object.entries(logins.limiters).map(([n, l]) => [`login ${n}`, l] as const),
+  ];
   let url: string;
   try {
     url = await listen(server, config.host, config.port);
+    runtime.joinFleet((server.address() as AddressInfo).port, limiters);
     // On loopback whatever --host says: the metrics are for the operator, not for the API's clients.
     await runtime.startAdmin(
       config.admin && {
         address: { host: '127.0.0.1', port: config.adminPort },
         health: () => ({}),
         names: { port: '--admin-port', host: '--admin-port' },
-        more: dashboardRoute({
-          limiters: () => [
-            ['api', limiter],
-            ...Object.entries(logins.limiters).map(([n, l]) => [`login ${n}`, l] as const),
-          ],
-          token: config.adminToken,
-          log,
-        }),
+        more: runtime.dashboard({ limiters, token: config.adminToken }),
       },
     );
   } catch (error) {
@@ -139,5 +144,5 @@ export async function serve(config: ServeConfig): Promise<Running> {
       },
       release: () => db.close(),
     });
-  return { server, url, adminUrl: runtime.adminUrl, stop };
+  return { server, url, adminUrl: runtime.adminUrl, fleet: runtime.fleet, stop };
 }

@@ -1,8 +1,12 @@
 import type { FSWatcher } from 'node:fs';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { hostname } from 'node:os';
+import type { Limiter } from 'floodgate';
+import { Fleet, type FleetClient } from 'floodgate/admin';
 import type { Logger } from 'pino';
 import type { Counter, Registry } from 'prom-client';
 import { type AdminHandler, adminServer, healthRoute, metricsRoute, startAdmin } from './admin.js';
+import { type AdminRoute, type DashboardOptions, dashboardRoute } from './dashboard.js';
 import { redact } from './redact.js';
 import { openStores, type StoreSettings, type Stores } from './stores.js';
 import { watchConfig } from './watch.js';
@@ -51,11 +55,11 @@ export interface StopSteps {
 
 /**
  * One service runtime for every command (`serve`, `proxy`, `rls`): it owns the rate-limit store made from
- * its URL (memory or Redis, its failures counted in `floodgate_store_errors_total`), the admin listener
- * (`/metrics`, `/health`, and any route added to `adminRoutes` before it starts), the configuration's
- * watch and reload, and the ordered stop: stop watching, stop accepting and drain (with the admin
- * listener), the command's own resources, then the stores (awaited: what they give back is written),
- * then the Redis client quits.
+ * its URL (memory or Redis, its failures counted in `floodgate_store_errors_total`), the process's place in
+ * the fleet sharing that Redis, the admin listener (`/metrics`, `/health`, the dashboard, and any route
+ * added to `adminRoutes` before it starts), the configuration's watch and reload, and the ordered stop:
+ * stop watching and publishing, stop accepting and drain (with the admin listener), the command's own
+ * resources, then the stores (awaited: what they give back is written), then the Redis client quits.
  */
 export class ServiceRuntime {
   readonly log: Logger;
@@ -64,6 +68,7 @@ export class ServiceRuntime {
   /** The admin listener's routes; add to it before `startAdmin`. */
   readonly adminRoutes: Map<string, AdminHandler>;
   #admin: { server: Server; url: string } | undefined;
+  #fleet: Fleet | undefined;
   #watcher: FSWatcher | undefined;
   #stopping: Promise<void> | undefined;
 
@@ -82,6 +87,37 @@ export class ServiceRuntime {
   /** The admin listener's URL, once started. */
   get adminUrl(): string | undefined {
     return this.#admin?.url;
+  }
+
+  /** This process in the fleet, once it joined one (with Redis only). */
+  get fleet(): Fleet | undefined {
+    return this.#fleet;
+  }
+
+  /**
+   * With a Redis store, this process joins the fleet of every process sharing it: its limiters' traffic is
+   * published every 5 s (until the stop) as `host:pid:port`, `port` being the one it serves on, and any
+   * member's dashboard merges the live ones (`/api/fleet`). With the memory store there is no fleet.
+   */
+  joinFleet(port: number, limiters: () => Iterable<readonly [string, Limiter]>): Fleet | undefined {
+    const client = this.stores.client;
+    if (client === undefined) return undefined;
+    this.#fleet?.stop();
+    this.#fleet = new Fleet({
+      client: client as unknown as FleetClient,
+      id: `${hostname()}:${process.pid}:${port}`,
+      limiters,
+    }).start();
+    return this.#fleet;
+  }
+
+  /** The admin API and the dashboard for the admin listener's `more`: over this process's fleet, if any. */
+  dashboard(options: Omit<DashboardOptions, 'fleet' | 'log'>): AdminRoute {
+    return dashboardRoute({
+      ...options,
+      ...(this.#fleet === undefined ? {} : { fleet: this.#fleet }),
+      log: this.log,
+    });
   }
 
   /** Starts the admin listener (unless `false`); resolves with its URL. */
@@ -126,6 +162,7 @@ export class ServiceRuntime {
   /** For a start that failed: closes the admin listener and drops the store's connection at once. */
   abandon(): void {
     this.#watcher?.close();
+    this.#fleet?.stop();
     this.#admin?.server.close();
     this.stores.abandon();
   }
@@ -134,6 +171,7 @@ export class ServiceRuntime {
   stop(steps: StopSteps): Promise<void> {
     this.#stopping ??= (async () => {
       this.#watcher?.close();
+      this.#fleet?.stop();
       const admin = this.#admin?.server;
       await Promise.all([
         steps.drain(),

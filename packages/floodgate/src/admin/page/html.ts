@@ -23,6 +23,19 @@ export const DASHBOARD_HTML = `<!doctype html>
   <h2>Shared store (Redis)</h2>
   <ul id="stores-list"></ul>
 </section>
+<section id="fleet" hidden>
+  <h2 id="fleet-title">Fleet</h2>
+  <div class="row">
+    <div id="fleet-limiters"></div>
+    <div>
+      <h3>Processes</h3>
+      <table id="fleet-processes">
+        <thead><tr><th>process</th><th>requests</th><th>refused</th><th>published</th></tr></thead>
+        <tbody></tbody>
+      </table>
+    </div>
+  </div>
+</section>
 <main id="limiters"></main>
 <footer>Charts by <a href="uplot-license.txt">uPlot</a> (MIT), shipped with Floodgate.</footer>
 <script src="uplot.js"></script>

@@ -1,7 +1,8 @@
 /**
  * The dashboard's script: polls `api/dashboard` every second and draws each limiter's per-second outcomes
- * (uPlot), its busiest clients with an unblock button, and the limit traffic suggests. Plain browser
- * JavaScript, no build step; every text from the server goes in with textContent, never as HTML.
+ * (uPlot), its busiest clients with an unblock button, and the limit traffic suggests; and, when the
+ * handler has a fleet (`api/fleet`), the whole fleet's totals and busiest clients, and each process's share.
+ * Plain browser JavaScript, no build step; every text from the server goes in with textContent, never as HTML.
  */
 export const DASHBOARD_JS = `(function () {
   'use strict';
@@ -78,6 +79,24 @@ export const DASHBOARD_JS = `(function () {
       .catch(function (e) { button.disabled = false; status('unblock refused: ' + e.message); });
   }
 
+  // The busiest clients by requests, then those refused most that are not among them (no request count).
+  function clientRows(top) {
+    var refused = {};
+    top.refusals.clients.forEach(function (c) { refused[c.key] = c.count; });
+    var rows = top.requests.clients.map(function (c) { return Object.assign({}, c, { refused: refused[c.key] || 0 }); });
+    top.refusals.clients.forEach(function (c) {
+      if (!rows.some(function (r) { return r.key === c.key; })) rows.push(Object.assign({}, c, { count: null, refused: c.count }));
+    });
+    return rows;
+  }
+  function clientRow(c) {
+    var tr = el('tr', { 'data-key': c.key });
+    tr.appendChild(el('td', { 'class': 'client' }, c.label));
+    tr.appendChild(el('td', { 'class': 'n' }, c.count === null ? '' : c.count));
+    tr.appendChild(el('td', { 'class': 'n' + (c.refused ? ' refused' : '') }, c.refused));
+    return tr;
+  }
+
   function draw(limiter) {
     var view = viewOf(limiter);
     view.policies.textContent = limiter.rates.map(function (p) {
@@ -88,18 +107,9 @@ export const DASHBOARD_JS = `(function () {
     view.chart.setData([points.map(function (p) { return p.at / 1000; })].concat(SERIES.map(function (s) {
       return points.map(function (p) { return p[s[0]]; });
     })));
-    var refused = {};
-    limiter.top.refusals.clients.forEach(function (c) { refused[c.key] = c.count; });
-    var rows = limiter.top.requests.clients.slice();
-    limiter.top.refusals.clients.forEach(function (c) {
-      if (!rows.some(function (r) { return r.key === c.key; })) rows.push(Object.assign({}, c, { count: null }));
-    });
     view.body.replaceChildren();
-    rows.forEach(function (c) {
-      var tr = el('tr', { 'data-key': c.key });
-      tr.appendChild(el('td', { 'class': 'client' }, c.label));
-      tr.appendChild(el('td', { 'class': 'n' }, c.count === null ? '' : c.count));
-      tr.appendChild(el('td', { 'class': 'n' + (refused[c.key] ? ' refused' : '') }, refused[c.key] || 0));
+    clientRows(limiter.top).forEach(function (c) {
+      var tr = clientRow(c);
       var td = el('td');
       var button = el('button', { type: 'button', 'class': 'unblock' }, 'unblock');
       button.addEventListener('click', function () { unblock(limiter.name, c, button); });
@@ -146,6 +156,49 @@ export const DASHBOARD_JS = `(function () {
     });
   }
 
+  // The fleet's view: asked for until the handler answers that it has no fleet (a 404).
+  var fleetKnown = true;
+  function drawFleet(f) {
+    var box = document.getElementById('fleet');
+    box.hidden = f.processes.length === 0;
+    document.getElementById('fleet-title').textContent = 'Fleet: ' + f.processes.length + ' process' +
+      (f.processes.length === 1 ? '' : 'es') + ' sharing the store, last minute';
+    var list = document.getElementById('fleet-limiters');
+    list.replaceChildren();
+    f.limiters.forEach(function (l) {
+      var part = el('div', { 'class': 'fleet-limiter', 'data-limiter': l.name });
+      part.appendChild(el('h3', {}, l.name + ': ' + l.top.requests.total + ' requests, ' + l.top.refusals.total +
+        ' refused, over ' + l.processes + ' process' + (l.processes === 1 ? '' : 'es')));
+      var table = el('table', { 'class': 'top' });
+      var head = el('tr');
+      ['client', 'requests', 'refused'].forEach(function (t) { head.appendChild(el('th', {}, t)); });
+      table.appendChild(head);
+      var body = el('tbody');
+      clientRows(l.top).forEach(function (c) { body.appendChild(clientRow(c)); });
+      table.appendChild(body);
+      part.appendChild(table);
+      part.appendChild(el('p', { 'class': 'note' }, 'counts are at most ' + l.top.requests.bound + ' too high.'));
+      list.appendChild(part);
+    });
+    var rows = document.querySelector('#fleet-processes tbody');
+    rows.replaceChildren();
+    f.processes.forEach(function (p) {
+      var tr = el('tr', { 'data-process': p.id });
+      tr.appendChild(el('td', { 'class': 'process' }, p.id));
+      tr.appendChild(el('td', { 'class': 'n' }, p.requests));
+      tr.appendChild(el('td', { 'class': 'n' + (p.refusals ? ' refused' : '') }, p.refusals));
+      tr.appendChild(el('td', { 'class': 'n' }, Math.max(0, Math.round((f.now - p.at) / 1000)) + ' s ago'));
+      rows.appendChild(tr);
+    });
+  }
+  function pollFleet() {
+    if (!fleetKnown) return Promise.resolve();
+    return fetch(root + 'api/fleet?window=1m&n=10', { headers: headers() }).then(function (r) {
+      if (r.status === 404) { fleetKnown = false; document.getElementById('fleet').hidden = true; return; }
+      return r.json().then(function (f) { if (r.ok) drawFleet(f); else document.getElementById('fleet').hidden = true; });
+    }).catch(function () { document.getElementById('fleet').hidden = true; });
+  }
+
   function poll() {
     api('dashboard?seconds=300').then(function (d) {
       d.limiters.forEach(draw);
@@ -153,6 +206,7 @@ export const DASHBOARD_JS = `(function () {
       drawStores(d.stores || []);
       document.body.setAttribute('data-updated', String(d.now));
       if (!/^unblock/.test(document.getElementById('status').textContent)) status('live · ' + new Date(d.now).toLocaleTimeString());
+      return pollFleet();
     }).catch(function (e) { status('cannot read the admin API: ' + e.message); })
       .finally(function () { setTimeout(poll, 1000); });
   }
